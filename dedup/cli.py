@@ -1,0 +1,308 @@
+"""The ``dedup`` command line: parse arguments, call :class:`~dedup.service.Deduper`, format results.
+
+Every clustering setting is a flag and a ``DEDUP_*`` environment variable,
+generated from :class:`~dedup.settings.Settings`.
+"""
+
+from __future__ import annotations
+
+import csv
+import dataclasses
+import json
+import sys
+import time
+from typing import Any, Callable, Iterable, TextIO
+
+import click
+
+from .evaluate import evaluate, pair_report
+from .readers import read_labels, read_paths
+from .records import Article, BadInput, Story
+from .service import Deduper, Outcome
+from .settings import Settings
+
+CONTEXT = {"help_option_names": ["-h", "--help"], "max_content_width": 100}
+
+
+def settings_options(fn: Callable) -> Callable:
+    """Add one option per Settings field, plus --redis and --namespace."""
+    for f in reversed(Settings.declared()):
+        fn = click.option(
+            "--" + f.name.replace("_", "-"),
+            f.name,
+            type=type(f.default),
+            default=None,
+            envvar=Settings.env_name(f.name),
+            show_envvar=True,
+            help=f"{f.metadata['help']} [default: {f.default}]",
+        )(fn)
+    fn = click.option(
+        "--namespace",
+        default="dedup",
+        envvar="DEDUP_NAMESPACE",
+        show_envvar=True,
+        show_default=True,
+        help="Key prefix of the shared index; several indexes can live in one Redis.",
+    )(fn)
+    fn = click.option(
+        "--redis",
+        "redis_url",
+        default=None,
+        envvar="DEDUP_REDIS_URL",
+        show_envvar=True,
+        help="Use the shared Redis index at this URL (redis://, rediss://) instead of an in-process one.",
+    )(fn)
+    return fn
+
+
+def _settings(kwargs: dict[str, Any]) -> Settings:
+    names = {f.name for f in Settings.declared()}
+    try:
+        return Settings(**{k: v for k, v in kwargs.items() if k in names and v is not None})
+    except ValueError as exc:
+        raise click.UsageError(str(exc)) from exc
+
+
+def _open(kwargs: dict[str, Any]) -> Deduper:
+    try:
+        return Deduper(_settings(kwargs), url=kwargs.get("redis_url"), namespace=kwargs.get("namespace", "dedup"))
+    except ImportError as exc:
+        raise click.ClickException(f"--redis needs the Redis index: {exc}") from exc
+    except Exception as exc:  # connection problems name the URL
+        if kwargs.get("redis_url"):
+            raise click.ClickException(f"cannot open the index at {kwargs['redis_url']}: {exc}") from exc
+        raise
+
+
+class Progress:
+    """A one-line progress counter on stderr, shown only on a terminal or when asked."""
+
+    def __init__(self, enabled: bool, stream: TextIO = sys.stderr) -> None:
+        self.enabled = enabled
+        self.stream = stream
+        self.start = time.monotonic()
+        self.last = 0.0
+        self.n = 0
+
+    def tick(self) -> None:
+        self.n += 1
+        now = time.monotonic()
+        if self.enabled and now - self.last > 0.2:
+            self.last = now
+            rate = self.n / max(now - self.start, 1e-9)
+            self.stream.write(f"\r{self.n:,} articles  {rate:,.0f}/s")
+            self.stream.flush()
+
+    def done(self) -> None:
+        if self.enabled and self.n:
+            rate = self.n / max(time.monotonic() - self.start, 1e-9)
+            self.stream.write(f"\r{self.n:,} articles  {rate:,.0f}/s  done\n")
+            self.stream.flush()
+
+
+def run_batch(dd: Deduper, items: Iterable[Article | BadInput], progress: Progress) -> list[Outcome]:
+    """Ingest everything, reporting bad items and warnings on stderr as they come."""
+    outcomes = []
+    for outcome in dd.add_many(items):
+        progress.tick()
+        if outcome.article is not None:
+            for w in outcome.article.warnings:
+                click.echo(f"warning: {w}", err=True)
+        if outcome.error is not None:
+            click.echo(f"error: {outcome.error}", err=True)
+        outcomes.append(outcome)
+    progress.done()
+    return outcomes
+
+
+def story_dict(story: Story) -> dict[str, Any]:
+    d = dataclasses.asdict(story)
+    d["size"] = story.size
+    return d
+
+
+@click.group(context_settings=CONTEXT)
+@click.version_option(package_name="dedup")
+def cli() -> None:
+    """Cluster news articles into stories and show what each rewrite adds.
+
+    \b
+    Example:
+      dedup cluster seeds/
+    """
+
+
+@cli.command(context_settings=CONTEXT)
+@click.argument("paths", nargs=-1, required=True)
+@click.option(
+    "--format", "fmt", type=click.Choice(["table", "json", "jsonl", "csv"]), default="table", show_default=True,
+    envvar="DEDUP_FORMAT", show_envvar=True, help="Output format.",
+)
+@click.option("--skip-bad", is_flag=True, envvar="DEDUP_SKIP_BAD", help="Exit 0 even when some items were rejected.")
+@click.option("--progress/--no-progress", default=None, help="Progress on stderr [default: when stderr is a terminal].")
+@settings_options
+def cluster(paths: tuple[str, ...], fmt: str, skip_bad: bool, progress: bool | None, **kwargs: Any) -> None:
+    """Cluster articles from files, directories, JSON/JSONL or stdin (-) into stories.
+
+    Text files become one article each (id = file name without extension);
+    JSON and JSONL items need an "id" and a "text" or "body".  Bad items are
+    reported on stderr with file and line, and the rest of the batch goes on.
+
+    \b
+    Examples:
+      dedup cluster seeds/
+      dedup cluster --format jsonl articles.jsonl > assignments.jsonl
+      cat feed.jsonl | dedup cluster --format json -
+    """
+    with _open(kwargs) as dd:
+        show = sys.stderr.isatty() if progress is None else progress
+        outcomes = run_batch(dd, read_paths(paths), Progress(show))
+        errors = [o for o in outcomes if o.error is not None]
+        done = [o for o in outcomes if o.assignment is not None]
+        story_of = dd.index.story_of([o.assignment.article_id for o in done])
+        stories: dict[str, Story] = {}
+        for sid in dict.fromkeys(story_of[o.assignment.article_id] for o in done if o.assignment.article_id in story_of):
+            st = dd.story(sid)
+            if st is not None:
+                stories[sid] = st
+        _emit(fmt, done, errors, story_of, stories, sys.stdout)
+    if errors and not skip_bad:
+        click.echo(f"{len(errors)} item(s) rejected; use --skip-bad to exit 0 anyway", err=True)
+        sys.exit(1)
+
+
+def _emit(fmt: str, done: list[Outcome], errors: list[Outcome], story_of: dict[str, str],
+          stories: dict[str, Story], out: TextIO) -> None:
+    variant = {(sid, v.id): v for sid, st in stories.items() for v in st.articles}
+    if fmt == "jsonl":
+        for o in done:
+            aid = o.assignment.article_id
+            sid = story_of.get(aid, o.assignment.story)
+            v = variant.get((sid, aid))
+            row = {"id": aid, "cluster": sid, "action": o.assignment.action,
+                   "story_size": stories[sid].size if sid in stories else 1,
+                   "rank": v.rank if v else None,
+                   "unique_sentences": v.unique_sentences if v else []}
+            out.write(json.dumps(row, ensure_ascii=False) + "\n")
+    elif fmt == "json":
+        doc = {"stories": [story_dict(s) for s in stories.values()],
+               "errors": [{"where": o.error.where, "reason": o.error.reason} for o in errors]}
+        out.write(json.dumps(doc, ensure_ascii=False, indent=2) + "\n")
+    elif fmt == "csv":
+        w = csv.writer(out)
+        w.writerow(["id", "cluster", "rank", "story_size", "unique_sentences", "unique_information", "source", "title"])
+        for o in done:
+            aid = o.assignment.article_id
+            sid = story_of.get(aid, o.assignment.story)
+            v = variant.get((sid, aid))
+            w.writerow([aid, sid, v.rank if v else "", stories[sid].size if sid in stories else 1,
+                        len(v.unique_sentences) if v else 0, v.unique_information if v else 0,
+                        v.source if v else "", v.title if v else ""])
+    else:
+        out.write(render_table(list(stories.values())))
+
+
+def render_table(stories: list[Story]) -> str:
+    """Human-readable stories: largest first, variants ranked, unique sentences listed."""
+    lines: list[str] = []
+    for st in sorted(stories, key=lambda s: (-s.size, s.id)):
+        src = f"; {', '.join(st.sources)}" if st.sources else ""
+        lines.append(f"STORY {st.id}  ({st.size} article{'s' if st.size != 1 else ''}{src})")
+        lines.append(f"  {st.headline}")
+        for v in st.articles:
+            mark = "  * most complete" if v.most_complete else ""
+            lines.append(f"  {v.rank}. {v.id}  unique information {v.unique_information:g}, "
+                         f"covers {v.coverage:.0%} of the story{mark}")
+            if st.size > 1:
+                for s in v.unique_sentences:
+                    lines.append(f"       + {s}")
+        lines.append("")
+    return "\n".join(lines)
+
+
+@cli.command("eval", context_settings=CONTEXT)
+@click.argument("gold")
+@click.argument("extra", nargs=-1)
+@click.option("--pairs", "pairs_path", default=None, help="JSONL of labelled pairs (id1, id2, overall): report merges by score.")
+@settings_options
+def eval_cmd(gold: str, extra: tuple[str, ...], pairs_path: str | None, **kwargs: Any) -> None:
+    """Cluster a labelled JSONL file and print quality scores as JSON.
+
+    The gold file's "cluster" field is the story label; it is read only for
+    scoring.  EXTRA files are clustered in the same run as background
+    traffic (their unlabelled articles are not scored).
+
+    \b
+    Examples:
+      dedup eval ../shared/data/meter-dev.jsonl
+      dedup eval ../shared/data/meter-dev.jsonl ../shared/data/bbc-distractors.jsonl
+      dedup eval ../shared/data/semeval-dev-articles.jsonl --pairs ../shared/data/semeval-dev-pairs.jsonl
+    """
+    labels: dict[str, str | None] = {}
+    for path in (gold, *extra):
+        for k, v in read_labels(path).items():
+            labels.setdefault(k, v)
+    with _open(kwargs) as dd:
+        start = time.perf_counter()
+        outcomes = run_batch(dd, read_paths([gold, *extra]), Progress(sys.stderr.isatty()))
+        seconds = time.perf_counter() - start
+        ids = [o.assignment.article_id for o in outcomes if o.assignment is not None]
+        story_of = dd.index.story_of(ids)
+    result: dict[str, Any] = evaluate(labels, story_of)
+    result["rejected"] = sum(1 for o in outcomes if o.error is not None)
+    result["articles_per_second"] = round(len(ids) / seconds, 1) if seconds else None
+    if pairs_path:
+        result["pairs"] = pair_report(pairs_path, story_of)
+    click.echo(json.dumps(result, indent=2))
+
+
+@cli.command(context_settings=CONTEXT)
+@click.argument("article_ids", nargs=-1, required=True)
+@settings_options
+def delete(article_ids: tuple[str, ...], **kwargs: Any) -> None:
+    """Remove articles (a kill or retraction) from the shared index and re-rank their stories.
+
+    \b
+    Example:
+      dedup delete --redis redis://localhost:6379/0 ap-2020-0121-nato
+    """
+    if not kwargs.get("redis_url"):
+        raise click.UsageError("delete works on a shared index: pass --redis URL (or set DEDUP_REDIS_URL)")
+    missing = 0
+    with _open(kwargs) as dd:
+        for aid in article_ids:
+            try:
+                stories = dd.delete(aid)
+            except KeyError:
+                click.echo(f"error: article {aid!r} is not in the index", err=True)
+                missing += 1
+                continue
+            click.echo(json.dumps({"deleted": aid, "stories": stories}))
+    if missing:
+        sys.exit(1)
+
+
+@cli.command("settings", context_settings=CONTEXT)
+@click.option("--markdown", is_flag=True, help="Print the settings table for the README.")
+@settings_options
+def settings_cmd(markdown: bool, **kwargs: Any) -> None:
+    """Show the effective settings (defaults, DEDUP_* variables and flags applied).
+
+    \b
+    Examples:
+      dedup settings
+      DEDUP_MIN_COSINE=0.3 dedup settings
+      dedup settings --markdown
+    """
+    if markdown:
+        click.echo(Settings.markdown_table())
+        return
+    click.echo(json.dumps(dataclasses.asdict(_settings(kwargs)), indent=2))
+
+
+def main() -> None:
+    cli(prog_name="dedup")
+
+
+if __name__ == "__main__":
+    main()

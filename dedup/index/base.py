@@ -1,0 +1,108 @@
+"""The storage interface every index implements.
+
+An index keeps, per article, its record and :class:`~dedup.records.Signature`,
+the LSH buckets that find it, and which story it belongs to.  It knows
+nothing about *how* stories are decided: :mod:`dedup.stories` does that
+through these primitives, so the in-process and the Redis index cluster
+identically and are run through the same tests.
+
+Implementations may override :meth:`StoryIndex.ingest` to do the whole
+query-verify-insert step atomically (the Redis index does), as long as the
+outcome equals the default's.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from typing import Callable, Iterable
+
+from ..records import Assignment, Entry, Signature
+from ..settings import Settings
+
+Decide = Callable[[Entry, dict[str, Signature], dict[str, str]], Assignment]
+
+
+class StoryIndex(ABC):
+    """Articles, their signatures, LSH buckets and story membership."""
+
+    settings: Settings
+
+    # -- articles ---------------------------------------------------------
+    @abstractmethod
+    def put(self, entry: Entry) -> None:
+        """Store an article's record, signature, buckets and sentence counts (not its story)."""
+
+    @abstractmethod
+    def delete(self, article_id: str) -> Entry | None:
+        """Remove an article everywhere (record, buckets, story, sentence counts); return it."""
+
+    @abstractmethod
+    def entries(self, ids: Iterable[str]) -> dict[str, Entry]:
+        """Stored records of these ids (missing ids are left out)."""
+
+    @abstractmethod
+    def signatures(self, ids: Iterable[str]) -> dict[str, Signature]:
+        """Stored signatures of these ids (missing ids are left out)."""
+
+    @abstractmethod
+    def __contains__(self, article_id: object) -> bool: ...
+
+    @abstractmethod
+    def __len__(self) -> int: ...
+
+    # -- candidates -------------------------------------------------------
+    @abstractmethod
+    def candidates(self, signature: Signature) -> set[str]:
+        """Ids sharing at least one LSH band with ``signature`` and published within the window."""
+
+    # -- stories ----------------------------------------------------------
+    @abstractmethod
+    def story_of(self, ids: Iterable[str]) -> dict[str, str]:
+        """Story id of each stored id."""
+
+    @abstractmethod
+    def members(self, story_id: str) -> list[str]:
+        """Article ids of a story (empty if unknown)."""
+
+    @abstractmethod
+    def set_story(self, story_id: str, ids: Iterable[str]) -> None:
+        """Make ``ids`` members of ``story_id``, taking them out of their old stories."""
+
+    @abstractmethod
+    def story_ids(self) -> list[str]:
+        """Every story id, most recently changed first."""
+
+    # -- boilerplate evidence ---------------------------------------------
+    @abstractmethod
+    def sentence_counts(self, hashes: Iterable[int]) -> list[int]:
+        """How many stored articles contain each sentence hash."""
+
+    # -- lifecycle --------------------------------------------------------
+    def close(self) -> None:
+        """Release connections; the in-process index has none."""
+
+    def __enter__(self) -> "StoryIndex":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # -- the one compound step ---------------------------------------------
+    def ingest(self, entry: Entry, decide: Decide) -> Assignment:
+        """Query, verify and insert one article; returns where it went.
+
+        ``decide`` (from :mod:`dedup.stories`) gets the entry, the candidates'
+        signatures and their stories and returns the assignment; the index
+        then stores the article and applies the story change.
+        """
+        cands = self.candidates(entry.signature)
+        cands.discard(entry.id)
+        sigs = self.signatures(cands)
+        stories = self.story_of(sigs)
+        assignment = decide(entry, sigs, stories)
+        self.put(entry)
+        folded: list[str] = [entry.id]
+        for old in assignment.merged:
+            folded.extend(self.members(old))
+        self.set_story(assignment.story, folded)
+        return assignment

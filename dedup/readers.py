@@ -1,0 +1,175 @@
+"""Input parsing: files, directories, JSON, JSONL and stdin into :class:`Article` records.
+
+Every bad item becomes a :class:`BadInput` that names its file and line; the
+reader never stops a batch for one item and never drops one silently.
+Accepted fields: ``id`` (or ninjs ``uri``/``guid``), ``title`` (or
+``headline``), ``text`` (or ``body``, ninjs ``body_text``, ``body_html``),
+``source``, ``published`` (or ``date``, ninjs ``versioncreated``/
+``firstcreated``), ``url``.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import Any, BinaryIO, Iterable, Iterator
+
+from .records import Article, BadInput, parse_published
+
+TEXT_SUFFIXES = {".txt", ".text", ".md", ".html", ".htm"}
+JSON_SUFFIXES = {".json", ".jsonl", ".ndjson"}
+ID_FIELDS = ("id", "uri", "guid")
+TITLE_FIELDS = ("title", "headline")
+TEXT_FIELDS = ("text", "body", "body_text", "body_html", "content")
+DATE_FIELDS = ("published", "date", "versioncreated", "firstcreated")
+
+
+def decode(data: bytes, where: str) -> tuple[str, list[str]]:
+    """UTF-8 text; undecodable bytes are replaced and the item carries a warning."""
+    try:
+        return data.decode("utf-8-sig"), []
+    except UnicodeDecodeError as exc:
+        text = data.decode("utf-8", errors="replace")
+        bad = text.count("\ufffd")
+        return text, [f"{where}: not valid UTF-8 (first bad byte at offset {exc.start}); {bad} character(s) replaced"]
+
+
+def _first(obj: dict[str, Any], names: Iterable[str]) -> Any:
+    for n in names:
+        v = obj.get(n)
+        if v not in (None, ""):
+            return v
+    return None
+
+
+def article_from_json(obj: Any, where: str, warnings: list[str] | None = None) -> Article:
+    """One JSON object (our fields or IPTC ninjs) as an Article; raises BadInput."""
+    if not isinstance(obj, dict):
+        raise BadInput(where, f"expected a JSON object, got {type(obj).__name__}", "one article object per line")
+    raw_id = _first(obj, ID_FIELDS)
+    if raw_id is None or not str(raw_id).strip():
+        raise BadInput(where, "missing id", "add an 'id' field")
+    text = _first(obj, TEXT_FIELDS)
+    if not isinstance(text, str) or not text.strip():
+        raise BadInput(where + f" (id {raw_id})", "empty text", "put the article body in 'text' or 'body'")
+    title = _first(obj, TITLE_FIELDS) or ""
+    if not isinstance(title, str):
+        title = str(title)
+    published, warn = parse_published(_first(obj, DATE_FIELDS), where)
+    src = obj.get("source") or obj.get("provider") or ""
+    if isinstance(src, dict):
+        src = src.get("name", "")
+    art = Article(
+        id=str(raw_id).strip(),
+        text=text,
+        title=title,
+        source=str(src),
+        published=published,
+        url=str(obj.get("url") or ""),
+        origin=where,
+        warnings=list(warnings or []),
+    )
+    if warn:
+        art.warnings.append(warn)
+    return art
+
+
+def read_jsonl(data: bytes, name: str) -> Iterator[Article | BadInput]:
+    for lineno, raw in enumerate(data.split(b"\n"), start=1):
+        if not raw.strip():
+            continue
+        where = f"{name}:{lineno}"
+        line, warnings = decode(raw, where)
+        try:
+            obj = json.loads(line)
+        except json.JSONDecodeError as exc:
+            yield BadInput(where, f"malformed JSON ({exc.msg} at column {exc.colno})", "fix or remove the line")
+            continue
+        try:
+            yield article_from_json(obj, where, warnings)
+        except BadInput as exc:
+            yield exc
+
+
+def read_json(data: bytes, name: str) -> Iterator[Article | BadInput]:
+    text, warnings = decode(data, name)
+    try:
+        obj = json.loads(text)
+    except json.JSONDecodeError as exc:
+        yield BadInput(f"{name}:{exc.lineno}", f"malformed JSON ({exc.msg})", "fix the file or use JSONL")
+        return
+    if isinstance(obj, dict) and isinstance(obj.get("articles"), list):
+        obj = obj["articles"]
+    items = obj if isinstance(obj, list) else [obj]
+    for i, item in enumerate(items):
+        where = f"{name}[{i}]" if isinstance(obj, list) else name
+        try:
+            yield article_from_json(item, where, warnings)
+        except BadInput as exc:
+            yield exc
+
+
+def read_text(data: bytes, name: str, article_id: str) -> Iterator[Article | BadInput]:
+    text, warnings = decode(data, name)
+    if not text.strip():
+        yield BadInput(name, "empty text", "the file has no article text")
+        return
+    yield Article(id=article_id, text=text, origin=name, warnings=warnings)
+
+
+def read_bytes(data: bytes, name: str, suffix: str = "") -> Iterator[Article | BadInput]:
+    """Dispatch on suffix; without one, JSONL when the content starts with '{', else one text article."""
+    suffix = suffix.lower()
+    if suffix in (".jsonl", ".ndjson"):
+        yield from read_jsonl(data, name)
+    elif suffix == ".json":
+        yield from read_json(data, name)
+    elif suffix in TEXT_SUFFIXES:
+        yield from read_text(data, name, Path(name).stem)
+    elif data.lstrip().startswith(b"{"):
+        yield from read_jsonl(data, name)
+    elif data.lstrip().startswith(b"["):
+        yield from read_json(data, name)
+    else:
+        yield from read_text(data, name, Path(name).stem or "stdin")
+
+
+def read_paths(paths: Iterable[str], stdin: BinaryIO | None = None) -> Iterator[Article | BadInput]:
+    """Every article under ``paths`` (files, directories, ``-`` for stdin), in order."""
+    for p in paths:
+        if p == "-":
+            data = (stdin or sys.stdin.buffer).read()
+            yield from read_bytes(data, "<stdin>")
+            continue
+        path = Path(p)
+        if path.is_dir():
+            files = sorted(
+                f for f in path.rglob("*") if f.is_file() and f.suffix.lower() in TEXT_SUFFIXES | JSON_SUFFIXES
+            )
+            if not files:
+                yield BadInput(str(path), "directory holds no .txt, .json or .jsonl files")
+            for f in files:
+                yield from _read_file(f)
+        else:
+            yield from _read_file(path)
+
+
+def _read_file(path: Path) -> Iterator[Article | BadInput]:
+    try:
+        data = path.read_bytes()
+    except OSError as exc:
+        yield BadInput(str(path), f"cannot read file: {exc.strerror or exc}", "check the path and permissions")
+        return
+    yield from read_bytes(data, str(path), path.suffix)
+
+
+def read_labels(path: str) -> dict[str, str | None]:
+    """Gold story labels (``cluster`` field) of a labelled JSONL file, for ``dedup eval``."""
+    labels: dict[str, str | None] = {}
+    with open(path, "rb") as fh:
+        for raw in fh:
+            if raw.strip():
+                obj = json.loads(raw)
+                labels[str(_first(obj, ID_FIELDS))] = obj.get("cluster")
+    return labels

@@ -1,0 +1,156 @@
+"""The records that flow through dedup, in the order they are made.
+
+text -> :class:`Article` (what the feed said) -> :class:`Document` (normalized)
+-> :class:`Signature` (what the index stores) -> :class:`Assignment` (which
+story it joined) -> :class:`RankedVariant` (what it adds to its story).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass, field
+
+import numpy as np
+
+
+class DedupError(Exception):
+    """Base class of every error dedup raises on purpose."""
+
+
+class BadInput(DedupError):
+    """An input item cannot be clustered.
+
+    ``where`` names the item (file, line, id) so the message tells an editor
+    which article to fix; the rest of the batch goes on.
+    """
+
+    def __init__(self, where: str, reason: str, fix: str = "") -> None:
+        self.where = where
+        self.reason = reason
+        self.fix = fix
+        msg = f"{where}: {reason}"
+        if fix:
+            msg += f" ({fix})"
+        super().__init__(msg)
+
+
+@dataclass
+class Article:
+    """One incoming article, as the feed or file gave it."""
+
+    id: str
+    text: str
+    title: str = ""
+    source: str = ""
+    published: dt.datetime | None = None
+    url: str = ""
+    origin: str = ""  # where it came from, for messages: "file.jsonl:12"
+    warnings: list[str] = field(default_factory=list)
+
+    @property
+    def day(self) -> int | None:
+        """Publication day as a proleptic ordinal, the unit of the story window."""
+        return self.published.date().toordinal() if self.published else None
+
+
+@dataclass
+class Document:
+    """An article after normalization: clean text for matching, original kept for display."""
+
+    article: Article
+    clean: str  # normalized text without boilerplate, title first
+    sentences: list[str]  # clean sentences, in order
+    boilerplate: list[str]  # lines removed as boilerplate (for transparency)
+
+
+@dataclass
+class Signature:
+    """What the index keeps per article to find and verify rewrites.
+
+    ``minhash`` is a datasketch-compatible affine32 MinHash over the key terms;
+    ``term_ids``/``term_weights`` an L2-normalized sparse IDF-weighted word
+    vector (sorted ids); ``shingles`` the sorted hashes of content-word
+    trigrams (text-reuse evidence).
+    """
+
+    minhash: np.ndarray  # uint32[num_perm]
+    term_ids: np.ndarray  # uint32, sorted
+    term_weights: np.ndarray  # float32, same length, unit norm
+    shingles: np.ndarray  # uint32, sorted, unique
+    day: int | None
+
+
+@dataclass
+class Entry:
+    """An article ready for the index: its record, signature and sentence hashes."""
+
+    id: str
+    title: str
+    text: str
+    source: str
+    published: str  # ISO 8601 or ""
+    url: str
+    signature: Signature
+    sentence_hashes: list[int]
+
+
+@dataclass
+class Assignment:
+    """The outcome of ingesting one article.
+
+    ``action`` is ``new`` (started a story), ``joined`` (joined one),
+    ``merged`` (bridged several stories: ``merged`` lists the story ids that
+    were folded into ``story``) or ``replaced`` (a new version of a known id).
+    """
+
+    article_id: str
+    story: str
+    action: str
+    merged: list[str] = field(default_factory=list)
+    links: list[tuple[str, float, float]] = field(default_factory=list)  # (other id, cosine, reuse)
+
+
+@dataclass
+class RankedVariant:
+    """One article of a story, with what it says that no other variant does."""
+
+    id: str
+    rank: int
+    title: str
+    source: str
+    published: str
+    unique_sentences: list[str]
+    unique_information: float
+    coverage: float  # share of the story's content this variant carries
+    most_complete: bool = False
+
+
+@dataclass
+class Story:
+    """A story cluster with its variants ranked by the unique information they add."""
+
+    id: str
+    articles: list[RankedVariant]
+    headline: str
+    sources: list[str]
+    first_published: str
+    last_published: str
+
+    @property
+    def size(self) -> int:
+        return len(self.articles)
+
+
+def parse_published(value: object, where: str) -> tuple[dt.datetime | None, str | None]:
+    """Parse a feed timestamp. Returns (datetime, warning)."""
+    if value in (None, ""):
+        return None, None
+    if isinstance(value, (int, float)):
+        return dt.datetime.fromtimestamp(float(value), tz=dt.timezone.utc), None
+    text = str(value).strip()
+    try:
+        if text.endswith("Z"):
+            text = text[:-1] + "+00:00"
+        return dt.datetime.fromisoformat(text), None
+    except ValueError:
+        return None, f"{where}: published {value!r} is not ISO 8601; treated as undated"

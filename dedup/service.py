@@ -1,0 +1,128 @@
+"""The one core every front end calls: the CLI, the worker and the dashboard.
+
+Data flows one way: :class:`Article` -> normalized text -> :class:`Signature`
+-> candidates -> story -> ranking.  Front ends parse their input into
+:class:`Article` records, call a :class:`Deduper` method, and turn
+:class:`~dedup.records.BadInput` into their own error format.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Iterable, Iterator
+
+from .index import StoryIndex, open_index
+from .novelty import rank_story, sentence_hash
+from .records import Article, Assignment, BadInput, Entry, Story
+from .settings import Settings
+from .signature import sign
+from .stories import assign, remove
+from .text import display_sentences, normalize
+
+
+@dataclass
+class Outcome:
+    """One item of a batch: its assignment, or the error that stopped it."""
+
+    where: str
+    article: Article | None
+    assignment: Assignment | None = None
+    error: BadInput | None = None
+
+
+class Deduper:
+    """Cluster articles into stories and rank each story's variants.
+
+    ``Deduper()`` keeps its index in process; ``Deduper(url="redis://...")``
+    shares one index with every other process using the same namespace.
+    """
+
+    def __init__(
+        self,
+        settings: Settings | None = None,
+        *,
+        url: str | None = None,
+        namespace: str = "dedup",
+        index: StoryIndex | None = None,
+    ) -> None:
+        self.settings = settings or Settings()
+        self.index = index if index is not None else open_index(self.settings, url, namespace)
+
+    # -- ingest -----------------------------------------------------------
+    def prepare(self, article: Article) -> Entry:
+        """Normalize and sign an article; raises BadInput naming it when it cannot be clustered."""
+        where = article.origin or f"article {article.id!r}"
+        if not article.id or not str(article.id).strip():
+            raise BadInput(where, "missing id", "give every article a non-empty 'id'")
+        if len(article.text) > self.settings.max_chars:
+            raise BadInput(
+                where,
+                f"text is {len(article.text):,} characters, over the limit of {self.settings.max_chars:,}",
+                "split the article or raise --max-chars",
+            )
+        clean, _ = normalize(article.text, article.title)
+        try:
+            signature = sign(clean, article.day, self.settings)
+        except ValueError as exc:
+            raise BadInput(where, f"empty text: {exc}", "send the article body in 'text' or 'body'") from exc
+        return Entry(
+            id=str(article.id),
+            title=article.title,
+            text=article.text,
+            source=article.source,
+            published=article.published.isoformat() if article.published else "",
+            url=article.url,
+            signature=signature,
+            sentence_hashes=[sentence_hash(norm) for _, norm in display_sentences(article.text, article.title)],
+        )
+
+    def add(self, article: Article) -> Assignment:
+        """Put one article into its story (see :func:`dedup.stories.assign`)."""
+        return assign(self.index, self.prepare(article), self.settings)
+
+    def add_many(self, items: Iterable[Article | BadInput]) -> Iterator[Outcome]:
+        """Ingest a batch; a bad item yields an Outcome with its error and the batch goes on."""
+        for item in items:
+            if isinstance(item, BadInput):
+                yield Outcome(item.where, None, error=item)
+                continue
+            where = item.origin or item.id
+            try:
+                yield Outcome(where, item, assignment=self.add(item))
+            except BadInput as exc:
+                yield Outcome(where, item, error=exc)
+
+    def delete(self, article_id: str) -> list[str]:
+        """Remove an article everywhere; returns the stories its old story became."""
+        entry, stories = remove(self.index, article_id, self.settings)
+        if entry is None:
+            raise KeyError(article_id)
+        return stories
+
+    # -- read -------------------------------------------------------------
+    def story_of(self, article_id: str) -> str | None:
+        return self.index.story_of([article_id]).get(article_id)
+
+    def story(self, story_id: str) -> Story | None:
+        """A story with its variants ranked by unique information, or None."""
+        ids = self.index.members(story_id)
+        if not ids:
+            return None
+        entries = list(self.index.entries(ids).values())
+        hashes = sorted({h for e in entries for h in e.sentence_hashes})
+        counts = dict(zip(hashes, self.index.sentence_counts(hashes)))
+        return rank_story(story_id, entries, self.settings, counts)
+
+    def stories(self, limit: int | None = None, offset: int = 0) -> list[Story]:
+        ids = self.index.story_ids()
+        ids = ids[offset : None if limit is None else offset + limit]
+        return [s for s in (self.story(i) for i in ids) if s is not None]
+
+    def close(self) -> None:
+        self.index.close()
+
+    def __enter__(self) -> "Deduper":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()

@@ -1,0 +1,115 @@
+"""Every tunable of dedup, declared once.
+
+Each setting has a name, a type, a default and a help text.  The CLI turns
+every setting into a ``--flag`` and reads ``DEDUP_<NAME>`` from the
+environment; the README table is generated from the same list
+(``dedup settings --markdown``).  Nothing else in the package hard-codes a
+threshold.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from dataclasses import dataclass, field, fields
+from typing import Any, Mapping
+
+ENV_PREFIX = "DEDUP_"
+
+
+def _setting(default: Any, help: str, *, group: str = "clustering") -> Any:
+    return field(default=default, metadata={"help": help, "group": group})
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Clustering, ranking and storage parameters.
+
+    Defaults were chosen with ``dedup eval`` on labelled data (see README,
+    "Quality"); they are not fitted to the seed articles.
+    """
+
+    # -- signatures -------------------------------------------------------
+    num_perm: int = _setting(32, "MinHash permutations per signature (must equal bands x rows).", group="signature")
+    bands: int = _setting(32, "LSH bands; more bands find weaker rewrites but return more candidates.", group="signature")
+    rows: int = _setting(1, "Rows (hash values) per LSH band.", group="signature")
+    key_terms: int = _setting(
+        10,
+        "How many of an article's most informative words go into its MinHash. "
+        "Rewrites keep names and rare words, so a small key set collides where whole-text shingles do not.",
+        group="signature",
+    )
+    seed: int = _setting(1, "MinHash permutation seed; an index must be built and queried with one seed.", group="signature")
+    # -- verification -----------------------------------------------------
+    min_cosine: float = _setting(
+        0.2, "Least cosine similarity of the IDF-weighted word vectors for two articles to be one story."
+    )
+    min_reuse: float = _setting(
+        0.035,
+        "Least share of the shorter article's content-word trigrams found in the other: the text-reuse "
+        "evidence that separates a rewrite from another wire's story on the same event.",
+    )
+    window_days: int = _setting(
+        1, "Two articles can be one story only if published at most this many days apart."
+    )
+    # -- novelty ranking --------------------------------------------------
+    same_sentence: float = _setting(
+        0.5,
+        "Sentence TF-IDF cosine at or above which a sentence of another variant 'says the same'.",
+        group="ranking",
+    )
+    min_sentence_words: int = _setting(
+        4, "Sentences with fewer content words are never reported as unique.", group="ranking"
+    )
+    # -- input ------------------------------------------------------------
+    max_chars: int = _setting(
+        2_000_000, "Articles longer than this many characters are rejected as bad input.", group="input"
+    )
+
+    def __post_init__(self) -> None:
+        if self.bands * self.rows != self.num_perm:
+            raise ValueError(
+                f"bands x rows must equal num_perm (got {self.bands} x {self.rows} != {self.num_perm}); "
+                "set --num-perm, --bands and --rows consistently"
+            )
+        for name in ("bands", "rows", "key_terms", "num_perm", "max_chars"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name} must be at least 1")
+        if self.window_days < 0:
+            raise ValueError("window_days must be 0 or more")
+
+    # ------------------------------------------------------------------
+    @classmethod
+    def declared(cls) -> list[dataclasses.Field]:
+        return list(fields(cls))
+
+    @classmethod
+    def env_name(cls, name: str) -> str:
+        return ENV_PREFIX + name.upper()
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None, **overrides: Any) -> "Settings":
+        """Defaults, then ``DEDUP_*`` variables, then explicit overrides."""
+        environ = os.environ if environ is None else environ
+        values: dict[str, Any] = {}
+        for f in fields(cls):
+            raw = environ.get(cls.env_name(f.name))
+            if raw is not None:
+                try:
+                    values[f.name] = type(f.default)(raw)
+                except ValueError as exc:
+                    raise ValueError(f"{cls.env_name(f.name)}={raw!r} is not a valid {type(f.default).__name__}") from exc
+        values.update({k: v for k, v in overrides.items() if v is not None})
+        return cls(**values)
+
+    def fingerprint(self) -> dict[str, Any]:
+        """The settings an index depends on: changing them needs a new index."""
+        return {k: getattr(self, k) for k in ("num_perm", "bands", "rows", "key_terms", "seed")}
+
+    @classmethod
+    def markdown_table(cls) -> str:
+        lines = ["| setting | env var | default | meaning |", "| --- | --- | --- | --- |"]
+        for f in fields(cls):
+            flag = "--" + f.name.replace("_", "-")
+            lines.append(f"| `{flag}` | `{cls.env_name(f.name)}` | `{f.default}` | {f.metadata['help']} |")
+        return "\n".join(lines)

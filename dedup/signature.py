@@ -1,0 +1,136 @@
+"""Signatures: what the index stores of each article.
+
+Three parts, each for one job:
+
+* a **MinHash** over the article's *key terms* (its most informative words,
+  weighted by term frequency and by how rare the word is in English).  Wire
+  rewrites keep the names, places and rare words of the story while
+  rewording everything else, so the key-term sets of two rewrites overlap
+  far more than their shingle sets do: LSH over key terms finds them.
+* an **IDF-weighted word vector** (unit norm) for the cosine check.  Word
+  rarity comes from a fixed English frequency table (``wordfreq``), not from
+  the corpus seen so far, so whether two articles match depends only on the
+  two articles: the clustering is the same whatever order they arrive in.
+* the hashed **content-word trigrams**, whose overlap is the text-reuse
+  evidence that separates a rewrite from another wire's story on the event.
+
+MinHash values are computed by datasketch (affine32 scheme) with a CRC32
+input hash, so every stored signature can be read back as a datasketch
+``LeanMinHash``.
+"""
+
+from __future__ import annotations
+
+import zlib
+from collections import Counter
+from functools import lru_cache
+
+import numpy as np
+import wordfreq
+from datasketch import LeanMinHash, MinHash
+
+from .records import Signature
+from .settings import Settings
+from .text import content_words
+
+IDF_CEILING = 8.0  # zipf 8 ~ "the"; a word never seen in English text gets idf 8
+IDF_FLOOR = 0.3
+
+
+def term_hash(term: str) -> int:
+    """Stable 32-bit hash of a term (CRC32: fast, in the standard library, same in every process)."""
+    return zlib.crc32(term.encode("utf-8"))
+
+
+def _hash_bytes(b: bytes) -> int:
+    return zlib.crc32(b)
+
+
+@lru_cache(maxsize=1 << 20)
+def idf(term: str) -> float:
+    """How informative a word is: 8 minus its Zipf frequency in general English."""
+    return max(IDF_CEILING - wordfreq.zipf_frequency(term, "en"), IDF_FLOOR)
+
+
+@lru_cache(maxsize=8)
+def _permutations(num_perm: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    return MinHash(num_perm=num_perm, seed=seed, scheme="affine32").permutations
+
+
+def minhash_of(terms: list[str], num_perm: int, seed: int) -> np.ndarray:
+    """datasketch MinHash (affine32) of a set of terms; returns the uint32 hash values."""
+    m = MinHash(
+        num_perm=num_perm,
+        seed=seed,
+        hashfunc=_hash_bytes,
+        permutations=_permutations(num_perm, seed),
+        scheme="affine32",
+    )
+    m.update_batch([t.encode("utf-8") for t in terms])
+    return m.hashvalues
+
+
+def as_lean_minhash(sig: Signature, seed: int) -> LeanMinHash:
+    """The stored MinHash as a datasketch LeanMinHash (for interoperability and debugging)."""
+    return LeanMinHash(seed=seed, hashvalues=sig.minhash, scheme="affine32")
+
+
+def weighted_terms(words: list[str]) -> dict[str, float]:
+    """Sublinear TF x English IDF for every distinct content word."""
+    return {t: (1.0 + float(np.log(c))) * idf(t) for t, c in Counter(words).items()}
+
+
+def trigram_hashes(words: list[str]) -> np.ndarray:
+    if len(words) < 3:
+        grams = [" ".join(words)] if words else []
+    else:
+        grams = [f"{a} {b} {c}" for a, b, c in zip(words, words[1:], words[2:])]
+    return np.unique(np.fromiter((term_hash(g) for g in grams), dtype=np.uint32, count=len(grams)))
+
+
+def sign(clean_text: str, day: int | None, settings: Settings) -> Signature:
+    """Build the signature of a normalized text. Raises ValueError when it has no words to match on."""
+    words = content_words(clean_text)
+    if not words:
+        raise ValueError("no words to match on after normalization")
+    weights = weighted_terms(words)
+    key = sorted(weights, key=lambda t: (-weights[t], t))[: settings.key_terms]
+    ids = np.fromiter((term_hash(t) for t in weights), dtype=np.uint32, count=len(weights))
+    w = np.fromiter(weights.values(), dtype=np.float64, count=len(weights))
+    order = np.argsort(ids, kind="stable")
+    ids, w = ids[order], w[order]
+    uniq, start = np.unique(ids, return_index=True)
+    if len(uniq) != len(ids):  # CRC32 collision between two words: add their weights
+        w = np.add.reduceat(w, start)
+        ids = uniq
+    w = w / np.linalg.norm(w)
+    return Signature(
+        minhash=minhash_of(key, settings.num_perm, settings.seed),
+        term_ids=ids,
+        term_weights=w.astype(np.float32),
+        shingles=trigram_hashes(words),
+        day=day,
+    )
+
+
+def cosine(a: Signature, b: Signature) -> float:
+    """Cosine of two unit-norm sparse vectors with sorted ids."""
+    _, ia, ib = np.intersect1d(a.term_ids, b.term_ids, assume_unique=True, return_indices=True)
+    if len(ia) == 0:
+        return 0.0
+    return float(np.dot(a.term_weights[ia], b.term_weights[ib]))
+
+
+def reuse(a: Signature, b: Signature) -> float:
+    """Share of the shorter article's content trigrams that the other one has too."""
+    n = min(len(a.shingles), len(b.shingles))
+    if n == 0:
+        return 0.0
+    shared = np.intersect1d(a.shingles, b.shingles, assume_unique=True)
+    return len(shared) / n
+
+
+def band_hashes(minhash: np.ndarray, bands: int, rows: int) -> list[bytes]:
+    """One bucket key per LSH band: the band's hash values as bytes."""
+    arr = np.ascontiguousarray(minhash, dtype="<u4").reshape(bands, rows)
+    return [arr[i].tobytes() for i in range(bands)]

@@ -1,0 +1,155 @@
+"""Story assignment: which story an arriving article belongs to.
+
+Two articles are *linked* when LSH makes them candidates and verification
+accepts the pair (published within the window, cosine of their weighted word
+vectors at least ``min_cosine``, and text reuse at least ``min_reuse``).
+Stories are the connected components of the link graph.
+
+Both tests depend only on the two articles, and LSH candidacy is symmetric,
+so the final set of links, and therefore the stories, do not depend on the
+order in which articles arrive: an arriving article starts a story, joins
+the one it links to, or merges the several it bridges.  Only story *ids*
+depend on order (a story is named after the article that started it; a
+merge keeps the smallest id), never the grouping.
+"""
+
+from __future__ import annotations
+
+from typing import Iterable
+
+from .index.base import StoryIndex
+from .index.memory import within_window
+from .records import Assignment, Entry, Signature
+from .settings import Settings
+from .signature import cosine, reuse
+
+
+def verify(a: Signature, b: Signature, settings: Settings) -> tuple[bool, float, float]:
+    """Is the pair one story?  Returns (linked, cosine, reuse); reuse is 0 when not computed."""
+    if not within_window(a.day, b.day, settings.window_days):
+        return False, 0.0, 0.0
+    cos = cosine(a, b)
+    if cos < settings.min_cosine:
+        return False, cos, 0.0
+    r = reuse(a, b)
+    return r >= settings.min_reuse, cos, r
+
+
+def fresh_story_id(index: StoryIndex, wanted: str) -> str:
+    """A story id not in use: the founding article's id, suffixed if a live story already has it."""
+    candidate, n = wanted, 1
+    while index.members(candidate):
+        n += 1
+        candidate = f"{wanted}~{n}"
+    return candidate
+
+
+def make_decider(index: StoryIndex, settings: Settings):
+    """The ``decide`` callback :meth:`StoryIndex.ingest` calls with the candidates it found."""
+
+    def decide(entry: Entry, sigs: dict[str, Signature], stories: dict[str, str]) -> Assignment:
+        links = []
+        for cid in sorted(sigs):
+            ok, cos, r = verify(entry.signature, sigs[cid], settings)
+            if ok:
+                links.append((cid, round(cos, 4), round(r, 4)))
+        linked = sorted({stories[c] for c, _, _ in links if c in stories})
+        if not linked:
+            return Assignment(entry.id, fresh_story_id(index, entry.id), "new", links=links)
+        story = linked[0]
+        merged = linked[1:]
+        return Assignment(entry.id, story, "merged" if merged else "joined", merged=merged, links=links)
+
+    return decide
+
+
+def _same_content(a: Entry, b: Entry) -> bool:
+    return (
+        a.text == b.text
+        and a.title == b.title
+        and a.source == b.source
+        and a.published == b.published
+        and a.url == b.url
+    )
+
+
+def assign(index: StoryIndex, entry: Entry, settings: Settings) -> Assignment:
+    """Put one article into its story.  Idempotent by article id.
+
+    The same article again changes nothing (``unchanged``); a new version of
+    a known id replaces the old one (``replaced``), re-splitting the old
+    story if the old version was what held it together.
+    """
+    replaced = False
+    if entry.id in index:
+        old = index.entries([entry.id]).get(entry.id)
+        if old is not None and _same_content(old, entry):
+            story = index.story_of([entry.id]).get(entry.id, "")
+            return Assignment(entry.id, story, "unchanged")
+        remove(index, entry.id, settings)
+        replaced = True
+    result = index.ingest(entry, make_decider(index, settings))
+    if replaced:
+        result.action = "replaced"
+    return result
+
+
+def components(ids: list[str], index: StoryIndex, settings: Settings) -> list[list[str]]:
+    """Connected components of the link graph restricted to ``ids``."""
+    pos = {a: i for i, a in enumerate(ids)}
+    parent = list(range(len(ids)))
+
+    def find(x: int) -> int:
+        while parent[x] != x:
+            parent[x] = parent[parent[x]]
+            x = parent[x]
+        return x
+
+    sigs = index.signatures(ids)
+    for a in ids:
+        sig = sigs.get(a)
+        if sig is None:
+            continue
+        for c in index.candidates(sig):
+            j = pos.get(c)
+            if j is None or c == a or c not in sigs:
+                continue
+            if verify(sig, sigs[c], settings)[0]:
+                ra, rb = find(pos[a]), find(j)
+                if ra != rb:
+                    parent[max(ra, rb)] = min(ra, rb)
+    groups: dict[int, list[str]] = {}
+    for a in ids:
+        groups.setdefault(find(pos[a]), []).append(a)
+    return sorted(groups.values(), key=lambda g: (-len(g), min(g)))
+
+
+def remove(index: StoryIndex, article_id: str, settings: Settings) -> tuple[Entry | None, list[str]]:
+    """Delete an article and re-split its story if it was a bridge.
+
+    Returns the removed entry and the ids of the stories that now hold the
+    old story's remaining articles (the largest part keeps the old id).
+    """
+    story = index.story_of([article_id]).get(article_id)
+    entry = index.delete(article_id)
+    if entry is None or story is None:
+        return entry, []
+    rest = index.members(story)
+    if not rest:
+        return entry, []
+    parts = components(rest, index, settings)
+    out = [story]
+    for part in parts[1:]:
+        new_id = fresh_story_id(index, min(part))
+        index.set_story(new_id, part)
+        out.append(new_id)
+    return entry, out
+
+
+def partition(assignments: Iterable[Assignment], index: StoryIndex) -> dict[str, str]:
+    """Final story of each article id (stories merge after an article's own assignment)."""
+    ids = [a.article_id for a in assignments]
+    return index.story_of(ids)
+
+
+__all__ = ["verify", "assign", "remove", "components", "partition", "make_decider"]

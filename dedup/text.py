@@ -1,0 +1,213 @@
+"""Text normalization: what the matcher sees of an article.
+
+Republished wire copy differs in ways that carry no information: curly
+quotes, PA's ``#`` for the pound sign, datelines ("BRUSSELS (AP) —"),
+bylines, and boilerplate glued on by the outlet (copyright notices, archive
+warnings, photo credits, "Trending Stories").  Normalization removes these
+so that neither clustering nor novelty ranking counts them.
+
+Boilerplate is recognised by *shape* rather than by a list of outlets'
+strings: short lines made of a notice's vocabulary (copyright, rights
+reserved, archived, subscribe, photo credit...) are dropped.  Lines that
+recur across unrelated stories are caught later, by the index's sentence
+counts (see :mod:`dedup.novelty`), because that needs the whole corpus.
+
+Normalization is idempotent: ``normalize(normalize(x)) == normalize(x)``.
+"""
+
+from __future__ import annotations
+
+import html
+import re
+import unicodedata
+from functools import lru_cache
+
+from sklearn.feature_extraction.text import ENGLISH_STOP_WORDS
+
+_QUOTES = str.maketrans(
+    {
+        "\u2018": "'", "\u2019": "'", "\u201a": "'", "\u201b": "'", "\u2032": "'",
+        "\u201c": '"', "\u201d": '"', "\u201e": '"', "\u201f": '"', "\u2033": '"',
+        "\u00ab": '"', "\u00bb": '"', "`": "'",
+        "\u2013": "-", "\u2014": "-", "\u2015": "-", "\u2212": "-",
+        "\u00a0": " ", "\u200b": "", "\ufeff": "",
+    }
+)
+_HTML_TAG = re.compile(r"<(script|style)\b.*?</\1\s*>|<[^>]{1,2000}>", re.S | re.I)
+_LOOKS_HTML = re.compile(r"</?(p|div|span|br|a|b|i|em|strong|script|style|html|body|h[1-6]|li|ul|img)\b[^>]*>", re.I)
+_BLOCK_TAG = re.compile(r"</?(p|div|br|li|h[1-6]|tr|blockquote)\b[^>]*>", re.I)
+_PA_POUND = re.compile(r"#(?=\d)")
+_DOUBLE_QUOTE = re.compile(r"''")
+_SPACES = re.compile(r"[ \t\r\f\v]+")
+
+# "BRUSSELS (AP) - ", "LONDON, Jan 5 (Reuters) - ", "BRUSSELS (Reuters): ", "PARIS (AFP) - "
+_DATELINE = re.compile(
+    r"^[A-Z][A-Z .,'/-]{1,40}(?:,\s*[A-Z][a-z]{2,8}\.?\s+\d{1,2})?\s*"
+    r"\((?:AP|AFP|Reuters|PA|dpa|UPI|Bloomberg|CNN|NHK)\)\s*[-:\u2013\u2014]+\s*",
+)
+_DATELINE_PLAIN = re.compile(r"^[A-Z][A-Z]{2,}(?: [A-Z]{2,}){0,2}\s+[-\u2013\u2014]\s+(?=[A-Z])")
+_BYLINE = re.compile(r"^(?:By\s+[A-Z][\w.'-]+(?:\s+[A-Z][\w.'-]+){0,3}(?:,\s*[\w .]+)?|\(reopens\)|\(?ends\)?|\(more\))\s*$", re.I)
+
+# Vocabulary of notices an outlet glues on; a short line dense in it is boilerplate.
+_NOTICE = re.compile(
+    r"\b(copyright|\(c\)|©|all rights reserved|may not be (?:published|reproduced|redistributed)|"
+    r"rewritten|redistributed|archived article|information in the article may be outdated|"
+    r"time stamp on the story|trending stories|trending now|other reports by|read more|"
+    r"related (?:stories|articles)|sign up|subscribe|newsletter|follow us|click here|"
+    r"share this|advertisement|photo(?:graph)?s?:|photo by|\(ap photo|\(reuters/|getty images|"
+    r"image caption|image copyright|media caption|file photo)\b",
+    re.I,
+)
+_PHOTO_CREDIT = re.compile(r"\((?:AP|AFP|Reuters|NATO|dpa|EPA|Getty)[^)]{0,60}(?:Photo|/)[^)]{0,60}\)\s*$", re.I)
+
+_SENTENCE_END = re.compile(r"(?<=[.!?\"'\u201d\u2019)\]])\s+(?=[\"'\u201c\u2018(\[]?[A-Z0-9])")
+_ENDS_SENTENCE = re.compile(r"[.!?][\"'\u201d\u2019)\]]*$")
+_ABBREV = re.compile(r"\b(?:Mr|Mrs|Ms|Dr|St|Jan|Feb|Mar|Apr|Jun|Jul|Aug|Sep|Sept|Oct|Nov|Dec|No|Gen|Col|Lt|Sgt|Capt|Rep|Sen|Gov|Prof|Inc|Ltd|Co|Corp|vs|U\.S|U\.K|a\.m|p\.m)\.$")
+
+_TOKEN = re.compile(r"[a-z0-9£$€]+(?:[.,][0-9]+)*(?:'[a-z]+)?")
+STOP_WORDS = frozenset(ENGLISH_STOP_WORDS) | {"said", "says", "told", "mr", "mrs", "ms", "year", "years"}
+
+
+def looks_like_html(text: str) -> bool:
+    return bool(_LOOKS_HTML.search(text))
+
+
+def strip_html(text: str) -> str:
+    """Turn an HTML body into plain text: block tags become paragraph breaks."""
+    text = _BLOCK_TAG.sub("\n\n", text)
+    text = _HTML_TAG.sub(" ", text)
+    return html.unescape(text)
+
+
+def normalize_chars(text: str) -> str:
+    """Unicode NFKC, straight quotes and dashes, PA's ``#`` before a figure as ``£``."""
+    text = unicodedata.normalize("NFKC", text).translate(_QUOTES)
+    text = _DOUBLE_QUOTE.sub('"', text)
+    text = _PA_POUND.sub("£", text)
+    return text
+
+
+def is_boilerplate_line(line: str) -> bool:
+    """A line that is a notice, a credit or a navigation label, not reporting."""
+    words = line.split()
+    if not words:
+        return False
+    if _PHOTO_CREDIT.search(line) and len(words) < 80:
+        return True
+    hits = len(_NOTICE.findall(line))
+    if hits == 0:
+        return False
+    # A notice is short, or dense in notice vocabulary.
+    return len(words) <= 12 or hits * 12 >= len(words)
+
+
+def strip_dateline(par: str) -> str:
+    """Remove a leading dateline ("BRUSSELS (AP) - "), however many are stacked."""
+    while True:
+        stripped = _DATELINE_PLAIN.sub("", _DATELINE.sub("", par, count=1), count=1).strip()
+        if stripped == par:
+            return par
+        par = stripped
+
+
+def clean_paragraphs(text: str) -> tuple[list[str], list[str]]:
+    """Split normalized text into kept paragraphs and removed boilerplate lines."""
+    kept: list[str] = []
+    dropped: list[str] = []
+    for raw in re.split(r"\n", text):
+        par = _SPACES.sub(" ", raw).strip()
+        if not par:
+            continue
+        par = strip_dateline(par)
+        if not par:
+            continue
+        if is_boilerplate_line(par) or _BYLINE.match(par):
+            dropped.append(par)
+            continue
+        kept.append(par)
+    return kept, dropped
+
+
+def normalize(text: str, title: str = "") -> tuple[str, list[str]]:
+    """Normalize an article body (and title) for matching.
+
+    Returns the clean text, one paragraph per line with the title first
+    unless the body already starts with it, and the boilerplate lines removed.
+    """
+    for _ in range(5):  # entities can decode into more markup; bounded
+        if not looks_like_html(text):
+            break
+        text = strip_html(text)
+    text = normalize_chars(text)
+    title = re.sub(r"\s+", " ", normalize_chars(strip_html(title) if looks_like_html(title) else title)).strip()
+    paragraphs, dropped = clean_paragraphs(text)
+    if title and not (paragraphs and paragraphs[0].casefold().startswith(title.casefold())):
+        paragraphs.insert(0, title)
+    return "\n".join(paragraphs), dropped
+
+
+def split_sentences(text: str) -> list[str]:
+    """Split clean text (one paragraph per line) into sentences."""
+    out: list[str] = []
+    for par in text.split("\n"):
+        par = par.strip()
+        if not par:
+            continue
+        pieces = _SENTENCE_END.split(par)
+        buf = ""
+        for piece in pieces:
+            buf = f"{buf} {piece}" if buf else piece
+            if _ABBREV.search(buf) or not _ENDS_SENTENCE.search(buf):
+                continue
+            out.append(buf.strip())
+            buf = ""
+        if buf:
+            out.append(buf.strip())
+    return out
+
+
+def tokens(text: str) -> list[str]:
+    """Lower-cased word tokens of normalized text."""
+    return _TOKEN.findall(text.casefold())
+
+
+@lru_cache(maxsize=1 << 18)
+def is_content_word(token: str) -> bool:
+    return len(token) > 1 and token not in STOP_WORDS
+
+
+def content_words(text: str) -> list[str]:
+    """Tokens that carry meaning: no stop words, no single characters."""
+    return [t for t in tokens(text) if is_content_word(t)]
+
+
+def display_sentences(text: str, title: str = "") -> list[tuple[str, str]]:
+    """Sentences as they appear in the article, each with its normalized form.
+
+    Boilerplate lines are left out; HTML is reduced to text.  The normalized
+    form is what matching uses; the first is what an editor is shown.
+    """
+    for _ in range(5):
+        if not looks_like_html(text):
+            break
+        text = strip_html(text)
+    out: list[tuple[str, str]] = []
+    lines = [title] if title.strip() else []
+    lines += text.split("\n")
+    first_norm = ""
+    for n, raw in enumerate(lines):
+        par = _SPACES.sub(" ", raw).strip()
+        if not par:
+            continue
+        norm = strip_dateline(normalize_chars(par))
+        if not norm or is_boilerplate_line(norm) or _BYLINE.match(norm):
+            continue
+        if n == 0 and title:
+            first_norm = norm.casefold()
+        elif first_norm and norm.casefold().startswith(first_norm) and len(norm) == len(first_norm):
+            continue  # the body repeats the title
+        for sentence in split_sentences(par):
+            clean = strip_dateline(normalize_chars(sentence))
+            if clean:
+                out.append((sentence, clean))
+    return out

@@ -1,0 +1,97 @@
+"""The storage contract: every index implementation passes the same tests.
+
+The ``index`` fixture is parametrized over the implementations; the Redis one
+runs against the session's throwaway redis-server.
+"""
+
+import numpy as np
+import pytest
+
+from dedup.index import MemoryIndex, open_index
+from dedup.records import Entry, Signature
+from dedup.settings import Settings
+
+SETTINGS = Settings()
+IMPLEMENTATIONS = ["memory", "redis"]
+
+
+@pytest.fixture(params=IMPLEMENTATIONS)
+def index(request):
+    if request.param == "memory":
+        idx = MemoryIndex(SETTINGS)
+    else:
+        url = request.getfixturevalue("redis_url")
+        idx = open_index(SETTINGS, url, namespace="t")
+    yield idx
+    idx.close()
+
+
+def entry(aid: str, minhash_fill: int, day=None, terms=(1, 2, 3)) -> Entry:
+    mh = np.full(SETTINGS.num_perm, minhash_fill, dtype=np.uint32)
+    w = np.ones(len(terms), dtype=np.float32) / np.sqrt(len(terms))
+    sig = Signature(minhash=mh, term_ids=np.array(terms, dtype=np.uint32), term_weights=w,
+                    shingles=np.array([7, 8, 9], dtype=np.uint32), day=day)
+    return Entry(id=aid, title=f"t {aid}", text=f"text of {aid}", source="src", published="", url="",
+                 signature=sig, sentence_hashes=[11, 12])
+
+
+def test_put_then_candidates_finds_articles_sharing_a_band(index):
+    index.put(entry("a", 5))
+    index.put(entry("b", 5))
+    index.put(entry("c", 6))
+    assert index.candidates(entry("q", 5).signature) == {"a", "b"}
+    assert len(index) == 3 and "a" in index and "zz" not in index
+
+
+def test_candidates_respect_the_publication_window(index):
+    index.put(entry("old", 5, day=100))
+    index.put(entry("near", 5, day=110))
+    assert index.candidates(entry("q", 5, day=111).signature) == {"near"}
+    assert index.candidates(entry("q", 5, day=None).signature) == {"old", "near"}
+
+
+def test_signatures_and_entries_round_trip(index):
+    e = entry("a", 5, day=3, terms=(4, 9))
+    index.put(e)
+    sig = index.signatures(["a", "missing"])["a"]
+    assert np.array_equal(sig.minhash, e.signature.minhash)
+    assert np.array_equal(sig.term_ids, e.signature.term_ids)
+    assert np.allclose(sig.term_weights, e.signature.term_weights)
+    assert np.array_equal(sig.shingles, e.signature.shingles)
+    assert sig.day == 3
+    got = index.entries(["a"])["a"]
+    assert (got.title, got.text, got.source) == (e.title, e.text, e.source)
+
+
+def test_story_membership_moves_and_empty_stories_vanish(index):
+    for a in "abc":
+        index.put(entry(a, 5))
+    index.set_story("s1", ["a", "b"])
+    index.set_story("s2", ["c"])
+    index.set_story("s1", ["c"])
+    assert index.members("s1") == ["a", "b", "c"]
+    assert index.members("s2") == []
+    assert "s2" not in index.story_ids()
+    assert index.story_of(["a", "c"]) == {"a": "s1", "c": "s1"}
+
+
+def test_delete_removes_an_article_everywhere(index):
+    index.put(entry("a", 5))
+    index.set_story("a", ["a"])
+    assert index.sentence_counts([11]) == [1]
+    removed = index.delete("a")
+    assert removed is not None and removed.id == "a"
+    assert "a" not in index and len(index) == 0
+    assert index.candidates(entry("q", 5).signature) == set()
+    assert index.story_ids() == [] and index.sentence_counts([11]) == [0]
+    assert index.delete("a") is None
+
+
+def test_story_ids_list_most_recently_changed_first(index):
+    for a in "ab":
+        index.put(entry(a, 5))
+    index.set_story("a", ["a"])
+    index.set_story("b", ["b"])
+    assert index.story_ids() == ["b", "a"]
+    index.set_story("a", ["a"])
+    assert index.story_ids()[0] == "a"
