@@ -10,14 +10,13 @@ variant uses; variants are ranked by it.  The *most complete* variant is
 the one that covers most of the story's vocabulary.
 
 Boilerplate never counts: lines shaped like notices were removed by
-normalization, and a sentence found in more indexed articles than the story
-has variants must also occur outside the story (a sign-off, a promo line),
-so it is skipped too.
+normalization, and a line found in more indexed articles than the story has
+variants must also occur outside the story (a sign-off, a promo line, a
+recurring caption), so its sentences are skipped too.
 """
 
 from __future__ import annotations
 
-import zlib
 from dataclasses import dataclass
 
 import numpy as np
@@ -26,11 +25,6 @@ from sklearn.feature_extraction.text import TfidfVectorizer
 from .records import Entry, RankedVariant, Story
 from .settings import Settings
 from .text import content_words, display_sentences
-
-
-def sentence_hash(sentence: str) -> int:
-    """Identity of a sentence for boilerplate counting: its content words, order kept."""
-    return zlib.crc32(" ".join(content_words(sentence)).encode("utf-8"))
 
 
 @dataclass
@@ -53,10 +47,10 @@ def rank_story(story_id: str, entries: list[Entry], settings: Settings, counts: 
     variants: list[_Variant] = []
     for e in entries:
         sents, shown = [], []
-        for display, s in display_sentences(e.text, e.title):
+        for display, s, line in display_sentences(e.text, e.title):
             if len(content_words(s)) < settings.min_sentence_words:
                 continue
-            if counts.get(sentence_hash(s), 0) > size:
+            if counts.get(line, 0) > size:
                 continue
             sents.append(s)
             shown.append(display)

@@ -12,12 +12,12 @@ from dataclasses import dataclass
 from typing import Iterable, Iterator
 
 from .index import StoryIndex, open_index
-from .novelty import rank_story, sentence_hash
+from .novelty import rank_story
 from .records import Article, Assignment, BadInput, Entry, Story
 from .settings import Settings
 from .signature import sign
 from .stories import assign, remove
-from .text import display_sentences, normalize
+from .text import line_hashes, normalize
 
 
 @dataclass
@@ -73,7 +73,7 @@ class Deduper:
             published=article.published.isoformat() if article.published else "",
             url=article.url,
             signature=signature,
-            sentence_hashes=[sentence_hash(norm) for _, norm in display_sentences(article.text, article.title)],
+            sentence_hashes=line_hashes(clean),
         )
 
     def add(self, article: Article) -> Assignment:

@@ -21,6 +21,7 @@ input hash, so every stored signature can be read back as a datasketch
 
 from __future__ import annotations
 
+import math
 import zlib
 from collections import Counter
 from functools import lru_cache
@@ -46,10 +47,24 @@ def _hash_bytes(b: bytes) -> int:
     return zlib.crc32(b)
 
 
-@lru_cache(maxsize=1 << 20)
 def idf(term: str) -> float:
     """How informative a word is: 8 minus its Zipf frequency in general English."""
-    return max(IDF_CEILING - wordfreq.zipf_frequency(term, "en"), IDF_FLOOR)
+    return _lexicon(term)[0]
+
+
+_LEXICON: dict[str, tuple[float, int]] = {}
+_LEXICON_MAX = 1 << 20
+
+
+def _lexicon(term: str) -> tuple[float, int]:
+    """(idf, hash) of a word, memoized: wordfreq look-ups are the slow part of signing."""
+    hit = _LEXICON.get(term)
+    if hit is None:
+        if len(_LEXICON) >= _LEXICON_MAX:
+            _LEXICON.clear()
+        hit = (max(IDF_CEILING - wordfreq.zipf_frequency(term, "en"), IDF_FLOOR), term_hash(term))
+        _LEXICON[term] = hit
+    return hit
 
 
 @lru_cache(maxsize=8)
@@ -77,15 +92,20 @@ def as_lean_minhash(sig: Signature, seed: int) -> LeanMinHash:
 
 def weighted_terms(words: list[str]) -> dict[str, float]:
     """Sublinear TF x English IDF for every distinct content word."""
-    return {t: (1.0 + float(np.log(c))) * idf(t) for t, c in Counter(words).items()}
+    return {t: (1.0 + math.log(c)) * _lexicon(t)[0] for t, c in Counter(words).items()}
 
 
-def trigram_hashes(words: list[str]) -> np.ndarray:
-    if len(words) < 3:
-        grams = [" ".join(words)] if words else []
-    else:
-        grams = [f"{a} {b} {c}" for a, b, c in zip(words, words[1:], words[2:])]
-    return np.unique(np.fromiter((term_hash(g) for g in grams), dtype=np.uint32, count=len(grams)))
+_MIX = (np.uint32(0x9E3779B1), np.uint32(0x85EBCA77), np.uint32(0xC2B2AE3D))
+
+
+def trigram_hashes(word_hashes: np.ndarray) -> np.ndarray:
+    """Sorted unique hashes of consecutive word triples, mixed from the words' own hashes."""
+    h = word_hashes.astype(np.uint32)
+    if len(h) < 3:
+        return np.unique(h)
+    with np.errstate(over="ignore"):
+        g = h[:-2] * _MIX[0] + ((h[1:-1] << np.uint32(7)) | (h[1:-1] >> np.uint32(25))) * _MIX[1] + h[2:] * _MIX[2]
+    return np.unique(g)
 
 
 def sign(clean_text: str, day: int | None, settings: Settings) -> Signature:
@@ -93,10 +113,14 @@ def sign(clean_text: str, day: int | None, settings: Settings) -> Signature:
     words = content_words(clean_text)
     if not words:
         raise ValueError("no words to match on after normalization")
-    weights = weighted_terms(words)
-    key = sorted(weights, key=lambda t: (-weights[t], t))[: settings.key_terms]
-    ids = np.fromiter((term_hash(t) for t in weights), dtype=np.uint32, count=len(weights))
-    w = np.fromiter(weights.values(), dtype=np.float64, count=len(weights))
+    counts = Counter(words)
+    lex = [_lexicon(t) for t in counts]
+    w = np.array([(1.0 + math.log(c)) * e[0] for c, e in zip(counts.values(), lex)])
+    ids = np.array([e[1] for e in lex], dtype=np.uint32)
+    terms = list(counts)
+    k = settings.key_terms
+    top = np.lexsort((ids, -w))[:k]  # heaviest first, ties broken by hash: deterministic
+    key = [terms[i] for i in top]
     order = np.argsort(ids, kind="stable")
     ids, w = ids[order], w[order]
     uniq, start = np.unique(ids, return_index=True)
@@ -104,11 +128,13 @@ def sign(clean_text: str, day: int | None, settings: Settings) -> Signature:
         w = np.add.reduceat(w, start)
         ids = uniq
     w = w / np.linalg.norm(w)
+    hash_of = dict(zip(terms, (e[1] for e in lex)))
+    word_hashes = np.array([hash_of[t] for t in words], dtype=np.uint32)
     return Signature(
         minhash=minhash_of(key, settings.num_perm, settings.seed),
         term_ids=ids,
         term_weights=w.astype(np.float32),
-        shingles=trigram_hashes(words),
+        shingles=trigram_hashes(word_hashes),
         day=day,
     )
 

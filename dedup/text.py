@@ -20,7 +20,7 @@ from __future__ import annotations
 import html
 import re
 import unicodedata
-from functools import lru_cache
+import zlib
 
 from sklearn.feature_extraction.text import ENGLISH_STOP_WORDS
 
@@ -81,14 +81,30 @@ def strip_html(text: str) -> str:
 
 def normalize_chars(text: str) -> str:
     """Unicode NFKC, straight quotes and dashes, PA's ``#`` before a figure as ``£``."""
-    text = unicodedata.normalize("NFKC", text).translate(_QUOTES)
-    text = _DOUBLE_QUOTE.sub('"', text)
-    text = _PA_POUND.sub("£", text)
+    if not text.isascii():  # the translation table only maps non-ASCII characters (and the backtick)
+        text = unicodedata.normalize("NFKC", text).translate(_QUOTES)
+    elif "`" in text:
+        text = text.replace("`", "'")
+    if "''" in text:
+        text = _DOUBLE_QUOTE.sub('"', text)
+    if "#" in text:
+        text = _PA_POUND.sub("£", text)
     return text
+
+
+# Cheap substrings one of which every notice contains; lines without any skip the regexes.
+_NOTICE_HINTS = (
+    "copyright", "(c)", "\u00a9", "rights", "publish", "reproduc", "rewritten", "redistribut", "archiv",
+    "outdated", "stamp", "trending", "reports by", "read more", "related", "sign up", "subscri", "newsletter",
+    "follow us", "click", "share this", "advert", "photo", "getty", "image", "caption", "/",
+)
 
 
 def is_boilerplate_line(line: str) -> bool:
     """A line that is a notice, a credit or a navigation label, not reporting."""
+    low = line.lower()
+    if not any(h in low for h in _NOTICE_HINTS):  # plain substring tests: far cheaper than a regex here
+        return False
     words = line.split()
     if not words:
         return False
@@ -115,7 +131,7 @@ def clean_paragraphs(text: str) -> tuple[list[str], list[str]]:
     kept: list[str] = []
     dropped: list[str] = []
     for raw in re.split(r"\n", text):
-        par = _SPACES.sub(" ", raw).strip()
+        par = " ".join(raw.split())
         if not par:
             continue
         par = strip_dateline(par)
@@ -171,21 +187,36 @@ def tokens(text: str) -> list[str]:
     return _TOKEN.findall(text.casefold())
 
 
-@lru_cache(maxsize=1 << 18)
 def is_content_word(token: str) -> bool:
     return len(token) > 1 and token not in STOP_WORDS
 
 
 def content_words(text: str) -> list[str]:
     """Tokens that carry meaning: no stop words, no single characters."""
-    return [t for t in tokens(text) if is_content_word(t)]
+    stop = STOP_WORDS
+    return [t for t in _TOKEN.findall(text.casefold()) if len(t) > 1 and t not in stop]
 
 
-def display_sentences(text: str, title: str = "") -> list[tuple[str, str]]:
-    """Sentences as they appear in the article, each with its normalized form.
+_NON_WORD = re.compile(r"[\W_]+")
+
+
+def line_hash(line: str) -> int:
+    """Identity of a normalized line for counting recurrences: its letters and digits only."""
+    return zlib.crc32(_NON_WORD.sub("", line.casefold()).encode("utf-8"))
+
+
+def line_hashes(clean: str) -> list[int]:
+    """Hashes of the lines (paragraphs) of a clean text, for the index's recurrence counts."""
+    return [line_hash(p) for p in clean.split("\n") if p]
+
+
+def display_sentences(text: str, title: str = "") -> list[tuple[str, str, int]]:
+    """Sentences as they appear in the article, with their normalized form and line hash.
 
     Boilerplate lines are left out; HTML is reduced to text.  The normalized
-    form is what matching uses; the first is what an editor is shown.
+    form is what matching uses, the first is what an editor is shown, and
+    the hash of the sentence's line lets ranking skip lines that recur
+    across unrelated stories.
     """
     for _ in range(5):
         if not looks_like_html(text):
@@ -206,8 +237,9 @@ def display_sentences(text: str, title: str = "") -> list[tuple[str, str]]:
             first_norm = norm.casefold()
         elif first_norm and norm.casefold().startswith(first_norm) and len(norm) == len(first_norm):
             continue  # the body repeats the title
+        h = line_hash(norm)
         for sentence in split_sentences(par):
             clean = strip_dateline(normalize_chars(sentence))
             if clean:
-                out.append((sentence, clean))
+                out.append((sentence, clean, h))
     return out

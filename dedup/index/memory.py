@@ -82,11 +82,12 @@ class MemoryIndex(StoryIndex):
             bucket = self._buckets.get((i, key))
             if bucket:
                 found |= bucket
-        if signature.day is None:
+        day = signature.day
+        if day is None:
             return found
-        return {
-            c for c in found if within_window(signature.day, self._entries[c].signature.day, s.window_days)
-        }
+        w = s.window_days
+        entries = self._entries
+        return {c for c in found if (d := entries[c].signature.day) is None or abs(d - day) <= w}
 
     # -- stories ----------------------------------------------------------
     def story_of(self, ids: Iterable[str]) -> dict[str, str]:

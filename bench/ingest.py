@@ -1,0 +1,190 @@
+"""Ingest benchmark: dedup's in-process pipeline against a plain datasketch MinHashLSH pipeline.
+
+Both pipelines see the same articles in the same order and do the whole
+per-article job a newsroom needs at ingest: signature, candidate query,
+insert and story assignment (union-find for datasketch; ranking is lazy in
+both).  Each run happens in its own subprocess so peak memory (max RSS) is
+per pipeline.  Figures are medians over ``--repeats`` runs; the ratio is
+ours / datasketch's articles per second.
+
+Corpora:
+* ``labelled``: meter-dev + bbc-distractors from ../shared/data (read at run
+  time, never copied), scored against METER's story labels;
+* ``synthetic``: N articles made by recombining sentences of that data into
+  stories with rewritten variants (sentences dropped, paragraphs reordered,
+  local sentences and boilerplate added), scored against the generator's
+  own story labels.
+
+Usage:  python bench/ingest.py [--n 100000] [--repeats 3] [--skip-synthetic]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import random
+import re
+import resource
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+DATA = Path(os.environ.get("DEDUP_DATA_DIR", ROOT.parent / "shared" / "data"))
+BOILER = [
+    "Copyright 2021 The Associated Press. All rights reserved.",
+    "This is an archived article and the information in the article may be outdated.",
+    "Trending Stories",
+]
+
+
+def load_labelled() -> list[dict]:
+    rows = []
+    for name in ("meter-dev.jsonl", "bbc-distractors.jsonl"):
+        path = DATA / name
+        if not path.exists():
+            sys.exit(f"missing {path}: the benchmark reads the evaluation data from ../shared/data")
+        rows += [json.loads(line) for line in path.open()]
+    return rows
+
+
+def synthetic(n: int, seed: int = 7) -> list[dict]:
+    """N articles in stories of 1-6 variants over 60 days, built from the labelled data's sentences."""
+    rnd = random.Random(seed)
+    pool = []
+    for r in load_labelled():
+        pool += [s for s in re.split(r"(?<=[.!?])\s+", r["text"].replace("\n", " ")) if len(s.split()) >= 6]
+    rows: list[dict] = []
+    story = 0
+    while len(rows) < n:
+        story += 1
+        base = rnd.sample(pool, rnd.randint(8, 20))
+        day = rnd.randint(1, 60)
+        for v in range(rnd.randint(1, 6)):
+            keep = [s for s in base if rnd.random() < 0.8] or base[:3]
+            if rnd.random() < 0.5 and len(keep) > 3:
+                i = rnd.randrange(len(keep) - 1)
+                keep[i], keep[i + 1] = keep[i + 1], keep[i]
+            keep += rnd.sample(pool, rnd.randint(0, 2))
+            if rnd.random() < 0.3:
+                keep.append(rnd.choice(BOILER))
+            rows.append({
+                "id": f"syn{story}-{v}", "cluster": f"s{story}", "title": "",
+                "text": "\n\n".join(keep), "published": f"2021-{1 + (day + v % 2) // 31:02d}-{1 + (day + v % 2) % 28:02d}",
+            })
+            if len(rows) >= n:
+                break
+    rnd.shuffle(rows)
+    return rows
+
+
+def corpus(name: str, n: int) -> list[dict]:
+    return load_labelled() if name == "labelled" else synthetic(n)
+
+
+def run_ours(rows: list[dict]) -> dict[str, str]:
+    from dedup import Deduper
+    from dedup.readers import article_from_json
+
+    dd = Deduper()
+    arts = [article_from_json(r, r["id"]) for r in rows]
+    start = time.perf_counter()
+    for a in arts:
+        dd.add(a)
+    elapsed = time.perf_counter() - start
+    return dd.index.story_of([a.id for a in arts]), elapsed
+
+
+def run_datasketch(rows: list[dict]) -> tuple[dict[str, str], float]:
+    """The textbook pipeline: word 5-shingles, MinHash(128), MinHashLSH(0.5), union-find."""
+    from datasketch import MinHash, MinHashLSH
+
+    word = re.compile(r"\w+")
+    lsh = MinHashLSH(threshold=0.5, num_perm=128)
+    parent: dict[str, str] = {}
+
+    def find(x: str) -> str:
+        while parent[x] != x:
+            parent[x] = parent[parent[x]]
+            x = parent[x]
+        return x
+
+    texts = [(r["id"], (r.get("title") or "") + "\n" + r["text"]) for r in rows]
+    start = time.perf_counter()
+    for aid, text in texts:
+        w = word.findall(text.lower())
+        m = MinHash(num_perm=128)
+        m.update_batch([" ".join(w[i:i + 5]).encode() for i in range(max(1, len(w) - 4))])
+        parent[aid] = aid
+        for other in lsh.query(m):
+            ra, rb = find(aid), find(other)
+            if ra != rb:
+                parent[max(ra, rb)] = min(ra, rb)
+        lsh.insert(aid, m)
+    elapsed = time.perf_counter() - start
+    return {a: find(a) for a, _ in texts}, elapsed
+
+
+def child(pipeline: str, corpus_name: str, n: int) -> None:
+    sys.path.insert(0, str(ROOT))
+    from dedup.evaluate import evaluate
+
+    rows = corpus(corpus_name, n)
+    story_of, elapsed = (run_ours if pipeline == "ours" else run_datasketch)(rows)
+    labels = {r["id"]: r.get("cluster") for r in rows}
+    q = evaluate(labels, story_of)
+    peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    print(json.dumps({"articles": len(rows), "seconds": elapsed, "per_second": len(rows) / elapsed,
+                      "peak_rss_mb": round(peak_mb, 1), "pairwise_f1": q["pairwise_f1"], "ari": q["ari"]}))
+
+
+def measure(pipeline: str, corpus_name: str, n: int, repeats: int) -> dict:
+    runs = []
+    for _ in range(repeats):
+        out = subprocess.run([sys.executable, __file__, "--child", pipeline, "--corpus", corpus_name, "--n", str(n)],
+                             check=True, capture_output=True, text=True)
+        runs.append(json.loads(out.stdout.strip().splitlines()[-1]))
+    return {
+        "articles": runs[0]["articles"],
+        "per_second_median": round(statistics.median(r["per_second"] for r in runs), 1),
+        "per_second_runs": [round(r["per_second"], 1) for r in runs],
+        "peak_rss_mb_median": statistics.median(r["peak_rss_mb"] for r in runs),
+        "pairwise_f1": runs[0]["pairwise_f1"],
+        "ari": runs[0]["ari"],
+    }
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--n", type=int, default=100_000, help="synthetic corpus size")
+    ap.add_argument("--repeats", type=int, default=3)
+    ap.add_argument("--synthetic-repeats", type=int, default=1)
+    ap.add_argument("--skip-synthetic", action="store_true")
+    ap.add_argument("--child", choices=["ours", "datasketch"])
+    ap.add_argument("--corpus", default="labelled")
+    args = ap.parse_args()
+    if args.child:
+        child(args.child, args.corpus, args.n)
+        return
+    plan = [("labelled", args.n, args.repeats)]
+    if not args.skip_synthetic:
+        plan.append(("synthetic", args.n, args.synthetic_repeats))
+    report = {}
+    for name, n, repeats in plan:
+        ours = measure("ours", name, n, repeats)
+        theirs = measure("datasketch", name, n, repeats)
+        report[name] = {"dedup": ours, "datasketch": theirs,
+                        "ratio_per_second": round(ours["per_second_median"] / theirs["per_second_median"], 2)}
+        print(f"{name:10s} {ours['articles']:>7,} articles | dedup {ours['per_second_median']:>8,.0f}/s "
+              f"F1 {ours['pairwise_f1']:.3f} ARI {ours['ari']:.3f} peak {ours['peak_rss_mb_median']:.0f} MB | "
+              f"datasketch {theirs['per_second_median']:>8,.0f}/s F1 {theirs['pairwise_f1']:.3f} "
+              f"ARI {theirs['ari']:.3f} peak {theirs['peak_rss_mb_median']:.0f} MB | ratio "
+              f"{report[name]['ratio_per_second']:.2f}x", flush=True)
+    print(json.dumps(report, indent=2))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,58 @@
+"""Novelty ranking: which variant adds what, on the seed rewrites."""
+
+from dedup import Deduper
+from dedup.novelty import rank_story
+from dedup.readers import read_paths
+from dedup.settings import Settings
+
+from .conftest import SEEDS
+
+
+def seed_story():
+    dd = Deduper()
+    for a in read_paths([str(SEEDS)]):
+        dd.add(a)
+    sid = dd.story_of("000_e9c91ff9978c02d9")
+    return dd.story(sid)
+
+
+def test_000_adds_most_and_each_variant_lists_its_own_additions():
+    story = seed_story()
+    first, second = story.articles
+    assert (first.id, second.id) == ("000_e9c91ff9978c02d9", "001_4d4ee5db411d55be")
+    assert first.rank == 1 and first.unique_information > second.unique_information
+    mine = " ".join(first.unique_sentences)
+    theirs = " ".join(second.unique_sentences)
+    assert "Turkey" in mine and "NATO-EU cooperation" in mine
+    assert "little appetite" in theirs and "big problem" in theirs
+    assert "Turkey" not in theirs and "appetite" not in mine
+
+
+def test_unique_sentences_are_quoted_as_they_appear_in_the_article():
+    story = seed_story()
+    texts = {a.id: open(p).read() for a, p in ((a, SEEDS / f"{a.id}.txt") for a in story.articles)}
+    for v in story.articles:
+        for s in v.unique_sentences:
+            assert s in texts[v.id]
+
+
+def test_boilerplate_is_never_unique():
+    story = seed_story()
+    everything = " ".join(s for v in story.articles for s in v.unique_sentences)
+    for junk in ("Copyright", "archived article", "Trending Stories", "AP Photo"):
+        assert junk not in everything
+
+
+def test_a_line_recurring_in_other_stories_is_not_counted():
+    from dedup.records import Entry
+    from dedup.text import line_hash
+    import numpy as np
+    from dedup.records import Signature
+    sig = Signature(np.zeros(32, np.uint32), np.zeros(0, np.uint32), np.zeros(0, np.float32), np.zeros(0, np.uint32), None)
+    promo = "Download our free app for the latest local news alerts tonight"
+    a = Entry("a", "", "Ministers agreed the new flood defence budget for Yorkshire.\n" + promo, "", "", "", sig, [])
+    b = Entry("b", "", "Ministers agreed a flood budget.\n" + promo, "", "", "", sig, [])
+    story = rank_story("a", [a, b], Settings(), counts={line_hash(promo): 9})
+    assert all("Download" not in s for v in story.articles for s in v.unique_sentences)
+    story = rank_story("a", [a, b], Settings(), counts={})
+    assert story.articles[0].id == "a"

@@ -1,0 +1,42 @@
+"""The core service: one entry point for every front end, clear errors for bad input."""
+
+import pytest
+
+from dedup import Article, BadInput, Deduper, Settings
+
+
+def test_empty_or_wordless_text_is_rejected_with_the_item_named():
+    dd = Deduper()
+    with pytest.raises(BadInput, match="feed.jsonl:3.*empty text"):
+        dd.add(Article(id="x", text=" -- !! ", origin="feed.jsonl:3"))
+
+
+def test_missing_id_and_huge_bodies_are_rejected():
+    dd = Deduper(Settings(max_chars=1000))
+    with pytest.raises(BadInput, match="missing id"):
+        dd.add(Article(id="", text="Some words here."))
+    with pytest.raises(BadInput, match="over the limit"):
+        dd.add(Article(id="big", text="word " * 1000))
+
+
+def test_html_bodies_are_clustered_as_text():
+    dd = Deduper()
+    a = dd.add(Article(id="h", text="<p>Floods closed the <b>M62</b> near Leeds.</p><script>x()</script>"))
+    b = dd.add(Article(id="t", text="Floods closed the M62 near Leeds."))
+    assert a.story == b.story
+
+
+def test_add_many_reports_errors_and_goes_on():
+    dd = Deduper()
+    outs = list(dd.add_many([Article(id="a", text="Snow in Kent."), BadInput("f:2", "malformed JSON"),
+                             Article(id="b", text="")]))
+    assert [o.assignment is not None for o in outs] == [True, False, False]
+    assert len(dd.index) == 1
+
+
+def test_stories_are_listed_most_recent_first_with_rankings():
+    dd = Deduper()
+    dd.add(Article(id="a", text="Snow closed schools in Kent on Monday morning."))
+    dd.add(Article(id="b", text="The central bank raised interest rates by a quarter point."))
+    assert [s.id for s in dd.stories()] == ["b", "a"]
+    assert dd.story("nope") is None

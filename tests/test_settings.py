@@ -1,0 +1,22 @@
+"""Settings are declared once and surface as flags, env vars and docs."""
+
+import pytest
+
+from dedup.settings import Settings
+
+
+def test_env_vars_override_defaults_and_flags_override_env():
+    s = Settings.from_env({"DEDUP_MIN_COSINE": "0.3", "DEDUP_WINDOW_DAYS": "2"}, window_days=5)
+    assert (s.min_cosine, s.window_days) == (0.3, 5)
+
+
+def test_bad_env_value_names_the_variable():
+    with pytest.raises(ValueError, match="DEDUP_BANDS"):
+        Settings.from_env({"DEDUP_BANDS": "many"})
+
+
+def test_every_setting_has_help_and_appears_in_the_markdown_table():
+    table = Settings.markdown_table()
+    for f in Settings.declared():
+        assert f.metadata["help"]
+        assert f"DEDUP_{f.name.upper()}" in table

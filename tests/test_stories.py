@@ -1,0 +1,92 @@
+"""Story assignment: incremental, idempotent, and independent of arrival order."""
+
+import json
+import random
+
+from hypothesis import given, settings, strategies as st
+
+from dedup import Article, Deduper
+from dedup.readers import read_paths
+
+from .conftest import SEEDS
+
+
+def seeds():
+    return [a for a in read_paths([str(SEEDS)])]
+
+
+def partition(dd: Deduper, ids) -> set[frozenset]:
+    story_of = dd.index.story_of(ids)
+    groups: dict[str, set] = {}
+    for i, s in story_of.items():
+        groups.setdefault(s, set()).add(i)
+    return {frozenset(g) for g in groups.values()}
+
+
+def test_seed_rewrites_form_one_story_and_other_wires_stay_apart():
+    dd = Deduper()
+    arts = seeds()
+    for a in arts:
+        dd.add(a)
+    stories = partition(dd, [a.id for a in arts])
+    ids = sorted(a.id for a in arts)
+    assert frozenset(ids[:2]) in stories
+    assert {frozenset([i]) for i in ids[2:]} <= stories
+
+
+def test_an_article_bridging_two_stories_merges_them():
+    dd = Deduper()
+    a = "Fire crews fought a blaze at the Riverside chemical plant in Hull, where 40 workers were evacuated."
+    b = "Police closed the A63 near Hull after the chemical leak forced residents of Hessle to stay indoors."
+    bridge = a + " " + b
+    r1 = dd.add(Article(id="a", text=a))
+    r2 = dd.add(Article(id="b", text=b))
+    r3 = dd.add(Article(id="c", text=bridge))
+    assert (r1.action, r2.action) == ("new", "new")
+    assert r3.action == "merged" and r3.merged == ["b"] and r3.story == "a"
+    assert dd.story_of("b") == "a"
+
+
+def test_the_same_article_twice_changes_nothing_and_a_new_version_replaces_it():
+    dd = Deduper()
+    art = seeds()[0]
+    first = dd.add(art)
+    again = dd.add(art)
+    assert again.action == "unchanged" and again.story == first.story
+    changed = Article(id=art.id, text=art.text + "\n\nA new paragraph was added by the desk tonight.")
+    assert dd.add(changed).action == "replaced"
+    assert len(dd.index) == 1
+
+
+def test_deleting_the_bridge_splits_the_story_again():
+    dd = Deduper()
+    a = "Fire crews fought a blaze at the Riverside chemical plant in Hull, where 40 workers were evacuated."
+    b = "Police closed the A63 near Hull after the chemical leak forced residents of Hessle to stay indoors."
+    for i, t in (("a", a), ("b", b), ("c", a + " " + b)):
+        dd.add(Article(id=i, text=t))
+    stories = dd.delete("c")
+    assert sorted(stories) == ["a", "b"]
+    assert dd.story_of("a") != dd.story_of("b")
+
+
+def _meter_slice(n=160):
+    from .conftest import DATA
+    path = DATA / "meter-dev.jsonl"
+    rows = [json.loads(l) for l in path.open()][:n] if path.exists() else []
+    return [Article(id=r["id"], text=r["text"], title=r["title"]) for r in rows]
+
+
+@settings(max_examples=8, deadline=None)
+@given(st.randoms(use_true_random=False))
+def test_arrival_order_does_not_change_the_stories(rnd: random.Random):
+    arts = seeds() + _meter_slice()
+    base = Deduper()
+    for a in arts:
+        base.add(a)
+    shuffled = list(arts)
+    rnd.shuffle(shuffled)
+    other = Deduper()
+    for a in shuffled:
+        other.add(a)
+    ids = [a.id for a in arts]
+    assert partition(base, ids) == partition(other, ids)
