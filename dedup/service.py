@@ -8,6 +8,8 @@ Data flows one way: :class:`Article` -> normalized text -> :class:`Signature`
 
 from __future__ import annotations
 
+import multiprocessing
+import os
 from dataclasses import dataclass
 from typing import Iterable, Iterator
 
@@ -28,6 +30,30 @@ class Outcome:
     article: Article | None
     assignment: Assignment | None = None
     error: BadInput | None = None
+
+
+_WORKER: "Deduper | None" = None
+
+
+def _init_worker(settings: Settings) -> None:
+    global _WORKER
+    from .index.memory import MemoryIndex
+
+    _WORKER = Deduper(settings, index=MemoryIndex(settings))  # only prepare() is used in workers
+
+
+def _prepare_item(dd: "Deduper", item: Article | BadInput) -> Entry | BadInput:
+    if isinstance(item, BadInput):
+        return item
+    try:
+        return dd.prepare(item)
+    except BadInput as exc:
+        return exc
+
+
+def _prepare_in_worker(item: Article | BadInput) -> Entry | BadInput:
+    assert _WORKER is not None
+    return _prepare_item(_WORKER, item)
 
 
 class Deduper:
@@ -81,14 +107,36 @@ class Deduper:
         return assign(self.index, self.prepare(article), self.settings)
 
     def add_many(self, items: Iterable[Article | BadInput]) -> Iterator[Outcome]:
-        """Ingest a batch; a bad item yields an Outcome with its error and the batch goes on."""
-        for item in items:
+        """Ingest a batch; a bad item yields an Outcome with its error and the batch goes on.
+
+        With ``settings.jobs`` other than 1, normalization and signing (pure
+        functions, most of the CPU time) run in worker processes while
+        assignment stays here in arrival order, so the stories are the same.
+        """
+        jobs = self.settings.jobs or os.cpu_count() or 1
+        if jobs == 1:
+            prepared: Iterable[tuple[Article | BadInput, Entry | BadInput]] = (
+                (item, _prepare_item(self, item)) for item in items
+            )
+            yield from self._assign_prepared(prepared)
+            return
+        ctx = multiprocessing.get_context("fork" if "fork" in multiprocessing.get_all_start_methods() else None)
+        with ctx.Pool(jobs, initializer=_init_worker, initargs=(self.settings,)) as pool:
+            items_list = items if isinstance(items, list) else list(items)
+            results = pool.imap(_prepare_in_worker, items_list, chunksize=32)
+            yield from self._assign_prepared(zip(items_list, results))
+
+    def _assign_prepared(self, pairs: Iterable[tuple[Article | BadInput, Entry | BadInput]]) -> Iterator[Outcome]:
+        for item, prepared in pairs:
             if isinstance(item, BadInput):
                 yield Outcome(item.where, None, error=item)
                 continue
             where = item.origin or item.id
+            if isinstance(prepared, BadInput):
+                yield Outcome(where, item, error=prepared)
+                continue
             try:
-                yield Outcome(where, item, assignment=self.add(item))
+                yield Outcome(where, item, assignment=assign(self.index, prepared, self.settings))
             except BadInput as exc:
                 yield Outcome(where, item, error=exc)
 

@@ -61,6 +61,13 @@ class Settings:
     min_sentence_words: int = _setting(
         4, "Sentences with fewer content words are never reported as unique.", group="ranking"
     )
+    # -- runtime ----------------------------------------------------------
+    jobs: int = _setting(
+        1,
+        "Processes that normalize and sign a batch in parallel (assignment stays in one process, so results "
+        "do not change); 0 means one per CPU.",
+        group="runtime",
+    )
     # -- input ------------------------------------------------------------
     max_chars: int = _setting(
         2_000_000, "Articles longer than this many characters are rejected as bad input.", group="input"
@@ -75,6 +82,8 @@ class Settings:
         for name in ("bands", "rows", "key_terms", "num_perm", "max_chars"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be at least 1")
+        if self.jobs < 0:
+            raise ValueError("jobs must be 0 (one per CPU) or more")
         if self.window_days < 0:
             raise ValueError("window_days must be 0 or more")
 

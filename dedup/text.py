@@ -100,10 +100,16 @@ _NOTICE_HINTS = (
 )
 
 
-def is_boilerplate_line(line: str) -> bool:
+def notice_hints(text: str) -> tuple[str, ...]:
+    """The notice hints present anywhere in ``text``: lines need testing only for these."""
+    low = text.lower()
+    return tuple(h for h in _NOTICE_HINTS if h in low)
+
+
+def is_boilerplate_line(line: str, hints: tuple[str, ...] = _NOTICE_HINTS) -> bool:
     """A line that is a notice, a credit or a navigation label, not reporting."""
     low = line.lower()
-    if not any(h in low for h in _NOTICE_HINTS):  # plain substring tests: far cheaper than a regex here
+    if not any(h in low for h in hints):  # plain substring tests: far cheaper than a regex here
         return False
     words = line.split()
     if not words:
@@ -130,14 +136,15 @@ def clean_paragraphs(text: str) -> tuple[list[str], list[str]]:
     """Split normalized text into kept paragraphs and removed boilerplate lines."""
     kept: list[str] = []
     dropped: list[str] = []
-    for raw in re.split(r"\n", text):
+    hints = notice_hints(text)
+    for raw in text.split("\n"):
         par = " ".join(raw.split())
         if not par:
             continue
         par = strip_dateline(par)
         if not par:
             continue
-        if is_boilerplate_line(par) or _BYLINE.match(par):
+        if (hints and is_boilerplate_line(par, hints)) or (len(par) < 80 and _BYLINE.match(par)):
             dropped.append(par)
             continue
         kept.append(par)
@@ -197,12 +204,9 @@ def content_words(text: str) -> list[str]:
     return [t for t in _TOKEN.findall(text.casefold()) if len(t) > 1 and t not in stop]
 
 
-_NON_WORD = re.compile(r"[\W_]+")
-
-
 def line_hash(line: str) -> int:
-    """Identity of a normalized line for counting recurrences: its letters and digits only."""
-    return zlib.crc32(_NON_WORD.sub("", line.casefold()).encode("utf-8"))
+    """Identity of a normalized line (spaces collapsed) for counting recurrences, case ignored."""
+    return zlib.crc32(line.casefold().encode("utf-8"))
 
 
 def line_hashes(clean: str) -> list[int]:
@@ -227,10 +231,10 @@ def display_sentences(text: str, title: str = "") -> list[tuple[str, str, int]]:
     lines += text.split("\n")
     first_norm = ""
     for n, raw in enumerate(lines):
-        par = _SPACES.sub(" ", raw).strip()
+        par = " ".join(raw.split())
         if not par:
             continue
-        norm = strip_dateline(normalize_chars(par))
+        norm = strip_dateline(" ".join(normalize_chars(par).split()))
         if not norm or is_boilerplate_line(norm) or _BYLINE.match(norm):
             continue
         if n == 0 and title:

@@ -48,3 +48,20 @@ def test_bands_cover_the_whole_signature():
 def test_text_without_words_cannot_be_signed():
     with pytest.raises(ValueError, match="no words"):
         sign("the of and - !!", None, S)
+
+
+def test_hand_written_minhash_equals_datasketch_update_batch():
+    from dedup.signature import minhash_of, minhash_values, term_hash
+    terms = ["blair", "firefighters", "downing", "strike", "pay"]
+    ours = minhash_values(np.array([term_hash(t) for t in terms], dtype=np.uint32), 32, 1)
+    assert np.array_equal(ours, minhash_of(terms, 32, 1))
+
+
+def test_cosine_and_reuse_match_a_plain_set_computation():
+    a, b = sign(A, None, S), sign(B, None, S)
+    shared = set(a.term_ids.tolist()) & set(b.term_ids.tolist())
+    wa = dict(zip(a.term_ids.tolist(), a.term_weights.tolist()))
+    wb = dict(zip(b.term_ids.tolist(), b.term_weights.tolist()))
+    assert cosine(a, b) == pytest.approx(sum(wa[t] * wb[t] for t in shared), rel=1e-5)
+    sa, sb = set(a.shingles.tolist()), set(b.shingles.tolist())
+    assert reuse(a, b) == pytest.approx(len(sa & sb) / min(len(sa), len(sb)))

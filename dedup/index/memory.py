@@ -23,7 +23,8 @@ class MemoryIndex(StoryIndex):
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
         self._entries: dict[str, Entry] = {}
-        self._buckets: dict[tuple[int, bytes], set[str]] = defaultdict(set)
+        # band bucket -> publication day (None when undated) -> ids: a query reads only the days in its window
+        self._buckets: dict[tuple[int, bytes], dict[int | None, set[str]]] = {}
         self._story_of: dict[str, str] = {}
         self._members: dict[str, set[str]] = {}
         self._touched: dict[str, int] = {}
@@ -36,8 +37,16 @@ class MemoryIndex(StoryIndex):
             self.delete(entry.id)
         self._entries[entry.id] = entry
         s = self.settings
-        for i, key in enumerate(band_hashes(entry.signature.minhash, s.bands, s.rows)):
-            self._buckets[(i, key)].add(entry.id)
+        day = entry.signature.day
+        buckets = self._buckets
+        for band in enumerate(band_hashes(entry.signature.minhash, s.bands, s.rows)):
+            by_day = buckets.get(band)
+            if by_day is None:
+                buckets[band] = {day: {entry.id}}
+            elif day in by_day:
+                by_day[day].add(entry.id)
+            else:
+                by_day[day] = {entry.id}
         self._sentences.update(set(entry.sentence_hashes))
 
     def delete(self, article_id: str) -> Entry | None:
@@ -45,12 +54,16 @@ class MemoryIndex(StoryIndex):
         if entry is None:
             return None
         s = self.settings
-        for i, key in enumerate(band_hashes(entry.signature.minhash, s.bands, s.rows)):
-            bucket = self._buckets.get((i, key))
-            if bucket is not None:
-                bucket.discard(article_id)
-                if not bucket:
-                    del self._buckets[(i, key)]
+        day = entry.signature.day
+        for band in enumerate(band_hashes(entry.signature.minhash, s.bands, s.rows)):
+            by_day = self._buckets.get(band)
+            if by_day is None or day not in by_day:
+                continue
+            by_day[day].discard(article_id)
+            if not by_day[day]:
+                del by_day[day]
+                if not by_day:
+                    del self._buckets[band]
         for h in set(entry.sentence_hashes):
             left = self._sentences[h] - 1
             if left > 0:
@@ -78,16 +91,22 @@ class MemoryIndex(StoryIndex):
     def candidates(self, signature: Signature) -> set[str]:
         s = self.settings
         found: set[str] = set()
-        for i, key in enumerate(band_hashes(signature.minhash, s.bands, s.rows)):
-            bucket = self._buckets.get((i, key))
-            if bucket:
-                found |= bucket
         day = signature.day
-        if day is None:
-            return found
-        w = s.window_days
-        entries = self._entries
-        return {c for c in found if (d := entries[c].signature.day) is None or abs(d - day) <= w}
+        days = None if day is None else [None, *range(day - s.window_days, day + s.window_days + 1)]
+        buckets = self._buckets
+        for band in enumerate(band_hashes(signature.minhash, s.bands, s.rows)):
+            by_day = buckets.get(band)
+            if by_day is None:
+                continue
+            if days is None:  # undated: every day matches
+                for ids in by_day.values():
+                    found |= ids
+            else:
+                for d in days:
+                    ids = by_day.get(d)
+                    if ids:
+                        found |= ids
+        return found
 
     # -- stories ----------------------------------------------------------
     def story_of(self, ids: Iterable[str]) -> dict[str, str]:
