@@ -22,7 +22,6 @@ import json
 import random
 import time
 from typing import Any, Callable, Iterable, TypeVar
-from urllib.parse import urlsplit, urlunsplit
 
 import redis
 from redis.backoff import ExponentialBackoff
@@ -32,7 +31,7 @@ from redis.retry import Retry
 
 from ..records import Assignment, DedupError, Entry, Signature
 from ..settings import Settings
-from . import redis_lua
+from . import mask_url, redis_lua
 from .base import Decide, StoryIndex
 from .codec import CODEC_VERSION, decode_entry, decode_signature, encode_entry
 from .redis_keys import key
@@ -46,18 +45,6 @@ class IndexUnavailable(DedupError):
 
 class IndexMismatch(DedupError):
     """The namespace was built with other signature settings, so its buckets would never match."""
-
-
-def mask_url(url: str) -> str:
-    """``url`` with any password replaced by ``***``, for messages and logs."""
-    parts = urlsplit(url)
-    if parts.password is None:
-        return url
-    user = parts.username or ""
-    host = parts.hostname or ""
-    if parts.port:
-        host = f"{host}:{parts.port}"
-    return urlunsplit(parts._replace(netloc=f"{user}:***@{host}"))
 
 
 T = TypeVar("T")
