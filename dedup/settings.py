@@ -61,6 +61,13 @@ class Settings:
     min_sentence_words: int = _setting(
         4, "Sentences with fewer content words are never reported as unique.", group="ranking"
     )
+    # -- storage ----------------------------------------------------------
+    retain_days: int = _setting(
+        0,
+        "Shared (Redis) index only: keep articles published at most this many days before the newest one "
+        "seen; older ones are deleted and their stories re-split as new days arrive. 0 keeps everything.",
+        group="storage",
+    )
     # -- input ------------------------------------------------------------
     max_chars: int = _setting(
         2_000_000, "Articles longer than this many characters are rejected as bad input.", group="input"
@@ -77,6 +84,8 @@ class Settings:
                 raise ValueError(f"{name} must be at least 1")
         if self.window_days < 0:
             raise ValueError("window_days must be 0 or more")
+        if self.retain_days < 0:
+            raise ValueError("retain_days must be 0 or more")
 
     # ------------------------------------------------------------------
     @classmethod

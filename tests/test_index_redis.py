@@ -67,13 +67,23 @@ def all_keys(url: str, ns: str) -> list[str]:
 
 
 # -- key layout -------------------------------------------------------------------
-def test_lua_and_python_name_the_same_bucket_keys(redis_url):
+def test_lua_and_python_agree_on_bucket_keys_and_fields(redis_url):
     with RedisIndex(SETTINGS, url=redis_url, namespace="k") as idx:
         e = entry("a", 7)
         idx.put(e)
-        expected = {bucket_key("k", i, h) for i, h in enumerate(band_hashes(e.signature.minhash, 32, 1))}
-        found = {k for k in all_keys(redis_url, "k") if k.startswith("k:b:")}
-        assert found == expected
+        idx.put(entry("b", 7))
+        bands = band_hashes(e.signature.minhash, 32, 1)
+        assert {k for k in all_keys(redis_url, "k") if k.startswith("k:b:")} == {bucket_key("k", i) for i in range(32)}
+        for i, value in enumerate(bands):
+            assert idx._r.hgetall(bucket_key("k", i)) in ({value: b"a\0b"}, {value: b"b\0a"})
+        idx.delete("a")
+        assert idx._r.hget(bucket_key("k", 3), bands[3]) == b"b"
+
+
+def test_ids_with_nul_are_refused(redis_url):
+    with RedisIndex(SETTINGS, url=redis_url, namespace="k") as idx:
+        with pytest.raises(ValueError, match="NUL"):
+            idx.put(entry("a\0b", 1))
 
 
 def test_every_key_belongs_to_a_documented_kind(redis_url):
@@ -222,6 +232,33 @@ def test_records_are_compact_bytes_not_pickle(redis_url):
         raw = idx._r.hgetall("c:a:a")
         assert raw[b"m"] == e.signature.minhash.astype("<u4").tobytes()
         assert not any(v.startswith(b"\x80") for v in raw.values())  # pickle protocol marker
+
+
+# -- retention ------------------------------------------------------------------------------
+def test_retention_drops_articles_older_than_the_window_and_resplits_their_stories(redis_url):
+    settings = Settings(retain_days=2)
+    with RedisIndex(settings, url=redis_url, namespace="ret") as idx:
+        decide = make_decider(idx, settings)
+        e_old, e_mid = entry("old", 1, day=100), entry("mid", 1, day=101)
+        idx.ingest(e_old, decide)
+        idx.ingest(e_mid, decide)
+        idx.ingest(entry("undated", 50), decide)
+        assert idx.members("old") == ["mid", "old"]
+        idx.ingest(entry("new", 1, day=103), decide)  # cutoff 101: "old" goes, "mid" stays
+        assert "old" not in idx and "mid" in idx and "undated" in idx
+        stories = idx.story_of(["mid", "new"])
+        assert idx.members(stories["mid"]) == ["mid"] and idx.members(stories["new"]) == ["new"]
+        idx.ingest(entry("newer", 1, day=110), decide)
+        assert sorted(k for k in ("old", "mid", "undated", "new", "newer") if k in idx) == ["newer", "undated"]
+        assert idx._r.zrange("ret:days", 0, -1) == [b"newer"]
+
+
+def test_retention_off_keeps_everything(redis_url):
+    with RedisIndex(SETTINGS, url=redis_url, namespace="keep") as idx:
+        decide = make_decider(idx, SETTINGS)
+        for n, day in enumerate((1, 500, 1000)):
+            idx.ingest(entry(f"a{n}", n, day=day), decide)
+        assert len(idx) == 3 and idx.expire() == []
 
 
 # -- deletion and persistence -------------------------------------------------------------

@@ -34,7 +34,7 @@ from ..settings import Settings
 from . import mask_url, redis_lua
 from .base import Decide, StoryIndex
 from .codec import CODEC_VERSION, decode_entry, decode_signature, encode_entry
-from .redis_keys import key
+from .redis_keys import check_id, key
 
 MAX_INGEST_ATTEMPTS = 200
 
@@ -105,6 +105,7 @@ class RedisIndex(StoryIndex):
             for name in ("PUT", "DELETE", "SET_STORY", "FIND", "INGEST")
         }
         self._members_hint: dict[str, list[str]] = {}
+        self._newest_day_seen: int | None = None  # retention runs when a newer day arrives
         try:
             self._check_meta()
         except (RedisConnectionError, RedisTimeoutError) as exc:
@@ -147,6 +148,7 @@ class RedisIndex(StoryIndex):
     # -- articles -----------------------------------------------------------
     @_guard
     def put(self, entry: Entry) -> None:
+        check_id(entry.id)
         fv = self._fields(entry)
         self._run("PUT", entry.id, len(fv), *fv)
 
@@ -246,6 +248,7 @@ class RedisIndex(StoryIndex):
     @_guard
     def ingest(self, entry: Entry, decide: Decide) -> Assignment:
         """Read (one script), decide in Python, write with a re-check (one script); retry on conflict."""
+        check_id(entry.id)
         sig = entry.signature
         minhash = sig.minhash.astype("<u4").tobytes()
         day = self._day_arg(sig)
@@ -280,6 +283,8 @@ class RedisIndex(StoryIndex):
                 len(fv), *fv, len(assignment.merged), *assignment.merged, len(sigs), *cand_args,
             ))
             if status == "ok":
+                if sig.day is not None:
+                    self._retain(sig.day)
                 return assignment
             if status == "exists":
                 done = self._already_there(entry)
@@ -292,6 +297,35 @@ class RedisIndex(StoryIndex):
             f"article {entry.id!r}: gave up after {MAX_INGEST_ATTEMPTS} conflicting concurrent updates "
             f"in namespace {self.namespace!r}; retry the article"
         )
+
+    def _retain(self, day: int) -> None:
+        """Apply ``retain_days`` once per newer publication day this worker sees (cheap otherwise)."""
+        if self.settings.retain_days <= 0 or (self._newest_day_seen is not None and day <= self._newest_day_seen):
+            return
+        self._newest_day_seen = day
+        self.expire()
+
+    @_guard
+    def expire(self) -> list[str]:
+        """Delete articles published more than ``retain_days`` before the newest stored one.
+
+        Relative to the newest *stored* day, not the wall clock, so replaying
+        an archive keeps a sliding window instead of deleting everything.
+        Each goes through :func:`dedup.stories.remove`, which re-splits the
+        stories it held together.  Undated articles are never expired.
+        """
+        from ..stories import remove  # late import: stories imports the index package
+
+        if self.settings.retain_days <= 0:
+            return []
+        newest = self._r.zrevrange(self._k("days"), 0, 0, withscores=True)
+        if not newest:
+            return []
+        cutoff = int(newest[0][1]) - self.settings.retain_days
+        old = [_s(i) for i in self._r.zrangebyscore(self._k("days"), "-inf", f"({cutoff}")]
+        for aid in old:
+            remove(self, aid, self.settings)
+        return old
 
     def _already_there(self, entry: Entry) -> Assignment | None:
         """Another worker stored this id while we decided: same content is done, a new version replaces it."""

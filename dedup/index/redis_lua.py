@@ -3,7 +3,7 @@
 Each script is the shared helpers (key names, bucket keys, story moves,
 article put/delete) followed by a short body.  ARGV[1] is always the
 namespace, ARGV[2] and ARGV[3] the LSH ``bands`` and ``rows``: the scripts
-compute bucket keys from the stored minhash bytes themselves, so deleting an
+compute bucket fields from the stored minhash bytes themselves, so deleting an
 article needs no client-side read first.
 """
 
@@ -15,16 +15,29 @@ _HELPERS = LUA_KEY_HELPERS + r"""
 local BANDS = tonumber(ARGV[2])
 local ROWS = tonumber(ARGV[3])
 
-local function tohex(s)
-  return (s:gsub('.', function(c) return string.format('%02x', string.byte(c)) end))
-end
-
-local function bucket_keys(m)
+-- LSH buckets: hash P..'b:'..band, field = the band's raw value bytes,
+-- value = the ids in the bucket joined by NUL (ids never contain NUL)
+local function band_values(m)
   local out, w = {}, ROWS * 4
   for i = 0, BANDS - 1 do
-    out[#out + 1] = P .. 'b:' .. i .. ':' .. tohex(string.sub(m, i * w + 1, (i + 1) * w))
+    out[#out + 1] = {P .. 'b:' .. i, string.sub(m, i * w + 1, (i + 1) * w)}
   end
   return out
+end
+
+local function bucket_add(hk, f, id)
+  local v = redis.call('HGET', hk, f)
+  if v then redis.call('HSET', hk, f, v .. '\0' .. id) else redis.call('HSET', hk, f, id) end
+end
+
+local function bucket_remove(hk, f, id)
+  local v = redis.call('HGET', hk, f)
+  if not v then return end
+  local keep = {}
+  for part in string.gmatch(v, '[^%z]+') do
+    if part ~= id then keep[#keep + 1] = part end
+  end
+  if #keep == 0 then redis.call('HDEL', hk, f) else redis.call('HSET', hk, f, table.concat(keep, '\0')) end
 end
 
 -- distinct sentence hashes of a '<u4' byte string, as decimal hash fields
@@ -77,11 +90,12 @@ local function del_article(id)
   if #rec == 0 then return rec end
   local f = {}
   for i = 1, #rec, 2 do f[rec[i]] = rec[i + 1] end
-  for _, bk in ipairs(bucket_keys(f['m'] or '')) do redis.call('SREM', bk, id) end
+  for _, b in ipairs(band_values(f['m'] or '')) do bucket_remove(b[1], b[2], id) end
   for _, s in ipairs(sent_fields(f['h'] or '')) do
     if redis.call('HINCRBY', K_SENT, s, -1) <= 0 then redis.call('HDEL', K_SENT, s) end
   end
   redis.call('DEL', ak)
+  redis.call('ZREM', K_DAYS, id)
   if redis.call('DECR', K_COUNT) <= 0 then redis.call('DEL', K_COUNT) end
   local story = redis.call('HGET', K_STORY_OF, id)
   if story then
@@ -98,15 +112,24 @@ local function put(id, fv)
   redis.call('HSET', ak, unpack(fv))
   local f = {}
   for i = 1, #fv, 2 do f[fv[i]] = fv[i + 1] end
-  for _, bk in ipairs(bucket_keys(f['m'])) do redis.call('SADD', bk, id) end
+  for _, b in ipairs(band_values(f['m'])) do bucket_add(b[1], b[2], id) end
   for _, s in ipairs(sent_fields(f['h'])) do redis.call('HINCRBY', K_SENT, s, 1) end
   redis.call('INCR', K_COUNT)
+  if f['d'] ~= '' then redis.call('ZADD', K_DAYS, f['d'], id) end
 end
 
 -- ids sharing a band with minhash m, within the window, except `exclude`;
 -- with_sigs adds each one's signature fields and story: id, d, m, ti, tw, sh, story
 local function find(m, day, window, exclude, with_sigs)
-  local ids = redis.call('SUNION', unpack(bucket_keys(m)))
+  local ids, seen = {}, {}
+  for _, b in ipairs(band_values(m)) do
+    local v = redis.call('HGET', b[1], b[2])
+    if v then
+      for id in string.gmatch(v, '[^%z]+') do
+        if not seen[id] then seen[id] = true; ids[#ids + 1] = id end
+      end
+    end
+  end
   local out = {}
   for _, id in ipairs(ids) do
     if id ~= exclude then
