@@ -189,6 +189,53 @@ def test_two_processes_end_with_the_one_process_partition(redis_url, tmp_path, s
     assert shared == cluster(Deduper(SETTINGS), items)
 
 
+def _worker(url: str, ns: str, path: str, barrier) -> None:
+    items = [a for a in read_paths([path]) if isinstance(a, Article)]
+    with Deduper(SETTINGS, url=url, namespace=ns) as dd:
+        barrier.wait(timeout=60)  # start together so the ingests really interleave
+        for a in items:
+            dd.add(a)
+
+
+def test_three_synchronized_workers_end_with_the_one_process_partition(redis_url, tmp_path):
+    import multiprocessing
+
+    lines = data_file("meter-dev.jsonl").read_text(encoding="utf-8").splitlines()[:300]
+    ctx = multiprocessing.get_context("fork")
+    barrier = ctx.Barrier(3)
+    paths = []
+    for n in range(3):
+        paths.append(str(tmp_path / f"w{n}.jsonl"))
+        Path(paths[-1]).write_text("\n".join(lines[n::3]) + "\n", encoding="utf-8")
+    procs = [ctx.Process(target=_worker, args=(redis_url, "sync", p, barrier)) for p in paths]
+    for p in procs:
+        p.start()
+    for p in procs:
+        p.join(timeout=300)
+        assert p.exitcode == 0
+    items = [a for p in paths for a in read_paths([p])]
+    with RedisIndex(SETTINGS, url=redis_url, namespace="sync") as idx:
+        shared = partition(idx.story_of([a.id for a in items]))
+    assert shared == cluster(Deduper(SETTINGS), items)
+
+
+def test_same_article_stored_concurrently_by_another_worker_is_reported_unchanged(redis_url):
+    with RedisIndex(SETTINGS, url=redis_url, namespace="dup") as idx, \
+            RedisIndex(SETTINGS, url=redis_url, namespace="dup") as other:
+        inner = make_decider(idx, SETTINGS)
+        calls = []
+
+        def decide(e, sigs, stories):
+            calls.append(1)
+            if len(calls) == 1:
+                other.ingest(entry("a", 5), make_decider(other, SETTINGS))
+            return inner(e, sigs, stories)
+
+        result = idx.ingest(entry("a", 5), decide)
+        assert result.action == "unchanged" and result.story == "a"
+        assert len(idx) == 1 and idx.members("a") == ["a"] and idx.sentence_counts([11]) == [1]
+
+
 # -- settings fingerprint, errors, decoding ---------------------------------------------
 def test_refuses_a_namespace_built_with_other_signature_settings(redis_url):
     RedisIndex(SETTINGS, url=redis_url, namespace="fp").close()
