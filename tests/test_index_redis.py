@@ -18,7 +18,7 @@ from dedup.index.codec import CorruptRecord
 from dedup.index.redis import IndexMismatch, IndexUnavailable, RedisIndex
 from dedup.index.redis_keys import KINDS, bucket_key, key
 from dedup.readers import read_paths
-from dedup.records import Article, Entry, Signature
+from dedup.records import Article, BadInput, Entry, Signature
 from dedup.service import Deduper
 from dedup.settings import Settings
 from dedup.signature import band_hashes
@@ -82,7 +82,7 @@ def test_lua_and_python_agree_on_bucket_keys_and_fields(redis_url):
 
 def test_ids_with_nul_are_refused(redis_url):
     with RedisIndex(SETTINGS, url=redis_url, namespace="k") as idx:
-        with pytest.raises(ValueError, match="NUL"):
+        with pytest.raises(BadInput, match="NUL"):
             idx.put(entry("a\0b", 1))
 
 
@@ -103,6 +103,8 @@ def test_namespaces_do_not_see_each_other(redis_url):
             RedisIndex(SETTINGS, url=redis_url, namespace="two") as b:
         a.put(entry("x", 1))
         assert "x" in a and "x" not in b and len(b) == 0
+    with pytest.raises(ValueError, match="namespace"):
+        RedisIndex(SETTINGS, url=redis_url, namespace="one:b")
 
 
 # -- same clustering as in process ------------------------------------------------------

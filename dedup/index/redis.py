@@ -82,8 +82,9 @@ class RedisIndex(StoryIndex):
         retries: int = 6,
         socket_timeout: float = 10.0,
     ) -> None:
-        if not namespace or any(c.isspace() for c in namespace) or "*" in namespace:
-            raise ValueError(f"namespace {namespace!r} must be non-empty, without spaces or '*'")
+        # ':' would let one namespace's keys fall under another's prefix ('a' vs 'a:b')
+        if not namespace or any(c.isspace() or c in ":*?[]" for c in namespace):
+            raise ValueError(f"namespace {namespace!r} must be non-empty, without spaces or any of : * ? [ ]")
         self.settings = settings
         self.url = url
         self.namespace = namespace

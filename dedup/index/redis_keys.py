@@ -65,9 +65,15 @@ def bucket_key(ns: str, band: int) -> str:
 
 
 def check_id(article_id: str) -> None:
-    """Bucket values join ids with NUL, so an id must not contain one."""
+    """Bucket values join ids with NUL, so an id must not contain one.
+
+    Raises :class:`~dedup.records.BadInput`, so a batch reports the item and goes on.
+    """
+    from ..records import BadInput
+
     if not article_id or "\0" in article_id:
-        raise ValueError(f"article id {article_id!r} must be non-empty and free of NUL characters")
+        raise BadInput(f"article {article_id!r}", "the id is empty or contains a NUL character",
+                       "use ids without control characters")
 
 
 # Lua twin of key(): every script starts with these helpers.  ``P`` is "ns:".
