@@ -81,6 +81,7 @@ LUA_KEY_HELPERS = """
 local P = ARGV[1] .. ':'
 local function K_article(id) return P .. 'a:' .. id end
 local function K_story(s) return P .. 's:' .. s end
+local function K_bucket(band) return P .. 'b:' .. band end
 local K_STORY_OF = P .. 'story_of'
 local K_STORIES = P .. 'stories'
 local K_CLOCK = P .. 'clock'

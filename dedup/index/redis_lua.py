@@ -20,7 +20,7 @@ local ROWS = tonumber(ARGV[3])
 local function band_values(m)
   local out, w = {}, ROWS * 4
   for i = 0, BANDS - 1 do
-    out[#out + 1] = {P .. 'b:' .. i, string.sub(m, i * w + 1, (i + 1) * w)}
+    out[#out + 1] = {K_bucket(i), string.sub(m, i * w + 1, (i + 1) * w)}
   end
   return out
 end
