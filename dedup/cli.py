@@ -70,7 +70,9 @@ def _open(kwargs: dict[str, Any]) -> Deduper:
         raise click.ClickException(f"--redis needs the Redis index: {exc}") from exc
     except Exception as exc:  # connection problems name the URL
         if kwargs.get("redis_url"):
-            raise click.ClickException(f"cannot open the index at {kwargs['redis_url']}: {exc}") from exc
+            from .index import mask_url
+
+            raise click.ClickException(f"cannot open the index at {mask_url(kwargs['redis_url'])}: {exc}") from exc
         raise
 
 

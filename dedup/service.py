@@ -17,7 +17,7 @@ from .index import StoryIndex, open_index
 from .novelty import rank_story
 from .records import Article, Assignment, BadInput, Entry, Story
 from .settings import Settings
-from .signature import sign
+from .signature import idf, sign
 from .stories import assign, remove
 from .text import line_hashes, normalize
 
@@ -120,6 +120,7 @@ class Deduper:
             )
             yield from self._assign_prepared(prepared)
             return
+        idf("the")  # load the word-frequency table once, before forking, so workers share it
         ctx = multiprocessing.get_context("fork" if "fork" in multiprocessing.get_all_start_methods() else None)
         with ctx.Pool(jobs, initializer=_init_worker, initargs=(self.settings,)) as pool:
             items_list = items if isinstance(items, list) else list(items)

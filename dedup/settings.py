@@ -68,6 +68,13 @@ class Settings:
         "do not change); 0 means one per CPU.",
         group="runtime",
     )
+    # -- storage ----------------------------------------------------------
+    retain_days: int = _setting(
+        0,
+        "Shared (Redis) index only: keep articles published at most this many days before the newest one "
+        "seen; older ones are deleted and their stories re-split as new days arrive. 0 keeps everything.",
+        group="storage",
+    )
     # -- input ------------------------------------------------------------
     max_chars: int = _setting(
         2_000_000, "Articles longer than this many characters are rejected as bad input.", group="input"
@@ -86,6 +93,8 @@ class Settings:
             raise ValueError("jobs must be 0 (one per CPU) or more")
         if self.window_days < 0:
             raise ValueError("window_days must be 0 or more")
+        if self.retain_days < 0:
+            raise ValueError("retain_days must be 0 or more")
 
     # ------------------------------------------------------------------
     @classmethod

@@ -2,11 +2,24 @@
 
 from __future__ import annotations
 
+from urllib.parse import urlsplit, urlunsplit
+
 from ..settings import Settings
 from .base import StoryIndex
 from .memory import MemoryIndex
 
-__all__ = ["StoryIndex", "MemoryIndex", "open_index"]
+__all__ = ["StoryIndex", "MemoryIndex", "open_index", "mask_url"]
+
+
+def mask_url(url: str) -> str:
+    """``url`` with any password replaced by ``***``: URLs end up in messages and logs."""
+    parts = urlsplit(url)
+    if parts.password is None:
+        return url
+    host = parts.hostname or ""
+    if parts.port:
+        host = f"{host}:{parts.port}"
+    return urlunsplit(parts._replace(netloc=f"{parts.username or ''}:***@{host}"))
 
 
 def open_index(settings: Settings, url: str | None = None, namespace: str = "dedup") -> StoryIndex:

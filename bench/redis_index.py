@@ -1,0 +1,191 @@
+"""Benchmark: dedup's Redis story index vs datasketch MinHashLSH on Redis.
+
+Starts its own throwaway redis-server on a free port (never touches 6379),
+signs N articles once (meter-dev + bbc-distractors from ../shared/data, then
+synthetic articles recombined from their sentences if N is larger), and for
+each of ``--runs`` runs on a flushed server measures:
+
+* dedup streaming ingest (``dedup.stories.assign``: duplicate check, candidate
+  read, verification, atomic write) -- articles/s and per-article p50/p99;
+* datasketch ``MinHashLSH`` (params=(32,1), redis storage) query + insert per
+  article -- articles/s and p50/p99;
+* datasketch ``insertion_session`` bulk insert (no queries) -- articles/s;
+* bytes per article: ``INFO memory`` used_memory delta / N for each.
+
+Both get the same MinHash values (``dedup.signature.sign``).  dedup also
+stores the record (title, zlib text, vectors, shingles) and stories;
+datasketch only keys in buckets.  Prints medians of the runs and ratios.
+
+    python bench/redis_index.py --n 3000 --runs 3
+"""
+
+from __future__ import annotations
+
+import argparse
+import itertools
+import random
+import shutil
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import redis
+from datasketch import MinHashLSH
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from dedup.index.redis import RedisIndex  # noqa: E402
+from dedup.readers import read_paths  # noqa: E402
+from dedup.records import Article, Entry  # noqa: E402
+from dedup.service import Deduper  # noqa: E402
+from dedup.settings import Settings  # noqa: E402
+from dedup.signature import as_lean_minhash  # noqa: E402
+from dedup.stories import assign  # noqa: E402
+
+DATA = ROOT.parent / "shared" / "data"
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def start_server(workdir: str) -> tuple[subprocess.Popen, int]:
+    exe = shutil.which("redis-server")
+    if exe is None:
+        sys.exit("redis-server is not installed")
+    port = free_port()
+    proc = subprocess.Popen([exe, "--port", str(port), "--bind", "127.0.0.1", "--dir", workdir, "--save", "",
+                             "--appendonly", "no"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    for _ in range(200):
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=0.1).close()
+            return proc, port
+        except OSError:
+            time.sleep(0.05)
+    proc.kill()
+    sys.exit("redis-server did not start")
+
+
+def load_articles(n: int) -> list[Article]:
+    """Real articles first; beyond them, synthetic ones mixing sentences of several real ones."""
+    paths = [DATA / "meter-dev.jsonl", DATA / "bbc-distractors.jsonl"]
+    missing = [str(p) for p in paths if not p.exists()]
+    if missing:
+        sys.exit(f"evaluation data missing: {', '.join(missing)} (expected in {DATA})")
+    real = [a for a in read_paths([str(p) for p in paths]) if isinstance(a, Article)]
+    out = real[:n]
+    rng = random.Random(7)
+    sentences = [s for a in real for s in a.text.split(". ") if len(s) > 40]
+    for i in range(n - len(out)):
+        text = ". ".join(rng.sample(sentences, rng.randint(6, 20))) + "."
+        out.append(Article(id=f"synthetic/{i}", text=text, title="", source="synthetic",
+                           published=real[i % len(real)].published))
+    return out
+
+
+def used_memory(client: redis.Redis) -> int:
+    return int(client.info("memory")["used_memory"])
+
+
+def pct(values: list[float], q: float) -> float:
+    values = sorted(values)
+    return values[min(len(values) - 1, int(q * len(values)))]
+
+
+def run_dedup(url: str, entries: list[Entry], settings: Settings, client: redis.Redis) -> dict[str, float]:
+    client.flushall()
+    before = used_memory(client)
+    lat = []
+    with RedisIndex(settings, url=url, namespace="bench") as idx:
+        t0 = time.perf_counter()
+        for e in entries:
+            t = time.perf_counter()
+            assign(idx, e, settings)
+            lat.append(time.perf_counter() - t)
+        total = time.perf_counter() - t0
+    return {"rate": len(entries) / total, "p50": pct(lat, 0.5), "p99": pct(lat, 0.99),
+            "bytes": (used_memory(client) - before) / len(entries)}
+
+
+def _lsh(port: int) -> MinHashLSH:
+    return MinHashLSH(threshold=0.5, num_perm=32, params=(32, 1),
+                      storage_config={"type": "redis", "basename": b"x",
+                                      "redis": {"host": "127.0.0.1", "port": port}})
+
+
+def run_datasketch(port: int, entries: list[Entry], settings: Settings, client: redis.Redis) -> dict[str, float]:
+    mhs = [(e.id, as_lean_minhash(e.signature, settings.seed)) for e in entries]
+    client.flushall()
+    before = used_memory(client)
+    lsh = _lsh(port)
+    lat = []
+    t0 = time.perf_counter()
+    for aid, m in mhs:
+        t = time.perf_counter()
+        lsh.query(m)
+        lsh.insert(aid, m)
+        lat.append(time.perf_counter() - t)
+    total = time.perf_counter() - t0
+    stream_bytes = (used_memory(client) - before) / len(entries)
+    client.flushall()
+    lsh = _lsh(port)
+    t0 = time.perf_counter()
+    with lsh.insertion_session() as session:
+        for aid, m in mhs:
+            session.insert(aid, m)
+    bulk = time.perf_counter() - t0
+    return {"rate": len(entries) / total, "p50": pct(lat, 0.5), "p99": pct(lat, 0.99),
+            "bytes": stream_bytes, "bulk_rate": len(entries) / bulk}
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--n", type=int, default=3000, help="articles to load (real first, then synthetic)")
+    ap.add_argument("--runs", type=int, default=3, help="runs per system; medians are reported")
+    args = ap.parse_args()
+    settings = Settings()
+    articles = load_articles(args.n)
+    t = time.perf_counter()
+    dd = Deduper(settings)
+    entries = [dd.prepare(a) for a in articles]
+    print(f"signed {len(entries)} articles in {time.perf_counter() - t:.1f}s (not part of the timings)")
+    with tempfile.TemporaryDirectory() as tmp:
+        proc, port = start_server(tmp)
+        try:
+            client = redis.Redis(port=port)
+            url = f"redis://127.0.0.1:{port}/0"
+            ours, theirs = [], []
+            for run in range(args.runs):
+                ours.append(run_dedup(url, entries, settings, client))
+                theirs.append(run_datasketch(port, entries, settings, client))
+                print(f"run {run + 1}: dedup {ours[-1]['rate']:.0f}/s, datasketch {theirs[-1]['rate']:.0f}/s")
+            client.close()
+        finally:
+            proc.terminate()
+            proc.wait()
+
+    def med(rows: list[dict[str, float]], k: str) -> float:
+        return statistics.median(r[k] for r in rows)
+
+    print(f"\nN={len(entries)}, medians of {args.runs} runs, redis-server on 127.0.0.1:{port}")
+    print(f"{'':38}{'articles/s':>12}{'p50 ms':>9}{'p99 ms':>9}{'bytes/article':>15}")
+    print(f"{'dedup RedisIndex (assign, streaming)':38}{med(ours, 'rate'):12.0f}{med(ours, 'p50') * 1e3:9.2f}"
+          f"{med(ours, 'p99') * 1e3:9.2f}{med(ours, 'bytes'):15.0f}")
+    print(f"{'datasketch query+insert (streaming)':38}{med(theirs, 'rate'):12.0f}{med(theirs, 'p50') * 1e3:9.2f}"
+          f"{med(theirs, 'p99') * 1e3:9.2f}{med(theirs, 'bytes'):15.0f}")
+    print(f"{'datasketch insertion_session (bulk)':38}{med(theirs, 'bulk_rate'):12.0f}")
+    print(f"\nratios dedup/datasketch: streaming speed {med(ours, 'rate') / med(theirs, 'rate'):.2f}x, "
+          f"vs bulk {med(ours, 'rate') / med(theirs, 'bulk_rate'):.2f}x, "
+          f"p99 latency {med(ours, 'p99') / med(theirs, 'p99'):.2f}x, "
+          f"bytes/article {med(ours, 'bytes') / med(theirs, 'bytes'):.2f}x")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,353 @@
+"""Redis-specific behaviour: key layout, identical clustering, concurrency, errors, persistence."""
+
+from __future__ import annotations
+
+import itertools
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import redis
+
+from dedup.index import MemoryIndex, open_index
+from dedup.index.codec import CorruptRecord
+from dedup.index.redis import IndexMismatch, IndexUnavailable, RedisIndex
+from dedup.index.redis_keys import KINDS, bucket_key, key
+from dedup.readers import read_paths
+from dedup.records import Article, BadInput, Entry, Signature
+from dedup.service import Deduper
+from dedup.settings import Settings
+from dedup.signature import band_hashes
+from dedup.stories import make_decider
+
+from conftest import ROOT, RedisServer, data_file, free_port
+
+SETTINGS = Settings()
+
+
+def entry(aid: str, fill: int, day: int | None = None) -> Entry:
+    mh = np.arange(SETTINGS.num_perm, dtype=np.uint32) + np.uint32(fill)
+    sig = Signature(minhash=mh, term_ids=np.array([1, 2], dtype=np.uint32),
+                    term_weights=np.array([0.6, 0.8], dtype=np.float32),
+                    shingles=np.array([3], dtype=np.uint32), day=day)
+    return Entry(aid, "title", "text " + aid, "src", "", "", sig, [11, 12, 11])
+
+
+def partition(story_of: dict[str, str]) -> set[frozenset[str]]:
+    """Stories as sets of article ids: compares groupings, not story labels."""
+    groups: dict[str, set[str]] = {}
+    for aid, sid in story_of.items():
+        groups.setdefault(sid, set()).add(aid)
+    return {frozenset(g) for g in groups.values()}
+
+
+def articles(seed_paths: list[str], meter_n: int = 300) -> list[Article]:
+    items = list(read_paths(seed_paths))
+    items += itertools.islice(read_paths([str(data_file("meter-dev.jsonl"))]), meter_n)
+    assert all(isinstance(a, Article) for a in items)
+    return items
+
+
+def cluster(dd: Deduper, items: list[Article]) -> set[frozenset[str]]:
+    for a in items:
+        dd.add(a)
+    return partition(dd.index.story_of([a.id for a in items]))
+
+
+def all_keys(url: str, ns: str) -> list[str]:
+    client = redis.Redis.from_url(url)
+    try:
+        return sorted(k.decode() for k in client.scan_iter(match=f"{ns}:*"))
+    finally:
+        client.close()
+
+
+# -- key layout -------------------------------------------------------------------
+def test_lua_and_python_agree_on_bucket_keys_and_fields(redis_url):
+    with RedisIndex(SETTINGS, url=redis_url, namespace="k") as idx:
+        e = entry("a", 7)
+        idx.put(e)
+        idx.put(entry("b", 7))
+        bands = band_hashes(e.signature.minhash, 32, 1)
+        assert {k for k in all_keys(redis_url, "k") if k.startswith("k:b:")} == {bucket_key("k", i) for i in range(32)}
+        for i, value in enumerate(bands):
+            assert idx._r.hgetall(bucket_key("k", i)) in ({value: b"a\0b"}, {value: b"b\0a"})
+        idx.delete("a")
+        assert idx._r.hget(bucket_key("k", 3), bands[3]) == b"b"
+
+
+def test_ids_with_nul_are_refused(redis_url):
+    with RedisIndex(SETTINGS, url=redis_url, namespace="k") as idx:
+        with pytest.raises(BadInput, match="NUL"):
+            idx.put(entry("a\0b", 1))
+
+
+def test_every_key_belongs_to_a_documented_kind(redis_url):
+    with RedisIndex(SETTINGS, url=redis_url, namespace="k") as idx:
+        idx.put(entry("a:1", 7))
+        idx.put(entry("b", 7))
+        idx.set_story("a:1", ["a:1", "b"])
+        kinds = {k.split(":")[1] for k in all_keys(redis_url, "k")}
+        assert kinds <= KINDS and {"meta", "a", "b", "s", "story_of", "stories", "sent", "n"} <= kinds
+        assert key("k", "a", "a:1") in all_keys(redis_url, "k")
+    with pytest.raises(ValueError):
+        key("k", "nope")
+
+
+def test_namespaces_do_not_see_each_other(redis_url):
+    with RedisIndex(SETTINGS, url=redis_url, namespace="one") as a, \
+            RedisIndex(SETTINGS, url=redis_url, namespace="two") as b:
+        a.put(entry("x", 1))
+        assert "x" in a and "x" not in b and len(b) == 0
+    with pytest.raises(ValueError, match="namespace"):
+        RedisIndex(SETTINGS, url=redis_url, namespace="one:b")
+
+
+# -- same clustering as in process ------------------------------------------------------
+def test_seeds_and_meter_slice_cluster_identically_in_memory_and_redis(redis_url, seed_paths):
+    items = articles(seed_paths)
+    mem = cluster(Deduper(SETTINGS), items)
+    with Deduper(SETTINGS, url=redis_url, namespace="same") as dd:
+        red = cluster(dd, items)
+    assert red == mem
+    assert any(len(g) > 1 for g in mem)  # the slice really has multi-article stories
+
+
+def test_cli_cluster_with_redis_matches_in_process(redis_url, seed_paths):
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+
+    def run(*extra: str) -> set[frozenset[str]]:
+        out = subprocess.run([sys.executable, "-m", "dedup", "cluster", "--format", "jsonl", *extra,
+                              str(ROOT / "seeds")], capture_output=True, text=True, env=env, check=True)
+        return partition({r["id"]: r["cluster"] for r in map(json.loads, out.stdout.splitlines())})
+
+    assert run("--redis", redis_url) == run()
+
+
+# -- ingest: round trips and concurrency -----------------------------------------------
+def test_ingest_takes_two_round_trips(redis_url, monkeypatch):
+    with RedisIndex(SETTINGS, url=redis_url, namespace="rt") as idx:
+        decide = make_decider(idx, SETTINGS)
+        idx.ingest(entry("a", 1), decide)
+        calls = []
+        real = idx._r.execute_command
+        monkeypatch.setattr(idx._r, "execute_command", lambda *a, **k: calls.append(a[0]) or real(*a, **k))
+        idx.ingest(entry("b", 1), decide)  # joins a's story
+        idx.ingest(entry("c", 99), decide)  # starts a new story
+        assert len(calls) == 4, calls
+        assert idx.story_of(["a", "b", "c"]) == {"a": "a", "b": "a", "c": "c"}
+
+
+def test_article_written_concurrently_into_a_shared_bucket_is_not_missed(redis_url):
+    """Another worker inserts a rival between our read and our write: the write must notice and redo."""
+    with RedisIndex(SETTINGS, url=redis_url, namespace="race") as idx, \
+            RedisIndex(SETTINGS, url=redis_url, namespace="race") as other:
+        inner = make_decider(idx, SETTINGS)
+        seen: list[dict] = []
+
+        def decide(e, sigs, stories):
+            seen.append(dict(stories))
+            if len(seen) == 1:  # first attempt: the rival lands after our read
+                other.ingest(entry("rival", 5), make_decider(other, SETTINGS))
+            return inner(e, sigs, stories)
+
+        result = idx.ingest(entry("me", 5), decide)
+        assert len(seen) == 2 and seen[0] == {} and seen[1] == {"rival": "rival"}
+        assert result.action == "joined" and idx.members("rival") == ["me", "rival"]
+
+
+def _run_cli(url: str, ns: str, path: Path) -> subprocess.Popen:
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    return subprocess.Popen([sys.executable, "-m", "dedup", "cluster", "--redis", url, "--namespace", ns,
+                             "--format", "jsonl", "--skip-bad", str(path)],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, env=env)
+
+
+@pytest.mark.parametrize("split", ["same-corpus", "interleaved-halves"])
+def test_two_processes_end_with_the_one_process_partition(redis_url, tmp_path, split):
+    lines = data_file("meter-dev.jsonl").read_text(encoding="utf-8").splitlines()[:240]
+    if split == "same-corpus":
+        parts = [lines, lines[::-1]]
+    else:
+        parts = [lines[0::2], lines[1::2]]
+    paths = []
+    for n, part in enumerate(parts):
+        paths.append(tmp_path / f"part{n}.jsonl")
+        paths[-1].write_text("\n".join(part) + "\n", encoding="utf-8")
+    procs = [_run_cli(redis_url, split, p) for p in paths]
+    for p in procs:
+        _, err = p.communicate(timeout=300)
+        assert p.returncode == 0, err
+    ids = [json.loads(line)["id"] for line in lines]
+    with RedisIndex(SETTINGS, url=redis_url, namespace=split) as idx:
+        assert len(idx) == len(ids)
+        shared = partition(idx.story_of(ids))
+        assert sum(len(g) for g in shared) == len(ids)
+    items = list(read_paths([str(paths[0])])) + (list(read_paths([str(paths[1])])) if split != "same-corpus" else [])
+    assert shared == cluster(Deduper(SETTINGS), items)
+
+
+def _worker(url: str, ns: str, path: str, barrier) -> None:
+    items = [a for a in read_paths([path]) if isinstance(a, Article)]
+    with Deduper(SETTINGS, url=url, namespace=ns) as dd:
+        barrier.wait(timeout=60)  # start together so the ingests really interleave
+        for a in items:
+            dd.add(a)
+
+
+def test_three_synchronized_workers_end_with_the_one_process_partition(redis_url, tmp_path):
+    import multiprocessing
+
+    lines = data_file("meter-dev.jsonl").read_text(encoding="utf-8").splitlines()[:300]
+    ctx = multiprocessing.get_context("fork")
+    barrier = ctx.Barrier(3)
+    paths = []
+    for n in range(3):
+        paths.append(str(tmp_path / f"w{n}.jsonl"))
+        Path(paths[-1]).write_text("\n".join(lines[n::3]) + "\n", encoding="utf-8")
+    procs = [ctx.Process(target=_worker, args=(redis_url, "sync", p, barrier)) for p in paths]
+    for p in procs:
+        p.start()
+    for p in procs:
+        p.join(timeout=300)
+        assert p.exitcode == 0
+    items = [a for p in paths for a in read_paths([p])]
+    with RedisIndex(SETTINGS, url=redis_url, namespace="sync") as idx:
+        shared = partition(idx.story_of([a.id for a in items]))
+    assert shared == cluster(Deduper(SETTINGS), items)
+
+
+def test_same_article_stored_concurrently_by_another_worker_is_reported_unchanged(redis_url):
+    with RedisIndex(SETTINGS, url=redis_url, namespace="dup") as idx, \
+            RedisIndex(SETTINGS, url=redis_url, namespace="dup") as other:
+        inner = make_decider(idx, SETTINGS)
+        calls = []
+
+        def decide(e, sigs, stories):
+            calls.append(1)
+            if len(calls) == 1:
+                other.ingest(entry("a", 5), make_decider(other, SETTINGS))
+            return inner(e, sigs, stories)
+
+        result = idx.ingest(entry("a", 5), decide)
+        assert result.action == "unchanged" and result.story == "a"
+        assert len(idx) == 1 and idx.members("a") == ["a"] and idx.sentence_counts([11]) == [1]
+
+
+# -- settings fingerprint, errors, decoding ---------------------------------------------
+def test_refuses_a_namespace_built_with_other_signature_settings(redis_url):
+    RedisIndex(SETTINGS, url=redis_url, namespace="fp").close()
+    with pytest.raises(IndexMismatch, match="namespace 'fp'.*another --namespace"):
+        RedisIndex(Settings(key_terms=12), url=redis_url, namespace="fp")
+    RedisIndex(Settings(min_cosine=0.5), url=redis_url, namespace="fp").close()  # verification may change
+
+
+def test_unreachable_server_error_names_the_url_with_password_masked():
+    url = f"redis://:hunter2@127.0.0.1:{free_port()}/0"
+    with pytest.raises(IndexUnavailable) as err:
+        RedisIndex(SETTINGS, url=url, namespace="x", retries=0)
+    assert "redis://:***@127.0.0.1" in str(err.value) and "hunter2" not in str(err.value)
+
+
+def test_password_in_url(tmp_path):
+    server = RedisServer(tmp_path / "pw", None, "--requirepass", "s3cret").start()
+    try:
+        with open_index(SETTINGS, f"redis://:s3cret@127.0.0.1:{server.port}/0", "pw") as idx:
+            idx.put(entry("a", 1))
+            assert "a" in idx
+        with pytest.raises(Exception) as err:
+            RedisIndex(SETTINGS, url=f"redis://:wrong@127.0.0.1:{server.port}/0", namespace="pw", retries=0)
+        assert "wrong" not in str(err.value)
+    finally:
+        server.stop()
+
+
+def test_damaged_record_raises_an_error_naming_key_and_field(redis_url):
+    with RedisIndex(SETTINGS, url=redis_url, namespace="bad") as idx:
+        idx.put(entry("a", 1))
+        idx._r.hset("bad:a:a", "tw", b"\x00\x01\x02")
+        with pytest.raises(CorruptRecord, match=r"bad:a:a: field 'tw'"):
+            idx.signatures(["a"])
+
+
+def test_records_are_compact_bytes_not_pickle(redis_url):
+    with RedisIndex(SETTINGS, url=redis_url, namespace="c") as idx:
+        e = entry("a", 1)
+        idx.put(e)
+        raw = idx._r.hgetall("c:a:a")
+        assert raw[b"m"] == e.signature.minhash.astype("<u4").tobytes()
+        assert not any(v.startswith(b"\x80") for v in raw.values())  # pickle protocol marker
+
+
+# -- retention ------------------------------------------------------------------------------
+def test_retention_drops_articles_older_than_the_window_and_resplits_their_stories(redis_url):
+    settings = Settings(retain_days=2)
+    with RedisIndex(settings, url=redis_url, namespace="ret") as idx:
+        decide = make_decider(idx, settings)
+        e_old, e_mid = entry("old", 1, day=100), entry("mid", 1, day=101)
+        idx.ingest(e_old, decide)
+        idx.ingest(e_mid, decide)
+        idx.ingest(entry("undated", 50), decide)
+        assert idx.members("old") == ["mid", "old"]
+        idx.ingest(entry("new", 1, day=103), decide)  # cutoff 101: "old" goes, "mid" stays
+        assert "old" not in idx and "mid" in idx and "undated" in idx
+        stories = idx.story_of(["mid", "new"])
+        assert idx.members(stories["mid"]) == ["mid"] and idx.members(stories["new"]) == ["new"]
+        idx.ingest(entry("newer", 1, day=110), decide)
+        assert sorted(k for k in ("old", "mid", "undated", "new", "newer") if k in idx) == ["newer", "undated"]
+        assert idx._r.zrange("ret:days", 0, -1) == [b"newer"]
+
+
+def test_retention_off_keeps_everything(redis_url):
+    with RedisIndex(SETTINGS, url=redis_url, namespace="keep") as idx:
+        decide = make_decider(idx, SETTINGS)
+        for n, day in enumerate((1, 500, 1000)):
+            idx.ingest(entry(f"a{n}", n, day=day), decide)
+        assert len(idx) == 3 and idx.expire() == []
+
+
+# -- deletion and persistence -------------------------------------------------------------
+def test_deleting_every_article_leaves_only_the_meta_key(redis_url, seed_paths):
+    items = articles(seed_paths, meter_n=60)
+    with Deduper(SETTINGS, url=redis_url, namespace="del") as dd:
+        for a in items:
+            dd.add(a)
+        assert len(all_keys(redis_url, "del")) > len(items)
+        for a in items:
+            dd.delete(a.id)
+        assert len(dd.index) == 0 and dd.index.story_ids() == []
+    assert all_keys(redis_url, "del") == ["del:meta"]
+
+
+def test_nothing_is_lost_across_an_aof_restart(tmp_path, seed_paths):
+    server = RedisServer(tmp_path / "aof", None, "--appendonly", "yes", "--appendfsync", "always").start()
+    items = articles(seed_paths, meter_n=40)
+    try:
+        with Deduper(SETTINGS, url=server.url, namespace="aof") as dd:
+            before = cluster(dd, items)
+            story_ids = dd.index.story_ids()
+        server.stop()
+        server.start()
+        with Deduper(SETTINGS, url=server.url, namespace="aof") as dd:
+            assert len(dd.index) == len(items)
+            assert partition(dd.index.story_of([a.id for a in items])) == before
+            assert dd.index.story_ids() == story_ids
+            assert dd.add(items[0]).action == "unchanged"
+    finally:
+        server.stop()
+
+
+def test_open_index_survives_a_server_restart(tmp_path):
+    server = RedisServer(tmp_path / "restart", None, "--appendonly", "yes").start()
+    try:
+        with RedisIndex(SETTINGS, url=server.url, namespace="r") as idx:
+            idx.put(entry("a", 1))
+            server.stop()
+            server.start()
+            assert "a" in idx  # the same client reconnects (retry with backoff)
+    finally:
+        server.stop()
