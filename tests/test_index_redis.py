@@ -24,7 +24,7 @@ from dedup.settings import Settings
 from dedup.signature import band_hashes
 from dedup.stories import make_decider
 
-from conftest import ROOT, RedisServer, data_file, free_port
+from .conftest import ROOT, RedisServer, data_file, free_port
 
 SETTINGS = Settings()
 
