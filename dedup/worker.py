@@ -370,8 +370,10 @@ class Worker:
             if not fields:  # entry deleted (trimmed) from the stream while it was pending
                 done.append(mid)
                 continue
-            if self._handle_one(mid, fields, pipe):
+            outcome = self._handle_one(mid, fields, pipe)
+            if outcome != "retry":
                 done.append(mid)
+            if outcome == "published":
                 latencies.append(time.time() - message_ms(mid) / 1000.0)
         if done:
             pipe.xack(self.ws.input_stream, self.ws.group, *done)
@@ -383,18 +385,18 @@ class Worker:
         if done and not self._failed_in_pass:
             self.backoff.reset()
 
-    def _handle_one(self, mid: bytes, fields: dict[bytes, bytes], pipe: Any) -> bool:
-        """Queue this message's output or dead letter on ``pipe``; False = leave it pending for a retry."""
+    def _handle_one(self, mid: bytes, fields: dict[bytes, bytes], pipe: Any) -> str:
+        """Queue this message's output or dead letter on ``pipe``: ``published``, ``dead`` or ``retry`` (leave pending)."""
         where = f"{self.ws.input_stream}/{mid.decode()}"
         try:
             article = parse_message(fields, where, self.dd.settings.max_chars)
             assignment = self.dd.add(article)
         except Rejected as exc:
             self._dead(pipe, mid, fields, exc.code, exc.detail, attempts=1)
-            return True
+            return "dead"
         except BadInput as exc:
             self._dead(pipe, mid, fields, code_of(exc), str(exc), attempts=1)
-            return True
+            return "dead"
         except CONNECTION_ERRORS:
             raise  # not this message's fault: the loop reconnects and redelivers
         except Exception as exc:  # noqa: BLE001 - any other failure is retried, then dead-lettered
@@ -403,7 +405,7 @@ class Worker:
             if attempts >= self.ws.max_attempts:
                 log.error("message %s failed %d times (%s); dead-lettering it", mid.decode(), attempts, detail)
                 self._dead(pipe, mid, fields, "failed", detail, attempts=attempts)
-                return True
+                return "dead"
             log.warning("message %s failed (attempt %d of %d): %s; will retry", mid.decode(), attempts,
                         self.ws.max_attempts, detail)
             self.metrics.retries.inc()
@@ -411,7 +413,7 @@ class Worker:
             self._failed_in_pass = True
             if self._pel_cursor is None and self._retry_at is None:
                 self._retry_at = time.monotonic() + self.backoff.next()
-            return False
+            return "retry"
         for w in article.warnings:
             log.warning("article %s: %s", article.id, w)
         rank = size = None
@@ -429,7 +431,7 @@ class Worker:
                  f", merged {','.join(assignment.merged)}" if assignment.merged else "")
         self.metrics.processed.labels(assignment.action).inc()
         self.counts["processed"] += 1
-        return True
+        return "published"
 
     def _dead(self, pipe: Any, mid: bytes, fields: dict[bytes, bytes], code: str, detail: str, attempts: int) -> None:
         log.warning("message %s dead-lettered: %s (%s)", mid.decode(), code, detail)
