@@ -383,3 +383,19 @@ def test_worker_settings_come_from_flags_and_env(redis_url):
         del os.environ["DEDUP_GROUP"]
     with pytest.raises(ValueError):
         WorkerSettings(batch_size=0)
+
+
+def test_docs_describe_every_setting_field_and_reason():
+    doc = (ROOT / "docs" / "worker.md").read_text()
+    for f in WorkerSettings.declared():
+        assert WorkerSettings.env_name(f.name) in doc, f.name
+    for code in ("bad_json", "not_utf8", "not_object", "missing_field", "missing_id", "empty_text", "too_large",
+                 "failed"):
+        assert f"`{code}`" in doc, code
+    from dedup.records import Assignment
+    from dedup.streams import assignment_fields, dead_fields
+
+    for name in assignment_fields(Assignment("a", "s", "new"), b"1-0", rank=1, story_size=1):
+        assert f"| `{name.decode()}` |" in doc, name
+    for name in dead_fields("x", "y", {b"article": b"z"}, b"1-0", 1, "c"):
+        assert f"| `{name.decode()}` |" in doc, name
