@@ -71,6 +71,8 @@ class WorkerSettings:
     block_ms: int = _ws(1000, "How long one read waits for new messages.")
     claim_idle_ms: int = _ws(60000, "Take over another consumer's pending message after it sat idle this long.")
     max_attempts: int = _ws(3, "Failed attempts after which a message is dead-lettered.")
+    max_deliveries: int = _ws(
+        10, "Deliveries without an outcome (workers crashing on it) after which a message is dead-lettered as poison.")
     backoff_max_s: float = _ws(10.0, "Cap of the exponential backoff between reconnects and retries.")
     metrics_port: int = _ws(0, "Serve Prometheus metrics on this port (0 = off).")
     with_rank: bool = _ws(False, "Add each article's rank in its story to the output (costs a story ranking).")
@@ -78,7 +80,7 @@ class WorkerSettings:
     log_level: str = _ws("INFO", "Log level (DEBUG, INFO, WARNING, ERROR).")
 
     def __post_init__(self) -> None:
-        for name in ("batch_size", "max_attempts"):
+        for name in ("batch_size", "max_attempts", "max_deliveries"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be at least 1")
         for name in ("block_ms", "claim_idle_ms", "metrics_port", "out_maxlen"):
@@ -218,6 +220,7 @@ class Worker:
         self.counts = {"processed": 0, "dead": 0, "retried": 0}
         self._old_handlers: dict[int, Any] = {}
         self._pel_cursor: bytes | None = b"0"  # read our own pending entries first (a restart's leftovers)
+        self._deliveries: dict[bytes, int] = {}  # delivery counts of redelivered messages in the batch
         self._failed_in_pass = False
         self._retry_at: float | None = None
         self._next_claim = 0.0
@@ -303,6 +306,7 @@ class Worker:
             entries = self._read(self._pel_cursor, block=False)
             if entries:
                 self._pel_cursor = entries[-1][0]
+                self._count_deliveries(entries)
                 return entries
             self._pel_cursor = None
             if self._failed_in_pass:  # come back to the failures later; let new messages flow meanwhile
@@ -342,7 +346,21 @@ class Worker:
             self.client.xack(self.ws.input_stream, self.ws.group, *deleted)
         if claimed:
             log.info("claimed %d idle message(s) from dead or stuck consumers", len(claimed))
+            self._count_deliveries(claimed)
         return claimed
+
+    def _count_deliveries(self, entries: list[Message]) -> None:
+        """Delivery counts (XPENDING) of redelivered messages, to catch ones that crash every worker.
+
+        A failure the worker survives is counted in the attempts hash; a
+        message that kills the process never is, so without this check it
+        would be redelivered, and kill a worker, forever.
+        """
+        ids = [mid for mid, _ in entries]
+        rows = self.client.xpending_range(self.ws.input_stream, self.ws.group, min=ids[0], max=ids[-1],
+                                          count=len(ids) + 1000, consumername=self.consumer)
+        wanted = set(ids)
+        self._deliveries = {r["message_id"]: int(r["times_delivered"]) for r in rows if r["message_id"] in wanted}
 
     def _stats(self) -> None:
         """Refresh the lag and pending gauges every couple of seconds (XINFO GROUPS is cheap but not free)."""
@@ -370,6 +388,12 @@ class Worker:
             if not fields:  # entry deleted (trimmed) from the stream while it was pending
                 done.append(mid)
                 continue
+            deliveries = self._deliveries.get(mid, 1)
+            if deliveries > self.ws.max_deliveries:
+                self._dead(pipe, mid, fields, "poison",
+                           f"delivered {deliveries} times without finishing: it may crash workers", deliveries)
+                done.append(mid)
+                continue
             outcome = self._handle_one(mid, fields, pipe)
             if outcome != "retry":
                 done.append(mid)
@@ -380,6 +404,7 @@ class Worker:
             pipe.hdel(self.attempts_key, *done)
         if len(pipe):
             pipe.execute()
+        self._deliveries = {}
         for sec in latencies:
             self.metrics.latency.observe(max(sec, 0.0))
         if done and not self._failed_in_pass:

@@ -193,6 +193,46 @@ def test_transient_failures_are_retried_then_dead_lettered(redis_url):
     assert redis.Redis.from_url(redis_url).hlen("dedup:in:attempts") == 0  # no leftovers
 
 
+class LostIndexDeduper(Deduper):
+    """The index's Redis drops the connection on the first five writes (more than max_attempts)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.failures = 0
+
+    def add(self, art):
+        if self.failures < 5:
+            self.failures += 1
+            raise redis.exceptions.ConnectionError("Error 111 connecting to index: Connection refused")
+        return super().add(art)
+
+
+def test_lost_index_connection_costs_no_attempt(redis_url):
+    xadd_all(redis_url, [json.dumps(article(i)).encode() for i in range(2)])
+    dd = LostIndexDeduper()
+    run_burst(redis_url, dd, max_attempts=2, backoff_max_s=0.05)
+    assert dd.failures == 5
+    assert dead_letters(redis_url) == []  # not the messages' fault: waited, reconnected, redelivered
+    assert sorted(r["id"] for r in outputs(redis_url)) == ["art-0", "art-1"]
+    assert pending(redis_url) == 0
+
+
+def test_message_that_keeps_crashing_workers_is_dead_lettered_as_poison(redis_url):
+    ids = xadd_all(redis_url, [json.dumps(article(i)).encode() for i in range(3)])
+    client = redis.Redis.from_url(redis_url)
+    client.xgroup_create("dedup:in", "dedup", id="0")
+    client.xreadgroup("dedup", "crashy", {"dedup:in": ">"}, count=1)  # takes art-0 ...
+    for _ in range(11):  # ... and "crashes" on it again and again after each restart
+        client.xreadgroup("dedup", "crashy", {"dedup:in": "0"}, count=1)
+    time.sleep(0.1)
+    run_burst(redis_url, claim_idle_ms=50, max_deliveries=10)
+    (dead,) = dead_letters(redis_url)
+    assert dead[b"reason"] == b"poison" and dead[b"message_id"] == ids[0] and dead[b"attempts"] == b"13"
+    assert sorted(r["id"] for r in outputs(redis_url)) == ["art-1", "art-2"]
+    assert pending(redis_url) == 0
+    client.close()
+
+
 # -- at-least-once and idempotency ---------------------------------------------------
 def test_redelivery_after_a_lost_ack_is_idempotent(redis_url):
     """The index write happens, the ack is lost: the redelivered message changes nothing."""
@@ -390,7 +430,7 @@ def test_docs_describe_every_setting_field_and_reason():
     for f in WorkerSettings.declared():
         assert WorkerSettings.env_name(f.name) in doc, f.name
     for code in ("bad_json", "not_utf8", "not_object", "missing_field", "missing_id", "empty_text", "too_large",
-                 "failed"):
+                 "failed", "poison"):
         assert f"`{code}`" in doc, code
     from dedup.records import Assignment
     from dedup.streams import assignment_fields, dead_fields
