@@ -4,7 +4,8 @@ Shape (after rq's worker): bootstrap -> signal handlers -> loop with an
 ordered except ladder -> teardown.  Guarantees:
 
 * at-least-once: a message is XACKed only after its index write and its
-  output (or dead letter) are stored, in one MULTI with the ack;
+  output (or dead letter) are stored (a MULTI does not roll back, so the
+  ack is sent only after the publishing MULTI succeeded);
   redelivery is harmless because the Deduper is idempotent by article id
   (same content -> ``unchanged``, new version -> ``replaced``);
 * bad messages never block the stream: they are dead-lettered with a reason;
@@ -228,10 +229,20 @@ class Worker:
 
     # -- lifecycle ------------------------------------------------------------
     def run(self) -> int:
-        """Bootstrap, loop until stopped (or drained in burst mode), tear down; returns the exit code."""
+        """Bootstrap, loop until stopped (or drained in burst mode), tear down; returns the exit code.
+
+        An unexpected error ends the worker with status 1 rather than being
+        swallowed: whatever it had read stays pending, and a restarted worker
+        (or XAUTOCLAIM) picks it up.
+        """
         try:
             self.bootstrap()
             self.loop()
+        except StopNow:
+            pass
+        except Exception:
+            log.exception("worker %s failed; unacknowledged messages stay pending for redelivery", self.consumer)
+            return 1
         finally:
             self.teardown()
         return 0
@@ -272,7 +283,10 @@ class Worker:
 
     # -- loop -----------------------------------------------------------------
     def loop(self) -> None:
-        """The except ladder, most specific first: stop, connection loss, lost group, anything else."""
+        """The except ladder, most specific first: stop, connection loss, lost group.
+
+        Anything else propagates to :meth:`run`, which logs it and exits 1.
+        """
         while not self.stop_requested:
             try:
                 self.state = "idle"
@@ -376,9 +390,12 @@ class Worker:
 
     # -- one batch ------------------------------------------------------------
     def handle_batch(self, messages: list[Message]) -> None:
-        """Cluster each message, then publish, dead-letter and acknowledge the batch in one MULTI.
+        """Cluster each message, publish outputs and dead letters in one MULTI, then acknowledge.
 
-        Index writes come first; a crash before the MULTI only causes
+        The ack is a second step on purpose: Redis runs the rest of a MULTI
+        even when one command fails (say WRONGTYPE on the output key), so an
+        ack inside it could acknowledge an article whose output was never
+        written.  Index writes come first; a crash before the ack only causes
         redelivery, which the idempotent Deduper turns into ``unchanged``.
         """
         pipe = self.client.pipeline(transaction=True)
@@ -399,11 +416,13 @@ class Worker:
                 done.append(mid)
             if outcome == "published":
                 latencies.append(time.time() - message_ms(mid) / 1000.0)
-        if done:
-            pipe.xack(self.ws.input_stream, self.ws.group, *done)
-            pipe.hdel(self.attempts_key, *done)
         if len(pipe):
-            pipe.execute()
+            pipe.execute()  # raises if any output failed: then nothing is acknowledged
+        if done:
+            ack = self.client.pipeline(transaction=True)
+            ack.xack(self.ws.input_stream, self.ws.group, *done)
+            ack.hdel(self.attempts_key, *done)
+            ack.execute()
         self._deliveries = {}
         for sec in latencies:
             self.metrics.latency.observe(max(sec, 0.0))
@@ -501,8 +520,6 @@ def run_worker(deduper: Deduper, streams_url: str, settings: WorkerSettings, *, 
     worker = Worker(deduper, client, settings, burst=burst)
     try:
         return worker.run()
-    except StopNow:
-        return 0
     finally:
         client.close()
         deduper.close()

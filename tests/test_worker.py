@@ -233,6 +233,21 @@ def test_message_that_keeps_crashing_workers_is_dead_lettered_as_poison(redis_ur
     client.close()
 
 
+def test_unexpected_error_outside_a_message_exits_1_and_keeps_messages(redis_url):
+    xadd_all(redis_url, [json.dumps(article(1)).encode()])
+    client = redis.Redis.from_url(redis_url)
+    client.set("dedup:out", "not a stream")  # WRONGTYPE when publishing: a deployment error, not bad input
+    worker = Worker(Deduper(), connect(redis_url), WorkerSettings(block_ms=100), burst=True, install_signals=False)
+    assert worker.run() == 1
+    assert pending(redis_url) == 1  # read, not acknowledged: redelivered once the deployment is fixed
+    client.delete("dedup:out")
+    worker = Worker(worker.dd, connect(redis_url), WorkerSettings(block_ms=100, consumer=worker.consumer),
+                    burst=True, install_signals=False)
+    assert worker.run() == 0
+    assert [r["id"] for r in outputs(redis_url)] == ["art-1"] and pending(redis_url) == 0
+    client.close()
+
+
 # -- at-least-once and idempotency ---------------------------------------------------
 def test_redelivery_after_a_lost_ack_is_idempotent(redis_url):
     """The index write happens, the ack is lost: the redelivered message changes nothing."""
@@ -241,23 +256,23 @@ def test_redelivery_after_a_lost_ack_is_idempotent(redis_url):
     worker = Worker(dd, connect(redis_url), WorkerSettings(block_ms=100, backoff_max_s=0.1), burst=True,
                     install_signals=False)
     real_pipeline = worker.client.pipeline
-    failed = []
+    made = []
 
     def pipeline(*a, **k):
         pipe = real_pipeline(*a, **k)
-        if not failed:  # the first batch's publish+ack never reaches Redis
+        made.append(pipe)
+        if len(made) == 2:  # the first batch is published (pipeline 1) but its ack (pipeline 2) is lost
             def boom():
-                failed.append(True)
                 raise redis.exceptions.ConnectionError("connection reset by peer")
             pipe.execute = boom
         return pipe
 
     worker.client.pipeline = pipeline
     assert worker.run() == 0
-    assert failed
+    assert len(made) >= 4
     rows = outputs(redis_url)
-    assert sorted(r["id"] for r in rows) == ["art-0", "art-1", "art-2"]
-    assert {r["action"] for r in rows} == {"unchanged"}  # second delivery: already in the index
+    assert sorted(r["id"] for r in rows) == ["art-0", "art-0", "art-1", "art-1", "art-2", "art-2"]
+    assert [r["action"] for r in rows] == ["new"] * 3 + ["unchanged"] * 3  # redelivered: already in the index
     assert {r["story"] for r in rows} == {"art-0", "art-1", "art-2"}
     assert len(dd.index) == 3 and pending(redis_url) == 0
 
@@ -266,7 +281,7 @@ def test_redelivery_after_a_lost_ack_is_idempotent(redis_url):
     changed = dict(article(1), text=article(1)["text"] + " A correction was appended to this report today.")
     xadd_all(redis_url, [json.dumps(again).encode(), json.dumps(changed).encode()])
     run_burst(redis_url, dd)
-    assert [r["action"] for r in outputs(redis_url)[3:]] == ["unchanged", "replaced"]
+    assert [r["action"] for r in outputs(redis_url)[6:]] == ["unchanged", "replaced"]
     assert len(dd.index) == 3
 
 
