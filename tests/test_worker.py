@@ -454,3 +454,14 @@ def test_docs_describe_every_setting_field_and_reason():
         assert f"| `{name.decode()}` |" in doc, name
     for name in dead_fields("x", "y", {b"article": b"z"}, b"1-0", 1, "c"):
         assert f"| `{name.decode()}` |" in doc, name
+
+
+def test_enqueue_from_stdin_names_the_line(redis_url):
+    feed = json.dumps(article(5)) + "\n\xff not json\n"
+    res = CliRunner().invoke(cli, ["enqueue", "--redis", redis_url, "--include-bad", "-"], input=feed.encode())
+    assert res.exit_code == 0, res.output
+    assert "<stdin>:2: malformed JSON" in res.output
+    run_burst(redis_url)
+    assert [r["id"] for r in outputs(redis_url)] == ["art-5"]
+    (dead,) = dead_letters(redis_url)
+    assert dead[b"reason"] == b"bad_json" and dead[b"payload"] == "\xff not json".encode()
