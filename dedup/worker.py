@@ -69,7 +69,7 @@ class WorkerSettings:
     group: str = _ws("dedup", "Consumer group shared by all workers of one pipeline.")
     consumer: str = _ws("", "This worker's consumer name; defaults to host-pid.")
     batch_size: int = _ws(20, "Messages read (and acknowledged) per round trip; also bounds shutdown time.")
-    block_ms: int = _ws(1000, "How long one read waits for new messages.")
+    block_ms: int = _ws(1000, "How long one read waits for new messages; an idle worker notices SIGTERM within this.")
     claim_idle_ms: int = _ws(60000, "Take over another consumer's pending message after it sat idle this long.")
     max_attempts: int = _ws(3, "Failed attempts after which a message is dead-lettered.")
     max_deliveries: int = _ws(
@@ -179,7 +179,7 @@ class Metrics:
 
 # -- the worker -----------------------------------------------------------------
 class StopNow(Exception):
-    """Raised by the signal handler to leave an idle blocking read at once."""
+    """Leave the loop from deep inside a wait (a stop was requested while Redis was away)."""
 
 
 class Backoff:
@@ -258,9 +258,10 @@ class Worker:
 
     def teardown(self) -> None:
         self.state = "stopping"
-        for sig, old in self._old_handlers.items():
-            signal.signal(sig, old)
-        self._old_handlers.clear()
+        if not self.signals:  # after a signal ours stay: a second one during teardown still exits at once
+            for sig, old in self._old_handlers.items():
+                signal.signal(sig, old)
+            self._old_handlers.clear()
         self.metrics.close()
         log.info("worker %s stopped: %d processed, %d dead-lettered, %d retried", self.consumer,
                  self.counts["processed"], self.counts["dead"], self.counts["retried"])
@@ -277,9 +278,9 @@ class Worker:
             sys.stderr.flush()
             os._exit(128 + signum)
         log.info("%s: finishing current work, then exiting (send again to exit at once)", name)
+        # Only a flag: raising here could interrupt a read that already took
+        # messages off the stream.  An idle worker notices within --block-ms.
         self.stop_requested = True
-        if self.state == "idle":  # nothing in hand: leave the blocking read now
-            raise StopNow()
 
     # -- loop -----------------------------------------------------------------
     def loop(self) -> None:
