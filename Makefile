@@ -2,12 +2,12 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 
-.PHONY: demo test install system-deps eval bench clean
+.PHONY: demo test install system-deps eval bench bench-worker clean
 
 $(BIN)/dedup: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip
-	$(BIN)/pip install -q -e '.[test]'
+	$(BIN)/pip install -q -e '.[test,worker]'
 	touch $@
 
 install: $(BIN)/dedup
@@ -31,6 +31,10 @@ eval: install
 
 bench: install
 	$(BIN)/python bench/ingest.py
+
+## Stream worker: messages/s with 1 and 2 workers, p50/p99 enqueue-to-assignment latency.
+bench-worker: install system-deps
+	$(BIN)/python bench/worker.py
 
 clean:
 	rm -rf $(VENV) *.egg-info .pytest_cache

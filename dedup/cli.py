@@ -11,6 +11,7 @@ import dataclasses
 import json
 import sys
 import time
+from pathlib import Path
 from typing import Any, Callable, Iterable, TextIO
 
 import click
@@ -20,6 +21,7 @@ from .readers import read_labels, read_paths
 from .records import Article, BadInput, Story
 from .service import Deduper, Outcome
 from .settings import Settings
+from .worker import WorkerSettings, run_worker, worker_options
 
 CONTEXT = {"help_option_names": ["-h", "--help"], "max_content_width": 100}
 
@@ -300,6 +302,123 @@ def settings_cmd(markdown: bool, **kwargs: Any) -> None:
         click.echo(Settings.markdown_table())
         return
     click.echo(json.dumps(dataclasses.asdict(_settings(kwargs)), indent=2))
+
+
+def _raw_item(bad: BadInput, files: dict[str, bytes]) -> bytes:
+    """The original bytes of a rejected item, found again from its ``where`` (file:line, file[i], file)."""
+    where = bad.where.split(" (id ", 1)[0]
+    name, _, line = where.rpartition(":")
+    if name in files and line.isdigit():
+        lines = files[name].split(b"\n")
+        n = int(line)
+        return lines[n - 1] if 0 < n <= len(lines) else b""
+    if where.endswith("]") and "[" in where:
+        name, _, idx = where[:-1].rpartition("[")
+        if name in files and idx.isdigit():
+            try:
+                obj = json.loads(files[name])
+                items = obj["articles"] if isinstance(obj, dict) else obj
+                return json.dumps(items[int(idx)], ensure_ascii=False).encode()
+            except (ValueError, KeyError, IndexError, TypeError):
+                return b""
+    return files.get(where, b"")
+
+
+@cli.command(context_settings=CONTEXT)
+@click.argument("paths", nargs=-1, required=True)
+@click.option("--include-bad", is_flag=True, envvar="DEDUP_INCLUDE_BAD",
+              help="Enqueue rejected items raw too, so the worker dead-letters them where consumers can see them.")
+@click.option("--redis", "redis_url", default=None, envvar="DEDUP_REDIS_URL", show_envvar=True,
+              help="Redis holding the streams (when --streams-url is not given).")
+@click.option("--streams-url", default=None, envvar=WorkerSettings.env_name("streams_url"), show_envvar=True,
+              help="Redis holding the streams; defaults to --redis.")
+@click.option("--input-stream", default=WorkerSettings.input_stream, envvar=WorkerSettings.env_name("input_stream"),
+              show_envvar=True, show_default=True, help="Stream to push the articles onto.")
+def enqueue(paths: tuple[str, ...], include_bad: bool, redis_url: str | None, streams_url: str | None,
+            input_stream: str) -> None:
+    """Push articles from files, directories, JSON/JSONL or stdin (-) onto the worker's input stream.
+
+    Items are parsed as `dedup cluster` parses them; bad ones are reported on
+    stderr with file and line and left out (unless --include-bad).  Exits 1
+    when some items were bad.
+
+    \b
+    Examples:
+      dedup enqueue --redis redis://localhost:6379/0 feed.jsonl
+      cat feed.jsonl | dedup enqueue --redis redis://localhost:6379/0 -
+    """
+    from .streams import article_json, connect, enqueue as xadd_all
+
+    url = streams_url or redis_url
+    if not url:
+        raise click.UsageError("enqueue needs a Redis: pass --redis URL or --streams-url URL (or DEDUP_REDIS_URL)")
+    files: dict[str, bytes] = {}
+    stdin = None
+    if "-" in paths:
+        files["<stdin>"] = sys.stdin.buffer.read()
+        import io
+
+        stdin = io.BytesIO(files["<stdin>"])
+    bad = 0
+
+    def payloads() -> Iterable[bytes]:
+        nonlocal bad
+        for item in read_paths(paths, stdin=stdin):
+            if isinstance(item, BadInput):
+                bad += 1
+                click.echo(f"error: {item}", err=True)
+                if include_bad:
+                    where = item.where.split(" (id ", 1)[0]
+                    for name in (where.rpartition(":")[0], where.rpartition("[")[0], where):
+                        if name and name not in files:
+                            try:
+                                files[name] = Path(name).read_bytes()
+                            except OSError:
+                                continue
+                    yield _raw_item(item, files)
+                continue
+            for w in item.warnings:
+                click.echo(f"warning: {w}", err=True)
+            yield article_json(item)
+
+    client = connect(url)
+    try:
+        n = xadd_all(client, input_stream, payloads())
+    except Exception as exc:  # connection problems name the URL
+        raise click.ClickException(f"cannot enqueue to {url}: {exc}") from exc
+    finally:
+        client.close()
+    click.echo(f"{n} message(s) added to {input_stream}" + (f"; {bad} bad item(s)" if bad else ""), err=True)
+    if bad and not include_bad:
+        sys.exit(1)
+
+
+@cli.command("worker", context_settings=CONTEXT)
+@click.option("--burst", is_flag=True, envvar="DEDUP_BURST", help="Process what is queued, then exit.")
+@worker_options
+@settings_options
+def worker_command(burst: bool, **kwargs: Any) -> None:
+    """Cluster articles from a Redis stream and publish each assignment on another.
+
+    Run any number of workers with --redis (the shared index); one worker
+    without --redis keeps its index in process (needs --streams-url).
+    SIGTERM/SIGINT finishes the current batch and exits 0; a second one exits
+    at once.  Stream formats: docs/worker.md.
+
+    \b
+    Examples:
+      dedup worker --redis redis://localhost:6379/0
+      dedup worker --redis redis://localhost:6379/0 --burst --with-rank
+      python worker.py --redis redis://localhost:6379/0 --metrics-port 9100
+    """
+    try:
+        ws = WorkerSettings.from_values(kwargs)
+    except ValueError as exc:
+        raise click.UsageError(str(exc)) from exc
+    url = ws.streams_url or kwargs.get("redis_url")
+    if not url:
+        raise click.UsageError("the worker needs Redis for its streams: pass --redis URL or --streams-url URL")
+    sys.exit(run_worker(_open(kwargs), url, ws, burst=burst))
 
 
 def main() -> None:
