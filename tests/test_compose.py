@@ -14,7 +14,7 @@ import click
 import pytest
 import yaml
 
-from conftest import ROOT
+from .conftest import ROOT
 from dedup.cli import cli, worker_command
 from dedup.worker import WorkerSettings
 

@@ -22,7 +22,7 @@ import pytest
 import redis
 from click.testing import CliRunner
 
-from conftest import ROOT, RedisServer, free_port
+from .conftest import ROOT, RedisServer, free_port
 from dedup.cli import cli
 from dedup.service import Deduper
 from dedup.settings import Settings

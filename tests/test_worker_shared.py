@@ -16,7 +16,7 @@ from click.testing import CliRunner
 
 from dedup.cli import cli
 from dedup.service import Deduper
-from test_worker import article, outputs, pending, spawn, wait_for, xadd_all
+from .test_worker import article, outputs, pending, spawn, wait_for, xadd_all
 
 
 def spawn_shared(url: str, *args: str):
