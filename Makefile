@@ -7,7 +7,7 @@ BIN := $(VENV)/bin
 $(BIN)/dedup: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip
-	$(BIN)/pip install -q -e '.[test,worker]'
+	$(BIN)/pip install -q -e '.[test,worker,web]'
 	touch $@
 
 install: $(BIN)/dedup

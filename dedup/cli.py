@@ -9,6 +9,7 @@ from __future__ import annotations
 import csv
 import dataclasses
 import json
+import os
 import sys
 import time
 from pathlib import Path
@@ -144,8 +145,10 @@ def cli() -> None:
 )
 @click.option("--skip-bad", is_flag=True, envvar="DEDUP_SKIP_BAD", help="Exit 0 even when some items were rejected.")
 @click.option("--progress/--no-progress", default=None, help="Progress on stderr [default: when stderr is a terminal].")
+@click.option("--serve", is_flag=True, help="Then browse the batch in the dashboard (see `dedup serve`; DEDUP_PORT, default 8000).")
 @settings_options
-def cluster(paths: tuple[str, ...], fmt: str, skip_bad: bool, progress: bool | None, **kwargs: Any) -> None:
+def cluster(paths: tuple[str, ...], fmt: str, skip_bad: bool, progress: bool | None, serve: bool,
+            **kwargs: Any) -> None:
     """Cluster articles from files, directories, JSON/JSONL or stdin (-) into stories.
 
     Text files become one article each (id = file name without extension);
@@ -157,6 +160,7 @@ def cluster(paths: tuple[str, ...], fmt: str, skip_bad: bool, progress: bool | N
       dedup cluster seeds/
       dedup cluster --format jsonl articles.jsonl > assignments.jsonl
       cat feed.jsonl | dedup cluster --format json -
+      dedup cluster --serve seeds/
     """
     with _open(kwargs) as dd:
         show = sys.stderr.isatty() if progress is None else progress
@@ -170,6 +174,12 @@ def cluster(paths: tuple[str, ...], fmt: str, skip_bad: bool, progress: bool | N
             if st is not None:
                 stories[sid] = st
         _emit(fmt, done, errors, story_of, stories, sys.stdout)
+        if serve:
+            from .web.serve import run as serve_dashboard
+
+            sys.stdout.flush()
+            serve_dashboard(dd, "127.0.0.1", int(os.environ.get("DEDUP_PORT", "8000")),
+                            os.environ.get("DEDUP_ADMIN_TOKEN") or None)
     if errors and not skip_bad:
         click.echo(f"{len(errors)} item(s) rejected; use --skip-bad to exit 0 anyway", err=True)
         sys.exit(1)
@@ -284,6 +294,27 @@ def delete(article_ids: tuple[str, ...], **kwargs: Any) -> None:
             click.echo(json.dumps({"deleted": aid, "stories": stories}))
     if missing:
         sys.exit(1)
+
+
+@cli.command(context_settings=CONTEXT)
+@click.argument("paths", nargs=-1)
+@click.option("--host", default="127.0.0.1", envvar="DEDUP_HOST", show_envvar=True, show_default=True)
+@click.option("--port", default=8000, envvar="DEDUP_PORT", show_envvar=True, show_default=True)
+@click.option("--admin-token", default=None, envvar="DEDUP_ADMIN_TOKEN", show_envvar=True,
+              help="Enables POST/DELETE /api/articles for holders of this token; read-only without it.")
+@settings_options
+def serve(paths: tuple[str, ...], host: str, port: int, admin_token: str | None, **kwargs: Any) -> None:
+    """Serve the dashboard (story list, story pages, JSON API) over the index, after loading PATHS if given.
+
+    \b
+    Examples:
+      dedup serve --redis redis://localhost:6379/0 --port 8000
+      dedup serve --admin-token s3cret seeds/
+    """
+    from .web.serve import serve_command
+
+    with _open(kwargs) as dd:
+        serve_command(dd, paths, host, port, admin_token)
 
 
 @cli.command("settings", context_settings=CONTEXT)

@@ -1,0 +1,38 @@
+"""Bodies of ``dedup serve`` and ``dedup cluster --serve``; cli.py only registers them.
+
+Kept here so the CLI module stays free of web imports: FastAPI and uvicorn
+are loaded only when someone asks for the dashboard.
+"""
+
+from __future__ import annotations
+
+import sys
+from typing import Iterable
+
+import click
+
+from ..service import Deduper
+
+
+def run(dd: Deduper, host: str, port: int, admin_token: str | None) -> None:
+    """Serve the dashboard over ``dd`` until interrupted."""
+    import uvicorn
+
+    from .app import create_app
+
+    mode = "admin API enabled" if admin_token else "read-only (no --admin-token)"
+    click.echo(f"dashboard on http://{host}:{port}/  ({len(dd.index):,} articles; {mode})", err=True)
+    uvicorn.run(create_app(dd, admin_token=admin_token), host=host, port=port, log_level="warning")
+
+
+def serve_command(dd: Deduper, paths: Iterable[str], host: str, port: int, admin_token: str | None) -> None:
+    """Optionally preload ``paths`` into the index, then serve it."""
+    paths = list(paths)
+    if paths:
+        from ..cli import Progress, run_batch
+        from ..readers import read_paths
+
+        outcomes = run_batch(dd, read_paths(paths), Progress(sys.stderr.isatty()))
+        bad = sum(1 for o in outcomes if o.error is not None)
+        click.echo(f"loaded {len(outcomes) - bad:,} article(s), {bad} rejected", err=True)
+    run(dd, host, port, admin_token)

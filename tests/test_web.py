@@ -1,0 +1,345 @@
+"""The dashboard: JSON API and HTML pages (TestClient), then a real Chromium via Playwright.
+
+Seeds: 000 and 001 are one story (rewrites of the same AP item), 002, 003
+and 004 stand alone.  000 alone says things about Turkey and NATO-EU
+cooperation; 001 alone about allies' little appetite and "a big problem".
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import os
+import re
+import urllib.request
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+from fastapi.testclient import TestClient
+
+from dedup.cli import cli
+from dedup.readers import read_paths
+from dedup.records import Article
+from dedup.service import Deduper
+from dedup.web import create_app
+from dedup.web.views import Segment, highlight
+
+S0, S1, S2, S3, S4 = (
+    "000_e9c91ff9978c02d9", "001_4d4ee5db411d55be", "002_eeafeac8742d6ff6",
+    "003_31e74b4a56cebf45", "004_d2e7bef4c6cefe34",
+)
+TOKEN = "t0ken-for-tests"
+CHROMIUM = "/usr/bin/chromium"
+ROOT = Path(__file__).resolve().parent.parent
+
+EVIL_TITLE = 'Breaking <script>window.__xss=1</script> <img src=x onerror="window.__xss=2">'
+EVIL_TEXT = (
+    "The council met on Monday <script>window.__xss=3</script> to discuss the harbour budget.\n\n"
+    "<b>Bold</b> claims about <i>ferries</i> & tolls were made by councillor O'Brien \"in public\".\n\n"
+    "The harbour authority will publish its response to the ferry toll plan next week."
+)
+
+
+def load_seeds(seed_paths: list[str]) -> Deduper:
+    dd = Deduper()
+    outcomes = list(dd.add_many(read_paths(seed_paths)))
+    assert all(o.error is None for o in outcomes)
+    return dd
+
+
+@pytest.fixture
+def dd(seed_paths):
+    return load_seeds(seed_paths)
+
+
+@pytest.fixture
+def client(dd):
+    return TestClient(create_app(dd, admin_token=TOKEN))
+
+
+def auth(token: str = TOKEN) -> dict[str, str]:
+    return {"Authorization": f"Bearer {token}"}
+
+
+def seed_text(name: str) -> str:
+    return next((ROOT / "seeds").glob(f"{name}*.txt")).read_text(encoding="utf-8")
+
+
+# -- views -----------------------------------------------------------------
+def test_highlight_marks_sentences_in_place():
+    text = "One fact. Second claim here. Third."
+    segs = highlight(text, ["Second claim here.", "not in text"])
+    assert segs == [Segment("One fact. "), Segment("Second claim here.", True), Segment(" Third.")]
+    assert "".join(s.text for s in segs) == text
+
+
+# -- list ------------------------------------------------------------------
+def test_api_lists_stories_most_recent_first(client):
+    data = client.get("/api/stories").json()
+    assert data["total"] == 4
+    ids = [s["id"] for s in data["stories"]]
+    assert set(ids) == {S0, S2, S3, S4}
+    assert ids[0] == S4  # the last seed arrived last
+    pair = next(s for s in data["stories"] if s["id"] == S0)
+    assert pair["size"] == 2
+    assert pair["headline"].startswith("NATO Secretary General seeks")
+    assert pair["most_complete"] == S0
+
+
+def test_search_filters_and_paging(client, dd):
+    found = client.get("/api/stories", params={"q": "turkey"}).json()
+    assert S0 in [s["id"] for s in found["stories"]]
+    assert S2 not in [s["id"] for s in found["stories"]]
+    none = client.get("/", params={"q": "zebra-crossing-nowhere"})
+    assert none.status_code == 200 and "No stories match these filters" in none.text
+
+    dd.add(Article("wire-1", "A cargo ship ran aground off the coast of Norway on Sunday, blocking the fjord. "
+                   "Rescuers evacuated twelve crew members by helicopter.", title="Ship aground in fjord",
+                   source="Reuters", published=dt.datetime(2021, 3, 7, 9, 30)))
+    by_source = client.get("/api/stories", params={"source": "reuters"}).json()
+    assert [s["id"] for s in by_source["stories"]] == ["wire-1"]
+    assert client.get("/api/stories", params={"after": "2021-03-07"}).json()["total"] == 1
+    assert client.get("/api/stories", params={"after": "2021-03-08"}).json()["total"] == 0
+    assert client.get("/api/stories", params={"before": "2021-03-06"}).json()["total"] == 0
+
+    p1 = client.get("/api/stories", params={"per_page": 2}).json()
+    p3 = client.get("/api/stories", params={"per_page": 2, "page": 3}).json()
+    assert (p1["pages"], len(p1["stories"]), len(p3["stories"])) == (3, 2, 1)
+    html = client.get("/", params={"per_page": 2, "page": 2}).text
+    assert 'rel="next" href="/?page=3&amp;per_page=2"' in html
+
+
+def test_list_ranks_only_the_page(seed_paths):
+    """At 10k stories ranking everything per request is too slow; only the shown page is ranked."""
+    dd = Deduper()
+    for i in range(30):
+        dd.add(Article(f"a{i}", f"Unrelated item number {i} about topic{i} and place{i} with detail{i}."))
+    calls: list[str] = []
+    real = dd.story
+    dd.story = lambda sid: calls.append(sid) or real(sid)  # type: ignore[method-assign]
+    c = TestClient(create_app(dd))
+    assert c.get("/", params={"per_page": 5}).status_code == 200
+    assert len(calls) == 5
+
+
+def test_since_reports_changes(client, dd):
+    first = client.get("/api/stories").json()
+    same = client.get("/api/stories", params={"since": first["version"]}).json()
+    assert same == {"changed": False, "version": first["version"]}
+    dd.add(Article("later", "Volcanic ash closed three airports in Iceland; airlines cancelled flights to Europe."))
+    after = client.get("/api/stories", params={"since": first["version"]}).json()
+    assert after["changed"] is True and after["version"] != first["version"]
+    assert after["stories"][0]["id"] == "later"
+
+
+# -- story, compare, article -------------------------------------------------
+def test_story_page_highlights_unique_sentences(client):
+    data = client.get(f"/api/stories/{S0}").json()
+    by_id = {v["id"]: v for v in data["variants"]}
+    assert [v["rank"] for v in data["variants"]] == [1, 2]
+    u0, u1 = " ".join(by_id[S0]["unique_sentences"]), " ".join(by_id[S1]["unique_sentences"])
+    assert "Turkey" in u0 and "NATO-EU cooperation" in u0
+    assert "little appetite" in u1 and "a big problem" in u1
+    assert "Turkey" not in u1
+    assert data["core"] and not set(data["core"]) & set(by_id[S0]["unique_sentences"])
+    assert [t["id"] for t in data["timeline"]] == [S0, S1]
+
+    html = client.get(f"/story/{S0}").text
+    marks = re.findall(r'<mark class="unique">(.*?)</mark>', html, re.S)
+    assert any("Turkey is crucial" in m for m in marks)
+    assert any("little appetite" in m for m in marks)
+    assert 'id="core"' in html and 'id="timeline"' in html
+
+
+def test_single_article_story_marks_nothing(client):
+    html = client.get(f"/story/{S2}").text
+    assert '<mark class="unique">' not in html
+
+
+def test_compare_marks_differences(client):
+    c = client.get(f"/api/stories/{S0}/compare", params={"a": S0, "b": S1}).json()
+    kinds = {r["kind"] for r in c["rows"]}
+    assert kinds & {"replace", "delete", "insert"}
+    only_a = " ".join(t for r in c["rows"] if r["kind"] != "equal" for t in r["a"])
+    assert "Turkey" in only_a
+    html = client.get(f"/story/{S0}/compare", params={"a": S0, "b": S1}).text
+    assert "<del class=\"only\">" in html and "<ins class=\"only\">" in html
+    assert client.get(f"/api/stories/{S0}/compare", params={"a": S0, "b": S2}).status_code == 404
+
+
+def test_article_page_and_404s(client):
+    html = client.get(f"/article/{S1}").text
+    assert "little appetite among European allies" in html
+    assert client.get(f"/api/articles/{S1}").json()["story"] == S0
+    assert client.get("/article/nope").status_code == 404
+    assert client.get("/story/nope").status_code == 404
+    assert client.get("/api/stories/nope").status_code == 404
+
+
+def test_openapi_docs(client):
+    assert client.get("/docs").status_code == 200
+    paths = client.get("/openapi.json").json()["paths"]
+    assert {"/api/stories", "/api/stories/{story_id}", "/api/articles"} <= set(paths)
+
+
+# -- admin -----------------------------------------------------------------
+def test_admin_requires_token(dd):
+    article = {"id": "x1", "text": "Floods closed the main bridge in Porto after two days of heavy rain."}
+    read_only = TestClient(create_app(dd))
+    assert read_only.post("/api/articles", json=article, headers=auth()).status_code == 403
+    assert read_only.delete(f"/api/articles/{S1}", headers=auth()).status_code == 403
+
+    c = TestClient(create_app(dd, admin_token=TOKEN))
+    assert c.post("/api/articles", json=article).status_code == 401
+    assert c.post("/api/articles", json=article, headers=auth("wrong")).status_code == 403
+    assert c.delete(f"/api/articles/{S1}").status_code == 401
+    assert "x1" not in dd.index
+
+
+def test_admin_ingest_and_delete(client, dd):
+    r = client.post("/api/articles", json={"id": "x1", "title": "Porto floods",
+                                           "text": "Floods closed the main bridge in Porto after heavy rain."},
+                    headers=auth())
+    assert r.status_code == 201 and r.json()["action"] == "new"
+    assert "x1" in [s["id"] for s in client.get("/api/stories").json()["stories"]]
+
+    rewrite = seed_text("003").replace("North Atlantic Treaty Organisation", "NATO alliance", 1)
+    r = client.post("/api/articles", json={"id": "003-rewrite", "text": rewrite}, headers={"X-Admin-Token": TOKEN})
+    assert r.json()["story"] == S3
+
+    r = client.delete(f"/api/articles/{S1}", headers=auth())
+    assert r.status_code == 200 and r.json()["stories"] == [S0]
+    assert client.get(f"/api/stories/{S0}").json()["size"] == 1
+    assert client.delete(f"/api/articles/{S1}", headers=auth()).status_code == 404
+
+    assert client.post("/api/articles", content=b"{not json", headers=auth()).status_code == 400
+    bad = client.post("/api/articles", json={"id": "x2"}, headers=auth())
+    assert bad.status_code == 422 and "empty text" in json.dumps(bad.json())
+
+
+def test_everything_is_escaped(client, dd):
+    dd.add(Article("evil", EVIL_TEXT, title=EVIL_TITLE, source="<b>Src</b>", url="javascript:alert(1)"))
+    dd.add(Article("evil-2", EVIL_TEXT.replace("Monday", "Tuesday") + "\n\nA <u>new</u> toll sentence appears here today.",
+                   title=EVIL_TITLE, source="<b>Src</b>"))
+    assert dd.story_of("evil") == dd.story_of("evil-2")
+    sid = dd.story_of("evil")
+    pages = [client.get("/", params={"q": "harbour"}).text, client.get(f"/story/{sid}").text,
+             client.get(f"/story/{sid}/compare", params={"a": "evil", "b": "evil-2"}).text,
+             client.get("/article/evil").text]
+    for html in pages:
+        assert "<script>window.__xss" not in html
+        assert "<img" not in html
+        assert "<b>Src</b>" not in html and "<b>Bold</b>" not in html
+    assert "&lt;script&gt;window.__xss=1&lt;/script&gt;" in pages[3]
+    assert "javascript:alert" not in pages[3].split("<main>")[1].split('id="article-text"')[0]
+
+
+# -- CLI -------------------------------------------------------------------
+def test_every_command_help_has_an_example():
+    runner = CliRunner()
+    for name in [None, *cli.commands]:
+        args = ["--help"] if name is None else [name, "--help"]
+        out = runner.invoke(cli, args).output
+        assert "Example" in out, name
+    serve_help = runner.invoke(cli, ["serve", "--help"]).output
+    for flag in ("--host", "--port", "--admin-token", "--redis"):
+        assert flag in serve_help
+
+
+def test_cluster_serve_hands_the_batch_to_the_dashboard(monkeypatch, seed_paths):
+    import dedup.web.serve as serve_mod
+
+    seen: dict[str, object] = {}
+    monkeypatch.setattr(serve_mod, "run", lambda dd, host, port, token: seen.update(n=len(dd.index), port=port))
+    monkeypatch.setenv("DEDUP_PORT", "8123")
+    result = CliRunner().invoke(cli, ["cluster", "--serve", *seed_paths])
+    assert result.exit_code == 0, result.output
+    assert seen == {"n": 5, "port": 8123}
+
+
+def test_serve_command_preloads_paths(monkeypatch, seed_paths):
+    import dedup.web.serve as serve_mod
+
+    seen: dict[str, object] = {}
+    monkeypatch.setattr(serve_mod, "run", lambda dd, host, port, token: seen.update(
+        n=len(dd.index), host=host, port=port, token=token))
+    result = CliRunner().invoke(cli, ["serve", "--port", "9999", "--admin-token", "abc", *seed_paths])
+    assert result.exit_code == 0, result.output
+    assert seen == {"n": 5, "host": "127.0.0.1", "port": 9999, "token": "abc"}
+
+
+# -- real browser ------------------------------------------------------------
+@pytest.fixture
+def browser():
+    if not os.path.exists(CHROMIUM):
+        pytest.fail(f"{CHROMIUM} is missing: run `apt-get install chromium` (browser tests never download browsers)")
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as p:
+        b = p.chromium.launch(executable_path=CHROMIUM, args=[
+            "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+            "--disable-component-update", "--disable-sync", "--no-first-run"])
+        try:
+            yield b
+        finally:
+            b.close()
+
+
+def post_article(base: str, article: dict[str, str]) -> dict:
+    req = urllib.request.Request(f"{base}/api/articles", data=json.dumps(article).encode(), method="POST",
+                                 headers={"Content-Type": "application/json", **auth()})
+    with urllib.request.urlopen(req, timeout=30) as resp:
+        return json.loads(resp.read())
+
+
+def test_browser_flow(browser, seed_paths):
+    from dedup.web.testing import LiveServer
+
+    dd = load_seeds(seed_paths)
+    with LiveServer(dd, admin_token=TOKEN, poll_seconds=0.3) as srv:
+        page = browser.new_page(viewport={"width": 1200, "height": 900})
+        errors: list[str] = []
+        page.on("pageerror", lambda e: errors.append(str(e)))
+
+        page.goto(srv.url + "/")
+        assert page.locator("#stories tbody tr[data-story]").count() == 4
+
+        page.click("text=NATO Secretary General seeks")
+        page.wait_for_url(re.compile(rf"/story/{S0}$"))
+        for vid, wanted in ((S0, ["Turkey", "NATO-EU cooperation"]), (S1, ["little appetite", "a big problem"])):
+            marks = page.locator(f'section[data-id="{vid}"] ul.unique mark.unique')
+            texts = " ".join(marks.all_inner_texts())
+            assert marks.first.is_visible()
+            for w in wanted:
+                assert w in texts, (vid, w)
+        assert "Turkey" not in " ".join(page.locator(f'section[data-id="{S1}"] mark.unique').all_inner_texts())
+
+        page.goto(srv.url + "/")
+        page.fill('input[name="q"]', "Turkey")
+        page.press('input[name="q"]', "Enter")
+        page.wait_for_url(re.compile(r"q=Turkey"))
+        assert page.locator(f'tr[data-story="{S0}"]').count() == 1
+        assert page.locator(f'tr[data-story="{S2}"]').count() == 0
+
+        # Live: the open list page shows a new story and a grown one without reloading.
+        page.goto(srv.url + "/")
+        page.evaluate("window.__same_page = true")
+        post_article(srv.url, {"id": "live-1", "title": "Live <b>arrival</b>: ferry strike in Calais",
+                               "text": "Dock workers in Calais walked out on Friday, stranding lorries at the port."})
+        rewrite = seed_text("003").replace("North Atlantic Treaty Organisation", "NATO alliance", 1)
+        post_article(srv.url, {"id": "003-rewrite", "text": rewrite})
+        page.wait_for_selector('tr[data-story="live-1"]', timeout=10_000)
+        page.wait_for_function(
+            f"document.querySelector('tr[data-story=\"{S3}\"] .size').textContent === '2'", timeout=10_000)
+        assert page.evaluate("window.__same_page") is True
+        assert page.locator('tr[data-story="live-1"] a').inner_text() == "Live <b>arrival</b>: ferry strike in Calais"
+
+        # Escaping in a real browser: hostile titles and bodies never run.
+        dd_post = {"id": "evil", "title": EVIL_TITLE, "text": EVIL_TEXT}
+        post_article(srv.url, dd_post)
+        for path in ("/", "/article/evil", f"/story/{dd.story_of('evil')}", "/?q=harbour"):
+            page.goto(srv.url + path)
+            assert page.evaluate("window.__xss === undefined"), path
+        assert "<script>" in page.locator("#stories a").first.inner_text()
+        assert not errors, errors
