@@ -281,7 +281,7 @@ class Dashboard:
         if best is not None and st.size > 1 and best.id in entries:
             e = entries[best.id]
             mine = set(best.unique_sentences)
-            core = [shown for shown, _ in display_sentences(e.text, e.title) if shown not in mine]
+            core = [shown for shown, _, _ in display_sentences(e.text, e.title) if shown not in mine]
         timeline = sorted(
             ({"id": e.id, "published": e.published, "source": e.source,
               "title": next((v.title for v in st.articles if v.id == e.id), e.title)} for e in entries.values()),
@@ -304,15 +304,15 @@ class Dashboard:
         sa = display_sentences(ea.text, ea.title)
         sb = display_sentences(eb.text, eb.title)
         # Match on the normalized form (quotes, spaces, datelines) so cosmetic edits are not "differences".
-        matcher = difflib.SequenceMatcher(None, [n.casefold() for _, n in sa], [n.casefold() for _, n in sb],
+        matcher = difflib.SequenceMatcher(None, [n.casefold() for _, n, _ in sa], [n.casefold() for _, n, _ in sb],
                                           autojunk=False)
         rows = [
-            DiffRow(tag, [s for s, _ in sa[i1:i2]], [s for s, _ in sb[j1:j2]])
+            DiffRow(tag, [s for s, _, _ in sa[i1:i2]], [s for s, _, _ in sb[j1:j2]])
             for tag, i1, i2, j1, j2 in matcher.get_opcodes()
         ]
 
         def head(e: Entry) -> dict[str, str]:
-            return {"id": e.id, "title": e.title or (display_sentences(e.text)[:1] or [("", "")])[0][0],
+            return {"id": e.id, "title": e.title or (display_sentences(e.text)[:1] or [("", "", 0)])[0][0],
                     "source": e.source, "published": e.published}
 
         return CompareView(story_id, head(ea), head(eb), rows, round(matcher.ratio(), 3))
