@@ -372,3 +372,146 @@ def test_three_workers_produce_the_clusters_of_one_on_meter_dev(redis_url, tmp_p
     assert parts[1] == {frozenset(g) for g in local.values()}
     assert parts[3] == parts[1]
     assert len(parts[1]) < len(ids)  # there are real multi-article stories to get right
+
+
+# -- what the bars revealed ---------------------------------------------------------------
+class DroppingProxy:
+    """A TCP proxy to Redis that can lose one reply: the worker's command ran, its answer never arrives.
+
+    That is what a restart or network cut looks like to a client at the worst
+    moment.  ``drop_reply_with(marker)`` drops the first server-to-client
+    chunk containing ``marker`` and closes that connection.
+    """
+
+    def __init__(self, upstream_port: int) -> None:
+        import socket
+        import threading
+
+        self.upstream = upstream_port
+        self.marker: bytes | None = None
+        self.dropped = threading.Event()
+        self.sock = socket.create_server(("127.0.0.1", 0))
+        self.port = self.sock.getsockname()[1]
+        self._threading = threading
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    @property
+    def url(self) -> str:
+        return f"redis://127.0.0.1:{self.port}/0"
+
+    def drop_reply_with(self, marker: bytes) -> None:
+        self.marker = marker
+
+    def _accept(self) -> None:
+        import socket
+
+        while True:
+            try:
+                client, _ = self.sock.accept()
+            except OSError:
+                return
+            server = socket.create_connection(("127.0.0.1", self.upstream))
+            for src, dst, to_client in ((client, server, False), (server, client, True)):
+                self._threading.Thread(target=self._pump, args=(src, dst, to_client, client, server),
+                                       daemon=True).start()
+
+    def _pump(self, src, dst, to_client: bool, client, server) -> None:
+        try:
+            while data := src.recv(65536):
+                if to_client and self.marker is not None and self.marker in data:
+                    self.marker = None
+                    self.dropped.set()
+                    break  # the reply is lost with the connection
+                dst.sendall(data)
+        except OSError:
+            pass
+        import socket
+
+        for s in (client, server):
+            try:
+                s.shutdown(socket.SHUT_RDWR)  # wakes the other pump and sends FIN (close alone does neither)
+                s.close()
+            except OSError:
+                pass
+
+    def close(self) -> None:
+        self.sock.close()
+
+
+def test_a_lost_xreadgroup_reply_does_not_strand_the_batch(redis_server, redis_url, tmp_path):
+    """The reply to XREADGROUP is lost (connection cut after the server delivered the messages).
+
+    The messages are now in this consumer's pending list.  Had the client
+    retried the command by itself (redis-py's ``Redis()`` default since 6;
+    this test fails with it), the retried ``XREADGROUP >`` would return only
+    newer messages and the batch would sit pending until XAUTOCLAIM
+    (``--claim-idle-ms``, 60 s).  The worker must see the error itself and
+    re-read its pending list at once.
+    """
+    from .test_worker import article, outputs
+
+    proxy = DroppingProxy(redis_server.port)
+    env = dict(os.environ, PYTHONPATH=str(ROOT))
+    log = (tmp_path / "w.log").open("wb")
+    proc = subprocess.Popen([sys.executable, "worker.py", "--streams-url", proxy.url, "--block-ms", "300",
+                             "--claim-idle-ms", "60000", "--backoff-max-s", "0.2"],
+                            cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=log)
+    try:
+        push(redis_url, [json.dumps(article(1)).encode()])
+        wait_for(lambda: len(outputs(redis_url)) == 1, what="the worker to run")
+        proxy.drop_reply_with(b"lost-reply")
+        push(redis_url, [json.dumps(dict(article(2), id="lost-reply")).encode()])
+        assert proxy.dropped.wait(10)
+        wait_for(lambda: "lost-reply" in {r["id"] for r in outputs(redis_url)}, timeout=10,
+                 what="the message whose delivery was lost to be processed (not left for XAUTOCLAIM)")
+        assert pending(redis_url) == 0
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        proc.wait(20)
+        log.close()
+        proxy.close()
+    assert proc.returncode == 0, (tmp_path / "w.log").read_text()[-3000:]
+
+
+def test_index_outage_costs_no_attempt_when_streams_live_elsewhere(redis_url, tmp_path):
+    """Streams on one Redis, the index on another that goes away for 10 s (AOF, so it comes back whole).
+
+    The index client gives up after ~3 s of its own retries and raises
+    ``IndexUnavailable``.  That is not the message's fault, so it must cost no
+    attempt: with ``--max-attempts 2`` every article failing twice would be
+    dead-lettered as ``failed`` before the index returns.
+    """
+    from .test_worker import article
+
+    index = RedisServer(tmp_path / "index", None, "--appendonly", "yes", "--appendfsync", "always").start()
+    payloads = [json.dumps(article(i, words=150)).encode() for i in range(150)]
+    ids = ids_of(payloads)
+    push(redis_url, payloads)
+    env = dict(os.environ, PYTHONPATH=str(ROOT))
+    log = (tmp_path / "w.log").open("wb")
+    proc = subprocess.Popen([sys.executable, "worker.py", "--streams-url", redis_url, "--redis", index.url,
+                             "--namespace", NAMESPACE, "--batch-size", "1", "--max-attempts", "2",
+                             "--backoff-max-s", "0.5", "--block-ms", "200", "--log-level", "WARNING"],
+                            cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=log)
+    try:
+        wait_for(lambda: len(distinct_output_ids(redis_url)) >= 20, what="the worker to get going")
+        index.stop(kill=True)
+        time.sleep(10.0)
+        index.start()
+        wait_for(lambda: loaded(index.url), what="the index server to replay its AOF")
+        wait_for(all_done(redis_url, set(ids)), timeout=120, what="the worker to finish after the outage")
+        proc.send_signal(signal.SIGTERM)
+        proc.wait(30)
+        assert proc.returncode == 0
+        assert dead_letters(redis_url) == []
+        assert "failed (attempt" not in (tmp_path / "w.log").read_text()  # no attempt was charged
+        assert distinct_output_ids(redis_url) == set(ids)
+        with Deduper(url=index.url, namespace=NAMESPACE) as dd:
+            assert len(dd.index) == len(ids)
+            assert set(dd.index.story_of(ids)) == set(ids)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+        log.close()
+        index.stop()
