@@ -258,9 +258,10 @@ def test_redis_restart_mid_stream_with_aof_loses_and_duplicates_nothing(tmp_path
 
     AOF with ``appendfsync always`` so the kill loses no acknowledged write:
     the test is about the workers, not about Redis durability settings.  The
-    server is gone for 5 s, longer than the clients' own retries ride out
-    (redis-py's default ~2 s, the index's ~3 s), so the workers have to
-    notice, reconnect and re-read what they had not acknowledged.  2,337 rather than 5,000 because every write is fsynced
+    server is gone for 8 s, longer than the index client's own retries ride
+    out (~5 s), so the workers have to notice, reconnect and re-read what
+    they had not acknowledged (with 5 s the index retries sometimes hid the
+    restart from the workers entirely, and the test proved less).  2,337 rather than 5,000 because every write is fsynced
     (slow on this disk) and test 1 already covers the full size.
     """
     server = RedisServer(tmp_path / "aof", None, "--appendonly", "yes", "--appendfsync", "always").start()
@@ -275,7 +276,7 @@ def test_redis_restart_mid_stream_with_aof_loses_and_duplicates_nothing(tmp_path
                  timeout=240, what="a third of the stream to be processed")
         assert all(w.alive() for w in procs), [w.tail() for w in procs]
         server.stop(kill=True)  # SIGKILL: only the AOF survives
-        time.sleep(5.0)
+        time.sleep(8.0)
         server.start()
         wait_for(lambda: loaded(url), what="redis-server to replay its AOF")
         wait_for(all_done(url, set(ids)), timeout=300, what="the workers to reconnect and drain everything")
