@@ -217,8 +217,10 @@ def test_kill_9_one_of_two_workers_mid_stream_loses_and_duplicates_nothing(redis
     The issue's figure is 5,000; two workers on the shared index get through
     it in about a minute here, so the test uses the full size.  One worker
     is SIGKILLed while it holds an unacknowledged batch about a third of the
-    way in (its index writes done, never acknowledged); the survivor must
-    claim that batch (``--claim-idle-ms``) and finish the stream.
+    way in (typically part of the batch already written to the index, none
+    of it acknowledged); the survivor must claim that batch
+    (``--claim-idle-ms``) and finish the stream, and the index must not
+    count the re-done articles twice.
     """
     real = real_payloads("meter-dev.jsonl", "bbc-distractors.jsonl")
     payloads = real + synthetic_variants(real, KILL_TOTAL - len(real))
