@@ -14,6 +14,8 @@ import json
 from typing import Any, Iterable, Mapping
 
 import redis
+from redis.backoff import NoBackoff
+from redis.retry import Retry
 
 from .readers import article_from_json
 from .records import Article, Assignment, BadInput
@@ -47,12 +49,23 @@ def connect(url: str, block_ms: int = 0) -> redis.Redis:
 
     The socket timeout exceeds the longest blocking read, so a silent
     (half-open) connection surfaces as a TimeoutError instead of a hang.
+
+    Retries are off, explicitly: stream commands are not safe to repeat
+    blindly.  A re-sent ``XREADGROUP >`` whose first reply was lost returns
+    only newer messages and strands the lost batch in our pending list until
+    XAUTOCLAIM (a minute by default); a re-sent MULTI publishes twice.
+    ``from_url`` happens to leave retries off in redis-py 8, but ``Redis()``
+    turns them on by default since 6, so we do not rely on it.  The worker
+    handles connection errors itself: it reconnects and re-reads its pending
+    list (tested with a proxy that loses one reply); ``dedup enqueue``
+    reports the error.
     """
     return redis.Redis.from_url(
         url,
         decode_responses=False,
         socket_connect_timeout=2.0,
         socket_timeout=block_ms / 1000.0 + 10.0,
+        retry=Retry(NoBackoff(), 0),
     )
 
 

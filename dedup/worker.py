@@ -33,6 +33,7 @@ from typing import Any, Callable, Mapping
 
 import redis
 
+from .index.redis import IndexUnavailable
 from .records import BadInput
 from .service import Deduper
 from .streams import (
@@ -52,6 +53,12 @@ log = logging.getLogger("dedup.worker")
 ENV_PREFIX = "DEDUP_"
 
 Message = tuple[bytes, dict[bytes, bytes] | None]
+
+# Redis is away: the streams' server, or the index's (which may be another
+# server; its client has already spent its own retries and says so with
+# IndexUnavailable).  Neither is the message's fault, so neither costs an
+# attempt: the worker waits for both and re-reads what it had not acknowledged.
+REDIS_AWAY: tuple[type[BaseException], ...] = (*CONNECTION_ERRORS, IndexUnavailable)
 
 
 def _ws(default: Any, help: str) -> Any:
@@ -300,7 +307,7 @@ class Worker:
                 self._stats()
             except StopNow:
                 break
-            except CONNECTION_ERRORS as exc:
+            except REDIS_AWAY as exc:
                 log.warning("Redis connection lost (%s); reconnecting", exc)
                 self._until_connected()
                 self._pel_cursor = b"0"  # redo what was read but not acknowledged
@@ -442,7 +449,7 @@ class Worker:
         except BadInput as exc:
             self._dead(pipe, mid, fields, code_of(exc), str(exc), attempts=1)
             return "dead"
-        except CONNECTION_ERRORS:
+        except REDIS_AWAY:
             raise  # not this message's fault: the loop reconnects and redelivers
         except Exception as exc:  # noqa: BLE001 - any other failure is retried, then dead-lettered
             attempts = int(self.client.hincrby(self.attempts_key, mid, 1))
@@ -493,19 +500,22 @@ class Worker:
             time.sleep(min(left, 0.1))
 
     def _until_connected(self, first: bool = False) -> None:
-        """Ping (and make sure of the group) with capped exponential backoff until Redis answers.
+        """Ping the streams (and make sure of the group) and the index, with capped backoff, until both answer.
 
-        Nothing is lost while waiting: unacknowledged messages stay pending in
-        Redis and are re-read from the start of our pending list afterwards.
+        The index is probed too because it may live on another server: going
+        back to work while only the streams are up would fail every message
+        again.  Nothing is lost while waiting: unacknowledged messages stay
+        pending in Redis and are re-read from the start of our pending list.
         """
         while True:
             try:
                 self.client.ping()
                 ensure_group(self.client, self.ws.input_stream, self.ws.group)
+                len(self.dd.index)  # one GET on the Redis index, free in process
                 if not first:
                     log.info("reconnected to Redis")
                 return
-            except CONNECTION_ERRORS as exc:
+            except REDIS_AWAY as exc:
                 delay = self.backoff.next()
                 log.warning("Redis unavailable (%s); retrying in %.1fs", exc, delay)
                 self._sleep(delay)
