@@ -390,3 +390,67 @@ def test_open_index_survives_a_server_restart(tmp_path):
             assert "a" in idx  # the same client reconnects (retry with backoff)
     finally:
         server.stop()
+
+
+# -- bulk path --------------------------------------------------------------------------------
+def test_bulk_ingest_gives_the_one_at_a_time_assignments(redis_url, seed_paths):
+    """add_many on Redis goes through ingest_many: same stories, same founders, same actions, in order."""
+    items = articles(seed_paths)
+    items = items + items[:5]  # repeated ids go through assign (unchanged) at their place
+    one = Deduper(SETTINGS)
+    expected = [(a.id, r.story, r.action, tuple(r.merged)) for a, r in ((a, one.add(a)) for a in items)]
+    with Deduper(SETTINGS, url=redis_url, namespace="bulk") as dd:
+        calls = []
+        real = dd.index.ingest_many
+        dd.index.ingest_many = lambda *a, **k: calls.append(len(a[0])) or real(*a, **k)
+        got = [(o.article.id, o.assignment.story, o.assignment.action, tuple(o.assignment.merged))
+               for o in dd.add_many(items)]
+        assert got == expected
+        assert calls and max(calls) == 64  # really chunked
+        assert partition(dd.index.story_of([a.id for a in items])) == partition(one.index.story_of([a.id for a in items]))
+    assert any(action == "merged" for _, _, action, _ in expected)
+    assert sum(action == "unchanged" for _, _, action, _ in expected) == 5
+
+
+def test_bulk_chunk_redoes_the_rest_after_a_concurrent_write(redis_url):
+    """A rival lands in a later article's bucket between the chunk's read and write: that article is redone."""
+    with RedisIndex(SETTINGS, url=redis_url, namespace="bulkrace") as idx, \
+            RedisIndex(SETTINGS, url=redis_url, namespace="bulkrace") as other:
+        inner = make_decider(idx, SETTINGS)
+        seen: list[tuple[str, dict]] = []
+
+        def decide(e, sigs, stories):
+            seen.append((e.id, dict(stories)))
+            if len(seen) == 1:
+                other.ingest(entry("rival", 5), make_decider(other, SETTINGS))
+            return inner(e, sigs, stories)
+
+        x, y, z = entry("x", 1), entry("y", 5), entry("z", 1)
+        results = idx.ingest_many([x, y, z], decide)
+        assert [(r.story, r.action) for r in results] == [("x", "new"), ("rival", "joined"), ("x", "joined")]
+        # x was written, y conflicted and was decided again with the rival; z (a candidate of x) too
+        assert seen[:3] == [("x", {}), ("y", {}), ("z", {"x": "x"})]
+        assert ("y", {"rival": "rival"}) in seen[3:]
+        assert idx.members("rival") == ["rival", "y"] and idx.members("x") == ["x", "z"]
+
+
+def test_bulk_chunk_sees_merges_made_earlier_in_the_same_chunk(redis_url):
+    """b bridges a and c inside one chunk; d, a candidate of c only, must join the merged story."""
+    def art(aid: str, fills: list[int]) -> Entry:
+        e = entry(aid, 0)
+        e.signature.minhash[: len(fills)] = fills
+        e.signature.minhash[len(fills):] = np.arange(len(fills), 32, dtype=np.uint32) + np.uint32(1000 * (ord(aid[0])))
+        return e
+
+    a, c = art("a", [1]), art("c", [2])
+    b = art("b", [1])  # shares band 0 with a and band 1 with c
+    b.signature.minhash[1] = c.signature.minhash[1]
+    d = art("d", [9])
+    d.signature.minhash[2] = c.signature.minhash[2]
+    mem = MemoryIndex(SETTINGS)
+    expected = [mem.ingest(e, make_decider(mem, SETTINGS)) for e in (a, c, b, d)]
+    with RedisIndex(SETTINGS, url=redis_url, namespace="bulkmerge") as idx:
+        got = idx.ingest_many([a, c, b, d], make_decider(idx, SETTINGS))
+        assert [(r.story, r.action, r.merged) for r in got] == [(r.story, r.action, r.merged) for r in expected]
+        assert got[2].action == "merged" and got[3].story == "a"
+        assert idx.members("a") == ["a", "b", "c", "d"]
