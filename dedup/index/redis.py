@@ -41,6 +41,7 @@ from .redis_keys import check_id, key
 CLUSTER_SCHEME = "redis+cluster://"
 
 MAX_INGEST_ATTEMPTS = 200
+SIG_CACHE_SIZE = 100_000  # signatures kept by handle for the bulk path (~3 kB each)
 
 
 class IndexUnavailable(DedupError):
@@ -52,6 +53,8 @@ class IndexMismatch(DedupError):
 
 
 T = TypeVar("T")
+# what INGEST needs per article: entry, record, decision, candidates' stories, candidates, bucket digest
+Decided = tuple[Entry, bytes, Assignment, dict[str, str], dict[str, Any], bytes]
 
 
 def _guard(fn: Callable[..., T]) -> Callable[..., T]:
@@ -126,6 +129,7 @@ class RedisIndex(StoryIndex):
         self._scripts = {name: self._r.register_script(getattr(redis_lua, name)) for name in redis_lua.SCRIPTS}
         self._meta_key = self._k("meta")
         self._members_hint: dict[str, list[str]] = {}
+        self._sig_cache: dict[bytes, Signature] = {}
         self._newest_day_seen: int | None = None  # retention runs when a newer day arrives
         try:
             self._check_meta()
@@ -246,25 +250,49 @@ class RedisIndex(StoryIndex):
         self._r.close()
 
     # -- the compound step ----------------------------------------------------------
-    def _parse_find(self, reply: list[Any]) -> tuple[bool, list[str], dict[str, Signature], dict[str, str]]:
-        """(already stored, members of the story named after it, candidate signatures, their stories)."""
+    def _parse_find(self, reply: list[Any], by_handle: bool = False
+                    ) -> tuple[bool, bytes, list[str], dict[str, Signature], dict[str, str]]:
+        """(already stored, bucket digest, members of the story named after it, candidate signatures, stories)."""
         stored = bool(int(reply[0]))
-        n_own = int(reply[1])
-        own = sorted(_s(m) for m in reply[2 : 2 + n_own])
-        rest = reply[2 + n_own :]
+        digest = reply[1]
+        n_own = int(reply[2])
+        own = sorted(_s(m) for m in reply[3 : 3 + n_own])
+        rest = reply[3 + n_own :]
         sigs: dict[str, Signature] = {}
         stories: dict[str, str] = {}
         num_perm = self.settings.num_perm
         for j in range(0, len(rest), 3):
             cid = _s(rest[j])
-            sigs[cid] = decode_signature(rest[j + 1], self._k("h", cid), num_perm)
+            if by_handle:  # resolved by the caller from its cache (see _ingest_chunk)
+                sigs[cid] = rest[j + 1]  # type: ignore[assignment]
+            else:
+                sigs[cid] = decode_signature(rest[j + 1], self._k("h", cid), num_perm)
             if rest[j + 2]:
                 stories[cid] = _s(rest[j + 2])
-        return stored, own, sigs, stories
+        return stored, digest, own, sigs, stories
 
-    def _find_args(self, entry: Entry) -> list[Any]:
+    def _find_args(self, entry: Entry, mode: int = 1) -> list[Any]:
         sig = entry.signature
-        return [sig.minhash.astype("<u4").tobytes(), self._day_arg(sig), self.settings.window_days, entry.id, 1]
+        return [sig.minhash.astype("<u4").tobytes(), self._day_arg(sig), self.settings.window_days, entry.id, mode]
+
+    def _signatures_by_handle(self, handles: set[bytes]) -> dict[bytes, Signature]:
+        """Signatures of stored handles, from the cache or one MGET for the missing ones.
+
+        A handle's record never changes (a new version of an article gets a
+        new handle), so cached signatures are never stale; the cache only
+        saves moving the same ~2 kB signature over the wire again and again
+        for articles in popular buckets.
+        """
+        cache = self._sig_cache
+        missing = [h for h in handles if h not in cache]
+        if missing:
+            if len(cache) + len(missing) > SIG_CACHE_SIZE:
+                cache.clear()
+            keys = [self._k("a", int.from_bytes(h, "little")) for h in missing]
+            for h, k, blob in zip(missing, keys, self._r.mget(keys)):
+                if blob is not None:
+                    cache[h] = decode_signature(blob, k, self.settings.num_perm)
+        return {h: cache[h] for h in handles if h in cache}
 
     @_guard
     def ingest(self, entry: Entry, decide: Decide) -> Assignment:
@@ -273,14 +301,14 @@ class RedisIndex(StoryIndex):
         blob = encode_entry(entry)
         find_args = self._find_args(entry)
         for attempt in range(MAX_INGEST_ATTEMPTS):
-            _, own, sigs, stories = self._parse_find(self._run("FIND", *find_args))
+            _, digest, own, sigs, stories = self._parse_find(self._run("FIND", *find_args))
             # the decider asks whether a story named after the article exists: answer from the read
             self._members_hint = {entry.id: own}
             try:
                 assignment = decide(entry, sigs, stories)
             finally:
                 self._members_hint = {}
-            done, status = self._write([(entry, blob, assignment, stories, sigs)])
+            done, status = self._write([(entry, blob, assignment, stories, sigs, digest)])
             if status == "ok":
                 if entry.signature.day is not None:
                     self._retain(entry.signature.day)
@@ -301,12 +329,12 @@ class RedisIndex(StoryIndex):
         """Conflict: another worker changed our candidates; wait a little so we do not collide again."""
         time.sleep(random.uniform(0, min(0.05, 0.001 * (attempt + 1))))
 
-    def _write(self, decided: list[tuple[Entry, bytes, Assignment, dict[str, str], dict[str, Any]]]) -> tuple[int, str]:
+    def _write(self, decided: list[Decided]) -> tuple[int, str]:
         """Run INGEST for decided articles in order; returns (how many were written, status)."""
         args: list[Any] = [self.settings.window_days, len(decided)]
-        for entry, blob, assignment, stories, cands in decided:
+        for entry, blob, assignment, stories, cands, digest in decided:
             args += [entry.id, blob, assignment.story, int(assignment.action == "new"),
-                     len(assignment.merged), *assignment.merged, len(cands)]
+                     len(assignment.merged), *assignment.merged, digest, len(cands)]
             for cid in cands:
                 args += [cid, stories.get(cid, "")]
         done, status = self._run("INGEST", *args)
@@ -363,12 +391,22 @@ class RedisIndex(StoryIndex):
         blobs = {i: encode_entry(entries[i]) for i in todo}
         attempt = 0
         while todo:
-            pipe = self._r.pipeline(transaction=False)
+            # one script call reads the whole chunk: one round trip, and one slot on a cluster
+            args: list[Any] = ["many", window, 2]
             for i in todo:
-                self._scripts["FIND"](keys=[self._meta_key], client=pipe, args=[
-                    self.namespace, bands, self.settings.rows, *self._find_args(entries[i])])
-            replies = pipe.execute()
-            decided: list[tuple[Entry, bytes, Assignment, dict[str, str], dict[str, Any]]] = []
+                sig = entries[i].signature
+                args += [sig.minhash.astype("<u4").tobytes(), self._day_arg(sig), entries[i].id]
+            parsed = [self._parse_find(reply, by_handle=True) for reply in self._run("FIND", *args)]
+            wanted = {h for p in parsed for h in p[3].values()}
+            by_handle = self._signatures_by_handle(wanted)  # type: ignore[arg-type]
+            for p in parsed:
+                sigs = p[3]
+                for cid, h in list(sigs.items()):
+                    if h in by_handle:
+                        sigs[cid] = by_handle[h]  # type: ignore[index]
+                    else:  # deleted since the read: decided without it, INGEST's re-check catches it
+                        del sigs[cid]
+            decided: list[Decided] = []
             chunk_ids: dict[str, int] = {}  # ids decided in this chunk -> position in `decided`
             chunk_story: dict[str, str] = {}  # their stories, as decided
             renamed: dict[str, str] = {}  # stories merged away in this chunk -> where they went
@@ -380,9 +418,9 @@ class RedisIndex(StoryIndex):
                 return story
 
             stop = len(todo)
-            for k, (i, reply) in enumerate(zip(todo, replies)):
+            for k, (i, found) in enumerate(zip(todo, parsed)):
                 e = entries[i]
-                stored, own, sigs, stories = self._parse_find(reply)
+                stored, digest, own, sigs, stories = found
                 if stored or e.id in chunk_ids:
                     stop = k  # write what is decided, then handle this one on its own
                     break
@@ -414,7 +452,7 @@ class RedisIndex(StoryIndex):
                 chunk_story[e.id] = assignment.story
                 for f in fields:
                     band_map.setdefault(f, []).append(e.id)
-                decided.append((e, blobs[i], assignment, stories, sigs))
+                decided.append((e, blobs[i], assignment, stories, sigs, digest))
                 out[i] = assignment
             written_idx = [i for i in todo[:stop] if isinstance(out[i], Assignment)]
             done, status = self._write(decided) if decided else (0, "ok")

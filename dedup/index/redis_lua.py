@@ -237,11 +237,11 @@ local function put(id, blob)
   for _, f in ipairs(sent_fields(r.h)) do sent_add(f) end
   redis.call('INCR', K_COUNT)
   if r.day then redis.call('ZADD', K_DAYS, r.day, id) end
+  return hb
 end
 
--- ids sharing a band with minhash m, within the window of day (nil: undated), except `exclude`;
--- with_sigs adds each one's signature bytes and story: id, sig, story, id, sig, story, ...
-local function find(m, day, window, exclude, with_sigs)
+-- the distinct handles (4-byte strings) in the buckets of minhash m
+local function bucket_handles(m)
   local hs, seen = {}, {}
   for _, f in ipairs(band_fields(m)) do
     local v = redis.call('HGET', shard('b', f), f)
@@ -252,6 +252,24 @@ local function find(m, day, window, exclude, with_sigs)
       end
     end
   end
+  return hs
+end
+
+-- what the buckets of m hold, as one comparable string (sorted handles), leaving out `mine`:
+-- handles never get reused for another record, so an equal digest means equal candidates
+local function digest(hs, mine)
+  local keep = {}
+  for _, hb in ipairs(hs) do if not mine[hb] then keep[#keep + 1] = hb end end
+  table.sort(keep)
+  return table.concat(keep)
+end
+
+-- ids sharing a band with minhash m, within the window of day (nil: undated), except `exclude`;
+-- with_sigs adds each one's signature bytes (or, when it is 'handles', its 4-byte
+-- handle, for a client that caches signatures) and story: id, sig, story, ...
+-- Also returns the digest of the buckets.
+local function find(m, day, window, exclude, with_sigs)
+  local hs = bucket_handles(m)
   local out = {}
   for _, hb in ipairs(hs) do
     local blob = redis.call('GET', K_article(string.format('%%d', struct.unpack('<I4', hb))))
@@ -262,13 +280,13 @@ local function find(m, day, window, exclude, with_sigs)
       if ok then
         out[#out + 1] = r.id
         if with_sigs then
-          out[#out + 1] = string.sub(blob, 1, r.sig_end)
+          if with_sigs == 'handles' then out[#out + 1] = hb else out[#out + 1] = string.sub(blob, 1, r.sig_end) end
           out[#out + 1] = redis.call('HGET', K_STORY_OF, r.id) or ''
         end
       end
     end
   end
-  return out
+  return out, digest(hs, {})
 end
 """ % {"hdr": HEADER_SIZE, "s0": SHARDS0, "load": LOAD}
 
@@ -308,57 +326,73 @@ set_story(ARGV[4], ids)
 return 1
 """
 
-# ARGV: ns, bands, rows, minhash, day ('' = undated), window, exclude, with_sigs (0/1)
-# with_sigs=1 answers {stored(0/1), #own, own..., id, sig, story, ...}: whether `exclude`
-# is already stored and the members of a story named `exclude`, so the caller's
-# duplicate check and the decider's fresh-story-id check need no extra round trip.
+# ARGV: ns, bands, rows, minhash, day ('' = undated), window, exclude, with_sigs (0/1/2)
+# with_sigs=1 answers {stored(0/1), digest, #own, own..., id, sig, story, ...}: whether
+# `exclude` is already stored, the digest of its buckets (for INGEST's re-check) and the
+# members of a story named `exclude`, so the caller's duplicate check and the decider's
+# fresh-story-id check need no extra round trip.  with_sigs=2 sends handles, not signatures.
 FIND = _HELPERS + r"""
-local day = nil
-if ARGV[5] ~= '' then day = tonumber(ARGV[5]) end
-local found = find(ARGV[4], day, tonumber(ARGV[6]), ARGV[7], ARGV[8] == '1')
-if ARGV[8] ~= '1' then return found end
-local own = redis.call('SMEMBERS', K_story(ARGV[7]))
-local out = {redis.call('HEXISTS', K_HANDLES, ARGV[7]), #own}
-for _, v in ipairs(own) do out[#out + 1] = v end
-for _, v in ipairs(found) do out[#out + 1] = v end
-return out
+local function answer(m, day_arg, window, id, mode_arg)
+  local day = nil
+  if day_arg ~= '' then day = tonumber(day_arg) end
+  local mode = false
+  if mode_arg == '1' then mode = 'sigs' elseif mode_arg == '2' then mode = 'handles' end
+  local found, dg = find(m, day, window, id, mode)
+  if not mode then return found end
+  local own = redis.call('SMEMBERS', K_story(id))
+  local out = {redis.call('HEXISTS', K_HANDLES, id), dg, #own}
+  for _, v in ipairs(own) do out[#out + 1] = v end
+  for _, v in ipairs(found) do out[#out + 1] = v end
+  return out
+end
+if ARGV[4] == 'many' then
+  -- ARGV: ns, bands, rows, 'many', window, mode, (minhash, day, id)...: one answer per article
+  local out = {}
+  for i = 7, #ARGV, 3 do out[#out + 1] = answer(ARGV[i], ARGV[i + 1], tonumber(ARGV[5]), ARGV[i + 2], ARGV[6]) end
+  return out
+end
+return answer(ARGV[4], ARGV[5], tonumber(ARGV[6]), ARGV[7], ARGV[8])
 """
 
 # ARGV: ns, bands, rows, window, count, then per article:
-#       id, record, story, is_new, nmerged, merged..., ncand, (cand, story-or-'')...
+#       id, record, story, is_new, nmerged, merged..., digest, ncand, (cand, story-or-'')...
 # Writes the articles in order.  Before each one it re-checks what the client
-# decided on (candidates, their stories, the new story id being free, given
-# the articles of this call already written) and stops at the first that
-# changed; returns {articles written, 'ok' | 'conflict' | 'exists'} and the
-# client reads and decides the rest again.
+# decided on and stops at the first that changed: the buckets must hold what
+# FIND saw (its digest) plus only articles this call wrote, the candidates must
+# still be in the stories the client assumed (after this call's own moves),
+# and a new story id must still be free.  Returns {articles written, 'ok' |
+# 'conflict' | 'exists'}; the client reads and decides the rest again.
+# Comparing digests instead of re-reading candidates keeps the re-check to the
+# 32 bucket reads, without fetching any record.
 INGEST = _HELPERS + r"""
 local window = tonumber(ARGV[4])
 local count = tonumber(ARGV[5])
 local i = 6
+local mine = {}
 for done = 0, count - 1 do
   local id, blob, story, is_new = ARGV[i], ARGV[i + 1], ARGV[i + 2], ARGV[i + 3] == '1'
   i = i + 4
   local nmerged = tonumber(ARGV[i]); local merged = {}
   for j = 1, nmerged do merged[j] = ARGV[i + j] end
   i = i + nmerged + 1
+  local dg = ARGV[i]
+  i = i + 1
   local ncand = tonumber(ARGV[i]); local expected = {}
   for j = 0, ncand - 1 do expected[ARGV[i + 1 + 2 * j]] = ARGV[i + 2 + 2 * j] end
   i = i + 2 * ncand + 1
 
   if redis.call('HEXISTS', K_HANDLES, id) == 1 then lh_flush(); return {done, 'exists'} end
   local r = rec(blob)
-  local now = find(r.m, r.day, window, id, false)
-  local ok = #now == ncand
+  local ok = digest(bucket_handles(r.m), mine) == dg
   if ok then
-    for _, c in ipairs(now) do
-      local want = expected[c]
-      if want == nil or (redis.call('HGET', K_STORY_OF, c) or '') ~= want then ok = false; break end
+    for c, want in pairs(expected) do
+      if (redis.call('HGET', K_STORY_OF, c) or '') ~= want then ok = false; break end
     end
   end
   if ok and is_new and redis.call('EXISTS', K_story(story)) == 1 then ok = false end
   if not ok then lh_flush(); return {done, 'conflict'} end
 
-  put(id, blob)
+  mine[put(id, blob)] = true
   local folded = {id}
   for _, old in ipairs(merged) do
     for _, a in ipairs(redis.call('SMEMBERS', K_story(old))) do folded[#folded + 1] = a end
