@@ -299,9 +299,9 @@ class RedisIndex(StoryIndex):
         """Read (one script), decide in Python, write with a re-check (one script); retry on conflict."""
         check_id(entry.id)
         blob = encode_entry(entry)
-        find_args = self._find_args(entry)
+        find_args = self._find_args(entry, 2)
         for attempt in range(MAX_INGEST_ATTEMPTS):
-            _, digest, own, sigs, stories = self._parse_find(self._run("FIND", *find_args))
+            _, digest, own, sigs, stories = self._resolve(self._parse_find(self._run("FIND", *find_args), True))
             # the decider asks whether a story named after the article exists: answer from the read
             self._members_hint = {entry.id: own}
             try:
@@ -324,6 +324,23 @@ class RedisIndex(StoryIndex):
             f"in namespace {self.namespace!r}; retry the article"
         )
 
+    def _resolve(self, *parsed: tuple[bool, bytes, list[str], dict[str, Any], dict[str, str]]
+                 ) -> tuple[bool, bytes, list[str], dict[str, Signature], dict[str, str]]:
+        """Replace the handles of FIND answers (mode 2) by signatures, in place; returns the first answer.
+
+        A candidate deleted since the read is left out: the decision goes
+        without it and INGEST's digest re-check sends us back to read again.
+        """
+        by_handle = self._signatures_by_handle({h for p in parsed for h in p[3].values()})
+        for p in parsed:
+            sigs = p[3]
+            for cid, h in list(sigs.items()):
+                if h in by_handle:
+                    sigs[cid] = by_handle[h]
+                else:
+                    del sigs[cid]
+        return parsed[0] if parsed else (False, b"", [], {}, {})
+
     @staticmethod
     def _backoff(attempt: int) -> None:
         """Conflict: another worker changed our candidates; wait a little so we do not collide again."""
@@ -337,7 +354,11 @@ class RedisIndex(StoryIndex):
                      len(assignment.merged), *assignment.merged, digest, len(cands)]
             for cid in cands:
                 args += [cid, stories.get(cid, "")]
-        done, status = self._run("INGEST", *args)
+        done, status, *handles = self._run("INGEST", *args)
+        if len(self._sig_cache) + len(handles) > SIG_CACHE_SIZE:
+            self._sig_cache.clear()
+        for (entry, *_), h in zip(decided, handles):
+            self._sig_cache[h] = entry.signature  # our own writes are the likeliest next candidates
         return int(done), _s(status)
 
     @_guard
@@ -397,15 +418,7 @@ class RedisIndex(StoryIndex):
                 sig = entries[i].signature
                 args += [sig.minhash.astype("<u4").tobytes(), self._day_arg(sig), entries[i].id]
             parsed = [self._parse_find(reply, by_handle=True) for reply in self._run("FIND", *args)]
-            wanted = {h for p in parsed for h in p[3].values()}
-            by_handle = self._signatures_by_handle(wanted)  # type: ignore[arg-type]
-            for p in parsed:
-                sigs = p[3]
-                for cid, h in list(sigs.items()):
-                    if h in by_handle:
-                        sigs[cid] = by_handle[h]  # type: ignore[index]
-                    else:  # deleted since the read: decided without it, INGEST's re-check catches it
-                        del sigs[cid]
+            self._resolve(*parsed)
             decided: list[Decided] = []
             chunk_ids: dict[str, int] = {}  # ids decided in this chunk -> position in `decided`
             chunk_story: dict[str, str] = {}  # their stories, as decided

@@ -112,9 +112,11 @@ local function band_fields(m)
   return out
 end
 
-local function bucket_add(f, hb)
+-- known: the field's current value when the caller just read it (false: absent), nil: read it
+local function bucket_add(f, hb, known)
   local k = shard('b', f)
-  local v = redis.call('HGET', k, f)
+  local v = known
+  if v == nil then v = redis.call('HGET', k, f) end
   if v then
     redis.call('HSET', k, f, v .. hb)
   else
@@ -225,7 +227,9 @@ local function del_article(id)
   return blob or false
 end
 
-local function put(id, blob)
+-- vals: optional field -> current value (false if absent) of this record's buckets, read just before
+local function put(id, blob, vals)
+  vals = vals or {}
   if redis.call('HEXISTS', K_HANDLES, id) == 1 then del_article(id) end
   local h = redis.call('INCR', K_SEQ)
   local hs = string.format('%%d', h)
@@ -233,18 +237,19 @@ local function put(id, blob)
   redis.call('HSET', K_HANDLES, id, hs)
   local r = rec(blob)
   local hb = struct.pack('<I4', h)
-  for _, f in ipairs(band_fields(r.m)) do bucket_add(f, hb) end
+  for _, f in ipairs(band_fields(r.m)) do bucket_add(f, hb, vals[f]) end
   for _, f in ipairs(sent_fields(r.h)) do sent_add(f) end
   redis.call('INCR', K_COUNT)
   if r.day then redis.call('ZADD', K_DAYS, r.day, id) end
   return hb
 end
 
--- the distinct handles (4-byte strings) in the buckets of minhash m
+-- the distinct handles (4-byte strings) in the buckets of minhash m, and field -> value read
 local function bucket_handles(m)
-  local hs, seen = {}, {}
+  local hs, seen, vals = {}, {}, {}
   for _, f in ipairs(band_fields(m)) do
     local v = redis.call('HGET', shard('b', f), f)
+    vals[f] = v
     if v then
       for j = 1, #v, 4 do
         local hb = string.sub(v, j, j + 3)
@@ -252,7 +257,7 @@ local function bucket_handles(m)
       end
     end
   end
-  return hs
+  return hs, vals
 end
 
 -- what the buckets of m hold, as one comparable string (sorted handles), leaving out `mine`:
@@ -361,14 +366,15 @@ return answer(ARGV[4], ARGV[5], tonumber(ARGV[6]), ARGV[7], ARGV[8])
 # FIND saw (its digest) plus only articles this call wrote, the candidates must
 # still be in the stories the client assumed (after this call's own moves),
 # and a new story id must still be free.  Returns {articles written, 'ok' |
-# 'conflict' | 'exists'}; the client reads and decides the rest again.
+# 'conflict' | 'exists', handles of the written articles...}; the client reads and
+# decides the rest again.
 # Comparing digests instead of re-reading candidates keeps the re-check to the
 # 32 bucket reads, without fetching any record.
 INGEST = _HELPERS + r"""
 local window = tonumber(ARGV[4])
 local count = tonumber(ARGV[5])
 local i = 6
-local mine = {}
+local mine, written = {}, {}
 for done = 0, count - 1 do
   local id, blob, story, is_new = ARGV[i], ARGV[i + 1], ARGV[i + 2], ARGV[i + 3] == '1'
   i = i + 4
@@ -381,18 +387,21 @@ for done = 0, count - 1 do
   for j = 0, ncand - 1 do expected[ARGV[i + 1 + 2 * j]] = ARGV[i + 2 + 2 * j] end
   i = i + 2 * ncand + 1
 
-  if redis.call('HEXISTS', K_HANDLES, id) == 1 then lh_flush(); return {done, 'exists'} end
+  if redis.call('HEXISTS', K_HANDLES, id) == 1 then lh_flush(); return {done, 'exists', unpack(written)} end
   local r = rec(blob)
-  local ok = digest(bucket_handles(r.m), mine) == dg
+  local hs, vals = bucket_handles(r.m)
+  local ok = digest(hs, mine) == dg
   if ok then
     for c, want in pairs(expected) do
       if (redis.call('HGET', K_STORY_OF, c) or '') ~= want then ok = false; break end
     end
   end
   if ok and is_new and redis.call('EXISTS', K_story(story)) == 1 then ok = false end
-  if not ok then lh_flush(); return {done, 'conflict'} end
+  if not ok then lh_flush(); return {done, 'conflict', unpack(written)} end
 
-  mine[put(id, blob)] = true
+  local hb = put(id, blob, vals)
+  mine[hb] = true
+  written[#written + 1] = hb
   local folded = {id}
   for _, old in ipairs(merged) do
     for _, a in ipairs(redis.call('SMEMBERS', K_story(old))) do folded[#folded + 1] = a end
@@ -400,7 +409,7 @@ for done = 0, count - 1 do
   set_story(story, folded)
 end
 lh_flush()
-return {count, 'ok'}
+return {count, 'ok', unpack(written)}
 """
 
 SCRIPTS = ("PUT", "DELETE", "RECORDS", "SENT_COUNTS", "SET_STORY", "FIND", "INGEST")
