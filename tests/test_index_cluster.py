@@ -7,12 +7,15 @@ index).  Different namespaces land on different masters.
 
 from __future__ import annotations
 
+import dataclasses
+
 import redis
 from redis.cluster import RedisCluster
 
 from dedup.index.redis import RedisIndex
 from dedup.service import Deduper
 from dedup.settings import Settings
+from dedup.stories import make_decider
 
 from .test_index_redis import articles, cluster, partition
 
@@ -26,6 +29,10 @@ def test_cluster_clusters_like_one_process_streaming_and_bulk(redis_cluster, see
     with Deduper(SETTINGS, url=url, namespace="cl1") as dd:
         assert isinstance(dd.index._r, RedisCluster)
         assert cluster(dd, items) == mem
+    with Deduper(SETTINGS, url=url, namespace="cl1") as fresh:  # empty signature cache: reads them
+        copy = dataclasses.replace(fresh.prepare(items[-1]), id="copy")
+        assert fresh.index.ingest(copy, make_decider(fresh.index, SETTINGS)).story == \
+            fresh.index.story_of([items[-1].id])[items[-1].id]
     with Deduper(SETTINGS, url=url, namespace="cl2") as dd:
         outcomes = list(dd.add_many(items))
         assert all(o.error is None for o in outcomes)
