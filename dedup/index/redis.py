@@ -225,7 +225,7 @@ class RedisIndex(StoryIndex):
     def members(self, story_id: str) -> list[str]:
         if story_id in self._members_hint:
             return list(self._members_hint[story_id])
-        return sorted(_s(m) for m in self._r.smembers(self._k("s", story_id)))
+        return sorted(_s(m) for m in self._r.hkeys(self._k("s", story_id)))
 
     @_guard
     def set_story(self, story_id: str, ids: Iterable[str]) -> None:

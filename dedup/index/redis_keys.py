@@ -23,7 +23,8 @@ key                         type        contents
 ``{ns}:lh``                 hash        linear-hashing state of ``b`` and ``e``: level,
                                         split pointer, number of fields
 ``{ns}:n``                  string      number of stored articles
-``{ns}:s:{story}``          set         article ids of a story (gone when empty)
+``{ns}:s:{story}``          hash        article ids of a story -> "" (a hash, not a set:
+                                        small ones stay listpacks; gone when empty)
 ``{ns}:story_of``           hash        article id -> story id
 ``{ns}:stories``            zset        story id scored by its last change (``clock``)
 ``{ns}:clock``              string      change counter behind ``stories``

@@ -170,7 +170,7 @@ end
 
 local function leave(story, ids)
   local k = K_story(story)
-  for _, id in ipairs(ids) do redis.call('SREM', k, id) end
+  for _, id in ipairs(ids) do redis.call('HDEL', k, id) end
   if redis.call('EXISTS', k) == 1 then
     touch(story)
   else
@@ -191,7 +191,7 @@ local function set_story(story, ids)
   for _, old in ipairs(order) do leave(old, by_old[old]) end
   local k = K_story(story)
   for _, id in ipairs(ids) do
-    redis.call('SADD', k, id)
+    redis.call('HSET', k, id, '')
     redis.call('HSET', K_STORY_OF, id, story)
   end
   touch(story)
@@ -344,7 +344,7 @@ local function answer(m, day_arg, window, id, mode_arg)
   if mode_arg == '1' then mode = 'sigs' elseif mode_arg == '2' then mode = 'handles' end
   local found, dg = find(m, day, window, id, mode)
   if not mode then return found end
-  local own = redis.call('SMEMBERS', K_story(id))
+  local own = redis.call('HKEYS', K_story(id))
   local out = {redis.call('HEXISTS', K_HANDLES, id), dg, #own}
   for _, v in ipairs(own) do out[#out + 1] = v end
   for _, v in ipairs(found) do out[#out + 1] = v end
@@ -404,7 +404,7 @@ for done = 0, count - 1 do
   written[#written + 1] = hb
   local folded = {id}
   for _, old in ipairs(merged) do
-    for _, a in ipairs(redis.call('SMEMBERS', K_story(old))) do folded[#folded + 1] = a end
+    for _, a in ipairs(redis.call('HKEYS', K_story(old))) do folded[#folded + 1] = a end
   end
   set_story(story, folded)
 end
