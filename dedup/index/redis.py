@@ -6,9 +6,11 @@ that touches several keys is one Lua script (:mod:`dedup.index.redis_lua`),
 so a crash or a lost connection never leaves half an article behind.
 
 Ingesting one article takes two round trips: one script returns the
-candidates with their signatures and stories, the decision runs here in
-Python, and a second script re-checks that the candidates and their stories
-are still what the decision saw before writing.  If another worker changed
+candidates (handles, ids, stories; signatures come from a client cache keyed
+by handle), the decision runs here in Python, and a second script re-checks
+that the buckets and the candidates' stories are still what the decision saw
+before writing.  :meth:`RedisIndex.ingest_many` does the same for a chunk of
+articles in two round trips.  If another worker changed
 them in between, the ingest starts over.  Ingests are therefore
 serializable, and because stories are the connected components of an
 order-independent link graph, any number of workers end with the partition
@@ -368,7 +370,8 @@ class RedisIndex(StoryIndex):
     ) -> list[Assignment | DedupError]:
         """Ingest a batch in input order with two round trips per chunk instead of two per article.
 
-        The candidate reads of a whole chunk go in one pipelined round trip;
+        The candidate reads of a whole chunk are one FIND call (one round
+        trip, plus an MGET for signatures not yet cached);
         the decisions run here one after another, each seeing the earlier
         articles of the chunk (they may be its candidates, and merges rename
         stories); one INGEST call then writes the chunk, re-checking each
@@ -407,6 +410,7 @@ class RedisIndex(StoryIndex):
     @_guard
     def _ingest_chunk(self, entries: list[Entry], todo: list[int], decide: Decide,
                       single: Callable[[Entry], Assignment], out: list[Any]) -> None:
+        """Read, decide and write the articles ``todo`` (indexes into ``entries``), filling ``out``."""
         bands, w = self.settings.bands, self.settings.rows * 4
         window = self.settings.window_days
         blobs = {i: encode_entry(entries[i]) for i in todo}

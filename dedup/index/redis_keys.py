@@ -70,7 +70,8 @@ def shard_index(h: int, level: int, split: int, initial: int) -> int:
 
 
 def check_id(article_id: str) -> None:
-    """Bucket values join ids with NUL, so an id must not contain one.
+    """Refuse empty ids and ids with NUL: ids end up in messages, files and story names, where a NUL
+    is almost always a reader bug rather than a real id (buckets hold handles, so the index itself would cope).
 
     Raises :class:`~dedup.records.BadInput`, so a batch reports the item and goes on.
     """
