@@ -94,3 +94,53 @@ def data_file(name: str) -> Path:
     if not path.exists():
         pytest.fail(f"evaluation data {path} is missing: set DEDUP_DATA_DIR to the folder holding {name}")
     return path
+
+
+def _cluster_port() -> int:
+    """A free port whose cluster-bus twin (port + 10000) is free too."""
+    for _ in range(100):
+        port = free_port()
+        if port + 10000 < 65536:
+            with socket.socket() as s:
+                try:
+                    s.bind(("127.0.0.1", port + 10000))
+                except OSError:
+                    continue
+            return port
+    raise RuntimeError("no free port pair for a cluster node")
+
+
+@pytest.fixture(scope="session")
+def redis_cluster(tmp_path_factory):
+    """A real 3-master Redis Cluster on loopback (no replicas), torn down at the end of the session.
+
+    Yields the ``redis+cluster://`` URL of one node; the client discovers the others.
+    """
+    base = tmp_path_factory.mktemp("cluster")
+    nodes = [RedisServer(base / f"n{i}", _cluster_port(), "--cluster-enabled", "yes",
+                         "--cluster-config-file", str(base / f"n{i}" / "nodes.conf"),
+                         "--cluster-node-timeout", "2000") for i in range(3)]
+    try:
+        for n in nodes:
+            n.start()
+        subprocess.run([shutil.which("redis-cli") or "redis-cli", "--cluster", "create",
+                        *(f"127.0.0.1:{n.port}" for n in nodes), "--cluster-replicas", "0", "--cluster-yes"],
+                       check=True, capture_output=True, timeout=60)
+        import redis
+
+        deadline = time.monotonic() + 30
+        while True:
+            states = []
+            for n in nodes:
+                c = redis.Redis(port=n.port)
+                states.append(c.cluster("info")["cluster_state"])
+                c.close()
+            if all(s == "ok" for s in states):
+                break
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"cluster did not become ok: {states}")
+            time.sleep(0.2)
+        yield f"redis+cluster://127.0.0.1:{nodes[0].port}", nodes
+    finally:
+        for n in nodes:
+            n.stop()

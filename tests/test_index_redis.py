@@ -16,7 +16,9 @@ import redis
 from dedup.index import MemoryIndex, open_index
 from dedup.index.codec import CorruptRecord
 from dedup.index.redis import IndexMismatch, IndexUnavailable, RedisIndex
-from dedup.index.redis_keys import KINDS, bucket_key, key
+from dedup.index.codec import HEADER_SIZE
+from dedup.index.redis_keys import KINDS, key, shard_index
+from dedup.index.redis_lua import SHARDS0
 from dedup.readers import read_paths
 from dedup.records import Article, BadInput, Entry, Signature
 from dedup.service import Deduper
@@ -61,23 +63,56 @@ def cluster(dd: Deduper, items: list[Article]) -> set[frozenset[str]]:
 def all_keys(url: str, ns: str) -> list[str]:
     client = redis.Redis.from_url(url)
     try:
-        return sorted(k.decode() for k in client.scan_iter(match=f"{ns}:*"))
+        return sorted(k.decode() for k in client.scan_iter(match=f"{{{ns}}}:*"))
     finally:
         client.close()
 
 
 # -- key layout -------------------------------------------------------------------
+def bucket_fields(e: Entry) -> list[bytes]:
+    """Python twin of the scripts' bucket fields: u16 band + the band's raw value."""
+    return [b.to_bytes(2, "little") + v for b, v in enumerate(band_hashes(e.signature.minhash, 32, 1))]
+
+
 def test_lua_and_python_agree_on_bucket_keys_and_fields(redis_url):
     with RedisIndex(SETTINGS, url=redis_url, namespace="k") as idx:
         e = entry("a", 7)
         idx.put(e)
         idx.put(entry("b", 7))
-        bands = band_hashes(e.signature.minhash, 32, 1)
-        assert {k for k in all_keys(redis_url, "k") if k.startswith("k:b:")} == {bucket_key("k", i) for i in range(32)}
-        for i, value in enumerate(bands):
-            assert idx._r.hgetall(bucket_key("k", i)) in ({value: b"a\0b"}, {value: b"b\0a"})
+        handles = {i: int(idx._r.hget(key("k", "h"), i)) for i in "ab"}
+        packed = {i: h.to_bytes(4, "little") for i, h in handles.items()}
+        assert idx._r.get(key("k", "a", handles["a"]))[HEADER_SIZE:HEADER_SIZE + 128] == \
+            e.signature.minhash.astype("<u4").tobytes()
+        for f in bucket_fields(e):
+            k = key("k", "b", shard_index(int.from_bytes(f[-4:], "little"), 0, 0, SHARDS0))
+            assert idx._r.hgetall(k)[f] in (packed["a"] + packed["b"], packed["b"] + packed["a"])
         idx.delete("a")
-        assert idx._r.hget(bucket_key("k", 3), bands[3]) == b"b"
+        f = bucket_fields(e)[3]
+        assert idx._r.hget(key("k", "b", shard_index(int.from_bytes(f[-4:], "little"), 0, 0, SHARDS0)), f) == packed["b"]
+
+
+def test_bucket_shards_split_and_stay_small_listpacks(redis_url):
+    """Linear hashing keeps every shard a listpack as the index grows, and shrinks back to nothing."""
+    rng = np.random.default_rng(3)
+    with RedisIndex(SETTINGS, url=redis_url, namespace="grow") as idx:
+        for n in range(400):  # 400 x 32 = 12,800 bucket fields: more than 64 shards x 128
+            mh = rng.integers(0, 2**32, SETTINGS.num_perm, dtype=np.uint64).astype(np.uint32)
+            sig = Signature(minhash=mh, term_ids=np.array([1], dtype=np.uint32),
+                            term_weights=np.array([1.0], dtype=np.float32), shingles=np.array([], dtype=np.uint32),
+                            day=None)
+            idx.put(Entry(f"r{n}", "", "", "", "", "", sig, [n]))
+        level = int(idx._r.hget(key("grow", "lh"), "bl"))
+        assert level >= 1
+        shards = [k for k in all_keys(redis_url, "grow") if k.startswith("{grow}:b:")]
+        assert len(shards) > SHARDS0 * 2 ** level - 1
+        sizes = [idx._r.hlen(k) for k in shards]
+        assert sum(sizes) == 400 * 32 and max(sizes) <= 128
+        assert {idx._r.object("encoding", k) for k in shards} == {b"listpack"}
+        # every article is still found through its (possibly moved) buckets
+        assert all(idx.candidates(s) >= {a} for a, s in idx.signatures([f"r{n}" for n in range(0, 400, 37)]).items())
+        for n in range(400):
+            idx.delete(f"r{n}")
+        assert all_keys(redis_url, "grow") == ["{grow}:meta"]
 
 
 def test_ids_with_nul_are_refused(redis_url):
@@ -92,8 +127,8 @@ def test_every_key_belongs_to_a_documented_kind(redis_url):
         idx.put(entry("b", 7))
         idx.set_story("a:1", ["a:1", "b"])
         kinds = {k.split(":")[1] for k in all_keys(redis_url, "k")}
-        assert kinds <= KINDS and {"meta", "a", "b", "s", "story_of", "stories", "sent", "n"} <= kinds
-        assert key("k", "a", "a:1") in all_keys(redis_url, "k")
+        assert kinds <= KINDS and {"meta", "a", "h", "seq", "b", "e", "lh", "s", "story_of", "stories", "n"} <= kinds
+        assert key("k", "a", int(idx._r.hget(key("k", "h"), "a:1"))) in all_keys(redis_url, "k")
     with pytest.raises(ValueError):
         key("k", "nope")
 
@@ -269,18 +304,22 @@ def test_password_in_url(tmp_path):
 def test_damaged_record_raises_an_error_naming_key_and_field(redis_url):
     with RedisIndex(SETTINGS, url=redis_url, namespace="bad") as idx:
         idx.put(entry("a", 1))
-        idx._r.hset("bad:a:a", "tw", b"\x00\x01\x02")
-        with pytest.raises(CorruptRecord, match=r"bad:a:a: field 'tw'"):
+        k = key("bad", "a", int(idx._r.hget(key("bad", "h"), "a")))
+        idx._r.set(k, idx._r.get(k)[:HEADER_SIZE + 128 + 8 + 4])
+        with pytest.raises(CorruptRecord, match=r"\{bad\}:h:a: field 'term weights'"):
             idx.signatures(["a"])
+        idx._r.set(k, b"\x07" + idx._r.get(k)[1:])
+        with pytest.raises(CorruptRecord, match=r"\{bad\}:h:a: field 'header' has format version 7"):
+            idx.entries(["a"])
 
 
 def test_records_are_compact_bytes_not_pickle(redis_url):
     with RedisIndex(SETTINGS, url=redis_url, namespace="c") as idx:
         e = entry("a", 1)
         idx.put(e)
-        raw = idx._r.hgetall("c:a:a")
-        assert raw[b"m"] == e.signature.minhash.astype("<u4").tobytes()
-        assert not any(v.startswith(b"\x80") for v in raw.values())  # pickle protocol marker
+        raw = idx._r.get(key("c", "a", int(idx._r.hget(key("c", "h"), "a"))))
+        assert raw[HEADER_SIZE:HEADER_SIZE + 128] == e.signature.minhash.astype("<u4").tobytes()
+        assert not raw.startswith(b"\x80")  # pickle protocol marker
 
 
 # -- retention ------------------------------------------------------------------------------
@@ -299,7 +338,7 @@ def test_retention_drops_articles_older_than_the_window_and_resplits_their_stori
         assert idx.members(stories["mid"]) == ["mid"] and idx.members(stories["new"]) == ["new"]
         idx.ingest(entry("newer", 1, day=110), decide)
         assert sorted(k for k in ("old", "mid", "undated", "new", "newer") if k in idx) == ["newer", "undated"]
-        assert idx._r.zrange("ret:days", 0, -1) == [b"newer"]
+        assert idx._r.zrange(key("ret", "days"), 0, -1) == [b"newer"]
 
 
 def test_retention_off_keeps_everything(redis_url):
@@ -320,7 +359,7 @@ def test_deleting_every_article_leaves_only_the_meta_key(redis_url, seed_paths):
         for a in items:
             dd.delete(a.id)
         assert len(dd.index) == 0 and dd.index.story_ids() == []
-    assert all_keys(redis_url, "del") == ["del:meta"]
+    assert all_keys(redis_url, "del") == ["{del}:meta"]
 
 
 def test_nothing_is_lost_across_an_aof_restart(tmp_path, seed_paths):
@@ -351,3 +390,67 @@ def test_open_index_survives_a_server_restart(tmp_path):
             assert "a" in idx  # the same client reconnects (retry with backoff)
     finally:
         server.stop()
+
+
+# -- bulk path --------------------------------------------------------------------------------
+def test_bulk_ingest_gives_the_one_at_a_time_assignments(redis_url, seed_paths):
+    """add_many on Redis goes through ingest_many: same stories, same founders, same actions, in order."""
+    items = articles(seed_paths)
+    items = items + items[:5]  # repeated ids go through assign (unchanged) at their place
+    one = Deduper(SETTINGS)
+    expected = [(a.id, r.story, r.action, tuple(r.merged)) for a, r in ((a, one.add(a)) for a in items)]
+    with Deduper(SETTINGS, url=redis_url, namespace="bulk") as dd:
+        calls = []
+        real = dd.index.ingest_many
+        dd.index.ingest_many = lambda *a, **k: calls.append(len(a[0])) or real(*a, **k)
+        got = [(o.article.id, o.assignment.story, o.assignment.action, tuple(o.assignment.merged))
+               for o in dd.add_many(items)]
+        assert got == expected
+        assert calls and max(calls) == 64  # really chunked
+        assert partition(dd.index.story_of([a.id for a in items])) == partition(one.index.story_of([a.id for a in items]))
+    assert any(action == "merged" for _, _, action, _ in expected)
+    assert sum(action == "unchanged" for _, _, action, _ in expected) == 5
+
+
+def test_bulk_chunk_redoes_the_rest_after_a_concurrent_write(redis_url):
+    """A rival lands in a later article's bucket between the chunk's read and write: that article is redone."""
+    with RedisIndex(SETTINGS, url=redis_url, namespace="bulkrace") as idx, \
+            RedisIndex(SETTINGS, url=redis_url, namespace="bulkrace") as other:
+        inner = make_decider(idx, SETTINGS)
+        seen: list[tuple[str, dict]] = []
+
+        def decide(e, sigs, stories):
+            seen.append((e.id, dict(stories)))
+            if len(seen) == 1:
+                other.ingest(entry("rival", 5), make_decider(other, SETTINGS))
+            return inner(e, sigs, stories)
+
+        x, y, z = entry("x", 1), entry("y", 5), entry("z", 1)
+        results = idx.ingest_many([x, y, z], decide)
+        assert [(r.story, r.action) for r in results] == [("x", "new"), ("rival", "joined"), ("x", "joined")]
+        # x was written, y conflicted and was decided again with the rival; z (a candidate of x) too
+        assert seen[:3] == [("x", {}), ("y", {}), ("z", {"x": "x"})]
+        assert ("y", {"rival": "rival"}) in seen[3:]
+        assert idx.members("rival") == ["rival", "y"] and idx.members("x") == ["x", "z"]
+
+
+def test_bulk_chunk_sees_merges_made_earlier_in_the_same_chunk(redis_url):
+    """b bridges a and c inside one chunk; d, a candidate of c only, must join the merged story."""
+    def art(aid: str, fills: list[int]) -> Entry:
+        e = entry(aid, 0)
+        e.signature.minhash[: len(fills)] = fills
+        e.signature.minhash[len(fills):] = np.arange(len(fills), 32, dtype=np.uint32) + np.uint32(1000 * (ord(aid[0])))
+        return e
+
+    a, c = art("a", [1]), art("c", [2])
+    b = art("b", [1])  # shares band 0 with a and band 1 with c
+    b.signature.minhash[1] = c.signature.minhash[1]
+    d = art("d", [9])
+    d.signature.minhash[2] = c.signature.minhash[2]
+    mem = MemoryIndex(SETTINGS)
+    expected = [mem.ingest(e, make_decider(mem, SETTINGS)) for e in (a, c, b, d)]
+    with RedisIndex(SETTINGS, url=redis_url, namespace="bulkmerge") as idx:
+        got = idx.ingest_many([a, c, b, d], make_decider(idx, SETTINGS))
+        assert [(r.story, r.action, r.merged) for r in got] == [(r.story, r.action, r.merged) for r in expected]
+        assert got[2].action == "merged" and got[3].story == "a"
+        assert idx.members("a") == ["a", "b", "c", "d"]

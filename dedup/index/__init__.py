@@ -23,11 +23,12 @@ def mask_url(url: str) -> str:
 
 
 def open_index(settings: Settings, url: str | None = None, namespace: str = "dedup") -> StoryIndex:
-    """The index for ``url``: in-process when it is empty, Redis for ``redis://`` / ``rediss://``."""
+    """The index for ``url``: in-process when it is empty, Redis for ``redis://`` / ``rediss://`` /
+    ``unix://``, Redis Cluster for ``redis+cluster://host:port`` (any node; the others are discovered)."""
     if not url:
         return MemoryIndex(settings)
-    if url.startswith(("redis://", "rediss://", "unix://")):
+    if url.startswith(("redis://", "rediss://", "unix://", "redis+cluster://")):
         from .redis import RedisIndex  # imported lazily: the CLI's default path needs no server
 
         return RedisIndex(settings, url=url, namespace=namespace)
-    raise ValueError(f"unsupported index URL {url!r}: use redis://host:port/db, rediss://... or leave it empty")
+    raise ValueError(f"unsupported index URL {url!r}: use redis://host:port/db, rediss://..., redis+cluster://host:port or leave it empty")

@@ -1,29 +1,42 @@
-"""Compact, pickle-free encoding of an :class:`~dedup.records.Entry` as a Redis hash.
+"""Compact, pickle-free encoding of an :class:`~dedup.records.Entry` as one binary string.
 
-Arrays are stored as raw little-endian bytes (``numpy.tobytes``), text as
-zlib, short strings as UTF-8.  Nothing here can execute code when decoded
-(unlike pickle), and a damaged or foreign record raises
-:class:`CorruptRecord` naming the key and field instead of returning
-garbage.  Term weights stay float32: float16 would save ~2 bytes per term
-but can flip a cosine that sits on ``min_cosine``, and then Redis and the
-in-process index would not cluster identically.
+An article is one Redis string (``ns:a:{handle}``), not a hash of fields:
+a hash whose values exceed ``hash-max-listpack-value`` (64 bytes) becomes a
+real hash table and pays a dictionary entry per field (~1 kB per article
+with eleven fields), where one string costs one key.
+
+Layout (little-endian), so the Lua scripts can read what they need with
+``struct.unpack`` and ``string.sub`` and the client can decode the
+signature from a prefix without the text::
+
+    header (50 bytes): u8 version, u8 flags (bit 0: dated), i32 day,
+                       u32 n_minhash, u32 n_terms, u32 n_shingles, u32 n_sentences,
+                       u32 len(id), len(title), len(source), len(published), len(url), len(ztext)
+    signature:         minhash u32[n_minhash], term ids u32[n_terms],
+                       term weights f32[n_terms], shingles u32[n_shingles]
+    rest:              sentence hashes u32[n_sentences], id, title, source,
+                       published, url (UTF-8), zlib(text)
+
+Nothing here can execute code when decoded (unlike pickle), and a damaged or
+foreign record raises :class:`CorruptRecord` naming the key and the part
+instead of returning garbage.  Term weights stay float32: float16 would save
+~2 bytes per term but can flip a cosine that sits on ``min_cosine``, and then
+Redis and the in-process index would not cluster identically.
 """
 
 from __future__ import annotations
 
+import struct
 import zlib
-from typing import Mapping
 
 import numpy as np
 
 from ..records import DedupError, Entry, Signature
 
-CODEC_VERSION = "1"
-
-# field -> numpy dtype of array fields
-ARRAYS = {"m": "<u4", "ti": "<u4", "tw": "<f4", "sh": "<u4", "h": "<u4"}
-SIGNATURE_FIELDS = ("m", "ti", "tw", "sh", "d")
-ENTRY_FIELDS = ("t", "x", "s", "p", "u", "h", *SIGNATURE_FIELDS)
+CODEC_VERSION = "2"
+_VERSION_BYTE = 2
+HEADER = struct.Struct("<BBiIIIIIIIIII")
+HEADER_SIZE = HEADER.size  # 50; the Lua twin hard-codes it (redis_lua.HDR)
 
 
 class CorruptRecord(DedupError):
@@ -35,82 +48,97 @@ class CorruptRecord(DedupError):
         )
 
 
-def _array(values: object, dtype: str, name: str) -> bytes:
+def _u4(values: object, name: str) -> bytes:
     arr = np.asarray(values)
-    if arr.size and dtype.endswith("u4") and (arr.min() < 0 or arr.max() > 0xFFFFFFFF):
+    if arr.size and (arr.min() < 0 or arr.max() > 0xFFFFFFFF):
         raise ValueError(f"{name} values must fit in 32 unsigned bits")
-    return np.ascontiguousarray(arr, dtype=dtype).tobytes()
+    return np.ascontiguousarray(arr, dtype="<u4").tobytes()
 
 
-def encode_entry(entry: Entry) -> dict[str, bytes]:
-    """The hash fields of ``ns:a:{id}``."""
+def encode_entry(entry: Entry) -> bytes:
+    """The stored record of ``entry``: header, signature, then the display fields."""
     sig = entry.signature
-    return {
-        "t": entry.title.encode("utf-8"),
-        "x": zlib.compress(entry.text.encode("utf-8"), 6),
-        "s": entry.source.encode("utf-8"),
-        "p": entry.published.encode("utf-8"),
-        "u": entry.url.encode("utf-8"),
-        "d": b"" if sig.day is None else str(int(sig.day)).encode(),
-        "m": _array(sig.minhash, ARRAYS["m"], "minhash"),
-        "ti": _array(sig.term_ids, ARRAYS["ti"], "term ids"),
-        "tw": _array(sig.term_weights, ARRAYS["tw"], "term weights"),
-        "sh": _array(sig.shingles, ARRAYS["sh"], "shingles"),
-        "h": _array(np.asarray(entry.sentence_hashes, dtype=np.int64), ARRAYS["h"], "sentence hashes"),
-    }
-
-
-def _get(fields: Mapping[str, bytes | None], name: str, key: str) -> bytes:
-    value = fields.get(name)
-    if value is None:
-        raise CorruptRecord(key, name, "is missing")
-    return value
-
-
-def _decode_array(fields: Mapping[str, bytes | None], name: str, key: str) -> np.ndarray:
-    raw = _get(fields, name, key)
-    dtype = np.dtype(ARRAYS[name])
-    if len(raw) % dtype.itemsize:
-        raise CorruptRecord(key, name, f"has {len(raw)} bytes, not a multiple of {dtype.itemsize}")
-    # copy: frombuffer views are read-only and tie the array to the reply buffer
-    return np.frombuffer(raw, dtype=dtype).astype(dtype.newbyteorder("="))
-
-
-def _text(fields: Mapping[str, bytes | None], name: str, key: str) -> str:
-    return _get(fields, name, key).decode("utf-8", errors="replace")
-
-
-def decode_signature(fields: Mapping[str, bytes | None], key: str, num_perm: int) -> Signature:
-    """Signature from the fields of ``key``; checks the array shapes agree."""
-    minhash = _decode_array(fields, "m", key)
-    if len(minhash) != num_perm:
-        raise CorruptRecord(key, "m", f"holds {len(minhash)} hash values, expected num_perm={num_perm}")
-    ids = _decode_array(fields, "ti", key)
-    weights = _decode_array(fields, "tw", key)
-    if len(ids) != len(weights):
-        raise CorruptRecord(key, "tw", f"has {len(weights)} weights for {len(ids)} term ids")
-    day_raw = _get(fields, "d", key)
-    try:
-        day = int(day_raw) if day_raw else None
-    except ValueError:
-        raise CorruptRecord(key, "d", f"is {day_raw[:20]!r}, not a day number") from None
-    return Signature(minhash=minhash, term_ids=ids, term_weights=weights,
-                     shingles=_decode_array(fields, "sh", key), day=day)
-
-
-def decode_entry(article_id: str, fields: Mapping[str, bytes | None], key: str, num_perm: int) -> Entry:
-    """The full record of ``key`` (text decompressed)."""
-    try:
-        text = zlib.decompress(_get(fields, "x", key)).decode("utf-8", errors="replace")
-    except zlib.error as exc:
-        raise CorruptRecord(key, "x", f"is not zlib data ({exc})") from None
-    return Entry(
-        id=article_id,
-        title=_text(fields, "t", key),
-        text=text,
-        source=_text(fields, "s", key),
-        published=_text(fields, "p", key),
-        url=_text(fields, "u", key),
-        signature=decode_signature(fields, key, num_perm),
-        sentence_hashes=[int(h) for h in _decode_array(fields, "h", key)],
+    strings = [s.encode("utf-8") for s in (entry.id, entry.title, entry.source, entry.published, entry.url)]
+    ztext = zlib.compress(entry.text.encode("utf-8"), 6)
+    sent = _u4(np.asarray(entry.sentence_hashes, dtype=np.int64), "sentence hashes")
+    if len(sig.term_ids) != len(sig.term_weights):
+        raise ValueError("term ids and term weights differ in length")
+    header = HEADER.pack(
+        _VERSION_BYTE, 0 if sig.day is None else 1, 0 if sig.day is None else int(sig.day),
+        len(sig.minhash), len(sig.term_ids), len(sig.shingles), len(sent) // 4,
+        *(len(s) for s in strings), len(ztext),
     )
+    return b"".join([
+        header, _u4(sig.minhash, "minhash"), _u4(sig.term_ids, "term ids"),
+        np.ascontiguousarray(sig.term_weights, dtype="<f4").tobytes(), _u4(sig.shingles, "shingles"),
+        sent, *strings, ztext,
+    ])
+
+
+def _header(blob: bytes, key: str) -> tuple[int, ...]:
+    if len(blob) < HEADER_SIZE:
+        raise CorruptRecord(key, "header", f"is {len(blob)} bytes, shorter than the {HEADER_SIZE}-byte header")
+    fields = HEADER.unpack_from(blob)
+    if fields[0] != _VERSION_BYTE:
+        raise CorruptRecord(key, "header", f"has format version {fields[0]}, expected {_VERSION_BYTE}")
+    return fields
+
+
+def signature_size(blob: bytes, key: str) -> int:
+    """Bytes of ``blob`` up to the end of the signature (what the read script returns)."""
+    _, _, _, nm, nt, nsh, *_ = _header(blob, key)
+    return HEADER_SIZE + 4 * (nm + 2 * nt + nsh)
+
+
+def _array(blob: bytes, start: int, n: int, dtype: str, key: str, field: str) -> np.ndarray:
+    end = start + 4 * n
+    if end > len(blob):
+        raise CorruptRecord(key, field, f"runs past the end of the record ({end} > {len(blob)} bytes)")
+    # copy: frombuffer views are read-only and tie the array to the reply buffer
+    return np.frombuffer(blob, dtype=dtype, count=n, offset=start).astype(np.dtype(dtype).newbyteorder("="))
+
+
+def decode_signature(blob: bytes, key: str, num_perm: int) -> Signature:
+    """Signature from a record (or its signature prefix); checks the shapes agree."""
+    _, flags, day, nm, nt, nsh, *_ = _header(blob, key)
+    if nm != num_perm:
+        raise CorruptRecord(key, "minhash", f"holds {nm} hash values, expected num_perm={num_perm}")
+    pos = HEADER_SIZE
+    minhash = _array(blob, pos, nm, "<u4", key, "minhash")
+    pos += 4 * nm
+    ids = _array(blob, pos, nt, "<u4", key, "term ids")
+    pos += 4 * nt
+    weights = _array(blob, pos, nt, "<f4", key, "term weights")
+    pos += 4 * nt
+    shingles = _array(blob, pos, nsh, "<u4", key, "shingles")
+    return Signature(minhash=minhash, term_ids=ids, term_weights=weights, shingles=shingles,
+                     day=day if flags & 1 else None)
+
+
+def record_id(blob: bytes, key: str) -> str:
+    """The article id stored in a record."""
+    _, _, _, nm, nt, nsh, nh, lid, *_ = _header(blob, key)
+    start = HEADER_SIZE + 4 * (nm + 2 * nt + nsh + nh)
+    return blob[start:start + lid].decode("utf-8", errors="replace")
+
+
+def decode_entry(blob: bytes, key: str, num_perm: int) -> Entry:
+    """The full record (text decompressed)."""
+    _, _, _, nm, nt, nsh, nh, *lengths = _header(blob, key)
+    sig = decode_signature(blob, key, num_perm)
+    pos = HEADER_SIZE + 4 * (nm + 2 * nt + nsh)
+    sent = _array(blob, pos, nh, "<u4", key, "sentence hashes")
+    pos += 4 * nh
+    if pos + sum(lengths) != len(blob):
+        raise CorruptRecord(key, "strings", f"lengths add up to {pos + sum(lengths)} bytes, record has {len(blob)}")
+    parts = []
+    for n in lengths:
+        parts.append(blob[pos:pos + n])
+        pos += n
+    aid, title, source, published, url = (p.decode("utf-8", errors="replace") for p in parts[:5])
+    try:
+        text = zlib.decompress(parts[5]).decode("utf-8", errors="replace")
+    except zlib.error as exc:
+        raise CorruptRecord(key, "text", f"is not zlib data ({exc})") from None
+    return Entry(id=aid, title=title, text=text, source=source, published=published, url=url,
+                 signature=sig, sentence_hashes=[int(h) for h in sent])

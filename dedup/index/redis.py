@@ -6,9 +6,11 @@ that touches several keys is one Lua script (:mod:`dedup.index.redis_lua`),
 so a crash or a lost connection never leaves half an article behind.
 
 Ingesting one article takes two round trips: one script returns the
-candidates with their signatures and stories, the decision runs here in
-Python, and a second script re-checks that the candidates and their stories
-are still what the decision saw before writing.  If another worker changed
+candidates (handles, ids, stories; signatures come from a client cache keyed
+by handle), the decision runs here in Python, and a second script re-checks
+that the buckets and the candidates' stories are still what the decision saw
+before writing.  :meth:`RedisIndex.ingest_many` does the same for a chunk of
+articles in two round trips.  If another worker changed
 them in between, the ingest starts over.  Ingests are therefore
 serializable, and because stories are the connected components of an
 order-independent link graph, any number of workers end with the partition
@@ -24,6 +26,8 @@ import time
 from typing import Any, Callable, Iterable, TypeVar
 
 import redis
+from redis.cluster import RedisCluster
+from redis.exceptions import NoScriptError, RedisClusterException
 from redis.backoff import ExponentialBackoff
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
@@ -36,7 +40,10 @@ from .base import Decide, StoryIndex
 from .codec import CODEC_VERSION, decode_entry, decode_signature, encode_entry
 from .redis_keys import check_id, key
 
+CLUSTER_SCHEME = "redis+cluster://"
+
 MAX_INGEST_ATTEMPTS = 200
+SIG_CACHE_SIZE = 100_000  # signatures kept by handle for the bulk path (~3 kB each)
 
 
 class IndexUnavailable(DedupError):
@@ -48,6 +55,8 @@ class IndexMismatch(DedupError):
 
 
 T = TypeVar("T")
+# what INGEST needs per article: entry, record, decision, candidates' stories, candidates, bucket digest
+Decided = tuple[Entry, bytes, Assignment, dict[str, str], dict[str, Any], bytes]
 
 
 def _guard(fn: Callable[..., T]) -> Callable[..., T]:
@@ -64,6 +73,11 @@ def _guard(fn: Callable[..., T]) -> Callable[..., T]:
             ) from exc
 
     return wrapper
+
+
+def _within(a: int | None, b: int | None, window: int) -> bool:
+    """The publication-window test of the read script (undated articles match everything)."""
+    return a is None or b is None or abs(a - b) <= window
 
 
 def _s(value: bytes | str) -> str:
@@ -83,29 +97,41 @@ class RedisIndex(StoryIndex):
         socket_timeout: float = 10.0,
     ) -> None:
         # ':' would let one namespace's keys fall under another's prefix ('a' vs 'a:b')
-        if not namespace or any(c.isspace() or c in ":*?[]" for c in namespace):
-            raise ValueError(f"namespace {namespace!r} must be non-empty, without spaces or any of : * ? [ ]")
+        # '{' '}' would break the hash tag that keeps an index in one cluster slot
+        if not namespace or any(c.isspace() or c in ":*?[]{}" for c in namespace):
+            raise ValueError(f"namespace {namespace!r} must be non-empty, without spaces or any of : * ? [ ] {{ }}")
         self.settings = settings
         self.url = url
         self.namespace = namespace
         # capped exponential backoff: rides out a restart or failover of a few seconds
         retry = Retry(ExponentialBackoff(cap=2.0, base=0.05), retries)
+        self._r: Any
         try:
-            self._r = redis.Redis.from_url(
-                url,
-                retry=retry,
-                retry_on_error=[RedisConnectionError, RedisTimeoutError],
-                socket_timeout=socket_timeout,
-                socket_connect_timeout=5.0,
-                health_check_interval=30,
-            )
-        except ValueError as exc:
-            raise IndexUnavailable(f"bad Redis URL {mask_url(url)}: {exc}") from exc
-        self._scripts = {
-            name: self._r.register_script(getattr(redis_lua, name))
-            for name in ("PUT", "DELETE", "SET_STORY", "FIND", "INGEST")
-        }
+            if url.startswith(CLUSTER_SCHEME):
+                # every key carries the {namespace} hash tag, so one index lives in one slot
+                self._r = RedisCluster.from_url(
+                    "redis://" + url[len(CLUSTER_SCHEME):], retry=retry,
+                    socket_timeout=socket_timeout, socket_connect_timeout=5.0,
+                )
+            else:
+                self._r = redis.Redis.from_url(
+                    url,
+                    retry=retry,
+                    retry_on_error=[RedisConnectionError, RedisTimeoutError],
+                    socket_timeout=socket_timeout,
+                    socket_connect_timeout=5.0,
+                    health_check_interval=30,
+                )
+        except (ValueError, RedisClusterException) as exc:
+            raise IndexUnavailable(f"bad or unreachable Redis URL {mask_url(url)}: {exc}") from exc
+        except (RedisConnectionError, RedisTimeoutError) as exc:
+            raise IndexUnavailable(
+                f"cannot connect to Redis at {mask_url(url)}: {exc}; start redis-server or fix --redis"
+            ) from exc
+        self._scripts = {name: self._r.register_script(getattr(redis_lua, name)) for name in redis_lua.SCRIPTS}
+        self._meta_key = self._k("meta")
         self._members_hint: dict[str, list[str]] = {}
+        self._sig_cache: dict[bytes, Signature] = {}
         self._newest_day_seen: int | None = None  # retention runs when a newer day arrives
         try:
             self._check_meta()
@@ -124,15 +150,13 @@ class RedisIndex(StoryIndex):
 
     def _run(self, name: str, *args: Any) -> Any:
         s = self.settings
-        return self._scripts[name](args=[self.namespace, s.bands, s.rows, *args])
+        return self._scripts[name](keys=[self._meta_key], args=[self.namespace, s.bands, s.rows, *args])
 
     def _check_meta(self) -> None:
         """Claim an empty namespace for these settings, or refuse one built with others."""
         fp = json.dumps({**self.settings.fingerprint(), "codec": CODEC_VERSION}, sort_keys=True)
-        pipe = self._r.pipeline(transaction=True)
-        pipe.hsetnx(self._k("meta"), "fingerprint", fp)
-        pipe.hget(self._k("meta"), "fingerprint")
-        _, stored = pipe.execute()
+        self._r.hsetnx(self._k("meta"), "fingerprint", fp)  # first opener claims it; HSETNX is atomic
+        stored = self._r.hget(self._k("meta"), "fingerprint")
         if _s(stored) != fp:
             raise IndexMismatch(
                 f"namespace {self.namespace!r} at {mask_url(self.url)} was built with signature settings "
@@ -140,57 +164,39 @@ class RedisIndex(StoryIndex):
                 f"namespace (redis-cli --scan --pattern '{self.namespace}:*' | xargs redis-cli del) and re-ingest"
             )
 
-    def _fields(self, entry: Entry) -> list[bytes | str]:
-        flat: list[bytes | str] = []
-        for f, v in encode_entry(entry).items():
-            flat += [f, v]
-        return flat
-
     # -- articles -----------------------------------------------------------
     @_guard
     def put(self, entry: Entry) -> None:
         check_id(entry.id)
-        fv = self._fields(entry)
-        self._run("PUT", entry.id, len(fv), *fv)
+        self._run("PUT", entry.id, encode_entry(entry))
 
     @_guard
     def delete(self, article_id: str) -> Entry | None:
-        flat = self._run("DELETE", article_id)
-        if not flat:
+        blob = self._run("DELETE", article_id)
+        if not blob:
             return None
-        fields = {_s(flat[i]): flat[i + 1] for i in range(0, len(flat), 2)}
-        return decode_entry(article_id, fields, self._k("a", article_id), self.settings.num_perm)
+        return decode_entry(blob, self._k("h", article_id), self.settings.num_perm)
 
-    def _records(self, ids: Iterable[str], names: tuple[str, ...]) -> dict[str, dict[str, bytes | None]]:
+    def _records(self, ids: Iterable[str]) -> dict[str, bytes]:
         ids = list(dict.fromkeys(ids))
-        pipe = self._r.pipeline(transaction=False)
-        for i in ids:
-            pipe.hmget(self._k("a", i), names)
-        out = {}
-        for i, values in zip(ids, pipe.execute()):
-            if values[0] is not None:
-                out[i] = dict(zip(names, values))
-        return out
+        if not ids:
+            return {}
+        blobs = self._run("RECORDS", *ids)
+        return {i: b for i, b in zip(ids, blobs) if b}
 
     @_guard
     def entries(self, ids: Iterable[str]) -> dict[str, Entry]:
-        names = ("t", "x", "s", "p", "u", "h", "m", "ti", "tw", "sh", "d")
-        return {
-            i: decode_entry(i, f, self._k("a", i), self.settings.num_perm)
-            for i, f in self._records(ids, names).items()
-        }
+        n = self.settings.num_perm
+        return {i: decode_entry(b, self._k("h", i), n) for i, b in self._records(ids).items()}
 
     @_guard
     def signatures(self, ids: Iterable[str]) -> dict[str, Signature]:
-        names = ("m", "ti", "tw", "sh", "d")
-        return {
-            i: decode_signature(f, self._k("a", i), self.settings.num_perm)
-            for i, f in self._records(ids, names).items()
-        }
+        n = self.settings.num_perm
+        return {i: decode_signature(b, self._k("h", i), n) for i, b in self._records(ids).items()}
 
     @_guard
     def __contains__(self, article_id: object) -> bool:
-        return isinstance(article_id, str) and bool(self._r.exists(self._k("a", article_id)))
+        return isinstance(article_id, str) and bool(self._r.hexists(self._k("h"), article_id))
 
     @_guard
     def __len__(self) -> int:
@@ -221,7 +227,7 @@ class RedisIndex(StoryIndex):
     def members(self, story_id: str) -> list[str]:
         if story_id in self._members_hint:
             return list(self._members_hint[story_id])
-        return sorted(_s(m) for m in self._r.smembers(self._k("s", story_id)))
+        return sorted(_s(m) for m in self._r.hkeys(self._k("s", story_id)))
 
     @_guard
     def set_story(self, story_id: str, ids: Iterable[str]) -> None:
@@ -236,68 +242,256 @@ class RedisIndex(StoryIndex):
     # -- boilerplate evidence ---------------------------------------------------
     @_guard
     def sentence_counts(self, hashes: Iterable[int]) -> list[int]:
-        hashes = [str(int(h)) for h in hashes]
-        if not hashes:
+        fields = [int(h).to_bytes(4, "little") for h in hashes]
+        if not fields:
             return []
-        return [int(v or 0) for v in self._r.hmget(self._k("sent"), hashes)]
+        return [int(v) for v in self._run("SENT_COUNTS", *fields)]
 
     # -- lifecycle ---------------------------------------------------------------
     def close(self) -> None:
         self._r.close()
 
     # -- the compound step ----------------------------------------------------------
+    def _parse_find(self, reply: list[Any], by_handle: bool = False
+                    ) -> tuple[bool, bytes, list[str], dict[str, Signature], dict[str, str]]:
+        """(already stored, bucket digest, members of the story named after it, candidate signatures, stories)."""
+        stored = bool(int(reply[0]))
+        digest = reply[1]
+        n_own = int(reply[2])
+        own = sorted(_s(m) for m in reply[3 : 3 + n_own])
+        rest = reply[3 + n_own :]
+        sigs: dict[str, Signature] = {}
+        stories: dict[str, str] = {}
+        num_perm = self.settings.num_perm
+        for j in range(0, len(rest), 3):
+            cid = _s(rest[j])
+            if by_handle:  # resolved by the caller from its cache (see _ingest_chunk)
+                sigs[cid] = rest[j + 1]  # type: ignore[assignment]
+            else:
+                sigs[cid] = decode_signature(rest[j + 1], self._k("h", cid), num_perm)
+            if rest[j + 2]:
+                stories[cid] = _s(rest[j + 2])
+        return stored, digest, own, sigs, stories
+
+    def _find_args(self, entry: Entry, mode: int = 1) -> list[Any]:
+        sig = entry.signature
+        return [sig.minhash.astype("<u4").tobytes(), self._day_arg(sig), self.settings.window_days, entry.id, mode]
+
+    def _signatures_by_handle(self, handles: set[bytes]) -> dict[bytes, Signature]:
+        """Signatures of stored handles, from the cache or one MGET for the missing ones.
+
+        A handle's record never changes (a new version of an article gets a
+        new handle), so cached signatures are never stale; the cache only
+        saves moving the same ~2 kB signature over the wire again and again
+        for articles in popular buckets.
+        """
+        cache = self._sig_cache
+        missing = [h for h in handles if h not in cache]
+        if missing:
+            if len(cache) + len(missing) > SIG_CACHE_SIZE:
+                cache.clear()
+            keys = [self._k("a", int.from_bytes(h, "little")) for h in missing]
+            for h, k, blob in zip(missing, keys, self._r.mget(keys)):
+                if blob is not None:
+                    cache[h] = decode_signature(blob, k, self.settings.num_perm)
+        return {h: cache[h] for h in handles if h in cache}
+
     @_guard
     def ingest(self, entry: Entry, decide: Decide) -> Assignment:
         """Read (one script), decide in Python, write with a re-check (one script); retry on conflict."""
         check_id(entry.id)
-        sig = entry.signature
-        minhash = sig.minhash.astype("<u4").tobytes()
-        day = self._day_arg(sig)
-        window = self.settings.window_days
-        fv = self._fields(entry)
-        num_perm = self.settings.num_perm
+        blob = encode_entry(entry)
+        find_args = self._find_args(entry, 2)
         for attempt in range(MAX_INGEST_ATTEMPTS):
-            reply = self._run("FIND", minhash, day, window, entry.id, 1)
-            n_own = int(reply[0])
-            own = sorted(_s(m) for m in reply[1 : 1 + n_own])
-            rest = reply[1 + n_own :]
-            sigs: dict[str, Signature] = {}
-            stories: dict[str, str] = {}
-            for j in range(0, len(rest), 7):
-                cid = _s(rest[j])
-                fields = dict(zip(("d", "m", "ti", "tw", "sh"), rest[j + 1 : j + 6]))
-                sigs[cid] = decode_signature(fields, self._k("a", cid), num_perm)
-                if rest[j + 6]:
-                    stories[cid] = _s(rest[j + 6])
+            _, digest, own, sigs, stories = self._resolve(self._parse_find(self._run("FIND", *find_args), True))
             # the decider asks whether a story named after the article exists: answer from the read
             self._members_hint = {entry.id: own}
             try:
                 assignment = decide(entry, sigs, stories)
             finally:
                 self._members_hint = {}
-            is_new = assignment.action == "new"
-            cand_args: list[str] = []
-            for cid in sigs:
-                cand_args += [cid, stories.get(cid, "")]
-            status = _s(self._run(
-                "INGEST", entry.id, minhash, day, window, assignment.story, int(is_new),
-                len(fv), *fv, len(assignment.merged), *assignment.merged, len(sigs), *cand_args,
-            ))
+            done, status = self._write([(entry, blob, assignment, stories, sigs, digest)])
             if status == "ok":
-                if sig.day is not None:
-                    self._retain(sig.day)
+                if entry.signature.day is not None:
+                    self._retain(entry.signature.day)
                 return assignment
             if status == "exists":
-                done = self._already_there(entry)
-                if done is not None:
-                    return done
+                existing = self._already_there(entry)
+                if existing is not None:
+                    return existing
                 continue
-            # conflict: another worker changed our candidates; back off a little and redo
-            time.sleep(random.uniform(0, min(0.05, 0.001 * (attempt + 1))))
+            self._backoff(attempt)
         raise DedupError(
             f"article {entry.id!r}: gave up after {MAX_INGEST_ATTEMPTS} conflicting concurrent updates "
             f"in namespace {self.namespace!r}; retry the article"
         )
+
+    def _resolve(self, *parsed: tuple[bool, bytes, list[str], dict[str, Any], dict[str, str]]
+                 ) -> tuple[bool, bytes, list[str], dict[str, Signature], dict[str, str]]:
+        """Replace the handles of FIND answers (mode 2) by signatures, in place; returns the first answer.
+
+        A candidate deleted since the read is left out: the decision goes
+        without it and INGEST's digest re-check sends us back to read again.
+        """
+        by_handle = self._signatures_by_handle({h for p in parsed for h in p[3].values()})
+        for p in parsed:
+            sigs = p[3]
+            for cid, h in list(sigs.items()):
+                if h in by_handle:
+                    sigs[cid] = by_handle[h]
+                else:
+                    del sigs[cid]
+        return parsed[0] if parsed else (False, b"", [], {}, {})
+
+    @staticmethod
+    def _backoff(attempt: int) -> None:
+        """Conflict: another worker changed our candidates; wait a little so we do not collide again."""
+        time.sleep(random.uniform(0, min(0.05, 0.001 * (attempt + 1))))
+
+    def _write(self, decided: list[Decided]) -> tuple[int, str]:
+        """Run INGEST for decided articles in order; returns (how many were written, status)."""
+        args: list[Any] = [self.settings.window_days, len(decided)]
+        for entry, blob, assignment, stories, cands, digest in decided:
+            args += [entry.id, blob, assignment.story, int(assignment.action == "new"),
+                     len(assignment.merged), *assignment.merged, digest, len(cands)]
+            for cid in cands:
+                args += [cid, stories.get(cid, "")]
+        done, status, *handles = self._run("INGEST", *args)
+        if len(self._sig_cache) + len(handles) > SIG_CACHE_SIZE:
+            self._sig_cache.clear()
+        for (entry, *_), h in zip(decided, handles):
+            self._sig_cache[h] = entry.signature  # our own writes are the likeliest next candidates
+        return int(done), _s(status)
+
+    @_guard
+    def ingest_many(
+        self, entries: list[Entry], decide: Decide, fallback: Callable[[Entry], Assignment] | None = None,
+        chunk: int = 64,
+    ) -> list[Assignment | DedupError]:
+        """Ingest a batch in input order with two round trips per chunk instead of two per article.
+
+        The candidate reads of a whole chunk are one FIND call (one round
+        trip, plus an MGET for signatures not yet cached);
+        the decisions run here one after another, each seeing the earlier
+        articles of the chunk (they may be its candidates, and merges rename
+        stories); one INGEST call then writes the chunk, re-checking each
+        article against what its decision saw.  On a conflict the written
+        prefix stays and the rest is read and decided again, so the outcome
+        is the one-at-a-time outcome.  Articles already stored (or repeated
+        in the batch) go through ``fallback`` (``dedup.stories.assign``:
+        unchanged / replaced) at their place in the order; retention, which
+        may delete between two articles, makes every article go one at a time.
+        Errors are returned in place of the assignment, so a batch goes on.
+        """
+        single = fallback or (lambda e: self.ingest(e, decide))
+        out: list[Assignment | DedupError | None] = [None] * len(entries)
+        pos = 0
+        if self.settings.retain_days > 0:
+            for i, e in enumerate(entries):
+                try:
+                    out[i] = single(e)
+                except DedupError as exc:
+                    out[i] = exc
+            pos = len(entries)
+        while pos < len(entries):
+            part = list(range(pos, min(len(entries), pos + chunk)))
+            pos = part[-1] + 1
+            pending: list[int] = []
+            for i in part:
+                try:
+                    check_id(entries[i].id)
+                except DedupError as exc:
+                    out[i] = exc
+                    continue
+                pending.append(i)
+            self._ingest_chunk(entries, pending, decide, single, out)
+        return [o if o is not None else DedupError("not ingested") for o in out]
+
+    @_guard
+    def _ingest_chunk(self, entries: list[Entry], todo: list[int], decide: Decide,
+                      single: Callable[[Entry], Assignment], out: list[Any]) -> None:
+        """Read, decide and write the articles ``todo`` (indexes into ``entries``), filling ``out``."""
+        bands, w = self.settings.bands, self.settings.rows * 4
+        window = self.settings.window_days
+        blobs = {i: encode_entry(entries[i]) for i in todo}
+        attempt = 0
+        while todo:
+            # one script call reads the whole chunk: one round trip, and one slot on a cluster
+            args: list[Any] = ["many", window, 2]
+            for i in todo:
+                sig = entries[i].signature
+                args += [sig.minhash.astype("<u4").tobytes(), self._day_arg(sig), entries[i].id]
+            parsed = [self._parse_find(reply, by_handle=True) for reply in self._run("FIND", *args)]
+            self._resolve(*parsed)
+            decided: list[Decided] = []
+            chunk_ids: dict[str, int] = {}  # ids decided in this chunk -> position in `decided`
+            chunk_story: dict[str, str] = {}  # their stories, as decided
+            renamed: dict[str, str] = {}  # stories merged away in this chunk -> where they went
+            band_map: dict[bytes, list[str]] = {}  # band field -> chunk ids in it
+
+            def resolve(story: str) -> str:
+                while story in renamed:
+                    story = renamed[story]
+                return story
+
+            stop = len(todo)
+            for k, (i, found) in enumerate(zip(todo, parsed)):
+                e = entries[i]
+                stored, digest, own, sigs, stories = found
+                if stored or e.id in chunk_ids:
+                    stop = k  # write what is decided, then handle this one on its own
+                    break
+                stories = {c: resolve(s) for c, s in stories.items()}
+                mh = e.signature.minhash.astype("<u4").tobytes()
+                fields = [b.to_bytes(2, "little") + mh[b * w:(b + 1) * w] for b in range(bands)]
+                seen: set[str] = set()
+                for f in fields:
+                    for c in band_map.get(f, ()):
+                        if c not in seen:
+                            seen.add(c)
+                            other = decided[chunk_ids[c]][0].signature
+                            if _within(e.signature.day, other.day, window):
+                                sigs[c] = other
+                                stories[c] = resolve(chunk_story[c])
+                own_now = [] if e.id in renamed else list(own)
+                own_now += [c for c in chunk_ids if resolve(chunk_story[c]) == e.id]
+                self._members_hint = {e.id: sorted(own_now)}
+                try:
+                    assignment = decide(e, sigs, stories)
+                except DedupError as exc:
+                    out[i] = exc
+                    continue
+                finally:
+                    self._members_hint = {}
+                for old in assignment.merged:
+                    renamed[old] = assignment.story
+                chunk_ids[e.id] = len(decided)
+                chunk_story[e.id] = assignment.story
+                for f in fields:
+                    band_map.setdefault(f, []).append(e.id)
+                decided.append((e, blobs[i], assignment, stories, sigs, digest))
+                out[i] = assignment
+            written_idx = [i for i in todo[:stop] if isinstance(out[i], Assignment)]
+            done, status = self._write(decided) if decided else (0, "ok")
+            for i in written_idx[done:]:
+                out[i] = None  # not written: decide again
+            if status == "ok" and stop < len(todo):
+                i = todo[stop]
+                try:
+                    out[i] = single(entries[i])
+                except DedupError as exc:
+                    out[i] = exc
+                todo = todo[stop + 1:]
+                continue
+            todo = [i for i in todo if out[i] is None]
+            if status != "ok":
+                self._backoff(attempt)
+                attempt += 1
+                if attempt >= MAX_INGEST_ATTEMPTS:
+                    for i in todo:
+                        out[i] = DedupError(f"article {entries[i].id!r}: gave up after {attempt} conflicting "
+                                            f"concurrent updates in namespace {self.namespace!r}; retry it")
+                    return
 
     def _retain(self, day: int) -> None:
         """Apply ``retain_days`` once per newer publication day this worker sees (cheap otherwise)."""

@@ -1,49 +1,52 @@
 """Redis key layout of the story index: every key is built by :func:`key`.
 
 All keys of one index live under one namespace ``ns`` (``--namespace``,
-default ``dedup``), so several indexes can share a server and
-``SCAN MATCH ns:*`` lists everything one index owns.
+default ``dedup``) and carry it as a hash tag, ``{ns}:...``, so every key of
+an index lands in one Redis Cluster slot: the scripts touch many keys
+atomically, which a cluster only allows within a slot.  ``SCAN MATCH {ns}:*``
+lists everything one index owns (braces are not glob characters).
 
-=====================  ==========  =====================================================
-key                    type        contents
-=====================  ==========  =====================================================
-``ns:meta``            hash        ``fingerprint`` (JSON of the signature settings) and
-                                   ``codec`` (record format version); checked on open
-``ns:a:{id}``          hash        article record: ``t`` title, ``x`` zlib(text),
-                                   ``s`` source, ``p`` published, ``u`` url, ``d`` day
-                                   ordinal or empty, ``m`` minhash ``<u4`` bytes, ``ti``
-                                   term ids ``<u4``, ``tw`` term weights ``<f4``,
-                                   ``sh`` shingles ``<u4``, ``h`` sentence hashes ``<u4``
-``ns:b:{band}``        hash        LSH buckets of band ``band``: field = the band's raw
-                                   value (``rows`` x 4 bytes), value = the ids in that
-                                   bucket joined by NUL
-``ns:n``               string      number of stored articles (deleted at zero)
-``ns:s:{story}``       set         article ids of a story (gone when empty)
-``ns:story_of``        hash        article id -> story id
-``ns:stories``         zset        story id scored by its last change (``ns:clock``)
-``ns:clock``           string      change counter behind ``ns:stories`` (deleted with
-                                   the last story)
-``ns:days``            zset        dated article ids scored by publication day (retention)
-``ns:sent``            hash        sentence hash (decimal) -> number of articles with it
-=====================  ==========  =====================================================
+==========================  ==========  ================================================
+key                         type        contents
+==========================  ==========  ================================================
+``{ns}:meta``               hash        ``fingerprint``: JSON of the signature settings
+                                        and the record codec version; checked on open
+``{ns}:a:{handle}``         string      article record (:mod:`dedup.index.codec`),
+                                        keyed by the article's integer handle
+``{ns}:h``                  hash        article id -> handle (decimal)
+``{ns}:seq``                string      last handle given out (INCR)
+``{ns}:b:{shard}``          hash        LSH buckets, linear-hashed into small shards:
+                                        field = u16 band + the band's raw value,
+                                        value = the handles in the bucket (``<u4`` each)
+``{ns}:e:{shard}``          hash        sentence counts, linear-hashed the same way:
+                                        field = ``<u4`` sentence hash, value = count
+``{ns}:lh``                 hash        linear-hashing state of ``b`` and ``e``: level,
+                                        split pointer, number of fields
+``{ns}:n``                  string      number of stored articles
+``{ns}:s:{story}``          hash        article ids of a story -> "" (a hash, not a set:
+                                        small ones stay listpacks; gone when empty)
+``{ns}:story_of``           hash        article id -> story id
+``{ns}:stories``            zset        story id scored by its last change (``clock``)
+``{ns}:clock``              string      change counter behind ``stories``
+``{ns}:days``               zset        dated article ids scored by publication day
+==========================  ==========  ================================================
 
-Deleting every article leaves exactly one key, ``ns:meta``: it records which
-settings the namespace was built with, so it outlives its articles on purpose.
+Counters and shards are deleted as they empty: deleting every article
+leaves exactly one key, ``{ns}:meta``, which records the settings the
+namespace was built with and outlives its articles on purpose.
 
-The Lua scripts build the same keys from the prefix ``ns:`` (see
-:data:`LUA_KEY_HELPERS`); that Lua helper and :func:`key` are the only two
-places that know the layout, and ``tests/test_index_redis.py`` checks they
-agree.  Keys are not hash-tagged: the index needs a single Redis (or a
-primary with replicas), not Redis Cluster.
+The Lua scripts build the same keys (see :data:`LUA_KEY_HELPERS`); that
+helper and :func:`key` are the only two places that know the layout, and
+``tests/test_index_redis.py`` checks they agree.
 """
 
 from __future__ import annotations
 
-KINDS = {"meta", "a", "b", "n", "s", "story_of", "stories", "clock", "sent", "days"}
+KINDS = {"meta", "a", "h", "seq", "b", "e", "lh", "n", "s", "story_of", "stories", "clock", "days"}
 
 
 def key(ns: str, kind: str, *parts: object) -> str:
-    """The one function that names a key: ``ns:kind[:part...]``.
+    """The one function that names a key: ``{ns}:kind[:part...]``.
 
     Parts are joined verbatim: article and story ids may contain ``:`` (the
     METER ids contain ``/``), which is fine because a kind has a fixed
@@ -51,21 +54,24 @@ def key(ns: str, kind: str, *parts: object) -> str:
     """
     if kind not in KINDS:
         raise ValueError(f"unknown key kind {kind!r}")
-    return ":".join([ns, kind, *(str(p) for p in parts)])
+    return ":".join(["{" + ns + "}", kind, *(str(p) for p in parts)])
 
 
-def bucket_key(ns: str, band: int) -> str:
-    """The hash holding every bucket of one LSH band.
+def shard_index(h: int, level: int, split: int, initial: int) -> int:
+    """Which shard of a linear-hashed family holds a field whose hash is ``h``.
 
-    One hash field per bucket instead of one set key per bucket: most buckets
-    hold a single article, and a hash field costs about half of what a key
-    with its own set costs (measured: 176 -> ~80 bytes per bucket entry).
+    Linear hashing grows the number of shards one split at a time, so each
+    shard stays a small listpack-encoded hash (about ``LOAD`` fields) at any
+    index size without ever rehashing everything at once.
     """
-    return key(ns, "b", band)
+    m = initial * 2**level
+    i = h % m
+    return h % (2 * m) if i < split else i
 
 
 def check_id(article_id: str) -> None:
-    """Bucket values join ids with NUL, so an id must not contain one.
+    """Refuse empty ids and ids with NUL: ids end up in messages, files and story names, where a NUL
+    is almost always a reader bug rather than a real id (buckets hold handles, so the index itself would cope).
 
     Raises :class:`~dedup.records.BadInput`, so a batch reports the item and goes on.
     """
@@ -76,16 +82,18 @@ def check_id(article_id: str) -> None:
                        "use ids without control characters")
 
 
-# Lua twin of key(): every script starts with these helpers.  ``P`` is "ns:".
+# Lua twin of key(): every script starts with these helpers.  ``P`` is "{ns}:".
 LUA_KEY_HELPERS = """
-local P = ARGV[1] .. ':'
-local function K_article(id) return P .. 'a:' .. id end
+local P = '{' .. ARGV[1] .. '}:'
+local function K_article(h) return P .. 'a:' .. h end
 local function K_story(s) return P .. 's:' .. s end
-local function K_bucket(band) return P .. 'b:' .. band end
+local function K_shard(fam, i) return P .. fam .. ':' .. string.format('%d', i) end
+local K_HANDLES = P .. 'h'
+local K_SEQ = P .. 'seq'
+local K_LH = P .. 'lh'
 local K_STORY_OF = P .. 'story_of'
 local K_STORIES = P .. 'stories'
 local K_CLOCK = P .. 'clock'
-local K_SENT = P .. 'sent'
 local K_COUNT = P .. 'n'
 local K_DAYS = P .. 'days'
 """

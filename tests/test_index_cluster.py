@@ -1,0 +1,63 @@
+"""The Redis index on a real 3-master Redis Cluster.
+
+Every key of an index carries the ``{namespace}`` hash tag, so the whole
+index lives in one slot (correct, atomic scripts; no load spread within one
+index).  Different namespaces land on different masters.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+import redis
+from redis.cluster import RedisCluster
+
+from dedup.index.redis import RedisIndex
+from dedup.service import Deduper
+from dedup.settings import Settings
+from dedup.stories import make_decider
+
+from .test_index_redis import articles, cluster, partition
+
+SETTINGS = Settings()
+
+
+def test_cluster_clusters_like_one_process_streaming_and_bulk(redis_cluster, seed_paths):
+    url, nodes = redis_cluster
+    items = articles(seed_paths, meter_n=150)
+    mem = cluster(Deduper(SETTINGS), items)
+    with Deduper(SETTINGS, url=url, namespace="cl1") as dd:
+        assert isinstance(dd.index._r, RedisCluster)
+        assert cluster(dd, items) == mem
+    with Deduper(SETTINGS, url=url, namespace="cl1") as fresh:  # empty signature cache: reads them
+        copy = dataclasses.replace(fresh.prepare(items[-1]), id="copy")
+        assert fresh.index.ingest(copy, make_decider(fresh.index, SETTINGS)).story == \
+            fresh.index.story_of([items[-1].id])[items[-1].id]
+    with Deduper(SETTINGS, url=url, namespace="cl2") as dd:
+        outcomes = list(dd.add_many(items))
+        assert all(o.error is None for o in outcomes)
+        assert partition(dd.index.story_of([a.id for a in items])) == mem
+        # deleting goes through the scripts too
+        dd.delete(items[0].id)
+        assert items[0].id not in dd.index
+
+
+def test_cluster_keeps_a_namespace_in_one_slot_and_spreads_namespaces(redis_cluster):
+    url, nodes = redis_cluster
+    from .test_index_redis import entry
+
+    owners = set()
+    for ns in ("sp0", "sp1", "sp2", "sp3", "sp4", "sp5", "sp6", "sp7"):
+        with RedisIndex(SETTINGS, url=url, namespace=ns) as idx:
+            idx.put(entry("a", 1))
+            idx.put(entry("b", 1))
+    for n in nodes:
+        c = redis.Redis(port=n.port)
+        for ns in ("sp0", "sp1", "sp2", "sp3", "sp4", "sp5", "sp6", "sp7"):
+            keys = c.keys(f"{{{ns}}}:*")
+            if keys:
+                slots = {c.cluster("keyslot", k) for k in keys}
+                assert len(slots) == 1 and len(keys) > 10  # all of the namespace, one slot, this node
+                owners.add(n.port)
+        c.close()
+    assert len(owners) >= 2  # 8 namespaces do not all land on one master
