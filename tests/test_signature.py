@@ -65,3 +65,10 @@ def test_cosine_and_reuse_match_a_plain_set_computation():
     assert cosine(a, b) == pytest.approx(sum(wa[t] * wb[t] for t in shared), rel=1e-5)
     sa, sb = set(a.shingles.tolist()), set(b.shingles.tolist())
     assert reuse(a, b) == pytest.approx(len(sa & sb) / min(len(sa), len(sb)))
+
+
+def test_fast_word_frequency_equals_wordfreq():
+    import wordfreq
+    from dedup.signature import _zipf
+    for w in ["the", "minister", "stoltenberg", "firefighters", "zzqxj", "£500", "1999", "o'neill"]:
+        assert _zipf(w) == wordfreq.zipf_frequency(w, "en"), w

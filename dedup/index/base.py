@@ -14,9 +14,9 @@ outcome equals the default's.
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from typing import Callable, Iterable
+from typing import Callable, Iterable, Sequence
 
-from ..records import Assignment, Entry, Signature
+from ..records import Assignment, DedupError, Entry, Signature
 from ..settings import Settings
 
 Decide = Callable[[Entry, dict[str, Signature], dict[str, str]], Assignment]
@@ -106,3 +106,21 @@ class StoryIndex(ABC):
             folded.extend(self.members(old))
         self.set_story(assignment.story, folded)
         return assignment
+
+    def ingest_many(
+        self, entries: Sequence[Entry], decide: Decide, fallback: Callable[[Entry], Assignment] | None = None
+    ) -> list[Assignment | DedupError]:
+        """Ingest a batch in input order; errors are returned in place of assignments.
+
+        The default goes one article at a time through ``fallback``
+        (``dedup.stories.assign``); the Redis index overrides it to batch
+        round trips while giving the same outcome.
+        """
+        single = fallback or (lambda e: self.ingest(e, decide))
+        out: list[Assignment | DedupError] = []
+        for e in entries:
+            try:
+                out.append(single(e))
+            except DedupError as exc:
+                out.append(exc)
+        return out
