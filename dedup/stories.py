@@ -15,7 +15,6 @@ merge keeps the smallest id), never the grouping.
 
 from __future__ import annotations
 
-from typing import Iterable
 
 from .index.base import StoryIndex
 from .index.memory import within_window
@@ -146,10 +145,4 @@ def remove(index: StoryIndex, article_id: str, settings: Settings) -> tuple[Entr
     return entry, out
 
 
-def partition(assignments: Iterable[Assignment], index: StoryIndex) -> dict[str, str]:
-    """Final story of each article id (stories merge after an article's own assignment)."""
-    ids = [a.article_id for a in assignments]
-    return index.story_of(ids)
-
-
-__all__ = ["verify", "assign", "remove", "components", "partition", "make_decider"]
+__all__ = ["verify", "assign", "remove", "components", "make_decider"]

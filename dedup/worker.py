@@ -409,17 +409,17 @@ class Worker:
         pipe = self.client.pipeline(transaction=True)
         done: list[bytes] = []
         latencies: list[float] = []
-        for mid, fields in messages:
-            if not fields:  # entry deleted (trimmed) from the stream while it was pending
+        for mid, payload in messages:
+            if not payload:  # entry deleted (trimmed) from the stream while it was pending
                 done.append(mid)
                 continue
             deliveries = self._deliveries.get(mid, 1)
             if deliveries > self.ws.max_deliveries:
-                self._dead(pipe, mid, fields, "poison",
+                self._dead(pipe, mid, payload, "poison",
                            f"delivered {deliveries} times without finishing: it may crash workers", deliveries)
                 done.append(mid)
                 continue
-            outcome = self._handle_one(mid, fields, pipe)
+            outcome = self._handle_one(mid, payload, pipe)
             if outcome != "retry":
                 done.append(mid)
             if outcome == "published":

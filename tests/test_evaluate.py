@@ -1,7 +1,5 @@
 """Evaluation metrics, checked against scikit-learn's implementations."""
 
-import random
-
 from hypothesis import given, strategies as st
 from sklearn.metrics import adjusted_rand_score
 from sklearn.metrics.cluster import pair_confusion_matrix

@@ -20,3 +20,8 @@ def test_every_setting_has_help_and_appears_in_the_markdown_table():
     for f in Settings.declared():
         assert f.metadata["help"]
         assert f"DEDUP_{f.name.upper()}" in table
+
+
+def test_readme_documents_the_current_settings():
+    from .conftest import ROOT
+    assert Settings.markdown_table() in (ROOT / "README.md").read_text(), "run `dedup settings --markdown` into README"
