@@ -52,29 +52,57 @@ def load_labelled() -> list[dict]:
 
 
 def synthetic(n: int, seed: int = 7) -> list[dict]:
-    """N articles in stories of 1-6 variants over 60 days, built from the labelled data's sentences."""
+    """N articles in stories of 1-6 variants over 60 days.
+
+    Sentence *shapes* come from the labelled data, but every story gets its
+    own words: each content word of a template sentence is replaced by a word
+    of the story's own topic vocabulary (names and terms drawn from an English
+    word list) or of general English.  So unrelated stories do not share
+    sentences (as unrelated real stories do not), while a story's variants
+    share most of theirs: sentences dropped and reordered, local sentences and
+    boilerplate added, published the same day or the next.
+    """
+    import datetime as dt
+
+    import wordfreq
+
     rnd = random.Random(seed)
-    pool = []
+    templates = []
     for r in load_labelled():
-        pool += [s for s in re.split(r"(?<=[.!?])\s+", r["text"].replace("\n", " ")) if len(s.split()) >= 6]
+        templates += [s.split() for s in re.split(r"(?<=[.!?])\s+", r["text"].replace("\n", " ")) if len(s.split()) >= 6]
+    vocab = [w for w in wordfreq.top_n_list("en", 60000)[2000:] if w.isalpha()]
+    general = [w for w in wordfreq.top_n_list("en", 2000) if w.isalpha()]
+
+    def sentence(topic: list[str]) -> str:
+        words = []
+        for w in rnd.choice(templates):
+            if len(w) > 3 and w[0].isalpha():
+                pick = rnd.choice(topic) if rnd.random() < 0.6 else rnd.choice(general)
+                words.append(pick.capitalize() if w[0].isupper() else pick)
+            else:
+                words.append(w)
+        return " ".join(words)
+
+    start = dt.date(2021, 1, 1)
     rows: list[dict] = []
     story = 0
     while len(rows) < n:
         story += 1
-        base = rnd.sample(pool, rnd.randint(8, 20))
-        day = rnd.randint(1, 60)
+        topic = rnd.sample(vocab, 40)
+        base = [sentence(topic) for _ in range(rnd.randint(8, 20))]
+        day = rnd.randint(0, 59)
         for v in range(rnd.randint(1, 6)):
             keep = [s for s in base if rnd.random() < 0.8] or base[:3]
             if rnd.random() < 0.5 and len(keep) > 3:
                 i = rnd.randrange(len(keep) - 1)
                 keep[i], keep[i + 1] = keep[i + 1], keep[i]
-            keep += rnd.sample(pool, rnd.randint(0, 2))
+            local = rnd.sample(vocab, 20)
+            keep += [sentence(local) for _ in range(rnd.randint(0, 2))]
             if rnd.random() < 0.3:
                 keep.append(rnd.choice(BOILER))
-            rows.append({
-                "id": f"syn{story}-{v}", "cluster": f"s{story}", "title": "",
-                "text": "\n\n".join(keep), "published": f"2021-{1 + (day + v % 2) // 31:02d}-{1 + (day + v % 2) % 28:02d}",
-            })
+            published = start + dt.timedelta(days=day + rnd.randint(0, 1))
+            rows.append({"id": f"syn{story}-{v}", "cluster": f"s{story}", "title": "",
+                         "text": "\n\n".join(keep), "published": published.isoformat()})
             if len(rows) >= n:
                 break
     rnd.shuffle(rows)

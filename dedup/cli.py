@@ -144,7 +144,8 @@ def cli() -> None:
     envvar="DEDUP_FORMAT", show_envvar=True, help="Output format.",
 )
 @click.option("--skip-bad", is_flag=True, envvar="DEDUP_SKIP_BAD", help="Exit 0 even when some items were rejected.")
-@click.option("--progress/--no-progress", default=None, help="Progress on stderr [default: when stderr is a terminal].")
+@click.option("--progress/--no-progress", default=None, envvar="DEDUP_PROGRESS", show_envvar=True,
+              help="Progress on stderr [default: when stderr is a terminal].")
 @click.option("--serve", is_flag=True, help="Then browse the batch in the dashboard (see `dedup serve`; DEDUP_PORT, default 8000).")
 @settings_options
 def cluster(paths: tuple[str, ...], fmt: str, skip_bad: bool, progress: bool | None, serve: bool,
@@ -237,7 +238,7 @@ def render_table(stories: list[Story]) -> str:
 @cli.command("eval", context_settings=CONTEXT)
 @click.argument("gold")
 @click.argument("extra", nargs=-1)
-@click.option("--pairs", "pairs_path", default=None, help="JSONL of labelled pairs (id1, id2, overall): report merges by score.")
+@click.option("--pairs", "pairs_path", default=None, envvar="DEDUP_PAIRS", show_envvar=True, help="JSONL of labelled pairs (id1, id2, overall): report merges by score.")
 @settings_options
 def eval_cmd(gold: str, extra: tuple[str, ...], pairs_path: str | None, **kwargs: Any) -> None:
     """Cluster a labelled JSONL file and print quality scores as JSON.
