@@ -59,9 +59,8 @@ def settings_options(fn: Callable) -> Callable:
 
 
 def _settings(kwargs: dict[str, Any]) -> Settings:
-    names = {f.name for f in Settings.declared()}
     try:
-        return Settings(**{k: v for k, v in kwargs.items() if k in names and v is not None})
+        return Settings.from_values(kwargs)
     except ValueError as exc:
         raise click.UsageError(str(exc)) from exc
 

@@ -21,8 +21,26 @@ def _setting(default: Any, help: str, *, group: str = "clustering") -> Any:
     return field(default=default, metadata={"help": help, "group": group})
 
 
+class DeclaredSettings:
+    """What every settings dataclass shares: declared fields with help, ``DEDUP_*`` names, CLI values."""
+
+    @classmethod
+    def declared(cls) -> list[dataclasses.Field]:
+        return list(fields(cls))  # type: ignore[arg-type]
+
+    @classmethod
+    def env_name(cls, name: str) -> str:
+        return ENV_PREFIX + name.upper()
+
+    @classmethod
+    def from_values(cls, values: Mapping[str, Any]):
+        """Settings from parsed CLI values (None = not given, keep the default)."""
+        names = {f.name for f in fields(cls)}  # type: ignore[arg-type]
+        return cls(**{k: v for k, v in values.items() if k in names and v is not None})
+
+
 @dataclass(frozen=True)
-class Settings:
+class Settings(DeclaredSettings):
     """Clustering, ranking and storage parameters.
 
     Defaults were chosen with ``dedup eval`` on labelled data (see README,
@@ -97,14 +115,6 @@ class Settings:
             raise ValueError("retain_days must be 0 or more")
 
     # ------------------------------------------------------------------
-    @classmethod
-    def declared(cls) -> list[dataclasses.Field]:
-        return list(fields(cls))
-
-    @classmethod
-    def env_name(cls, name: str) -> str:
-        return ENV_PREFIX + name.upper()
-
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None, **overrides: Any) -> "Settings":
         """Defaults, then ``DEDUP_*`` variables, then explicit overrides."""

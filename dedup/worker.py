@@ -21,21 +21,21 @@ the same over the in-process index (one worker) and the shared Redis index
 
 from __future__ import annotations
 
-import dataclasses
 import logging
 import os
 import signal
 import socket
 import sys
 import time
-from dataclasses import dataclass, field, fields
-from typing import Any, Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any, Callable
 
 import redis
 
 from .index.redis import IndexUnavailable
 from .records import BadInput
 from .service import Deduper
+from .settings import DeclaredSettings
 from .streams import (
     CONNECTION_ERRORS,
     Rejected,
@@ -50,7 +50,6 @@ from .streams import (
 
 log = logging.getLogger("dedup.worker")
 
-ENV_PREFIX = "DEDUP_"
 
 Message = tuple[bytes, dict[bytes, bytes] | None]
 
@@ -66,7 +65,7 @@ def _ws(default: Any, help: str) -> Any:
 
 
 @dataclass(frozen=True)
-class WorkerSettings:
+class WorkerSettings(DeclaredSettings):
     """Every worker tunable, declared once: the CLI flags, ``DEDUP_*`` variables and docs come from here."""
 
     streams_url: str = _ws("", "Redis holding the streams; defaults to the --redis index URL.")
@@ -94,20 +93,6 @@ class WorkerSettings:
         for name in ("block_ms", "claim_idle_ms", "metrics_port", "out_maxlen"):
             if getattr(self, name) < 0:
                 raise ValueError(f"{name} must be 0 or more")
-
-    @classmethod
-    def declared(cls) -> list[dataclasses.Field]:
-        return list(fields(cls))
-
-    @classmethod
-    def env_name(cls, name: str) -> str:
-        return ENV_PREFIX + name.upper()
-
-    @classmethod
-    def from_values(cls, values: Mapping[str, Any]) -> "WorkerSettings":
-        """Settings from parsed CLI values (None = not given, keep the default)."""
-        names = {f.name for f in fields(cls)}
-        return cls(**{k: v for k, v in values.items() if k in names and v is not None})
 
     def consumer_name(self) -> str:
         return self.consumer or f"{socket.gethostname()}-{os.getpid()}"
