@@ -230,6 +230,30 @@ class RedisIndex(StoryIndex):
         return sorted(_s(m) for m in self._r.hkeys(self._k("s", story_id)))
 
     @_guard
+    def members_many(self, story_ids: Iterable[str]) -> dict[str, list[str]]:
+        """One pipelined round trip of HKEYS for all stories instead of one round trip per story."""
+        sids = list(dict.fromkeys(story_ids))
+        if not sids:
+            return {}
+        pipe = self._r.pipeline(transaction=False)
+        for sid in sids:
+            pipe.hkeys(self._k("s", sid))
+        out: dict[str, list[str]] = {}
+        for sid, found in zip(sids, pipe.execute()):
+            ids = list(self._members_hint[sid]) if sid in self._members_hint else sorted(_s(m) for m in found)
+            if ids:
+                out[sid] = ids
+        return out
+
+    @_guard
+    def story_versions(self, limit: int | None = None) -> list[tuple[str, int]]:
+        """The ``stories`` zset's scores are the ``clock`` tick of each story's last change (one read)."""
+        stop = -1 if limit is None else max(0, limit) - 1
+        if limit == 0:
+            return []
+        return [(_s(s), int(score)) for s, score in self._r.zrevrange(self._k("stories"), 0, stop, withscores=True)]
+
+    @_guard
     def set_story(self, story_id: str, ids: Iterable[str]) -> None:
         ids = list(ids)
         if ids:
