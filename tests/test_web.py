@@ -110,17 +110,56 @@ def test_search_filters_and_paging(client, dd):
     assert 'rel="next" href="/?page=3&amp;per_page=2"' in html
 
 
-def test_list_ranks_only_the_page(seed_paths):
-    """At 10k stories ranking everything per request is too slow; only the shown page is ranked."""
+def test_list_never_ranks_and_reuses_outlines(seed_paths, monkeypatch):
+    """At 10k stories ranking per request is too slow: rows are outlines, cached per story version."""
+    import dedup.web.views as views
+
     dd = Deduper()
     for i in range(30):
         dd.add(Article(f"a{i}", f"Unrelated item number {i} about topic{i} and place{i} with detail{i}."))
-    calls: list[str] = []
+    ranked: list[str] = []
     real = dd.story
-    dd.story = lambda sid: calls.append(sid) or real(sid)  # type: ignore[method-assign]
+    dd.story = lambda sid: ranked.append(sid) or real(sid)  # type: ignore[method-assign]
+    outlined: list[str] = []
+    real_outline = views.outline_story
+    monkeypatch.setattr(views, "outline_story", lambda sid, *a: outlined.append(sid) or real_outline(sid, *a))
     c = TestClient(create_app(dd))
     assert c.get("/", params={"per_page": 5}).status_code == 200
-    assert len(calls) == 5
+    assert ranked == [] and len(outlined) == 5
+    assert c.get("/api/stories", params={"per_page": 5}).json()["stories"][0]["id"] == "a29"
+    assert len(outlined) == 5  # same versions: served from the cache
+    dd.add(Article("a28b", "Unrelated item number 28 about topic28 and place28 with detail28, now updated."))
+    first = c.get("/api/stories", params={"per_page": 5}).json()["stories"][0]
+    assert first["id"] == "a28" and first["size"] == 2  # the grown story is re-outlined, not served stale
+    assert outlined[5:] == ["a28"]
+    assert ranked == []
+
+
+def test_search_sees_replaced_text(client, dd):
+    """Search facts are cached per story version; replacing an article's text must show up."""
+    assert client.get("/api/stories", params={"q": "quokka"}).json()["total"] == 0
+    dd.add(Article(S2, seed_text("002") + "\n\nA quokka was seen near the summit venue.", title="Replaced"))
+    found = client.get("/api/stories", params={"q": "QUOKKA"}).json()
+    assert [s["id"] for s in found["stories"]] == [dd.story_of(S2)]
+    assert found["stories"][0]["headline"] == "Replaced"
+
+
+def test_redis_dashboard_lists_like_the_in_process_one(seed_paths, redis_url):
+    """The list over the shared Redis index (batched reads, cached facts) equals the in-process list."""
+    mem = TestClient(create_app(load_seeds(seed_paths)))
+    shared = Deduper(url=redis_url)
+    assert all(o.error is None for o in shared.add_many(read_paths(seed_paths)))
+    red = TestClient(create_app(shared))
+    for params in ({}, {"q": "turkey"}, {"source": "nobody"}, {"per_page": 2, "page": 2}):
+        a, b = mem.get("/api/stories", params=params).json(), red.get("/api/stories", params=params).json()
+        assert a["stories"] == b["stories"] and a["total"] == b["total"], params
+    before = red.get("/api/stories").json()["version"]
+    shared.add(Article("r1", "Heavy snow shut the Brenner pass for a day; lorries queued for miles.",
+                       title="Brenner closed", source="Wire"))
+    after = red.get("/api/stories", params={"since": before}).json()
+    assert after["changed"] and after["stories"][0]["headline"] == "Brenner closed"
+    assert [s["id"] for s in red.get("/api/stories", params={"source": "wire"}).json()["stories"]] == ["r1"]
+    shared.close()
 
 
 def test_since_reports_changes(client, dd):

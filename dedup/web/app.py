@@ -116,8 +116,7 @@ def create_app(deduper: Deduper, admin_token: str | None = None, poll_seconds: f
     ) -> dict[str, Any]:
         """Stories, most recently active first; ``changed`` is false when ``since`` is still current."""
         if since:
-            with dash.lock:
-                current = dash.version()
+            current = dash.version()
             if current == since:
                 return {"changed": False, "version": current}
         result = dash.list_stories(_filters(q, source, after, before, page, per_page))
