@@ -144,6 +144,23 @@ def test_search_sees_replaced_text(client, dd):
     assert found["stories"][0]["headline"] == "Replaced"
 
 
+def test_warm_dashboard_searches_without_reading_articles(dd, monkeypatch):
+    """After warm-up (run by `dedup serve` in the background) search and filters read no article texts."""
+    app = create_app(dd)
+    assert app.state.dashboard.warm() == 4
+    reads: list[list[str]] = []
+    real = dd.index.entries
+    monkeypatch.setattr(dd.index, "entries", lambda ids: reads.append(list(ids)) or real(ids))
+    c = TestClient(app)
+    found = c.get("/api/stories", params={"q": "turkey"}).json()["stories"]
+    assert [s["id"] for s in found] == [S4, S0]
+    assert c.get("/api/stories", params={"source": "nobody"}).json()["total"] == 0
+    # one batched read, for the outlines of the found stories only: no scan of article texts
+    assert [sorted(r) for r in reads] == [[S0, S1, S4]]
+    c.get("/api/stories", params={"q": "turkey"})
+    assert len(reads) == 1  # second time: facts and outlines both cached
+
+
 def test_redis_dashboard_lists_like_the_in_process_one(seed_paths, redis_url):
     """The list over the shared Redis index (batched reads, cached facts) equals the in-process list."""
     mem = TestClient(create_app(load_seeds(seed_paths)))

@@ -319,6 +319,21 @@ class Dashboard:
             rows = self._rows(chosen[start : start + f.per_page])
         return StoryPage(rows, f.page, pages, total, version, f)
 
+    def warm(self) -> int:
+        """Read every story's filter facts ahead of the first search; returns how many stories.
+
+        At 10k stories in Redis the first search or source filter would
+        otherwise read all 100k articles inside one request.  The lock is
+        taken per chunk, so requests are served between chunks while a
+        server warms up in the background.
+        """
+        with self.lock:
+            versions = self.dd.index.story_versions()
+        for i in range(0, len(versions), self.CHUNK):
+            with self.lock:
+                self._refresh_facts(versions[i : i + self.CHUNK])
+        return len(versions)
+
     def sources(self, limit: int = 2000) -> list[str]:
         """Known sources for the filter menu, from the most recent ``limit`` stories (cached facts)."""
         with self.lock:
