@@ -122,3 +122,10 @@ def test_story_versions_change_with_every_story_change(index):
     after = dict(index.story_versions())
     assert after.get("s2") != grown["s2"]
     assert after["s1"] == grown["s1"]
+    index.put(entry("d", 7))
+    index.set_story("s3", ["d"])
+    assert [s for s, _ in index.story_versions()][0] == "s3"
+    index.delete("d")  # a story vanishing with its last article must not linger in a cached list
+    assert "s3" not in dict(index.story_versions())
+    index.put(entry("d", 7))  # same article count again, still no story
+    assert [s for s, _ in index.story_versions()] == index.story_ids()
