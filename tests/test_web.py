@@ -93,10 +93,12 @@ def test_search_filters_and_paging(client, dd):
     assert S2 not in [s["id"] for s in found["stories"]]
     none = client.get("/", params={"q": "zebra-crossing-nowhere"})
     assert none.status_code == 200 and "No stories match these filters" in none.text
+    assert '<option value="Reuters">' not in none.text
 
     dd.add(Article("wire-1", "A cargo ship ran aground off the coast of Norway on Sunday, blocking the fjord. "
                    "Rescuers evacuated twelve crew members by helicopter.", title="Ship aground in fjord",
                    source="Reuters", published=dt.datetime(2021, 3, 7, 9, 30)))
+    assert '<option value="Reuters">Reuters</option>' in client.get("/").text  # the cached menu learns it
     by_source = client.get("/api/stories", params={"source": "reuters"}).json()
     assert [s["id"] for s in by_source["stories"]] == ["wire-1"]
     assert client.get("/api/stories", params={"after": "2021-03-07"}).json()["total"] == 1

@@ -215,6 +215,7 @@ class Dashboard:
         self.lock = threading.RLock()
         self._outlines: OrderedDict[tuple[str, int], StorySummary] = OrderedDict()
         self._facts: dict[str, _Facts] = {}
+        self._sources: tuple[list[tuple[str, int]], list[str]] | None = None
 
     # -- list ---------------------------------------------------------------
     def _matches(self, facts: _Facts, f: Filters) -> bool:
@@ -335,13 +336,22 @@ class Dashboard:
         return len(versions)
 
     def sources(self, limit: int = 2000) -> list[str]:
-        """Known sources for the filter menu, from the most recent ``limit`` stories (cached facts)."""
+        """Known sources for the filter menu, from the most recent ``limit`` stories.
+
+        Every list page shows the menu, so the answer is kept until one of
+        those stories changes (the full version list is cached by the index,
+        so checking costs nothing extra on a list request).
+        """
         with self.lock:
-            facts = self._refresh_facts(self.dd.index.story_versions(limit=limit))
+            top = self.dd.index.story_versions()[:limit]
+            if self._sources is not None and self._sources[0] == top:
+                return list(self._sources[1])
+            facts = self._refresh_facts(top)
             seen: set[str] = set()
             for fact in facts.values():
                 seen |= fact.names
-        return sorted(seen)
+            self._sources = (top, sorted(seen))
+            return list(self._sources[1])
 
     # -- story --------------------------------------------------------------
     def story(self, story_id: str) -> StoryView:
