@@ -191,6 +191,25 @@ def test_since_reports_changes(client, dd):
     assert after["stories"][0]["id"] == "later"
 
 
+def test_event_stream_pushes_the_list_when_it_changes(client, dd):
+    listing = client.get("/api/stories").json()
+    r = client.get("/api/stories/events", params={"max_seconds": 0})
+    assert r.status_code == 200 and r.headers["content-type"].startswith("text/event-stream")
+    events = [e for e in r.text.split("\n\n") if "event: stories" in e]
+    assert len(events) == 1
+    data = json.loads(events[0].split("data: ", 1)[1])
+    assert data == listing and f"id: {listing['version']}" in events[0]
+    # a client that already shows this version gets nothing, by ?since= or by Last-Event-ID on reconnect
+    assert "event: stories" not in client.get("/api/stories/events",
+                                              params={"since": listing["version"], "max_seconds": 0}).text
+    assert "event: stories" not in client.get("/api/stories/events", params={"max_seconds": 0},
+                                              headers={"Last-Event-ID": listing["version"]}).text
+    dd.add(Article("pushed", "Fog grounded every flight at Schiphol on Tuesday morning for four hours."))
+    r = client.get("/api/stories/events", params={"since": listing["version"], "max_seconds": 0, "q": "schiphol"})
+    data = json.loads(r.text.split("event: stories\ndata: ", 1)[1].split("\n", 1)[0])
+    assert [s["id"] for s in data["stories"]] == ["pushed"]  # the stream honours the page's filters
+
+
 # -- story, compare, article -------------------------------------------------
 def test_story_page_highlights_unique_sentences(client):
     data = client.get(f"/api/stories/{S0}").json()
@@ -391,7 +410,19 @@ def test_browser_flow(browser, seed_paths):
         page.wait_for_function(
             f"document.querySelector('tr[data-story=\"{S3}\"] .size').textContent === '2'", timeout=10_000)
         assert page.evaluate("window.__same_page") is True
+        assert page.evaluate("window.__live") == "sse"  # pushed by server-sent events, not polled
         assert page.locator('tr[data-story="live-1"] a').inner_text() == "Live <b>arrival</b>: ferry strike in Calais"
+
+        # Without EventSource the page falls back to polling and still updates.
+        old_browser = browser.new_page(viewport={"width": 1200, "height": 900})
+        old_browser.add_init_script("delete window.EventSource")
+        old_browser.on("pageerror", lambda e: errors.append(str(e)))
+        old_browser.goto(srv.url + "/")
+        post_article(srv.url, {"id": "live-2", "title": "Polled arrival: tram strike in Lyon",
+                               "text": "Tram drivers in Lyon stopped work on Monday over a new rota, halting lines."})
+        old_browser.wait_for_selector('tr[data-story="live-2"]', timeout=10_000)
+        assert old_browser.evaluate("window.__live") == "poll"
+        old_browser.close()
 
         # Escaping in a real browser: hostile titles and bodies never run.
         dd_post = {"id": "evil", "title": EVIL_TITLE, "text": EVIL_TEXT}

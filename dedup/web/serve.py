@@ -26,7 +26,7 @@ def run(dd: Deduper, host: str, port: int, admin_token: str | None) -> None:
     app = create_app(dd, admin_token=admin_token)
     # search facts are read in the background so the first search does not pay for all articles
     threading.Thread(target=app.state.dashboard.warm, name="dashboard-warm", daemon=True).start()
-    uvicorn.run(app, host=host, port=port, log_level="warning")
+    uvicorn.run(app, host=host, port=port, log_level="warning", timeout_graceful_shutdown=5)  # open event streams
 
 
 def serve_command(dd: Deduper, paths: Iterable[str], host: str, port: int, admin_token: str | None) -> None:
