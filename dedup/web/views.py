@@ -333,6 +333,9 @@ class Dashboard:
         for i in range(0, len(versions), self.CHUNK):
             with self.lock:
                 self._refresh_facts(versions[i : i + self.CHUNK])
+        with self.lock:  # forget stories deleted since the last full pass
+            live = {sid for sid, _ in versions}
+            self._facts = {sid: fact for sid, fact in self._facts.items() if sid in live}
         return len(versions)
 
     def sources(self, limit: int = 2000) -> list[str]:
