@@ -17,6 +17,7 @@ recurring caption), so its sentences are skipped too.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import numpy as np
@@ -34,16 +35,12 @@ class _Variant:
     shown: list[str]  # as they appear in the article
 
 
-def rank_story(story_id: str, entries: list[Entry], settings: Settings, counts: dict[int, int] | None = None) -> Story:
-    """Rank the variants of one story by the unique information they add.
+def _select(entries: list[Entry], settings: Settings, counts: dict[int, int]) -> list[_Variant]:
+    """Each variant's countable sentences: long enough, and not boilerplate shared with other stories.
 
-    ``counts`` maps sentence hashes to how many indexed articles contain them
-    (from the index); a sentence more common than the story is large is
-    boilerplate shared with other stories.
+    Ranking and the cheap outline both start here, so they see the same sentences.
     """
-    entries = sorted(entries, key=lambda e: e.id)
     size = len(entries)
-    counts = counts or {}
     variants: list[_Variant] = []
     for e in entries:
         sents, shown = [], []
@@ -55,13 +52,103 @@ def rank_story(story_id: str, entries: list[Entry], settings: Settings, counts: 
             sents.append(s)
             shown.append(display)
         variants.append(_Variant(e, sents, shown))
+    return variants
+
+
+def _coverage(variants: list[_Variant]) -> list[float]:
+    """Share of the story's IDF mass (over its sentences) each variant's vocabulary covers.
+
+    The IDF is scikit-learn's smoothed one (``ln((1+n)/(1+df)) + 1``) over
+    the same ``content_words`` tokens the TF-IDF model uses, computed here
+    without fitting a model so the story list can name the most complete
+    variant for a fraction of the cost of ranking.  Sums use ``math.fsum``
+    so equal vocabularies get exactly equal coverage whatever the set order.
+    """
+    df: dict[str, int] = {}
+    n = 0
+    terms: list[set[str]] = []
+    for v in variants:
+        mine: set[str] = set()
+        for s in v.sentences:
+            n += 1
+            words = set(content_words(s))
+            mine |= words
+            for w in words:
+                df[w] = df.get(w, 0) + 1
+        terms.append(mine)
+    if not df:
+        return [0.0] * len(variants)
+    idf = {w: math.log((1 + n) / (1 + c)) + 1.0 for w, c in df.items()}
+    total = math.fsum(idf.values())
+    return [math.fsum(idf[w] for w in t) / total for t in terms]
+
+
+def _most_complete(variants: list[_Variant], coverage: list[float]) -> int:
+    """Index of the variant covering most of the story (ties: shortest id, then first by id)."""
+    if not variants:
+        return -1
+    return max(range(len(variants)), key=lambda i: (coverage[i], -len(variants[i].entry.id)))
+
+
+def _headline(variants: list[_Variant], best: int) -> str:
+    if best < 0:
+        return ""
+    v = variants[best]
+    return v.entry.title or (v.shown[:1] or [""])[0]
+
+
+@dataclass
+class Outline:
+    """What the story list shows, computed without ranking (no TF-IDF model, no similarity matrix)."""
+
+    id: str
+    headline: str
+    most_complete: str
+    size: int
+    sources: list[str]
+    first_published: str
+    last_published: str
+
+
+def outline_story(story_id: str, entries: list[Entry], settings: Settings,
+                  counts: dict[int, int] | None = None) -> Outline:
+    """Headline, most complete variant, size, sources and time span of a story.
+
+    Gives the same ``headline`` and ``most_complete`` as :func:`rank_story`
+    (same sentences, same coverage) but skips the sentence-similarity and
+    unique-information work, which is what the list page does not show.
+    """
+    entries = sorted(entries, key=lambda e: e.id)
+    variants = _select(entries, settings, counts or {})
+    best = _most_complete(variants, _coverage(variants))
+    dates = sorted(e.published for e in entries if e.published)
+    return Outline(
+        id=story_id,
+        headline=_headline(variants, best),
+        most_complete=variants[best].entry.id if best >= 0 else "",
+        size=len(entries),
+        sources=sorted({e.source for e in entries if e.source}),
+        first_published=dates[0] if dates else "",
+        last_published=dates[-1] if dates else "",
+    )
+
+
+def rank_story(story_id: str, entries: list[Entry], settings: Settings, counts: dict[int, int] | None = None) -> Story:
+    """Rank the variants of one story by the unique information they add.
+
+    ``counts`` maps sentence hashes to how many indexed articles contain them
+    (from the index); a sentence more common than the story is large is
+    boilerplate shared with other stories.
+    """
+    entries = sorted(entries, key=lambda e: e.id)
+    variants = _select(entries, settings, counts or {})
 
     owners = np.array([i for i, v in enumerate(variants) for _ in v.sentences], dtype=int)
     all_sents = [s for v in variants for s in v.sentences]
     all_shown = [s for v in variants for s in v.shown]
     unique: list[list[int]] = [[] for _ in variants]
     info = np.zeros(len(variants))
-    coverage = np.zeros(len(variants))
+    coverage = _coverage(variants)
     if all_sents:
         vec = TfidfVectorizer(
             tokenizer=content_words, lowercase=False, token_pattern=None, sublinear_tf=True
@@ -78,12 +165,9 @@ def rank_story(story_id: str, entries: list[Entry], settings: Settings, counts: 
             rows, cols = present.nonzero()
             for r, c in zip(rows, cols):
                 variant_terms[owners[r]].add(c)
-            total_mass = float(idf[list(set().union(*variant_terms))].sum()) if any(variant_terms) else 0.0
             for i in range(len(variants)):
                 mine = owners == i
                 others = ~mine
-                if total_mass:
-                    coverage[i] = float(idf[list(variant_terms[i])].sum()) / total_mass
                 if len(variants) == 1:
                     unique[i] = list(np.flatnonzero(mine))
                 elif others.any():
@@ -97,7 +181,7 @@ def rank_story(story_id: str, entries: list[Entry], settings: Settings, counts: 
                 info[i] = float(idf[list(new_terms)].sum()) if new_terms else 0.0
 
     order = sorted(range(len(variants)), key=lambda i: (-info[i], -coverage[i], variants[i].entry.id))
-    most_complete = max(range(len(variants)), key=lambda i: (coverage[i], -len(variants[i].entry.id))) if variants else -1
+    most_complete = _most_complete(variants, coverage)
     ranked = []
     for rank, i in enumerate(order, start=1):
         v = variants[i]
@@ -115,10 +199,7 @@ def rank_story(story_id: str, entries: list[Entry], settings: Settings, counts: 
             )
         )
     dates = sorted(e.published for e in entries if e.published)
-    headline_variant = variants[most_complete].entry if variants else None
-    headline = ""
-    if headline_variant is not None:
-        headline = headline_variant.title or (variants[most_complete].shown[:1] or [""])[0]
+    headline = _headline(variants, most_complete)
     return Story(
         id=story_id,
         articles=ranked,

@@ -95,3 +95,37 @@ def test_story_ids_list_most_recently_changed_first(index):
     assert index.story_ids() == ["b", "a"]
     index.set_story("a", ["a"])
     assert index.story_ids()[0] == "a"
+
+
+def test_members_many_reads_several_stories_at_once(index):
+    for a in "abc":
+        index.put(entry(a, 5))
+    index.set_story("s1", ["b", "a"])
+    index.set_story("s2", ["c"])
+    assert index.members_many(["s2", "nope", "s1", "s2"]) == {"s2": ["c"], "s1": ["a", "b"]}
+    assert index.members_many([]) == {}
+
+
+def test_story_versions_change_with_every_story_change(index):
+    for a in "abc":
+        index.put(entry(a, 5))
+    index.set_story("s1", ["a"])
+    index.set_story("s2", ["b"])
+    first = dict(index.story_versions())
+    assert [s for s, _ in index.story_versions()] == index.story_ids() == ["s2", "s1"]
+    assert index.story_versions(limit=1) == index.story_versions()[:1]
+    assert index.story_versions(limit=0) == []
+    index.set_story("s1", ["c"])  # grew
+    grown = dict(index.story_versions())
+    assert grown["s1"] != first["s1"] and grown["s2"] == first["s2"]
+    index.put(entry("b", 6))  # article replaced in place: its story must not keep its version
+    after = dict(index.story_versions())
+    assert after.get("s2") != grown["s2"]
+    assert after["s1"] == grown["s1"]
+    index.put(entry("d", 7))
+    index.set_story("s3", ["d"])
+    assert [s for s, _ in index.story_versions()][0] == "s3"
+    index.delete("d")  # a story vanishing with its last article must not linger in a cached list
+    assert "s3" not in dict(index.story_versions())
+    index.put(entry("d", 7))  # same article count again, still no story
+    assert [s for s, _ in index.story_versions()] == index.story_ids()

@@ -37,9 +37,14 @@ def test_cluster_clusters_like_one_process_streaming_and_bulk(redis_cluster, see
         outcomes = list(dd.add_many(items))
         assert all(o.error is None for o in outcomes)
         assert partition(dd.index.story_of([a.id for a in items])) == mem
+        # the dashboard's batched reads (pipelines) work on a cluster and agree with one-by-one reads
+        sids = dd.index.story_ids()
+        assert dd.index.members_many(sids) == {s: dd.index.members(s) for s in sids}
+        assert [s for s, _ in dd.index.story_versions()] == sids
         # deleting goes through the scripts too
         dd.delete(items[0].id)
         assert items[0].id not in dd.index
+        assert [s for s, _ in dd.index.story_versions()] == dd.index.story_ids()
 
 
 def test_cluster_keeps_a_namespace_in_one_slot_and_spreads_namespaces(redis_cluster):

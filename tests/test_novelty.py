@@ -56,3 +56,43 @@ def test_a_line_recurring_in_other_stories_is_not_counted():
     assert all("Download" not in s for v in story.articles for s in v.unique_sentences)
     story = rank_story("a", [a, b], Settings(), counts={})
     assert story.articles[0].id == "a"
+
+
+def test_outline_names_the_same_most_complete_variant_and_headline_as_ranking():
+    """The story list uses the cheap outline; it must agree with the story page's ranking."""
+    import itertools
+
+    import numpy as np
+    from sklearn.feature_extraction.text import TfidfVectorizer
+
+    from dedup.novelty import _coverage, _select, outline_story
+    from dedup.text import content_words
+
+    from .conftest import data_file
+
+    dd = Deduper()
+    paths = [str(SEEDS), str(data_file("meter-dev.jsonl"))]
+    list(dd.add_many(itertools.islice(read_paths(paths), 400)))
+    multi = 0
+    for sid in dd.index.story_ids():
+        entries = list(dd.index.entries(dd.index.members(sid)).values())
+        hashes = sorted({h for e in entries for h in e.sentence_hashes})
+        counts = dict(zip(hashes, dd.index.sentence_counts(hashes)))
+        ranked = dd.story(sid)
+        out = outline_story(sid, entries, dd.settings, counts)
+        best = next(v.id for v in ranked.articles if v.most_complete)
+        assert (out.most_complete, out.headline, out.size, out.sources) == (
+            best, ranked.headline, ranked.size, ranked.sources), sid
+        assert (out.first_published, out.last_published) == (ranked.first_published, ranked.last_published)
+        if len(entries) > 1:
+            multi += 1
+            # coverage equals the share of scikit-learn's fitted IDF mass (an independent oracle)
+            variants = _select(sorted(entries, key=lambda e: e.id), dd.settings, counts)
+            sents = [s for v in variants for s in v.sentences]
+            vec = TfidfVectorizer(tokenizer=content_words, lowercase=False, token_pattern=None, sublinear_tf=True)
+            vec.fit(sents)
+            idf = dict(zip(vec.get_feature_names_out(), vec.idf_))
+            total = sum(idf.values())
+            want = [sum(idf[w] for w in {w for s in v.sentences for w in content_words(s)}) / total for v in variants]
+            assert np.allclose(_coverage(variants), want), sid
+    assert multi >= 10

@@ -93,10 +93,12 @@ def test_search_filters_and_paging(client, dd):
     assert S2 not in [s["id"] for s in found["stories"]]
     none = client.get("/", params={"q": "zebra-crossing-nowhere"})
     assert none.status_code == 200 and "No stories match these filters" in none.text
+    assert '<option value="Reuters">' not in none.text
 
     dd.add(Article("wire-1", "A cargo ship ran aground off the coast of Norway on Sunday, blocking the fjord. "
                    "Rescuers evacuated twelve crew members by helicopter.", title="Ship aground in fjord",
                    source="Reuters", published=dt.datetime(2021, 3, 7, 9, 30)))
+    assert '<option value="Reuters">Reuters</option>' in client.get("/").text  # the cached menu learns it
     by_source = client.get("/api/stories", params={"source": "reuters"}).json()
     assert [s["id"] for s in by_source["stories"]] == ["wire-1"]
     assert client.get("/api/stories", params={"after": "2021-03-07"}).json()["total"] == 1
@@ -110,17 +112,73 @@ def test_search_filters_and_paging(client, dd):
     assert 'rel="next" href="/?page=3&amp;per_page=2"' in html
 
 
-def test_list_ranks_only_the_page(seed_paths):
-    """At 10k stories ranking everything per request is too slow; only the shown page is ranked."""
+def test_list_never_ranks_and_reuses_outlines(seed_paths, monkeypatch):
+    """At 10k stories ranking per request is too slow: rows are outlines, cached per story version."""
+    import dedup.web.views as views
+
     dd = Deduper()
     for i in range(30):
         dd.add(Article(f"a{i}", f"Unrelated item number {i} about topic{i} and place{i} with detail{i}."))
-    calls: list[str] = []
+    ranked: list[str] = []
     real = dd.story
-    dd.story = lambda sid: calls.append(sid) or real(sid)  # type: ignore[method-assign]
+    dd.story = lambda sid: ranked.append(sid) or real(sid)  # type: ignore[method-assign]
+    outlined: list[str] = []
+    real_outline = views.outline_story
+    monkeypatch.setattr(views, "outline_story", lambda sid, *a: outlined.append(sid) or real_outline(sid, *a))
     c = TestClient(create_app(dd))
     assert c.get("/", params={"per_page": 5}).status_code == 200
-    assert len(calls) == 5
+    assert ranked == [] and len(outlined) == 5
+    assert c.get("/api/stories", params={"per_page": 5}).json()["stories"][0]["id"] == "a29"
+    assert len(outlined) == 5  # same versions: served from the cache
+    dd.add(Article("a28b", "Unrelated item number 28 about topic28 and place28 with detail28, now updated."))
+    first = c.get("/api/stories", params={"per_page": 5}).json()["stories"][0]
+    assert first["id"] == "a28" and first["size"] == 2  # the grown story is re-outlined, not served stale
+    assert outlined[5:] == ["a28"]
+    assert ranked == []
+
+
+def test_search_sees_replaced_text(client, dd):
+    """Search facts are cached per story version; replacing an article's text must show up."""
+    assert client.get("/api/stories", params={"q": "quokka"}).json()["total"] == 0
+    dd.add(Article(S2, seed_text("002") + "\n\nA quokka was seen near the summit venue.", title="Replaced"))
+    found = client.get("/api/stories", params={"q": "QUOKKA"}).json()
+    assert [s["id"] for s in found["stories"]] == [dd.story_of(S2)]
+    assert found["stories"][0]["headline"] == "Replaced"
+
+
+def test_warm_dashboard_searches_without_reading_articles(dd, monkeypatch):
+    """After warm-up (run by `dedup serve` in the background) search and filters read no article texts."""
+    app = create_app(dd)
+    assert app.state.dashboard.warm() == 4
+    reads: list[list[str]] = []
+    real = dd.index.entries
+    monkeypatch.setattr(dd.index, "entries", lambda ids: reads.append(list(ids)) or real(ids))
+    c = TestClient(app)
+    found = c.get("/api/stories", params={"q": "turkey"}).json()["stories"]
+    assert [s["id"] for s in found] == [S4, S0]
+    assert c.get("/api/stories", params={"source": "nobody"}).json()["total"] == 0
+    # one batched read, for the outlines of the found stories only: no scan of article texts
+    assert [sorted(r) for r in reads] == [[S0, S1, S4]]
+    c.get("/api/stories", params={"q": "turkey"})
+    assert len(reads) == 1  # second time: facts and outlines both cached
+
+
+def test_redis_dashboard_lists_like_the_in_process_one(seed_paths, redis_url):
+    """The list over the shared Redis index (batched reads, cached facts) equals the in-process list."""
+    mem = TestClient(create_app(load_seeds(seed_paths)))
+    shared = Deduper(url=redis_url)
+    assert all(o.error is None for o in shared.add_many(read_paths(seed_paths)))
+    red = TestClient(create_app(shared))
+    for params in ({}, {"q": "turkey"}, {"source": "nobody"}, {"per_page": 2, "page": 2}):
+        a, b = mem.get("/api/stories", params=params).json(), red.get("/api/stories", params=params).json()
+        assert a["stories"] == b["stories"] and a["total"] == b["total"], params
+    before = red.get("/api/stories").json()["version"]
+    shared.add(Article("r1", "Heavy snow shut the Brenner pass for a day; lorries queued for miles.",
+                       title="Brenner closed", source="Wire"))
+    after = red.get("/api/stories", params={"since": before}).json()
+    assert after["changed"] and after["stories"][0]["headline"] == "Brenner closed"
+    assert [s["id"] for s in red.get("/api/stories", params={"source": "wire"}).json()["stories"]] == ["r1"]
+    shared.close()
 
 
 def test_since_reports_changes(client, dd):
@@ -131,6 +189,25 @@ def test_since_reports_changes(client, dd):
     after = client.get("/api/stories", params={"since": first["version"]}).json()
     assert after["changed"] is True and after["version"] != first["version"]
     assert after["stories"][0]["id"] == "later"
+
+
+def test_event_stream_pushes_the_list_when_it_changes(client, dd):
+    listing = client.get("/api/stories").json()
+    r = client.get("/api/stories/events", params={"max_seconds": 0})
+    assert r.status_code == 200 and r.headers["content-type"].startswith("text/event-stream")
+    events = [e for e in r.text.split("\n\n") if "event: stories" in e]
+    assert len(events) == 1
+    data = json.loads(events[0].split("data: ", 1)[1])
+    assert data == listing and f"id: {listing['version']}" in events[0]
+    # a client that already shows this version gets nothing, by ?since= or by Last-Event-ID on reconnect
+    assert "event: stories" not in client.get("/api/stories/events",
+                                              params={"since": listing["version"], "max_seconds": 0}).text
+    assert "event: stories" not in client.get("/api/stories/events", params={"max_seconds": 0},
+                                              headers={"Last-Event-ID": listing["version"]}).text
+    dd.add(Article("pushed", "Fog grounded every flight at Schiphol on Tuesday morning for four hours."))
+    r = client.get("/api/stories/events", params={"since": listing["version"], "max_seconds": 0, "q": "schiphol"})
+    data = json.loads(r.text.split("event: stories\ndata: ", 1)[1].split("\n", 1)[0])
+    assert [s["id"] for s in data["stories"]] == ["pushed"]  # the stream honours the page's filters
 
 
 # -- story, compare, article -------------------------------------------------
@@ -333,7 +410,19 @@ def test_browser_flow(browser, seed_paths):
         page.wait_for_function(
             f"document.querySelector('tr[data-story=\"{S3}\"] .size').textContent === '2'", timeout=10_000)
         assert page.evaluate("window.__same_page") is True
+        assert page.evaluate("window.__live") == "sse"  # pushed by server-sent events, not polled
         assert page.locator('tr[data-story="live-1"] a').inner_text() == "Live <b>arrival</b>: ferry strike in Calais"
+
+        # Without EventSource the page falls back to polling and still updates.
+        old_browser = browser.new_page(viewport={"width": 1200, "height": 900})
+        old_browser.add_init_script("delete window.EventSource")
+        old_browser.on("pageerror", lambda e: errors.append(str(e)))
+        old_browser.goto(srv.url + "/")
+        post_article(srv.url, {"id": "live-2", "title": "Polled arrival: tram strike in Lyon",
+                               "text": "Tram drivers in Lyon stopped work on Monday over a new rota, halting lines."})
+        old_browser.wait_for_selector('tr[data-story="live-2"]', timeout=10_000)
+        assert old_browser.evaluate("window.__live") == "poll"
+        old_browser.close()
 
         # Escaping in a real browser: hostile titles and bodies never run.
         dd_post = {"id": "evil", "title": EVIL_TITLE, "text": EVIL_TEXT}

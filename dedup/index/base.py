@@ -13,6 +13,7 @@ outcome equals the default's.
 
 from __future__ import annotations
 
+import hashlib
 from abc import ABC, abstractmethod
 from typing import Callable, Iterable, Sequence
 
@@ -71,6 +72,41 @@ class StoryIndex(ABC):
     @abstractmethod
     def story_ids(self) -> list[str]:
         """Every story id, most recently changed first."""
+
+    def members_many(self, story_ids: Iterable[str]) -> dict[str, list[str]]:
+        """Article ids of several stories at once (unknown stories are left out).
+
+        The dashboard lists 20 to 10,000 stories per request; one call per
+        story is one network round trip each on Redis, so indexes that talk
+        to a server override this with a single batched read.
+        """
+        out: dict[str, list[str]] = {}
+        for sid in dict.fromkeys(story_ids):
+            ids = self.members(sid)
+            if ids:
+                out[sid] = ids
+        return out
+
+    def story_versions(self, limit: int | None = None) -> list[tuple[str, int]]:
+        """``(story id, version)`` pairs, most recently changed first (the first ``limit`` only).
+
+        A story's version changes whenever its membership or one of its
+        articles changes (a replaced article leaves and rejoins), so a
+        reader can cache anything derived from a story under
+        ``(id, version)`` and never serve it stale.  Both indexes keep such
+        a change clock to order ``story_ids``; this default, for an index
+        that does not, derives versions from member ids (which misses an
+        article replaced in place: override it).
+        """
+        ids = self.story_ids()
+        if limit is not None:
+            ids = ids[:limit]
+        members = self.members_many(ids)
+        out = []
+        for sid in ids:
+            digest = hashlib.blake2b("\0".join(members.get(sid, [])).encode(), digest_size=7).digest()
+            out.append((sid, int.from_bytes(digest, "big")))
+        return out
 
     # -- boilerplate evidence ---------------------------------------------
     @abstractmethod

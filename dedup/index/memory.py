@@ -143,6 +143,13 @@ class MemoryIndex(StoryIndex):
     def story_ids(self) -> list[str]:
         return sorted(self._members, key=lambda s: -self._touched.get(s, 0))
 
+    def story_versions(self, limit: int | None = None) -> list[tuple[str, int]]:
+        """The change clock that orders ``story_ids`` is the version: every change ticks it."""
+        ids = self.story_ids()
+        if limit is not None:
+            ids = ids[:limit]
+        return [(sid, self._touched.get(sid, 0)) for sid in ids]
+
     # -- boilerplate evidence ---------------------------------------------
     def sentence_counts(self, hashes: Iterable[int]) -> list[int]:
         return [self._sentences.get(h, 0) for h in hashes]

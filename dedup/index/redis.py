@@ -131,6 +131,7 @@ class RedisIndex(StoryIndex):
         self._scripts = {name: self._r.register_script(getattr(redis_lua, name)) for name in redis_lua.SCRIPTS}
         self._meta_key = self._k("meta")
         self._members_hint: dict[str, list[str]] = {}
+        self._versions: tuple[tuple[Any, ...], list[tuple[str, int]]] | None = None  # see story_versions
         self._sig_cache: dict[bytes, Signature] = {}
         self._newest_day_seen: int | None = None  # retention runs when a newer day arrives
         try:
@@ -228,6 +229,48 @@ class RedisIndex(StoryIndex):
         if story_id in self._members_hint:
             return list(self._members_hint[story_id])
         return sorted(_s(m) for m in self._r.hkeys(self._k("s", story_id)))
+
+    @_guard
+    def members_many(self, story_ids: Iterable[str]) -> dict[str, list[str]]:
+        """One pipelined round trip of HKEYS for all stories instead of one round trip per story."""
+        sids = list(dict.fromkeys(story_ids))
+        if not sids:
+            return {}
+        pipe = self._r.pipeline(transaction=False)
+        for sid in sids:
+            pipe.hkeys(self._k("s", sid))
+        out: dict[str, list[str]] = {}
+        for sid, found in zip(sids, pipe.execute()):
+            ids = list(self._members_hint[sid]) if sid in self._members_hint else sorted(_s(m) for m in found)
+            if ids:
+                out[sid] = ids
+        return out
+
+    @_guard
+    def story_versions(self, limit: int | None = None) -> list[tuple[str, int]]:
+        """The ``stories`` zset's scores are the ``clock`` tick of each story's last change.
+
+        Reading and parsing all 10k pairs costs ~100 ms in redis-py, so the
+        whole list is kept and re-read only when ``(clock, n, ZCARD)``
+        moved: every story change ticks the clock, and a story that vanishes
+        without a tick (its last article deleted) changes the article count
+        and the number of stories.  A limited read is small and always fresh.
+        """
+        if limit is not None:
+            if limit <= 0:
+                return []
+            pairs = self._r.zrevrange(self._k("stories"), 0, limit - 1, withscores=True)
+            return [(_s(sid), int(score)) for sid, score in pairs]
+        pipe = self._r.pipeline(transaction=True)
+        pipe.get(self._k("clock"))
+        pipe.get(self._k("n"))
+        pipe.zcard(self._k("stories"))
+        token = tuple(pipe.execute())
+        if self._versions is None or self._versions[0] != token:
+            pairs = self._r.zrevrange(self._k("stories"), 0, -1, withscores=True)
+            # stored under the token read *before* the list: a change in between only causes a re-read
+            self._versions = (token, [(_s(sid), int(score)) for sid, score in pairs])
+        return list(self._versions[1])
 
     @_guard
     def set_story(self, story_id: str, ids: Iterable[str]) -> None:

@@ -8,15 +8,17 @@ text and routinely contain markup.
 
 from __future__ import annotations
 
+import asyncio
 import hmac
 import json
+import time
 from pathlib import Path
-from typing import Any
+from typing import Any, AsyncIterator
 from urllib.parse import urlencode
 
 import jinja2
 from fastapi import Depends, FastAPI, Header, HTTPException, Query, Request
-from fastapi.responses import HTMLResponse, JSONResponse
+from fastapi.responses import HTMLResponse, JSONResponse, StreamingResponse
 from fastapi.templating import Jinja2Templates
 from starlette.concurrency import run_in_threadpool
 
@@ -116,14 +118,57 @@ def create_app(deduper: Deduper, admin_token: str | None = None, poll_seconds: f
     ) -> dict[str, Any]:
         """Stories, most recently active first; ``changed`` is false when ``since`` is still current."""
         if since:
-            with dash.lock:
-                current = dash.version()
+            current = dash.version()
             if current == since:
                 return {"changed": False, "version": current}
         result = dash.list_stories(_filters(q, source, after, before, page, per_page))
         out = to_json(result)
         out["changed"] = True
         return out
+
+    @app.get("/api/stories/events", tags=["stories"])
+    async def api_story_events(
+        request: Request, q: str = "", source: str = "", after: str = "", before: str = "",
+        page: int = Query(1, ge=1), per_page: int = Query(PER_PAGE, ge=1, le=200),
+        since: str = Query("", description="version the client shows; the first event comes only when it is stale"),
+        max_seconds: float = Query(300.0, ge=0, le=3600, description="stream lifetime; browsers reconnect by themselves"),
+        last_event_id: str | None = Header(default=None),
+    ) -> StreamingResponse:
+        """Server-sent events: a ``stories`` event (the ``/api/stories`` answer) whenever the list changes.
+
+        Pushing saves each open list page a request per poll interval; the
+        server checks the version (two cheap index reads) every
+        ``poll_seconds`` and ranks nothing when it is unchanged.  The stream
+        ends after ``max_seconds`` so proxies and restarts never strand a
+        client: ``EventSource`` reconnects with ``Last-Event-ID`` (the version
+        it has).  Pages fall back to polling where EventSource fails.
+        """
+        f = _filters(q, source, after, before, page, per_page)
+        shown = last_event_id or since
+        deadline = time.monotonic() + max_seconds
+
+        async def stream() -> AsyncIterator[str]:
+            nonlocal shown
+            yield f"retry: {int(poll_seconds * 1000)}\n\n"
+            quiet = 0.0
+            while True:
+                current = await run_in_threadpool(dash.version)
+                if current != shown:
+                    out = to_json(await run_in_threadpool(dash.list_stories, f))
+                    out["changed"] = True
+                    shown = out["version"]
+                    yield f"id: {shown}\nevent: stories\ndata: {json.dumps(out)}\n\n"
+                    quiet = 0.0
+                elif quiet >= 15:
+                    yield ": keep-alive\n\n"  # lets proxies and the client see the connection is alive
+                    quiet = 0.0
+                if time.monotonic() >= deadline or await request.is_disconnected():
+                    return
+                await asyncio.sleep(poll_seconds)
+                quiet += poll_seconds
+
+        return StreamingResponse(stream(), media_type="text/event-stream",
+                                 headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})
 
     @app.get("/api/stories/{story_id}", tags=["stories"])
     def api_story(story_id: str) -> dict[str, Any]:

@@ -7,6 +7,7 @@ are loaded only when someone asks for the dashboard.
 from __future__ import annotations
 
 import sys
+import threading
 from typing import Iterable
 
 import click
@@ -22,7 +23,10 @@ def run(dd: Deduper, host: str, port: int, admin_token: str | None) -> None:
 
     mode = "admin API enabled" if admin_token else "read-only (no --admin-token)"
     click.echo(f"dashboard on http://{host}:{port}/  ({len(dd.index):,} articles; {mode})", err=True)
-    uvicorn.run(create_app(dd, admin_token=admin_token), host=host, port=port, log_level="warning")
+    app = create_app(dd, admin_token=admin_token)
+    # search facts are read in the background so the first search does not pay for all articles
+    threading.Thread(target=app.state.dashboard.warm, name="dashboard-warm", daemon=True).start()
+    uvicorn.run(app, host=host, port=port, log_level="warning", timeout_graceful_shutdown=5)  # open event streams
 
 
 def serve_command(dd: Deduper, paths: Iterable[str], host: str, port: int, admin_token: str | None) -> None:

@@ -30,7 +30,9 @@ class LiveServer:
         self.app = create_app(deduper, admin_token=admin_token, poll_seconds=poll_seconds)
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
-        config = uvicorn.Config(self.app, host="127.0.0.1", port=self.port, log_level="warning", lifespan="off")
+        # open event streams (live list pages) must not hold up a stop
+        config = uvicorn.Config(self.app, host="127.0.0.1", port=self.port, log_level="warning", lifespan="off",
+                                timeout_graceful_shutdown=2)
         self.server = uvicorn.Server(config)
         self.thread = threading.Thread(target=self.server.run, name=f"dashboard:{self.port}", daemon=True)
 

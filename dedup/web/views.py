@@ -5,9 +5,10 @@ twin can never disagree about what a story contains.  Everything here works
 through the :class:`~dedup.service.Deduper` API and ``StoryIndex``
 primitives, so the same views run over the in-process and the Redis index.
 
-Cost model (the list must stay fast at 10k stories): a page ranks only the
-stories it shows; filters and search scan the stored entries, which is
-cheap next to ranking (TF-IDF per story).
+Cost model (the list must stay fast at 10k stories): list rows are cheap
+outlines (no TF-IDF), cached per story version; filters and search run over
+cached per-story facts, re-read only for stories that changed.  Only the
+story page ranks (TF-IDF), one story at a time.
 """
 
 from __future__ import annotations
@@ -17,10 +18,12 @@ import hashlib
 import math
 import threading
 from dataclasses import asdict, dataclass, field
-from typing import Any, Iterator
+from collections import OrderedDict
+from typing import Any
 
-from ..records import Article, Assignment, BadInput, Entry, Story
+from ..records import Article, Assignment, BadInput, Entry
 from ..readers import article_from_json
+from ..novelty import outline_story
 from ..service import Deduper
 from ..text import display_sentences
 
@@ -174,88 +177,184 @@ def _day_key(published: str) -> str:
     return published[:10] if published else ""
 
 
+@dataclass
+class _Facts:
+    """What the list's filters look at for one story, cached under the story's version."""
+
+    version: int
+    sources: frozenset[str]  # casefolded, for ?source=
+    names: frozenset[str]  # as stored, for the filter menu
+    first: str  # earliest publication ("" when undated)
+    last: str
+    text: str  # casefolded titles and texts, for ?q=
+
+
 class Dashboard:
-    """The deduper plus a lock: the in-process index is not thread-safe, and the
-    web server answers requests from a thread pool."""
+    """The deduper plus a lock and the list's caches.
+
+    The lock is there because the in-process index is not thread-safe and
+    the web server answers requests from a thread pool.
+
+    Cost model (the list must stay fast at 10k stories in Redis): every
+    index read is batched (a page costs a handful of round trips, not one
+    per story), and everything derived from a story is cached under
+    ``(story id, version)`` where the version is the index's change clock
+    for that story (:meth:`~dedup.index.base.StoryIndex.story_versions`),
+    so a cache entry can never be stale; a request only reads the stories
+    that changed since the last one.  List rows are outlines
+    (:func:`~dedup.novelty.outline_story`), never TF-IDF rankings.
+    """
+
+    #: outlines kept (LRU); a row is a few hundred bytes, so 20k is a few MB
+    OUTLINE_CACHE = 20_000
+    #: stories read per batch when (re)building filter facts
+    CHUNK = 500
 
     def __init__(self, deduper: Deduper) -> None:
         self.dd = deduper
         self.lock = threading.RLock()
+        self._outlines: OrderedDict[tuple[str, int], StorySummary] = OrderedDict()
+        self._facts: dict[str, _Facts] = {}
+        self._sources: tuple[list[tuple[str, int]], list[str]] | None = None
 
     # -- list ---------------------------------------------------------------
-    def _matches(self, entries: list[Entry], f: Filters) -> bool:
-        if f.source:
-            want = f.source.casefold()
-            if not any(e.source.casefold() == want for e in entries):
-                return False
+    def _matches(self, facts: _Facts, f: Filters) -> bool:
+        if f.source and f.source.casefold() not in facts.sources:
+            return False
         if f.after or f.before:
-            days = [e.published for e in entries if e.published]
-            if not days:
+            if not facts.last:
                 return False
-            if f.after and max(days)[: len(f.after)] < f.after:
+            if f.after and facts.last[: len(f.after)] < f.after:
                 return False
-            if f.before and min(days)[: len(f.before)] > f.before:
+            if f.before and facts.first[: len(f.before)] > f.before:
                 return False
-        if f.q:
-            needle = f.q.casefold()
-            if not any(needle in e.title.casefold() or needle in e.text.casefold() for e in entries):
-                return False
+        if f.q and f.q.casefold() not in facts.text:
+            return False
         return True
 
-    def _scan(self, ids: list[str], f: Filters) -> Iterator[str]:
-        """Story ids (in list order) whose articles pass the filters."""
+    def _refresh_facts(self, versions: list[tuple[str, int]]) -> dict[str, _Facts]:
+        """Facts of these stories, reading from the index only those whose version moved."""
         index = self.dd.index
-        for sid in ids:
-            members = index.members(sid)
-            if members and self._matches(list(index.entries(members).values()), f):
-                yield sid
+        stale = [sid for sid, v in versions if (got := self._facts.get(sid)) is None or got.version != v]
+        wanted = dict(versions)
+        for i in range(0, len(stale), self.CHUNK):
+            chunk = stale[i : i + self.CHUNK]
+            members = index.members_many(chunk)
+            entries = index.entries([a for sid in chunk for a in members.get(sid, ())])
+            for sid in chunk:
+                es = [entries[a] for a in members.get(sid, ()) if a in entries]
+                if not es:
+                    self._facts.pop(sid, None)
+                    continue
+                days = sorted(e.published for e in es if e.published)
+                self._facts[sid] = _Facts(
+                    version=wanted[sid],
+                    sources=frozenset(e.source.casefold() for e in es if e.source),
+                    names=frozenset(e.source for e in es if e.source),
+                    first=days[0] if days else "",
+                    last=days[-1] if days else "",
+                    text="\0".join(f"{e.title}\0{e.text}" for e in es).casefold(),
+                )
+        return {sid: self._facts[sid] for sid, _ in versions if sid in self._facts}
 
-    def version(self, top: list[str] | None = None) -> str:
+    def _scan(self, versions: list[tuple[str, int]], f: Filters) -> list[tuple[str, int]]:
+        """Stories (in list order) whose articles pass the filters, from the cached facts."""
+        facts = self._refresh_facts(versions)
+        if len(self._facts) > len(facts):  # forget deleted stories
+            self._facts = {sid: self._facts[sid] for sid in facts}
+        return [(sid, v) for sid, v in versions if sid in facts and self._matches(facts[sid], f)]
+
+    def _fingerprint(self, top: list[tuple[str, int]]) -> str:
         """A fingerprint of what the first list page shows.
 
-        Story ids come most recently changed first, so a new or grown story
-        moves to the top; hashing the top ids with their sizes and the index
-        size catches arrivals, merges and deletions without a change log
-        the index would have to keep.
+        Stories come most recently changed first and each carries its
+        change-clock version, so hashing the top ones with the index size
+        catches arrivals, merges, replacements and deletions without a change
+        log the index would have to keep.
         """
-        index = self.dd.index
-        if top is None:
-            top = index.story_ids()[:PER_PAGE]
-        h = hashlib.sha1(str(len(index)).encode())
-        for sid in top:
-            h.update(f"|{sid}:{len(index.members(sid))}".encode())
+        h = hashlib.sha1(str(len(self.dd.index)).encode())
+        for sid, v in top:
+            h.update(f"|{sid}:{v}".encode())
         return h.hexdigest()[:16]
 
+    def version(self) -> str:
+        """The current list version (what ``?since=`` compares against): two cheap index reads."""
+        with self.lock:
+            return self._fingerprint(self.dd.index.story_versions(limit=PER_PAGE))
+
+    def _rows(self, page: list[tuple[str, int]]) -> list[StorySummary]:
+        """Outlines of a page of stories: cached ones free, the rest in three batched index reads."""
+        index = self.dd.index
+        missing = [(sid, v) for sid, v in page if (sid, v) not in self._outlines]
+        if missing:
+            members = index.members_many([sid for sid, _ in missing])
+            entries = index.entries([a for sid, _ in missing for a in members.get(sid, ())])
+            hashes = sorted({h for e in entries.values() for h in e.sentence_hashes})
+            counts = dict(zip(hashes, index.sentence_counts(hashes)))
+            for sid, v in missing:
+                es = [entries[a] for a in members.get(sid, ()) if a in entries]
+                if es:
+                    o = outline_story(sid, es, self.dd.settings, counts)
+                    self._outlines[(sid, v)] = StorySummary(
+                        o.id, o.headline, o.size, o.sources, o.first_published, o.last_published, o.most_complete)
+            while len(self._outlines) > self.OUTLINE_CACHE:
+                self._outlines.popitem(last=False)
+        rows = []
+        for key in page:
+            row = self._outlines.get(key)
+            if row is not None:
+                self._outlines.move_to_end(key)
+                rows.append(row)
+        return rows
+
     def list_stories(self, filters: Filters) -> StoryPage:
-        """One page of stories, most recently active first; only that page is ranked."""
+        """One page of stories, most recently active first; rows are cached outlines, never rankings."""
         f = filters.normalized()
         with self.lock:
-            ids = self.dd.index.story_ids()
-            version = self.version(ids[:PER_PAGE])
-            chosen = list(self._scan(ids, f)) if f.active else ids
+            versions = self.dd.index.story_versions()
+            version = self._fingerprint(versions[:PER_PAGE])
+            chosen = self._scan(versions, f) if f.active else versions
             total = len(chosen)
             pages = max(1, math.ceil(total / f.per_page))
             start = (f.page - 1) * f.per_page
-            rows = []
-            for sid in chosen[start : start + f.per_page]:
-                st = self.dd.story(sid)
-                if st is not None:
-                    rows.append(self._summary(st))
+            rows = self._rows(chosen[start : start + f.per_page])
         return StoryPage(rows, f.page, pages, total, version, f)
 
-    @staticmethod
-    def _summary(st: Story) -> StorySummary:
-        best = next((v.id for v in st.articles if v.most_complete), st.articles[0].id if st.articles else "")
-        return StorySummary(st.id, st.headline, st.size, st.sources, st.first_published, st.last_published, best)
+    def warm(self) -> int:
+        """Read every story's filter facts ahead of the first search; returns how many stories.
+
+        At 10k stories in Redis the first search or source filter would
+        otherwise read all 100k articles inside one request.  The lock is
+        taken per chunk, so requests are served between chunks while a
+        server warms up in the background.
+        """
+        with self.lock:
+            versions = self.dd.index.story_versions()
+        for i in range(0, len(versions), self.CHUNK):
+            with self.lock:
+                self._refresh_facts(versions[i : i + self.CHUNK])
+        with self.lock:  # forget stories deleted since the last full pass
+            live = {sid for sid, _ in versions}
+            self._facts = {sid: fact for sid, fact in self._facts.items() if sid in live}
+        return len(versions)
 
     def sources(self, limit: int = 2000) -> list[str]:
-        """Known sources for the filter menu, from the most recent ``limit`` stories (bounded cost)."""
+        """Known sources for the filter menu, from the most recent ``limit`` stories.
+
+        Every list page shows the menu, so the answer is kept until one of
+        those stories changes (the full version list is cached by the index,
+        so checking costs nothing extra on a list request).
+        """
         with self.lock:
-            index = self.dd.index
+            top = self.dd.index.story_versions()[:limit]
+            if self._sources is not None and self._sources[0] == top:
+                return list(self._sources[1])
+            facts = self._refresh_facts(top)
             seen: set[str] = set()
-            for sid in index.story_ids()[:limit]:
-                seen.update(e.source for e in index.entries(index.members(sid)).values() if e.source)
-        return sorted(seen)
+            for fact in facts.values():
+                seen |= fact.names
+            self._sources = (top, sorted(seen))
+            return list(self._sources[1])
 
     # -- story --------------------------------------------------------------
     def story(self, story_id: str) -> StoryView:
