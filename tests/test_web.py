@@ -432,3 +432,35 @@ def test_browser_flow(browser, seed_paths):
             assert page.evaluate("window.__xss === undefined"), path
         assert "<script>" in page.locator("#stories a").first.inner_text()
         assert not errors, errors
+
+
+def test_browser_sees_an_article_enqueued_for_the_worker_arrive(browser, seed_paths, redis_url, tmp_path):
+    """End to end: feed -> `dedup enqueue` -> `worker.py` -> shared Redis index -> open dashboard page."""
+    import subprocess
+    import sys
+
+    from dedup.web.testing import LiveServer
+
+    from .conftest import ROOT
+
+    dd = Deduper(url=redis_url, namespace="live")
+    for outcome in dd.add_many(read_paths(seed_paths)):
+        assert outcome.error is None
+    feed = tmp_path / "feed.jsonl"
+    rewrite = seed_text("002").replace("NATO defence ministers", "Alliance defence ministers", 1)
+    feed.write_text(json.dumps({"id": "wire-new", "title": "Ferry strike strands lorries in Calais",
+                                "text": "Dock workers in Calais walked out on Friday, stranding lorries at the port."})
+                    + "\n" + json.dumps({"id": "002-rewrite", "text": rewrite}) + "\n")
+    with LiveServer(dd, poll_seconds=0.3) as srv:
+        page = browser.new_page(viewport={"width": 1200, "height": 900})
+        page.goto(srv.url + "/")
+        assert page.locator("#stories tbody tr[data-story]").count() == 4
+        page.evaluate("window.__same_page = true")
+        subprocess.run([sys.executable, "-m", "dedup", "enqueue", "--redis", redis_url, str(feed)],
+                       check=True, timeout=60, cwd=ROOT)
+        subprocess.run([sys.executable, str(ROOT / "worker.py"), "--redis", redis_url, "--namespace", "live",
+                        "--burst"], check=True, timeout=120, cwd=ROOT)
+        page.wait_for_selector('tr[data-story="wire-new"]', timeout=15_000)
+        page.wait_for_function(
+            f"document.querySelector('tr[data-story=\"{S2}\"] .size').textContent === '2'", timeout=15_000)
+        assert page.evaluate("window.__same_page") is True
