@@ -158,16 +158,13 @@ def sign(clean_text: str, day: int | None, settings: Settings) -> Signature:
     counts = Counter(words)
     terms = list(counts)
     lexicon = _LEXICON
-    entries = [lexicon.get(t) or _lexicon(t) for t in terms]
-    n = len(terms)
-    ids = np.fromiter((e[1] for e in entries), dtype=np.uint32, count=n)
-    w = (1.0 + np.log(np.fromiter(counts.values(), dtype=np.float64, count=n))) * np.fromiter(
-        (e[0] for e in entries), dtype=np.float64, count=n
-    )
+    idfs, hashes = zip(*[lexicon.get(t) or _lexicon(t) for t in terms])
+    ids = np.array(hashes, dtype=np.uint32)
+    w = (1.0 + np.log(np.array(list(counts.values()), dtype=np.float64))) * np.array(idfs, dtype=np.float64)
     key = np.lexsort((ids, -w))[: settings.key_terms]  # heaviest first, ties broken by hash: deterministic
     minhash = minhash_values(ids[key], settings.num_perm, settings.seed)
-    hash_of = dict(zip(terms, (e[1] for e in entries)))
-    word_hashes = np.fromiter((hash_of[t] for t in words), dtype=np.uint32, count=len(words))
+    word_hashes = np.array(list(map(dict(zip(terms, hashes)).__getitem__, words)), dtype=np.uint32)
+    n = len(terms)
     order = np.argsort(ids, kind="stable")
     ids, w = ids[order], w[order]
     if n > 1 and not np.all(ids[1:] != ids[:-1]):  # CRC32 collision between two words: add their weights

@@ -33,6 +33,7 @@ _QUOTES = str.maketrans(
         "\u00a0": " ", "\u200b": "", "\ufeff": "",
     }
 )
+_QUOTES_RE = re.compile("[" + re.escape("".join(chr(c) for c in _QUOTES)) + "]")
 _HTML_TAG = re.compile(r"<(script|style)\b.*?</\1\s*>|<[^>]{1,2000}>", re.S | re.I)
 _LOOKS_HTML = re.compile(r"</?(p|div|span|br|a|b|i|em|strong|script|style|html|body|h[1-6]|li|ul|img)\b[^>]*>", re.I)
 _BLOCK_TAG = re.compile(r"</?(p|div|br|li|h[1-6]|tr|blockquote)\b[^>]*>", re.I)
@@ -82,7 +83,10 @@ def strip_html(text: str) -> str:
 def normalize_chars(text: str) -> str:
     """Unicode NFKC, straight quotes and dashes, PA's ``#`` before a figure as ``£``."""
     if not text.isascii():  # the translation table only maps non-ASCII characters (and the backtick)
-        text = unicodedata.normalize("NFKC", text).translate(_QUOTES)
+        text = unicodedata.normalize("NFKC", text)
+        # str.translate looks every character up in a dict; a regex scan that calls back only on the few
+        # characters to replace is an order of magnitude faster on long articles.
+        text = _QUOTES_RE.sub(lambda m: _QUOTES[ord(m.group())], text)
     elif "`" in text:
         text = text.replace("`", "'")
     if "''" in text:
@@ -198,10 +202,14 @@ def is_content_word(token: str) -> bool:
     return len(token) > 1 and token not in STOP_WORDS
 
 
+# Stop words plus every one-character token: one set test per token instead of two tests.
+_DROP = STOP_WORDS | frozenset("abcdefghijklmnopqrstuvwxyz0123456789£$€")
+
+
 def content_words(text: str) -> list[str]:
     """Tokens that carry meaning: no stop words, no single characters."""
-    stop = STOP_WORDS
-    return [t for t in _TOKEN.findall(text.casefold()) if len(t) > 1 and t not in stop]
+    drop = _DROP
+    return [t for t in _TOKEN.findall(text.casefold()) if t not in drop]
 
 
 def line_hash(line: str) -> int:
