@@ -225,7 +225,7 @@ def render_table(stories: list[Story]) -> str:
         lines.append(f"  {st.headline}")
         for v in st.articles:
             mark = "  * most complete" if v.most_complete else ""
-            lines.append(f"  {v.rank}. {v.id}  unique information {v.unique_information:g}, "
+            lines.append(f"  {v.rank}. {v.id}  unique information {v.unique_information:.1f}, "
                          f"covers {v.coverage:.0%} of the story{mark}")
             if st.size > 1:
                 for s in v.unique_sentences:
