@@ -62,8 +62,8 @@ class Filters:
 
 
 @dataclass
-class StorySummary:
-    """One row of the story list."""
+class StoryHeader:
+    """What both the list row and the story page say about a story."""
 
     id: str
     headline: str
@@ -71,6 +71,12 @@ class StorySummary:
     sources: list[str]
     first_published: str
     last_published: str
+
+
+@dataclass
+class StorySummary(StoryHeader):
+    """One row of the story list."""
+
     most_complete: str
 
 
@@ -110,15 +116,9 @@ class VariantView:
 
 
 @dataclass
-class StoryView:
+class StoryView(StoryHeader):
     """Everything the story page shows: ranked variants, shared core, arrival timeline."""
 
-    id: str
-    headline: str
-    size: int
-    sources: list[str]
-    first_published: str
-    last_published: str
     variants: list[VariantView]
     core: list[str]  # most complete variant's sentences that other variants also carry
     timeline: list[dict[str, str]] = field(default_factory=list)
