@@ -1,6 +1,6 @@
 """The records that flow through dedup, in the order they are made.
 
-text -> :class:`Article` (what the feed said) -> :class:`Document` (normalized)
+text -> :class:`Article` (what the feed said) -> normalized text (:mod:`dedup.text`)
 -> :class:`Signature` (what the index stores) -> :class:`Assignment` (which
 story it joined) -> :class:`RankedVariant` (what it adds to its story).
 """
@@ -51,16 +51,6 @@ class Article:
     def day(self) -> int | None:
         """Publication day as a proleptic ordinal, the unit of the story window."""
         return self.published.date().toordinal() if self.published else None
-
-
-@dataclass
-class Document:
-    """An article after normalization: clean text for matching, original kept for display."""
-
-    article: Article
-    clean: str  # normalized text without boilerplate, title first
-    sentences: list[str]  # clean sentences, in order
-    boilerplate: list[str]  # lines removed as boilerplate (for transparency)
 
 
 @dataclass

@@ -109,11 +109,6 @@ def as_lean_minhash(sig: Signature, seed: int) -> LeanMinHash:
     return LeanMinHash(seed=seed, hashvalues=sig.minhash, scheme="affine32")
 
 
-def weighted_terms(words: list[str]) -> dict[str, float]:
-    """Sublinear TF x English IDF for every distinct content word."""
-    return {t: (1.0 + math.log(c)) * _lexicon(t)[0] for t, c in Counter(words).items()}
-
-
 _MIX = (np.uint32(0x9E3779B1), np.uint32(0x85EBCA77), np.uint32(0xC2B2AE3D))
 
 

@@ -193,15 +193,6 @@ def split_sentences(text: str) -> list[str]:
     return out
 
 
-def tokens(text: str) -> list[str]:
-    """Lower-cased word tokens of normalized text."""
-    return _TOKEN.findall(text.casefold())
-
-
-def is_content_word(token: str) -> bool:
-    return len(token) > 1 and token not in STOP_WORDS
-
-
 # Stop words plus every one-character token: one set test per token instead of two tests.
 _DROP = STOP_WORDS | frozenset("abcdefghijklmnopqrstuvwxyz0123456789£$€")
 

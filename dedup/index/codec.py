@@ -84,12 +84,6 @@ def _header(blob: bytes, key: str) -> tuple[int, ...]:
     return fields
 
 
-def signature_size(blob: bytes, key: str) -> int:
-    """Bytes of ``blob`` up to the end of the signature (what the read script returns)."""
-    _, _, _, nm, nt, nsh, *_ = _header(blob, key)
-    return HEADER_SIZE + 4 * (nm + 2 * nt + nsh)
-
-
 def _array(blob: bytes, start: int, n: int, dtype: str, key: str, field: str) -> np.ndarray:
     end = start + 4 * n
     if end > len(blob):
@@ -113,13 +107,6 @@ def decode_signature(blob: bytes, key: str, num_perm: int) -> Signature:
     shingles = _array(blob, pos, nsh, "<u4", key, "shingles")
     return Signature(minhash=minhash, term_ids=ids, term_weights=weights, shingles=shingles,
                      day=day if flags & 1 else None)
-
-
-def record_id(blob: bytes, key: str) -> str:
-    """The article id stored in a record."""
-    _, _, _, nm, nt, nsh, nh, lid, *_ = _header(blob, key)
-    start = HEADER_SIZE + 4 * (nm + 2 * nt + nsh + nh)
-    return blob[start:start + lid].decode("utf-8", errors="replace")
 
 
 def decode_entry(blob: bytes, key: str, num_perm: int) -> Entry:
