@@ -8,16 +8,18 @@ Data flows one way: :class:`Article` -> normalized text -> :class:`Signature`
 
 from __future__ import annotations
 
+import gc
 import multiprocessing
 import os
+from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import Iterable, Iterator
+from typing import Iterable, Iterator, TypeVar
 
 from .index import StoryIndex, open_index
 from .novelty import rank_story
 from .records import Article, Assignment, BadInput, Entry, Story
 from .settings import Settings
-from .signature import idf, sign
+from .signature import idf, sign_many
 from .stories import assign, make_decider, remove
 from .text import line_hashes, normalize
 
@@ -33,6 +35,27 @@ class Outcome:
 
 
 _WORKER: "Deduper | None" = None
+T = TypeVar("T")
+CHUNK = 64  # articles signed together and assigned per index round trip
+
+
+@contextmanager
+def collector_paused() -> Iterator[None]:
+    """Pause CPython's cyclic garbage collector for a batch, then restore it.
+
+    A batch makes millions of long-lived objects (entries, signatures,
+    bucket lists) and no reference cycles; the collector would still walk
+    all of them again and again as they pile up.  Measured on the 100k
+    synthetic corpus: ~50 us of the ~150 us an in-process ``put`` took.
+    Reference counting frees everything as usual meanwhile.
+    """
+    was_enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if was_enabled:
+            gc.enable()
 
 
 def _init_worker(settings: Settings) -> None:
@@ -42,18 +65,20 @@ def _init_worker(settings: Settings) -> None:
     _WORKER = Deduper(settings, index=MemoryIndex(settings))  # only prepare() is used in workers
 
 
-def _prepare_item(dd: "Deduper", item: Article | BadInput) -> Entry | BadInput:
-    if isinstance(item, BadInput):
-        return item
-    try:
-        return dd.prepare(item)
-    except BadInput as exc:
-        return exc
-
-
-def _prepare_in_worker(item: Article | BadInput) -> Entry | BadInput:
+def _prepare_chunk_in_worker(items: list[Article | BadInput]) -> list[Entry | BadInput]:
     assert _WORKER is not None
-    return _prepare_item(_WORKER, item)
+    return _WORKER.prepare_many(items)
+
+
+def _chunks(items: Iterable[T], size: int) -> Iterator[list[T]]:
+    chunk: list[T] = []
+    for item in items:
+        chunk.append(item)
+        if len(chunk) >= size:
+            yield chunk
+            chunk = []
+    if chunk:
+        yield chunk
 
 
 class Deduper:
@@ -77,6 +102,54 @@ class Deduper:
     # -- ingest -----------------------------------------------------------
     def prepare(self, article: Article) -> Entry:
         """Normalize and sign an article; raises BadInput naming it when it cannot be clustered."""
+        result = self.prepare_many([article])[0]
+        if isinstance(result, BadInput):
+            raise result
+        return result
+
+    def prepare_many(self, items: list[Article | BadInput]) -> list[Entry | BadInput]:
+        """:meth:`prepare` for a batch: an Entry per good article, its BadInput in place otherwise.
+
+        Signing runs once for the whole batch (:func:`dedup.signature.sign_many`);
+        each article's entry is the one :meth:`prepare` would give it alone.
+        """
+        out: list[Entry | BadInput] = []
+        cleans: list[str] = []
+        todo: list[tuple[int, Article]] = []
+        for item in items:
+            if isinstance(item, BadInput):
+                out.append(item)
+                continue
+            try:
+                cleans.append(self._clean(item))
+            except BadInput as exc:
+                out.append(exc)
+                continue
+            todo.append((len(out), item))
+            out.append(item)  # type: ignore[arg-type]  # replaced below
+        signatures = sign_many(cleans, [a.day for _, a in todo], self.settings)
+        for (at, article), clean, signature in zip(todo, cleans, signatures):
+            if signature is None:
+                out[at] = BadInput(
+                    article.origin or f"article {article.id!r}",
+                    "empty text: no words to match on after normalization",
+                    "send the article body in 'text' or 'body'",
+                )
+                continue
+            out[at] = Entry(
+                id=str(article.id),
+                title=article.title,
+                text=article.text,
+                source=article.source,
+                published=article.published.isoformat() if article.published else "",
+                url=article.url,
+                signature=signature,
+                sentence_hashes=line_hashes(clean),
+            )
+        return out
+
+    def _clean(self, article: Article) -> str:
+        """The normalized text of an article, after the checks that name what is wrong with it."""
         where = article.origin or f"article {article.id!r}"
         if not article.id or not str(article.id).strip():
             raise BadInput(where, "missing id", "give every article a non-empty 'id'")
@@ -86,21 +159,7 @@ class Deduper:
                 f"text is {len(article.text):,} characters, over the limit of {self.settings.max_chars:,}",
                 "split the article or raise --max-chars",
             )
-        clean, _ = normalize(article.text, article.title)
-        try:
-            signature = sign(clean, article.day, self.settings)
-        except ValueError as exc:
-            raise BadInput(where, f"empty text: {exc}", "send the article body in 'text' or 'body'") from exc
-        return Entry(
-            id=str(article.id),
-            title=article.title,
-            text=article.text,
-            source=article.source,
-            published=article.published.isoformat() if article.published else "",
-            url=article.url,
-            signature=signature,
-            sentence_hashes=line_hashes(clean),
-        )
+        return normalize(article.text, article.title)[0]
 
     def add(self, article: Article) -> Assignment:
         """Put one article into its story (see :func:`dedup.stories.assign`)."""
@@ -113,22 +172,27 @@ class Deduper:
         functions, most of the CPU time) run in worker processes while
         assignment stays here in arrival order, so the stories are the same.
         """
+        with collector_paused():
+            yield from self._add_many(items)
+
+    def _add_many(self, items: Iterable[Article | BadInput]) -> Iterator[Outcome]:
         jobs = self.settings.jobs or os.cpu_count() or 1
         if jobs == 1:
-            prepared: Iterable[tuple[Article | BadInput, Entry | BadInput]] = (
-                (item, _prepare_item(self, item)) for item in items
+            yield from self._assign_prepared(
+                (item, entry) for chunk in _chunks(items, CHUNK) for item, entry in zip(chunk, self.prepare_many(chunk))
             )
-            yield from self._assign_prepared(prepared)
             return
         idf("the")  # load the word-frequency table once, before forking, so workers share it
         ctx = multiprocessing.get_context("fork" if "fork" in multiprocessing.get_all_start_methods() else None)
         with ctx.Pool(jobs, initializer=_init_worker, initargs=(self.settings,)) as pool:
-            items_list = items if isinstance(items, list) else list(items)
-            results = pool.imap(_prepare_in_worker, items_list, chunksize=32)
-            yield from self._assign_prepared(zip(items_list, results))
+            chunks = list(_chunks(items, CHUNK))
+            results = pool.imap(_prepare_chunk_in_worker, chunks)
+            yield from self._assign_prepared(
+                (item, entry) for chunk, entries in zip(chunks, results) for item, entry in zip(chunk, entries)
+            )
 
     def _assign_prepared(
-        self, pairs: Iterable[tuple[Article | BadInput, Entry | BadInput]], chunk: int = 64
+        self, pairs: Iterable[tuple[Article | BadInput, Entry | BadInput]], chunk: int = CHUNK
     ) -> Iterator[Outcome]:
         """Assign prepared entries in input order through the index's batch path.
 

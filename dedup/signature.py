@@ -49,22 +49,7 @@ def _hash_bytes(b: bytes) -> int:
 
 def idf(term: str) -> float:
     """How informative a word is: 8 minus its Zipf frequency in general English."""
-    return _lexicon(term)[0]
-
-
-_LEXICON: dict[str, tuple[float, int]] = {}
-_LEXICON_MAX = 1 << 20
-
-
-def _lexicon(term: str) -> tuple[float, int]:
-    """(idf, hash) of a word, memoized: wordfreq look-ups are the slow part of signing."""
-    hit = _LEXICON.get(term)
-    if hit is None:
-        if len(_LEXICON) >= _LEXICON_MAX:
-            _LEXICON.clear()
-        hit = (max(IDF_CEILING - _zipf(term), IDF_FLOOR), term_hash(term))
-        _LEXICON[term] = hit
-    return hit
+    return float(_LEX.idf[_LEX.rows([term])[0]])
 
 
 @lru_cache(maxsize=1)
@@ -84,6 +69,102 @@ def _zipf(term: str) -> float:
         f = _frequencies().get(term)
         return round(math.log10(f) + 9, 2) if f else 0.0
     return wordfreq.zipf_frequency(term, "en")
+
+
+_FMIX = (np.uint32(16), np.uint32(0x85EBCA6B), np.uint32(13), np.uint32(0xC2B2AE35))
+
+
+def _fmix(hashes: np.ndarray) -> np.ndarray:
+    """The 32-bit finalizer datasketch's affine32 scheme applies to an input hash."""
+    s1, m1, s2, m2 = _FMIX
+    with np.errstate(over="ignore"):
+        hv = hashes.astype(np.uint32)
+        hv = hv ^ (hv >> s1)
+        hv = hv * m1
+        hv = hv ^ (hv >> s2)
+        hv = hv * m2
+        return hv ^ (hv >> s1)
+
+
+def _fmix_int(h: int) -> int:
+    """:func:`_fmix` of one hash in plain ints (one word at a time: numpy would cost more)."""
+    h ^= h >> 16
+    h = (h * 0x85EBCA6B) & 0xFFFFFFFF
+    h ^= h >> 13
+    h = (h * 0xC2B2AE35) & 0xFFFFFFFF
+    return h ^ (h >> 16)
+
+
+def _sorted_unique(values: np.ndarray) -> np.ndarray:
+    """Sorted distinct values (``np.unique`` without its hash-table path, ~20x slower here on uint64)."""
+    values = np.sort(values)
+    if len(values) < 2:
+        return values
+    keep = np.empty(len(values), dtype=bool)
+    keep[0] = True
+    np.not_equal(values[1:], values[:-1], out=keep[1:])
+    return values[keep]
+
+
+def _key_term_order(seg: np.ndarray, w: np.ndarray, ids: np.ndarray) -> np.ndarray:
+    """Order of terms by article, then weight (heaviest first), then hash: ``lexsort((ids, -w, seg))``.
+
+    Packs the three into one uint64 per term (article number, rank of the
+    weight among the batch's distinct weights, hash) so one integer argsort
+    does what a three-key lexsort did at ten times the cost.  Falls back to
+    lexsort when the batch is too large to pack.
+    """
+    distinct, rank = np.unique(w, return_inverse=True)
+    rank_bits = max(1, int(len(distinct)).bit_length())
+    seg_bits = max(1, int(seg[-1]).bit_length()) if len(seg) else 1
+    if rank_bits + seg_bits > 32:
+        return np.lexsort((ids, -w, seg))
+    heavier_first = np.uint64(len(distinct) - 1) - rank.astype(np.uint64)
+    packed = (seg.astype(np.uint64) << np.uint64(32 + rank_bits)) | (heavier_first << np.uint64(32)) | ids
+    return np.argsort(packed, kind="stable")
+
+
+class _Lexicon:
+    """Every word seen so far, numbered, with its idf, CRC32 and mixed CRC32 in arrays.
+
+    Signing looks a word up once per occurrence; keeping the per-word facts
+    in arrays indexed by the word's number lets a whole batch of articles
+    fetch them with one numpy indexing call each.  Bounded: when it holds
+    ``limit`` words it starts over (between batches, never during one).
+    """
+
+    def __init__(self, limit: int = 1 << 20) -> None:
+        self.limit = limit
+        self.reset()
+
+    def reset(self) -> None:
+        self.number: dict[str, int] = {}
+        self.idf = np.zeros(1024, dtype=np.float64)
+        self.crc = np.zeros(1024, dtype=np.uint32)
+        self.mixed = np.zeros(1024, dtype=np.uint32)
+
+    def add(self, term: str) -> int:
+        n = len(self.number)
+        if n == len(self.idf):
+            self.idf = np.resize(self.idf, 2 * n)
+            self.crc = np.resize(self.crc, 2 * n)
+            self.mixed = np.resize(self.mixed, 2 * n)
+        h = term_hash(term)
+        self.idf[n] = max(IDF_CEILING - _zipf(term), IDF_FLOOR)
+        self.crc[n] = h
+        self.mixed[n] = _fmix_int(h)
+        self.number[term] = n
+        return n
+
+    def rows(self, words: list[str]) -> list[int]:
+        number = self.number
+        try:
+            return list(map(number.__getitem__, words))
+        except KeyError:
+            return [number[w] if w in number else self.add(w) for w in words]
+
+
+_LEX = _Lexicon()
 
 
 @lru_cache(maxsize=8)
@@ -112,17 +193,18 @@ def as_lean_minhash(sig: Signature, seed: int) -> LeanMinHash:
 _MIX = (np.uint32(0x9E3779B1), np.uint32(0x85EBCA77), np.uint32(0xC2B2AE3D))
 
 
+def _trigram_mix(h: np.ndarray) -> np.ndarray:
+    """Hash of each run of three consecutive word hashes (positions 0..len-3)."""
+    with np.errstate(over="ignore"):
+        return h[:-2] * _MIX[0] + ((h[1:-1] << np.uint32(7)) | (h[1:-1] >> np.uint32(25))) * _MIX[1] + h[2:] * _MIX[2]
+
+
 def trigram_hashes(word_hashes: np.ndarray) -> np.ndarray:
     """Sorted unique hashes of consecutive word triples, mixed from the words' own hashes."""
     h = word_hashes.astype(np.uint32)
     if len(h) < 3:
         return np.unique(h)
-    with np.errstate(over="ignore"):
-        g = h[:-2] * _MIX[0] + ((h[1:-1] << np.uint32(7)) | (h[1:-1] >> np.uint32(25))) * _MIX[1] + h[2:] * _MIX[2]
-    return np.unique(g)
-
-
-_FMIX = (np.uint32(16), np.uint32(0x85EBCA6B), np.uint32(13), np.uint32(0xC2B2AE35))
+    return np.unique(_trigram_mix(h))
 
 
 def minhash_values(hashes: np.ndarray, num_perm: int, seed: int) -> np.ndarray:
@@ -130,77 +212,165 @@ def minhash_values(hashes: np.ndarray, num_perm: int, seed: int) -> np.ndarray:
 
     datasketch's per-object set-up (argument checks, a list of encoded
     terms, a Python hash call per term) cost ~50 us per article against
-    ~5 us here, where the terms' CRC32s are already known from the word
-    vector; ``tests/test_signature.py`` checks the values are identical.
+    ~5 us here; ``tests/test_signature.py`` checks the values are identical.
     """
     a, b = _permutations(num_perm, seed)
-    s1, m1, s2, m2 = _FMIX
     with np.errstate(over="ignore"):
-        hv = hashes.astype(np.uint32)
-        hv = hv ^ (hv >> s1)
-        hv = hv * m1
-        hv = hv ^ (hv >> s2)
-        hv = hv * m2
-        hv = hv ^ (hv >> s1)
-        return (hv[:, None] * a + b).min(axis=0)
+        return (_fmix(hashes)[:, None] * a + b).min(axis=0)
 
 
 def sign(clean_text: str, day: int | None, settings: Settings) -> Signature:
     """Build the signature of a normalized text. Raises ValueError when it has no words to match on."""
-    words = content_words(clean_text)
-    if not words:
+    sig = sign_many([clean_text], [day], settings)[0]
+    if sig is None:
         raise ValueError("no words to match on after normalization")
-    counts = Counter(words)
-    terms = list(counts)
-    lexicon = _LEXICON
-    idfs, hashes = zip(*[lexicon.get(t) or _lexicon(t) for t in terms])
-    ids = np.array(hashes, dtype=np.uint32)
-    w = (1.0 + np.log(np.array(list(counts.values()), dtype=np.float64))) * np.array(idfs, dtype=np.float64)
-    key = np.lexsort((ids, -w))[: settings.key_terms]  # heaviest first, ties broken by hash: deterministic
-    minhash = minhash_values(ids[key], settings.num_perm, settings.seed)
-    word_hashes = np.array(list(map(dict(zip(terms, hashes)).__getitem__, words)), dtype=np.uint32)
-    n = len(terms)
-    order = np.argsort(ids, kind="stable")
-    ids, w = ids[order], w[order]
-    if n > 1 and not np.all(ids[1:] != ids[:-1]):  # CRC32 collision between two words: add their weights
-        uniq, start = np.unique(ids, return_index=True)
-        w = np.add.reduceat(w, start)
-        ids = uniq
-    w = w / np.linalg.norm(w)
-    return Signature(
-        minhash=minhash,
-        term_ids=ids,
-        term_weights=w.astype(np.float32),
-        shingles=trigram_hashes(word_hashes),
-        day=day,
-    )
+    return sig
 
 
-def _matches(a: np.ndarray, b: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Positions in sorted ``a`` and ``b`` of the values both hold (binary search: cheap for short arrays)."""
-    if len(a) == 0 or len(b) == 0:
-        return np.empty(0, dtype=np.intp), np.empty(0, dtype=np.intp)
-    pos = np.searchsorted(b, a)
-    pos[pos == len(b)] = 0
-    hit = b[pos] == a
-    return np.flatnonzero(hit), pos[hit]
+def _segments(seg: np.ndarray, count: int) -> np.ndarray:
+    """Start of each segment 0..count-1 in a sorted segment column, plus the end."""
+    return np.searchsorted(seg, np.arange(count + 1))
+
+
+def sign_many(clean_texts: list[str], days: list[int | None], settings: Settings) -> list[Signature | None]:
+    """Signatures of a batch of normalized texts (None for a text with no words to match on).
+
+    The per-article work left in Python is tokenizing and numbering the
+    words; everything numeric runs once per batch over all its articles,
+    with each array row tagged by its article (the *segment*) and every
+    sort and reduction keyed on it.  An article's signature does not
+    depend on the batch it came in (tests check ``sign_many`` against
+    one-at-a-time ``sign``): numpy's per-call overhead, not arithmetic, was
+    most of signing one article at a time.
+    """
+    lex = _LEX
+    if len(lex.number) >= lex.limit:
+        lex.reset()
+    word_lists = [content_words(t) for t in clean_texts]
+    keep = [i for i, w in enumerate(word_lists) if w]
+    out: list[Signature | None] = [None] * len(clean_texts)
+    if not keep:
+        return out
+    m = len(keep)
+    lengths = np.array([len(word_lists[i]) for i in keep], dtype=np.int64)
+    rows = np.array(lex.rows([w for i in keep for w in word_lists[i]]), dtype=np.uint64)
+    word_seg = np.repeat(np.arange(m, dtype=np.uint64), lengths)
+
+    # Terms of each article with their counts: unique (article, word number) pairs.
+    pairs, tf = np.unique((word_seg << np.uint64(32)) | rows, return_counts=True)
+    term_seg = (pairs >> np.uint64(32)).astype(np.int64)
+    term_row = (pairs & np.uint64(0xFFFFFFFF)).astype(np.int64)
+    ids = lex.crc[term_row]
+    w = (1.0 + np.log(tf)) * lex.idf[term_row]
+
+    # Key terms: per article, heaviest first, ties broken by hash; the first key_terms of each.
+    order = _key_term_order(term_seg, w, ids)
+    starts = _segments(term_seg[order], m)
+    rank = np.arange(len(order)) - np.repeat(starts[:-1], np.diff(starts))
+    key = order[rank < settings.key_terms]
+    a, b = _permutations(settings.num_perm, settings.seed)
+    with np.errstate(over="ignore"):
+        values = lex.mixed[term_row[key]][:, None] * a + b
+    key_starts = _segments(term_seg[key], m)[:-1]
+    minhashes = np.minimum.reduceat(values, key_starts, axis=0)
+
+    # Word vectors sorted by term hash; words whose CRC32s collide share one weight (their sum).
+    order = np.argsort((term_seg.astype(np.uint64) << np.uint64(32)) | ids, kind="stable")
+    ids, w, seg = ids[order], w[order], term_seg[order]
+    first = np.ones(len(ids), dtype=bool)
+    first[1:] = (ids[1:] != ids[:-1]) | (seg[1:] != seg[:-1])
+    if not first.all():
+        at = np.flatnonzero(first)
+        w = np.add.reduceat(w, at)
+        ids, seg = ids[at], seg[at]
+    vec_starts = _segments(seg, m)
+    norms = np.sqrt(np.add.reduceat(w * w, vec_starts[:-1]))
+    weights = (w / np.repeat(norms, np.diff(vec_starts))).astype(np.float32)
+
+    # Content-word trigrams: runs of three words inside one article; short articles use their words.
+    word_crc = lex.crc[rows.astype(np.int64)]
+    word_seg_i = word_seg.astype(np.int64)
+    if len(word_crc) >= 3:
+        tri = _trigram_mix(word_crc)
+        inside = word_seg_i[:-2] == word_seg_i[2:]
+        tri, tri_seg = tri[inside], word_seg_i[:-2][inside]
+    else:
+        tri, tri_seg = np.empty(0, dtype=np.uint32), np.empty(0, dtype=np.int64)
+    short = np.flatnonzero(lengths < 3)
+    if len(short):
+        is_short = np.isin(word_seg_i, short)
+        tri = np.concatenate([tri, word_crc[is_short]])
+        tri_seg = np.concatenate([tri_seg, word_seg_i[is_short]])
+    grams = _sorted_unique((tri_seg.astype(np.uint64) << np.uint64(32)) | tri.astype(np.uint64))
+    gram_seg = (grams >> np.uint64(32)).astype(np.int64)
+    grams = (grams & np.uint64(0xFFFFFFFF)).astype(np.uint32)
+    gram_starts = _segments(gram_seg, m)
+
+    for j, i in enumerate(keep):
+        out[i] = Signature(
+            minhash=minhashes[j],
+            term_ids=ids[vec_starts[j] : vec_starts[j + 1]],
+            term_weights=weights[vec_starts[j] : vec_starts[j + 1]],
+            shingles=grams[gram_starts[j] : gram_starts[j + 1]],
+            day=days[i],
+        )
+    return out
+
+
+def _segment_hits(ids: np.ndarray, others: list[np.ndarray]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Look every value of ``others`` (each sorted) up in sorted ``ids``, all in one pass.
+
+    Returns the concatenated values' positions in ``ids``, whether each was
+    found, and which of ``others`` each came from.  One set of numpy calls
+    for all candidates of an article instead of one set per pair: on an
+    article with six candidates that is most of the verification time.
+    """
+    flat = np.concatenate(others)
+    segment = np.repeat(np.arange(len(others)), [len(o) for o in others])
+    if len(ids) == 0 or len(flat) == 0:
+        return np.zeros(len(flat), dtype=np.intp), np.zeros(len(flat), dtype=bool), segment
+    pos = np.searchsorted(ids, flat)
+    pos[pos == len(ids)] = 0
+    return pos, ids[pos] == flat, segment
+
+
+def cosines(a: Signature, others: list[Signature]) -> list[float]:
+    """Cosine of ``a`` with each of ``others`` (unit-norm sparse vectors with sorted ids).
+
+    Products are float32 and summed in float64 in ascending term order, so
+    ``cosines(a, [b]) == cosines(b, [a])`` exactly: a pair's verdict never
+    depends on which of the two arrived first.
+    """
+    if not others:
+        return []
+    pos, hit, segment = _segment_hits(a.term_ids, [b.term_ids for b in others])
+    weights = np.concatenate([b.term_weights for b in others])
+    products = (a.term_weights[pos[hit]] * weights[hit]).astype(np.float64)
+    return np.bincount(segment[hit], weights=products, minlength=len(others)).tolist()
+
+
+def reuses(a: Signature, others: list[Signature]) -> list[float]:
+    """Share of the shorter article's content trigrams found in the other, for each of ``others``."""
+    if not others:
+        return []
+    _, hit, segment = _segment_hits(a.shingles, [b.shingles for b in others])
+    common = np.bincount(segment[hit], minlength=len(others)).tolist()
+    n_a = len(a.shingles)
+    out = []
+    for c, b in zip(common, others):
+        n = min(n_a, len(b.shingles))
+        out.append(c / n if n else 0.0)
+    return out
 
 
 def cosine(a: Signature, b: Signature) -> float:
-    """Cosine of two unit-norm sparse vectors with sorted ids."""
-    ia, ib = _matches(a.term_ids, b.term_ids)
-    if len(ia) == 0:
-        return 0.0
-    return float(np.dot(a.term_weights[ia], b.term_weights[ib]))
+    """Cosine of two signatures' word vectors (the same arithmetic as :func:`cosines`)."""
+    return cosines(a, [b])[0]
 
 
 def reuse(a: Signature, b: Signature) -> float:
     """Share of the shorter article's content trigrams that the other one has too."""
-    n = min(len(a.shingles), len(b.shingles))
-    if n == 0:
-        return 0.0
-    small, large = (a.shingles, b.shingles) if len(a.shingles) <= len(b.shingles) else (b.shingles, a.shingles)
-    return len(_matches(small, large)[0]) / n
+    return reuses(a, [b])[0]
 
 
 def band_hashes(minhash: np.ndarray, bands: int, rows: int) -> list[bytes]:

@@ -20,18 +20,32 @@ from .index.base import StoryIndex
 from .index.memory import within_window
 from .records import Assignment, Entry, Signature
 from .settings import Settings
-from .signature import cosine, reuse
+from .signature import cosines, reuses
 
 
 def verify(a: Signature, b: Signature, settings: Settings) -> tuple[bool, float, float]:
     """Is the pair one story?  Returns (linked, cosine, reuse); reuse is 0 when not computed."""
-    if not within_window(a.day, b.day, settings.window_days):
-        return False, 0.0, 0.0
-    cos = cosine(a, b)
-    if cos < settings.min_cosine:
-        return False, cos, 0.0
-    r = reuse(a, b)
-    return r >= settings.min_reuse, cos, r
+    return verify_many(a, [b], settings)[0]
+
+
+def verify_many(a: Signature, others: list[Signature], settings: Settings) -> list[tuple[bool, float, float]]:
+    """:func:`verify` of ``a`` against each of ``others``, with the vector work batched.
+
+    Cheapest test first: the publication window, then cosine for those in
+    it, then text reuse only for the pairs whose cosine passed.
+    """
+    out: list[tuple[bool, float, float]] = [(False, 0.0, 0.0)] * len(others)
+    near = [i for i, b in enumerate(others) if within_window(a.day, b.day, settings.window_days)]
+    if not near:
+        return out
+    cos = cosines(a, [others[i] for i in near])
+    close = [(i, c) for i, c in zip(near, cos) if c >= settings.min_cosine]
+    for i, c in zip(near, cos):
+        out[i] = (False, c, 0.0)
+    if close:
+        for (i, c), r in zip(close, reuses(a, [others[i] for i, _ in close])):
+            out[i] = (r >= settings.min_reuse, c, r)
+    return out
 
 
 def fresh_story_id(index: StoryIndex, wanted: str) -> str:
@@ -47,11 +61,9 @@ def make_decider(index: StoryIndex, settings: Settings):
     """The ``decide`` callback :meth:`StoryIndex.ingest` calls with the candidates it found."""
 
     def decide(entry: Entry, sigs: dict[str, Signature], stories: dict[str, str]) -> Assignment:
-        links = []
-        for cid in sorted(sigs):
-            ok, cos, r = verify(entry.signature, sigs[cid], settings)
-            if ok:
-                links.append((cid, round(cos, 4), round(r, 4)))
+        ids = sorted(sigs)
+        verdicts = verify_many(entry.signature, [sigs[c] for c in ids], settings)
+        links = [(cid, round(cos, 4), round(r, 4)) for cid, (ok, cos, r) in zip(ids, verdicts) if ok]
         linked = sorted({stories[c] for c, _, _ in links if c in stories})
         if not linked:
             return Assignment(entry.id, fresh_story_id(index, entry.id), "new", links=links)
@@ -145,4 +157,4 @@ def remove(index: StoryIndex, article_id: str, settings: Settings) -> tuple[Entr
     return entry, out
 
 
-__all__ = ["verify", "assign", "remove", "components", "make_decider"]
+__all__ = ["verify", "verify_many", "assign", "remove", "components", "make_decider"]

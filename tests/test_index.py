@@ -50,6 +50,23 @@ def test_candidates_respect_the_publication_window(index):
     assert index.candidates(entry("q", 5, day=None).signature) == {"old", "near"}
 
 
+def test_undated_articles_match_any_day_both_ways(index):
+    index.put(entry("undated", 5))
+    index.put(entry("dated", 5, day=200))
+    assert index.candidates(entry("q", 5, day=10).signature) == {"undated"}
+    assert index.candidates(entry("q", 5, day=201).signature) == {"undated", "dated"}
+
+
+def test_deleting_from_a_shared_bucket_keeps_the_others(index):
+    for a in "abc":
+        index.put(entry(a, 5, day=3))
+    index.delete("b")
+    assert index.candidates(entry("q", 5, day=3).signature) == {"a", "c"}
+    index.delete("a")
+    index.delete("c")
+    assert index.candidates(entry("q", 5, day=3).signature) == set()
+
+
 def test_signatures_and_entries_round_trip(index):
     e = entry("a", 5, day=3, terms=(4, 9))
     index.put(e)

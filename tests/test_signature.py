@@ -1,10 +1,15 @@
 """Signatures: key-term MinHash, weighted word vector and trigram reuse."""
 
+import math
+
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from dedup.settings import Settings
-from dedup.signature import as_lean_minhash, band_hashes, cosine, idf, reuse, sign
+from dedup.signature import as_lean_minhash, band_hashes, cosine, cosines, idf, reuse, reuses, sign, sign_many
+from dedup.text import content_words
 
 S = Settings()
 A = "Prime minister Tony Blair met striking firefighters in Downing Street on Tuesday over pay."
@@ -72,3 +77,53 @@ def test_fast_word_frequency_equals_wordfreq():
     from dedup.signature import _zipf
     for w in ["the", "minister", "stoltenberg", "firefighters", "zzqxj", "£500", "1999", "o'neill"]:
         assert _zipf(w) == wordfreq.zipf_frequency(w, "en"), w
+
+
+WORDS = ["blair", "firefighters", "downing", "street", "pay", "strike", "union", "minister", "talks", "fire",
+         "brigades", "deal", "offer", "percent", "london", "army", "cover", "green", "goddess", "wage", "x", "7"]
+texts = st.lists(st.sampled_from(WORDS), min_size=0, max_size=40).map(" ".join)
+
+
+@settings(max_examples=40, deadline=None)
+@given(st.lists(texts, min_size=1, max_size=12))
+def test_a_batch_signs_each_article_as_it_would_be_signed_alone(batch):
+    days = [7 if i % 2 else None for i in range(len(batch))]
+    for text, day, got in zip(batch, days, sign_many(batch, days, S)):
+        try:
+            alone = sign(text, day, S)
+        except ValueError:
+            assert got is None
+            continue
+        assert got is not None and got.day == day
+        for part in ("minhash", "term_ids", "term_weights", "shingles"):
+            assert np.array_equal(getattr(got, part), getattr(alone, part)), part
+
+
+def test_key_terms_are_the_heaviest_words_ties_broken_by_hash():
+    """The MinHash covers the key_terms words with the largest (1 + log tf) x idf, as a plain sort picks them."""
+    from dedup.signature import minhash_values, term_hash
+    text = " ".join([A, B, A, "pay pay strike strike"])
+    words = content_words(text)
+    weight = {t: (1 + math.log(words.count(t))) * idf(t) for t in set(words)}
+    key = sorted(weight, key=lambda t: (-weight[t], term_hash(t)))[: S.key_terms]
+    expected = minhash_values(np.array([term_hash(t) for t in key], dtype=np.uint32), S.num_perm, S.seed)
+    assert np.array_equal(sign(text, None, S).minhash, expected)
+
+
+def test_batched_cosine_and_reuse_equal_the_pairwise_ones_in_both_directions():
+    a, b, c = (sign(t, None, S) for t in (A, B, C))
+    assert cosines(a, [b, c, a]) == [cosine(a, b), cosine(a, c), cosine(a, a)]
+    assert reuses(a, [b, c]) == [reuse(a, b), reuse(a, c)]
+    assert cosine(a, b) == cosine(b, a) and reuse(a, b) == reuse(b, a)
+
+
+def test_signing_goes_on_after_the_word_table_fills_up(monkeypatch):
+    from dedup import signature
+    before = sign(A, None, S)
+    fresh = signature._Lexicon(limit=5)
+    monkeypatch.setattr(signature, "_LEX", fresh)
+    for _ in range(3):
+        again = sign(A, None, S)
+        assert np.array_equal(again.minhash, before.minhash)
+        assert np.array_equal(again.term_weights, before.term_weights)
+    assert len(fresh.number) <= 5 + len(set(content_words(A)))

@@ -1,5 +1,6 @@
 """Story assignment: incremental, idempotent, and independent of arrival order."""
 
+import dataclasses
 import json
 import random
 
@@ -90,3 +91,15 @@ def test_arrival_order_does_not_change_the_stories(rnd: random.Random):
         other.add(a)
     ids = [a.id for a in arts]
     assert partition(base, ids) == partition(other, ids)
+
+
+def test_verifying_all_candidates_at_once_gives_each_pair_its_own_verdict():
+    from dedup.stories import verify, verify_many
+
+    dd = Deduper()
+    sigs = [dataclasses.replace(dd.prepare(a).signature, day=100) for a in seeds()]
+    far = dataclasses.replace(sigs[1], day=130)
+    others = [*sigs, far]
+    batch = verify_many(sigs[0], others, dd.settings)
+    assert batch == [verify(sigs[0], o, dd.settings) for o in others]
+    assert batch[1][0] and not batch[-1][0]  # the rewrite links; the same text a month later does not

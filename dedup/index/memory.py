@@ -4,11 +4,15 @@ from __future__ import annotations
 
 import itertools
 from collections import Counter, defaultdict
-from typing import Iterable
+from typing import Iterable, Sequence
 
 from ..records import Entry, Signature
 from ..settings import Settings
 from .base import StoryIndex
+
+
+def _day_code(day: int | None) -> int:
+    return 0 if day is None else day + 1
 
 
 def within_window(a: int | None, b: int | None, window_days: int) -> bool:
@@ -16,51 +20,74 @@ def within_window(a: int | None, b: int | None, window_days: int) -> bool:
     return a is None or b is None or abs(a - b) <= window_days
 
 
+_DAY_BITS = 23  # day codes: 0 = undated, ordinal + 1 otherwise (ordinals stay below 2**22)
+_BAND_BITS = 9  # up to 512 bands
+
+
 class MemoryIndex(StoryIndex):
-    """Everything in Python dicts; lost when the process ends."""
+    """Everything in Python dicts; lost when the process ends.
+
+    LSH buckets are one flat dict keyed by a single int that packs the band
+    number, the band's value and the publication day, so a query for the
+    days of the window is a few plain dict look-ups.  A bucket's value is
+    the article id itself while it holds one article (most buckets do) and
+    a list once it holds more: at 100k articles the nested dict-of-sets this
+    replaces allocated two containers per band per article, which made
+    ``put`` the slowest step of ingest and most of the peak memory.
+    """
 
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
         self._entries: dict[str, Entry] = {}
-        # band bucket -> publication day (None when undated) -> ids: a query reads only the days in its window
-        self._buckets: dict[tuple[int, object], dict[int | None, set[str]]] = {}
+        self._buckets: dict[object, str | list[str]] = {}
+        self._days: Counter[int] = Counter()  # day code -> articles stored (undated queries read them all)
         self._story_of: dict[str, str] = {}
         self._members: dict[str, set[str]] = {}
         self._touched: dict[str, int] = {}
         self._clock = itertools.count()
         self._sentences: Counter[int] = Counter()
+        if settings.bands >= 1 << _BAND_BITS:
+            raise ValueError(f"the in-process index supports up to {(1 << _BAND_BITS) - 1} bands")
 
     # -- articles ---------------------------------------------------------
     def put(self, entry: Entry) -> None:
         if entry.id in self._entries:
             self.delete(entry.id)
         self._entries[entry.id] = entry
-        day = entry.signature.day
+        code = _day_code(entry.signature.day)
+        self._days[code] += 1
         buckets = self._buckets
-        for band in self._bands(entry.signature):
-            by_day = buckets.get(band)
-            if by_day is None:
-                buckets[band] = {day: {entry.id}}
-            elif day in by_day:
-                by_day[day].add(entry.id)
+        aid = entry.id
+        for key in self._keys(entry.signature, (code,)):
+            held = buckets.get(key)
+            if held is None:
+                buckets[key] = aid
+            elif type(held) is str:
+                buckets[key] = [held, aid]
             else:
-                by_day[day] = {entry.id}
+                held.append(aid)
         self._sentences.update(set(entry.sentence_hashes))
 
     def delete(self, article_id: str) -> Entry | None:
         entry = self._entries.pop(article_id, None)
         if entry is None:
             return None
-        day = entry.signature.day
-        for band in self._bands(entry.signature):
-            by_day = self._buckets.get(band)
-            if by_day is None or day not in by_day:
+        code = _day_code(entry.signature.day)
+        self._days[code] -= 1
+        if not self._days[code]:
+            del self._days[code]
+        buckets = self._buckets
+        for key in self._keys(entry.signature, (code,)):
+            held = buckets.get(key)
+            if held is None:
                 continue
-            by_day[day].discard(article_id)
-            if not by_day[day]:
-                del by_day[day]
-                if not by_day:
-                    del self._buckets[band]
+            if type(held) is str:
+                if held == article_id:
+                    del buckets[key]
+            elif article_id in held:
+                held.remove(article_id)
+                if len(held) == 1:
+                    buckets[key] = held[0]
         for h in set(entry.sentence_hashes):
             left = self._sentences[h] - 1
             if left > 0:
@@ -84,37 +111,40 @@ class MemoryIndex(StoryIndex):
     def __len__(self) -> int:
         return len(self._entries)
 
-    def _bands(self, signature: Signature) -> list[tuple[int, object]]:
-        """(band number, band value) keys: plain ints for one-row bands, tuples otherwise.
+    def _keys(self, signature: Signature, codes: Sequence[int]) -> list:
+        """Bucket keys of a signature's bands on the given day codes.
 
-        In process there is no need for the bytes keys the Redis index stores;
-        ``tolist()`` is one C call where 32 ``tobytes()`` were 32.
+        One-row bands (the default) pack band, value and day into one int
+        (plain int arithmetic: cheaper than numpy for 32 values); wider
+        bands use tuples.
         """
-        rows = self.settings.rows
-        if rows == 1:
-            return list(enumerate(signature.minhash.tolist()))
-        values = signature.minhash.reshape(-1, rows).tolist()
-        return [(i, tuple(v)) for i, v in enumerate(values)]
+        if self.settings.rows == 1:
+            base = [(v << _BAND_BITS | band) << _DAY_BITS for band, v in enumerate(signature.minhash.tolist())]
+            if len(codes) == 1:  # type: ignore[arg-type]
+                (code,) = codes
+                return [b | code for b in base]
+            return [b | c for b in base for c in codes]
+        values = [tuple(v) for v in signature.minhash.reshape(-1, self.settings.rows).tolist()]
+        return [(band, v, code) for band, v in enumerate(values) for code in codes]
 
     # -- candidates -------------------------------------------------------
     def candidates(self, signature: Signature) -> set[str]:
-        s = self.settings
-        found: set[str] = set()
         day = signature.day
-        days = None if day is None else [None, *range(day - s.window_days, day + s.window_days + 1)]
-        buckets = self._buckets
-        for band in self._bands(signature):
-            by_day = buckets.get(band)
-            if by_day is None:
-                continue
-            if days is None:  # undated: every day matches
-                for ids in by_day.values():
-                    found |= ids
-            else:
-                for d in days:
-                    ids = by_day.get(d)
-                    if ids:
-                        found |= ids
+        days = self._days
+        if day is None:  # undated: every day matches
+            codes = list(days)
+        else:  # the window's days and the undated, where any are stored
+            w = self.settings.window_days
+            codes = [c for c in (0, *range(day + 1 - w, day + w + 2)) if c in days]
+        found: set[str] = set()
+        get = self._buckets.get
+        for key in self._keys(signature, codes):
+            held = get(key)
+            if held is not None:
+                if type(held) is str:
+                    found.add(held)
+                else:
+                    found.update(held)
         return found
 
     # -- stories ----------------------------------------------------------
