@@ -67,3 +67,41 @@ def test_normalization_is_idempotent(text, title):
     once, _ = normalize(text, title)
     twice, _ = normalize(once, title)
     assert twice == once
+
+
+# The fast paths of dedup.text are pinned to the plain regex / loop they replace.
+
+import re  # noqa: E402
+import sys  # noqa: E402
+
+from dedup import text as T  # noqa: E402
+
+_NASTY = list(
+    "abcxyzABCXYZ0159 .,'$\u00a3\u20ac\u00a9#-/()<>&;:!?\"`\n\t\r\x0b\x0c\x1c\x85\u2028\u3000\u00a0"
+    "\x01\x02\u00e9\u00c9\u0435\u4e2d\u0661\u00df\u0130\u0131\u017f\u212a\ufb01\u2019\u201c\u2014\ud800"
+)
+_NASTY_TEXT = st.text(alphabet=st.sampled_from(_NASTY), max_size=120) | st.text(max_size=60)
+
+
+@settings(max_examples=500, deadline=None)
+@given(_NASTY_TEXT)
+def test_fast_tokenizer_matches_the_token_regex(text):
+    assert T.tokens(text) == T._TOKEN.findall(text.casefold())
+
+
+def test_fast_tokenizer_matches_the_token_regex_on_awkward_tokens():
+    for text in [
+        "It's the minister's U.S. $5 \u00a35bn \u20ac3.5m 1,000.50 2.5.6 'quoted' rock'n'roll 5,. .5 ,5 'tis \u00a3\u00a3 $$ end.",
+        "Stra\u00dfe \ufb01nance \u0130stanbul \u212a caf\u00e9 \u041c\u043e\u0441\u043a\u0432\u0430 \x01\x02 x\u00a3y",
+        "", " ", "'", ".", "a.", ".a", "a'b'c", "a..5", "5,,5", "x" * 5000,
+    ]:
+        assert T.tokens(text) == T._TOKEN.findall(text.casefold()), text
+
+
+def test_only_the_listed_characters_casefold_into_the_token_alphabet():
+    # tokens() skips casefolding non-ASCII text unless it holds one of _FOLDS_TO_ASCII.
+    folding = {
+        c for c in map(chr, range(0x80, sys.maxunicode + 1))
+        if c.casefold() != c and any(f.isascii() or f in "\u00a3\u20ac" for f in c.casefold())
+    }
+    assert folding == set(T._FOLDS_TO_ASCII)
