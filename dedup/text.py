@@ -160,7 +160,7 @@ def is_boilerplate_line(line: str, hints: tuple[str, ...] = _NOTICE_HINTS) -> bo
 def _is_boilerplate(line: str, hints: tuple[str, ...], all_hints: bool) -> bool:
     """:func:`is_boilerplate_line`; ``all_hints``: every hint that occurs in ``line`` is in ``hints``."""
     low = line.lower()
-    if not any(h in low for h in hints):  # plain substring tests: far cheaper than a regex here
+    if not any(map(low.__contains__, hints)):  # plain substring tests: far cheaper than a regex here
         return False
     words = line.split()
     if not words:
@@ -279,6 +279,16 @@ def normalize(text: str, title: str = "") -> tuple[str, list[str]]:
     return "\n".join(paragraphs), dropped
 
 
+# Both end-of-sentence tests look at the end of a growing buffer only; the regexes would scan it all.
+_CLOSERS = "\"'\u201d\u2019)]"
+_ABBREV_REACH = 8  # _ABBREV matches at most "Sept." at the very end; its \b still sees the character before
+
+
+def _ends_sentence(buf: str) -> bool:
+    """``_ENDS_SENTENCE.search(buf)`` for a one-line ``buf``: a stop, then closing quotes or brackets."""
+    return buf.rstrip(_CLOSERS).endswith((".", "!", "?"))
+
+
 def split_sentences(text: str) -> list[str]:
     """Split clean text (one paragraph per line) into sentences."""
     out: list[str] = []
@@ -290,7 +300,7 @@ def split_sentences(text: str) -> list[str]:
         buf = ""
         for piece in pieces:
             buf = f"{buf} {piece}" if buf else piece
-            if _ABBREV.search(buf) or not _ENDS_SENTENCE.search(buf):
+            if not _ends_sentence(buf) or _ABBREV.search(buf, len(buf) - _ABBREV_REACH):
                 continue
             out.append(buf.strip())
             buf = ""
@@ -404,16 +414,21 @@ def display_sentences(text: str, title: str = "") -> list[tuple[str, str, int]]:
         if not looks_like_html(text):
             break
         text = strip_html(text)
-    out: list[tuple[str, str]] = []
     lines = [title] if title.strip() else []
     lines += text.split("\n")
-    first_norm = ""
+    pars = []
     for n, raw in enumerate(lines):
         par = " ".join(raw.split())
-        if not par:
-            continue
-        norm = strip_dateline(" ".join(normalize_chars(par).split()))
-        if not norm or is_boilerplate_line(norm) or _BYLINE.match(norm):
+        if par:
+            norm = strip_dateline(" ".join(normalize_chars(par).split()))
+            if norm:
+                pars.append((n, par, norm))
+    # One scan for the notice hints of all the lines; each line is then tested for those alone.
+    hints = notice_hints("\n".join(norm for _, _, norm in pars))
+    out: list[tuple[str, str, int]] = []
+    first_norm = ""
+    for n, par, norm in pars:
+        if (hints and _is_boilerplate(norm, hints, True)) or (norm[0] in _BYLINE_FIRST and _BYLINE.match(norm)):
             continue
         if n == 0 and title:
             first_norm = norm.casefold()
