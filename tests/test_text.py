@@ -244,3 +244,26 @@ def test_character_tables_of_the_fast_paths_are_complete():
     # clean_paragraphs: a byline or wire marker can only start with these.
     first = re.compile(r"b|e|\(", re.I)
     assert {c for c in map(chr, range(sys.maxunicode + 1)) if first.fullmatch(c)} == set(T._BYLINE_FIRST)
+
+
+_AWKWARD_LINES = [
+    # Long, dense notices whose words re.I matches through a dotless or dotted i or a long s.
+    "Copyr\u0130ght 2021 AP Photo. Copyr\u0130ght reserved, copyr\u0130ght notice, copyr\u0130ght here and more words to pad the line out.",
+    "Copyr\u0131ght 2021 AP Photo. All r\u0131ghts reserved. This material may not be publi\u017fhed, broadcast, rewr\u0131tten or red\u0131str\u0131buted.",
+    "Copyright 2021 The Associated Press. All rights reserved. This material may not be published, broadcast, rewritten or redistributed.",
+    "The court heard that the band had sued over copyright in the song, claiming the melody was taken from a demo tape.",
+    # Abbreviations of every length at the end of a sentence buffer.
+    "It was Sept. 5 when Capt. Smith met Prof. Jones of Acme Corp. and Mr. Brown at 5 p.m. in the U.S. on Jan. 3. Then No. 10 spoke.",
+    "He left.\u201d Then (she said) \u2018no.\u2019 End! Really? Yes.) [Done.]",
+    "BRUSSELS (AP) \u2014 LONDON (Reuters): PARIS - NATO says", "A. (AP) - x", "AB (AP) - x", "NEW YORK CITY \u2013 Stocks fell",
+]
+
+
+def test_fast_paths_match_the_plain_code_on_awkward_lines():
+    for line in _AWKWARD_LINES:
+        assert T.is_boilerplate_line(line) == _ref_is_boilerplate_line(line), line
+        assert T.split_sentences(line) == _ref_split_sentences(line), line
+        assert T.strip_dateline(line) == _ref_strip_dateline(line), line
+    text = "\n\n".join(_AWKWARD_LINES)
+    assert T.clean_paragraphs(text) == _ref_clean_paragraphs(text)
+    assert T.display_sentences(text, "Headline") == _ref_display_sentences(text, "Headline")
