@@ -1,5 +1,6 @@
 """Normalization: what the matcher sees of an article."""
 
+import pytest
 from hypothesis import given, settings, strategies as st
 
 from dedup.text import (
@@ -67,6 +68,13 @@ def test_normalization_is_idempotent(text, title):
     once, _ = normalize(text, title)
     twice, _ = normalize(once, title)
     assert twice == once
+
+
+@pytest.mark.xfail(strict=True, reason="known gap (as before): a title ending in '<A' and a body opening with '>' "
+                   "join into '<A\\n>', which the second pass strips as a tag")
+def test_a_title_and_body_that_spell_a_tag_are_not_yet_idempotent():
+    once, _ = normalize(">", "<A")
+    assert normalize(once, "<A")[0] == once
 
 
 # The fast paths of dedup.text are pinned to the plain regex / loop they replace.
