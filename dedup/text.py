@@ -21,6 +21,7 @@ import html
 import re
 import unicodedata
 import zlib
+from itertools import compress
 
 from sklearn.feature_extraction.text import ENGLISH_STOP_WORDS
 
@@ -33,13 +34,12 @@ _QUOTES = str.maketrans(
         "\u00a0": " ", "\u200b": "", "\ufeff": "",
     }
 )
-_QUOTES_RE = re.compile("[" + re.escape("".join(chr(c) for c in _QUOTES)) + "]")
 _HTML_TAG = re.compile(r"<(script|style)\b.*?</\1\s*>|<[^>]{1,2000}>", re.S | re.I)
 _LOOKS_HTML = re.compile(r"</?(p|div|span|br|a|b|i|em|strong|script|style|html|body|h[1-6]|li|ul|img)\b[^>]*>", re.I)
 _BLOCK_TAG = re.compile(r"</?(p|div|br|li|h[1-6]|tr|blockquote)\b[^>]*>", re.I)
 _PA_POUND = re.compile(r"#(?=\d)")
-_DOUBLE_QUOTE = re.compile(r"''")
 _SPACES = re.compile(r"[ \t\r\f\v]+")
+_WHITESPACE = re.compile(r"\s+")
 
 # "BRUSSELS (AP) - ", "LONDON, Jan 5 (Reuters) - ", "BRUSSELS (Reuters): ", "PARIS (AFP) - "
 _DATELINE = re.compile(
@@ -70,7 +70,8 @@ STOP_WORDS = frozenset(ENGLISH_STOP_WORDS) | {"said", "says", "told", "mr", "mrs
 
 
 def looks_like_html(text: str) -> bool:
-    return bool(_LOOKS_HTML.search(text))
+    # Every tag starts with "<": a memchr-speed test spares plain text the regex scan.
+    return "<" in text and bool(_LOOKS_HTML.search(text))
 
 
 def strip_html(text: str) -> str:
@@ -80,17 +81,25 @@ def strip_html(text: str) -> str:
     return html.unescape(text)
 
 
+# The quote table as (character, replacement) pairs.  No replacement is itself a key, so replacing
+# one key after another gives what a single ``str.translate`` would.
+_QUOTE_PAIRS = tuple((chr(c), r) for c, r in _QUOTES.items())
+
+
 def normalize_chars(text: str) -> str:
     """Unicode NFKC, straight quotes and dashes, PA's ``#`` before a figure as ``£``."""
     if not text.isascii():  # the translation table only maps non-ASCII characters (and the backtick)
         text = unicodedata.normalize("NFKC", text)
-        # str.translate looks every character up in a dict; a regex scan that calls back only on the few
-        # characters to replace is an order of magnitude faster on long articles.
-        text = _QUOTES_RE.sub(lambda m: _QUOTES[ord(m.group())], text)
+        # str.translate looks every character up in a dict, and even a regex scan for the set costs a few
+        # ns a character; a membership test per table key runs at memchr speed (and returns at once for
+        # a key wider than any character of the text), so replace only the keys that occur.
+        for char, replacement in _QUOTE_PAIRS:
+            if char in text:
+                text = text.replace(char, replacement)
     elif "`" in text:
         text = text.replace("`", "'")
     if "''" in text:
-        text = _DOUBLE_QUOTE.sub('"', text)
+        text = text.replace("''", '"')
     if "#" in text:
         text = _PA_POUND.sub("£", text)
     return text
@@ -104,54 +113,150 @@ _NOTICE_HINTS = (
 )
 
 
+_ASCII_LOWER = bytes.maketrans(b"ABCDEFGHIJKLMNOPQRSTUVWXYZ", b"abcdefghijklmnopqrstuvwxyz")
+
+
+def _lower_for_hints(text: str) -> str:
+    """``text`` with the hints' case dropped: ``str.lower`` as far as any hint can tell.
+
+    The hints are ASCII (and "©"), so lowering the ASCII letters finds the same
+    ones as ``str.lower``, at a table lookup per byte, and keeps every
+    character where it was, unless the text holds one of the two characters
+    that lower into ASCII (İ and the Kelvin sign).
+    """
+    if text.isascii() or "\u0130" in text or "\u212a" in text:
+        return text.lower()
+    return text.encode("utf-8", "surrogatepass").translate(_ASCII_LOWER).decode("utf-8", "surrogatepass")
+
+
 def notice_hints(text: str) -> tuple[str, ...]:
     """The notice hints present anywhere in ``text``: lines need testing only for these."""
-    low = text.lower()
-    return tuple(h for h in _NOTICE_HINTS if h in low)
+    low = _lower_for_hints(text)
+    return tuple(compress(_NOTICE_HINTS, map(low.__contains__, _NOTICE_HINTS)))
+
+
+def _lines_with_hints(low: str, hints: tuple[str, ...]) -> set[int]:
+    """Numbers of the lines of ``low`` in which one of ``hints`` occurs."""
+    found = set()
+    for h in hints:
+        i = low.find(h)
+        while i >= 0:
+            found.add(low.count("\n", 0, i))
+            end = low.find("\n", i)  # the rest of this line can add nothing
+            i = low.find(h, end) if end >= 0 else -1
+    return found
+
+
+# ``re.I`` also lets these stand for "i" and "s", but ``str.lower`` keeps them: with one in a line,
+# a notice can match without its hint showing in the lowered line.
+_CASE_QUIRKS = ("\u0131", "\u0130", "\u017f")
 
 
 def is_boilerplate_line(line: str, hints: tuple[str, ...] = _NOTICE_HINTS) -> bool:
     """A line that is a notice, a credit or a navigation label, not reporting."""
+    return _is_boilerplate(line, hints, hints is _NOTICE_HINTS)
+
+
+def _is_boilerplate(line: str, hints: tuple[str, ...], all_hints: bool) -> bool:
+    """:func:`is_boilerplate_line`; ``all_hints``: every hint that occurs in ``line`` is in ``hints``."""
     low = line.lower()
-    if not any(h in low for h in hints):  # plain substring tests: far cheaper than a regex here
+    if not any(map(low.__contains__, hints)):  # plain substring tests: far cheaper than a regex here
         return False
     words = line.split()
     if not words:
         return False
-    if _PHOTO_CREDIT.search(line) and len(words) < 80:
+    if "(" in line and _PHOTO_CREDIT.search(line) and len(words) < 80:
         return True
-    hits = len(_NOTICE.findall(line))
-    if hits == 0:
-        return False
     # A notice is short, or dense in notice vocabulary.
-    return len(words) <= 12 or hits * 12 >= len(words)
+    if len(words) <= 12:
+        return _NOTICE.search(line) is not None
+    # The regex costs a fraction of a microsecond per character, so first bound its count: each notice
+    # holds a hint and notices do not overlap, so there are no more notices than hint occurrences
+    # (unless the line has a character that re.I, but not str.lower, equates with "i" or "s").
+    if line.isascii() or not any(c in line for c in _CASE_QUIRKS):
+        if sum(low.count(h) for h in (hints if all_hints else _NOTICE_HINTS)) * 12 < len(words):
+            return False
+    return len(_NOTICE.findall(line)) * 12 >= len(words)
+
+
+_CAPITALS = "ABCDEFGHIJKLMNOPQRSTUVWXYZ"
+_CAPITALS_SET = frozenset(_CAPITALS)
+# How a dateline can open: both patterns start with an ASCII capital, the plain one ("BRUSSELS - ")
+# continues with two more, the agency one ("BRUSSELS (AP) - ") with a capital or one of " .,'/-".
+# Most paragraphs ("The minister...") open otherwise and skip both regexes.
+_DATELINE_OPENINGS = frozenset(a + b for a in _CAPITALS for b in _CAPITALS + " .,'/-")
+
+
+def _may_start_dateline(par: str) -> bool:
+    """Whether either dateline pattern could match at the start of ``par``."""
+    # Past the opening, the agency pattern needs its "(AP)" and the plain one a third capital.
+    return par[:2] in _DATELINE_OPENINGS and ("(" in par or par[2:3] in _CAPITALS_SET)
 
 
 def strip_dateline(par: str) -> str:
     """Remove a leading dateline ("BRUSSELS (AP) - "), however many are stacked."""
     while True:
-        stripped = _DATELINE_PLAIN.sub("", _DATELINE.sub("", par, count=1), count=1).strip()
+        if _may_start_dateline(par):
+            stripped = _DATELINE_PLAIN.sub("", _DATELINE.sub("", par, count=1), count=1).strip()
+        else:
+            stripped = par.strip()
         if stripped == par:
             return par
         par = stripped
+
+
+# Every character ``str.split()`` splits on except the space and the line break.
+_ODD_SPACES = "\t\x0b\x0c\r\x1c\x1d\x1e\x1f\x85\xa0\u1680" + "".join(map(chr, range(0x2000, 0x200B))) + "\u2028\u2029\u202f\u205f\u3000"
+_ODD_ASCII_SPACES = _ODD_SPACES[:8]
+
+
+def _spaced_by_single_spaces(text: str) -> bool:
+    """Whether the words of each line of ``text`` are separated by single spaces and nothing else.
+
+    Then a line is its own ``" ".join(line.split())`` as soon as it neither
+    starts nor ends with a space.  True for nearly all text, and far cheaper
+    to establish once per text (substring tests run at memchr speed) than
+    to split and rejoin every paragraph.
+    """
+    odd = _ODD_ASCII_SPACES if text.isascii() else _ODD_SPACES
+    return not ("  " in text or any(c in text for c in odd))
+
+
+# A byline or a wire marker ("(ends)") starts with one of these; other lines skip the regex.
+_BYLINE_FIRST = frozenset("Bb(Ee")
 
 
 def clean_paragraphs(text: str) -> tuple[list[str], list[str]]:
     """Split normalized text into kept paragraphs and removed boilerplate lines."""
     kept: list[str] = []
     dropped: list[str] = []
-    hints = notice_hints(text)
-    for raw in text.split("\n"):
-        par = " ".join(raw.split())
-        if not par:
+    low = _lower_for_hints(text)
+    hints = tuple(compress(_NOTICE_HINTS, map(low.__contains__, _NOTICE_HINTS)))
+    # Lines whose hints show only once spaces are collapsed are tested whatever this says.
+    hinted = _lines_with_hints(low, hints) if hints else ()
+    single_spaced = _spaced_by_single_spaces(text)
+    for n, raw in enumerate(text.split("\n")):
+        if not raw:
             continue
-        par = strip_dateline(par)
-        if not par:
-            continue
-        if (hints and is_boilerplate_line(par, hints)) or (len(par) < 80 and _BYLINE.match(par)):
+        if single_spaced and raw[0] != " " and raw[-1] != " ":
+            par = raw
+            may_be_notice = n in hinted  # the paragraph is (a tail of) this very line
+        else:
+            par = " ".join(raw.split())
+            if not par:
+                continue
+            may_be_notice = bool(hints)
+        # ``par`` has no space at either end, so only a dateline can change it here.
+        if par[:2] in _DATELINE_OPENINGS:
+            par = strip_dateline(par)
+            if not par:
+                continue
+        if (may_be_notice and _is_boilerplate(par, hints, single_spaced)) or (
+            len(par) < 80 and par[0] in _BYLINE_FIRST and _BYLINE.match(par)
+        ):
             dropped.append(par)
-            continue
-        kept.append(par)
+        else:
+            kept.append(par)
     return kept, dropped
 
 
@@ -166,11 +271,22 @@ def normalize(text: str, title: str = "") -> tuple[str, list[str]]:
             break
         text = strip_html(text)
     text = normalize_chars(text)
-    title = re.sub(r"\s+", " ", normalize_chars(strip_html(title) if looks_like_html(title) else title)).strip()
+    if title:
+        title = _WHITESPACE.sub(" ", normalize_chars(strip_html(title) if looks_like_html(title) else title)).strip()
     paragraphs, dropped = clean_paragraphs(text)
     if title and not (paragraphs and paragraphs[0].casefold().startswith(title.casefold())):
         paragraphs.insert(0, title)
     return "\n".join(paragraphs), dropped
+
+
+# Both end-of-sentence tests look at the end of a growing buffer only; the regexes would scan it all.
+_CLOSERS = "\"'\u201d\u2019)]"
+_ABBREV_REACH = 8  # _ABBREV matches at most "Sept." at the very end; its \b still sees the character before
+
+
+def _ends_sentence(buf: str) -> bool:
+    """``_ENDS_SENTENCE.search(buf)`` for a one-line ``buf``: a stop, then closing quotes or brackets."""
+    return buf.rstrip(_CLOSERS).endswith((".", "!", "?"))
 
 
 def split_sentences(text: str) -> list[str]:
@@ -184,7 +300,7 @@ def split_sentences(text: str) -> list[str]:
         buf = ""
         for piece in pieces:
             buf = f"{buf} {piece}" if buf else piece
-            if _ABBREV.search(buf) or not _ENDS_SENTENCE.search(buf):
+            if not _ends_sentence(buf) or _ABBREV.search(buf, len(buf) - _ABBREV_REACH):
                 continue
             out.append(buf.strip())
             buf = ""
@@ -197,10 +313,83 @@ def split_sentences(text: str) -> list[str]:
 _DROP = STOP_WORDS | frozenset("abcdefghijklmnopqrstuvwxyz0123456789£$€")
 
 
+# Tokenization without the regex on the common path.  _TOKEN's alphabet is [a-z0-9£$€.,'] (after
+# casefolding): every other character merely separates tokens.  So the text is cut into pieces at
+# those characters, with one bytes.translate (a plain table lookup per byte) and str.split(); a regex
+# match never spans a separator, so the regex finds in a piece exactly what it finds there in the
+# whole text, and a piece of letters and digits alone is exactly one token.
+#
+# £ and € are the only non-ASCII characters of the alphabet: they travel through the ASCII bytes as
+# two control characters, and every other non-ASCII character becomes a separator ("?" from
+# encode(..., "replace")).  That skips casefolding non-ASCII text, which only matters for these
+# characters, the only ones whose casefold holds an ASCII letter (checked by a test).
+_FOLDS_TO_ASCII = "\u00df\u0130\u0149\u017f\u01f0\u1e96\u1e97\u1e98\u1e99\u1e9a\u1e9e\u212a\ufb00\ufb01\ufb02\ufb03\ufb04\ufb05\ufb06"
+_POUND, _EURO = "\x01", "\x02"
+_LOWERED_TOKEN_BYTES = bytes(
+    b + 32 if 65 <= b <= 90
+    else b if b >= 0x80 or chr(b) in "abcdefghijklmnopqrstuvwxyz0123456789$.,'" + _POUND + _EURO
+    else 32
+    for b in range(256)
+)
+# Characters that can make a piece more or other than one token.
+_TOKEN_PUNCTUATION = "$.,'" + _POUND + _EURO
+
+
+def _tokens_slow(text: str) -> list[str]:
+    return _TOKEN.findall(text.casefold())
+
+
+def tokens(text: str) -> list[str]:
+    """Exactly ``_TOKEN.findall(text.casefold())``, several times faster on prose (see above)."""
+    if _POUND in text or _EURO in text:  # the placeholders are taken
+        return _tokens_slow(text)
+    if text.isascii():
+        data = text.encode()
+    elif any(c in text for c in _FOLDS_TO_ASCII):
+        return _tokens_slow(text)
+    else:
+        data = text.replace("£", _POUND).replace("€", _EURO).encode("ascii", "replace")
+    pieces = data.translate(_LOWERED_TOKEN_BYTES).decode()
+    # ".", "," and "'" belong to a token only between two of its characters ("1.5", "1,000", "it's"):
+    # never before a space, after one, or at either end.  Blank them there; that leaves few pieces
+    # with punctuation, and only those go through the regex.
+    if "." in pieces:
+        pieces = pieces.replace(". ", "  ")
+    if "," in pieces:
+        pieces = pieces.replace(", ", "  ")
+    if "'" in pieces:
+        pieces = pieces.replace("' ", "  ").replace(" '", "  ")
+    pieces = pieces.strip(" .,'")
+    odd = sorted(i for c in _TOKEN_PUNCTUATION if c in pieces for i in _find_all(pieces, c))
+    if not odd:
+        return pieces.split()
+    out: list[str] = []
+    done = 0  # pieces[:done] is tokenized
+    for i in odd:
+        if i < done:
+            continue  # in the piece just tokenized
+        start = pieces.rfind(" ", 0, i) + 1
+        end = pieces.find(" ", i)
+        if end < 0:
+            end = len(pieces)
+        out += pieces[done:start].split()
+        out += _TOKEN.findall(pieces[start:end].replace(_POUND, "£").replace(_EURO, "€"))
+        done = end
+    out += pieces[done:].split()
+    return out
+
+
+def _find_all(text: str, char: str):
+    i = text.find(char)
+    while i >= 0:
+        yield i
+        i = text.find(char, i + 1)
+
+
 def content_words(text: str) -> list[str]:
     """Tokens that carry meaning: no stop words, no single characters."""
     drop = _DROP
-    return [t for t in _TOKEN.findall(text.casefold()) if t not in drop]
+    return [t for t in tokens(text) if t not in drop]
 
 
 def line_hash(line: str) -> int:
@@ -225,16 +414,21 @@ def display_sentences(text: str, title: str = "") -> list[tuple[str, str, int]]:
         if not looks_like_html(text):
             break
         text = strip_html(text)
-    out: list[tuple[str, str]] = []
     lines = [title] if title.strip() else []
     lines += text.split("\n")
-    first_norm = ""
+    pars = []
     for n, raw in enumerate(lines):
         par = " ".join(raw.split())
-        if not par:
-            continue
-        norm = strip_dateline(" ".join(normalize_chars(par).split()))
-        if not norm or is_boilerplate_line(norm) or _BYLINE.match(norm):
+        if par:
+            norm = strip_dateline(" ".join(normalize_chars(par).split()))
+            if norm:
+                pars.append((n, par, norm))
+    # One scan for the notice hints of all the lines; each line is then tested for those alone.
+    hints = notice_hints("\n".join(norm for _, _, norm in pars))
+    out: list[tuple[str, str, int]] = []
+    first_norm = ""
+    for n, par, norm in pars:
+        if (hints and _is_boilerplate(norm, hints, True)) or (norm[0] in _BYLINE_FIRST and _BYLINE.match(norm)):
             continue
         if n == 0 and title:
             first_norm = norm.casefold()

@@ -1,5 +1,6 @@
 """Normalization: what the matcher sees of an article."""
 
+import pytest
 from hypothesis import given, settings, strategies as st
 
 from dedup.text import (
@@ -67,3 +68,210 @@ def test_normalization_is_idempotent(text, title):
     once, _ = normalize(text, title)
     twice, _ = normalize(once, title)
     assert twice == once
+
+
+@pytest.mark.xfail(strict=True, reason="known gap (as before): a title ending in '<A' and a body opening with '>' "
+                   "join into '<A\\n>', which the second pass strips as a tag")
+def test_a_title_and_body_that_spell_a_tag_are_not_yet_idempotent():
+    once, _ = normalize(">", "<A")
+    assert normalize(once, "<A")[0] == once
+
+
+# The fast paths of dedup.text are pinned to the plain regex / loop they replace.
+
+import re  # noqa: E402
+import sys  # noqa: E402
+
+from dedup import text as T  # noqa: E402
+
+_NASTY = list(
+    "abcxyzABCXYZ0159 .,'$\u00a3\u20ac\u00a9#-/()<>&;:!?\"`\n\t\r\x0b\x0c\x1c\x85\u2028\u3000\u00a0"
+    "\x01\x02\u00e9\u00c9\u0435\u4e2d\u0661\u00df\u0130\u0131\u017f\u212a\ufb01\u2019\u201c\u2014\ud800"
+)
+_NASTY_TEXT = st.text(alphabet=st.sampled_from(_NASTY), max_size=120) | st.text(max_size=60)
+
+
+@settings(max_examples=500, deadline=None)
+@given(_NASTY_TEXT)
+def test_fast_tokenizer_matches_the_token_regex(text):
+    assert T.tokens(text) == T._TOKEN.findall(text.casefold())
+
+
+def test_fast_tokenizer_matches_the_token_regex_on_awkward_tokens():
+    for text in [
+        "It's the minister's U.S. $5 \u00a35bn \u20ac3.5m 1,000.50 2.5.6 'quoted' rock'n'roll 5,. .5 ,5 'tis \u00a3\u00a3 $$ end.",
+        "Stra\u00dfe \ufb01nance \u0130stanbul \u212a caf\u00e9 \u041c\u043e\u0441\u043a\u0432\u0430 \x01\x02 x\u00a3y",
+        "", " ", "'", ".", "a.", ".a", "a'b'c", "a..5", "5,,5", "x" * 5000,
+    ]:
+        assert T.tokens(text) == T._TOKEN.findall(text.casefold()), text
+
+
+def test_only_the_listed_characters_casefold_into_the_token_alphabet():
+    # tokens() skips casefolding non-ASCII text unless it holds one of _FOLDS_TO_ASCII.
+    folding = {
+        c for c in map(chr, range(0x80, sys.maxunicode + 1))
+        if c.casefold() != c and any(f.isascii() or f in "\u00a3\u20ac" for f in c.casefold())
+    }
+    assert folding == set(T._FOLDS_TO_ASCII)
+
+
+# Reference versions: the plain code the fast paths of dedup.text replace.
+
+def _ref_normalize_chars(text):
+    import unicodedata
+    if not text.isascii():
+        text = unicodedata.normalize("NFKC", text).translate(T._QUOTES)
+    else:
+        text = text.replace("`", "'")
+    return T._PA_POUND.sub("\u00a3", re.sub("''", '"', text))
+
+
+def _ref_strip_dateline(par):
+    while True:
+        stripped = T._DATELINE_PLAIN.sub("", T._DATELINE.sub("", par, count=1), count=1).strip()
+        if stripped == par:
+            return par
+        par = stripped
+
+
+def _ref_is_boilerplate_line(line, hints=T._NOTICE_HINTS):
+    low = line.lower()
+    if not any(h in low for h in hints):
+        return False
+    words = line.split()
+    if not words:
+        return False
+    if T._PHOTO_CREDIT.search(line) and len(words) < 80:
+        return True
+    hits = len(T._NOTICE.findall(line))
+    return hits > 0 and (len(words) <= 12 or hits * 12 >= len(words))
+
+
+def _ref_clean_paragraphs(text):
+    kept, dropped = [], []
+    low = text.lower()
+    hints = tuple(h for h in T._NOTICE_HINTS if h in low)
+    for raw in text.split("\n"):
+        par = _ref_strip_dateline(" ".join(raw.split()))
+        if not par:
+            continue
+        if (hints and _ref_is_boilerplate_line(par, hints)) or (len(par) < 80 and T._BYLINE.match(par)):
+            dropped.append(par)
+        else:
+            kept.append(par)
+    return kept, dropped
+
+
+def _ref_split_sentences(text):
+    out = []
+    for par in text.split("\n"):
+        par = par.strip()
+        buf = ""
+        for piece in T._SENTENCE_END.split(par) if par else []:
+            buf = f"{buf} {piece}" if buf else piece
+            if T._ABBREV.search(buf) or not T._ENDS_SENTENCE.search(buf):
+                continue
+            out.append(buf.strip())
+            buf = ""
+        if buf:
+            out.append(buf.strip())
+    return out
+
+
+def _ref_display_sentences(text, title=""):
+    for _ in range(5):
+        if not T._LOOKS_HTML.search(text):
+            break
+        text = T.strip_html(text)
+    out, first_norm = [], ""
+    lines = ([title] if title.strip() else []) + text.split("\n")
+    for n, raw in enumerate(lines):
+        par = " ".join(raw.split())
+        if not par:
+            continue
+        norm = _ref_strip_dateline(" ".join(_ref_normalize_chars(par).split()))
+        if not norm or _ref_is_boilerplate_line(norm) or T._BYLINE.match(norm):
+            continue
+        if n == 0 and title:
+            first_norm = norm.casefold()
+        elif first_norm and norm.casefold().startswith(first_norm) and len(norm) == len(first_norm):
+            continue
+        for sentence in _ref_split_sentences(par):
+            clean = _ref_strip_dateline(_ref_normalize_chars(sentence))
+            if clean:
+                out.append((sentence, clean, T.line_hash(norm)))
+    return out
+
+
+# Text made of what the fast paths look at: notice words, dateline and byline shapes, odd spaces and
+# the characters that case-fold or lower unusually.
+_PIECES = st.sampled_from([
+    "Copyright", "COPYRIGHT", "copyr\u0131ght", "COPYR\u0130GHT", "(c)", "\u00a9", "All rights reserved.", "may not be published",
+    "rewritten", "archived article", "Trending Stories", "Other reports by", "Read more", "read  more", "Related articles",
+    "Sign up", "\u017fubscribe", "newsletter", "Follow us", "\u212alick here", "share this", "advertisement", "Photo:",
+    "(AP Photo/Evan Vucci)", "(Reuters/x)", "Getty Images", "image caption", "media caption", "/", "photo by",
+    "BRUSSELS (AP) \u2014 ", "LONDON, Jan 5 (Reuters) - ", "PARIS - ", "A (AP) - ", "AB", "By John Smith", "(ends)", "ends",
+    "The minister said the budget was cut.", "Mr. Smith went home.", "It's 5.5% of \u00a31,000.", "He said \u201cno\u201d.",
+    "#500", "''", "`", " ", "  ", "\n", "\n\n", "\t", "\u00a0", "\u2028", "\x85", "\u3000", "\u2003", "x", "The", "and", ".", "!", "?",
+    "\u00df", "\u0130", "\u0131", "\u017f", "\u212a", "\ufb01", "\u00e9", "<p>", "</p>", "<br>", "&amp;",
+])
+_SHAPED_TEXT = st.lists(_PIECES, max_size=40).map("".join) | st.lists(_PIECES | st.text(max_size=5), max_size=25).map(" ".join)
+
+
+@settings(max_examples=300, deadline=None)
+@given(_SHAPED_TEXT | _NASTY_TEXT)
+def test_fast_paths_match_the_plain_code(text):
+    assert T.normalize_chars(text) == _ref_normalize_chars(text)
+    assert T.clean_paragraphs(text) == _ref_clean_paragraphs(text)
+    assert T.split_sentences(text) == _ref_split_sentences(text)
+    for line in text.split("\n"):
+        assert T.strip_dateline(line) == _ref_strip_dateline(line)
+        assert T.is_boilerplate_line(line) == _ref_is_boilerplate_line(line)
+    assert T.notice_hints(text) == tuple(h for h in T._NOTICE_HINTS if h in text.lower())
+
+
+@settings(max_examples=150, deadline=None)
+@given(_SHAPED_TEXT | _NASTY_TEXT, st.sampled_from(["", "Headline", "Copyright", " <b>Read more</b> "]))
+def test_fast_display_sentences_match_the_plain_code(text, title):
+    try:
+        expected = _ref_display_sentences(text, title)
+    except UnicodeEncodeError:  # a lone surrogate cannot be hashed, before or after
+        return
+    assert T.display_sentences(text, title) == expected
+
+
+def test_character_tables_of_the_fast_paths_are_complete():
+    non_ascii = [chr(c) for c in range(0x80, sys.maxunicode + 1)]
+    # _spaced_by_single_spaces: every character str.split() splits on, but " " and "\n".
+    assert {c for c in map(chr, range(sys.maxunicode + 1)) if c.isspace()} - {" ", "\n"} == set(T._ODD_SPACES)
+    # _lower_for_hints: only these lower into ASCII.
+    assert {c for c in non_ascii if any(x.isascii() for x in c.lower())} == {"\u0130", "\u212a"}
+    # _is_boilerplate: re.I equates these with ASCII letters, str.lower does not.
+    letter = re.compile("[a-z]", re.I)
+    assert {c for c in non_ascii if letter.fullmatch(c) and not c.lower().isascii()} == set(T._CASE_QUIRKS)
+    # clean_paragraphs: a byline or wire marker can only start with these.
+    first = re.compile(r"b|e|\(", re.I)
+    assert {c for c in map(chr, range(sys.maxunicode + 1)) if first.fullmatch(c)} == set(T._BYLINE_FIRST)
+
+
+_AWKWARD_LINES = [
+    # Long, dense notices whose words re.I matches through a dotless or dotted i or a long s.
+    "Copyr\u0130ght 2021 AP Photo. Copyr\u0130ght reserved, copyr\u0130ght notice, copyr\u0130ght here and more words to pad the line out.",
+    "Copyr\u0131ght 2021 AP Photo. All r\u0131ghts reserved. This material may not be publi\u017fhed, broadcast, rewr\u0131tten or red\u0131str\u0131buted.",
+    "Copyright 2021 The Associated Press. All rights reserved. This material may not be published, broadcast, rewritten or redistributed.",
+    "The court heard that the band had sued over copyright in the song, claiming the melody was taken from a demo tape.",
+    # Abbreviations of every length at the end of a sentence buffer.
+    "It was Sept. 5 when Capt. Smith met Prof. Jones of Acme Corp. and Mr. Brown at 5 p.m. in the U.S. on Jan. 3. Then No. 10 spoke.",
+    "He left.\u201d Then (she said) \u2018no.\u2019 End! Really? Yes.) [Done.]",
+    "BRUSSELS (AP) \u2014 LONDON (Reuters): PARIS - NATO says", "A. (AP) - x", "AB (AP) - x", "NEW YORK CITY \u2013 Stocks fell",
+]
+
+
+def test_fast_paths_match_the_plain_code_on_awkward_lines():
+    for line in _AWKWARD_LINES:
+        assert T.is_boilerplate_line(line) == _ref_is_boilerplate_line(line), line
+        assert T.split_sentences(line) == _ref_split_sentences(line), line
+        assert T.strip_dateline(line) == _ref_strip_dateline(line), line
+    text = "\n\n".join(_AWKWARD_LINES)
+    assert T.clean_paragraphs(text) == _ref_clean_paragraphs(text)
+    assert T.display_sentences(text, "Headline") == _ref_display_sentences(text, "Headline")
