@@ -232,7 +232,9 @@ def clean_paragraphs(text: str) -> tuple[list[str], list[str]]:
     dropped: list[str] = []
     low = _lower_for_hints(text)
     hints = tuple(compress(_NOTICE_HINTS, map(low.__contains__, _NOTICE_HINTS)))
-    # Lines whose hints show only once spaces are collapsed are tested whatever this says.
+    # Only a line holding a hint can be a notice.  A line whose spaces need collapsing is tested anyway
+    # (collapsing can form a hint: "read  more"); any other paragraph is a tail of its line, so the
+    # hints in it are among those of the line, and among ``hints``.
     hinted = _lines_with_hints(low, hints) if hints else ()
     single_spaced = _spaced_by_single_spaces(text)
     for n, raw in enumerate(text.split("\n")):
@@ -240,7 +242,7 @@ def clean_paragraphs(text: str) -> tuple[list[str], list[str]]:
             continue
         if single_spaced and raw[0] != " " and raw[-1] != " ":
             par = raw
-            may_be_notice = n in hinted  # the paragraph is (a tail of) this very line
+            may_be_notice = n in hinted
         else:
             par = " ".join(raw.split())
             if not par:
