@@ -139,11 +139,13 @@ def _lines_with_hints(low: str, hints: tuple[str, ...]) -> set[int]:
     """Numbers of the lines of ``low`` in which one of ``hints`` occurs."""
     found = set()
     for h in hints:
+        line, counted = 0, 0  # line is the number of the line holding low[counted]
         i = low.find(h)
         while i >= 0:
-            found.add(low.count("\n", 0, i))
-            end = low.find("\n", i)  # the rest of this line can add nothing
-            i = low.find(h, end) if end >= 0 else -1
+            line += low.count("\n", counted, i)
+            found.add(line)
+            counted = low.find("\n", i)  # the rest of this line can add nothing
+            i = low.find(h, counted) if counted >= 0 else -1
     return found
 
 
@@ -365,6 +367,8 @@ def tokens(text: str) -> list[str]:
     odd = sorted(i for c in _TOKEN_PUNCTUATION if c in pieces for i in _find_all(pieces, c))
     if not odd:
         return pieces.split()
+    if len(odd) * 64 > len(pieces):  # mostly "it's" and "1,000": the regex over the whole text is cheaper
+        return _tokens_slow(text)
     out: list[str] = []
     done = 0  # pieces[:done] is tokenized
     for i in odd:
