@@ -139,11 +139,13 @@ def _lines_with_hints(low: str, hints: tuple[str, ...]) -> set[int]:
     """Numbers of the lines of ``low`` in which one of ``hints`` occurs."""
     found = set()
     for h in hints:
+        line, counted = 0, 0  # line is the number of the line holding low[counted]
         i = low.find(h)
         while i >= 0:
-            found.add(low.count("\n", 0, i))
-            end = low.find("\n", i)  # the rest of this line can add nothing
-            i = low.find(h, end) if end >= 0 else -1
+            line += low.count("\n", counted, i)
+            found.add(line)
+            counted = low.find("\n", i)  # the rest of this line can add nothing
+            i = low.find(h, counted) if counted >= 0 else -1
     return found
 
 
@@ -232,7 +234,9 @@ def clean_paragraphs(text: str) -> tuple[list[str], list[str]]:
     dropped: list[str] = []
     low = _lower_for_hints(text)
     hints = tuple(compress(_NOTICE_HINTS, map(low.__contains__, _NOTICE_HINTS)))
-    # Lines whose hints show only once spaces are collapsed are tested whatever this says.
+    # Only a line holding a hint can be a notice.  A line whose spaces need collapsing is tested anyway
+    # (collapsing can form a hint: "read  more"); any other paragraph is a tail of its line, so the
+    # hints in it are among those of the line, and among ``hints``.
     hinted = _lines_with_hints(low, hints) if hints else ()
     single_spaced = _spaced_by_single_spaces(text)
     for n, raw in enumerate(text.split("\n")):
@@ -240,7 +244,7 @@ def clean_paragraphs(text: str) -> tuple[list[str], list[str]]:
             continue
         if single_spaced and raw[0] != " " and raw[-1] != " ":
             par = raw
-            may_be_notice = n in hinted  # the paragraph is (a tail of) this very line
+            may_be_notice = n in hinted
         else:
             par = " ".join(raw.split())
             if not par:
@@ -363,6 +367,8 @@ def tokens(text: str) -> list[str]:
     odd = sorted(i for c in _TOKEN_PUNCTUATION if c in pieces for i in _find_all(pieces, c))
     if not odd:
         return pieces.split()
+    if len(odd) * 64 > len(pieces):  # mostly "it's" and "1,000": the regex over the whole text is cheaper
+        return _tokens_slow(text)
     out: list[str] = []
     done = 0  # pieces[:done] is tokenized
     for i in odd:
