@@ -4,8 +4,10 @@ Both pipelines see the same articles in the same order and do the whole
 per-article job a newsroom needs at ingest: signature, candidate query,
 insert and story assignment (union-find for datasketch; ranking is lazy in
 both).  Each run happens in its own subprocess so peak memory (max RSS) is
-per pipeline.  Figures are medians over ``--repeats`` runs; the ratio is
-ours / datasketch's articles per second.
+per pipeline.  Repeats are interleaved (datasketch, ours, ours --jobs 2,
+datasketch, ...) so a change of machine load hits all of them; figures are
+medians over ``--repeats`` runs, the ratio is ours / datasketch's articles
+per second, and the ratio of each repeat is printed too.
 
 Corpora:
 * ``labelled``: meter-dev + bbc-distractors from ../shared/data (read at run
@@ -173,19 +175,29 @@ def child(pipeline: str, corpus_name: str, n: int) -> None:
                       "peak_rss_mb": round(peak_mb, 1), "pairwise_f1": q["pairwise_f1"], "ari": q["ari"]}))
 
 
-def measure(pipeline: str, corpus_name: str, n: int, repeats: int) -> dict:
-    runs = []
+def run_child(pipeline: str, corpus_name: str, n: int) -> dict:
+    out = subprocess.run([sys.executable, __file__, "--child", pipeline, "--corpus", corpus_name, "--n", str(n)],
+                         check=True, capture_output=True, text=True)
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+def measure(pipelines: list[str], corpus_name: str, n: int, repeats: int) -> dict[str, dict]:
+    """Run every pipeline ``repeats`` times, interleaved (A B C A B C ...), so that a
+    change in machine load during the run hits every pipeline alike."""
+    runs: dict[str, list[dict]] = {p: [] for p in pipelines}
     for _ in range(repeats):
-        out = subprocess.run([sys.executable, __file__, "--child", pipeline, "--corpus", corpus_name, "--n", str(n)],
-                             check=True, capture_output=True, text=True)
-        runs.append(json.loads(out.stdout.strip().splitlines()[-1]))
+        for p in pipelines:
+            runs[p].append(run_child(p, corpus_name, n))
     return {
-        "articles": runs[0]["articles"],
-        "per_second_median": round(statistics.median(r["per_second"] for r in runs), 1),
-        "per_second_runs": [round(r["per_second"], 1) for r in runs],
-        "peak_rss_mb_median": statistics.median(r["peak_rss_mb"] for r in runs),
-        "pairwise_f1": runs[0]["pairwise_f1"],
-        "ari": runs[0]["ari"],
+        p: {
+            "articles": rs[0]["articles"],
+            "per_second_median": round(statistics.median(r["per_second"] for r in rs), 1),
+            "per_second_runs": [round(r["per_second"], 1) for r in rs],
+            "peak_rss_mb_median": statistics.median(r["peak_rss_mb"] for r in rs),
+            "pairwise_f1": rs[0]["pairwise_f1"],
+            "ari": rs[0]["ari"],
+        }
+        for p, rs in runs.items()
     }
 
 
@@ -195,6 +207,7 @@ def main() -> None:
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--synthetic-repeats", type=int, default=1)
     ap.add_argument("--skip-synthetic", action="store_true")
+    ap.add_argument("--skip-jobs", action="store_true", help="leave out the --jobs 2 variant")
     ap.add_argument("--child", choices=["ours", "ours-2jobs", "datasketch"])
     ap.add_argument("--corpus", default="labelled")
     args = ap.parse_args()
@@ -205,19 +218,22 @@ def main() -> None:
     if not args.skip_synthetic:
         plan.append(("synthetic", args.n, args.synthetic_repeats))
     report = {}
+    pipelines = ["datasketch", "ours"] + ([] if args.skip_jobs else ["ours-2jobs"])
     for name, n, repeats in plan:
-        theirs = measure("datasketch", name, n, repeats)
+        results = measure(pipelines, name, n, repeats)
+        theirs = results["datasketch"]
         report[name] = {"datasketch": theirs}
         print(f"{name:10s} {theirs['articles']:>7,} articles | datasketch {theirs['per_second_median']:>8,.0f}/s "
-              f"F1 {theirs['pairwise_f1']:.3f} ARI {theirs['ari']:.3f} peak {theirs['peak_rss_mb_median']:.0f} MB",
-              flush=True)
-        for variant in ("ours", "ours-2jobs"):
-            ours = measure(variant, name, n, repeats)
+              f"F1 {theirs['pairwise_f1']:.3f} ARI {theirs['ari']:.3f} peak {theirs['peak_rss_mb_median']:.0f} MB"
+              f" runs {theirs['per_second_runs']}", flush=True)
+        for variant in pipelines[1:]:
+            ours = results[variant]
             ratio = round(ours["per_second_median"] / theirs["per_second_median"], 2)
-            report[name][variant] = {**ours, "ratio_per_second": ratio}
+            per_run = [round(a / b, 2) for a, b in zip(ours["per_second_runs"], theirs["per_second_runs"])]
+            report[name][variant] = {**ours, "ratio_per_second": ratio, "ratio_per_repeat": per_run}
             print(f"{'':10s} {'':>7s}          | dedup ({variant}) {ours['per_second_median']:>8,.0f}/s "
                   f"F1 {ours['pairwise_f1']:.3f} ARI {ours['ari']:.3f} peak {ours['peak_rss_mb_median']:.0f} MB"
-                  f" | ratio {ratio:.2f}x", flush=True)
+                  f" | ratio {ratio:.2f}x (per repeat {per_run})", flush=True)
     print(json.dumps(report, indent=2))
 
 

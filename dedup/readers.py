@@ -11,6 +11,7 @@ Accepted fields: ``id`` (or ninjs ``uri``/``guid``), ``title`` (or
 from __future__ import annotations
 
 import json
+import re
 import sys
 from pathlib import Path
 from typing import Any, BinaryIO, Iterable, Iterator
@@ -43,6 +44,21 @@ def _first(obj: dict[str, Any], names: Iterable[str]) -> Any:
     return None
 
 
+_LONE_SURROGATE = re.compile("[\ud800-\udfff]")
+
+
+def _without_surrogates(value: str, field: str, where: str, warnings: list[str]) -> str:
+    """JSON may escape half a UTF-16 pair (``"\\ud800"``): not text, and not encodable as UTF-8.
+
+    Replaced by U+FFFD with a warning naming the field, so the article is
+    still clustered and stored instead of failing later in hashing or storage.
+    """
+    if not _LONE_SURROGATE.search(value):
+        return value
+    warnings.append(f"{where}: {field} held unpaired UTF-16 surrogates, replaced by U+FFFD")
+    return _LONE_SURROGATE.sub("\ufffd", value)
+
+
 def article_from_json(obj: Any, where: str, warnings: list[str] | None = None) -> Article:
     """One JSON object (our fields or IPTC ninjs) as an Article; raises BadInput."""
     if not isinstance(obj, dict):
@@ -60,16 +76,11 @@ def article_from_json(obj: Any, where: str, warnings: list[str] | None = None) -
     src = obj.get("source") or obj.get("provider") or ""
     if isinstance(src, dict):
         src = src.get("name", "")
-    art = Article(
-        id=str(raw_id).strip(),
-        text=text,
-        title=title,
-        source=str(src),
-        published=published,
-        url=str(obj.get("url") or ""),
-        origin=where,
-        warnings=list(warnings or []),
-    )
+    notes = list(warnings or [])
+    fields = {"id": str(raw_id).strip(), "text": text, "title": title, "source": str(src),
+              "url": str(obj.get("url") or "")}
+    fields = {k: _without_surrogates(v, k, where, notes) for k, v in fields.items()}
+    art = Article(**fields, published=published, origin=where, warnings=notes)
     if warn:
         art.warnings.append(warn)
     return art

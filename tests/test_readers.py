@@ -46,3 +46,15 @@ def test_text_files_directories_and_stdin(tmp_path):
 def test_unreadable_path_is_an_error_not_a_crash(tmp_path):
     (out,) = list(read_paths([str(tmp_path / "nope.jsonl")]))
     assert isinstance(out, BadInput) and "cannot read" in str(out)
+
+
+def test_unpaired_surrogates_from_json_escapes_are_replaced_with_a_warning():
+    """'\\ud800' is valid JSON but not text: it must not fail later in hashing, storage or output."""
+    from dedup import Deduper
+
+    data = b'{"id": "a1", "title": "T \\ud800", "text": "Tony Blair met firefighters \\udc00 over pay in London."}\n'
+    (art,) = list(read_bytes(data, "feed.jsonl"))
+    assert isinstance(art, Article) and "\ud800" not in art.title and "\udc00" not in art.text
+    assert "\ufffd" in art.text and any("feed.jsonl:1: text" in w for w in art.warnings)
+    assert Deduper().add(art).action == "new"
+    art.text.encode("utf-8")
