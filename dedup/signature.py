@@ -86,15 +86,6 @@ def _fmix(hashes: np.ndarray) -> np.ndarray:
         return hv ^ (hv >> s1)
 
 
-def _fmix_int(h: int) -> int:
-    """:func:`_fmix` of one hash in plain ints (one word at a time: numpy would cost more)."""
-    h ^= h >> 16
-    h = (h * 0x85EBCA6B) & 0xFFFFFFFF
-    h ^= h >> 13
-    h = (h * 0xC2B2AE35) & 0xFFFFFFFF
-    return h ^ (h >> 16)
-
-
 def _sorted_unique(values: np.ndarray) -> np.ndarray:
     """Sorted distinct values (``np.unique`` without its hash-table path, ~20x slower here on uint64)."""
     values = np.sort(values)
@@ -143,25 +134,29 @@ class _Lexicon:
         self.crc = np.zeros(1024, dtype=np.uint32)
         self.mixed = np.zeros(1024, dtype=np.uint32)
 
-    def add(self, term: str) -> int:
+    def add(self, terms: list[str]) -> None:
+        """Number new words, computing their facts together (one numpy call per fact)."""
         n = len(self.number)
-        if n == len(self.idf):
-            self.idf = np.resize(self.idf, 2 * n)
-            self.crc = np.resize(self.crc, 2 * n)
-            self.mixed = np.resize(self.mixed, 2 * n)
-        h = term_hash(term)
-        self.idf[n] = max(IDF_CEILING - _zipf(term), IDF_FLOOR)
-        self.crc[n] = h
-        self.mixed[n] = _fmix_int(h)
-        self.number[term] = n
-        return n
+        end = n + len(terms)
+        if end > len(self.idf):
+            size = max(end, 2 * len(self.idf))
+            self.idf = np.resize(self.idf, size)
+            self.crc = np.resize(self.crc, size)
+            self.mixed = np.resize(self.mixed, size)
+        hashes = np.array([term_hash(t) for t in terms], dtype=np.uint32)
+        self.idf[n:end] = [max(IDF_CEILING - _zipf(t), IDF_FLOOR) for t in terms]
+        self.crc[n:end] = hashes
+        self.mixed[n:end] = _fmix(hashes)
+        self.number.update(zip(terms, range(n, end)))
 
     def rows(self, words: list[str]) -> list[int]:
+        """The number of each word, numbering the new ones first."""
         number = self.number
         try:
             return list(map(number.__getitem__, words))
         except KeyError:
-            return [number[w] if w in number else self.add(w) for w in words]
+            self.add([w for w in dict.fromkeys(words) if w not in number])
+            return list(map(number.__getitem__, words))
 
 
 _LEX = _Lexicon()
