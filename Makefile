@@ -31,6 +31,7 @@ eval: install
 
 bench: install
 	$(BIN)/python bench/ingest.py
+	$(BIN)/python bench/signing.py
 
 ## Stream worker: messages/s with 1 and 2 workers, p50/p99 enqueue-to-assignment latency.
 bench-worker: install system-deps
