@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import itertools
 import json
 import os
@@ -24,7 +25,7 @@ from dedup.records import Article, BadInput, Entry, Signature
 from dedup.service import Deduper
 from dedup.settings import Settings
 from dedup.signature import band_hashes
-from dedup.stories import make_decider
+from dedup.stories import assign, make_decider
 
 from .conftest import ROOT, RedisServer, data_file, free_port
 
@@ -127,7 +128,7 @@ def test_every_key_belongs_to_a_documented_kind(redis_url):
         idx.put(entry("b", 7))
         idx.set_story("a:1", ["a:1", "b"])
         kinds = {k.split(":")[1] for k in all_keys(redis_url, "k")}
-        assert kinds <= KINDS and {"meta", "a", "h", "seq", "b", "e", "lh", "s", "story_of", "stories", "n"} <= kinds
+        assert kinds <= KINDS and {"meta", "a", "h", "seq", "b", "e", "lh", "s", "i", "stories", "n"} <= kinds
         assert key("k", "a", int(idx._r.hget(key("k", "h"), "a:1"))) in all_keys(redis_url, "k")
     with pytest.raises(ValueError):
         key("k", "nope")
@@ -164,17 +165,28 @@ def test_cli_cluster_with_redis_matches_in_process(redis_url, seed_paths):
 
 
 # -- ingest: round trips and concurrency -----------------------------------------------
-def test_ingest_takes_two_round_trips(redis_url, monkeypatch):
+def test_ingest_round_trips(redis_url, monkeypatch):
+    """assign = one round trip for an article without candidates, two with candidates (read, then write)."""
     with RedisIndex(SETTINGS, url=redis_url, namespace="rt") as idx:
-        decide = make_decider(idx, SETTINGS)
-        idx.ingest(entry("a", 1), decide)
+        assign(idx, entry("a", 1), SETTINGS)
         calls = []
         real = idx._r.execute_command
         monkeypatch.setattr(idx._r, "execute_command", lambda *a, **k: calls.append(a[0]) or real(*a, **k))
-        idx.ingest(entry("b", 1), decide)  # joins a's story
-        idx.ingest(entry("c", 99), decide)  # starts a new story
-        assert len(calls) == 4, calls
+        assert assign(idx, entry("b", 1), SETTINGS).action == "joined"
+        assert len(calls) == 2, calls
+        assert assign(idx, entry("c", 99), SETTINGS).action == "new"
+        assert len(calls) == 3, calls
         assert idx.story_of(["a", "b", "c"]) == {"a": "a", "b": "a", "c": "c"}
+        # a stored id: FIND says so; same content is unchanged, a new version replaces it
+        assert assign(idx, entry("c", 99), SETTINGS).action == "unchanged"
+        changed = dataclasses.replace(entry("c", 99), text="another version")
+        assert assign(idx, changed, SETTINGS).action == "replaced"
+        assert idx.entries(["c"])["c"].text == "another version" and len(idx) == 3
+        # a decider that does not declare alone_is_new is always asked, even without candidates
+        asked = []
+        inner = make_decider(idx, SETTINGS)
+        assert idx.ingest(entry("d", 500), lambda e, s, st: asked.append(e.id) or inner(e, s, st)).action == "new"
+        assert asked == ["d"]
 
 
 def test_article_written_concurrently_into_a_shared_bucket_is_not_missed(redis_url):

@@ -23,7 +23,7 @@ import functools
 import json
 import random
 import time
-from typing import Any, Callable, Iterable, TypeVar
+from typing import Any, Callable, Iterable, NamedTuple, TypeVar
 
 import redis
 from redis.cluster import RedisCluster
@@ -37,8 +37,8 @@ from ..records import Assignment, DedupError, Entry, Signature
 from ..settings import Settings
 from . import mask_url, redis_lua
 from .base import Decide, StoryIndex
-from .codec import CODEC_VERSION, decode_entry, decode_signature, encode_entry
-from .redis_keys import check_id, key
+from .codec import CODEC_VERSION, decode_entry, decode_signature, encode_entry, record_id
+from .redis_keys import LAYOUT_VERSION, check_id, key
 
 CLUSTER_SCHEME = "redis+cluster://"
 
@@ -55,8 +55,21 @@ class IndexMismatch(DedupError):
 
 
 T = TypeVar("T")
-# what INGEST needs per article: entry, record, decision, candidates' stories, candidates, bucket digest
-Decided = tuple[Entry, bytes, Assignment, dict[str, str], dict[str, Any], bytes]
+
+
+class Found(NamedTuple):
+    """FIND's answer for one article."""
+
+    stored: bool  # the id is already stored
+    digest: bytes  # the article's buckets (sorted handles), for INGEST's re-check
+    version: bytes  # the namespace's write version when FIND ran
+    own: list[str]  # members of a story named after the article
+    cands: dict[bytes, str]  # candidate handle -> its story ('' if none)
+
+
+# what INGEST needs per article: entry, record, decision, candidate handle -> story assumed,
+# write version and bucket digest seen by FIND
+Decided = tuple[Entry, bytes, Assignment, dict[bytes, str], bytes, bytes]
 
 
 def _guard(fn: Callable[..., T]) -> Callable[..., T]:
@@ -132,7 +145,7 @@ class RedisIndex(StoryIndex):
         self._meta_key = self._k("meta")
         self._members_hint: dict[str, list[str]] = {}
         self._versions: tuple[tuple[Any, ...], list[tuple[str, int]]] | None = None  # see story_versions
-        self._sig_cache: dict[bytes, Signature] = {}
+        self._sig_cache: dict[bytes, tuple[str, Signature]] = {}  # handle -> (id, signature)
         self._newest_day_seen: int | None = None  # retention runs when a newer day arrives
         try:
             self._check_meta()
@@ -155,7 +168,8 @@ class RedisIndex(StoryIndex):
 
     def _check_meta(self) -> None:
         """Claim an empty namespace for these settings, or refuse one built with others."""
-        fp = json.dumps({**self.settings.fingerprint(), "codec": CODEC_VERSION}, sort_keys=True)
+        fp = json.dumps({**self.settings.fingerprint(), "codec": CODEC_VERSION, "layout": LAYOUT_VERSION},
+                        sort_keys=True)
         self._r.hsetnx(self._k("meta"), "fingerprint", fp)  # first opener claims it; HSETNX is atomic
         stored = self._r.hget(self._k("meta"), "fingerprint")
         if _s(stored) != fp:
@@ -204,6 +218,8 @@ class RedisIndex(StoryIndex):
         return int(self._r.get(self._k("n")) or 0)
 
     # -- candidates -----------------------------------------------------------
+    ingest_checks_stored = True  # see ingest()
+
     def _day_arg(self, signature: Signature) -> str:
         return "" if signature.day is None else str(int(signature.day))
 
@@ -221,8 +237,8 @@ class RedisIndex(StoryIndex):
         ids = list(dict.fromkeys(ids))
         if not ids:
             return {}
-        values = self._r.hmget(self._k("story_of"), ids)
-        return {i: _s(v) for i, v in zip(ids, values) if v is not None}
+        values = self._run("STORY_OF", *ids)
+        return {i: _s(v) for i, v in zip(ids, values) if v}
 
     @_guard
     def members(self, story_id: str) -> list[str]:
@@ -295,38 +311,26 @@ class RedisIndex(StoryIndex):
         self._r.close()
 
     # -- the compound step ----------------------------------------------------------
-    def _parse_find(self, reply: list[Any], by_handle: bool = False
-                    ) -> tuple[bool, bytes, list[str], dict[str, Signature], dict[str, str]]:
-        """(already stored, bucket digest, members of the story named after it, candidate signatures, stories)."""
-        stored = bool(int(reply[0]))
-        digest = reply[1]
-        n_own = int(reply[2])
-        own = sorted(_s(m) for m in reply[3 : 3 + n_own])
-        rest = reply[3 + n_own :]
-        sigs: dict[str, Signature] = {}
-        stories: dict[str, str] = {}
-        num_perm = self.settings.num_perm
-        for j in range(0, len(rest), 3):
-            cid = _s(rest[j])
-            if by_handle:  # resolved by the caller from its cache (see _ingest_chunk)
-                sigs[cid] = rest[j + 1]  # type: ignore[assignment]
-            else:
-                sigs[cid] = decode_signature(rest[j + 1], self._k("h", cid), num_perm)
-            if rest[j + 2]:
-                stories[cid] = _s(rest[j + 2])
-        return stored, digest, own, sigs, stories
+    def _parse_find(self, reply: list[Any]) -> Found:
+        """FIND's mode-2 answer (see redis_lua.FIND)."""
+        n_own = int(reply[3])
+        rest = reply[4 + n_own:]
+        return Found(stored=bool(int(reply[0])), digest=reply[1], version=reply[2],
+                     own=sorted(_s(m) for m in reply[4:4 + n_own]),
+                     cands={rest[j]: _s(rest[j + 1]) for j in range(0, len(rest), 2)})
 
-    def _find_args(self, entry: Entry, mode: int = 1) -> list[Any]:
-        sig = entry.signature
-        return [sig.minhash.astype("<u4").tobytes(), self._day_arg(sig), self.settings.window_days, entry.id, mode]
+    def _remember(self, handle: bytes, entry: Entry) -> None:
+        if len(self._sig_cache) >= SIG_CACHE_SIZE:
+            self._sig_cache.clear()
+        self._sig_cache[handle] = (entry.id, entry.signature)  # our own writes are the likeliest next candidates
 
-    def _signatures_by_handle(self, handles: set[bytes]) -> dict[bytes, Signature]:
-        """Signatures of stored handles, from the cache or one MGET for the missing ones.
+    def _known(self, handles: set[bytes]) -> dict[bytes, tuple[str, Signature]]:
+        """Id and signature of stored handles, from the cache or one MGET for the missing ones.
 
         A handle's record never changes (a new version of an article gets a
-        new handle), so cached signatures are never stale; the cache only
-        saves moving the same ~2 kB signature over the wire again and again
-        for articles in popular buckets.
+        new handle), so cached entries are never stale; the cache saves
+        moving the same ~2 kB signature over the wire again and again for
+        articles in popular buckets, and FIND answers handles, not ids.
         """
         cache = self._sig_cache
         missing = [h for h in handles if h not in cache]
@@ -336,55 +340,80 @@ class RedisIndex(StoryIndex):
             keys = [self._k("a", int.from_bytes(h, "little")) for h in missing]
             for h, k, blob in zip(missing, keys, self._r.mget(keys)):
                 if blob is not None:
-                    cache[h] = decode_signature(blob, k, self.settings.num_perm)
+                    cache[h] = (record_id(blob, k), decode_signature(blob, k, self.settings.num_perm))
         return {h: cache[h] for h in handles if h in cache}
+
+    @staticmethod
+    def _candidates_of(found: Found, known: dict[bytes, tuple[str, Signature]]
+                       ) -> tuple[dict[str, Signature], dict[str, str]]:
+        """The decider's view of FIND's candidates: id -> signature, id -> story.
+
+        A candidate deleted since the read is left out: the decision goes
+        without it and INGEST's re-check sends us back to read again.
+        """
+        sigs: dict[str, Signature] = {}
+        stories: dict[str, str] = {}
+        for h, story in found.cands.items():
+            if h in known:
+                cid, sig = known[h]
+                sigs[cid] = sig
+                if story:
+                    stories[cid] = story
+        return sigs, stories
 
     @_guard
     def ingest(self, entry: Entry, decide: Decide) -> Assignment:
-        """Read (one script), decide in Python, write with a re-check (one script); retry on conflict."""
+        """Read (one script), decide in Python, write with a re-check (one script); retry on conflict.
+
+        An article that is already stored comes back ``unchanged`` (same
+        content) or is replaced (``replaced``), as :func:`dedup.stories.assign`
+        does: FIND's answer says whether the id is stored, so that check costs
+        no round trip.  With the standard decider (``decide.alone_is_new``),
+        an article without candidates is stored by FIND itself: one round trip.
+        """
         check_id(entry.id)
         blob = encode_entry(entry)
-        find_args = self._find_args(entry, 2)
+        sig = entry.signature
+        mode = 3 if getattr(decide, "alone_is_new", False) else 2
+        args = [sig.minhash.astype("<u4").tobytes(), self._day_arg(sig), self.settings.window_days, entry.id, mode]
+        if mode == 3:
+            args.append(blob)
+        replaced = False
         for attempt in range(MAX_INGEST_ATTEMPTS):
-            _, digest, own, sigs, stories = self._resolve(self._parse_find(self._run("FIND", *find_args), True))
-            # the decider asks whether a story named after the article exists: answer from the read
-            self._members_hint = {entry.id: own}
-            try:
-                assignment = decide(entry, sigs, stories)
-            finally:
-                self._members_hint = {}
-            done, status = self._write([(entry, blob, assignment, stories, sigs, digest)])
-            if status == "ok":
-                if entry.signature.day is not None:
-                    self._retain(entry.signature.day)
-                return assignment
-            if status == "exists":
-                existing = self._already_there(entry)
-                if existing is not None:
-                    return existing
-                continue
-            self._backoff(attempt)
+            reply = self._run("FIND", *args)
+            if int(reply[0]) == 2:  # FIND stored it: no candidate, no story named after it
+                self._remember(reply[1], entry)
+                assignment = Assignment(entry.id, entry.id, "new")
+            else:
+                found = self._parse_find(reply)
+                status = "exists"
+                if not found.stored:
+                    sigs, stories = self._candidates_of(found, self._known(set(found.cands)))
+                    # the decider asks whether a story named after the article exists: answer from the read
+                    self._members_hint = {entry.id: found.own}
+                    try:
+                        assignment = decide(entry, sigs, stories)
+                    finally:
+                        self._members_hint = {}
+                    _, status = self._write([(entry, blob, assignment, found.cands, found.version, found.digest)])
+                if status == "exists":
+                    existing, removed = self._already_there(entry)
+                    if existing is not None:
+                        return existing
+                    replaced = replaced or removed
+                    continue
+                if status != "ok":
+                    self._backoff(attempt)
+                    continue
+            if replaced:
+                assignment.action = "replaced"
+            if entry.signature.day is not None:
+                self._retain(entry.signature.day)
+            return assignment
         raise DedupError(
             f"article {entry.id!r}: gave up after {MAX_INGEST_ATTEMPTS} conflicting concurrent updates "
             f"in namespace {self.namespace!r}; retry the article"
         )
-
-    def _resolve(self, *parsed: tuple[bool, bytes, list[str], dict[str, Any], dict[str, str]]
-                 ) -> tuple[bool, bytes, list[str], dict[str, Signature], dict[str, str]]:
-        """Replace the handles of FIND answers (mode 2) by signatures, in place; returns the first answer.
-
-        A candidate deleted since the read is left out: the decision goes
-        without it and INGEST's digest re-check sends us back to read again.
-        """
-        by_handle = self._signatures_by_handle({h for p in parsed for h in p[3].values()})
-        for p in parsed:
-            sigs = p[3]
-            for cid, h in list(sigs.items()):
-                if h in by_handle:
-                    sigs[cid] = by_handle[h]
-                else:
-                    del sigs[cid]
-        return parsed[0] if parsed else (False, b"", [], {}, {})
 
     @staticmethod
     def _backoff(attempt: int) -> None:
@@ -394,16 +423,14 @@ class RedisIndex(StoryIndex):
     def _write(self, decided: list[Decided]) -> tuple[int, str]:
         """Run INGEST for decided articles in order; returns (how many were written, status)."""
         args: list[Any] = [self.settings.window_days, len(decided)]
-        for entry, blob, assignment, stories, cands, digest in decided:
+        for entry, blob, assignment, expected, version, digest in decided:
             args += [entry.id, blob, assignment.story, int(assignment.action == "new"),
-                     len(assignment.merged), *assignment.merged, digest, len(cands)]
-            for cid in cands:
-                args += [cid, stories.get(cid, "")]
+                     len(assignment.merged), *assignment.merged, version, digest, len(expected)]
+            for h, story in expected.items():
+                args += [h, story]
         done, status, *handles = self._run("INGEST", *args)
-        if len(self._sig_cache) + len(handles) > SIG_CACHE_SIZE:
-            self._sig_cache.clear()
         for (entry, *_), h in zip(decided, handles):
-            self._sig_cache[h] = entry.signature  # our own writes are the likeliest next candidates
+            self._remember(h, entry)
         return int(done), _s(status)
 
     @_guard
@@ -464,8 +491,8 @@ class RedisIndex(StoryIndex):
             for i in todo:
                 sig = entries[i].signature
                 args += [sig.minhash.astype("<u4").tobytes(), self._day_arg(sig), entries[i].id]
-            parsed = [self._parse_find(reply, by_handle=True) for reply in self._run("FIND", *args)]
-            self._resolve(*parsed)
+            founds = [self._parse_find(reply) for reply in self._run("FIND", *args)]
+            known = self._known({h for f in founds for h in f.cands})
             decided: list[Decided] = []
             chunk_ids: dict[str, int] = {}  # ids decided in this chunk -> position in `decided`
             chunk_story: dict[str, str] = {}  # their stories, as decided
@@ -478,13 +505,14 @@ class RedisIndex(StoryIndex):
                 return story
 
             stop = len(todo)
-            for k, (i, found) in enumerate(zip(todo, parsed)):
+            for k, (i, found) in enumerate(zip(todo, founds)):
                 e = entries[i]
-                stored, digest, own, sigs, stories = found
-                if stored or e.id in chunk_ids:
+                if found.stored or e.id in chunk_ids:
                     stop = k  # write what is decided, then handle this one on its own
                     break
+                sigs, stories = self._candidates_of(found, known)
                 stories = {c: resolve(s) for c, s in stories.items()}
+                expected = {h: resolve(s) for h, s in found.cands.items()}
                 mh = e.signature.minhash.astype("<u4").tobytes()
                 fields = [b.to_bytes(2, "little") + mh[b * w:(b + 1) * w] for b in range(bands)]
                 seen: set[str] = set()
@@ -496,7 +524,7 @@ class RedisIndex(StoryIndex):
                             if _within(e.signature.day, other.day, window):
                                 sigs[c] = other
                                 stories[c] = resolve(chunk_story[c])
-                own_now = [] if e.id in renamed else list(own)
+                own_now = [] if e.id in renamed else list(found.own)
                 own_now += [c for c in chunk_ids if resolve(chunk_story[c]) == e.id]
                 self._members_hint = {e.id: sorted(own_now)}
                 try:
@@ -512,7 +540,7 @@ class RedisIndex(StoryIndex):
                 chunk_story[e.id] = assignment.story
                 for f in fields:
                     band_map.setdefault(f, []).append(e.id)
-                decided.append((e, blobs[i], assignment, stories, sigs, digest))
+                decided.append((e, blobs[i], assignment, expected, found.version, found.digest))
                 out[i] = assignment
             written_idx = [i for i in todo[:stop] if isinstance(out[i], Assignment)]
             done, status = self._write(decided) if decided else (0, "ok")
@@ -565,14 +593,16 @@ class RedisIndex(StoryIndex):
             remove(self, aid, self.settings)
         return old
 
-    def _already_there(self, entry: Entry) -> Assignment | None:
-        """Another worker stored this id while we decided: same content is done, a new version replaces it."""
+    def _already_there(self, entry: Entry) -> tuple[Assignment | None, bool]:
+        """The id is stored (before this ingest, or by another worker meanwhile): same content is done
+        (``unchanged``), a new version removes the old one, re-splitting its story.  Returns the
+        assignment when done, and whether an old version was removed."""
         from ..stories import _same_content, remove  # late import: stories imports the index package
 
         old = self.entries([entry.id]).get(entry.id)
         if old is None:
-            return None
+            return None, False
         if _same_content(old, entry):
-            return Assignment(entry.id, self.story_of([entry.id]).get(entry.id, ""), "unchanged")
+            return Assignment(entry.id, self.story_of([entry.id]).get(entry.id, ""), "unchanged"), False
         remove(self, entry.id, self.settings)
-        return None
+        return None, True

@@ -78,11 +78,16 @@ local function lh_count(fam, delta)
     local m = S0 * 2 ^ s.l
     local src, dst = K_shard(fam, s.p), K_shard(fam, s.p + m)
     local all = redis.call('HGETALL', src)
+    local moved, gone = {}, {}
     for i = 1, #all, 2 do
       if fh(all[i]) %% (2 * m) ~= s.p then
-        redis.call('HSET', dst, all[i], all[i + 1])
-        redis.call('HDEL', src, all[i])
+        moved[#moved + 1] = all[i]; moved[#moved + 1] = all[i + 1]
+        gone[#gone + 1] = all[i]
       end
+    end
+    if #gone > 0 then
+      redis.call('HSET', dst, unpack(moved))
+      redis.call('HDEL', src, unpack(gone))
     end
     s.p = s.p + 1
     if s.p == m then s.l = s.l + 1; s.p = 0 end
@@ -103,13 +108,43 @@ local function lh_flush()
   end
 end
 
--- bucket fields of a minhash: u16 band + the band's raw value
+-- every write script ends here: shard state persisted, and the namespace's write version
+-- ({ns}:meta field v) moves, so INGEST can tell that nothing changed since FIND read
+local function finish()
+  lh_flush()
+  redis.call('HINCRBY', KEYS[1], 'v', 1)
+end
+
+local function version() return redis.call('HGET', KEYS[1], 'v') or '0' end
+
+-- bucket fields of a minhash: u16 band + the band's raw value (computed once per minhash and script)
+local BF = {}
 local function band_fields(m)
-  local out, w = {}, ROWS * 4
+  local out = BF[m]
+  if out then return out end
+  out = {}
+  local w = ROWS * 4
   for i = 0, BANDS - 1 do
     out[#out + 1] = struct.pack('<I2', i) .. string.sub(m, i * w + 1, (i + 1) * w)
   end
+  BF[m] = out
   return out
+end
+
+-- handle info, family 'i': field = 4-byte handle, value = i32 day (NODAY: undated) .. story id
+-- ('' until the article joins a story): what FIND needs per candidate, without reading its record
+local NODAY = -2147483648
+local function info_get(hb) return redis.call('HGET', shard('i', hb), hb) end
+local function info_day(v)
+  local d = struct.unpack('<i4', v)
+  if d == NODAY then return nil end
+  return d
+end
+local function info_story(v) return string.sub(v, 5) end
+local function handle_of(id)
+  local h = redis.call('HGET', K_HANDLES, id)
+  if not h then return false end
+  return struct.pack('<I4', tonumber(h))
 end
 
 -- known: the field's current value when the caller just read it (false: absent), nil: read it
@@ -179,21 +214,27 @@ local function leave(story, ids)
   end
 end
 
-local function set_story(story, ids)
-  local by_old, order = {}, {}
+-- known: optional id -> 4-byte handle the caller already has.  Only stored articles have a story.
+local function set_story(story, ids, known)
+  local by_old, order, moves, members = {}, {}, {}, {}
   for _, id in ipairs(ids) do
-    local old = redis.call('HGET', K_STORY_OF, id)
-    if old and old ~= story then
-      if not by_old[old] then by_old[old] = {}; order[#order + 1] = old end
-      table.insert(by_old[old], id)
+    local hb = (known and known[id]) or handle_of(id)
+    local v = hb and info_get(hb)
+    if v then
+      local old = info_story(v)
+      if old ~= '' and old ~= story then
+        if not by_old[old] then by_old[old] = {}; order[#order + 1] = old end
+        table.insert(by_old[old], id)
+      end
+      if old ~= story then moves[#moves + 1] = {hb, string.sub(v, 1, 4) .. story} end
+      members[#members + 1] = id
+      members[#members + 1] = ''
     end
   end
+  if #members == 0 then return end
   for _, old in ipairs(order) do leave(old, by_old[old]) end
-  local k = K_story(story)
-  for _, id in ipairs(ids) do
-    redis.call('HSET', k, id, '')
-    redis.call('HSET', K_STORY_OF, id, story)
-  end
+  redis.call('HSET', K_story(story), unpack(members))
+  for _, mv in ipairs(moves) do redis.call('HSET', shard('i', mv[1]), mv[1], mv[2]) end
   touch(story)
 end
 
@@ -211,26 +252,28 @@ local function del_article(id)
   local blob = redis.call('GET', ak)
   redis.call('DEL', ak)
   redis.call('HDEL', K_HANDLES, id)
+  local hb = struct.pack('<I4', tonumber(h))
+  local v = info_get(hb)
+  if v then
+    redis.call('HDEL', shard('i', hb), hb)
+    lh_count('i', -1)
+  end
   if blob then
     local r = rec(blob)
-    local hb = struct.pack('<I4', tonumber(h))
     for _, f in ipairs(band_fields(r.m)) do bucket_remove(f, hb) end
     for _, f in ipairs(sent_fields(r.h)) do sent_remove(f) end
   end
   redis.call('ZREM', K_DAYS, id)
   if redis.call('DECR', K_COUNT) <= 0 then redis.call('DEL', K_COUNT, K_SEQ) end
-  local story = redis.call('HGET', K_STORY_OF, id)
-  if story then
-    redis.call('HDEL', K_STORY_OF, id)
-    leave(story, {id})
-  end
+  if v and info_story(v) ~= '' then leave(info_story(v), {id}) end
   return blob or false
 end
 
--- vals: optional field -> current value (false if absent) of this record's buckets, read just before
-local function put(id, blob, vals)
+-- vals: optional field -> current value (false if absent) of this record's buckets, read just before;
+-- absent: true when the caller knows the id is not stored
+local function put(id, blob, vals, absent)
   vals = vals or {}
-  if redis.call('HEXISTS', K_HANDLES, id) == 1 then del_article(id) end
+  if not absent and redis.call('HEXISTS', K_HANDLES, id) == 1 then del_article(id) end
   local h = redis.call('INCR', K_SEQ)
   local hs = string.format('%%d', h)
   redis.call('SET', K_article(hs), blob)
@@ -241,6 +284,8 @@ local function put(id, blob, vals)
   for _, f in ipairs(sent_fields(r.h)) do sent_add(f) end
   redis.call('INCR', K_COUNT)
   if r.day then redis.call('ZADD', K_DAYS, r.day, id) end
+  redis.call('HSET', shard('i', hb), hb, struct.pack('<i4', r.day or NODAY))
+  lh_count('i', 1)
   return hb
 end
 
@@ -269,43 +314,36 @@ local function digest(hs, mine)
   return table.concat(keep)
 end
 
--- ids sharing a band with minhash m, within the window of day (nil: undated), except `exclude`;
--- with_sigs adds each one's signature bytes (or, when it is 'handles', its 4-byte
--- handle, for a client that caches signatures) and story: id, sig, story, ...
--- Also returns the digest of the buckets.
-local function find(m, day, window, exclude, with_sigs)
-  local hs = bucket_handles(m)
+-- the candidates of minhash m: handles sharing a band, within the window of day (nil: undated),
+-- except own (a 4-byte handle or false), each with its info value: {{hb, info}, ...}.
+-- Also returns the digest of the buckets and the bucket values read (for put).
+local function find(m, day, window, own)
+  local hs, vals = bucket_handles(m)
   local out = {}
   for _, hb in ipairs(hs) do
-    local blob = redis.call('GET', K_article(string.format('%%d', struct.unpack('<I4', hb))))
-    if blob then
-      local r = rec(blob)
-      local ok = r.id ~= exclude
-      if ok and day and r.day then ok = math.abs(r.day - day) <= window end
-      if ok then
-        out[#out + 1] = r.id
-        if with_sigs then
-          if with_sigs == 'handles' then out[#out + 1] = hb else out[#out + 1] = string.sub(blob, 1, r.sig_end) end
-          out[#out + 1] = redis.call('HGET', K_STORY_OF, r.id) or ''
-        end
+    if hb ~= own then
+      local v = info_get(hb)
+      if v then
+        local d = info_day(v)
+        if not day or not d or math.abs(d - day) <= window then out[#out + 1] = {hb, v} end
       end
     end
   end
-  return out, digest(hs, {})
+  return out, digest(hs, {}), vals
 end
 """ % {"hdr": HEADER_SIZE, "s0": SHARDS0, "load": LOAD}
 
 # ARGV: ns, bands, rows, id, record
 PUT = _HELPERS + r"""
 put(ARGV[4], ARGV[5])
-lh_flush()
+finish()
 return 1
 """
 
 # ARGV: ns, bands, rows, id -> the old record (false if absent)
 DELETE = _HELPERS + r"""
 local blob = del_article(ARGV[4])
-lh_flush()
+finish()
 return blob
 """
 
@@ -313,6 +351,17 @@ return blob
 RECORDS = _HELPERS + r"""
 local out = {}
 for i = 4, #ARGV do out[#out + 1] = record_of(ARGV[i]) end
+return out
+"""
+
+# ARGV: ns, bands, rows, id, id, ... -> story of each ('' where absent or in no story)
+STORY_OF = _HELPERS + r"""
+local out = {}
+for i = 4, #ARGV do
+  local hb = handle_of(ARGV[i])
+  local v = hb and info_get(hb)
+  out[#out + 1] = v and info_story(v) or ''
+end
 return out
 """
 
@@ -328,51 +377,74 @@ SET_STORY = _HELPERS + r"""
 local ids = {}
 for i = 5, #ARGV do ids[#ids + 1] = ARGV[i] end
 set_story(ARGV[4], ids)
+finish()
 return 1
 """
 
-# ARGV: ns, bands, rows, minhash, day ('' = undated), window, exclude, with_sigs (0/1/2)
-# with_sigs=1 answers {stored(0/1), digest, #own, own..., id, sig, story, ...}: whether
-# `exclude` is already stored, the digest of its buckets (for INGEST's re-check) and the
-# members of a story named `exclude`, so the caller's duplicate check and the decider's
-# fresh-story-id check need no extra round trip.  with_sigs=2 sends handles, not signatures.
+# ARGV: ns, bands, rows, minhash, day ('' = undated), window, id, mode[, record]
+# mode 0 answers the ids of the candidates (except `id`).
+# mode 2 answers {stored (0/1), digest, version, #own, own..., handle, story, handle, story, ...}:
+# whether `id` is already stored, the digest of its buckets and the write version (for INGEST's
+# re-check), the members of a story named `id` (the decider's fresh-story-id check), and the
+# candidates as 4-byte handles (the client keeps id and signature by handle) with their stories.
+# mode 3 is mode 2 plus the article's record: when the article is not stored, has no candidate and
+# no story is named after it, the decision can only be "new story named after it", so the script
+# stores it at once and answers {2, handle}: one round trip for the whole ingest.
 FIND = _HELPERS + r"""
-local function answer(m, day_arg, window, id, mode_arg)
+local function answer(m, day_arg, window, id, mode, blob)
   local day = nil
   if day_arg ~= '' then day = tonumber(day_arg) end
-  local mode = false
-  if mode_arg == '1' then mode = 'sigs' elseif mode_arg == '2' then mode = 'handles' end
-  local found, dg = find(m, day, window, id, mode)
-  if not mode then return found end
+  local own_hb = handle_of(id)
+  local found, dg, vals = find(m, day, window, own_hb)
+  if mode == '0' then
+    local ids = {}
+    for _, c in ipairs(found) do
+      local b = redis.call('GET', K_article(string.format('%d', struct.unpack('<I4', c[1]))))
+      if b then ids[#ids + 1] = rec(b).id end
+    end
+    return ids
+  end
   local own = redis.call('HKEYS', K_story(id))
-  local out = {redis.call('HEXISTS', K_HANDLES, id), dg, #own}
+  if mode == '3' and not own_hb and #found == 0 and #own == 0 then
+    local hb = put(id, blob, vals, true)
+    set_story(id, {id}, {[id] = hb})
+    finish()
+    return {2, hb}
+  end
+  local out = {own_hb and 1 or 0, dg, version(), #own}
   for _, v in ipairs(own) do out[#out + 1] = v end
-  for _, v in ipairs(found) do out[#out + 1] = v end
+  for _, c in ipairs(found) do
+    out[#out + 1] = c[1]
+    out[#out + 1] = info_story(c[2])
+  end
   return out
 end
 if ARGV[4] == 'many' then
-  -- ARGV: ns, bands, rows, 'many', window, mode, (minhash, day, id)...: one answer per article
+  -- ARGV: ns, bands, rows, 'many', window, mode (0 or 2), (minhash, day, id)...: one answer per article
   local out = {}
   for i = 7, #ARGV, 3 do out[#out + 1] = answer(ARGV[i], ARGV[i + 1], tonumber(ARGV[5]), ARGV[i + 2], ARGV[6]) end
   return out
 end
-return answer(ARGV[4], ARGV[5], tonumber(ARGV[6]), ARGV[7], ARGV[8])
+return answer(ARGV[4], ARGV[5], tonumber(ARGV[6]), ARGV[7], ARGV[8], ARGV[9])
 """
 
 # ARGV: ns, bands, rows, window, count, then per article:
-#       id, record, story, is_new, nmerged, merged..., digest, ncand, (cand, story-or-'')...
+#       id, record, story, is_new, nmerged, merged..., version, digest, ncand, (handle, story-or-'')...
 # Writes the articles in order.  Before each one it re-checks what the client
-# decided on and stops at the first that changed: the buckets must hold what
-# FIND saw (its digest) plus only articles this call wrote, the candidates must
-# still be in the stories the client assumed (after this call's own moves),
-# and a new story id must still be free.  Returns {articles written, 'ok' |
-# 'conflict' | 'exists', handles of the written articles...}; the client reads and
-# decides the rest again.
+# decided on and stops at the first that changed.  When the write version is
+# still the one FIND answered, nothing was written since that read but this
+# call's own articles, which the client decided with, so there is nothing to
+# re-check.  Otherwise: the buckets must hold what FIND saw (its digest) plus
+# only articles this call wrote, the candidates must still be in the stories
+# the client assumed (after this call's own moves), and a new story id must
+# still be free.  Returns {articles written, 'ok' | 'conflict' | 'exists',
+# handles of the written articles...}; the client reads and decides the rest again.
 # Comparing digests instead of re-reading candidates keeps the re-check to the
 # 32 bucket reads, without fetching any record.
 INGEST = _HELPERS + r"""
 local window = tonumber(ARGV[4])
 local count = tonumber(ARGV[5])
+local v0 = version()
 local i = 6
 local mine, written = {}, {}
 for done = 0, count - 1 do
@@ -381,35 +453,38 @@ for done = 0, count - 1 do
   local nmerged = tonumber(ARGV[i]); local merged = {}
   for j = 1, nmerged do merged[j] = ARGV[i + j] end
   i = i + nmerged + 1
-  local dg = ARGV[i]
-  i = i + 1
+  local seen_version, dg = ARGV[i], ARGV[i + 1]
+  i = i + 2
   local ncand = tonumber(ARGV[i]); local expected = {}
   for j = 0, ncand - 1 do expected[ARGV[i + 1 + 2 * j]] = ARGV[i + 2 + 2 * j] end
   i = i + 2 * ncand + 1
 
-  if redis.call('HEXISTS', K_HANDLES, id) == 1 then lh_flush(); return {done, 'exists', unpack(written)} end
+  if redis.call('HEXISTS', K_HANDLES, id) == 1 then finish(); return {done, 'exists', unpack(written)} end
   local r = rec(blob)
   local hs, vals = bucket_handles(r.m)
-  local ok = digest(hs, mine) == dg
-  if ok then
-    for c, want in pairs(expected) do
-      if (redis.call('HGET', K_STORY_OF, c) or '') ~= want then ok = false; break end
+  if seen_version ~= v0 then
+    local ok = digest(hs, mine) == dg
+    if ok then
+      for hb, want in pairs(expected) do
+        local v = info_get(hb)
+        if not v or info_story(v) ~= want then ok = false; break end
+      end
     end
+    if ok and is_new and redis.call('EXISTS', K_story(story)) == 1 then ok = false end
+    if not ok then finish(); return {done, 'conflict', unpack(written)} end
   end
-  if ok and is_new and redis.call('EXISTS', K_story(story)) == 1 then ok = false end
-  if not ok then lh_flush(); return {done, 'conflict', unpack(written)} end
 
-  local hb = put(id, blob, vals)
+  local hb = put(id, blob, vals, true)
   mine[hb] = true
   written[#written + 1] = hb
   local folded = {id}
   for _, old in ipairs(merged) do
     for _, a in ipairs(redis.call('HKEYS', K_story(old))) do folded[#folded + 1] = a end
   end
-  set_story(story, folded)
+  set_story(story, folded, {[id] = hb})
 end
-lh_flush()
+finish()
 return {count, 'ok', unpack(written)}
 """
 
-SCRIPTS = ("PUT", "DELETE", "RECORDS", "SENT_COUNTS", "SET_STORY", "FIND", "INGEST")
+SCRIPTS = ("PUT", "DELETE", "RECORDS", "STORY_OF", "SENT_COUNTS", "SET_STORY", "FIND", "INGEST")
