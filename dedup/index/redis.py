@@ -61,14 +61,14 @@ class Found(NamedTuple):
     """FIND's answer for one article."""
 
     stored: bool  # the id is already stored
-    digest: bytes  # the article's buckets (sorted handles), for INGEST's re-check
+    buckets: bytes  # the values of the article's buckets as FIND read them, handed back to INGEST
     version: bytes  # the namespace's write version when FIND ran
     own: list[str]  # members of a story named after the article
     cands: dict[bytes, str]  # candidate handle -> its story ('' if none)
 
 
 # what INGEST needs per article: entry, record, decision, candidate handle -> story assumed,
-# write version and bucket digest seen by FIND
+# write version and bucket values seen by FIND
 Decided = tuple[Entry, bytes, Assignment, dict[bytes, str], bytes, bytes]
 
 
@@ -315,7 +315,7 @@ class RedisIndex(StoryIndex):
         """FIND's mode-2 answer (see redis_lua.FIND)."""
         n_own = int(reply[3])
         rest = reply[4 + n_own:]
-        return Found(stored=bool(int(reply[0])), digest=reply[1], version=reply[2],
+        return Found(stored=bool(int(reply[0])), buckets=reply[1], version=reply[2],
                      own=sorted(_s(m) for m in reply[4:4 + n_own]),
                      cands={rest[j]: _s(rest[j + 1]) for j in range(0, len(rest), 2)})
 
@@ -395,7 +395,7 @@ class RedisIndex(StoryIndex):
                         assignment = decide(entry, sigs, stories)
                     finally:
                         self._members_hint = {}
-                    _, status = self._write([(entry, blob, assignment, found.cands, found.version, found.digest)])
+                    _, status = self._write([(entry, blob, assignment, found.cands, found.version, found.buckets)])
                 if status == "exists":
                     existing, removed = self._already_there(entry)
                     if existing is not None:
@@ -423,9 +423,9 @@ class RedisIndex(StoryIndex):
     def _write(self, decided: list[Decided]) -> tuple[int, str]:
         """Run INGEST for decided articles in order; returns (how many were written, status)."""
         args: list[Any] = [self.settings.window_days, len(decided)]
-        for entry, blob, assignment, expected, version, digest in decided:
+        for entry, blob, assignment, expected, version, buckets in decided:
             args += [entry.id, blob, assignment.story, int(assignment.action == "new"),
-                     len(assignment.merged), *assignment.merged, version, digest, len(expected)]
+                     len(assignment.merged), *assignment.merged, version, buckets, len(expected)]
             for h, story in expected.items():
                 args += [h, story]
         done, status, *handles = self._run("INGEST", *args)
@@ -540,7 +540,7 @@ class RedisIndex(StoryIndex):
                 chunk_story[e.id] = assignment.story
                 for f in fields:
                     band_map.setdefault(f, []).append(e.id)
-                decided.append((e, blobs[i], assignment, expected, found.version, found.digest))
+                decided.append((e, blobs[i], assignment, expected, found.version, found.buckets))
                 out[i] = assignment
             written_idx = [i for i in todo[:stop] if isinstance(out[i], Assignment)]
             done, status = self._write(decided) if decided else (0, "ok")

@@ -108,14 +108,11 @@ local function lh_flush()
   end
 end
 
--- every write script ends here: shard state persisted, and the namespace's write version
--- ({ns}:meta field v) moves, so INGEST can tell that nothing changed since FIND read
-local function finish()
-  lh_flush()
-  redis.call('HINCRBY', KEYS[1], 'v', 1)
-end
-
+-- the namespace's write version ({ns}:meta field v): every write script moves it before its first
+-- write, so INGEST can tell that nothing changed since FIND read (even after a script that failed half-way)
 local function version() return redis.call('HGET', KEYS[1], 'v') or '0' end
+local function begin_write() redis.call('HINCRBY', KEYS[1], 'v', 1) end
+local finish = lh_flush
 
 -- bucket fields of a minhash: u16 band + the band's raw value (computed once per minhash and script)
 local BF = {}
@@ -147,17 +144,41 @@ local function handle_of(id)
   return struct.pack('<I4', tonumber(h))
 end
 
--- known: the field's current value when the caller just read it (false: absent), nil: read it
+-- bucket values this script wrote (field -> value, false once emptied): INGEST's fast path
+-- takes the values FIND read, except where this script changed them since
+local BV = {}
+
+-- a bucket entry is the 4-byte handle + a 2-byte day tag, so FIND filters by the window
+-- without reading anything per candidate: the day modulo 65535, 65535 when undated
+local UNDATED = 65535
+local function day_tag(day)
+  if not day then return UNDATED end
+  return day %% 65535
+end
+
+-- might a tag be within `window` days of `day` (nil: undated)?  Modular, so a day 179 years
+-- away can pass: the client's verification checks the exact days again
+local function tag_within(tag, day, window)
+  if not day or tag == UNDATED or window >= 32767 then return true end
+  local d = math.abs(tag - day_tag(day))
+  return d <= window or 65535 - d <= window
+end
+
+-- known: the field's current value when the caller just read it (false: absent), nil: read it;
+-- hb: the bucket entry (handle + day tag)
 local function bucket_add(f, hb, known)
   local k = shard('b', f)
   local v = known
   if v == nil then v = redis.call('HGET', k, f) end
   if v then
-    redis.call('HSET', k, f, v .. hb)
+    v = v .. hb
+    redis.call('HSET', k, f, v)
   else
-    redis.call('HSET', k, f, hb)
+    v = hb
+    redis.call('HSET', k, f, v)
     lh_count('b', 1)
   end
+  BV[f] = v
 end
 
 local function bucket_remove(f, hb)
@@ -165,15 +186,16 @@ local function bucket_remove(f, hb)
   local v = redis.call('HGET', k, f)
   if not v then return end
   local keep = {}
-  for j = 1, #v, 4 do
-    local x = string.sub(v, j, j + 3)
-    if x ~= hb then keep[#keep + 1] = x end
+  for j = 1, #v, 6 do
+    if string.sub(v, j, j + 3) ~= hb then keep[#keep + 1] = string.sub(v, j, j + 5) end
   end
   if #keep == 0 then
     redis.call('HDEL', k, f)
     lh_count('b', -1)
+    BV[f] = false
   else
-    redis.call('HSET', k, f, table.concat(keep))
+    BV[f] = table.concat(keep)
+    redis.call('HSET', k, f, BV[f])
   end
 end
 
@@ -280,7 +302,8 @@ local function put(id, blob, vals, absent)
   redis.call('HSET', K_HANDLES, id, hs)
   local r = rec(blob)
   local hb = struct.pack('<I4', h)
-  for _, f in ipairs(band_fields(r.m)) do bucket_add(f, hb, vals[f]) end
+  local entry = hb .. struct.pack('<I2', day_tag(r.day))
+  for _, f in ipairs(band_fields(r.m)) do bucket_add(f, entry, vals[f]) end
   for _, f in ipairs(sent_fields(r.h)) do sent_add(f) end
   redis.call('INCR', K_COUNT)
   if r.day then redis.call('ZADD', K_DAYS, r.day, id) end
@@ -290,19 +313,54 @@ local function put(id, blob, vals, absent)
 end
 
 -- the distinct handles (4-byte strings) in the buckets of minhash m, and field -> value read
-local function bucket_handles(m)
-  local hs, seen, vals = {}, {}, {}
-  for _, f in ipairs(band_fields(m)) do
-    local v = redis.call('HGET', shard('b', f), f)
-    vals[f] = v
+local function bucket_values(fields)
+  local vals = {}
+  for _, f in ipairs(fields) do vals[f] = redis.call('HGET', shard('b', f), f) end
+  return vals
+end
+
+-- distinct handles in these bucket values, and handle -> day tag
+local function handles_in(fields, vals)
+  local hs, tags = {}, {}
+  for _, f in ipairs(fields) do
+    local v = vals[f]
     if v then
-      for j = 1, #v, 4 do
+      for j = 1, #v, 6 do
         local hb = string.sub(v, j, j + 3)
-        if not seen[hb] then seen[hb] = true; hs[#hs + 1] = hb end
+        if not tags[hb] then
+          tags[hb] = struct.unpack('<I2', v, j + 4)
+          hs[#hs + 1] = hb
+        end
       end
     end
   end
-  return hs, vals
+  return hs, tags
+end
+
+-- bucket values as one string (per band: u32 length + value, 0xFFFFFFFF when absent), for
+-- FIND to hand to the client and the client back to INGEST; unpack_vals reverses it
+local function pack_vals(fields, vals)
+  local out = {}
+  for i, f in ipairs(fields) do
+    local v = vals[f]
+    if v then out[i] = struct.pack('<I4', #v) .. v else out[i] = '\255\255\255\255' end
+  end
+  return table.concat(out)
+end
+
+local function unpack_vals(fields, packed)
+  local vals, pos = {}, 1
+  for _, f in ipairs(fields) do
+    local n = struct.unpack('<I4', packed, pos)
+    pos = pos + 4
+    if n == 4294967295 then
+      vals[f] = false
+    else
+      vals[f] = string.sub(packed, pos, pos + n - 1)
+      pos = pos + n
+    end
+  end
+  return vals
 end
 
 -- what the buckets of m hold, as one comparable string (sorted handles), leaving out `mine`:
@@ -315,26 +373,26 @@ local function digest(hs, mine)
 end
 
 -- the candidates of minhash m: handles sharing a band, within the window of day (nil: undated),
--- except own (a 4-byte handle or false), each with its info value: {{hb, info}, ...}.
--- Also returns the digest of the buckets and the bucket values read (for put).
+-- (by day tag: may include a few more, see tag_within), except own (a 4-byte handle or false),
+-- each with its info value: {{hb, info}, ...}.
+-- Also returns the bucket values read (field -> value or false).
 local function find(m, day, window, own)
-  local hs, vals = bucket_handles(m)
+  local vals = bucket_values(band_fields(m))
+  local hs, tags = handles_in(band_fields(m), vals)
   local out = {}
   for _, hb in ipairs(hs) do
-    if hb ~= own then
+    if hb ~= own and tag_within(tags[hb], day, window) then
       local v = info_get(hb)
-      if v then
-        local d = info_day(v)
-        if not day or not d or math.abs(d - day) <= window then out[#out + 1] = {hb, v} end
-      end
+      if v then out[#out + 1] = {hb, v} end
     end
   end
-  return out, digest(hs, {}), vals
+  return out, vals
 end
 """ % {"hdr": HEADER_SIZE, "s0": SHARDS0, "load": LOAD}
 
 # ARGV: ns, bands, rows, id, record
 PUT = _HELPERS + r"""
+begin_write()
 put(ARGV[4], ARGV[5])
 finish()
 return 1
@@ -342,6 +400,7 @@ return 1
 
 # ARGV: ns, bands, rows, id -> the old record (false if absent)
 DELETE = _HELPERS + r"""
+begin_write()
 local blob = del_article(ARGV[4])
 finish()
 return blob
@@ -376,6 +435,7 @@ return out
 SET_STORY = _HELPERS + r"""
 local ids = {}
 for i = 5, #ARGV do ids[#ids + 1] = ARGV[i] end
+begin_write()
 set_story(ARGV[4], ids)
 finish()
 return 1
@@ -383,9 +443,9 @@ return 1
 
 # ARGV: ns, bands, rows, minhash, day ('' = undated), window, id, mode[, record]
 # mode 0 answers the ids of the candidates (except `id`).
-# mode 2 answers {stored (0/1), digest, version, #own, own..., handle, story, handle, story, ...}:
-# whether `id` is already stored, the digest of its buckets and the write version (for INGEST's
-# re-check), the members of a story named `id` (the decider's fresh-story-id check), and the
+# mode 2 answers {stored (0/1), buckets, version, #own, own..., handle, story, handle, story, ...}:
+# whether `id` is already stored, the values of its 32 buckets (pack_vals) and the write version
+# (INGEST writes with those values, or re-checks against them when the version moved), the members of a story named `id` (the decider's fresh-story-id check), and the
 # candidates as 4-byte handles (the client keeps id and signature by handle) with their stories.
 # mode 3 is mode 2 plus the article's record: when the article is not stored, has no candidate and
 # no story is named after it, the decision can only be "new story named after it", so the script
@@ -395,23 +455,27 @@ local function answer(m, day_arg, window, id, mode, blob)
   local day = nil
   if day_arg ~= '' then day = tonumber(day_arg) end
   local own_hb = handle_of(id)
-  local found, dg, vals = find(m, day, window, own_hb)
+  local found, vals = find(m, day, window, own_hb)
   if mode == '0' then
     local ids = {}
     for _, c in ipairs(found) do
-      local b = redis.call('GET', K_article(string.format('%d', struct.unpack('<I4', c[1]))))
-      if b then ids[#ids + 1] = rec(b).id end
+      local d = info_day(c[2])
+      if not day or not d or math.abs(d - day) <= window then
+        local b = redis.call('GET', K_article(string.format('%d', struct.unpack('<I4', c[1]))))
+        if b then ids[#ids + 1] = rec(b).id end
+      end
     end
     return ids
   end
   local own = redis.call('HKEYS', K_story(id))
   if mode == '3' and not own_hb and #found == 0 and #own == 0 then
+    begin_write()
     local hb = put(id, blob, vals, true)
     set_story(id, {id}, {[id] = hb})
     finish()
     return {2, hb}
   end
-  local out = {own_hb and 1 or 0, dg, version(), #own}
+  local out = {own_hb and 1 or 0, pack_vals(band_fields(m), vals), version(), #own}
   for _, v in ipairs(own) do out[#out + 1] = v end
   for _, c in ipairs(found) do
     out[#out + 1] = c[1]
@@ -429,22 +493,24 @@ return answer(ARGV[4], ARGV[5], tonumber(ARGV[6]), ARGV[7], ARGV[8], ARGV[9])
 """
 
 # ARGV: ns, bands, rows, window, count, then per article:
-#       id, record, story, is_new, nmerged, merged..., version, digest, ncand, (handle, story-or-'')...
+#       id, record, story, is_new, nmerged, merged..., version, buckets, ncand, (handle, story-or-'')...
 # Writes the articles in order.  Before each one it re-checks what the client
 # decided on and stops at the first that changed.  When the write version is
 # still the one FIND answered, nothing was written since that read but this
 # call's own articles, which the client decided with, so there is nothing to
-# re-check.  Otherwise: the buckets must hold what FIND saw (its digest) plus
+# re-check, and the buckets are what FIND read (updated by this call's own
+# writes): no bucket read at all.  Otherwise: the buckets must hold what FIND saw plus
 # only articles this call wrote, the candidates must still be in the stories
 # the client assumed (after this call's own moves), and a new story id must
 # still be free.  Returns {articles written, 'ok' | 'conflict' | 'exists',
 # handles of the written articles...}; the client reads and decides the rest again.
-# Comparing digests instead of re-reading candidates keeps the re-check to the
-# 32 bucket reads, without fetching any record.
+# Comparing the buckets' handles instead of re-reading candidates keeps the
+# re-check to the 32 bucket reads, without fetching any record.
 INGEST = _HELPERS + r"""
 local window = tonumber(ARGV[4])
 local count = tonumber(ARGV[5])
 local v0 = version()
+begin_write()
 local i = 6
 local mine, written = {}, {}
 for done = 0, count - 1 do
@@ -453,7 +519,7 @@ for done = 0, count - 1 do
   local nmerged = tonumber(ARGV[i]); local merged = {}
   for j = 1, nmerged do merged[j] = ARGV[i + j] end
   i = i + nmerged + 1
-  local seen_version, dg = ARGV[i], ARGV[i + 1]
+  local seen_version, packed = ARGV[i], ARGV[i + 1]
   i = i + 2
   local ncand = tonumber(ARGV[i]); local expected = {}
   for j = 0, ncand - 1 do expected[ARGV[i + 1 + 2 * j]] = ARGV[i + 2 + 2 * j] end
@@ -461,9 +527,18 @@ for done = 0, count - 1 do
 
   if redis.call('HEXISTS', K_HANDLES, id) == 1 then finish(); return {done, 'exists', unpack(written)} end
   local r = rec(blob)
-  local hs, vals = bucket_handles(r.m)
-  if seen_version ~= v0 then
-    local ok = digest(hs, mine) == dg
+  local fields = band_fields(r.m)
+  local seen = unpack_vals(fields, packed)
+  local vals = {}
+  if seen_version == v0 then
+    for _, f in ipairs(fields) do
+      local w = BV[f]
+      if w == nil then w = seen[f] end
+      vals[f] = w
+    end
+  else
+    vals = bucket_values(fields)
+    local ok = digest(handles_in(fields, vals), mine) == digest(handles_in(fields, seen), {})
     if ok then
       for hb, want in pairs(expected) do
         local v = info_get(hb)
