@@ -119,6 +119,37 @@ def test_bucket_shards_split_and_stay_small_listpacks(redis_url):
         assert all_keys(redis_url, "grow") == ["{grow}:meta"]
 
 
+def test_popular_bucket_is_stored_in_pieces_and_keeps_its_shard_a_listpack(redis_url):
+    """A bucket holding many articles is split into <= 60-byte pieces (values over 64 bytes would turn the
+    shard into a hash table); reads, deletes from the middle and the end give the same candidates."""
+    rng = np.random.default_rng(5)
+    shared = rng.integers(0, 2**32, SETTINGS.num_perm, dtype=np.uint64).astype(np.uint32)
+    with RedisIndex(SETTINGS, url=redis_url, namespace="hot") as idx:
+        ids = [f"h{n}" for n in range(35)]  # 35 x 6 bytes = 4 pieces per bucket
+        for aid in ids:
+            mh = rng.integers(0, 2**32, SETTINGS.num_perm, dtype=np.uint64).astype(np.uint32)
+            mh[:3] = shared[:3]  # bands 0-2 shared by all
+            sig = Signature(minhash=mh, term_ids=np.array([1], dtype=np.uint32),
+                            term_weights=np.array([1.0], dtype=np.float32), shingles=np.array([], dtype=np.uint32),
+                            day=20000)
+            idx.put(Entry(aid, "", "", "", "", "", sig, [1]))
+        probe = Signature(minhash=shared, term_ids=np.array([1], dtype=np.uint32),
+                          term_weights=np.array([1.0], dtype=np.float32), shingles=np.array([], dtype=np.uint32),
+                          day=20001)
+        assert idx.candidates(probe) == set(ids)
+        shards = [k for k in all_keys(redis_url, "hot") if k.startswith("{hot}:b:")]
+        values = [v for k in shards for v in idx._r.hvals(k)]
+        assert max(map(len, values)) <= 60 and sum(map(len, values)) == 35 * 32 * 6
+        assert {idx._r.object("encoding", k) for k in shards} == {b"listpack"}
+        for aid in ["h3", "h17", "h34", "h0"]:
+            idx.delete(aid)
+            ids.remove(aid)
+            assert idx.candidates(probe) == set(ids)
+        for aid in ids:
+            idx.delete(aid)
+        assert all_keys(redis_url, "hot") == ["{hot}:meta"]
+
+
 def test_ids_with_nul_are_refused(redis_url):
     with RedisIndex(SETTINGS, url=redis_url, namespace="k") as idx:
         with pytest.raises(BadInput, match="NUL"):

@@ -164,39 +164,69 @@ local function tag_within(tag, day, window)
   return d <= window or 65535 - d <= window
 end
 
+-- A bucket's value is stored in pieces of at most PIECE bytes (10 entries): field f, then
+-- u16 j .. f for j = 1, 2, ... (a different length than any bucket field, and the same last 4
+-- bytes, hence the same shard).  Every piece stays under hash-max-listpack-value (64 bytes), so
+-- a popular bucket does not turn its whole shard into a hash table.
+local PIECE = 60
+local function piece_field(f, j)
+  if j == 0 then return f end
+  return struct.pack('<I2', j) .. f
+end
+
+-- the whole value of bucket f (false: empty)
+local function bucket_get(f)
+  local k = shard('b', f)
+  local v = redis.call('HGET', k, f)
+  if not v or #v < PIECE then return v end
+  local parts, j = {v}, 1
+  while true do
+    local p = redis.call('HGET', k, piece_field(f, j))
+    if not p then break end
+    parts[#parts + 1] = p
+    if #p < PIECE then break end
+    j = j + 1
+  end
+  return table.concat(parts)
+end
+
+local function npieces(v)
+  if not v then return 0 end
+  return math.ceil(#v / PIECE)
+end
+
+-- bucket f goes from value old to new (false: empty); they agree before byte `from`
+local function bucket_put(f, old, new, from)
+  local k = shard('b', f)
+  local n_old, n_new = npieces(old), npieces(new)
+  for j = math.floor((from - 1) / PIECE), n_new - 1 do
+    local piece = string.sub(new, j * PIECE + 1, (j + 1) * PIECE)
+    if j >= n_old or string.sub(old, j * PIECE + 1, (j + 1) * PIECE) ~= piece then
+      redis.call('HSET', k, piece_field(f, j), piece)
+    end
+  end
+  for j = n_new, n_old - 1 do redis.call('HDEL', k, piece_field(f, j)) end
+  BV[f] = new
+  if n_new ~= n_old then lh_count('b', n_new - n_old) end
+end
+
 -- known: the field's current value when the caller just read it (false: absent), nil: read it;
 -- hb: the bucket entry (handle + day tag)
 local function bucket_add(f, hb, known)
-  local k = shard('b', f)
   local v = known
-  if v == nil then v = redis.call('HGET', k, f) end
-  if v then
-    v = v .. hb
-    redis.call('HSET', k, f, v)
-  else
-    v = hb
-    redis.call('HSET', k, f, v)
-    lh_count('b', 1)
-  end
-  BV[f] = v
+  if v == nil then v = bucket_get(f) end
+  if v then bucket_put(f, v, v .. hb, #v + 1) else bucket_put(f, false, hb, 1) end
 end
 
 local function bucket_remove(f, hb)
-  local k = shard('b', f)
-  local v = redis.call('HGET', k, f)
+  local v = bucket_get(f)
   if not v then return end
-  local keep = {}
+  local keep, from = {}, nil
   for j = 1, #v, 6 do
-    if string.sub(v, j, j + 3) ~= hb then keep[#keep + 1] = string.sub(v, j, j + 5) end
+    if string.sub(v, j, j + 3) ~= hb then keep[#keep + 1] = string.sub(v, j, j + 5) elseif not from then from = j end
   end
-  if #keep == 0 then
-    redis.call('HDEL', k, f)
-    lh_count('b', -1)
-    BV[f] = false
-  else
-    BV[f] = table.concat(keep)
-    redis.call('HSET', k, f, BV[f])
-  end
+  if not from then return end
+  if #keep == 0 then bucket_put(f, v, false, 1) else bucket_put(f, v, table.concat(keep), from) end
 end
 
 -- distinct 4-byte sentence hashes of a '<u4' byte string
@@ -315,7 +345,7 @@ end
 -- the distinct handles (4-byte strings) in the buckets of minhash m, and field -> value read
 local function bucket_values(fields)
   local vals = {}
-  for _, f in ipairs(fields) do vals[f] = redis.call('HGET', shard('b', f), f) end
+  for _, f in ipairs(fields) do vals[f] = bucket_get(f) end
   return vals
 end
 
