@@ -30,7 +30,9 @@ key                         type        contents
                                         small ones stay listpacks; gone when empty)
 ``{ns}:stories``            zset        story id scored by its last change (``clock``)
 ``{ns}:clock``              string      change counter behind ``stories``
-``{ns}:days``               zset        dated article ids scored by publication day
+``{ns}:days``               hash        publication day -> number of stored articles
+                                        published that day (retention finds old ones
+                                        in the ``i`` family)
 ==========================  ==========  ================================================
 
 Counters and shards are deleted as they empty: deleting every article

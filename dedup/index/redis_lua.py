@@ -21,6 +21,7 @@ from .redis_keys import LUA_KEY_HELPERS
 # listpack (~12 bytes per bucket entry) instead of a hash table (~70).
 SHARDS0 = 64
 LOAD = 40
+NODAY = -(2**31)  # day of an undated article in the handle table
 
 _HELPERS = LUA_KEY_HELPERS + r"""
 local BANDS = tonumber(ARGV[2])
@@ -130,7 +131,7 @@ end
 
 -- handle info, family 'i': field = 4-byte handle, value = i32 day (NODAY: undated) .. story id
 -- ('' until the article joins a story): what FIND needs per candidate, without reading its record
-local NODAY = -2147483648
+local NODAY = %(noday)d
 local function info_get(hb) return redis.call('HGET', shard('i', hb), hb) end
 local function info_day(v)
   local d = struct.unpack('<i4', v)
@@ -314,8 +315,8 @@ local function del_article(id)
     local r = rec(blob)
     for _, f in ipairs(band_fields(r.m)) do bucket_remove(f, hb) end
     for _, f in ipairs(sent_fields(r.h)) do sent_remove(f) end
+    if r.day and redis.call('HINCRBY', K_DAYS, r.day, -1) <= 0 then redis.call('HDEL', K_DAYS, r.day) end
   end
-  redis.call('ZREM', K_DAYS, id)
   if redis.call('DECR', K_COUNT) <= 0 then redis.call('DEL', K_COUNT, K_SEQ) end
   if v and info_story(v) ~= '' then leave(info_story(v), {id}) end
   return blob or false
@@ -336,7 +337,7 @@ local function put(id, blob, vals, absent)
   for _, f in ipairs(band_fields(r.m)) do bucket_add(f, entry, vals[f]) end
   for _, f in ipairs(sent_fields(r.h)) do sent_add(f) end
   redis.call('INCR', K_COUNT)
-  if r.day then redis.call('ZADD', K_DAYS, r.day, id) end
+  if r.day then redis.call('HINCRBY', K_DAYS, r.day, 1) end
   redis.call('HSET', shard('i', hb), hb, struct.pack('<i4', r.day or NODAY))
   lh_count('i', 1)
   return hb
@@ -418,7 +419,7 @@ local function find(m, day, window, own)
   end
   return out, vals
 end
-""" % {"hdr": HEADER_SIZE, "s0": SHARDS0, "load": LOAD}
+""" % {"hdr": HEADER_SIZE, "s0": SHARDS0, "load": LOAD, "noday": NODAY}
 
 # ARGV: ns, bands, rows, id, record
 PUT = _HELPERS + r"""
