@@ -5,11 +5,13 @@ are compact bytes (:mod:`dedup.index.codec`), never pickle.  Every write
 that touches several keys is one Lua script (:mod:`dedup.index.redis_lua`),
 so a crash or a lost connection never leaves half an article behind.
 
-Ingesting one article takes two round trips: one script returns the
-candidates (handles, ids, stories; signatures come from a client cache keyed
-by handle), the decision runs here in Python, and a second script re-checks
-that the buckets and the candidates' stories are still what the decision saw
-before writing.  :meth:`RedisIndex.ingest_many` does the same for a chunk of
+Ingesting one article takes at most two round trips: one script returns the
+candidates (handles and stories; ids and signatures come from a client cache
+keyed by handle) and whether the id is stored, the decision runs here in
+Python, and a second script writes, re-checking first that the buckets and
+the candidates' stories are still what the decision saw when anything was
+written in between.  An article without candidates is stored by the first
+script: one round trip.  :meth:`RedisIndex.ingest_many` does the same for a chunk of
 articles in two round trips.  If another worker changed
 them in between, the ingest starts over.  Ingests are therefore
 serializable, and because stories are the connected components of an
@@ -39,6 +41,7 @@ from . import mask_url, redis_lua
 from .redis_lua import NODAY, SHARDS0
 from .base import Decide, StoryIndex
 from .codec import CODEC_VERSION, decode_entry, decode_signature, encode_entry, record_id
+from .redis_bulk import ingest_chunk
 from .redis_keys import LAYOUT_VERSION, check_id, key
 
 CLUSTER_SCHEME = "redis+cluster://"
@@ -87,11 +90,6 @@ def _guard(fn: Callable[..., T]) -> Callable[..., T]:
             ) from exc
 
     return wrapper
-
-
-def _within(a: int | None, b: int | None, window: int) -> bool:
-    """The publication-window test of the read script (undated articles match everything)."""
-    return a is None or b is None or abs(a - b) <= window
 
 
 def _s(value: bytes | str) -> str:
@@ -481,89 +479,8 @@ class RedisIndex(StoryIndex):
     @_guard
     def _ingest_chunk(self, entries: list[Entry], todo: list[int], decide: Decide,
                       single: Callable[[Entry], Assignment], out: list[Any]) -> None:
-        """Read, decide and write the articles ``todo`` (indexes into ``entries``), filling ``out``."""
-        bands, w = self.settings.bands, self.settings.rows * 4
-        window = self.settings.window_days
-        blobs = {i: encode_entry(entries[i]) for i in todo}
-        attempt = 0
-        while todo:
-            # one script call reads the whole chunk: one round trip, and one slot on a cluster
-            args: list[Any] = ["many", window, 2]
-            for i in todo:
-                sig = entries[i].signature
-                args += [sig.minhash.astype("<u4").tobytes(), self._day_arg(sig), entries[i].id]
-            founds = [self._parse_find(reply) for reply in self._run("FIND", *args)]
-            known = self._known({h for f in founds for h in f.cands})
-            decided: list[Decided] = []
-            chunk_ids: dict[str, int] = {}  # ids decided in this chunk -> position in `decided`
-            chunk_story: dict[str, str] = {}  # their stories, as decided
-            renamed: dict[str, str] = {}  # stories merged away in this chunk -> where they went
-            band_map: dict[bytes, list[str]] = {}  # band field -> chunk ids in it
-
-            def resolve(story: str) -> str:
-                while story in renamed:
-                    story = renamed[story]
-                return story
-
-            stop = len(todo)
-            for k, (i, found) in enumerate(zip(todo, founds)):
-                e = entries[i]
-                if found.stored or e.id in chunk_ids:
-                    stop = k  # write what is decided, then handle this one on its own
-                    break
-                sigs, stories = self._candidates_of(found, known)
-                stories = {c: resolve(s) for c, s in stories.items()}
-                expected = {h: resolve(s) for h, s in found.cands.items()}
-                mh = e.signature.minhash.astype("<u4").tobytes()
-                fields = [b.to_bytes(2, "little") + mh[b * w:(b + 1) * w] for b in range(bands)]
-                seen: set[str] = set()
-                for f in fields:
-                    for c in band_map.get(f, ()):
-                        if c not in seen:
-                            seen.add(c)
-                            other = decided[chunk_ids[c]][0].signature
-                            if _within(e.signature.day, other.day, window):
-                                sigs[c] = other
-                                stories[c] = resolve(chunk_story[c])
-                own_now = [] if e.id in renamed else list(found.own)
-                own_now += [c for c in chunk_ids if resolve(chunk_story[c]) == e.id]
-                self._members_hint = {e.id: sorted(own_now)}
-                try:
-                    assignment = decide(e, sigs, stories)
-                except DedupError as exc:
-                    out[i] = exc
-                    continue
-                finally:
-                    self._members_hint = {}
-                for old in assignment.merged:
-                    renamed[old] = assignment.story
-                chunk_ids[e.id] = len(decided)
-                chunk_story[e.id] = assignment.story
-                for f in fields:
-                    band_map.setdefault(f, []).append(e.id)
-                decided.append((e, blobs[i], assignment, expected, found.version, found.buckets))
-                out[i] = assignment
-            written_idx = [i for i in todo[:stop] if isinstance(out[i], Assignment)]
-            done, status = self._write(decided) if decided else (0, "ok")
-            for i in written_idx[done:]:
-                out[i] = None  # not written: decide again
-            if status == "ok" and stop < len(todo):
-                i = todo[stop]
-                try:
-                    out[i] = single(entries[i])
-                except DedupError as exc:
-                    out[i] = exc
-                todo = todo[stop + 1:]
-                continue
-            todo = [i for i in todo if out[i] is None]
-            if status != "ok":
-                self._backoff(attempt)
-                attempt += 1
-                if attempt >= MAX_INGEST_ATTEMPTS:
-                    for i in todo:
-                        out[i] = DedupError(f"article {entries[i].id!r}: gave up after {attempt} conflicting "
-                                            f"concurrent updates in namespace {self.namespace!r}; retry it")
-                    return
+        """Read, decide and write the articles ``todo`` (see :func:`redis_bulk.ingest_chunk`)."""
+        ingest_chunk(self, entries, todo, decide, single, out)
 
     def _retain(self, day: int) -> None:
         """Apply ``retain_days`` once per newer publication day this worker sees (cheap otherwise)."""
