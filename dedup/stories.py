@@ -71,6 +71,9 @@ def make_decider(index: StoryIndex, settings: Settings):
         merged = linked[1:]
         return Assignment(entry.id, story, "merged" if merged else "joined", merged=merged, links=links)
 
+    # without candidates this decider always starts a story named after the article (when no story has
+    # that name): an index may then store the article without calling it (the Redis index does, in one round trip)
+    decide.alone_is_new = True  # type: ignore[attr-defined]
     return decide
 
 
@@ -91,6 +94,8 @@ def assign(index: StoryIndex, entry: Entry, settings: Settings) -> Assignment:
     a known id replaces the old one (``replaced``), re-splitting the old
     story if the old version was what held it together.
     """
+    if index.ingest_checks_stored:  # the index answers unchanged / replaced itself, without an extra read
+        return index.ingest(entry, make_decider(index, settings))
     replaced = False
     if entry.id in index:
         old = index.entries([entry.id]).get(entry.id)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import itertools
 import json
 import os
@@ -24,7 +25,7 @@ from dedup.records import Article, BadInput, Entry, Signature
 from dedup.service import Deduper
 from dedup.settings import Settings
 from dedup.signature import band_hashes
-from dedup.stories import make_decider
+from dedup.stories import assign, make_decider
 
 from .conftest import ROOT, RedisServer, data_file, free_port
 
@@ -85,10 +86,13 @@ def test_lua_and_python_agree_on_bucket_keys_and_fields(redis_url):
             e.signature.minhash.astype("<u4").tobytes()
         for f in bucket_fields(e):
             k = key("k", "b", shard_index(int.from_bytes(f[-4:], "little"), 0, 0, SHARDS0))
-            assert idx._r.hgetall(k)[f] in (packed["a"] + packed["b"], packed["b"] + packed["a"])
+            undated = b"\xff\xff"  # entry = handle + day tag
+            assert idx._r.hgetall(k)[f] in (packed["a"] + undated + packed["b"] + undated,
+                                            packed["b"] + undated + packed["a"] + undated)
         idx.delete("a")
         f = bucket_fields(e)[3]
-        assert idx._r.hget(key("k", "b", shard_index(int.from_bytes(f[-4:], "little"), 0, 0, SHARDS0)), f) == packed["b"]
+        assert idx._r.hget(key("k", "b", shard_index(int.from_bytes(f[-4:], "little"), 0, 0, SHARDS0)), f) == \
+            packed["b"] + b"\xff\xff"
 
 
 def test_bucket_shards_split_and_stay_small_listpacks(redis_url):
@@ -115,6 +119,37 @@ def test_bucket_shards_split_and_stay_small_listpacks(redis_url):
         assert all_keys(redis_url, "grow") == ["{grow}:meta"]
 
 
+def test_popular_bucket_is_stored_in_pieces_and_keeps_its_shard_a_listpack(redis_url):
+    """A bucket holding many articles is split into <= 60-byte pieces (values over 64 bytes would turn the
+    shard into a hash table); reads, deletes from the middle and the end give the same candidates."""
+    rng = np.random.default_rng(5)
+    shared = rng.integers(0, 2**32, SETTINGS.num_perm, dtype=np.uint64).astype(np.uint32)
+    with RedisIndex(SETTINGS, url=redis_url, namespace="hot") as idx:
+        ids = [f"h{n}" for n in range(35)]  # 35 x 6 bytes = 4 pieces per bucket
+        for aid in ids:
+            mh = rng.integers(0, 2**32, SETTINGS.num_perm, dtype=np.uint64).astype(np.uint32)
+            mh[:3] = shared[:3]  # bands 0-2 shared by all
+            sig = Signature(minhash=mh, term_ids=np.array([1], dtype=np.uint32),
+                            term_weights=np.array([1.0], dtype=np.float32), shingles=np.array([], dtype=np.uint32),
+                            day=20000)
+            idx.put(Entry(aid, "", "", "", "", "", sig, [1]))
+        probe = Signature(minhash=shared, term_ids=np.array([1], dtype=np.uint32),
+                          term_weights=np.array([1.0], dtype=np.float32), shingles=np.array([], dtype=np.uint32),
+                          day=20001)
+        assert idx.candidates(probe) == set(ids)
+        shards = [k for k in all_keys(redis_url, "hot") if k.startswith("{hot}:b:")]
+        values = [v for k in shards for v in idx._r.hvals(k)]
+        assert max(map(len, values)) <= 60 and sum(map(len, values)) == 35 * 32 * 6
+        assert {idx._r.object("encoding", k) for k in shards} == {b"listpack"}
+        for aid in ["h3", "h17", "h34", "h0"]:
+            idx.delete(aid)
+            ids.remove(aid)
+            assert idx.candidates(probe) == set(ids)
+        for aid in ids:
+            idx.delete(aid)
+        assert all_keys(redis_url, "hot") == ["{hot}:meta"]
+
+
 def test_ids_with_nul_are_refused(redis_url):
     with RedisIndex(SETTINGS, url=redis_url, namespace="k") as idx:
         with pytest.raises(BadInput, match="NUL"):
@@ -127,7 +162,7 @@ def test_every_key_belongs_to_a_documented_kind(redis_url):
         idx.put(entry("b", 7))
         idx.set_story("a:1", ["a:1", "b"])
         kinds = {k.split(":")[1] for k in all_keys(redis_url, "k")}
-        assert kinds <= KINDS and {"meta", "a", "h", "seq", "b", "e", "lh", "s", "story_of", "stories", "n"} <= kinds
+        assert kinds <= KINDS and {"meta", "a", "h", "seq", "b", "e", "lh", "s", "i", "stories", "n"} <= kinds
         assert key("k", "a", int(idx._r.hget(key("k", "h"), "a:1"))) in all_keys(redis_url, "k")
     with pytest.raises(ValueError):
         key("k", "nope")
@@ -164,17 +199,28 @@ def test_cli_cluster_with_redis_matches_in_process(redis_url, seed_paths):
 
 
 # -- ingest: round trips and concurrency -----------------------------------------------
-def test_ingest_takes_two_round_trips(redis_url, monkeypatch):
+def test_ingest_round_trips(redis_url, monkeypatch):
+    """assign = one round trip for an article without candidates, two with candidates (read, then write)."""
     with RedisIndex(SETTINGS, url=redis_url, namespace="rt") as idx:
-        decide = make_decider(idx, SETTINGS)
-        idx.ingest(entry("a", 1), decide)
+        assign(idx, entry("a", 1), SETTINGS)
         calls = []
         real = idx._r.execute_command
         monkeypatch.setattr(idx._r, "execute_command", lambda *a, **k: calls.append(a[0]) or real(*a, **k))
-        idx.ingest(entry("b", 1), decide)  # joins a's story
-        idx.ingest(entry("c", 99), decide)  # starts a new story
-        assert len(calls) == 4, calls
+        assert assign(idx, entry("b", 1), SETTINGS).action == "joined"
+        assert len(calls) == 2, calls
+        assert assign(idx, entry("c", 99), SETTINGS).action == "new"
+        assert len(calls) == 3, calls
         assert idx.story_of(["a", "b", "c"]) == {"a": "a", "b": "a", "c": "c"}
+        # a stored id: FIND says so; same content is unchanged, a new version replaces it
+        assert assign(idx, entry("c", 99), SETTINGS).action == "unchanged"
+        changed = dataclasses.replace(entry("c", 99), text="another version")
+        assert assign(idx, changed, SETTINGS).action == "replaced"
+        assert idx.entries(["c"])["c"].text == "another version" and len(idx) == 3
+        # a decider that does not declare alone_is_new is always asked, even without candidates
+        asked = []
+        inner = make_decider(idx, SETTINGS)
+        assert idx.ingest(entry("d", 500), lambda e, s, st: asked.append(e.id) or inner(e, s, st)).action == "new"
+        assert asked == ["d"]
 
 
 def test_article_written_concurrently_into_a_shared_bucket_is_not_missed(redis_url):
@@ -338,7 +384,7 @@ def test_retention_drops_articles_older_than_the_window_and_resplits_their_stori
         assert idx.members(stories["mid"]) == ["mid"] and idx.members(stories["new"]) == ["new"]
         idx.ingest(entry("newer", 1, day=110), decide)
         assert sorted(k for k in ("old", "mid", "undated", "new", "newer") if k in idx) == ["newer", "undated"]
-        assert idx._r.zrange(key("ret", "days"), 0, -1) == [b"newer"]
+        assert idx._r.hgetall(key("ret", "days")) == {b"110": b"1"}  # articles per publication day
 
 
 def test_retention_off_keeps_everything(redis_url):

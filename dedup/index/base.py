@@ -27,6 +27,9 @@ class StoryIndex(ABC):
     """Articles, their signatures, LSH buckets and story membership."""
 
     settings: Settings
+    # True when ingest() itself handles an id that is already stored the way dedup.stories.assign
+    # does (same content: ``unchanged``; new version: replaced, action ``replaced``)
+    ingest_checks_stored = False
 
     # -- articles ---------------------------------------------------------
     @abstractmethod

@@ -109,6 +109,15 @@ def decode_signature(blob: bytes, key: str, num_perm: int) -> Signature:
                      day=day if flags & 1 else None)
 
 
+def record_id(blob: bytes, key: str) -> str:
+    """The article id stored in a record (the client maps candidate handles to ids with it)."""
+    _, _, _, nm, nt, nsh, nh, lid, *_ = _header(blob, key)
+    pos = HEADER_SIZE + 4 * (nm + 2 * nt + nsh + nh)
+    if pos + lid > len(blob):
+        raise CorruptRecord(key, "id", f"runs past the end of the record ({pos + lid} > {len(blob)} bytes)")
+    return blob[pos:pos + lid].decode("utf-8", errors="replace")
+
+
 def decode_entry(blob: bytes, key: str, num_perm: int) -> Entry:
     """The full record (text decompressed)."""
     _, _, _, nm, nt, nsh, nh, *lengths = _header(blob, key)

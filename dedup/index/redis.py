@@ -5,11 +5,13 @@ are compact bytes (:mod:`dedup.index.codec`), never pickle.  Every write
 that touches several keys is one Lua script (:mod:`dedup.index.redis_lua`),
 so a crash or a lost connection never leaves half an article behind.
 
-Ingesting one article takes two round trips: one script returns the
-candidates (handles, ids, stories; signatures come from a client cache keyed
-by handle), the decision runs here in Python, and a second script re-checks
-that the buckets and the candidates' stories are still what the decision saw
-before writing.  :meth:`RedisIndex.ingest_many` does the same for a chunk of
+Ingesting one article takes at most two round trips: one script returns the
+candidates (handles and stories; ids and signatures come from a client cache
+keyed by handle) and whether the id is stored, the decision runs here in
+Python, and a second script writes, re-checking first that the buckets and
+the candidates' stories are still what the decision saw when anything was
+written in between.  An article without candidates is stored by the first
+script: one round trip.  :meth:`RedisIndex.ingest_many` does the same for a chunk of
 articles in two round trips.  If another worker changed
 them in between, the ingest starts over.  Ingests are therefore
 serializable, and because stories are the connected components of an
@@ -23,7 +25,7 @@ import functools
 import json
 import random
 import time
-from typing import Any, Callable, Iterable, TypeVar
+from typing import Any, Callable, Iterable, NamedTuple, TypeVar
 
 import redis
 from redis.cluster import RedisCluster
@@ -36,9 +38,11 @@ from redis.retry import Retry
 from ..records import Assignment, DedupError, Entry, Signature
 from ..settings import Settings
 from . import mask_url, redis_lua
+from .redis_lua import NODAY, SHARDS0
 from .base import Decide, StoryIndex
-from .codec import CODEC_VERSION, decode_entry, decode_signature, encode_entry
-from .redis_keys import check_id, key
+from .codec import CODEC_VERSION, decode_entry, decode_signature, encode_entry, record_id
+from .redis_bulk import ingest_chunk
+from .redis_keys import LAYOUT_VERSION, check_id, key
 
 CLUSTER_SCHEME = "redis+cluster://"
 
@@ -55,8 +59,21 @@ class IndexMismatch(DedupError):
 
 
 T = TypeVar("T")
-# what INGEST needs per article: entry, record, decision, candidates' stories, candidates, bucket digest
-Decided = tuple[Entry, bytes, Assignment, dict[str, str], dict[str, Any], bytes]
+
+
+class Found(NamedTuple):
+    """FIND's answer for one article."""
+
+    stored: bool  # the id is already stored
+    buckets: bytes  # the values of the article's buckets as FIND read them, handed back to INGEST
+    version: bytes  # the namespace's write version when FIND ran
+    own: list[str]  # members of a story named after the article
+    cands: dict[bytes, str]  # candidate handle -> its story ('' if none)
+
+
+# what INGEST needs per article: entry, record, decision, candidate handle -> story assumed,
+# write version and bucket values seen by FIND
+Decided = tuple[Entry, bytes, Assignment, dict[bytes, str], bytes, bytes]
 
 
 def _guard(fn: Callable[..., T]) -> Callable[..., T]:
@@ -73,11 +90,6 @@ def _guard(fn: Callable[..., T]) -> Callable[..., T]:
             ) from exc
 
     return wrapper
-
-
-def _within(a: int | None, b: int | None, window: int) -> bool:
-    """The publication-window test of the read script (undated articles match everything)."""
-    return a is None or b is None or abs(a - b) <= window
 
 
 def _s(value: bytes | str) -> str:
@@ -132,7 +144,7 @@ class RedisIndex(StoryIndex):
         self._meta_key = self._k("meta")
         self._members_hint: dict[str, list[str]] = {}
         self._versions: tuple[tuple[Any, ...], list[tuple[str, int]]] | None = None  # see story_versions
-        self._sig_cache: dict[bytes, Signature] = {}
+        self._sig_cache: dict[bytes, tuple[str, Signature]] = {}  # handle -> (id, signature)
         self._newest_day_seen: int | None = None  # retention runs when a newer day arrives
         try:
             self._check_meta()
@@ -155,7 +167,8 @@ class RedisIndex(StoryIndex):
 
     def _check_meta(self) -> None:
         """Claim an empty namespace for these settings, or refuse one built with others."""
-        fp = json.dumps({**self.settings.fingerprint(), "codec": CODEC_VERSION}, sort_keys=True)
+        fp = json.dumps({**self.settings.fingerprint(), "codec": CODEC_VERSION, "layout": LAYOUT_VERSION},
+                        sort_keys=True)
         self._r.hsetnx(self._k("meta"), "fingerprint", fp)  # first opener claims it; HSETNX is atomic
         stored = self._r.hget(self._k("meta"), "fingerprint")
         if _s(stored) != fp:
@@ -204,6 +217,8 @@ class RedisIndex(StoryIndex):
         return int(self._r.get(self._k("n")) or 0)
 
     # -- candidates -----------------------------------------------------------
+    ingest_checks_stored = True  # see ingest()
+
     def _day_arg(self, signature: Signature) -> str:
         return "" if signature.day is None else str(int(signature.day))
 
@@ -221,8 +236,8 @@ class RedisIndex(StoryIndex):
         ids = list(dict.fromkeys(ids))
         if not ids:
             return {}
-        values = self._r.hmget(self._k("story_of"), ids)
-        return {i: _s(v) for i, v in zip(ids, values) if v is not None}
+        values = self._run("STORY_OF", *ids)
+        return {i: _s(v) for i, v in zip(ids, values) if v}
 
     @_guard
     def members(self, story_id: str) -> list[str]:
@@ -295,38 +310,26 @@ class RedisIndex(StoryIndex):
         self._r.close()
 
     # -- the compound step ----------------------------------------------------------
-    def _parse_find(self, reply: list[Any], by_handle: bool = False
-                    ) -> tuple[bool, bytes, list[str], dict[str, Signature], dict[str, str]]:
-        """(already stored, bucket digest, members of the story named after it, candidate signatures, stories)."""
-        stored = bool(int(reply[0]))
-        digest = reply[1]
-        n_own = int(reply[2])
-        own = sorted(_s(m) for m in reply[3 : 3 + n_own])
-        rest = reply[3 + n_own :]
-        sigs: dict[str, Signature] = {}
-        stories: dict[str, str] = {}
-        num_perm = self.settings.num_perm
-        for j in range(0, len(rest), 3):
-            cid = _s(rest[j])
-            if by_handle:  # resolved by the caller from its cache (see _ingest_chunk)
-                sigs[cid] = rest[j + 1]  # type: ignore[assignment]
-            else:
-                sigs[cid] = decode_signature(rest[j + 1], self._k("h", cid), num_perm)
-            if rest[j + 2]:
-                stories[cid] = _s(rest[j + 2])
-        return stored, digest, own, sigs, stories
+    def _parse_find(self, reply: list[Any]) -> Found:
+        """FIND's mode-2 answer (see redis_lua.FIND)."""
+        n_own = int(reply[3])
+        rest = reply[4 + n_own:]
+        return Found(stored=bool(int(reply[0])), buckets=reply[1], version=reply[2],
+                     own=sorted(_s(m) for m in reply[4:4 + n_own]),
+                     cands={rest[j]: _s(rest[j + 1]) for j in range(0, len(rest), 2)})
 
-    def _find_args(self, entry: Entry, mode: int = 1) -> list[Any]:
-        sig = entry.signature
-        return [sig.minhash.astype("<u4").tobytes(), self._day_arg(sig), self.settings.window_days, entry.id, mode]
+    def _remember(self, handle: bytes, entry: Entry) -> None:
+        if len(self._sig_cache) >= SIG_CACHE_SIZE:
+            self._sig_cache.clear()
+        self._sig_cache[handle] = (entry.id, entry.signature)  # our own writes are the likeliest next candidates
 
-    def _signatures_by_handle(self, handles: set[bytes]) -> dict[bytes, Signature]:
-        """Signatures of stored handles, from the cache or one MGET for the missing ones.
+    def _known(self, handles: set[bytes]) -> dict[bytes, tuple[str, Signature]]:
+        """Id and signature of stored handles, from the cache or one MGET for the missing ones.
 
         A handle's record never changes (a new version of an article gets a
-        new handle), so cached signatures are never stale; the cache only
-        saves moving the same ~2 kB signature over the wire again and again
-        for articles in popular buckets.
+        new handle), so cached entries are never stale; the cache saves
+        moving the same ~2 kB signature over the wire again and again for
+        articles in popular buckets, and FIND answers handles, not ids.
         """
         cache = self._sig_cache
         missing = [h for h in handles if h not in cache]
@@ -336,55 +339,80 @@ class RedisIndex(StoryIndex):
             keys = [self._k("a", int.from_bytes(h, "little")) for h in missing]
             for h, k, blob in zip(missing, keys, self._r.mget(keys)):
                 if blob is not None:
-                    cache[h] = decode_signature(blob, k, self.settings.num_perm)
+                    cache[h] = (record_id(blob, k), decode_signature(blob, k, self.settings.num_perm))
         return {h: cache[h] for h in handles if h in cache}
+
+    @staticmethod
+    def _candidates_of(found: Found, known: dict[bytes, tuple[str, Signature]]
+                       ) -> tuple[dict[str, Signature], dict[str, str]]:
+        """The decider's view of FIND's candidates: id -> signature, id -> story.
+
+        A candidate deleted since the read is left out: the decision goes
+        without it and INGEST's re-check sends us back to read again.
+        """
+        sigs: dict[str, Signature] = {}
+        stories: dict[str, str] = {}
+        for h, story in found.cands.items():
+            if h in known:
+                cid, sig = known[h]
+                sigs[cid] = sig
+                if story:
+                    stories[cid] = story
+        return sigs, stories
 
     @_guard
     def ingest(self, entry: Entry, decide: Decide) -> Assignment:
-        """Read (one script), decide in Python, write with a re-check (one script); retry on conflict."""
+        """Read (one script), decide in Python, write with a re-check (one script); retry on conflict.
+
+        An article that is already stored comes back ``unchanged`` (same
+        content) or is replaced (``replaced``), as :func:`dedup.stories.assign`
+        does: FIND's answer says whether the id is stored, so that check costs
+        no round trip.  With the standard decider (``decide.alone_is_new``),
+        an article without candidates is stored by FIND itself: one round trip.
+        """
         check_id(entry.id)
         blob = encode_entry(entry)
-        find_args = self._find_args(entry, 2)
+        sig = entry.signature
+        mode = 3 if getattr(decide, "alone_is_new", False) else 2
+        args = [sig.minhash.astype("<u4").tobytes(), self._day_arg(sig), self.settings.window_days, entry.id, mode]
+        if mode == 3:
+            args.append(blob)
+        replaced = False
         for attempt in range(MAX_INGEST_ATTEMPTS):
-            _, digest, own, sigs, stories = self._resolve(self._parse_find(self._run("FIND", *find_args), True))
-            # the decider asks whether a story named after the article exists: answer from the read
-            self._members_hint = {entry.id: own}
-            try:
-                assignment = decide(entry, sigs, stories)
-            finally:
-                self._members_hint = {}
-            done, status = self._write([(entry, blob, assignment, stories, sigs, digest)])
-            if status == "ok":
-                if entry.signature.day is not None:
-                    self._retain(entry.signature.day)
-                return assignment
-            if status == "exists":
-                existing = self._already_there(entry)
-                if existing is not None:
-                    return existing
-                continue
-            self._backoff(attempt)
+            reply = self._run("FIND", *args)
+            if int(reply[0]) == 2:  # FIND stored it: no candidate, no story named after it
+                self._remember(reply[1], entry)
+                assignment = Assignment(entry.id, entry.id, "new")
+            else:
+                found = self._parse_find(reply)
+                status = "exists"
+                if not found.stored:
+                    sigs, stories = self._candidates_of(found, self._known(set(found.cands)))
+                    # the decider asks whether a story named after the article exists: answer from the read
+                    self._members_hint = {entry.id: found.own}
+                    try:
+                        assignment = decide(entry, sigs, stories)
+                    finally:
+                        self._members_hint = {}
+                    _, status = self._write([(entry, blob, assignment, found.cands, found.version, found.buckets)])
+                if status == "exists":
+                    existing, removed = self._already_there(entry)
+                    if existing is not None:
+                        return existing
+                    replaced = replaced or removed
+                    continue
+                if status != "ok":
+                    self._backoff(attempt)
+                    continue
+            if replaced:
+                assignment.action = "replaced"
+            if entry.signature.day is not None:
+                self._retain(entry.signature.day)
+            return assignment
         raise DedupError(
             f"article {entry.id!r}: gave up after {MAX_INGEST_ATTEMPTS} conflicting concurrent updates "
             f"in namespace {self.namespace!r}; retry the article"
         )
-
-    def _resolve(self, *parsed: tuple[bool, bytes, list[str], dict[str, Any], dict[str, str]]
-                 ) -> tuple[bool, bytes, list[str], dict[str, Signature], dict[str, str]]:
-        """Replace the handles of FIND answers (mode 2) by signatures, in place; returns the first answer.
-
-        A candidate deleted since the read is left out: the decision goes
-        without it and INGEST's digest re-check sends us back to read again.
-        """
-        by_handle = self._signatures_by_handle({h for p in parsed for h in p[3].values()})
-        for p in parsed:
-            sigs = p[3]
-            for cid, h in list(sigs.items()):
-                if h in by_handle:
-                    sigs[cid] = by_handle[h]
-                else:
-                    del sigs[cid]
-        return parsed[0] if parsed else (False, b"", [], {}, {})
 
     @staticmethod
     def _backoff(attempt: int) -> None:
@@ -394,16 +422,14 @@ class RedisIndex(StoryIndex):
     def _write(self, decided: list[Decided]) -> tuple[int, str]:
         """Run INGEST for decided articles in order; returns (how many were written, status)."""
         args: list[Any] = [self.settings.window_days, len(decided)]
-        for entry, blob, assignment, stories, cands, digest in decided:
+        for entry, blob, assignment, expected, version, buckets in decided:
             args += [entry.id, blob, assignment.story, int(assignment.action == "new"),
-                     len(assignment.merged), *assignment.merged, digest, len(cands)]
-            for cid in cands:
-                args += [cid, stories.get(cid, "")]
+                     len(assignment.merged), *assignment.merged, version, buckets, len(expected)]
+            for h, story in expected.items():
+                args += [h, story]
         done, status, *handles = self._run("INGEST", *args)
-        if len(self._sig_cache) + len(handles) > SIG_CACHE_SIZE:
-            self._sig_cache.clear()
         for (entry, *_), h in zip(decided, handles):
-            self._sig_cache[h] = entry.signature  # our own writes are the likeliest next candidates
+            self._remember(h, entry)
         return int(done), _s(status)
 
     @_guard
@@ -453,88 +479,8 @@ class RedisIndex(StoryIndex):
     @_guard
     def _ingest_chunk(self, entries: list[Entry], todo: list[int], decide: Decide,
                       single: Callable[[Entry], Assignment], out: list[Any]) -> None:
-        """Read, decide and write the articles ``todo`` (indexes into ``entries``), filling ``out``."""
-        bands, w = self.settings.bands, self.settings.rows * 4
-        window = self.settings.window_days
-        blobs = {i: encode_entry(entries[i]) for i in todo}
-        attempt = 0
-        while todo:
-            # one script call reads the whole chunk: one round trip, and one slot on a cluster
-            args: list[Any] = ["many", window, 2]
-            for i in todo:
-                sig = entries[i].signature
-                args += [sig.minhash.astype("<u4").tobytes(), self._day_arg(sig), entries[i].id]
-            parsed = [self._parse_find(reply, by_handle=True) for reply in self._run("FIND", *args)]
-            self._resolve(*parsed)
-            decided: list[Decided] = []
-            chunk_ids: dict[str, int] = {}  # ids decided in this chunk -> position in `decided`
-            chunk_story: dict[str, str] = {}  # their stories, as decided
-            renamed: dict[str, str] = {}  # stories merged away in this chunk -> where they went
-            band_map: dict[bytes, list[str]] = {}  # band field -> chunk ids in it
-
-            def resolve(story: str) -> str:
-                while story in renamed:
-                    story = renamed[story]
-                return story
-
-            stop = len(todo)
-            for k, (i, found) in enumerate(zip(todo, parsed)):
-                e = entries[i]
-                stored, digest, own, sigs, stories = found
-                if stored or e.id in chunk_ids:
-                    stop = k  # write what is decided, then handle this one on its own
-                    break
-                stories = {c: resolve(s) for c, s in stories.items()}
-                mh = e.signature.minhash.astype("<u4").tobytes()
-                fields = [b.to_bytes(2, "little") + mh[b * w:(b + 1) * w] for b in range(bands)]
-                seen: set[str] = set()
-                for f in fields:
-                    for c in band_map.get(f, ()):
-                        if c not in seen:
-                            seen.add(c)
-                            other = decided[chunk_ids[c]][0].signature
-                            if _within(e.signature.day, other.day, window):
-                                sigs[c] = other
-                                stories[c] = resolve(chunk_story[c])
-                own_now = [] if e.id in renamed else list(own)
-                own_now += [c for c in chunk_ids if resolve(chunk_story[c]) == e.id]
-                self._members_hint = {e.id: sorted(own_now)}
-                try:
-                    assignment = decide(e, sigs, stories)
-                except DedupError as exc:
-                    out[i] = exc
-                    continue
-                finally:
-                    self._members_hint = {}
-                for old in assignment.merged:
-                    renamed[old] = assignment.story
-                chunk_ids[e.id] = len(decided)
-                chunk_story[e.id] = assignment.story
-                for f in fields:
-                    band_map.setdefault(f, []).append(e.id)
-                decided.append((e, blobs[i], assignment, stories, sigs, digest))
-                out[i] = assignment
-            written_idx = [i for i in todo[:stop] if isinstance(out[i], Assignment)]
-            done, status = self._write(decided) if decided else (0, "ok")
-            for i in written_idx[done:]:
-                out[i] = None  # not written: decide again
-            if status == "ok" and stop < len(todo):
-                i = todo[stop]
-                try:
-                    out[i] = single(entries[i])
-                except DedupError as exc:
-                    out[i] = exc
-                todo = todo[stop + 1:]
-                continue
-            todo = [i for i in todo if out[i] is None]
-            if status != "ok":
-                self._backoff(attempt)
-                attempt += 1
-                if attempt >= MAX_INGEST_ATTEMPTS:
-                    for i in todo:
-                        out[i] = DedupError(f"article {entries[i].id!r}: gave up after {attempt} conflicting "
-                                            f"concurrent updates in namespace {self.namespace!r}; retry it")
-                    return
+        """Read, decide and write the articles ``todo`` (see :func:`redis_bulk.ingest_chunk`)."""
+        ingest_chunk(self, entries, todo, decide, single, out)
 
     def _retain(self, day: int) -> None:
         """Apply ``retain_days`` once per newer publication day this worker sees (cheap otherwise)."""
@@ -556,23 +502,53 @@ class RedisIndex(StoryIndex):
 
         if self.settings.retain_days <= 0:
             return []
-        newest = self._r.zrevrange(self._k("days"), 0, 0, withscores=True)
-        if not newest:
+        days = sorted(int(d) for d in self._r.hkeys(self._k("days")))
+        if not days or days[0] >= days[-1] - self.settings.retain_days:
             return []
-        cutoff = int(newest[0][1]) - self.settings.retain_days
-        old = [_s(i) for i in self._r.zrangebyscore(self._k("days"), "-inf", f"({cutoff}")]
+        old = self._dated_before(days[-1] - self.settings.retain_days)
         for aid in old:
             remove(self, aid, self.settings)
         return old
 
-    def _already_there(self, entry: Entry) -> Assignment | None:
-        """Another worker stored this id while we decided: same content is done, a new version replaces it."""
+    def _dated_before(self, cutoff: int) -> list[str]:
+        """Ids of the articles published before ``cutoff``, oldest first.
+
+        Only the number of articles per day is kept (``{ns}:days``, a few
+        hundred fields), not a list of dated ids (~125 bytes per article), so
+        finding them reads the handle table ``i`` shard by shard (pipelined,
+        1,000 shards per round trip) and the records of the old handles.  It
+        runs when retention has something to delete, once per new day.
+        """
+        level, split = self._r.hmget(self._k("lh"), "il", "ip")
+        shards = SHARDS0 * 2 ** int(level or 0) + int(split or 0)
+        old: list[tuple[int, bytes]] = []
+        for start in range(0, shards, 1000):
+            pipe = self._r.pipeline(transaction=False)
+            for n in range(start, min(shards, start + 1000)):
+                pipe.hgetall(self._k("i", n))
+            for fields in pipe.execute():
+                for h, v in fields.items():
+                    day = int.from_bytes(v[:4], "little", signed=True)
+                    if day != NODAY and day < cutoff:
+                        old.append((day, h))
+        old.sort()
+        ids: list[tuple[int, str]] = []
+        for start in range(0, len(old), 1000):
+            part = old[start:start + 1000]
+            keys = [self._k("a", int.from_bytes(h, "little")) for _, h in part]
+            ids += [(day, record_id(blob, k)) for (day, _), k, blob in zip(part, keys, self._r.mget(keys)) if blob]
+        return [aid for _, aid in sorted(ids)]
+
+    def _already_there(self, entry: Entry) -> tuple[Assignment | None, bool]:
+        """The id is stored (before this ingest, or by another worker meanwhile): same content is done
+        (``unchanged``), a new version removes the old one, re-splitting its story.  Returns the
+        assignment when done, and whether an old version was removed."""
         from ..stories import _same_content, remove  # late import: stories imports the index package
 
         old = self.entries([entry.id]).get(entry.id)
         if old is None:
-            return None
+            return None, False
         if _same_content(old, entry):
-            return Assignment(entry.id, self.story_of([entry.id]).get(entry.id, ""), "unchanged")
+            return Assignment(entry.id, self.story_of([entry.id]).get(entry.id, ""), "unchanged"), False
         remove(self, entry.id, self.settings)
-        return None
+        return None, True

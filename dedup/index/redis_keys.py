@@ -10,7 +10,8 @@ lists everything one index owns (braces are not glob characters).
 key                         type        contents
 ==========================  ==========  ================================================
 ``{ns}:meta``               hash        ``fingerprint``: JSON of the signature settings
-                                        and the record codec version; checked on open
+                                        and the record codec version; checked on open;
+                                        ``v``: write version, moved by every write script
 ``{ns}:a:{handle}``         string      article record (:mod:`dedup.index.codec`),
                                         keyed by the article's integer handle
 ``{ns}:h``                  hash        article id -> handle (decimal)
@@ -20,15 +21,18 @@ key                         type        contents
                                         value = the handles in the bucket (``<u4`` each)
 ``{ns}:e:{shard}``          hash        sentence counts, linear-hashed the same way:
                                         field = ``<u4`` sentence hash, value = count
-``{ns}:lh``                 hash        linear-hashing state of ``b`` and ``e``: level,
-                                        split pointer, number of fields
+``{ns}:i:{shard}``          hash        handle info, linear-hashed the same way: field =
+                                        ``<u4`` handle, value = ``<i4`` day + story id
+``{ns}:lh``                 hash        linear-hashing state of ``b``, ``e`` and ``i``:
+                                        level, split pointer, number of fields
 ``{ns}:n``                  string      number of stored articles
 ``{ns}:s:{story}``          hash        article ids of a story -> "" (a hash, not a set:
                                         small ones stay listpacks; gone when empty)
-``{ns}:story_of``           hash        article id -> story id
 ``{ns}:stories``            zset        story id scored by its last change (``clock``)
 ``{ns}:clock``              string      change counter behind ``stories``
-``{ns}:days``               zset        dated article ids scored by publication day
+``{ns}:days``               hash        publication day -> number of stored articles
+                                        published that day (retention finds old ones
+                                        in the ``i`` family)
 ==========================  ==========  ================================================
 
 Counters and shards are deleted as they empty: deleting every article
@@ -42,7 +46,10 @@ helper and :func:`key` are the only two places that know the layout, and
 
 from __future__ import annotations
 
-KINDS = {"meta", "a", "h", "seq", "b", "e", "lh", "n", "s", "story_of", "stories", "clock", "days"}
+# version of this layout, part of the namespace fingerprint: a namespace written with another layout is refused
+LAYOUT_VERSION = "3"
+
+KINDS = {"meta", "a", "h", "seq", "b", "e", "i", "lh", "n", "s", "stories", "clock", "days"}
 
 
 def key(ns: str, kind: str, *parts: object) -> str:
@@ -91,7 +98,6 @@ local function K_shard(fam, i) return P .. fam .. ':' .. string.format('%d', i) 
 local K_HANDLES = P .. 'h'
 local K_SEQ = P .. 'seq'
 local K_LH = P .. 'lh'
-local K_STORY_OF = P .. 'story_of'
 local K_STORIES = P .. 'stories'
 local K_CLOCK = P .. 'clock'
 local K_COUNT = P .. 'n'

@@ -21,6 +21,7 @@ from .redis_keys import LUA_KEY_HELPERS
 # listpack (~12 bytes per bucket entry) instead of a hash table (~70).
 SHARDS0 = 64
 LOAD = 40
+NODAY = -(2**31)  # day of an undated article in the handle table
 
 _HELPERS = LUA_KEY_HELPERS + r"""
 local BANDS = tonumber(ARGV[2])
@@ -78,11 +79,16 @@ local function lh_count(fam, delta)
     local m = S0 * 2 ^ s.l
     local src, dst = K_shard(fam, s.p), K_shard(fam, s.p + m)
     local all = redis.call('HGETALL', src)
+    local moved, gone = {}, {}
     for i = 1, #all, 2 do
       if fh(all[i]) %% (2 * m) ~= s.p then
-        redis.call('HSET', dst, all[i], all[i + 1])
-        redis.call('HDEL', src, all[i])
+        moved[#moved + 1] = all[i]; moved[#moved + 1] = all[i + 1]
+        gone[#gone + 1] = all[i]
       end
+    end
+    if #gone > 0 then
+      redis.call('HSET', dst, unpack(moved))
+      redis.call('HDEL', src, unpack(gone))
     end
     s.p = s.p + 1
     if s.p == m then s.l = s.l + 1; s.p = 0 end
@@ -103,43 +109,125 @@ local function lh_flush()
   end
 end
 
--- bucket fields of a minhash: u16 band + the band's raw value
+-- the namespace's write version ({ns}:meta field v): every write script moves it before its first
+-- write, so INGEST can tell that nothing changed since FIND read (even after a script that failed half-way)
+local function version() return redis.call('HGET', KEYS[1], 'v') or '0' end
+local function begin_write() redis.call('HINCRBY', KEYS[1], 'v', 1) end
+local finish = lh_flush
+
+-- bucket fields of a minhash: u16 band + the band's raw value (computed once per minhash and script)
+local BF = {}
 local function band_fields(m)
-  local out, w = {}, ROWS * 4
+  local out = BF[m]
+  if out then return out end
+  out = {}
+  local w = ROWS * 4
   for i = 0, BANDS - 1 do
     out[#out + 1] = struct.pack('<I2', i) .. string.sub(m, i * w + 1, (i + 1) * w)
   end
+  BF[m] = out
   return out
 end
 
--- known: the field's current value when the caller just read it (false: absent), nil: read it
-local function bucket_add(f, hb, known)
+-- handle info, family 'i': field = 4-byte handle, value = i32 day (NODAY: undated) .. story id
+-- ('' until the article joins a story): what FIND needs per candidate, without reading its record
+local NODAY = %(noday)d
+local function info_get(hb) return redis.call('HGET', shard('i', hb), hb) end
+local function info_day(v)
+  local d = struct.unpack('<i4', v)
+  if d == NODAY then return nil end
+  return d
+end
+local function info_story(v) return string.sub(v, 5) end
+local function handle_of(id)
+  local h = redis.call('HGET', K_HANDLES, id)
+  if not h then return false end
+  return struct.pack('<I4', tonumber(h))
+end
+
+-- bucket values this script wrote (field -> value, false once emptied): INGEST's fast path
+-- takes the values FIND read, except where this script changed them since
+local BV = {}
+
+-- a bucket entry is the 4-byte handle + a 2-byte day tag, so FIND filters by the window
+-- without reading anything per candidate: the day modulo 65535, 65535 when undated
+local UNDATED = 65535
+local function day_tag(day)
+  if not day then return UNDATED end
+  return day %% 65535
+end
+
+-- might a tag be within `window` days of `day` (nil: undated)?  Modular, so a day 179 years
+-- away can pass: the client's verification checks the exact days again
+local function tag_within(tag, day, window)
+  if not day or tag == UNDATED or window >= 32767 then return true end
+  local d = math.abs(tag - day_tag(day))
+  return d <= window or 65535 - d <= window
+end
+
+-- A bucket's value is stored in pieces of at most PIECE bytes (10 entries): field f, then
+-- u16 j .. f for j = 1, 2, ... (a different length than any bucket field, and the same last 4
+-- bytes, hence the same shard).  Every piece stays under hash-max-listpack-value (64 bytes), so
+-- a popular bucket does not turn its whole shard into a hash table.
+local PIECE = 60
+local function piece_field(f, j)
+  if j == 0 then return f end
+  return struct.pack('<I2', j) .. f
+end
+
+-- the whole value of bucket f (false: empty)
+local function bucket_get(f)
   local k = shard('b', f)
-  local v = known
-  if v == nil then v = redis.call('HGET', k, f) end
-  if v then
-    redis.call('HSET', k, f, v .. hb)
-  else
-    redis.call('HSET', k, f, hb)
-    lh_count('b', 1)
+  local v = redis.call('HGET', k, f)
+  if not v or #v < PIECE then return v end
+  local parts, j = {v}, 1
+  while true do
+    local p = redis.call('HGET', k, piece_field(f, j))
+    if not p then break end
+    parts[#parts + 1] = p
+    if #p < PIECE then break end
+    j = j + 1
   end
+  return table.concat(parts)
+end
+
+local function npieces(v)
+  if not v then return 0 end
+  return math.ceil(#v / PIECE)
+end
+
+-- bucket f goes from value old to new (false: empty); they agree before byte `from`
+local function bucket_put(f, old, new, from)
+  local k = shard('b', f)
+  local n_old, n_new = npieces(old), npieces(new)
+  for j = math.floor((from - 1) / PIECE), n_new - 1 do
+    local piece = string.sub(new, j * PIECE + 1, (j + 1) * PIECE)
+    if j >= n_old or string.sub(old, j * PIECE + 1, (j + 1) * PIECE) ~= piece then
+      redis.call('HSET', k, piece_field(f, j), piece)
+    end
+  end
+  for j = n_new, n_old - 1 do redis.call('HDEL', k, piece_field(f, j)) end
+  BV[f] = new
+  if n_new ~= n_old then lh_count('b', n_new - n_old) end
+end
+
+-- known: the field's current value when the caller just read it (false: absent), nil: read it;
+-- hb: the bucket entry (handle + day tag)
+local function bucket_add(f, hb, known)
+  local v = known
+  if v == nil then v = bucket_get(f) end
+  if v then bucket_put(f, v, v .. hb, #v + 1) else bucket_put(f, false, hb, 1) end
 end
 
 local function bucket_remove(f, hb)
-  local k = shard('b', f)
-  local v = redis.call('HGET', k, f)
+  local v = bucket_get(f)
   if not v then return end
-  local keep = {}
-  for j = 1, #v, 4 do
-    local x = string.sub(v, j, j + 3)
-    if x ~= hb then keep[#keep + 1] = x end
+  local keep, from = {}, nil
+  for j = 1, #v, 6 do
+    if string.sub(v, j, j + 3) ~= hb then keep[#keep + 1] = string.sub(v, j, j + 5) elseif not from then from = j end
   end
-  if #keep == 0 then
-    redis.call('HDEL', k, f)
-    lh_count('b', -1)
-  else
-    redis.call('HSET', k, f, table.concat(keep))
-  end
+  if not from then return end
+  if #keep == 0 then bucket_put(f, v, false, 1) else bucket_put(f, v, table.concat(keep), from) end
 end
 
 -- distinct 4-byte sentence hashes of a '<u4' byte string
@@ -179,21 +267,27 @@ local function leave(story, ids)
   end
 end
 
-local function set_story(story, ids)
-  local by_old, order = {}, {}
+-- known: optional id -> 4-byte handle the caller already has.  Only stored articles have a story.
+local function set_story(story, ids, known)
+  local by_old, order, moves, members = {}, {}, {}, {}
   for _, id in ipairs(ids) do
-    local old = redis.call('HGET', K_STORY_OF, id)
-    if old and old ~= story then
-      if not by_old[old] then by_old[old] = {}; order[#order + 1] = old end
-      table.insert(by_old[old], id)
+    local hb = (known and known[id]) or handle_of(id)
+    local v = hb and info_get(hb)
+    if v then
+      local old = info_story(v)
+      if old ~= '' and old ~= story then
+        if not by_old[old] then by_old[old] = {}; order[#order + 1] = old end
+        table.insert(by_old[old], id)
+      end
+      if old ~= story then moves[#moves + 1] = {hb, string.sub(v, 1, 4) .. story} end
+      members[#members + 1] = id
+      members[#members + 1] = ''
     end
   end
+  if #members == 0 then return end
   for _, old in ipairs(order) do leave(old, by_old[old]) end
-  local k = K_story(story)
-  for _, id in ipairs(ids) do
-    redis.call('HSET', k, id, '')
-    redis.call('HSET', K_STORY_OF, id, story)
-  end
+  redis.call('HSET', K_story(story), unpack(members))
+  for _, mv in ipairs(moves) do redis.call('HSET', shard('i', mv[1]), mv[1], mv[2]) end
   touch(story)
 end
 
@@ -211,53 +305,93 @@ local function del_article(id)
   local blob = redis.call('GET', ak)
   redis.call('DEL', ak)
   redis.call('HDEL', K_HANDLES, id)
+  local hb = struct.pack('<I4', tonumber(h))
+  local v = info_get(hb)
+  if v then
+    redis.call('HDEL', shard('i', hb), hb)
+    lh_count('i', -1)
+  end
   if blob then
     local r = rec(blob)
-    local hb = struct.pack('<I4', tonumber(h))
     for _, f in ipairs(band_fields(r.m)) do bucket_remove(f, hb) end
     for _, f in ipairs(sent_fields(r.h)) do sent_remove(f) end
+    if r.day and redis.call('HINCRBY', K_DAYS, r.day, -1) <= 0 then redis.call('HDEL', K_DAYS, r.day) end
   end
-  redis.call('ZREM', K_DAYS, id)
   if redis.call('DECR', K_COUNT) <= 0 then redis.call('DEL', K_COUNT, K_SEQ) end
-  local story = redis.call('HGET', K_STORY_OF, id)
-  if story then
-    redis.call('HDEL', K_STORY_OF, id)
-    leave(story, {id})
-  end
+  if v and info_story(v) ~= '' then leave(info_story(v), {id}) end
   return blob or false
 end
 
--- vals: optional field -> current value (false if absent) of this record's buckets, read just before
-local function put(id, blob, vals)
+-- vals: optional field -> current value (false if absent) of this record's buckets, read just before;
+-- absent: true when the caller knows the id is not stored
+local function put(id, blob, vals, absent)
   vals = vals or {}
-  if redis.call('HEXISTS', K_HANDLES, id) == 1 then del_article(id) end
+  if not absent and redis.call('HEXISTS', K_HANDLES, id) == 1 then del_article(id) end
   local h = redis.call('INCR', K_SEQ)
   local hs = string.format('%%d', h)
   redis.call('SET', K_article(hs), blob)
   redis.call('HSET', K_HANDLES, id, hs)
   local r = rec(blob)
   local hb = struct.pack('<I4', h)
-  for _, f in ipairs(band_fields(r.m)) do bucket_add(f, hb, vals[f]) end
+  local entry = hb .. struct.pack('<I2', day_tag(r.day))
+  for _, f in ipairs(band_fields(r.m)) do bucket_add(f, entry, vals[f]) end
   for _, f in ipairs(sent_fields(r.h)) do sent_add(f) end
   redis.call('INCR', K_COUNT)
-  if r.day then redis.call('ZADD', K_DAYS, r.day, id) end
+  if r.day then redis.call('HINCRBY', K_DAYS, r.day, 1) end
+  redis.call('HSET', shard('i', hb), hb, struct.pack('<i4', r.day or NODAY))
+  lh_count('i', 1)
   return hb
 end
 
 -- the distinct handles (4-byte strings) in the buckets of minhash m, and field -> value read
-local function bucket_handles(m)
-  local hs, seen, vals = {}, {}, {}
-  for _, f in ipairs(band_fields(m)) do
-    local v = redis.call('HGET', shard('b', f), f)
-    vals[f] = v
+local function bucket_values(fields)
+  local vals = {}
+  for _, f in ipairs(fields) do vals[f] = bucket_get(f) end
+  return vals
+end
+
+-- distinct handles in these bucket values, and handle -> day tag
+local function handles_in(fields, vals)
+  local hs, tags = {}, {}
+  for _, f in ipairs(fields) do
+    local v = vals[f]
     if v then
-      for j = 1, #v, 4 do
+      for j = 1, #v, 6 do
         local hb = string.sub(v, j, j + 3)
-        if not seen[hb] then seen[hb] = true; hs[#hs + 1] = hb end
+        if not tags[hb] then
+          tags[hb] = struct.unpack('<I2', v, j + 4)
+          hs[#hs + 1] = hb
+        end
       end
     end
   end
-  return hs, vals
+  return hs, tags
+end
+
+-- bucket values as one string (per band: u32 length + value, 0xFFFFFFFF when absent), for
+-- FIND to hand to the client and the client back to INGEST; unpack_vals reverses it
+local function pack_vals(fields, vals)
+  local out = {}
+  for i, f in ipairs(fields) do
+    local v = vals[f]
+    if v then out[i] = struct.pack('<I4', #v) .. v else out[i] = '\255\255\255\255' end
+  end
+  return table.concat(out)
+end
+
+local function unpack_vals(fields, packed)
+  local vals, pos = {}, 1
+  for _, f in ipairs(fields) do
+    local n = struct.unpack('<I4', packed, pos)
+    pos = pos + 4
+    if n == 4294967295 then
+      vals[f] = false
+    else
+      vals[f] = string.sub(packed, pos, pos + n - 1)
+      pos = pos + n
+    end
+  end
+  return vals
 end
 
 -- what the buckets of m hold, as one comparable string (sorted handles), leaving out `mine`:
@@ -269,43 +403,37 @@ local function digest(hs, mine)
   return table.concat(keep)
 end
 
--- ids sharing a band with minhash m, within the window of day (nil: undated), except `exclude`;
--- with_sigs adds each one's signature bytes (or, when it is 'handles', its 4-byte
--- handle, for a client that caches signatures) and story: id, sig, story, ...
--- Also returns the digest of the buckets.
-local function find(m, day, window, exclude, with_sigs)
-  local hs = bucket_handles(m)
+-- the candidates of minhash m: handles sharing a band, within the window of day (nil: undated),
+-- (by day tag: may include a few more, see tag_within), except own (a 4-byte handle or false),
+-- each with its info value: {{hb, info}, ...}.
+-- Also returns the bucket values read (field -> value or false).
+local function find(m, day, window, own)
+  local vals = bucket_values(band_fields(m))
+  local hs, tags = handles_in(band_fields(m), vals)
   local out = {}
   for _, hb in ipairs(hs) do
-    local blob = redis.call('GET', K_article(string.format('%%d', struct.unpack('<I4', hb))))
-    if blob then
-      local r = rec(blob)
-      local ok = r.id ~= exclude
-      if ok and day and r.day then ok = math.abs(r.day - day) <= window end
-      if ok then
-        out[#out + 1] = r.id
-        if with_sigs then
-          if with_sigs == 'handles' then out[#out + 1] = hb else out[#out + 1] = string.sub(blob, 1, r.sig_end) end
-          out[#out + 1] = redis.call('HGET', K_STORY_OF, r.id) or ''
-        end
-      end
+    if hb ~= own and tag_within(tags[hb], day, window) then
+      local v = info_get(hb)
+      if v then out[#out + 1] = {hb, v} end
     end
   end
-  return out, digest(hs, {})
+  return out, vals
 end
-""" % {"hdr": HEADER_SIZE, "s0": SHARDS0, "load": LOAD}
+""" % {"hdr": HEADER_SIZE, "s0": SHARDS0, "load": LOAD, "noday": NODAY}
 
 # ARGV: ns, bands, rows, id, record
 PUT = _HELPERS + r"""
+begin_write()
 put(ARGV[4], ARGV[5])
-lh_flush()
+finish()
 return 1
 """
 
 # ARGV: ns, bands, rows, id -> the old record (false if absent)
 DELETE = _HELPERS + r"""
+begin_write()
 local blob = del_article(ARGV[4])
-lh_flush()
+finish()
 return blob
 """
 
@@ -313,6 +441,17 @@ return blob
 RECORDS = _HELPERS + r"""
 local out = {}
 for i = 4, #ARGV do out[#out + 1] = record_of(ARGV[i]) end
+return out
+"""
+
+# ARGV: ns, bands, rows, id, id, ... -> story of each ('' where absent or in no story)
+STORY_OF = _HELPERS + r"""
+local out = {}
+for i = 4, #ARGV do
+  local hb = handle_of(ARGV[i])
+  local v = hb and info_get(hb)
+  out[#out + 1] = v and info_story(v) or ''
+end
 return out
 """
 
@@ -327,52 +466,82 @@ return out
 SET_STORY = _HELPERS + r"""
 local ids = {}
 for i = 5, #ARGV do ids[#ids + 1] = ARGV[i] end
+begin_write()
 set_story(ARGV[4], ids)
+finish()
 return 1
 """
 
-# ARGV: ns, bands, rows, minhash, day ('' = undated), window, exclude, with_sigs (0/1/2)
-# with_sigs=1 answers {stored(0/1), digest, #own, own..., id, sig, story, ...}: whether
-# `exclude` is already stored, the digest of its buckets (for INGEST's re-check) and the
-# members of a story named `exclude`, so the caller's duplicate check and the decider's
-# fresh-story-id check need no extra round trip.  with_sigs=2 sends handles, not signatures.
+# ARGV: ns, bands, rows, minhash, day ('' = undated), window, id, mode[, record]
+# mode 0 answers the ids of the candidates (except `id`).
+# mode 2 answers {stored (0/1), buckets, version, #own, own..., handle, story, handle, story, ...}:
+# whether `id` is already stored, the values of its 32 buckets (pack_vals) and the write version
+# (INGEST writes with those values, or re-checks against them when the version moved), the members of a story named `id` (the decider's fresh-story-id check), and the
+# candidates as 4-byte handles (the client keeps id and signature by handle) with their stories.
+# mode 3 is mode 2 plus the article's record: when the article is not stored, has no candidate and
+# no story is named after it, the decision can only be "new story named after it", so the script
+# stores it at once and answers {2, handle}: one round trip for the whole ingest.
 FIND = _HELPERS + r"""
-local function answer(m, day_arg, window, id, mode_arg)
+local function answer(m, day_arg, window, id, mode, blob)
   local day = nil
   if day_arg ~= '' then day = tonumber(day_arg) end
-  local mode = false
-  if mode_arg == '1' then mode = 'sigs' elseif mode_arg == '2' then mode = 'handles' end
-  local found, dg = find(m, day, window, id, mode)
-  if not mode then return found end
+  local own_hb = handle_of(id)
+  local found, vals = find(m, day, window, own_hb)
+  if mode == '0' then
+    local ids = {}
+    for _, c in ipairs(found) do
+      local d = info_day(c[2])
+      if not day or not d or math.abs(d - day) <= window then
+        local b = redis.call('GET', K_article(string.format('%d', struct.unpack('<I4', c[1]))))
+        if b then ids[#ids + 1] = rec(b).id end
+      end
+    end
+    return ids
+  end
   local own = redis.call('HKEYS', K_story(id))
-  local out = {redis.call('HEXISTS', K_HANDLES, id), dg, #own}
+  if mode == '3' and not own_hb and #found == 0 and #own == 0 then
+    begin_write()
+    local hb = put(id, blob, vals, true)
+    set_story(id, {id}, {[id] = hb})
+    finish()
+    return {2, hb}
+  end
+  local out = {own_hb and 1 or 0, pack_vals(band_fields(m), vals), version(), #own}
   for _, v in ipairs(own) do out[#out + 1] = v end
-  for _, v in ipairs(found) do out[#out + 1] = v end
+  for _, c in ipairs(found) do
+    out[#out + 1] = c[1]
+    out[#out + 1] = info_story(c[2])
+  end
   return out
 end
 if ARGV[4] == 'many' then
-  -- ARGV: ns, bands, rows, 'many', window, mode, (minhash, day, id)...: one answer per article
+  -- ARGV: ns, bands, rows, 'many', window, mode (0 or 2), (minhash, day, id)...: one answer per article
   local out = {}
   for i = 7, #ARGV, 3 do out[#out + 1] = answer(ARGV[i], ARGV[i + 1], tonumber(ARGV[5]), ARGV[i + 2], ARGV[6]) end
   return out
 end
-return answer(ARGV[4], ARGV[5], tonumber(ARGV[6]), ARGV[7], ARGV[8])
+return answer(ARGV[4], ARGV[5], tonumber(ARGV[6]), ARGV[7], ARGV[8], ARGV[9])
 """
 
 # ARGV: ns, bands, rows, window, count, then per article:
-#       id, record, story, is_new, nmerged, merged..., digest, ncand, (cand, story-or-'')...
+#       id, record, story, is_new, nmerged, merged..., version, buckets, ncand, (handle, story-or-'')...
 # Writes the articles in order.  Before each one it re-checks what the client
-# decided on and stops at the first that changed: the buckets must hold what
-# FIND saw (its digest) plus only articles this call wrote, the candidates must
-# still be in the stories the client assumed (after this call's own moves),
-# and a new story id must still be free.  Returns {articles written, 'ok' |
-# 'conflict' | 'exists', handles of the written articles...}; the client reads and
-# decides the rest again.
-# Comparing digests instead of re-reading candidates keeps the re-check to the
-# 32 bucket reads, without fetching any record.
+# decided on and stops at the first that changed.  When the write version is
+# still the one FIND answered, nothing was written since that read but this
+# call's own articles, which the client decided with, so there is nothing to
+# re-check, and the buckets are what FIND read (updated by this call's own
+# writes): no bucket read at all.  Otherwise: the buckets must hold what FIND saw plus
+# only articles this call wrote, the candidates must still be in the stories
+# the client assumed (after this call's own moves), and a new story id must
+# still be free.  Returns {articles written, 'ok' | 'conflict' | 'exists',
+# handles of the written articles...}; the client reads and decides the rest again.
+# Comparing the buckets' handles instead of re-reading candidates keeps the
+# re-check to the 32 bucket reads, without fetching any record.
 INGEST = _HELPERS + r"""
 local window = tonumber(ARGV[4])
 local count = tonumber(ARGV[5])
+local v0 = version()
+begin_write()
 local i = 6
 local mine, written = {}, {}
 for done = 0, count - 1 do
@@ -381,35 +550,47 @@ for done = 0, count - 1 do
   local nmerged = tonumber(ARGV[i]); local merged = {}
   for j = 1, nmerged do merged[j] = ARGV[i + j] end
   i = i + nmerged + 1
-  local dg = ARGV[i]
-  i = i + 1
+  local seen_version, packed = ARGV[i], ARGV[i + 1]
+  i = i + 2
   local ncand = tonumber(ARGV[i]); local expected = {}
   for j = 0, ncand - 1 do expected[ARGV[i + 1 + 2 * j]] = ARGV[i + 2 + 2 * j] end
   i = i + 2 * ncand + 1
 
-  if redis.call('HEXISTS', K_HANDLES, id) == 1 then lh_flush(); return {done, 'exists', unpack(written)} end
+  if redis.call('HEXISTS', K_HANDLES, id) == 1 then finish(); return {done, 'exists', unpack(written)} end
   local r = rec(blob)
-  local hs, vals = bucket_handles(r.m)
-  local ok = digest(hs, mine) == dg
-  if ok then
-    for c, want in pairs(expected) do
-      if (redis.call('HGET', K_STORY_OF, c) or '') ~= want then ok = false; break end
+  local fields = band_fields(r.m)
+  local seen = unpack_vals(fields, packed)
+  local vals = {}
+  if seen_version == v0 then
+    for _, f in ipairs(fields) do
+      local w = BV[f]
+      if w == nil then w = seen[f] end
+      vals[f] = w
     end
+  else
+    vals = bucket_values(fields)
+    local ok = digest(handles_in(fields, vals), mine) == digest(handles_in(fields, seen), {})
+    if ok then
+      for hb, want in pairs(expected) do
+        local v = info_get(hb)
+        if not v or info_story(v) ~= want then ok = false; break end
+      end
+    end
+    if ok and is_new and redis.call('EXISTS', K_story(story)) == 1 then ok = false end
+    if not ok then finish(); return {done, 'conflict', unpack(written)} end
   end
-  if ok and is_new and redis.call('EXISTS', K_story(story)) == 1 then ok = false end
-  if not ok then lh_flush(); return {done, 'conflict', unpack(written)} end
 
-  local hb = put(id, blob, vals)
+  local hb = put(id, blob, vals, true)
   mine[hb] = true
   written[#written + 1] = hb
   local folded = {id}
   for _, old in ipairs(merged) do
     for _, a in ipairs(redis.call('HKEYS', K_story(old))) do folded[#folded + 1] = a end
   end
-  set_story(story, folded)
+  set_story(story, folded, {[id] = hb})
 end
-lh_flush()
+finish()
 return {count, 'ok', unpack(written)}
 """
 
-SCRIPTS = ("PUT", "DELETE", "RECORDS", "SENT_COUNTS", "SET_STORY", "FIND", "INGEST")
+SCRIPTS = ("PUT", "DELETE", "RECORDS", "STORY_OF", "SENT_COUNTS", "SET_STORY", "FIND", "INGEST")
