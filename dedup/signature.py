@@ -28,6 +28,8 @@ from functools import lru_cache
 
 import numpy as np
 import wordfreq
+from wordfreq import freq_to_zipf, zipf_to_freq
+from wordfreq.numbers import digit_freq, smash_numbers
 from datasketch import LeanMinHash, MinHash
 
 from .records import Signature
@@ -36,6 +38,7 @@ from .text import content_words
 
 IDF_CEILING = 8.0  # zipf 8 ~ "the"; a word never seen in English text gets idf 8
 IDF_FLOOR = 0.3
+_ZIPF_ZERO = zipf_to_freq(0.0)  # wordfreq's floor: Zipf 0
 
 
 def term_hash(term: str) -> int:
@@ -62,13 +65,30 @@ def _zipf(term: str) -> float:
 
     For alphabetic words this reads wordfreq's frequency table directly
     (2 us instead of 28 us a word: ``zipf_frequency`` re-tokenizes every
-    query); the values are identical (checked in tests).  Tokens with digits
-    or symbols go through ``zipf_frequency``, which handles numbers its own way.
+    query), and for plain digit strings it applies wordfreq's own number
+    estimate to the table (12 us instead of ~115 us; numbers are a sixth of
+    the new words of a news batch).  The values are identical (checked in
+    tests); other tokens with digits or symbols go through ``zipf_frequency``.
     """
     if term.isalpha():
         f = _frequencies().get(term)
         return round(math.log10(f) + 9, 2) if f else 0.0
+    if term.isascii() and term.isdigit():
+        return _zipf_digits(term)
     return wordfreq.zipf_frequency(term, "en")
+
+
+def _zipf_digits(term: str) -> float:
+    """``wordfreq.zipf_frequency`` of a string of ASCII digits, without its tokenizer."""
+    smashed = smash_numbers(term)  # digit runs become zeros: "1985" -> "0000"
+    f = _frequencies().get(smashed)
+    if not f:
+        return 0.0
+    if smashed != term:
+        f *= digit_freq(term)  # wordfreq's share of this number among numbers of its shape
+    f = max(1.0 / (1.0 / f), _ZIPF_ZERO)  # the same float steps and floor as wordfreq
+    f = round(f, math.floor(-math.log(f, 10)) + 3)
+    return round(freq_to_zipf(f), 2)
 
 
 _FMIX = (np.uint32(16), np.uint32(0x85EBCA6B), np.uint32(13), np.uint32(0xC2B2AE35))

@@ -127,3 +127,19 @@ def test_signing_goes_on_after_the_word_table_fills_up(monkeypatch):
         assert np.array_equal(again.minhash, before.minhash)
         assert np.array_equal(again.term_weights, before.term_weights)
     assert len(fresh.number) <= 5 + len(set(content_words(A)))
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.text(alphabet="0123456789", min_size=1, max_size=14))
+def test_fast_number_frequency_equals_wordfreq(digits):
+    import wordfreq
+    from dedup.signature import _zipf
+    assert _zipf(digits) == wordfreq.zipf_frequency(digits, "en")
+
+
+def test_fast_number_frequency_equals_wordfreq_on_years_and_amounts():
+    import wordfreq
+    from dedup.signature import _zipf
+    for n in [*range(0, 3000), 10000, 250000, 1000000, 20190101]:
+        for text in (str(n), "0" + str(n)):
+            assert _zipf(text) == wordfreq.zipf_frequency(text, "en"), text
