@@ -214,14 +214,6 @@ def _trigram_mix(h: np.ndarray) -> np.ndarray:
         return h[:-2] * _MIX[0] + ((h[1:-1] << np.uint32(7)) | (h[1:-1] >> np.uint32(25))) * _MIX[1] + h[2:] * _MIX[2]
 
 
-def trigram_hashes(word_hashes: np.ndarray) -> np.ndarray:
-    """Sorted unique hashes of consecutive word triples, mixed from the words' own hashes."""
-    h = word_hashes.astype(np.uint32)
-    if len(h) < 3:
-        return np.unique(h)
-    return np.unique(_trigram_mix(h))
-
-
 def minhash_values(hashes: np.ndarray, num_perm: int, seed: int) -> np.ndarray:
     """MinHash of already-hashed terms, equal to datasketch's affine32 ``update_batch``.
 
