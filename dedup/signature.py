@@ -21,6 +21,7 @@ input hash, so every stored signature can be read back as a datasketch
 
 from __future__ import annotations
 
+import hashlib
 import math
 import zlib
 from collections import Counter
@@ -34,7 +35,7 @@ from datasketch import LeanMinHash, MinHash
 
 from .records import Signature
 from .settings import Settings
-from .text import content_words
+from .text import _DROP, _EURO, _POUND, token_text
 
 IDF_CEILING = 8.0  # zipf 8 ~ "the"; a word never seen in English text gets idf 8
 IDF_FLOOR = 0.3
@@ -52,7 +53,7 @@ def _hash_bytes(b: bytes) -> int:
 
 def idf(term: str) -> float:
     """How informative a word is: 8 minus its Zipf frequency in general English."""
-    return float(_LEX.idf[_LEX.rows([term])[0]])
+    return float(max(IDF_CEILING - _zipf(term), IDF_FLOOR))
 
 
 @lru_cache(maxsize=1)
@@ -135,13 +136,88 @@ def _key_term_order(seg: np.ndarray, w: np.ndarray, ids: np.ndarray) -> np.ndarr
     return np.argsort(packed, kind="stable")
 
 
-class _Lexicon:
-    """Every word seen so far, numbered, with its idf, CRC32 and mixed CRC32 in arrays.
+# Token hashing.  A token's 64-bit key is a polynomial hash of its bytes (base _BASE, modulo 2**64),
+# computed for every token of a batch at once from prefix sums, then finalized with _fmix64 so that its
+# low bits, which place it in the lexicon's table, are well mixed.  Polynomial hashes modulo 2**64
+# collide for some long crafted strings (Thue-Morse sequences of 2,048 bytes and more), so tokens
+# longer than _POLY_MAX bytes are hashed with BLAKE2b instead.
+_BASE = 0x9E3779B97F4A7C15
+_POLY_MAX = 64
+_SPAN_GROUP = 1 << 20  # bytes hashed per prefix-sum pass (bounds the power tables)
+_M64 = (1 << 64) - 1
 
-    Signing looks a word up once per occurrence; keeping the per-word facts
-    in arrays indexed by the word's number lets a whole batch of articles
-    fetch them with one numpy indexing call each.  Bounded: when it holds
-    ``limit`` words it starts over (between batches, never during one).
+
+class _Powers:
+    """``_BASE ** j`` and its inverse modulo 2**64 for j < n, grown on demand."""
+
+    def __init__(self) -> None:
+        self.pow = np.ones(1, dtype=np.uint64)
+        self.inv = np.ones(1, dtype=np.uint64)
+
+    def upto(self, n: int) -> tuple[np.ndarray, np.ndarray]:
+        if len(self.pow) < n:
+            size = max(n, 2 * len(self.pow))
+            with np.errstate(over="ignore"):
+                one = np.ones(1, dtype=np.uint64)  # a plain [1] would make the concatenation float64
+                self.pow = np.concatenate((one, np.full(size - 1, _BASE, dtype=np.uint64).cumprod()))
+                self.inv = np.concatenate((one, np.full(size - 1, pow(_BASE, -1, 1 << 64), dtype=np.uint64).cumprod()))
+        return self.pow, self.inv
+
+
+_POWERS = _Powers()
+_FMIX64 = (np.uint64(33), np.uint64(0xFF51AFD7ED558CCD), np.uint64(0xC4CEB9FE1A85EC53))
+
+
+def _fmix64(h: np.ndarray) -> np.ndarray:
+    s, m1, m2 = _FMIX64
+    with np.errstate(over="ignore"):
+        h = h ^ (h >> s)
+        h = h * m1
+        h = h ^ (h >> s)
+        h = h * m2
+        return h ^ (h >> s)
+
+
+def _token_spans(buf: bytes) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Start, end and 64-bit key of every space-separated token of an ASCII buffer."""
+    arr = np.frombuffer(buf, dtype=np.uint8)
+    edges = np.flatnonzero(np.diff((arr != 32).view(np.int8), prepend=np.int8(0), append=np.int8(0)))
+    starts, ends = edges[0::2], edges[1::2]
+    keys = np.empty(len(starts), dtype=np.uint64)
+    # prefix sums over groups of whole tokens, so the power tables stay ~_SPAN_GROUP long
+    first = 0
+    while first < len(starts):
+        base = int(starts[first])
+        last = int(np.searchsorted(starts, base + _SPAN_GROUP, side="left"))
+        last = max(last, first + 1)
+        top = int(ends[last - 1])
+        pw, inv = _POWERS.upto(top - base + 1)
+        s, e = starts[first:last] - base, ends[first:last] - base
+        with np.errstate(over="ignore"):
+            prefix = np.zeros(top - base + 1, dtype=np.uint64)
+            np.cumsum(arr[base:top].astype(np.uint64) * pw[: top - base], out=prefix[1:])
+            raw = (prefix[e] - prefix[s]) * inv[s]
+            keys[first:last] = _fmix64(raw ^ ((e - s).astype(np.uint64) * np.uint64(_BASE)))
+        first = last
+    long = np.flatnonzero(ends - starts > _POLY_MAX)
+    for i in long.tolist():
+        digest = hashlib.blake2b(buf[starts[i] : ends[i]], digest_size=8).digest()
+        keys[i] = int.from_bytes(digest, "little")
+    keys[keys == 0] = 1  # 0 marks an empty slot of the lexicon's table
+    return starts, ends, keys
+
+
+class _Lexicon:
+    """Every token seen so far, numbered, with its idf, CRC32, mixed CRC32 and stop-word flag in arrays.
+
+    Tokens are found by their 64-bit key (:func:`_token_spans`) in an
+    open-addressing table held in two numpy arrays, so a whole batch of
+    tokens is looked up with a few vectorized probes and no Python string
+    is made per token: before this, making and looking up those strings
+    was a third of in-process ingest time.  A token's facts are computed
+    once, from its text, the first time it is seen.  Bounded: when it
+    holds ``limit`` tokens it starts over (between batches, never during
+    one).
     """
 
     def __init__(self, limit: int = 1 << 20) -> None:
@@ -149,34 +225,83 @@ class _Lexicon:
         self.reset()
 
     def reset(self) -> None:
-        self.number: dict[str, int] = {}
+        self.count = 0
+        self._table(max(1024, 1 << (2 * self.limit - 1).bit_length()))
         self.idf = np.zeros(1024, dtype=np.float64)
         self.crc = np.zeros(1024, dtype=np.uint32)
         self.mixed = np.zeros(1024, dtype=np.uint32)
+        self.content = np.zeros(1024, dtype=bool)
 
-    def add(self, terms: list[str]) -> None:
-        """Number new words, computing their facts together (one numpy call per fact)."""
-        n = len(self.number)
+    def _table(self, size: int) -> None:
+        self.keys = np.zeros(size, dtype=np.uint64)  # 0: empty slot
+        self.slot_row = np.zeros(size, dtype=np.int64)
+        self.mask = size - 1
+
+    def __len__(self) -> int:
+        return self.count
+
+    def find(self, keys: np.ndarray) -> np.ndarray:
+        """Row of each key, -1 where unknown (linear probing, all keys at once)."""
+        rows = np.full(len(keys), -1, dtype=np.int64)
+        todo = np.arange(len(keys))
+        want = keys
+        slot = (keys & np.uint64(self.mask)).astype(np.int64)
+        while len(todo):
+            held = self.keys[slot]
+            hit = held == want
+            rows[todo[hit]] = self.slot_row[slot[hit]]
+            go_on = ~hit & (held != 0)
+            todo, want, slot = todo[go_on], want[go_on], (slot[go_on] + 1) & self.mask
+        return rows
+
+    def _insert(self, keys: list[int], rows: list[int]) -> None:
+        table, slot_row, mask = self.keys, self.slot_row, self.mask
+        for key, row in zip(keys, rows):
+            at = key & mask
+            while table[at]:
+                at = (at + 1) & mask
+            table[at] = key
+            slot_row[at] = row
+
+    def add(self, terms: list[str], keys: list[int]) -> None:
+        """Number new tokens (with their keys), computing their facts together (one numpy call per fact)."""
+        n = self.count
         end = n + len(terms)
+        if 2 * end > len(self.keys):  # a batch past the limit: double the table, keep every row
+            old_keys = self.keys[self.keys != 0].tolist()
+            old_rows = self.slot_row[self.keys != 0].tolist()
+            self._table(2 * len(self.keys))
+            while 2 * end > len(self.keys):
+                self._table(2 * len(self.keys))
+            self._insert(old_keys, old_rows)
         if end > len(self.idf):
             size = max(end, 2 * len(self.idf))
             self.idf = np.resize(self.idf, size)
             self.crc = np.resize(self.crc, size)
             self.mixed = np.resize(self.mixed, size)
+            self.content = np.resize(self.content, size)
         hashes = np.array([term_hash(t) for t in terms], dtype=np.uint32)
         self.idf[n:end] = [max(IDF_CEILING - _zipf(t), IDF_FLOOR) for t in terms]
         self.crc[n:end] = hashes
         self.mixed[n:end] = _fmix(hashes)
-        self.number.update(zip(terms, range(n, end)))
+        self.content[n:end] = [t not in _DROP for t in terms]
+        self._insert(keys, list(range(n, end)))
+        self.count = end
 
-    def rows(self, words: list[str]) -> list[int]:
-        """The number of each word, numbering the new ones first."""
-        number = self.number
-        try:
-            return list(map(number.__getitem__, words))
-        except KeyError:
-            self.add([w for w in dict.fromkeys(words) if w not in number])
-            return list(map(number.__getitem__, words))
+    def rows(self, buf: bytes, starts: np.ndarray, ends: np.ndarray, keys: np.ndarray) -> np.ndarray:
+        """The row of each token of ``buf`` (spans and keys from :func:`_token_spans`), new ones numbered first."""
+        rows = self.find(keys)
+        missing = np.flatnonzero(rows < 0)
+        if len(missing):
+            new, first = np.unique(keys[missing], return_index=True)
+            at = missing[first]
+            terms = [
+                buf[s:e].decode("ascii").replace(_POUND, "£").replace(_EURO, "€")
+                for s, e in zip(starts[at].tolist(), ends[at].tolist())
+            ]
+            self.add(terms, new.tolist())
+            rows[missing] = self.find(keys[missing])
+        return rows
 
 
 _LEX = _Lexicon()
@@ -251,17 +376,26 @@ def sign_many(clean_texts: list[str], days: list[int | None], settings: Settings
     most of signing one article at a time.
     """
     lex = _LEX
-    if len(lex.number) >= lex.limit:
+    if len(lex) >= lex.limit:
         lex.reset()
-    word_lists = [content_words(t) for t in clean_texts]
-    keep = [i for i, w in enumerate(word_lists) if w]
     out: list[Signature | None] = [None] * len(clean_texts)
+    # Tokens of all texts in one buffer (a space between texts), hashed and looked up at once.
+    texts = [token_text(t) for t in clean_texts]
+    buf = " ".join(texts).encode("ascii")
+    starts, ends, token_keys = _token_spans(buf)
+    text_starts = np.cumsum([0] + [len(t) + 1 for t in texts[:-1]])
+    token_seg = np.searchsorted(text_starts, starts, side="right") - 1
+    token_rows = lex.rows(buf, starts, ends, token_keys)
+    content = lex.content[token_rows]
+    rows_all, seg_all = token_rows[content], token_seg[content]
+    counts = np.bincount(seg_all, minlength=len(clean_texts))
+    keep = np.flatnonzero(counts).tolist()
     if not keep:
         return out
     m = len(keep)
-    lengths = np.array([len(word_lists[i]) for i in keep], dtype=np.int64)
-    rows = np.array(lex.rows([w for i in keep for w in word_lists[i]]), dtype=np.uint64)
-    word_seg = np.repeat(np.arange(m, dtype=np.uint64), lengths)
+    lengths = counts[keep].astype(np.int64)
+    rows = rows_all.astype(np.uint64)
+    word_seg = np.repeat(np.arange(m, dtype=np.uint64), lengths)  # segments run in text order
 
     # Terms of each article with their counts: unique (article, word number) pairs.
     pairs, tf = np.unique((word_seg << np.uint64(32)) | rows, return_counts=True)

@@ -335,22 +335,34 @@ _LOWERED_TOKEN_BYTES = bytes(
     else 32
     for b in range(256)
 )
-# Characters that can make a piece more or other than one token.
-_TOKEN_PUNCTUATION = "$.,'" + _POUND + _EURO
 
 
 def _tokens_slow(text: str) -> list[str]:
     return _TOKEN.findall(text.casefold())
 
 
-def tokens(text: str) -> list[str]:
-    """Exactly ``_TOKEN.findall(text.casefold())``, several times faster on prose (see above)."""
+# _TOKEN over text whose £ and € are the placeholders (the same class, with the placeholders for the two).
+_TOKEN_PLACEHELD = re.compile(r"[a-z0-9\x01$\x02]+(?:[.,][0-9]+)*(?:'[a-z]+)?")
+
+
+def _joined(words: list[str]) -> str:
+    return " ".join(words).replace("£", _POUND).replace("€", _EURO)
+
+
+def token_text(text: str) -> str:
+    """The tokens of ``text`` as one ASCII string: separated by spaces, £ and € as ``\x01`` and ``\x02``.
+
+    ``token_text(t).split()`` are exactly ``_TOKEN.findall(t.casefold())``
+    with the two placeholders for £ and €.  Signing hashes this string's
+    tokens with numpy (:mod:`dedup.signature`) without ever making a
+    Python string per token; :func:`tokens` splits it.
+    """
     if _POUND in text or _EURO in text:  # the placeholders are taken
-        return _tokens_slow(text)
+        return _joined(_tokens_slow(text))
     if text.isascii():
         data = text.encode()
     elif any(c in text for c in _FOLDS_TO_ASCII):
-        return _tokens_slow(text)
+        return _joined(_tokens_slow(text))
     else:
         data = text.replace("£", _POUND).replace("€", _EURO).encode("ascii", "replace")
     pieces = data.translate(_LOWERED_TOKEN_BYTES).decode()
@@ -364,11 +376,11 @@ def tokens(text: str) -> list[str]:
     if "'" in pieces:
         pieces = pieces.replace("' ", "  ").replace(" '", "  ")
     pieces = pieces.strip(" .,'")
-    odd = sorted(i for c in _TOKEN_PUNCTUATION if c in pieces for i in _find_all(pieces, c))
-    if not odd:
-        return pieces.split()
+    odd = sorted(i for c in "$.,'" if c in pieces for i in _find_all(pieces, c))
+    if not odd:  # a piece of letters, digits and placeholders alone is exactly one token
+        return pieces
     if len(odd) * 64 > len(pieces):  # mostly "it's" and "1,000": the regex over the whole text is cheaper
-        return _tokens_slow(text)
+        return _joined(_tokens_slow(text))
     out: list[str] = []
     done = 0  # pieces[:done] is tokenized
     for i in odd:
@@ -378,11 +390,19 @@ def tokens(text: str) -> list[str]:
         end = pieces.find(" ", i)
         if end < 0:
             end = len(pieces)
-        out += pieces[done:start].split()
-        out += _TOKEN.findall(pieces[start:end].replace(_POUND, "£").replace(_EURO, "€"))
+        out.append(pieces[done:start])
+        out.append(" ".join(_TOKEN_PLACEHELD.findall(pieces, start, end)))
         done = end
-    out += pieces[done:].split()
-    return out
+    out.append(pieces[done:])
+    return "".join(out)
+
+
+def tokens(text: str) -> list[str]:
+    """Exactly ``_TOKEN.findall(text.casefold())``, several times faster on prose (see above)."""
+    joined = token_text(text)
+    if _POUND in joined or _EURO in joined:
+        joined = joined.replace(_POUND, "£").replace(_EURO, "€")
+    return joined.split()
 
 
 def _find_all(text: str, char: str):

@@ -9,6 +9,7 @@ from hypothesis import strategies as st
 
 from dedup.settings import Settings
 from dedup.signature import as_lean_minhash, band_hashes, cosine, cosines, idf, reuse, reuses, sign, sign_many
+from dedup import text as T
 from dedup.text import content_words
 
 S = Settings()
@@ -126,7 +127,7 @@ def test_signing_goes_on_after_the_word_table_fills_up(monkeypatch):
         again = sign(A, None, S)
         assert np.array_equal(again.minhash, before.minhash)
         assert np.array_equal(again.term_weights, before.term_weights)
-    assert len(fresh.number) <= 5 + len(set(content_words(A)))
+    assert len(fresh) <= 5 + len(set(T.tokens(A)))
 
 
 @settings(max_examples=300, deadline=None)
@@ -143,3 +144,22 @@ def test_fast_number_frequency_equals_wordfreq_on_years_and_amounts():
     for n in [*range(0, 3000), 10000, 250000, 1000000, 20190101]:
         for text in (str(n), "0" + str(n)):
             assert _zipf(text) == wordfreq.zipf_frequency(text, "en"), text
+
+
+def test_every_token_of_a_batch_gets_the_facts_of_its_own_text():
+    """Tokens are found by a hash of their bytes, never by a Python string: check the facts
+    (CRC32 term id, idf, stop-word flag) against the token text, long tokens (BLAKE2b path) and £ included."""
+    from dedup import signature as G
+    text = "Cost £5bn, it's 1,000.5 U.S. dollars " + "x" * 70 + " " + "ab" * 40 + " the stoltenberg said"
+    buf = T.token_text(text).encode("ascii")
+    starts, ends, keys = G._token_spans(buf)
+    words = T.tokens(text)
+    assert len(words) == len(keys)
+    rows = G._LEX.rows(buf, starts, ends, keys)
+    for word, row in zip(words, rows.tolist()):
+        assert G._LEX.crc[row] == G.term_hash(word)
+        assert G._LEX.idf[row] == idf(word)
+        assert G._LEX.content[row] == (word in content_words(word + " zzz"))
+    # the same token hashes alike wherever it sits in a buffer
+    again = G._token_spans(b"  " + buf + b" stoltenberg")[2]
+    assert again[-1] == keys[words.index("stoltenberg")]

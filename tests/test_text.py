@@ -97,6 +97,15 @@ def test_fast_tokenizer_matches_the_token_regex(text):
     assert T.tokens(text) == T._TOKEN.findall(text.casefold())
 
 
+@settings(max_examples=300, deadline=None)
+@given(_NASTY_TEXT)
+def test_token_text_is_the_tokens_with_placeholders_for_pound_and_euro(text):
+    joined = T.token_text(text)
+    assert joined.isascii()
+    want = [t.replace("\u00a3", "\x01").replace("\u20ac", "\x02") for t in T._TOKEN.findall(text.casefold())]
+    assert joined.split() == want
+
+
 def test_fast_tokenizer_matches_the_token_regex_on_awkward_tokens():
     for text in [
         "It's the minister's U.S. $5 \u00a35bn \u20ac3.5m 1,000.50 2.5.6 'quoted' rock'n'roll 5,. .5 ,5 'tis \u00a3\u00a3 $$ end.",
