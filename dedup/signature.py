@@ -29,6 +29,7 @@ from functools import lru_cache
 
 import numpy as np
 import wordfreq
+from numpy.lib.stride_tricks import as_strided
 from wordfreq import freq_to_zipf, zipf_to_freq
 from wordfreq.numbers import digit_freq, smash_numbers
 from datasketch import LeanMinHash, MinHash
@@ -136,40 +137,17 @@ def _key_term_order(seg: np.ndarray, w: np.ndarray, ids: np.ndarray) -> np.ndarr
     return np.argsort(packed, kind="stable")
 
 
-# Token hashing.  A token's 64-bit key is a polynomial hash of its bytes (base _BASE, modulo 2**64),
-# computed for every token of a batch at once from prefix sums, then finalized with _fmix64 so that its
-# low bits, which place it in the lexicon's table, are well mixed.  Polynomial hashes modulo 2**64
-# collide for some long crafted strings (Thue-Morse sequences of 2,048 bytes and more), so tokens
-# longer than _POLY_MAX bytes are hashed with BLAKE2b instead.
-_BASE = 0x9E3779B97F4A7C15
-_POLY_MAX = 64
-_SPAN_GROUP = 1 << 20  # bytes hashed per prefix-sum pass (bounds the power tables)
-_M64 = (1 << 64) - 1
-
-
-class _Powers:
-    """``_BASE ** j`` and its inverse modulo 2**64 for j < n, grown on demand."""
-
-    def __init__(self) -> None:
-        self.pow = np.ones(1, dtype=np.uint64)
-        self.inv = np.ones(1, dtype=np.uint64)
-
-    def upto(self, n: int) -> tuple[np.ndarray, np.ndarray]:
-        if len(self.pow) < n:
-            size = max(n, 2 * len(self.pow))
-            with np.errstate(over="ignore"):
-                one = np.ones(1, dtype=np.uint64)  # a plain [1] would make the concatenation float64
-                self.pow = np.concatenate((one, np.full(size - 1, _BASE, dtype=np.uint64).cumprod()))
-                self.inv = np.concatenate((one, np.full(size - 1, pow(_BASE, -1, 1 << 64), dtype=np.uint64).cumprod()))
-        return self.pow, self.inv
-
-
-_POWERS = _Powers()
-_FMIX64 = (np.uint64(33), np.uint64(0xFF51AFD7ED558CCD), np.uint64(0xC4CEB9FE1A85EC53))
+# Token keys.  A token's 64-bit key mixes its first 16 bytes (two little-endian words read straight
+# from the batch buffer, bytes past the token masked off) with its length, through the murmur3
+# finalizer: one gather and a few vectorized steps per token, whatever its length.  Tokens longer
+# than _SHORT bytes (a fraction of a percent of news text) are keyed by BLAKE2b instead.
+_SHORT = 16
+_ALL = np.uint64(0xFFFFFFFFFFFFFFFF)
+_LEN_MIX = np.uint64(0x9E3779B97F4A7C15)
 
 
 def _fmix64(h: np.ndarray) -> np.ndarray:
-    s, m1, m2 = _FMIX64
+    s, m1, m2 = np.uint64(33), np.uint64(0xFF51AFD7ED558CCD), np.uint64(0xC4CEB9FE1A85EC53)
     with np.errstate(over="ignore"):
         h = h ^ (h >> s)
         h = h * m1
@@ -178,29 +156,26 @@ def _fmix64(h: np.ndarray) -> np.ndarray:
         return h ^ (h >> s)
 
 
+def _low_bytes_mask(n: np.ndarray) -> np.ndarray:
+    """A mask keeping the ``n`` low bytes of a word (0 <= n <= 8)."""
+    shift = (np.minimum(n, 7) * 8).astype(np.uint64)
+    return np.where(n >= 8, _ALL, (np.uint64(1) << shift) - np.uint64(1))
+
+
 def _token_spans(buf: bytes) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Start, end and 64-bit key of every space-separated token of an ASCII buffer."""
     arr = np.frombuffer(buf, dtype=np.uint8)
-    edges = np.flatnonzero(np.diff((arr != 32).view(np.int8), prepend=np.int8(0), append=np.int8(0)))
+    edges = np.flatnonzero(np.diff((arr != 32).view(np.int8), prepend=np.int8(0), append=np.int8(0)) != 0)
     starts, ends = edges[0::2], edges[1::2]
-    keys = np.empty(len(starts), dtype=np.uint64)
-    # prefix sums over groups of whole tokens, so the power tables stay ~_SPAN_GROUP long
-    first = 0
-    while first < len(starts):
-        base = int(starts[first])
-        last = int(np.searchsorted(starts, base + _SPAN_GROUP, side="left"))
-        last = max(last, first + 1)
-        top = int(ends[last - 1])
-        pw, inv = _POWERS.upto(top - base + 1)
-        s, e = starts[first:last] - base, ends[first:last] - base
-        with np.errstate(over="ignore"):
-            prefix = np.zeros(top - base + 1, dtype=np.uint64)
-            np.cumsum(arr[base:top].astype(np.uint64) * pw[: top - base], out=prefix[1:])
-            raw = (prefix[e] - prefix[s]) * inv[s]
-            keys[first:last] = _fmix64(raw ^ ((e - s).astype(np.uint64) * np.uint64(_BASE)))
-        first = last
-    long = np.flatnonzero(ends - starts > _POLY_MAX)
-    for i in long.tolist():
+    padded = np.frombuffer(buf + bytes(_SHORT), dtype=np.uint8)
+    # the first 16 bytes of every token (one row of an overlapping view per token), as two words
+    first = as_strided(padded, shape=(len(buf), _SHORT), strides=(1, 1))[starts].view("<u8")
+    length = ends - starts
+    low = first[:, 0] & _low_bytes_mask(length)
+    high = first[:, 1] & _low_bytes_mask(np.clip(length - 8, 0, 8))
+    with np.errstate(over="ignore"):
+        keys = _fmix64(low ^ _fmix64(high ^ (length.astype(np.uint64) * _LEN_MIX)))
+    for i in np.flatnonzero(length > _SHORT).tolist():
         digest = hashlib.blake2b(buf[starts[i] : ends[i]], digest_size=8).digest()
         keys[i] = int.from_bytes(digest, "little")
     keys[keys == 0] = 1  # 0 marks an empty slot of the lexicon's table
@@ -461,17 +436,18 @@ def sign_many(clean_texts: list[str], days: list[int | None], settings: Settings
 def _segment_hits(ids: np.ndarray, others: list[np.ndarray]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Look every value of ``others`` (each sorted) up in sorted ``ids``, all in one pass.
 
-    Returns the concatenated values' positions in ``ids``, whether each was
-    found, and which of ``others`` each came from.  One set of numpy calls
-    for all candidates of an article instead of one set per pair: on an
-    article with six candidates that is most of the verification time.
+    Returns, for the concatenated values, a position in ``ids`` (clipped to
+    the last one), whether the value is there, and which of ``others`` each
+    came from.  One set of numpy calls for all candidates of an article
+    instead of one set per pair: on an article with six candidates that is
+    most of the verification time.
     """
     flat = np.concatenate(others)
     segment = np.repeat(np.arange(len(others)), [len(o) for o in others])
     if len(ids) == 0 or len(flat) == 0:
         return np.zeros(len(flat), dtype=np.intp), np.zeros(len(flat), dtype=bool), segment
     pos = np.searchsorted(ids, flat)
-    pos[pos == len(ids)] = 0
+    np.minimum(pos, len(ids) - 1, out=pos)
     return pos, ids[pos] == flat, segment
 
 
@@ -480,14 +456,15 @@ def cosines(a: Signature, others: list[Signature]) -> list[float]:
 
     Products are float32 and summed in float64 in ascending term order, so
     ``cosines(a, [b]) == cosines(b, [a])`` exactly: a pair's verdict never
-    depends on which of the two arrived first.
+    depends on which of the two arrived first.  (Every position's product
+    is summed, the misses' as 0.0, which leaves each sum unchanged.)
     """
     if not others:
         return []
     pos, hit, segment = _segment_hits(a.term_ids, [b.term_ids for b in others])
-    weights = np.concatenate([b.term_weights for b in others])
-    products = (a.term_weights[pos[hit]] * weights[hit]).astype(np.float64)
-    return np.bincount(segment[hit], weights=products, minlength=len(others)).tolist()
+    products = a.term_weights[pos] * np.concatenate([b.term_weights for b in others])
+    products = np.where(hit, products, np.float32(0)).astype(np.float64)
+    return np.bincount(segment, weights=products, minlength=len(others)).tolist()
 
 
 def reuses(a: Signature, others: list[Signature]) -> list[float]:
@@ -495,7 +472,7 @@ def reuses(a: Signature, others: list[Signature]) -> list[float]:
     if not others:
         return []
     _, hit, segment = _segment_hits(a.shingles, [b.shingles for b in others])
-    common = np.bincount(segment[hit], minlength=len(others)).tolist()
+    common = np.bincount(segment, weights=hit, minlength=len(others)).tolist()
     n_a = len(a.shingles)
     out = []
     for c, b in zip(common, others):

@@ -424,8 +424,13 @@ def line_hash(line: str) -> int:
 
 
 def line_hashes(clean: str) -> list[int]:
-    """Hashes of the lines (paragraphs) of a clean text, for the index's recurrence counts."""
-    return [line_hash(p) for p in clean.split("\n") if p]
+    """Hashes of the lines (paragraphs) of a clean text, for the index's recurrence counts.
+
+    ``[line_hash(p) for p in clean.split("\n") if p]``, casefolding and encoding the text once:
+    no character casefolds into or out of a line break, so the lines are the same.
+    """
+    crc = zlib.crc32
+    return [crc(p) for p in clean.casefold().encode("utf-8").split(b"\n") if p]
 
 
 def display_sentences(text: str, title: str = "") -> list[tuple[str, str, int]]:

@@ -68,13 +68,16 @@ class BandTable:
         while len(todo) > _TAIL:
             free = np.flatnonzero(self.keys[slot[todo]] == _EMPTY)
             if len(free):
-                # several pending pairs may want the same free slot: the first of each takes it
-                _, first = np.unique(slot[todo[free]], return_index=True)
-                won = todo[free[first]]
+                # Several pending pairs may want the same free slot.  Each writes its own index
+                # into the slot's number; the one whose index stays there takes the slot.
+                want = todo[free]
+                self.nums[slot[want]] = want
+                took = self.nums[slot[want]] == want
+                won = want[took]
                 self.keys[slot[won]] = keys[won]
                 self.nums[slot[won]] = nums[won]
                 rest = np.ones(len(todo), dtype=bool)
-                rest[free[first]] = False
+                rest[free[took]] = False
                 todo = todo[rest]
             # every pair left sits on a taken slot now: step to the next one
             slot[todo] = (slot[todo] + 1) & self.mask
