@@ -109,7 +109,7 @@ class BandTable:
         # In slot order the old homes are sorted but for short probe displacements, so splitting by
         # the home's new high bits (a radix sort of small ints) leaves a nearly sorted sequence, which
         # the stable sort (timsort) orders in close to linear time: ~50x faster than on random order.
-        by_high = np.argsort((home >> old_bits).astype(np.uint16), kind="stable")
+        by_high = np.argsort((home >> old_bits).astype(np.uint16), kind="stable")  # size / old size < 2**16
         order = by_high[np.argsort(home[by_high], kind="stable")]
         keys, nums, home = keys[order], nums[order], home[order]
         step = np.arange(len(home))

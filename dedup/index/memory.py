@@ -232,10 +232,15 @@ class MemoryIndex(StoryIndex):
                     continue
                 self._store(e)
                 done.append(i)
-                folded = [e.id]
-                for old in assignment.merged:
-                    folded.extend(self.members(old))
-                self.set_story(assignment.story, folded)
+                if assignment.merged:
+                    folded = [e.id]
+                    for old in assignment.merged:
+                        folded.extend(self.members(old))
+                    self.set_story(assignment.story, folded)
+                else:  # set_story(story, [e.id]) for an article in no story yet, without its bookkeeping
+                    story_of[e.id] = assignment.story
+                    self._members.setdefault(assignment.story, set()).add(e.id)
+                    self._touched[assignment.story] = next(self._clock)
                 out.append(assignment)
         finally:
             if done:
