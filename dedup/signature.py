@@ -188,8 +188,8 @@ class _Lexicon:
     Tokens are found by their 64-bit key (:func:`_token_spans`) in an
     open-addressing table held in two numpy arrays, so a whole batch of
     tokens is looked up with a few vectorized probes and no Python string
-    is made per token: before this, making and looking up those strings
-    was a third of in-process ingest time.  A token's facts are computed
+    is made per token: making and looking up those strings took ~60-90
+    of the ~300 us an article took at 100k (now ~20).  A token's facts are computed
     once, from its text, the first time it is seen.  Bounded: when it
     holds ``limit`` tokens it starts over (between batches, never during
     one).
