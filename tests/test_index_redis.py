@@ -198,6 +198,56 @@ def test_cli_cluster_with_redis_matches_in_process(redis_url, seed_paths):
     assert run("--redis", redis_url) == run()
 
 
+# -- TLS and passwords: rediss:// against a real TLS redis-server ------------------------
+@pytest.fixture(scope="module")
+def tls_redis(tmp_path_factory):
+    """A redis-server that speaks only TLS (plain port off) and wants a password, with a throwaway CA."""
+    d = tmp_path_factory.mktemp("tls")
+
+    def openssl(*args: str) -> None:
+        subprocess.run(["openssl", *args], cwd=d, check=True, capture_output=True)
+
+    openssl("req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", "ca.key", "-out", "ca.crt",
+            "-days", "2", "-subj", "/CN=dedup test CA")
+    openssl("req", "-newkey", "rsa:2048", "-nodes", "-keyout", "server.key", "-out", "server.csr",
+            "-subj", "/CN=127.0.0.1")
+    (d / "san.ext").write_text("subjectAltName=IP:127.0.0.1,DNS:localhost\n")
+    openssl("x509", "-req", "-in", "server.csr", "-CA", "ca.crt", "-CAkey", "ca.key", "-CAcreateserial",
+            "-out", "server.crt", "-days", "2", "-extfile", "san.ext")
+    port = free_port()
+    server = RedisServer(d / "data", port, "--port", "0", "--tls-port", str(port),
+                         "--tls-cert-file", str(d / "server.crt"), "--tls-key-file", str(d / "server.key"),
+                         "--tls-ca-cert-file", str(d / "ca.crt"), "--tls-auth-clients", "no",
+                         "--requirepass", "s3cret").start()
+    yield port, d / "ca.crt"
+    server.stop()
+
+
+def test_rediss_url_with_password_clusters_like_in_process(tls_redis, seed_paths):
+    port, ca = tls_redis
+    url = f"rediss://:s3cret@127.0.0.1:{port}/0?ssl_ca_certs={ca}"
+    items = articles(seed_paths)
+    with Deduper(SETTINGS, url=url, namespace="tls") as dd:
+        assert cluster(dd, items) == cluster(Deduper(SETTINGS), items)
+        first = items[0].id  # seed 000, which adds the most to its story
+        story = dd.story(dd.story_of(first))
+        assert story is not None and story.articles[0].id == first  # ranking reads records over TLS too
+
+
+def test_tls_mistakes_are_named_with_the_password_masked(tls_redis):
+    port, ca = tls_redis
+    cases = [
+        f"redis://:s3cret@127.0.0.1:{port}/0",  # plain text to a TLS-only port
+        f"rediss://:s3cret@127.0.0.1:{port}/0",  # the server's CA is not trusted
+        f"rediss://:wrong@127.0.0.1:{port}/0?ssl_ca_certs={ca}",  # bad password
+    ]
+    for url in cases:
+        with pytest.raises(IndexUnavailable) as err:
+            with Deduper(SETTINGS, url=url, namespace="tls") as dd:
+                dd.add(Article(id="x", text="The minister resigned over the budget cuts on Friday."))
+        assert f"127.0.0.1:{port}" in str(err.value) and "s3cret" not in str(err.value) and "wrong" not in str(err.value)
+
+
 # -- ingest: round trips and concurrency -----------------------------------------------
 def test_ingest_round_trips(redis_url, monkeypatch):
     """assign = one round trip for an article without candidates, two with candidates (read, then write)."""
