@@ -146,3 +146,18 @@ def test_story_versions_change_with_every_story_change(index):
     assert "s3" not in dict(index.story_versions())
     index.put(entry("d", 7))  # same article count again, still no story
     assert [s for s, _ in index.story_versions()] == index.story_ids()
+
+
+def test_in_process_window_reads_only_days_in_reach_however_long_the_window():
+    """A window of a century reads the stored days, not 73,000 candidate days, and finds the same articles."""
+    from dedup.index.memory import MemoryIndex
+    near, far = Settings(window_days=2), Settings(window_days=36500)
+    for settings in (near, far):
+        idx = MemoryIndex(settings)
+        for i, day in enumerate([700_000, 700_002, 700_010, None]):
+            sig = Signature(minhash=np.full(settings.num_perm, 7, dtype=np.uint32), term_ids=np.array([1], dtype=np.uint32),
+                            term_weights=np.array([1.0], dtype=np.float32), shingles=np.array([1], dtype=np.uint32), day=day)
+            idx.put(Entry(id=f"a{i}", title="", text="x", source="", published="", url="", signature=sig, sentence_hashes=[]))
+        probe = idx._entries["a0"].signature
+        got = idx.candidates(probe)
+        assert got == ({"a0", "a1", "a3"} if settings is near else {"a0", "a1", "a2", "a3"})

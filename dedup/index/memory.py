@@ -87,6 +87,8 @@ class MemoryIndex(StoryIndex):
             return list(self._days)
         w = self.settings.window_days
         stored = self._days  # a day with nothing stored cannot match: skip its 32 look-ups
+        if 2 * w + 1 > len(stored):  # a window longer than the stored days: walk those instead
+            return [c for c in stored if c == _UNDATED or abs(c - 2 - day) <= w]
         return [c for c in (_UNDATED, *range(day + 2 - w, day + 3 + w)) if c in stored]
 
     def _query(self, values: np.ndarray, days: list[int | None]) -> tuple[np.ndarray, np.ndarray]:
