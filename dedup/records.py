@@ -33,6 +33,9 @@ class BadInput(DedupError):
             msg += f" ({fix})"
         super().__init__(msg)
 
+    def __reduce__(self):  # rebuilt from its parts: worker processes send errors back (--jobs)
+        return (type(self), (self.where, self.reason, self.fix))
+
 
 @dataclass
 class Article:

@@ -40,3 +40,30 @@ def test_stories_are_listed_most_recent_first_with_rankings():
     dd.add(Article(id="b", text="The central bank raised interest rates by a quarter point."))
     assert [s.id for s in dd.stories()] == ["b", "a"]
     assert dd.story("nope") is None
+
+
+def test_jobs_in_worker_processes_give_the_same_outcomes_as_one_process(seed_paths):
+    """Normalizing and signing in a process pool changes nothing: same assignments, errors in place, same records."""
+    import itertools
+
+    import numpy as np
+
+    from dedup.readers import read_paths
+    from .conftest import data_file
+
+    items = list(read_paths(seed_paths)) + list(itertools.islice(read_paths([str(data_file("meter-dev.jsonl"))]), 150))
+    items.insert(3, BadInput("feed.jsonl:9", "malformed JSON"))
+    items.insert(7, Article(id="wordless", text=" -- !! "))
+    runs = []
+    for jobs in (1, 2):
+        dd = Deduper(Settings(jobs=jobs))
+        outs = list(dd.add_many(items))
+        runs.append((dd, [(o.where, o.assignment and (o.assignment.story, o.assignment.action), str(o.error)) for o in outs]))
+    (one, got1), (two, got2) = runs
+    assert got1 == got2 and sum(o[2] != "None" for o in got1) == 2
+    ids = [a.id for a in items if isinstance(a, Article) and a.id != "wordless"]
+    for a, b in zip(one.index.entries(ids).values(), two.index.entries(ids).values()):
+        assert (a.id, a.title, a.text, a.published, a.sentence_hashes) == (b.id, b.title, b.text, b.published, b.sentence_hashes)
+        for part in ("minhash", "term_ids", "term_weights", "shingles"):
+            assert np.array_equal(getattr(a.signature, part), getattr(b.signature, part))
+        assert a.signature.day == b.signature.day
