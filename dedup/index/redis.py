@@ -42,6 +42,7 @@ from .redis_lua import NODAY, SHARDS0
 from .base import Decide, StoryIndex
 from .codec import CODEC_VERSION, decode_entry, decode_signature, encode_entry, record_id
 from .redis_bulk import ingest_chunk
+from .redis_wire import DirectScripts
 from .redis_keys import LAYOUT_VERSION, check_id, key
 
 CLUSTER_SCHEME = "redis+cluster://"
@@ -141,6 +142,10 @@ class RedisIndex(StoryIndex):
                 f"cannot connect to Redis at {mask_url(url)}: {exc}; start redis-server or fix --redis"
             ) from exc
         self._scripts = {name: self._r.register_script(getattr(redis_lua, name)) for name in redis_lua.SCRIPTS}
+        # script calls on a single server skip redis-py's command layer (see redis_wire); a cluster keeps it
+        self._direct = None if isinstance(self._r, RedisCluster) else DirectScripts(
+            self._r, {name: sc.sha for name, sc in self._scripts.items()},
+            [self._k("meta"), self.namespace, settings.bands, settings.rows])
         self._meta_key = self._k("meta")
         self._members_hint: dict[str, list[str]] = {}
         self._versions: tuple[tuple[Any, ...], list[tuple[str, int]]] | None = None  # see story_versions
@@ -162,6 +167,10 @@ class RedisIndex(StoryIndex):
         return key(self.namespace, kind, *parts)
 
     def _run(self, name: str, *args: Any) -> Any:
+        if self._direct is not None:
+            ok, reply = self._direct.call(name, args)
+            if ok:
+                return reply
         s = self.settings
         return self._scripts[name](keys=[self._meta_key], args=[self.namespace, s.bands, s.rows, *args])
 
@@ -307,6 +316,8 @@ class RedisIndex(StoryIndex):
 
     # -- lifecycle ---------------------------------------------------------------
     def close(self) -> None:
+        if self._direct is not None:
+            self._direct.close()
         self._r.close()
 
     # -- the compound step ----------------------------------------------------------
