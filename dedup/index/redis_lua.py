@@ -44,13 +44,21 @@ local function rec(blob)
 end
 
 -- linear hashing of the families 'b' (buckets) and 'e' (sentence counts)
+-- (all three families' state is read at the first use of any: one HMGET instead of one per family)
 local LH = {}
 local function lh(fam)
   local s = LH[fam]
   if not s then
-    local v = redis.call('HMGET', K_LH, fam .. 'l', fam .. 'p', fam .. 'n')
-    s = {l = tonumber(v[1]) or 0, p = tonumber(v[2]) or 0, n = tonumber(v[3]) or 0, dirty = false}
-    LH[fam] = s
+    local v = redis.call('HMGET', K_LH, 'bl', 'bp', 'bn', 'el', 'ep', 'en', 'il', 'ip', 'in')
+    for j, f in ipairs({'b', 'e', 'i'}) do
+      if not LH[f] then
+        local l = tonumber(v[3 * j - 2]) or 0
+        -- m: shards before the split point of this level; K_shard(f, i) is pre .. i
+        LH[f] = {l = l, p = tonumber(v[3 * j - 1]) or 0, n = tonumber(v[3 * j]) or 0, dirty = false,
+                 pre = P .. f .. ':', m = S0 * 2 ^ l}
+      end
+    end
+    s = LH[fam]
   end
   return s
 end
@@ -62,12 +70,13 @@ local function fh(f)
 end
 
 local function shard(fam, f)
-  local s = lh(fam)
-  local m = S0 * 2 ^ s.l
-  local h = fh(f)
+  local s = LH[fam] or lh(fam)
+  local a, b, c, d = string.byte(f, #f - 3, #f)
+  local h = a + b * 256 + c * 65536 + d * 16777216
+  local m = s.m
   local i = h %% m
   if i < s.p then i = h %% (2 * m) end
-  return K_shard(fam, i)
+  return s.pre .. string.format('%%d', i)
 end
 
 -- one field more (+1) or less (-1) in a family; splits shards as it grows
@@ -75,8 +84,8 @@ local function lh_count(fam, delta)
   local s = lh(fam)
   s.n = s.n + delta
   s.dirty = true
-  while delta > 0 and s.n > LOAD * (S0 * 2 ^ s.l + s.p) do
-    local m = S0 * 2 ^ s.l
+  while delta > 0 and s.n > LOAD * (s.m + s.p) do
+    local m = s.m
     local src, dst = K_shard(fam, s.p), K_shard(fam, s.p + m)
     local all = redis.call('HGETALL', src)
     local moved, gone = {}, {}
@@ -91,7 +100,7 @@ local function lh_count(fam, delta)
       redis.call('HDEL', src, unpack(gone))
     end
     s.p = s.p + 1
-    if s.p == m then s.l = s.l + 1; s.p = 0 end
+    if s.p == m then s.l = s.l + 1; s.p = 0; s.m = 2 * m end
   end
 end
 
