@@ -276,12 +276,19 @@ local function leave(story, ids)
   end
 end
 
--- known: optional id -> 4-byte handle the caller already has.  Only stored articles have a story.
+-- known: optional id -> {4-byte handle, its info value} the caller already has.  Only stored
+-- articles have a story.
 local function set_story(story, ids, known)
   local by_old, order, moves, members = {}, {}, {}, {}
   for _, id in ipairs(ids) do
-    local hb = (known and known[id]) or handle_of(id)
-    local v = hb and info_get(hb)
+    local hb, v
+    local k = known and known[id]
+    if k then
+      hb, v = k[1], k[2]
+    else
+      hb = handle_of(id)
+      v = hb and info_get(hb)
+    end
     if v then
       local old = info_story(v)
       if old ~= '' and old ~= story then
@@ -332,8 +339,9 @@ local function del_article(id)
 end
 
 -- vals: optional field -> current value (false if absent) of this record's buckets, read just before;
--- absent: true when the caller knows the id is not stored
-local function put(id, blob, vals, absent)
+-- absent: true when the caller knows the id is not stored; story: the story it goes into (its info
+-- is written with it, so set_story then has nothing to move).  Returns the handle and the info value.
+local function put(id, blob, vals, absent, story)
   vals = vals or {}
   if not absent and redis.call('HEXISTS', K_HANDLES, id) == 1 then del_article(id) end
   local h = redis.call('INCR', K_SEQ)
@@ -347,9 +355,10 @@ local function put(id, blob, vals, absent)
   for _, f in ipairs(sent_fields(r.h)) do sent_add(f) end
   redis.call('INCR', K_COUNT)
   if r.day then redis.call('HINCRBY', K_DAYS, r.day, 1) end
-  redis.call('HSET', shard('i', hb), hb, struct.pack('<i4', r.day or NODAY))
+  local info = struct.pack('<i4', r.day or NODAY) .. (story or '')
+  redis.call('HSET', shard('i', hb), hb, info)
   lh_count('i', 1)
-  return hb
+  return hb, info
 end
 
 -- the distinct handles (4-byte strings) in the buckets of minhash m, and field -> value read
@@ -510,8 +519,8 @@ local function answer(m, day_arg, window, id, mode, blob)
   local own = redis.call('HKEYS', K_story(id))
   if mode == '3' and not own_hb and #found == 0 and #own == 0 then
     begin_write()
-    local hb = put(id, blob, vals, true)
-    set_story(id, {id}, {[id] = hb})
+    local hb, info = put(id, blob, vals, true, id)
+    set_story(id, {id}, {[id] = {hb, info}})
     finish()
     return {2, hb}
   end
@@ -589,14 +598,14 @@ for done = 0, count - 1 do
     if not ok then finish(); return {done, 'conflict', unpack(written)} end
   end
 
-  local hb = put(id, blob, vals, true)
+  local hb, info = put(id, blob, vals, true, story)
   mine[hb] = true
   written[#written + 1] = hb
   local folded = {id}
   for _, old in ipairs(merged) do
     for _, a in ipairs(redis.call('HKEYS', K_story(old))) do folded[#folded + 1] = a end
   end
-  set_story(story, folded, {[id] = hb})
+  set_story(story, folded, {[id] = {hb, info}})
 end
 finish()
 return {count, 'ok', unpack(written)}
