@@ -69,6 +69,24 @@ local function fh(f)
   return a + b * 256 + c * 65536 + d * 16777216
 end
 
+-- prefix .. decimal digits of a non-negative integer i, as string.format('%%d', i) would write them,
+-- without a C call (sprintf is the dearest part of naming a shard key)
+local DIG = {[0] = '0', '1', '2', '3', '4', '5', '6', '7', '8', '9'}
+local function with_num(pre, i)
+  if i < 10 then return pre .. DIG[i] end
+  local a = i %% 10; i = (i - a) / 10
+  if i < 10 then return pre .. DIG[i] .. DIG[a] end
+  local b = i %% 10; i = (i - b) / 10
+  if i < 10 then return pre .. DIG[i] .. DIG[b] .. DIG[a] end
+  local c = i %% 10; i = (i - c) / 10
+  if i < 10 then return pre .. DIG[i] .. DIG[c] .. DIG[b] .. DIG[a] end
+  local d = i %% 10; i = (i - d) / 10
+  if i < 10 then return pre .. DIG[i] .. DIG[d] .. DIG[c] .. DIG[b] .. DIG[a] end
+  local e = i %% 10; i = (i - e) / 10
+  if i < 10 then return pre .. DIG[i] .. DIG[e] .. DIG[d] .. DIG[c] .. DIG[b] .. DIG[a] end
+  return pre .. string.format('%%d', ((((i * 10 + e) * 10 + d) * 10 + c) * 10 + b) * 10 + a)
+end
+
 local function shard(fam, f)
   local s = LH[fam] or lh(fam)
   local a, b, c, d = string.byte(f, #f - 3, #f)
@@ -76,7 +94,7 @@ local function shard(fam, f)
   local m = s.m
   local i = h %% m
   if i < s.p then i = h %% (2 * m) end
-  return s.pre .. string.format('%%d', i)
+  return with_num(s.pre, i)
 end
 
 -- one field more (+1) or less (-1) in a family; splits shards as it grows
@@ -426,13 +444,28 @@ end
 -- each with its info value: {{hb, info}, ...}.
 -- Also returns the bucket values read (field -> value or false).
 local function find(m, day, window, own)
-  local vals = bucket_values(band_fields(m))
-  local hs, tags = handles_in(band_fields(m), vals)
-  local out = {}
-  for _, hb in ipairs(hs) do
-    if hb ~= own and tag_within(tags[hb], day, window) then
-      local v = info_get(hb)
-      if v then out[#out + 1] = {hb, v} end
+  local fields = band_fields(m)
+  local vals = bucket_values(fields)
+  local own_n = own and struct.unpack('<I4', own) or -1
+  local out, seen = {}, {}
+  -- entries are decoded with one string.byte each rather than cut into strings: a popular bucket
+  -- holds hundreds of them, and only the few new handles within the window become strings
+  local byte = string.byte
+  for _, f in ipairs(fields) do
+    local v = vals[f]
+    if v then
+      for j = 1, #v, 6 do
+        local b1, b2, b3, b4, t1, t2 = byte(v, j, j + 5)
+        local h = b1 + b2 * 256 + b3 * 65536 + b4 * 16777216
+        if not seen[h] then
+          seen[h] = true
+          if h ~= own_n and tag_within(t1 + t2 * 256, day, window) then
+            local hb = string.sub(v, j, j + 3)
+            local info = info_get(hb)
+            if info then out[#out + 1] = {hb, info} end
+          end
+        end
+      end
     end
   end
   return out, vals
