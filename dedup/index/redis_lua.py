@@ -156,6 +156,19 @@ local function band_fields(m)
   return out
 end
 
+-- the same fields as the client sends them (one string, the fields of bands 0, 1, ... back to back):
+-- cutting them out is cheaper than building them from the minhash
+local function split_fields(packed)
+  local out = BF[packed]
+  if out then return out end
+  local w = 2 + ROWS * 4
+  if #packed ~= BANDS * w then error('bucket fields: expected ' .. BANDS * w .. ' bytes, got ' .. #packed) end
+  out = {}
+  for i = 0, BANDS - 1 do out[i + 1] = string.sub(packed, i * w + 1, (i + 1) * w) end
+  BF[packed] = out
+  return out
+end
+
 -- handle info, family 'i': field = 4-byte handle, value = i32 day (NODAY: undated) .. story id
 -- ('' until the article joins a story): what FIND needs per candidate, without reading its record
 local NODAY = %(noday)d
@@ -358,8 +371,9 @@ end
 
 -- vals: optional field -> current value (false if absent) of this record's buckets, read just before;
 -- absent: true when the caller knows the id is not stored; story: the story it goes into (its info
--- is written with it, so set_story then has nothing to move).  Returns the handle and the info value.
-local function put(id, blob, vals, absent, story)
+-- is written with it, so set_story then has nothing to move); fields: its bucket fields when the
+-- caller has them.  Returns the handle and the info value.
+local function put(id, blob, vals, absent, story, fields)
   vals = vals or {}
   if not absent and redis.call('HEXISTS', K_HANDLES, id) == 1 then del_article(id) end
   local h = redis.call('INCR', K_SEQ)
@@ -369,7 +383,7 @@ local function put(id, blob, vals, absent, story)
   local r = rec(blob)
   local hb = struct.pack('<I4', h)
   local entry = hb .. struct.pack('<I2', day_tag(r.day))
-  for _, f in ipairs(band_fields(r.m)) do bucket_add(f, entry, vals[f]) end
+  for _, f in ipairs(fields or band_fields(r.m)) do bucket_add(f, entry, vals[f]) end
   for _, f in ipairs(sent_fields(r.h)) do sent_add(f) end
   redis.call('INCR', K_COUNT)
   if r.day then redis.call('HINCRBY', K_DAYS, r.day, 1) end
@@ -443,8 +457,7 @@ end
 -- (by day tag: may include a few more, see tag_within), except own (a 4-byte handle or false),
 -- each with its info value: {{hb, info}, ...}.
 -- Also returns the bucket values read (field -> value or false).
-local function find(m, day, window, own)
-  local fields = band_fields(m)
+local function find(fields, day, window, own)
   local vals = bucket_values(fields)
   local own_n = own and struct.unpack('<I4', own) or -1
   local out, seen = {}, {}
@@ -523,7 +536,8 @@ finish()
 return 1
 """
 
-# ARGV: ns, bands, rows, minhash, day ('' = undated), window, id, mode[, record]
+# ARGV: ns, bands, rows, fields, day ('' = undated), window, id, mode[, record]
+# fields: the article's bucket fields, back to back (RedisIndex._fields: u16 band + the band's raw value)
 # mode 0 answers the ids of the candidates (except `id`).
 # mode 2 answers {stored (0/1), buckets, version, #own, own..., handle, story, handle, story, ...}:
 # whether `id` is already stored, the values of its 32 buckets (pack_vals) and the write version
@@ -533,11 +547,12 @@ return 1
 # no story is named after it, the decision can only be "new story named after it", so the script
 # stores it at once and answers {2, handle}: one round trip for the whole ingest.
 FIND = _HELPERS + r"""
-local function answer(m, day_arg, window, id, mode, blob)
+local function answer(packed, day_arg, window, id, mode, blob)
+  local fields = split_fields(packed)
   local day = nil
   if day_arg ~= '' then day = tonumber(day_arg) end
   local own_hb = handle_of(id)
-  local found, vals = find(m, day, window, own_hb)
+  local found, vals = find(fields, day, window, own_hb)
   if mode == '0' then
     local ids = {}
     for _, c in ipairs(found) do
@@ -552,12 +567,12 @@ local function answer(m, day_arg, window, id, mode, blob)
   local own = redis.call('HKEYS', K_story(id))
   if mode == '3' and not own_hb and #found == 0 and #own == 0 then
     begin_write()
-    local hb, info = put(id, blob, vals, true, id)
+    local hb, info = put(id, blob, vals, true, id, fields)
     set_story(id, {id}, {[id] = {hb, info}})
     finish()
     return {2, hb}
   end
-  local out = {own_hb and 1 or 0, pack_vals(band_fields(m), vals), version(), #own}
+  local out = {own_hb and 1 or 0, pack_vals(fields, vals), version(), #own}
   for _, v in ipairs(own) do out[#out + 1] = v end
   for _, c in ipairs(found) do
     out[#out + 1] = c[1]
@@ -566,7 +581,7 @@ local function answer(m, day_arg, window, id, mode, blob)
   return out
 end
 if ARGV[4] == 'many' then
-  -- ARGV: ns, bands, rows, 'many', window, mode (0 or 2), (minhash, day, id)...: one answer per article
+  -- ARGV: ns, bands, rows, 'many', window, mode (0 or 2), (fields, day, id)...: one answer per article
   local out = {}
   for i = 7, #ARGV, 3 do out[#out + 1] = answer(ARGV[i], ARGV[i + 1], tonumber(ARGV[5]), ARGV[i + 2], ARGV[6]) end
   return out
@@ -575,7 +590,7 @@ return answer(ARGV[4], ARGV[5], tonumber(ARGV[6]), ARGV[7], ARGV[8], ARGV[9])
 """
 
 # ARGV: ns, bands, rows, window, count, then per article:
-#       id, record, story, is_new, nmerged, merged..., version, buckets, ncand, (handle, story-or-'')...
+#       id, record, fields, story, is_new, nmerged, merged..., version, buckets, ncand, (handle, story-or-'')...
 # Writes the articles in order.  Before each one it re-checks what the client
 # decided on and stops at the first that changed.  When the write version is
 # still the one FIND answered, nothing was written since that read but this
@@ -596,21 +611,20 @@ begin_write()
 local i = 6
 local mine, written = {}, {}
 for done = 0, count - 1 do
-  local id, blob, story, is_new = ARGV[i], ARGV[i + 1], ARGV[i + 2], ARGV[i + 3] == '1'
-  i = i + 4
+  local id, blob, packed, story, is_new = ARGV[i], ARGV[i + 1], ARGV[i + 2], ARGV[i + 3], ARGV[i + 4] == '1'
+  i = i + 5
   local nmerged = tonumber(ARGV[i]); local merged = {}
   for j = 1, nmerged do merged[j] = ARGV[i + j] end
   i = i + nmerged + 1
-  local seen_version, packed = ARGV[i], ARGV[i + 1]
+  local seen_version, buckets = ARGV[i], ARGV[i + 1]
   i = i + 2
   local ncand = tonumber(ARGV[i]); local expected = {}
   for j = 0, ncand - 1 do expected[ARGV[i + 1 + 2 * j]] = ARGV[i + 2 + 2 * j] end
   i = i + 2 * ncand + 1
 
   if redis.call('HEXISTS', K_HANDLES, id) == 1 then finish(); return {done, 'exists', unpack(written)} end
-  local r = rec(blob)
-  local fields = band_fields(r.m)
-  local seen = unpack_vals(fields, packed)
+  local fields = split_fields(packed)
+  local seen = unpack_vals(fields, buckets)
   local vals = {}
   if seen_version == v0 then
     for _, f in ipairs(fields) do
@@ -631,7 +645,7 @@ for done = 0, count - 1 do
     if not ok then finish(); return {done, 'conflict', unpack(written)} end
   end
 
-  local hb, info = put(id, blob, vals, true, story)
+  local hb, info = put(id, blob, vals, true, story, fields)
   mine[hb] = true
   written[#written + 1] = hb
   local folded = {id}
