@@ -240,10 +240,13 @@ end
 local function bucket_put(f, old, new, from)
   local k = shard('b', f)
   local n_old, n_new = npieces(old), npieces(new)
-  for j = math.floor((from - 1) / PIECE), n_new - 1 do
-    local piece = string.sub(new, j * PIECE + 1, (j + 1) * PIECE)
-    if j >= n_old or string.sub(old, j * PIECE + 1, (j + 1) * PIECE) ~= piece then
-      redis.call('HSET', k, piece_field(f, j), piece)
+  -- the piece holding byte `from` changed (an entry was appended or removed there), and so did every
+  -- later one (shifted by an entry) but in rare coincidences, where writing it again is harmless
+  if n_new == 1 then
+    redis.call('HSET', k, f, new)
+  else
+    for j = math.floor((from - 1) / PIECE), n_new - 1 do
+      redis.call('HSET', k, piece_field(f, j), string.sub(new, j * PIECE + 1, (j + 1) * PIECE))
     end
   end
   for j = n_new, n_old - 1 do redis.call('HDEL', k, piece_field(f, j)) end
