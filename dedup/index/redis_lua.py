@@ -421,22 +421,23 @@ local function handles_in(fields, vals)
   return hs, tags
 end
 
--- bucket values as one string (per band: u32 length + value, 0xFFFFFFFF when absent), for
--- FIND to hand to the client and the client back to INGEST; unpack_vals reverses it
+-- bucket values as one string (u32 length per band, 0xFFFFFFFF when absent, then the values back to
+-- back), for FIND to hand to the client and the client back to INGEST; unpack_vals reverses it.
+-- One struct call for all the lengths instead of one per band.
 local function pack_vals(fields, vals)
-  local out = {}
+  local lens, parts = {}, {}
   for i, f in ipairs(fields) do
     local v = vals[f]
-    if v then out[i] = struct.pack('<I4', #v) .. v else out[i] = '\255\255\255\255' end
+    if v then lens[i] = #v; parts[#parts + 1] = v else lens[i] = 4294967295 end
   end
-  return table.concat(out)
+  return struct.pack('<' .. string.rep('I4', #fields), unpack(lens)) .. table.concat(parts)
 end
 
 local function unpack_vals(fields, packed)
-  local vals, pos = {}, 1
-  for _, f in ipairs(fields) do
-    local n = struct.unpack('<I4', packed, pos)
-    pos = pos + 4
+  local lens = {struct.unpack('<' .. string.rep('I4', #fields), packed)}
+  local vals, pos = {}, 4 * #fields + 1
+  for i, f in ipairs(fields) do
+    local n = lens[i]
     if n == 4294967295 then
       vals[f] = false
     else
