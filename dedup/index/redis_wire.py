@@ -38,7 +38,58 @@ class _Unexpected(Exception):
 
 
 def _parse(buf: bytes, pos: int) -> tuple[Any, int]:
-    """One RESP2/RESP3 reply starting at ``pos``: (value, position after it)."""
+    """One RESP2/RESP3 reply starting at ``pos``: (value, position after it).
+
+    Arrays of bulk strings and integers (what the scripts answer) are read in one loop here; other
+    elements go through :func:`_parse_one`.
+    """
+    if pos >= len(buf):
+        raise _Incomplete
+    if buf[pos] != 42:  # not an array
+        return _parse_one(buf, pos)
+    end = buf.find(_CRLF, pos)
+    if end < 0:
+        raise _Incomplete
+    n = int(buf[pos + 1:end])
+    pos = end + 2
+    if n < 0:
+        return None, pos
+    items: list[Any] = []
+    append = items.append
+    size = len(buf)
+    for _ in range(n):
+        if pos >= size:
+            raise _Incomplete
+        t = buf[pos]
+        if t == 36:  # '$' bulk string
+            end = buf.find(_CRLF, pos)
+            if end < 0:
+                raise _Incomplete
+            length = int(buf[pos + 1:end])
+            if length < 0:
+                append(None)
+                pos = end + 2
+                continue
+            start = end + 2
+            stop = start + length
+            if stop + 2 > size:
+                raise _Incomplete
+            append(buf[start:stop])
+            pos = stop + 2
+        elif t == 58:  # ':' integer
+            end = buf.find(_CRLF, pos)
+            if end < 0:
+                raise _Incomplete
+            append(int(buf[pos + 1:end]))
+            pos = end + 2
+        else:
+            value, pos = _parse(buf, pos) if t == 42 else _parse_one(buf, pos)
+            append(value)
+    return items, pos
+
+
+def _parse_one(buf: bytes, pos: int) -> tuple[Any, int]:
+    """One reply that is not an array."""
     end = buf.find(_CRLF, pos)
     if end < 0:
         raise _Incomplete
@@ -52,16 +103,6 @@ def _parse(buf: bytes, pos: int) -> tuple[Any, int]:
         if stop + 2 > len(buf):
             raise _Incomplete
         return buf[start:stop], stop + 2
-    if t == 42:  # '*' array
-        n = int(buf[pos + 1:end])
-        pos = end + 2
-        if n < 0:
-            return None, pos
-        items = []
-        for _ in range(n):
-            v, pos = _parse(buf, pos)
-            items.append(v)
-        return items, pos
     if t == 58:  # ':' integer
         return int(buf[pos + 1:end]), end + 2
     if t == 95:  # '_' RESP3 null
@@ -78,15 +119,30 @@ class _Error(str):
 
 
 def _arg(value: Any) -> bytes:
-    if isinstance(value, bytes):
-        b = value
-    elif isinstance(value, str):
-        b = value.encode("utf-8")
-    elif isinstance(value, int) and not isinstance(value, bool):
-        b = b"%d" % value
-    else:
-        raise _Unexpected(type(value).__name__)
-    return b"$%d\r\n%b\r\n" % (len(b), b)
+    return b"".join(_args([value]))
+
+
+def _args(values: Sequence[Any]) -> list[bytes]:
+    """RESP bulk strings of the arguments (pieces to join): bytes as they are, str as UTF-8, int in decimal."""
+    out: list[bytes] = []
+    append = out.append
+    for value in values:
+        t = type(value)
+        if t is bytes:
+            b = value
+        elif t is str:
+            b = value.encode("utf-8")
+        elif t is int:
+            b = b"%d" % value
+        elif isinstance(value, (bytes, str, int)) and not isinstance(value, bool):  # subclasses
+            b = value if isinstance(value, bytes) else (value.encode("utf-8") if isinstance(value, str)
+                                                         else b"%d" % value)
+        else:
+            raise _Unexpected(type(value).__name__)
+        append(b"$%d\r\n" % len(b))
+        append(b)
+        append(_CRLF)
+    return out
 
 
 class DirectScripts:
@@ -127,10 +183,10 @@ class DirectScripts:
             return False, None
         try:
             try:
-                body = b"".join([_arg(a) for a in args])
+                pieces = _args(args)
             except _Unexpected:
                 return False, None
-            request = b"*%d\r\n%b%b" % (self._n_fixed + len(args), self._heads[name], body)
+            request = b"".join([b"*%d\r\n" % (self._n_fixed + len(args)), self._heads[name], *pieces])
             try:
                 conn = self._connection()
                 sock = conn._sock
