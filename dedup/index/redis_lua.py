@@ -70,7 +70,8 @@ local function fh(f)
 end
 
 -- prefix .. decimal digits of a non-negative integer i, as string.format('%%d', i) would write them,
--- without a C call (sprintf is the dearest part of naming a shard key)
+-- without a C call (sprintf is the dearest part of naming a shard key); also used for numbers handed to
+-- redis.call, which Redis would otherwise format with sprintf('%%.17g') (string arguments go as they are)
 local DIG = {[0] = '0', '1', '2', '3', '4', '5', '6', '7', '8', '9'}
 local function with_num(pre, i)
   if i < 10 then return pre .. DIG[i] end
@@ -129,7 +130,7 @@ local function lh_flush()
       if s.n <= 0 then
         redis.call('HDEL', K_LH, fam .. 'l', fam .. 'p', fam .. 'n')
       else
-        redis.call('HSET', K_LH, fam .. 'l', s.l, fam .. 'p', s.p, fam .. 'n', s.n)
+        redis.call('HSET', K_LH, fam .. 'l', with_num('', s.l), fam .. 'p', with_num('', s.p), fam .. 'n', with_num('', s.n))
       end
       s.dirty = false
     end
@@ -139,7 +140,7 @@ end
 -- the namespace's write version ({ns}:meta field v): every write script moves it before its first
 -- write, so INGEST can tell that nothing changed since FIND read (even after a script that failed half-way)
 local function version() return redis.call('HGET', KEYS[1], 'v') or '0' end
-local function begin_write() redis.call('HINCRBY', KEYS[1], 'v', 1) end
+local function begin_write() redis.call('HINCRBY', KEYS[1], 'v', '1') end
 local finish = lh_flush
 
 -- bucket fields of a minhash: u16 band + the band's raw value (computed once per minhash and script)
@@ -284,19 +285,19 @@ local function sent_fields(h)
 end
 
 local function sent_add(f)
-  if redis.call('HINCRBY', shard('e', f), f, 1) == 1 then lh_count('e', 1) end
+  if redis.call('HINCRBY', shard('e', f), f, '1') == 1 then lh_count('e', 1) end
 end
 
 local function sent_remove(f)
   local k = shard('e', f)
-  if redis.call('HINCRBY', k, f, -1) <= 0 then
+  if redis.call('HINCRBY', k, f, '-1') <= 0 then
     redis.call('HDEL', k, f)
     lh_count('e', -1)
   end
 end
 
 local function touch(story)
-  redis.call('ZADD', K_STORIES, redis.call('INCR', K_CLOCK), story)
+  redis.call('ZADD', K_STORIES, with_num('', redis.call('INCR', K_CLOCK)), story)
 end
 
 local function leave(story, ids)
@@ -365,7 +366,7 @@ local function del_article(id)
     local r = rec(blob)
     for _, f in ipairs(band_fields(r.m)) do bucket_remove(f, hb) end
     for _, f in ipairs(sent_fields(r.h)) do sent_remove(f) end
-    if r.day and redis.call('HINCRBY', K_DAYS, r.day, -1) <= 0 then redis.call('HDEL', K_DAYS, r.day) end
+    if r.day and redis.call('HINCRBY', K_DAYS, r.day, '-1') <= 0 then redis.call('HDEL', K_DAYS, r.day) end
   end
   if redis.call('DECR', K_COUNT) <= 0 then redis.call('DEL', K_COUNT, K_SEQ) end
   if v and info_story(v) ~= '' then leave(info_story(v), {id}) end
@@ -389,7 +390,7 @@ local function put(id, blob, vals, absent, story, fields)
   for _, f in ipairs(fields or band_fields(r.m)) do bucket_add(f, entry, vals[f]) end
   for _, f in ipairs(sent_fields(r.h)) do sent_add(f) end
   redis.call('INCR', K_COUNT)
-  if r.day then redis.call('HINCRBY', K_DAYS, r.day, 1) end
+  if r.day then redis.call('HINCRBY', K_DAYS, r.day, '1') end
   local info = struct.pack('<i4', r.day or NODAY) .. (story or '')
   redis.call('HSET', shard('i', hb), hb, info)
   lh_count('i', 1)
