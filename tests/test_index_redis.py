@@ -84,6 +84,7 @@ def test_lua_and_python_agree_on_bucket_keys_and_fields(redis_url):
         packed = {i: h.to_bytes(4, "little") for i, h in handles.items()}
         assert idx._r.get(key("k", "a", handles["a"]))[HEADER_SIZE:HEADER_SIZE + 128] == \
             e.signature.minhash.astype("<u4").tobytes()
+        assert idx._fields(e.signature) == b"".join(bucket_fields(e))  # what FIND and INGEST are sent
         for f in bucket_fields(e):
             k = key("k", "b", shard_index(int.from_bytes(f[-4:], "little"), 0, 0, SHARDS0))
             undated = b"\xff\xff"  # entry = handle + day tag
