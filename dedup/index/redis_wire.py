@@ -189,7 +189,7 @@ class DirectScripts:
             request = b"".join([b"*%d\r\n" % (self._n_fixed + len(args)), self._heads[name], *pieces])
             try:
                 conn = self._connection()
-                sock = conn._sock
+                sock = getattr(conn, "_sock", None)  # redis-py keeps the socket there (5.x to 8.x)
                 if sock is None:
                     self._drop()
                     return False, None
@@ -207,7 +207,7 @@ class DirectScripts:
                     break
                 if end != len(buf):  # more than one reply: out of step, start over on a new connection
                     raise _Unexpected("trailing data")
-            except (_Unexpected, OSError, ConnectionError, redis.RedisError, ValueError):
+            except (_Unexpected, OSError, ConnectionError, redis.RedisError, ValueError, AttributeError):
                 # the script may or may not have run: redis-py runs it again, as its own retry would
                 self._drop()
                 return False, None
