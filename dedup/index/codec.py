@@ -48,9 +48,12 @@ class CorruptRecord(DedupError):
         )
 
 
+_FIT_U4 = {np.dtype(t) for t in ("uint8", "uint16", "uint32")}  # always in range: no min/max pass needed
+
+
 def _u4(values: object, name: str) -> bytes:
     arr = np.asarray(values)
-    if arr.size and (arr.min() < 0 or arr.max() > 0xFFFFFFFF):
+    if arr.dtype not in _FIT_U4 and arr.size and (arr.min() < 0 or arr.max() > 0xFFFFFFFF):
         raise ValueError(f"{name} values must fit in 32 unsigned bits")
     return np.ascontiguousarray(arr, dtype="<u4").tobytes()
 

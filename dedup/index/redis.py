@@ -27,6 +27,7 @@ import random
 import time
 from typing import Any, Callable, Iterable, NamedTuple, TypeVar
 
+import numpy as np
 import redis
 from redis.cluster import RedisCluster
 from redis.exceptions import RedisClusterException
@@ -42,6 +43,7 @@ from .redis_lua import NODAY, SHARDS0
 from .base import Decide, StoryIndex
 from .codec import CODEC_VERSION, decode_entry, decode_signature, encode_entry, record_id
 from .redis_bulk import ingest_chunk
+from .redis_wire import DirectScripts
 from .redis_keys import LAYOUT_VERSION, check_id, key
 
 CLUSTER_SCHEME = "redis+cluster://"
@@ -71,9 +73,9 @@ class Found(NamedTuple):
     cands: dict[bytes, str]  # candidate handle -> its story ('' if none)
 
 
-# what INGEST needs per article: entry, record, decision, candidate handle -> story assumed,
-# write version and bucket values seen by FIND
-Decided = tuple[Entry, bytes, Assignment, dict[bytes, str], bytes, bytes]
+# what INGEST needs per article: entry, record, bucket fields, decision, candidate handle -> story
+# assumed, write version and bucket values seen by FIND
+Decided = tuple[Entry, bytes, bytes, Assignment, dict[bytes, str], bytes, bytes]
 
 
 def _guard(fn: Callable[..., T]) -> Callable[..., T]:
@@ -141,10 +143,15 @@ class RedisIndex(StoryIndex):
                 f"cannot connect to Redis at {mask_url(url)}: {exc}; start redis-server or fix --redis"
             ) from exc
         self._scripts = {name: self._r.register_script(getattr(redis_lua, name)) for name in redis_lua.SCRIPTS}
+        # script calls on a single server skip redis-py's command layer (see redis_wire); a cluster keeps it
+        self._direct = None if isinstance(self._r, RedisCluster) else DirectScripts(
+            self._r, {name: sc.sha for name, sc in self._scripts.items()},
+            [self._k("meta"), self.namespace, settings.bands, settings.rows])
         self._meta_key = self._k("meta")
         self._members_hint: dict[str, list[str]] = {}
         self._versions: tuple[tuple[Any, ...], list[tuple[str, int]]] | None = None  # see story_versions
         self._sig_cache: dict[bytes, tuple[str, Signature]] = {}  # handle -> (id, signature)
+        self._field_template: np.ndarray | None = None  # see _fields
         self._newest_day_seen: int | None = None  # retention runs when a newer day arrives
         try:
             self._check_meta()
@@ -162,6 +169,10 @@ class RedisIndex(StoryIndex):
         return key(self.namespace, kind, *parts)
 
     def _run(self, name: str, *args: Any) -> Any:
+        if self._direct is not None:
+            ok, reply = self._direct.call(name, args)
+            if ok:
+                return reply
         s = self.settings
         return self._scripts[name](keys=[self._meta_key], args=[self.namespace, s.bands, s.rows, *args])
 
@@ -222,10 +233,21 @@ class RedisIndex(StoryIndex):
     def _day_arg(self, signature: Signature) -> str:
         return "" if signature.day is None else str(int(signature.day))
 
+    def _fields(self, signature: Signature) -> bytes:
+        """The bucket fields of a signature, back to back (u16 band + the band's raw value each), as the
+        scripts name them: sent instead of the minhash, so a script cuts them out instead of building them."""
+        bands, rows = self.settings.bands, self.settings.rows
+        if self._field_template is None:
+            self._field_template = np.zeros(bands, dtype=[("band", "<u2"), ("value", "<u4", (rows,))])
+            self._field_template["band"] = np.arange(bands)
+        out = self._field_template.copy()
+        out["value"] = signature.minhash[:bands * rows].reshape(bands, rows)
+        return out.tobytes()
+
     @_guard
     def candidates(self, signature: Signature) -> set[str]:
         found = self._run(
-            "FIND", signature.minhash.astype("<u4").tobytes(), self._day_arg(signature),
+            "FIND", self._fields(signature), self._day_arg(signature),
             self.settings.window_days, "", 0,
         )
         return {_s(i) for i in found}
@@ -307,6 +329,8 @@ class RedisIndex(StoryIndex):
 
     # -- lifecycle ---------------------------------------------------------------
     def close(self) -> None:
+        if self._direct is not None:
+            self._direct.close()
         self._r.close()
 
     # -- the compound step ----------------------------------------------------------
@@ -374,7 +398,8 @@ class RedisIndex(StoryIndex):
         blob = encode_entry(entry)
         sig = entry.signature
         mode = 3 if getattr(decide, "alone_is_new", False) else 2
-        args = [sig.minhash.astype("<u4").tobytes(), self._day_arg(sig), self.settings.window_days, entry.id, mode]
+        fields = self._fields(sig)
+        args = [fields, self._day_arg(sig), self.settings.window_days, entry.id, mode]
         if mode == 3:
             args.append(blob)
         replaced = False
@@ -394,7 +419,8 @@ class RedisIndex(StoryIndex):
                         assignment = decide(entry, sigs, stories)
                     finally:
                         self._members_hint = {}
-                    _, status = self._write([(entry, blob, assignment, found.cands, found.version, found.buckets)])
+                    _, status = self._write([(entry, blob, fields, assignment, found.cands, found.version,
+                                              found.buckets)])
                 if status == "exists":
                     existing, removed = self._already_there(entry)
                     if existing is not None:
@@ -422,8 +448,8 @@ class RedisIndex(StoryIndex):
     def _write(self, decided: list[Decided]) -> tuple[int, str]:
         """Run INGEST for decided articles in order; returns (how many were written, status)."""
         args: list[Any] = [self.settings.window_days, len(decided)]
-        for entry, blob, assignment, expected, version, buckets in decided:
-            args += [entry.id, blob, assignment.story, int(assignment.action == "new"),
+        for entry, blob, fields, assignment, expected, version, buckets in decided:
+            args += [entry.id, blob, fields, assignment.story, int(assignment.action == "new"),
                      len(assignment.merged), *assignment.merged, version, buckets, len(expected)]
             for h, story in expected.items():
                 args += [h, story]

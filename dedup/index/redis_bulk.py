@@ -38,7 +38,7 @@ def ingest_chunk(index: "RedisIndex", entries: list[Entry], todo: list[int], dec
         args: list[Any] = ["many", window, 2]
         for i in todo:
             sig = entries[i].signature
-            args += [sig.minhash.astype("<u4").tobytes(), index._day_arg(sig), entries[i].id]
+            args += [index._fields(sig), index._day_arg(sig), entries[i].id]
         founds = [index._parse_find(reply) for reply in index._run("FIND", *args)]
         known = index._known({h for f in founds for h in f.cands})
         decided: list[Decided] = []
@@ -61,8 +61,9 @@ def ingest_chunk(index: "RedisIndex", entries: list[Entry], todo: list[int], dec
             sigs, stories = index._candidates_of(found, known)
             stories = {c: resolve(s) for c, s in stories.items()}
             expected = {h: resolve(s) for h, s in found.cands.items()}
-            mh = e.signature.minhash.astype("<u4").tobytes()
-            fields = [b.to_bytes(2, "little") + mh[b * w:(b + 1) * w] for b in range(bands)]
+            packed = index._fields(e.signature)
+            fw = 2 + w
+            fields = [packed[b * fw:(b + 1) * fw] for b in range(bands)]
             seen: set[str] = set()
             for f in fields:
                 for c in band_map.get(f, ()):
@@ -88,7 +89,7 @@ def ingest_chunk(index: "RedisIndex", entries: list[Entry], todo: list[int], dec
             chunk_story[e.id] = assignment.story
             for f in fields:
                 band_map.setdefault(f, []).append(e.id)
-            decided.append((e, blobs[i], assignment, expected, found.version, found.buckets))
+            decided.append((e, blobs[i], packed, assignment, expected, found.version, found.buckets))
             out[i] = assignment
         written_idx = [i for i in todo[:stop] if isinstance(out[i], Assignment)]
         done, status = index._write(decided) if decided else (0, "ok")

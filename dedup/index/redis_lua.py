@@ -44,13 +44,21 @@ local function rec(blob)
 end
 
 -- linear hashing of the families 'b' (buckets) and 'e' (sentence counts)
+-- (all three families' state is read at the first use of any: one HMGET instead of one per family)
 local LH = {}
 local function lh(fam)
   local s = LH[fam]
   if not s then
-    local v = redis.call('HMGET', K_LH, fam .. 'l', fam .. 'p', fam .. 'n')
-    s = {l = tonumber(v[1]) or 0, p = tonumber(v[2]) or 0, n = tonumber(v[3]) or 0, dirty = false}
-    LH[fam] = s
+    local v = redis.call('HMGET', K_LH, 'bl', 'bp', 'bn', 'el', 'ep', 'en', 'il', 'ip', 'in')
+    for j, f in ipairs({'b', 'e', 'i'}) do
+      if not LH[f] then
+        local l = tonumber(v[3 * j - 2]) or 0
+        -- m: shards before the split point of this level; K_shard(f, i) is pre .. i
+        LH[f] = {l = l, p = tonumber(v[3 * j - 1]) or 0, n = tonumber(v[3 * j]) or 0, dirty = false,
+                 pre = P .. f .. ':', m = S0 * 2 ^ l}
+      end
+    end
+    s = LH[fam]
   end
   return s
 end
@@ -61,13 +69,33 @@ local function fh(f)
   return a + b * 256 + c * 65536 + d * 16777216
 end
 
+-- prefix .. decimal digits of a non-negative integer i, as string.format('%%d', i) would write them,
+-- without a C call (sprintf is the dearest part of naming a shard key); also used for numbers handed to
+-- redis.call, which Redis would otherwise format with sprintf('%%.17g') (string arguments go as they are)
+local DIG = {[0] = '0', '1', '2', '3', '4', '5', '6', '7', '8', '9'}
+local function with_num(pre, i)
+  if i < 10 then return pre .. DIG[i] end
+  local a = i %% 10; i = (i - a) / 10
+  if i < 10 then return pre .. DIG[i] .. DIG[a] end
+  local b = i %% 10; i = (i - b) / 10
+  if i < 10 then return pre .. DIG[i] .. DIG[b] .. DIG[a] end
+  local c = i %% 10; i = (i - c) / 10
+  if i < 10 then return pre .. DIG[i] .. DIG[c] .. DIG[b] .. DIG[a] end
+  local d = i %% 10; i = (i - d) / 10
+  if i < 10 then return pre .. DIG[i] .. DIG[d] .. DIG[c] .. DIG[b] .. DIG[a] end
+  local e = i %% 10; i = (i - e) / 10
+  if i < 10 then return pre .. DIG[i] .. DIG[e] .. DIG[d] .. DIG[c] .. DIG[b] .. DIG[a] end
+  return pre .. string.format('%%d', ((((i * 10 + e) * 10 + d) * 10 + c) * 10 + b) * 10 + a)
+end
+
 local function shard(fam, f)
-  local s = lh(fam)
-  local m = S0 * 2 ^ s.l
-  local h = fh(f)
+  local s = LH[fam] or lh(fam)
+  local a, b, c, d = string.byte(f, #f - 3, #f)
+  local h = a + b * 256 + c * 65536 + d * 16777216
+  local m = s.m
   local i = h %% m
   if i < s.p then i = h %% (2 * m) end
-  return K_shard(fam, i)
+  return with_num(s.pre, i)
 end
 
 -- one field more (+1) or less (-1) in a family; splits shards as it grows
@@ -75,8 +103,8 @@ local function lh_count(fam, delta)
   local s = lh(fam)
   s.n = s.n + delta
   s.dirty = true
-  while delta > 0 and s.n > LOAD * (S0 * 2 ^ s.l + s.p) do
-    local m = S0 * 2 ^ s.l
+  while delta > 0 and s.n > LOAD * (s.m + s.p) do
+    local m = s.m
     local src, dst = K_shard(fam, s.p), K_shard(fam, s.p + m)
     local all = redis.call('HGETALL', src)
     local moved, gone = {}, {}
@@ -91,7 +119,7 @@ local function lh_count(fam, delta)
       redis.call('HDEL', src, unpack(gone))
     end
     s.p = s.p + 1
-    if s.p == m then s.l = s.l + 1; s.p = 0 end
+    if s.p == m then s.l = s.l + 1; s.p = 0; s.m = 2 * m end
   end
 end
 
@@ -102,7 +130,7 @@ local function lh_flush()
       if s.n <= 0 then
         redis.call('HDEL', K_LH, fam .. 'l', fam .. 'p', fam .. 'n')
       else
-        redis.call('HSET', K_LH, fam .. 'l', s.l, fam .. 'p', s.p, fam .. 'n', s.n)
+        redis.call('HSET', K_LH, fam .. 'l', with_num('', s.l), fam .. 'p', with_num('', s.p), fam .. 'n', with_num('', s.n))
       end
       s.dirty = false
     end
@@ -112,7 +140,7 @@ end
 -- the namespace's write version ({ns}:meta field v): every write script moves it before its first
 -- write, so INGEST can tell that nothing changed since FIND read (even after a script that failed half-way)
 local function version() return redis.call('HGET', KEYS[1], 'v') or '0' end
-local function begin_write() redis.call('HINCRBY', KEYS[1], 'v', 1) end
+local function begin_write() redis.call('HINCRBY', KEYS[1], 'v', '1') end
 local finish = lh_flush
 
 -- bucket fields of a minhash: u16 band + the band's raw value (computed once per minhash and script)
@@ -126,6 +154,19 @@ local function band_fields(m)
     out[#out + 1] = struct.pack('<I2', i) .. string.sub(m, i * w + 1, (i + 1) * w)
   end
   BF[m] = out
+  return out
+end
+
+-- the same fields as the client sends them (one string, the fields of bands 0, 1, ... back to back):
+-- cutting them out is cheaper than building them from the minhash
+local function split_fields(packed)
+  local out = BF[packed]
+  if out then return out end
+  local w = 2 + ROWS * 4
+  if #packed ~= BANDS * w then error('bucket fields: expected ' .. BANDS * w .. ' bytes, got ' .. #packed) end
+  out = {}
+  for i = 0, BANDS - 1 do out[i + 1] = string.sub(packed, i * w + 1, (i + 1) * w) end
+  BF[packed] = out
   return out
 end
 
@@ -200,10 +241,13 @@ end
 local function bucket_put(f, old, new, from)
   local k = shard('b', f)
   local n_old, n_new = npieces(old), npieces(new)
-  for j = math.floor((from - 1) / PIECE), n_new - 1 do
-    local piece = string.sub(new, j * PIECE + 1, (j + 1) * PIECE)
-    if j >= n_old or string.sub(old, j * PIECE + 1, (j + 1) * PIECE) ~= piece then
-      redis.call('HSET', k, piece_field(f, j), piece)
+  -- the piece holding byte `from` changed (an entry was appended or removed there), and so did every
+  -- later one (shifted by an entry) but in rare coincidences, where writing it again is harmless
+  if n_new == 1 then
+    redis.call('HSET', k, f, new)
+  else
+    for j = math.floor((from - 1) / PIECE), n_new - 1 do
+      redis.call('HSET', k, piece_field(f, j), string.sub(new, j * PIECE + 1, (j + 1) * PIECE))
     end
   end
   for j = n_new, n_old - 1 do redis.call('HDEL', k, piece_field(f, j)) end
@@ -241,19 +285,19 @@ local function sent_fields(h)
 end
 
 local function sent_add(f)
-  if redis.call('HINCRBY', shard('e', f), f, 1) == 1 then lh_count('e', 1) end
+  if redis.call('HINCRBY', shard('e', f), f, '1') == 1 then lh_count('e', 1) end
 end
 
 local function sent_remove(f)
   local k = shard('e', f)
-  if redis.call('HINCRBY', k, f, -1) <= 0 then
+  if redis.call('HINCRBY', k, f, '-1') <= 0 then
     redis.call('HDEL', k, f)
     lh_count('e', -1)
   end
 end
 
 local function touch(story)
-  redis.call('ZADD', K_STORIES, redis.call('INCR', K_CLOCK), story)
+  redis.call('ZADD', K_STORIES, with_num('', redis.call('INCR', K_CLOCK)), story)
 end
 
 local function leave(story, ids)
@@ -267,12 +311,19 @@ local function leave(story, ids)
   end
 end
 
--- known: optional id -> 4-byte handle the caller already has.  Only stored articles have a story.
+-- known: optional id -> {4-byte handle, its info value} the caller already has.  Only stored
+-- articles have a story.
 local function set_story(story, ids, known)
   local by_old, order, moves, members = {}, {}, {}, {}
   for _, id in ipairs(ids) do
-    local hb = (known and known[id]) or handle_of(id)
-    local v = hb and info_get(hb)
+    local hb, v
+    local k = known and known[id]
+    if k then
+      hb, v = k[1], k[2]
+    else
+      hb = handle_of(id)
+      v = hb and info_get(hb)
+    end
     if v then
       local old = info_story(v)
       if old ~= '' and old ~= story then
@@ -315,7 +366,7 @@ local function del_article(id)
     local r = rec(blob)
     for _, f in ipairs(band_fields(r.m)) do bucket_remove(f, hb) end
     for _, f in ipairs(sent_fields(r.h)) do sent_remove(f) end
-    if r.day and redis.call('HINCRBY', K_DAYS, r.day, -1) <= 0 then redis.call('HDEL', K_DAYS, r.day) end
+    if r.day and redis.call('HINCRBY', K_DAYS, r.day, '-1') <= 0 then redis.call('HDEL', K_DAYS, r.day) end
   end
   if redis.call('DECR', K_COUNT) <= 0 then redis.call('DEL', K_COUNT, K_SEQ) end
   if v and info_story(v) ~= '' then leave(info_story(v), {id}) end
@@ -323,8 +374,10 @@ local function del_article(id)
 end
 
 -- vals: optional field -> current value (false if absent) of this record's buckets, read just before;
--- absent: true when the caller knows the id is not stored
-local function put(id, blob, vals, absent)
+-- absent: true when the caller knows the id is not stored; story: the story it goes into (its info
+-- is written with it, so set_story then has nothing to move); fields: its bucket fields when the
+-- caller has them.  Returns the handle and the info value.
+local function put(id, blob, vals, absent, story, fields)
   vals = vals or {}
   if not absent and redis.call('HEXISTS', K_HANDLES, id) == 1 then del_article(id) end
   local h = redis.call('INCR', K_SEQ)
@@ -334,13 +387,14 @@ local function put(id, blob, vals, absent)
   local r = rec(blob)
   local hb = struct.pack('<I4', h)
   local entry = hb .. struct.pack('<I2', day_tag(r.day))
-  for _, f in ipairs(band_fields(r.m)) do bucket_add(f, entry, vals[f]) end
+  for _, f in ipairs(fields or band_fields(r.m)) do bucket_add(f, entry, vals[f]) end
   for _, f in ipairs(sent_fields(r.h)) do sent_add(f) end
   redis.call('INCR', K_COUNT)
-  if r.day then redis.call('HINCRBY', K_DAYS, r.day, 1) end
-  redis.call('HSET', shard('i', hb), hb, struct.pack('<i4', r.day or NODAY))
+  if r.day then redis.call('HINCRBY', K_DAYS, r.day, '1') end
+  local info = struct.pack('<i4', r.day or NODAY) .. (story or '')
+  redis.call('HSET', shard('i', hb), hb, info)
   lh_count('i', 1)
-  return hb
+  return hb, info
 end
 
 -- the distinct handles (4-byte strings) in the buckets of minhash m, and field -> value read
@@ -368,22 +422,23 @@ local function handles_in(fields, vals)
   return hs, tags
 end
 
--- bucket values as one string (per band: u32 length + value, 0xFFFFFFFF when absent), for
--- FIND to hand to the client and the client back to INGEST; unpack_vals reverses it
+-- bucket values as one string (u32 length per band, 0xFFFFFFFF when absent, then the values back to
+-- back), for FIND to hand to the client and the client back to INGEST; unpack_vals reverses it.
+-- One struct call for all the lengths instead of one per band.
 local function pack_vals(fields, vals)
-  local out = {}
+  local lens, parts = {}, {}
   for i, f in ipairs(fields) do
     local v = vals[f]
-    if v then out[i] = struct.pack('<I4', #v) .. v else out[i] = '\255\255\255\255' end
+    if v then lens[i] = #v; parts[#parts + 1] = v else lens[i] = 4294967295 end
   end
-  return table.concat(out)
+  return struct.pack('<' .. string.rep('I4', #fields), unpack(lens)) .. table.concat(parts)
 end
 
 local function unpack_vals(fields, packed)
-  local vals, pos = {}, 1
-  for _, f in ipairs(fields) do
-    local n = struct.unpack('<I4', packed, pos)
-    pos = pos + 4
+  local lens = {struct.unpack('<' .. string.rep('I4', #fields), packed)}
+  local vals, pos = {}, 4 * #fields + 1
+  for i, f in ipairs(fields) do
+    local n = lens[i]
     if n == 4294967295 then
       vals[f] = false
     else
@@ -407,14 +462,28 @@ end
 -- (by day tag: may include a few more, see tag_within), except own (a 4-byte handle or false),
 -- each with its info value: {{hb, info}, ...}.
 -- Also returns the bucket values read (field -> value or false).
-local function find(m, day, window, own)
-  local vals = bucket_values(band_fields(m))
-  local hs, tags = handles_in(band_fields(m), vals)
-  local out = {}
-  for _, hb in ipairs(hs) do
-    if hb ~= own and tag_within(tags[hb], day, window) then
-      local v = info_get(hb)
-      if v then out[#out + 1] = {hb, v} end
+local function find(fields, day, window, own)
+  local vals = bucket_values(fields)
+  local own_n = own and struct.unpack('<I4', own) or -1
+  local out, seen = {}, {}
+  -- entries are decoded with one string.byte each rather than cut into strings: a popular bucket
+  -- holds hundreds of them, and only the few new handles within the window become strings
+  local byte = string.byte
+  for _, f in ipairs(fields) do
+    local v = vals[f]
+    if v then
+      for j = 1, #v, 6 do
+        local b1, b2, b3, b4, t1, t2 = byte(v, j, j + 5)
+        local h = b1 + b2 * 256 + b3 * 65536 + b4 * 16777216
+        if not seen[h] then
+          seen[h] = true
+          if h ~= own_n and tag_within(t1 + t2 * 256, day, window) then
+            local hb = string.sub(v, j, j + 3)
+            local info = info_get(hb)
+            if info then out[#out + 1] = {hb, info} end
+          end
+        end
+      end
     end
   end
   return out, vals
@@ -472,7 +541,8 @@ finish()
 return 1
 """
 
-# ARGV: ns, bands, rows, minhash, day ('' = undated), window, id, mode[, record]
+# ARGV: ns, bands, rows, fields, day ('' = undated), window, id, mode[, record]
+# fields: the article's bucket fields, back to back (RedisIndex._fields: u16 band + the band's raw value)
 # mode 0 answers the ids of the candidates (except `id`).
 # mode 2 answers {stored (0/1), buckets, version, #own, own..., handle, story, handle, story, ...}:
 # whether `id` is already stored, the values of its 32 buckets (pack_vals) and the write version
@@ -482,11 +552,12 @@ return 1
 # no story is named after it, the decision can only be "new story named after it", so the script
 # stores it at once and answers {2, handle}: one round trip for the whole ingest.
 FIND = _HELPERS + r"""
-local function answer(m, day_arg, window, id, mode, blob)
+local function answer(packed, day_arg, window, id, mode, blob)
+  local fields = split_fields(packed)
   local day = nil
   if day_arg ~= '' then day = tonumber(day_arg) end
   local own_hb = handle_of(id)
-  local found, vals = find(m, day, window, own_hb)
+  local found, vals = find(fields, day, window, own_hb)
   if mode == '0' then
     local ids = {}
     for _, c in ipairs(found) do
@@ -501,12 +572,12 @@ local function answer(m, day_arg, window, id, mode, blob)
   local own = redis.call('HKEYS', K_story(id))
   if mode == '3' and not own_hb and #found == 0 and #own == 0 then
     begin_write()
-    local hb = put(id, blob, vals, true)
-    set_story(id, {id}, {[id] = hb})
+    local hb, info = put(id, blob, vals, true, id, fields)
+    set_story(id, {id}, {[id] = {hb, info}})
     finish()
     return {2, hb}
   end
-  local out = {own_hb and 1 or 0, pack_vals(band_fields(m), vals), version(), #own}
+  local out = {own_hb and 1 or 0, pack_vals(fields, vals), version(), #own}
   for _, v in ipairs(own) do out[#out + 1] = v end
   for _, c in ipairs(found) do
     out[#out + 1] = c[1]
@@ -515,7 +586,7 @@ local function answer(m, day_arg, window, id, mode, blob)
   return out
 end
 if ARGV[4] == 'many' then
-  -- ARGV: ns, bands, rows, 'many', window, mode (0 or 2), (minhash, day, id)...: one answer per article
+  -- ARGV: ns, bands, rows, 'many', window, mode (0 or 2), (fields, day, id)...: one answer per article
   local out = {}
   for i = 7, #ARGV, 3 do out[#out + 1] = answer(ARGV[i], ARGV[i + 1], tonumber(ARGV[5]), ARGV[i + 2], ARGV[6]) end
   return out
@@ -524,7 +595,7 @@ return answer(ARGV[4], ARGV[5], tonumber(ARGV[6]), ARGV[7], ARGV[8], ARGV[9])
 """
 
 # ARGV: ns, bands, rows, window, count, then per article:
-#       id, record, story, is_new, nmerged, merged..., version, buckets, ncand, (handle, story-or-'')...
+#       id, record, fields, story, is_new, nmerged, merged..., version, buckets, ncand, (handle, story-or-'')...
 # Writes the articles in order.  Before each one it re-checks what the client
 # decided on and stops at the first that changed.  When the write version is
 # still the one FIND answered, nothing was written since that read but this
@@ -545,21 +616,20 @@ begin_write()
 local i = 6
 local mine, written = {}, {}
 for done = 0, count - 1 do
-  local id, blob, story, is_new = ARGV[i], ARGV[i + 1], ARGV[i + 2], ARGV[i + 3] == '1'
-  i = i + 4
+  local id, blob, packed, story, is_new = ARGV[i], ARGV[i + 1], ARGV[i + 2], ARGV[i + 3], ARGV[i + 4] == '1'
+  i = i + 5
   local nmerged = tonumber(ARGV[i]); local merged = {}
   for j = 1, nmerged do merged[j] = ARGV[i + j] end
   i = i + nmerged + 1
-  local seen_version, packed = ARGV[i], ARGV[i + 1]
+  local seen_version, buckets = ARGV[i], ARGV[i + 1]
   i = i + 2
   local ncand = tonumber(ARGV[i]); local expected = {}
   for j = 0, ncand - 1 do expected[ARGV[i + 1 + 2 * j]] = ARGV[i + 2 + 2 * j] end
   i = i + 2 * ncand + 1
 
   if redis.call('HEXISTS', K_HANDLES, id) == 1 then finish(); return {done, 'exists', unpack(written)} end
-  local r = rec(blob)
-  local fields = band_fields(r.m)
-  local seen = unpack_vals(fields, packed)
+  local fields = split_fields(packed)
+  local seen = unpack_vals(fields, buckets)
   local vals = {}
   if seen_version == v0 then
     for _, f in ipairs(fields) do
@@ -580,14 +650,14 @@ for done = 0, count - 1 do
     if not ok then finish(); return {done, 'conflict', unpack(written)} end
   end
 
-  local hb = put(id, blob, vals, true)
+  local hb, info = put(id, blob, vals, true, story, fields)
   mine[hb] = true
   written[#written + 1] = hb
   local folded = {id}
   for _, old in ipairs(merged) do
     for _, a in ipairs(redis.call('HKEYS', K_story(old))) do folded[#folded + 1] = a end
   end
-  set_story(story, folded, {[id] = hb})
+  set_story(story, folded, {[id] = {hb, info}})
 end
 finish()
 return {count, 'ok', unpack(written)}

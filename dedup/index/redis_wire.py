@@ -1,0 +1,226 @@
+"""Script calls straight on the wire: the Redis index's hot path without redis-py's command layer.
+
+Streaming ingest makes one or two EVALSHA calls per article, and redis-py
+spends about as long on each call as the server does running it: taking a
+connection from the pool (a poll() to check it is idle), packing every
+argument through the generic encoder, observability hooks, and parsing the
+reply element by element.  :class:`DirectScripts` keeps one connection of
+its own, writes the EVALSHA request with the constant part (script digest,
+key, namespace, bands, rows) packed once, and parses the reply from one
+buffer.
+
+It is only a fast path: anything out of the ordinary (the connection
+lock taken by another thread, a forked process, a script the server does
+not know, a dropped connection or an unexpected reply type) answers "not
+done", and the caller goes through redis-py as before, with its retries and
+script loading.  Error replies other than NOSCRIPT raise what redis-py
+would raise.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+from typing import Any, Sequence
+
+import redis
+from redis._parsers.base import BaseParser
+
+_CRLF = b"\r\n"
+
+
+class _Incomplete(Exception):
+    """The buffer ends before the reply does: read more."""
+
+
+class _Unexpected(Exception):
+    """A reply type the fast path does not handle: let redis-py do the call."""
+
+
+def _parse(buf: bytes, pos: int) -> tuple[Any, int]:
+    """One RESP2/RESP3 reply starting at ``pos``: (value, position after it).
+
+    Arrays of bulk strings and integers (what the scripts answer) are read in one loop here; other
+    elements go through :func:`_parse_one`.
+    """
+    if pos >= len(buf):
+        raise _Incomplete
+    if buf[pos] != 42:  # not an array
+        return _parse_one(buf, pos)
+    end = buf.find(_CRLF, pos)
+    if end < 0:
+        raise _Incomplete
+    n = int(buf[pos + 1:end])
+    pos = end + 2
+    if n < 0:
+        return None, pos
+    items: list[Any] = []
+    append = items.append
+    size = len(buf)
+    for _ in range(n):
+        if pos >= size:
+            raise _Incomplete
+        t = buf[pos]
+        if t == 36:  # '$' bulk string
+            end = buf.find(_CRLF, pos)
+            if end < 0:
+                raise _Incomplete
+            length = int(buf[pos + 1:end])
+            if length < 0:
+                append(None)
+                pos = end + 2
+                continue
+            start = end + 2
+            stop = start + length
+            if stop + 2 > size:
+                raise _Incomplete
+            append(buf[start:stop])
+            pos = stop + 2
+        elif t == 58:  # ':' integer
+            end = buf.find(_CRLF, pos)
+            if end < 0:
+                raise _Incomplete
+            append(int(buf[pos + 1:end]))
+            pos = end + 2
+        else:
+            value, pos = _parse(buf, pos) if t == 42 else _parse_one(buf, pos)
+            append(value)
+    return items, pos
+
+
+def _parse_one(buf: bytes, pos: int) -> tuple[Any, int]:
+    """One reply that is not an array."""
+    end = buf.find(_CRLF, pos)
+    if end < 0:
+        raise _Incomplete
+    t = buf[pos]
+    if t == 36:  # '$' bulk string
+        n = int(buf[pos + 1:end])
+        if n < 0:
+            return None, end + 2
+        start = end + 2
+        stop = start + n
+        if stop + 2 > len(buf):
+            raise _Incomplete
+        return buf[start:stop], stop + 2
+    if t == 58:  # ':' integer
+        return int(buf[pos + 1:end]), end + 2
+    if t == 95:  # '_' RESP3 null
+        return None, end + 2
+    if t == 43:  # '+' status
+        return buf[pos + 1:end].decode("utf-8", errors="replace"), end + 2
+    if t == 45:  # '-' error
+        return _Error(buf[pos + 1:end].decode("utf-8", errors="replace")), end + 2
+    raise _Unexpected(chr(t))
+
+
+class _Error(str):
+    """An error reply (kept apart from a status reply of the same text)."""
+
+
+def _arg(value: Any) -> bytes:
+    return b"".join(_args([value]))
+
+
+def _args(values: Sequence[Any]) -> list[bytes]:
+    """RESP bulk strings of the arguments (pieces to join): bytes as they are, str as UTF-8, int in decimal."""
+    out: list[bytes] = []
+    append = out.append
+    for value in values:
+        t = type(value)
+        if t is bytes:
+            b = value
+        elif t is str:
+            b = value.encode("utf-8")
+        elif t is int:
+            b = b"%d" % value
+        elif isinstance(value, (bytes, str, int)) and not isinstance(value, bool):  # subclasses
+            b = value if isinstance(value, bytes) else (value.encode("utf-8") if isinstance(value, str)
+                                                         else b"%d" % value)
+        else:
+            raise _Unexpected(type(value).__name__)
+        append(b"$%d\r\n" % len(b))
+        append(b)
+        append(_CRLF)
+    return out
+
+
+class DirectScripts:
+    """EVALSHA of the index's scripts on a connection of its own; see the module docstring."""
+
+    def __init__(self, client: redis.Redis, shas: dict[str, str], fixed: Sequence[Any]) -> None:
+        self._pool = client.connection_pool
+        # after the command name and digest: numkeys 1, the key, then the fixed arguments
+        head = _arg(1) + _arg(fixed[0]) + b"".join(_arg(a) for a in fixed[1:])
+        self._heads = {name: _arg("EVALSHA") + _arg(sha) + head for name, sha in shas.items()}
+        self._n_fixed = 2 + 1 + len(fixed)  # EVALSHA, digest, numkeys, key + fixed args
+        self._lock = threading.Lock()
+        self._conn: Any = None
+        self._pid = os.getpid()
+        # replies come back as bytes here; a client that decodes them gets every call through redis-py
+        self._off = bool(getattr(client.get_encoder(), "decode_responses", False))
+
+    def _connection(self) -> Any:
+        if self._pid != os.getpid():  # forked: the socket belongs to the parent
+            self._conn, self._pid = None, os.getpid()
+        if self._conn is None:
+            conn = self._pool.make_connection()
+            conn.connect()
+            self._conn = conn
+        return self._conn
+
+    def _drop(self) -> None:
+        conn, self._conn = self._conn, None
+        if conn is not None:
+            try:
+                conn.disconnect()
+            except Exception:
+                pass
+
+    def call(self, name: str, args: Sequence[Any]) -> tuple[bool, Any]:
+        """(True, reply) when the call was made here; (False, None): make it through redis-py."""
+        if self._off or not self._lock.acquire(blocking=False):
+            return False, None
+        try:
+            try:
+                pieces = _args(args)
+            except _Unexpected:
+                return False, None
+            request = b"".join([b"*%d\r\n" % (self._n_fixed + len(args)), self._heads[name], *pieces])
+            try:
+                conn = self._connection()
+                sock = getattr(conn, "_sock", None)  # redis-py keeps the socket there (5.x to 8.x)
+                if sock is None:
+                    self._drop()
+                    return False, None
+                sock.sendall(request)
+                buf = b""
+                while True:
+                    chunk = sock.recv(65536)
+                    if not chunk:
+                        raise ConnectionError("connection closed by the server")
+                    buf = buf + chunk if buf else chunk
+                    try:
+                        reply, end = _parse(buf, 0)
+                    except _Incomplete:
+                        continue
+                    break
+                if end != len(buf):  # more than one reply: out of step, start over on a new connection
+                    raise _Unexpected("trailing data")
+            except (_Unexpected, OSError, ConnectionError, redis.RedisError, ValueError, AttributeError):
+                # the script may or may not have run: redis-py runs it again, as its own retry would
+                self._drop()
+                return False, None
+            if isinstance(reply, _Error):
+                if reply.startswith("NOSCRIPT"):
+                    return False, None  # redis-py loads the script and runs it
+                raise BaseParser.parse_error(str(reply))
+            if isinstance(reply, list):  # an error inside an array comes back as the exception, as in redis-py
+                reply = [BaseParser.parse_error(str(v)) if isinstance(v, _Error) else v for v in reply]
+            return True, reply
+        finally:
+            self._lock.release()
+
+    def close(self) -> None:
+        with self._lock:
+            self._drop()

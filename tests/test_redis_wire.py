@@ -1,0 +1,83 @@
+"""The direct script path of the Redis index: reply parsing and falling back to redis-py."""
+
+from __future__ import annotations
+
+import pytest
+import redis
+
+from dedup.index.redis import RedisIndex
+from dedup.index.redis_wire import _Error, _Incomplete, _parse
+from dedup.settings import Settings
+from dedup.stories import assign
+
+from .test_index_redis import entry
+
+SETTINGS = Settings()
+
+
+def test_parser_reads_the_reply_types_the_scripts_return():
+    assert _parse(b":12\r\n", 0) == (12, 5)
+    assert _parse(b"$3\r\na\r\n\r\n", 0) == (b"a\r\n", 9)
+    assert _parse(b"$-1\r\n", 0) == (None, 5)
+    assert _parse(b"_\r\n", 0) == (None, 3)
+    assert _parse(b"*3\r\n:1\r\n$2\r\nok\r\n*1\r\n$0\r\n\r\n", 0)[0] == [1, b"ok", [b""]]
+    reply, _ = _parse(b"-ERR boom\r\n", 0)
+    assert isinstance(reply, _Error) and reply == "ERR boom"
+    for partial in (b"*2\r\n:1\r\n", b"$5\r\nab", b":1"):
+        with pytest.raises(_Incomplete):
+            _parse(partial, 0)
+
+
+def _direct_calls(idx: RedisIndex) -> list[str]:
+    made: list[str] = []
+    real = idx._direct.call
+
+    def call(name, args):
+        done, reply = real(name, args)
+        if done:
+            made.append(name)
+        return done, reply
+
+    idx._direct.call = call
+    return made
+
+
+def test_scripts_flushed_from_the_server_are_loaded_again(redis_url):
+    with RedisIndex(SETTINGS, url=redis_url, namespace="wire1") as idx:
+        made = _direct_calls(idx)
+        assert assign(idx, entry("a", 1), SETTINGS).action == "new"
+        redis.Redis.from_url(redis_url).script_flush()
+        assert assign(idx, entry("b", 1), SETTINGS).action == "joined"  # NOSCRIPT: through redis-py, which loads it
+        assert assign(idx, entry("c", 1), SETTINGS).action == "joined"
+        assert made and made[-1] in ("FIND", "INGEST")  # and the direct path works again
+        assert idx.story_of(["a", "b", "c"]) == {"a": "a", "b": "a", "c": "a"}
+
+
+def test_a_killed_connection_falls_back_and_reconnects(redis_url):
+    with RedisIndex(SETTINGS, url=redis_url, namespace="wire2") as idx:
+        assert assign(idx, entry("a", 1), SETTINGS).action == "new"
+        conn = idx._direct._conn
+        assert conn is not None
+        client = redis.Redis.from_url(redis_url)
+        me = [c for c in client.client_list() if int(c["id"]) == conn.client_id] if hasattr(conn, "client_id") else []
+        if me:
+            client.client_kill_filter(_id=me[0]["id"])
+        else:
+            conn._sock.close()  # the same from this side
+        assert assign(idx, entry("b", 1), SETTINGS).action == "joined"
+        assert assign(idx, entry("c", 5000), SETTINGS).action == "new"
+        assert idx.story_of(["a", "b", "c"]) == {"a": "a", "b": "a", "c": "c"}
+        assert len(idx) == 3
+
+
+def test_error_replies_raise_what_redis_py_raises(redis_url):
+    with RedisIndex(SETTINGS, url=redis_url, namespace="wire3") as idx:
+        idx._direct._heads["BOOM"] = idx._direct._heads["FIND"].replace(idx._scripts["FIND"].sha.encode(),
+                                                                      b"0" * 40)
+        done, _ = idx._direct.call("BOOM", [])
+        assert not done  # NOSCRIPT: left to redis-py
+        redis.Redis.from_url(redis_url).set("{wire3}:h", "not a hash")
+        with pytest.raises(redis.ResponseError, match="WRONGTYPE"):
+            idx.entries(["a"])  # the first call loads the script (through redis-py)
+        with pytest.raises(redis.ResponseError, match="WRONGTYPE"):
+            idx._direct.call("RECORDS", ["a"])
