@@ -32,6 +32,7 @@ import redis
 from redis.cluster import RedisCluster
 from redis.exceptions import RedisClusterException
 from redis.backoff import ExponentialBackoff
+from redis.exceptions import AuthenticationError
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 from redis.retry import Retry
@@ -78,6 +79,32 @@ class Found(NamedTuple):
 Decided = tuple[Entry, bytes, bytes, Assignment, dict[bytes, str], bytes, bytes]
 
 
+def _permanent(exc: BaseException) -> bool:
+    """A connection error that retrying cannot cure: wrong password, TLS certificate not trusted."""
+    text = str(exc)
+    return isinstance(exc, AuthenticationError) or "CERTIFICATE_VERIFY_FAILED" in text or "WRONGPASS" in text
+
+
+def _connect_hint(exc: BaseException) -> str:
+    if isinstance(exc, AuthenticationError) or "WRONGPASS" in str(exc):
+        return "put the server's password in the URL (redis://:PASSWORD@host:port/db)"
+    if "CERTIFICATE_VERIFY_FAILED" in str(exc):
+        return "name the CA that signed the server's certificate: rediss://host:port/db?ssl_ca_certs=/path/to/ca.crt"
+    return "start redis-server or fix --redis (rediss:// if the server speaks TLS)"
+
+
+class _RetryTransient(Retry):
+    """redis-py's retry with backoff, except for errors no retry cures (they are raised at once)."""
+
+    def call_with_retry(self, do: Callable[[], T], fail: Callable[[Exception], Any], *args: Any, **kwargs: Any) -> T:
+        def fail_fast(exc: Exception, *count: Any) -> Any:
+            if _permanent(exc):
+                raise exc
+            return fail(exc, *count)
+
+        return super().call_with_retry(do, fail_fast, *args, **kwargs)
+
+
 def _guard(fn: Callable[..., T]) -> Callable[..., T]:
     """Turn a connection failure that outlived the retries into an error naming the server."""
 
@@ -117,8 +144,9 @@ class RedisIndex(StoryIndex):
         self.settings = settings
         self.url = url
         self.namespace = namespace
-        # capped exponential backoff: rides out a restart or failover of a few seconds
-        retry = Retry(ExponentialBackoff(cap=2.0, base=0.05), retries)
+        # capped exponential backoff: rides out a restart or failover of a few seconds, but not a
+        # refused password or an untrusted certificate, which no retry cures
+        retry = _RetryTransient(ExponentialBackoff(cap=2.0, base=0.05), retries)
         self._r: Any
         try:
             if url.startswith(CLUSTER_SCHEME):
@@ -157,9 +185,7 @@ class RedisIndex(StoryIndex):
             self._check_meta()
         except (RedisConnectionError, RedisTimeoutError) as exc:
             self._r.close()
-            raise IndexUnavailable(
-                f"cannot connect to Redis at {mask_url(url)}: {exc}; start redis-server or fix --redis"
-            ) from exc
+            raise IndexUnavailable(f"cannot connect to Redis at {mask_url(url)}: {exc}; {_connect_hint(exc)}") from exc
         except Exception:
             self._r.close()
             raise

@@ -24,7 +24,11 @@ import threading
 from typing import Any, Sequence
 
 import redis
-from redis._parsers.base import BaseParser
+
+try:  # the error classes redis-py would raise for an error reply; without them, every call goes through redis-py
+    from redis._parsers.base import BaseParser
+except ImportError:  # pragma: no cover - a redis-py that moved it
+    BaseParser = None  # type: ignore[assignment,misc]
 
 _CRLF = b"\r\n"
 
@@ -158,7 +162,7 @@ class DirectScripts:
         self._conn: Any = None
         self._pid = os.getpid()
         # replies come back as bytes here; a client that decodes them gets every call through redis-py
-        self._off = bool(getattr(client.get_encoder(), "decode_responses", False))
+        self._off = bool(getattr(client.get_encoder(), "decode_responses", False)) or BaseParser is None
 
     def _connection(self) -> Any:
         if self._pid != os.getpid():  # forked: the socket belongs to the parent
