@@ -34,6 +34,7 @@ from wordfreq import freq_to_zipf, zipf_to_freq
 from wordfreq.numbers import digit_freq, smash_numbers
 from datasketch import LeanMinHash, MinHash
 
+from .index.bandtable import BandTable, fmix64
 from .records import Signature
 from .settings import Settings
 from .text import _DROP, _EURO, _POUND, token_text
@@ -146,16 +147,6 @@ _ALL = np.uint64(0xFFFFFFFFFFFFFFFF)
 _LEN_MIX = np.uint64(0x9E3779B97F4A7C15)
 
 
-def _fmix64(h: np.ndarray) -> np.ndarray:
-    s, m1, m2 = np.uint64(33), np.uint64(0xFF51AFD7ED558CCD), np.uint64(0xC4CEB9FE1A85EC53)
-    with np.errstate(over="ignore"):
-        h = h ^ (h >> s)
-        h = h * m1
-        h = h ^ (h >> s)
-        h = h * m2
-        return h ^ (h >> s)
-
-
 def _low_bytes_mask(n: np.ndarray) -> np.ndarray:
     """A mask keeping the ``n`` low bytes of a word (0 <= n <= 8)."""
     shift = (np.minimum(n, 7) * 8).astype(np.uint64)
@@ -174,20 +165,20 @@ def _token_spans(buf: bytes) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     low = first[:, 0] & _low_bytes_mask(length)
     high = first[:, 1] & _low_bytes_mask(np.clip(length - 8, 0, 8))
     with np.errstate(over="ignore"):
-        keys = _fmix64(low ^ _fmix64(high ^ (length.astype(np.uint64) * _LEN_MIX)))
+        keys = fmix64(low ^ fmix64(high ^ (length.astype(np.uint64) * _LEN_MIX)))
     for i in np.flatnonzero(length > _SHORT).tolist():
         digest = hashlib.blake2b(buf[starts[i] : ends[i]], digest_size=8).digest()
         keys[i] = int.from_bytes(digest, "little")
-    keys[keys == 0] = 1  # 0 marks an empty slot of the lexicon's table
+    keys[keys == 0] = 1  # 0 marks an empty slot of the lexicon's BandTable
     return starts, ends, keys
 
 
 class _Lexicon:
     """Every token seen so far, numbered, with its idf, CRC32, mixed CRC32 and stop-word flag in arrays.
 
-    Tokens are found by their 64-bit key (:func:`_token_spans`) in an
-    open-addressing table held in two numpy arrays, so a whole batch of
-    tokens is looked up with a few vectorized probes and no Python string
+    Tokens are found by their 64-bit key (:func:`_token_spans`) in a
+    :class:`~dedup.index.bandtable.BandTable` (key -> row), so a whole batch
+    of tokens is looked up with a few vectorized probes and no Python string
     is made per token: making and looking up those strings took ~60-90
     of the ~300 us an article took at 100k (now ~20).  A token's facts are computed
     once, from its text, the first time it is seen.  Bounded: when it
@@ -200,55 +191,26 @@ class _Lexicon:
         self.reset()
 
     def reset(self) -> None:
-        self.count = 0
-        self._table(max(1024, 1 << (2 * self.limit - 1).bit_length()))
+        self.table = BandTable(1 << 17)  # a news batch meets tens of thousands of words early on
         self.idf = np.zeros(1024, dtype=np.float64)
         self.crc = np.zeros(1024, dtype=np.uint32)
         self.mixed = np.zeros(1024, dtype=np.uint32)
         self.content = np.zeros(1024, dtype=bool)
 
-    def _table(self, size: int) -> None:
-        self.keys = np.zeros(size, dtype=np.uint64)  # 0: empty slot
-        self.slot_row = np.zeros(size, dtype=np.int64)
-        self.mask = size - 1
-
     def __len__(self) -> int:
-        return self.count
+        return len(self.table)
 
     def find(self, keys: np.ndarray) -> np.ndarray:
-        """Row of each key, -1 where unknown (linear probing, all keys at once)."""
+        """Row of each key, -1 where unknown."""
         rows = np.full(len(keys), -1, dtype=np.int64)
-        todo = np.arange(len(keys))
-        want = keys
-        slot = (keys & np.uint64(self.mask)).astype(np.int64)
-        while len(todo):
-            held = self.keys[slot]
-            hit = held == want
-            rows[todo[hit]] = self.slot_row[slot[hit]]
-            go_on = ~hit & (held != 0)
-            todo, want, slot = todo[go_on], want[go_on], (slot[go_on] + 1) & self.mask
+        q, found = self.table.find(keys, unique=True)
+        rows[q] = found
         return rows
 
-    def _insert(self, keys: list[int], rows: list[int]) -> None:
-        table, slot_row, mask = self.keys, self.slot_row, self.mask
-        for key, row in zip(keys, rows):
-            at = key & mask
-            while table[at]:
-                at = (at + 1) & mask
-            table[at] = key
-            slot_row[at] = row
-
-    def add(self, terms: list[str], keys: list[int]) -> None:
+    def add(self, terms: list[str], keys: np.ndarray) -> None:
         """Number new tokens (with their keys), computing their facts together (one numpy call per fact)."""
-        n = self.count
+        n = len(self.table)
         end = n + len(terms)
-        if 2 * end > len(self.keys):  # a batch past the limit: double the table, keep every row
-            old_keys = self.keys[self.keys != 0].tolist()
-            old_rows = self.slot_row[self.keys != 0].tolist()
-            self._table(2 * len(self.keys))
-            while 2 * end > len(self.keys):
-                self._table(2 * len(self.keys))
-            self._insert(old_keys, old_rows)
         if end > len(self.idf):
             size = max(end, 2 * len(self.idf))
             self.idf = np.resize(self.idf, size)
@@ -260,8 +222,7 @@ class _Lexicon:
         self.crc[n:end] = hashes
         self.mixed[n:end] = _fmix(hashes)
         self.content[n:end] = [t not in _DROP for t in terms]
-        self._insert(keys, list(range(n, end)))
-        self.count = end
+        self.table.add(keys, np.arange(n, end))
 
     def rows(self, buf: bytes, starts: np.ndarray, ends: np.ndarray, keys: np.ndarray) -> np.ndarray:
         """The row of each token of ``buf`` (spans and keys from :func:`_token_spans`), new ones numbered first."""
@@ -274,7 +235,7 @@ class _Lexicon:
                 buf[s:e].decode("ascii").replace(_POUND, "£").replace(_EURO, "€")
                 for s, e in zip(starts[at].tolist(), ends[at].tolist())
             ]
-            self.add(terms, new.tolist())
+            self.add(terms, new)
             rows[missing] = self.find(keys[missing])
         return rows
 

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 
 from .index.base import StoryIndex
+from .index.memory import within_window
 from .records import Assignment, Entry, Signature
 from .settings import Settings
 from .signature import cosines, reuses
@@ -34,11 +35,7 @@ def verify_many(a: Signature, others: list[Signature], settings: Settings) -> li
     it, then text reuse only for the pairs whose cosine passed.
     """
     out: list[tuple[bool, float, float]] = [(False, 0.0, 0.0)] * len(others)
-    day, w = a.day, settings.window_days
-    if day is None:
-        near = list(range(len(others)))
-    else:  # within_window, inlined: this runs for every candidate of every article
-        near = [i for i, b in enumerate(others) if b.day is None or abs(b.day - day) <= w]
+    near = [i for i, b in enumerate(others) if within_window(a.day, b.day, settings.window_days)]
     if not near:
         return out
     cos = cosines(a, [others[i] for i in near])

@@ -25,8 +25,9 @@ _DEAD = -1
 _TAIL = 24  # pairs or queries left when probing switches from numpy rounds to a plain loop
 
 
-def _slot_hash(keys: np.ndarray) -> np.ndarray:
-    """Well-mixed bits of each key (the murmur3 64-bit finalizer): keys are packed fields, not uniform."""
+def fmix64(keys: np.ndarray) -> np.ndarray:
+    """The murmur3 64-bit finalizer: well-mixed bits of each key (here keys are packed fields, not
+    uniform; signing also keys tokens with it)."""
     s, m1, m2 = _MIX
     with np.errstate(over="ignore"):
         h = keys ^ (keys >> s)
@@ -37,7 +38,7 @@ def _slot_hash(keys: np.ndarray) -> np.ndarray:
 
 
 class BandTable:
-    """``key -> article numbers`` for LSH buckets; keys are non-zero ``uint64``."""
+    """``key -> numbers`` (article numbers of LSH buckets, rows of the word table); keys are non-zero ``uint64``."""
 
     def __init__(self, capacity: int = 1 << 12) -> None:
         self._allocate(max(16, 1 << (capacity - 1).bit_length()))
@@ -63,7 +64,7 @@ class BandTable:
         self.live += len(keys)
 
     def _place(self, keys: np.ndarray, nums: np.ndarray) -> None:
-        slot = (_slot_hash(keys) & np.uint64(self.mask)).astype(np.int64)
+        slot = (fmix64(keys) & np.uint64(self.mask)).astype(np.int64)
         todo = np.arange(len(keys))
         while len(todo) > _TAIL:
             free = np.flatnonzero(self.keys[slot[todo]] == _EMPTY)
@@ -105,7 +106,7 @@ class BandTable:
         while 2 * (len(keys) + extra) > size:
             size *= 2
         self._allocate(size)
-        home = (_slot_hash(keys) & np.uint64(self.mask)).astype(np.int64)
+        home = (fmix64(keys) & np.uint64(self.mask)).astype(np.int64)
         # In slot order the old homes are sorted but for short probe displacements, so splitting by
         # the home's new high bits (a radix sort of small ints) leaves a nearly sorted sequence, which
         # the stable sort (timsort) orders in close to linear time: ~50x faster than on random order.
@@ -121,9 +122,12 @@ class BandTable:
             self._place(keys[~inside], nums[~inside])
         self.used = len(keys)
 
-    def _walk(self, keys: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """Every slot whose key equals one of ``keys``, live or dead: (query index, slot) pairs."""
-        slot = (_slot_hash(keys) & np.uint64(self.mask)).astype(np.int64)
+    def _walk(self, keys: np.ndarray, first: bool = False) -> tuple[np.ndarray, np.ndarray]:
+        """Every slot whose key equals one of ``keys``, live or dead: (query index, slot) pairs.
+
+        ``first``: stop at a key's first slot (for a table where each key is stored once).
+        """
+        slot = (fmix64(keys) & np.uint64(self.mask)).astype(np.int64)
         todo = np.arange(len(keys))
         found_q: list[np.ndarray] = []
         found_s: list[np.ndarray] = []
@@ -135,6 +139,8 @@ class BandTable:
                 found_q.append(todo[hit])
                 found_s.append(slot[hit])
             go_on = held != _EMPTY
+            if first:
+                go_on &= ~hit
             todo, want, slot = todo[go_on], want[go_on], (slot[go_on] + 1) & self.mask
         table, mask = self.keys, self.mask
         tail_q, tail_s = [], []
@@ -146,6 +152,8 @@ class BandTable:
                 if held == key:
                     tail_q.append(q)
                     tail_s.append(at)
+                    if first:
+                        break
                 at = (at + 1) & mask
         if tail_q:
             found_q.append(np.asarray(tail_q, dtype=np.int64))
@@ -154,9 +162,12 @@ class BandTable:
             return np.empty(0, dtype=np.int64), np.empty(0, dtype=np.int64)
         return np.concatenate(found_q), np.concatenate(found_s)
 
-    def find(self, keys: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """Live matches of ``keys``: arrays (query index, article number), one entry per stored pair."""
-        q, s = self._walk(keys.astype(np.uint64, copy=False))
+    def find(self, keys: np.ndarray, unique: bool = False) -> tuple[np.ndarray, np.ndarray]:
+        """Live matches of ``keys``: arrays (query index, number), one entry per stored pair.
+
+        ``unique``: the caller stores each key once, so a look-up may stop at its first match.
+        """
+        q, s = self._walk(keys.astype(np.uint64, copy=False), first=unique)
         nums = self.nums[s]
         alive = nums >= 0
         return q[alive], nums[alive]
