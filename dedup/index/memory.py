@@ -81,6 +81,10 @@ class MemoryIndex(StoryIndex):
             values << np.uint64(_BAND_BITS)
         ) | self._band
 
+    def _article_keys(self, sig: Signature) -> np.ndarray:
+        """The bucket keys of one stored article."""
+        return self._keys(self._values(sig.minhash), np.array([_day_code(sig.day)])).ravel()
+
     def _window_codes(self, day: int | None) -> list[int]:
         """Day codes a query on ``day`` reads: its window and undated, or every stored day when undated."""
         if day is None:
@@ -122,9 +126,7 @@ class MemoryIndex(StoryIndex):
         if entry.id in self._entries:
             self.delete(entry.id)
         num = self._store(entry)
-        sig = entry.signature
-        keys = self._keys(self._values(sig.minhash), np.array([_day_code(sig.day)]))
-        self._table.add(keys.ravel(), np.full(self.settings.bands, num))
+        self._table.add(self._article_keys(entry.signature), np.full(self.settings.bands, num))
 
     def delete(self, article_id: str) -> Entry | None:
         entry = self._entries.pop(article_id, None)
@@ -132,9 +134,8 @@ class MemoryIndex(StoryIndex):
             return None
         num = self._num.pop(article_id)
         self._ids[num] = None
-        sig = entry.signature
-        code = _day_code(sig.day)
-        self._table.remove(self._keys(self._values(sig.minhash), np.array([code])).ravel(), num)
+        self._table.remove(self._article_keys(entry.signature), num)
+        code = _day_code(entry.signature.day)
         self._days[code] -= 1
         if not self._days[code]:
             del self._days[code]
@@ -235,15 +236,10 @@ class MemoryIndex(StoryIndex):
                     continue
                 self._store(e)
                 done.append(i)
-                if assignment.merged:
-                    folded = [e.id]
-                    for old in assignment.merged:
-                        folded.extend(self.members(old))
-                    self.set_story(assignment.story, folded)
-                else:  # set_story(story, [e.id]) for an article in no story yet, without its bookkeeping
-                    story_of[e.id] = assignment.story
-                    self._members.setdefault(assignment.story, set()).add(e.id)
-                    self._touched[assignment.story] = next(self._clock)
+                folded = [e.id]
+                for old in assignment.merged:
+                    folded.extend(self.members(old))
+                self.set_story(assignment.story, folded)
                 out.append(assignment)
         finally:
             if done:
@@ -289,6 +285,11 @@ class MemoryIndex(StoryIndex):
 
     def set_story(self, story_id: str, ids: Iterable[str]) -> None:
         ids = list(ids)
+        if len(ids) == 1 and ids[0] not in self._story_of:  # the common case: a new article starts or joins
+            self._story_of[ids[0]] = story_id
+            self._members.setdefault(story_id, set()).add(ids[0])
+            self._touched[story_id] = next(self._clock)
+            return
         by_old: dict[str, list[str]] = defaultdict(list)
         for i in ids:
             old = self._story_of.get(i)
