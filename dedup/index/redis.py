@@ -79,18 +79,14 @@ class Found(NamedTuple):
 Decided = tuple[Entry, bytes, bytes, Assignment, dict[bytes, str], bytes, bytes]
 
 
-def _permanent(exc: BaseException) -> bool:
-    """A connection error that retrying cannot cure: wrong password, TLS certificate not trusted."""
+def _permanent_hint(exc: BaseException) -> str | None:
+    """What to fix for a connection error no retry cures (wrong password, untrusted TLS certificate); None otherwise."""
     text = str(exc)
-    return isinstance(exc, AuthenticationError) or "CERTIFICATE_VERIFY_FAILED" in text or "WRONGPASS" in text
-
-
-def _connect_hint(exc: BaseException) -> str:
-    if isinstance(exc, AuthenticationError) or "WRONGPASS" in str(exc):
+    if isinstance(exc, AuthenticationError) or "WRONGPASS" in text:
         return "put the server's password in the URL (redis://:PASSWORD@host:port/db)"
-    if "CERTIFICATE_VERIFY_FAILED" in str(exc):
+    if "CERTIFICATE_VERIFY_FAILED" in text:
         return "name the CA that signed the server's certificate: rediss://host:port/db?ssl_ca_certs=/path/to/ca.crt"
-    return "start redis-server or fix --redis (rediss:// if the server speaks TLS)"
+    return None
 
 
 class _RetryTransient(Retry):
@@ -98,7 +94,7 @@ class _RetryTransient(Retry):
 
     def call_with_retry(self, do: Callable[[], T], fail: Callable[[Exception], Any], *args: Any, **kwargs: Any) -> T:
         def fail_fast(exc: Exception, *count: Any) -> Any:
-            if _permanent(exc):
+            if _permanent_hint(exc) is not None:
                 raise exc
             return fail(exc, *count)
 
@@ -185,7 +181,8 @@ class RedisIndex(StoryIndex):
             self._check_meta()
         except (RedisConnectionError, RedisTimeoutError) as exc:
             self._r.close()
-            raise IndexUnavailable(f"cannot connect to Redis at {mask_url(url)}: {exc}; {_connect_hint(exc)}") from exc
+            hint = _permanent_hint(exc) or "start redis-server or fix --redis (rediss:// if the server speaks TLS)"
+            raise IndexUnavailable(f"cannot connect to Redis at {mask_url(url)}: {exc}; {hint}") from exc
         except Exception:
             self._r.close()
             raise
