@@ -32,13 +32,13 @@ def ingest_chunk(index: "RedisIndex", entries: list[Entry], todo: list[int], dec
     bands, w = index.settings.bands, index.settings.rows * 4
     window = index.settings.window_days
     blobs = {i: encode_entry(entries[i]) for i in todo}
+    field_bytes = {i: index._fields(entries[i].signature) for i in todo}  # sent to FIND, then to INGEST
     attempt = 0
     while todo:
         # one script call reads the whole chunk: one round trip, and one slot on a cluster
         args: list[Any] = ["many", window, 2]
         for i in todo:
-            sig = entries[i].signature
-            args += [index._fields(sig), index._day_arg(sig), entries[i].id]
+            args += [field_bytes[i], index._day_arg(entries[i].signature), entries[i].id]
         founds = [index._parse_find(reply) for reply in index._run("FIND", *args)]
         known = index._known({h for f in founds for h in f.cands})
         decided: list[Decided] = []
@@ -61,7 +61,7 @@ def ingest_chunk(index: "RedisIndex", entries: list[Entry], todo: list[int], dec
             sigs, stories = index._candidates_of(found, known)
             stories = {c: resolve(s) for c, s in stories.items()}
             expected = {h: resolve(s) for h, s in found.cands.items()}
-            packed = index._fields(e.signature)
+            packed = field_bytes[i]
             fw = 2 + w
             fields = [packed[b * fw:(b + 1) * fw] for b in range(bands)]
             seen: set[str] = set()
