@@ -64,7 +64,8 @@ def cluster(dd: Deduper, items: list[Article]) -> set[frozenset[str]]:
 def all_keys(url: str, ns: str) -> list[str]:
     client = redis.Redis.from_url(url)
     try:
-        return sorted(k.decode() for k in client.scan_iter(match=f"{{{ns}}}:*"))
+        # SCAN may return a key more than once (while Redis resizes its key table, e.g. after mass deletes)
+        return sorted({k.decode() for k in client.scan_iter(match=f"{{{ns}}}:*")})
     finally:
         client.close()
 
