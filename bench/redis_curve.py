@@ -34,6 +34,7 @@ from redis_index import start_server, used_memory  # noqa: E402
 from dedup.index.redis import RedisIndex  # noqa: E402
 from dedup.records import Entry, Signature  # noqa: E402
 from dedup.settings import Settings  # noqa: E402
+from dedup.signature import quantized_weights  # noqa: E402
 from dedup.stories import make_decider  # noqa: E402
 
 VOCAB = 2_000_000
@@ -59,16 +60,17 @@ class Synth:
             keys0, terms0, sh0 = self.recent[int(rng.integers(len(self.recent)))]
             keys = np.concatenate([keys0[:8], rng.integers(0, VOCAB, 2)])
             terms = np.unique(np.concatenate([terms0[:120], rng.integers(0, VOCAB, 30)]))
-            shingles = np.unique(np.concatenate([sh0[: len(sh0) // 2], rng.integers(0, 2**32, 90)])).astype(np.uint32)
+            shingles = np.unique(np.concatenate([sh0[: len(sh0) // 2], rng.integers(0, 2**24, 90)])).astype(np.uint32)
         else:
             keys = rng.integers(0, VOCAB, 10)
             terms = np.unique(rng.integers(0, VOCAB, 150))
-            shingles = np.unique(rng.integers(0, 2**32, 185)).astype(np.uint32)
+            shingles = np.unique(rng.integers(0, 2**24, 185)).astype(np.uint32)
         self.recent.append((keys, terms, shingles))
         self.recent = self.recent[-500:]
-        w = rng.random(len(terms)).astype(np.float32)
+        levels = rng.integers(1, 256, len(terms)).astype(np.uint8)  # weights as signing quantizes them
+        levels[0] = 255
         sig = Signature(minhash=self.minhash(keys), term_ids=terms.astype(np.uint32),
-                        term_weights=(w / np.linalg.norm(w)).astype(np.float32), shingles=shingles,
+                        term_weights=quantized_weights(levels), shingles=shingles,
                         day=730_000 + i // 5000)
         text = " ".join(WORDS[j] for j in rng.integers(0, len(WORDS), 400))
         return Entry(id=f"syn/{i}", title=f"title {i}", text=text, source="synthetic", published="",

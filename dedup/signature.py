@@ -295,6 +295,49 @@ def sign(clean_text: str, day: int | None, settings: Settings) -> Signature:
     return sig
 
 
+# Term ids and trigram hashes keep 24 bits: stored in 3 bytes instead of 4.  Two articles of ~150 terms
+# and ~185 trigrams then share ~0.002 hash values by chance, against the >=6 shared trigrams
+# (min_reuse 0.035) that count as text reuse.
+HASH_MASK = np.uint32(0xFFFFFF)
+
+
+def _unit_scale(sum_sq: np.ndarray) -> np.ndarray:
+    """float32 factor that brings integer weight levels with these sums of squares to unit norm."""
+    return (1.0 / np.sqrt(np.asarray(sum_sq, dtype=np.float64))).astype(np.float32)
+
+
+def quantized_weights(levels: np.ndarray) -> np.ndarray:
+    """The unit-norm float32 weights of a vector of weight levels (uint8, 1..255, heaviest at 255).
+
+    Signatures hold ``levels * scale`` with ``scale`` computed from the
+    levels alone, so a store can keep one byte per term and give back the
+    very same float32 weights: the in-process and the Redis index then see
+    bit-identical cosines and cluster identically.
+    """
+    levels = np.asarray(levels, dtype=np.uint8)
+    if levels.size == 0:
+        return np.empty(0, dtype=np.float32)
+    if levels.max() != 255 or levels.min() == 0:
+        raise ValueError("weight levels run from 1 to 255, the heaviest word at 255")
+    return levels.astype(np.float32) * _unit_scale(np.sum(levels.astype(np.int64) ** 2))
+
+
+def weight_levels(weights: np.ndarray) -> np.ndarray | None:
+    """The levels behind signature weights (inverse of :func:`quantized_weights`), or None if the
+    weights did not come from levels (then storing one byte per term would change them)."""
+    weights = np.asarray(weights, dtype=np.float32)
+    if weights.size == 0:
+        return np.empty(0, dtype=np.uint8)
+    top = float(weights.max())
+    if not top > 0:
+        return None
+    levels = np.rint(weights.astype(np.float64) / top * 255.0)
+    if levels.min() < 1 or levels.max() > 255:
+        return None
+    levels = levels.astype(np.uint8)
+    return levels if np.array_equal(quantized_weights(levels), weights) else None
+
+
 def _segments(seg: np.ndarray, count: int) -> np.ndarray:
     """Start of each segment 0..count-1 in a sorted segment column, plus the end."""
     return np.searchsorted(seg, np.arange(count + 1))
@@ -351,7 +394,8 @@ def sign_many(clean_texts: list[str], days: list[int | None], settings: Settings
     key_starts = _segments(term_seg[key], m)[:-1]
     minhashes = np.minimum.reduceat(values, key_starts, axis=0)
 
-    # Word vectors sorted by term hash; words whose CRC32s collide share one weight (their sum).
+    # Word vectors sorted by 24-bit term hash; words whose hashes collide share one weight (their sum).
+    ids = ids & HASH_MASK
     order = np.argsort((term_seg.astype(np.uint64) << np.uint64(32)) | ids, kind="stable")
     ids, w, seg = ids[order], w[order], term_seg[order]
     first = np.ones(len(ids), dtype=bool)
@@ -360,15 +404,24 @@ def sign_many(clean_texts: list[str], days: list[int | None], settings: Settings
         at = np.flatnonzero(first)
         w = np.add.reduceat(w, at)
         ids, seg = ids[at], seg[at]
+    # Weights quantized to 1..255 of the article's heaviest word (a word that rounds to 0 is dropped),
+    # then scaled to unit norm by a factor that is a function of the levels alone (quantized_weights).
     vec_starts = _segments(seg, m)
-    norms = np.sqrt(np.add.reduceat(w * w, vec_starts[:-1]))
-    weights = (w / np.repeat(norms, np.diff(vec_starts))).astype(np.float32)
+    heaviest = np.maximum.reduceat(w, vec_starts[:-1])
+    levels = np.rint(w / np.repeat(heaviest, np.diff(vec_starts)) * 255.0).astype(np.uint8)
+    if not levels.all():
+        keep_terms = levels > 0
+        ids, seg, levels = ids[keep_terms], seg[keep_terms], levels[keep_terms]
+        vec_starts = _segments(seg, m)
+    sq = levels.astype(np.int64) ** 2
+    scale = _unit_scale(np.add.reduceat(sq, vec_starts[:-1]))
+    weights = levels.astype(np.float32) * np.repeat(scale, np.diff(vec_starts))
 
     # Content-word trigrams: runs of three words inside one article; short articles use their words.
     word_crc = lex.crc[rows.astype(np.int64)]
     word_seg_i = word_seg.astype(np.int64)
     if len(word_crc) >= 3:
-        tri = _trigram_mix(word_crc)
+        tri = _trigram_mix(word_crc) & HASH_MASK
         inside = word_seg_i[:-2] == word_seg_i[2:]
         tri, tri_seg = tri[inside], word_seg_i[:-2][inside]
     else:
@@ -376,7 +429,7 @@ def sign_many(clean_texts: list[str], days: list[int | None], settings: Settings
     short = np.flatnonzero(lengths < 3)
     if len(short):
         is_short = np.isin(word_seg_i, short)
-        tri = np.concatenate([tri, word_crc[is_short]])
+        tri = np.concatenate([tri, word_crc[is_short] & HASH_MASK])
         tri_seg = np.concatenate([tri_seg, word_seg_i[is_short]])
     grams = _sorted_unique((tri_seg.astype(np.uint64) << np.uint64(32)) | tri.astype(np.uint64))
     gram_seg = (grams >> np.uint64(32)).astype(np.int64)

@@ -10,6 +10,7 @@ import pytest
 from dedup.index import MemoryIndex, open_index
 from dedup.records import Entry, Signature
 from dedup.settings import Settings
+from dedup.signature import quantized_weights
 
 SETTINGS = Settings()
 IMPLEMENTATIONS = ["memory", "redis"]
@@ -28,7 +29,7 @@ def index(request):
 
 def entry(aid: str, minhash_fill: int, day=None, terms=(1, 2, 3)) -> Entry:
     mh = np.full(SETTINGS.num_perm, minhash_fill, dtype=np.uint32)
-    w = np.ones(len(terms), dtype=np.float32) / np.sqrt(len(terms))
+    w = quantized_weights(np.full(len(terms), 255))  # equal weights, as signing quantizes them
     sig = Signature(minhash=mh, term_ids=np.array(terms, dtype=np.uint32), term_weights=w,
                     shingles=np.array([7, 8, 9], dtype=np.uint32), day=day)
     return Entry(id=aid, title=f"t {aid}", text=f"text of {aid}", source="src", published="", url="",
@@ -156,7 +157,7 @@ def test_in_process_window_reads_only_days_in_reach_however_long_the_window():
         idx = MemoryIndex(settings)
         for i, day in enumerate([700_000, 700_002, 700_010, None]):
             sig = Signature(minhash=np.full(settings.num_perm, 7, dtype=np.uint32), term_ids=np.array([1], dtype=np.uint32),
-                            term_weights=np.array([1.0], dtype=np.float32), shingles=np.array([1], dtype=np.uint32), day=day)
+                            term_weights=quantized_weights([255]), shingles=np.array([1], dtype=np.uint32), day=day)
             idx.put(Entry(id=f"a{i}", title="", text="x", source="", published="", url="", signature=sig, sentence_hashes=[]))
         probe = idx._entries["a0"].signature
         got = idx.candidates(probe)

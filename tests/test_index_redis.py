@@ -24,7 +24,7 @@ from dedup.readers import read_paths
 from dedup.records import Article, BadInput, Entry, Signature
 from dedup.service import Deduper
 from dedup.settings import Settings
-from dedup.signature import band_hashes
+from dedup.signature import band_hashes, quantized_weights
 from dedup.stories import assign, make_decider
 
 from .conftest import ROOT, RedisServer, data_file, free_port
@@ -35,7 +35,7 @@ SETTINGS = Settings()
 def entry(aid: str, fill: int, day: int | None = None) -> Entry:
     mh = np.arange(SETTINGS.num_perm, dtype=np.uint32) + np.uint32(fill)
     sig = Signature(minhash=mh, term_ids=np.array([1, 2], dtype=np.uint32),
-                    term_weights=np.array([0.6, 0.8], dtype=np.float32),
+                    term_weights=quantized_weights([191, 255]),
                     shingles=np.array([3], dtype=np.uint32), day=day)
     return Entry(aid, "title", "text " + aid, "src", "", "", sig, [11, 12, 11])
 
@@ -104,7 +104,7 @@ def test_bucket_shards_split_and_stay_small_listpacks(redis_url):
         for n in range(400):  # 400 x 32 = 12,800 bucket fields: more than 64 shards x 128
             mh = rng.integers(0, 2**32, SETTINGS.num_perm, dtype=np.uint64).astype(np.uint32)
             sig = Signature(minhash=mh, term_ids=np.array([1], dtype=np.uint32),
-                            term_weights=np.array([1.0], dtype=np.float32), shingles=np.array([], dtype=np.uint32),
+                            term_weights=quantized_weights([255]), shingles=np.array([], dtype=np.uint32),
                             day=None)
             idx.put(Entry(f"r{n}", "", "", "", "", "", sig, [n]))
         level = int(idx._r.hget(key("grow", "lh"), "bl"))
@@ -132,11 +132,11 @@ def test_popular_bucket_is_stored_in_pieces_and_keeps_its_shard_a_listpack(redis
             mh = rng.integers(0, 2**32, SETTINGS.num_perm, dtype=np.uint64).astype(np.uint32)
             mh[:3] = shared[:3]  # bands 0-2 shared by all
             sig = Signature(minhash=mh, term_ids=np.array([1], dtype=np.uint32),
-                            term_weights=np.array([1.0], dtype=np.float32), shingles=np.array([], dtype=np.uint32),
+                            term_weights=quantized_weights([255]), shingles=np.array([], dtype=np.uint32),
                             day=20000)
             idx.put(Entry(aid, "", "", "", "", "", sig, [1]))
         probe = Signature(minhash=shared, term_ids=np.array([1], dtype=np.uint32),
-                          term_weights=np.array([1.0], dtype=np.float32), shingles=np.array([], dtype=np.uint32),
+                          term_weights=quantized_weights([255]), shingles=np.array([], dtype=np.uint32),
                           day=20001)
         assert idx.candidates(probe) == set(ids)
         shards = [k for k in all_keys(redis_url, "hot") if k.startswith("{hot}:b:")]
@@ -418,7 +418,7 @@ def test_damaged_record_raises_an_error_naming_key_and_field(redis_url):
     with RedisIndex(SETTINGS, url=redis_url, namespace="bad") as idx:
         idx.put(entry("a", 1))
         k = key("bad", "a", int(idx._r.hget(key("bad", "h"), "a")))
-        idx._r.set(k, idx._r.get(k)[:HEADER_SIZE + 128 + 8 + 4])
+        idx._r.set(k, idx._r.get(k)[:HEADER_SIZE + 128 + 6 + 1])  # ends inside the weight levels
         with pytest.raises(CorruptRecord, match=r"\{bad\}:h:a: field 'term weights'"):
             idx.signatures(["a"])
         idx._r.set(k, b"\x07" + idx._r.get(k)[1:])

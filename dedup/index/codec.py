@@ -12,16 +12,19 @@ signature from a prefix without the text::
     header (50 bytes): u8 version, u8 flags (bit 0: dated), i32 day,
                        u32 n_minhash, u32 n_terms, u32 n_shingles, u32 n_sentences,
                        u32 len(id), len(title), len(source), len(published), len(url), len(ztext)
-    signature:         minhash u32[n_minhash], term ids u32[n_terms],
-                       term weights f32[n_terms], shingles u32[n_shingles]
+    signature:         minhash u32[n_minhash], term ids u24[n_terms],
+                       term weight levels u8[n_terms], shingles u24[n_shingles]
     rest:              sentence hashes u32[n_sentences], id, title, source,
                        published, url (UTF-8), zlib(text)
 
 Nothing here can execute code when decoded (unlike pickle), and a damaged or
 foreign record raises :class:`CorruptRecord` naming the key and the part
-instead of returning garbage.  Term weights stay float32: float16 would save
-~2 bytes per term but can flip a cosine that sits on ``min_cosine``, and then
-Redis and the in-process index would not cluster identically.
+instead of returning garbage.  Term ids and shingles are 24-bit hashes and a
+term weight is one byte: signing quantizes the weights
+(:func:`~dedup.signature.quantized_weights`), so the float32 weights decoded
+here are bit-identical to the ones the in-process index compares, and Redis
+and the in-process index cluster identically.  A signature that was not
+quantized that way is refused rather than stored lossily.
 """
 
 from __future__ import annotations
@@ -32,9 +35,10 @@ import zlib
 import numpy as np
 
 from ..records import DedupError, Entry, Signature
+from ..signature import quantized_weights, weight_levels
 
-CODEC_VERSION = "2"
-_VERSION_BYTE = 2
+CODEC_VERSION = "3"
+_VERSION_BYTE = 3
 HEADER = struct.Struct("<BBiIIIIIIIIII")
 HEADER_SIZE = HEADER.size  # 50; the Lua twin hard-codes it (redis_lua.HDR)
 
@@ -58,6 +62,14 @@ def _u4(values: object, name: str) -> bytes:
     return np.ascontiguousarray(arr, dtype="<u4").tobytes()
 
 
+def _u3(values: np.ndarray, name: str) -> bytes:
+    """24-bit little-endian values, three bytes each."""
+    arr = np.asarray(values)
+    if arr.size and (arr.min() < 0 or arr.max() > 0xFFFFFF):
+        raise ValueError(f"{name} must be 24-bit hashes (see signature.HASH_MASK)")
+    return np.ascontiguousarray(arr, dtype="<u4").view(np.uint8).reshape(-1, 4)[:, :3].tobytes()
+
+
 def encode_entry(entry: Entry) -> bytes:
     """The stored record of ``entry``: header, signature, then the display fields."""
     sig = entry.signature
@@ -66,16 +78,23 @@ def encode_entry(entry: Entry) -> bytes:
     sent = _u4(np.asarray(entry.sentence_hashes, dtype=np.int64), "sentence hashes")
     if len(sig.term_ids) != len(sig.term_weights):
         raise ValueError("term ids and term weights differ in length")
+    levels = weight_levels(sig.term_weights)
+    if levels is None:
+        raise ValueError("term weights are not quantized; build signatures with dedup.signature (sign, sign_many)")
     header = HEADER.pack(
         _VERSION_BYTE, 0 if sig.day is None else 1, 0 if sig.day is None else int(sig.day),
         len(sig.minhash), len(sig.term_ids), len(sig.shingles), len(sent) // 4,
         *(len(s) for s in strings), len(ztext),
     )
     return b"".join([
-        header, _u4(sig.minhash, "minhash"), _u4(sig.term_ids, "term ids"),
-        np.ascontiguousarray(sig.term_weights, dtype="<f4").tobytes(), _u4(sig.shingles, "shingles"),
-        sent, *strings, ztext,
+        header, _u4(sig.minhash, "minhash"), _u3(sig.term_ids, "term ids"), levels.tobytes(),
+        _u3(sig.shingles, "shingles"), sent, *strings, ztext,
     ])
+
+
+def signature_size(n_minhash: int, n_terms: int, n_shingles: int) -> int:
+    """Bytes of the signature part of a record (the Lua twin: ``rec`` in redis_lua)."""
+    return 4 * n_minhash + 4 * n_terms + 3 * n_shingles
 
 
 def _header(blob: bytes, key: str) -> tuple[int, ...]:
@@ -95,6 +114,16 @@ def _array(blob: bytes, start: int, n: int, dtype: str, key: str, field: str) ->
     return np.frombuffer(blob, dtype=dtype, count=n, offset=start).astype(np.dtype(dtype).newbyteorder("="))
 
 
+def _array3(blob: bytes, start: int, n: int, key: str, field: str) -> np.ndarray:
+    """n 24-bit little-endian values as uint32."""
+    end = start + 3 * n
+    if end > len(blob):
+        raise CorruptRecord(key, field, f"runs past the end of the record ({end} > {len(blob)} bytes)")
+    out = np.zeros((n, 4), dtype=np.uint8)
+    out[:, :3] = np.frombuffer(blob, dtype=np.uint8, count=3 * n, offset=start).reshape(n, 3)
+    return out.view("<u4").reshape(n).astype(np.uint32)
+
+
 def decode_signature(blob: bytes, key: str, num_perm: int) -> Signature:
     """Signature from a record (or its signature prefix); checks the shapes agree."""
     _, flags, day, nm, nt, nsh, *_ = _header(blob, key)
@@ -103,19 +132,23 @@ def decode_signature(blob: bytes, key: str, num_perm: int) -> Signature:
     pos = HEADER_SIZE
     minhash = _array(blob, pos, nm, "<u4", key, "minhash")
     pos += 4 * nm
-    ids = _array(blob, pos, nt, "<u4", key, "term ids")
-    pos += 4 * nt
-    weights = _array(blob, pos, nt, "<f4", key, "term weights")
-    pos += 4 * nt
-    shingles = _array(blob, pos, nsh, "<u4", key, "shingles")
-    return Signature(minhash=minhash, term_ids=ids, term_weights=weights, shingles=shingles,
+    ids = _array3(blob, pos, nt, key, "term ids")
+    pos += 3 * nt
+    if pos + nt > len(blob):
+        raise CorruptRecord(key, "term weights", f"runs past the end of the record ({pos + nt} > {len(blob)} bytes)")
+    levels = np.frombuffer(blob, dtype=np.uint8, count=nt, offset=pos)
+    if nt and not levels.all():
+        raise CorruptRecord(key, "term weights", "holds a zero weight level")
+    pos += nt
+    shingles = _array3(blob, pos, nsh, key, "shingles")
+    return Signature(minhash=minhash, term_ids=ids, term_weights=quantized_weights(levels), shingles=shingles,
                      day=day if flags & 1 else None)
 
 
 def record_id(blob: bytes, key: str) -> str:
     """The article id stored in a record (the client maps candidate handles to ids with it)."""
     _, _, _, nm, nt, nsh, nh, lid, *_ = _header(blob, key)
-    pos = HEADER_SIZE + 4 * (nm + 2 * nt + nsh + nh)
+    pos = HEADER_SIZE + signature_size(nm, nt, nsh) + 4 * nh
     if pos + lid > len(blob):
         raise CorruptRecord(key, "id", f"runs past the end of the record ({pos + lid} > {len(blob)} bytes)")
     return blob[pos:pos + lid].decode("utf-8", errors="replace")
@@ -125,7 +158,7 @@ def decode_entry(blob: bytes, key: str, num_perm: int) -> Entry:
     """The full record (text decompressed)."""
     _, _, _, nm, nt, nsh, nh, *lengths = _header(blob, key)
     sig = decode_signature(blob, key, num_perm)
-    pos = HEADER_SIZE + 4 * (nm + 2 * nt + nsh)
+    pos = HEADER_SIZE + signature_size(nm, nt, nsh)
     sent = _array(blob, pos, nh, "<u4", key, "sentence hashes")
     pos += 4 * nh
     if pos + sum(lengths) != len(blob):

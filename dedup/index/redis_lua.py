@@ -36,7 +36,7 @@ local function rec(blob)
   local r = {}
   if fl %% 2 == 1 then r.day = day end
   r.m = string.sub(blob, HDR + 1, HDR + 4 * nm)
-  r.sig_end = HDR + 4 * (nm + 2 * nt + nsh)
+  r.sig_end = HDR + 4 * (nm + nt) + 3 * nsh  -- codec.signature_size
   r.h = string.sub(blob, r.sig_end + 1, r.sig_end + 4 * nh)
   local id_at = r.sig_end + 4 * nh + 1
   r.id = string.sub(blob, id_at, id_at + lid - 1)
