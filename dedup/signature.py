@@ -25,6 +25,7 @@ import hashlib
 import math
 import zlib
 from collections import Counter
+from collections.abc import Sequence
 from functools import lru_cache
 
 import numpy as np
@@ -447,52 +448,71 @@ def sign_many(clean_texts: list[str], days: list[int | None], settings: Settings
     return out
 
 
-def _segment_hits(ids: np.ndarray, others: list[np.ndarray]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Look every value of ``others`` (each sorted) up in sorted ``ids``, all in one pass.
+def _pair_hits(a_parts: list[np.ndarray], b_parts: list[np.ndarray]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Look each ``b_parts[k]`` up in ``a_parts[k]`` (all sorted), every pair in one pass.
 
-    Returns, for the concatenated values, a position in ``ids`` (clipped to
-    the last one), whether the value is there, and which of ``others`` each
-    came from.  One set of numpy calls for all candidates of an article
-    instead of one set per pair: on an article with six candidates that is
-    most of the verification time.
+    Each value is tagged with its pair number in the high 32 bits, so one
+    ``searchsorted`` over the concatenation does all pairs.  Returns, for
+    the concatenated ``b_parts``, a position in the concatenated
+    ``a_parts`` (clipped to the last one), whether the value is there, and
+    its pair number.  One set of numpy calls for all the candidate pairs of
+    a batch instead of one per article: numpy's per-call overhead, not the
+    look-ups, was most of the verification time.
     """
-    flat = np.concatenate(others)
-    segment = np.repeat(np.arange(len(others)), [len(o) for o in others])
-    if len(ids) == 0 or len(flat) == 0:
-        return np.zeros(len(flat), dtype=np.intp), np.zeros(len(flat), dtype=bool), segment
-    pos = np.searchsorted(ids, flat)
-    np.minimum(pos, len(ids) - 1, out=pos)
-    return pos, ids[pos] == flat, segment
+    count = len(a_parts)
+    pair = np.arange(count, dtype=np.uint64) << np.uint64(32)
+    a_len = np.fromiter(map(len, a_parts), dtype=np.int64, count=count)
+    b_len = np.fromiter(map(len, b_parts), dtype=np.int64, count=count)
+    segment = np.repeat(np.arange(count), b_len)
+    if not a_len.sum() or not b_len.sum():
+        return np.zeros(len(segment), dtype=np.intp), np.zeros(len(segment), dtype=bool), segment
+    a_keys = np.concatenate(a_parts).astype(np.uint64) | np.repeat(pair, a_len)
+    b_keys = np.concatenate(b_parts).astype(np.uint64) | np.repeat(pair, b_len)
+    pos = np.searchsorted(a_keys, b_keys)
+    np.minimum(pos, len(a_keys) - 1, out=pos)
+    return pos, a_keys[pos] == b_keys, segment
+
+
+def pair_cosines(a: Sequence[Signature], b: Sequence[Signature]) -> list[float]:
+    """Cosine of ``a[k]`` and ``b[k]`` for every k (unit-norm sparse vectors with sorted ids).
+
+    Products are float32 and summed in float64 in ascending term order, so
+    the cosine of (a, b) equals that of (b, a) exactly and does not depend
+    on the other pairs of the batch: a pair's verdict never depends on which
+    of the two arrived first or what came with them.  (Every position's
+    product is summed, the misses' as 0.0, which leaves each sum unchanged.)
+    """
+    if not a:
+        return []
+    pos, hit, segment = _pair_hits([x.term_ids for x in a], [y.term_ids for y in b])
+    if not hit.any():
+        return [0.0] * len(a)
+    products = np.concatenate([x.term_weights for x in a])[pos] * np.concatenate([y.term_weights for y in b])
+    products = np.where(hit, products, np.float32(0)).astype(np.float64)
+    return np.bincount(segment, weights=products, minlength=len(a)).tolist()
+
+
+def pair_reuses(a: Sequence[Signature], b: Sequence[Signature]) -> list[float]:
+    """For every k, the share of the shorter of ``a[k]`` and ``b[k]``'s content trigrams found in the other."""
+    if not a:
+        return []
+    _, hit, segment = _pair_hits([x.shingles for x in a], [y.shingles for y in b])
+    common = np.bincount(segment, weights=hit, minlength=len(a)).tolist()
+    out = []
+    for c, x, y in zip(common, a, b):
+        n = min(len(x.shingles), len(y.shingles))
+        out.append(c / n if n else 0.0)
+    return out
 
 
 def cosines(a: Signature, others: list[Signature]) -> list[float]:
-    """Cosine of ``a`` with each of ``others`` (unit-norm sparse vectors with sorted ids).
-
-    Products are float32 and summed in float64 in ascending term order, so
-    ``cosines(a, [b]) == cosines(b, [a])`` exactly: a pair's verdict never
-    depends on which of the two arrived first.  (Every position's product
-    is summed, the misses' as 0.0, which leaves each sum unchanged.)
-    """
-    if not others:
-        return []
-    pos, hit, segment = _segment_hits(a.term_ids, [b.term_ids for b in others])
-    products = a.term_weights[pos] * np.concatenate([b.term_weights for b in others])
-    products = np.where(hit, products, np.float32(0)).astype(np.float64)
-    return np.bincount(segment, weights=products, minlength=len(others)).tolist()
+    """Cosine of ``a`` with each of ``others`` (see :func:`pair_cosines`)."""
+    return pair_cosines([a] * len(others), others)
 
 
 def reuses(a: Signature, others: list[Signature]) -> list[float]:
     """Share of the shorter article's content trigrams found in the other, for each of ``others``."""
-    if not others:
-        return []
-    _, hit, segment = _segment_hits(a.shingles, [b.shingles for b in others])
-    common = np.bincount(segment, weights=hit, minlength=len(others)).tolist()
-    n_a = len(a.shingles)
-    out = []
-    for c, b in zip(common, others):
-        n = min(n_a, len(b.shingles))
-        out.append(c / n if n else 0.0)
-    return out
+    return pair_reuses([a] * len(others), others)
 
 
 def cosine(a: Signature, b: Signature) -> float:

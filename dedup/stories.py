@@ -15,12 +15,13 @@ merge keeps the smallest id), never the grouping.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 
 from .index.base import StoryIndex
 from .index.memory import within_window
 from .records import Assignment, Entry, Signature
 from .settings import Settings
-from .signature import cosines, reuses
+from .signature import pair_cosines, pair_reuses
 
 
 def verify(a: Signature, b: Signature, settings: Settings) -> tuple[bool, float, float]:
@@ -29,22 +30,31 @@ def verify(a: Signature, b: Signature, settings: Settings) -> tuple[bool, float,
 
 
 def verify_many(a: Signature, others: list[Signature], settings: Settings) -> list[tuple[bool, float, float]]:
-    """:func:`verify` of ``a`` against each of ``others``, with the vector work batched.
+    """:func:`verify` of ``a`` against each of ``others``, with the vector work batched."""
+    return verify_pairs([a] * len(others), others, settings)
+
+
+def verify_pairs(a: Sequence[Signature], b: Sequence[Signature], settings: Settings) -> list[tuple[bool, float, float]]:
+    """:func:`verify` of ``a[k]`` and ``b[k]`` for every k, all pairs in one batch of vector work.
 
     Cheapest test first: the publication window, then cosine for those in
-    it, then text reuse only for the pairs whose cosine passed.
+    it, then text reuse only for the pairs whose cosine passed.  A pair's
+    verdict is the same whatever pairs share its batch.
     """
-    out: list[tuple[bool, float, float]] = [(False, 0.0, 0.0)] * len(others)
-    near = [i for i, b in enumerate(others) if within_window(a.day, b.day, settings.window_days)]
+    out: list[tuple[bool, float, float]] = [(False, 0.0, 0.0)] * len(a)
+    w = settings.window_days
+    near = [k for k, (x, y) in enumerate(zip(a, b)) if within_window(x.day, y.day, w)]
     if not near:
         return out
-    cos = cosines(a, [others[i] for i in near])
-    close = [(i, c) for i, c in zip(near, cos) if c >= settings.min_cosine]
-    for i, c in zip(near, cos):
-        out[i] = (False, c, 0.0)
+    cos = pair_cosines([a[k] for k in near], [b[k] for k in near])
+    close = []
+    for k, c in zip(near, cos):
+        out[k] = (False, c, 0.0)
+        if c >= settings.min_cosine:
+            close.append(k)
     if close:
-        for (i, c), r in zip(close, reuses(a, [others[i] for i, _ in close])):
-            out[i] = (r >= settings.min_reuse, c, r)
+        for k, r in zip(close, pair_reuses([a[k] for k in close], [b[k] for k in close])):
+            out[k] = (r >= settings.min_reuse, out[k][1], r)
     return out
 
 
@@ -60,9 +70,13 @@ def fresh_story_id(index: StoryIndex, wanted: str) -> str:
 def make_decider(index: StoryIndex, settings: Settings):
     """The ``decide`` callback :meth:`StoryIndex.ingest` calls with the candidates it found."""
 
-    def decide(entry: Entry, sigs: dict[str, Signature], stories: dict[str, str]) -> Assignment:
+    def decide(entry: Entry, sigs: dict[str, Signature], stories: dict[str, str],
+               verdicts: dict[str, tuple[bool, float, float]] | None = None) -> Assignment:
         ids = sorted(sigs)
-        verdicts = verify_many(entry.signature, [sigs[c] for c in ids], settings)
+        if verdicts is None:
+            verdicts = verify_many(entry.signature, [sigs[c] for c in ids], settings)
+        else:  # an index that verified a whole batch of pairs at once (verify_pairs) passes them in
+            verdicts = [verdicts[c] for c in ids]
         links = [(cid, round(cos, 4), round(r, 4)) for cid, (ok, cos, r) in zip(ids, verdicts) if ok]
         linked = sorted({stories[c] for c, _, _ in links if c in stories})
         if not linked:
@@ -74,6 +88,8 @@ def make_decider(index: StoryIndex, settings: Settings):
     # without candidates this decider always starts a story named after the article (when no story has
     # that name): an index may then store the article without calling it (the Redis index does, in one round trip)
     decide.alone_is_new = True  # type: ignore[attr-defined]
+    # an index that ingests a batch can verify all its candidate pairs in one go and pass the verdicts in
+    decide.verify_pairs = lambda a, b: verify_pairs(a, b, settings)  # type: ignore[attr-defined]
     return decide
 
 
@@ -162,4 +178,4 @@ def remove(index: StoryIndex, article_id: str, settings: Settings) -> tuple[Entr
     return entry, out
 
 
-__all__ = ["verify", "verify_many", "assign", "remove", "components", "make_decider"]
+__all__ = ["verify", "verify_many", "verify_pairs", "assign", "remove", "components", "make_decider"]

@@ -15,12 +15,22 @@ from __future__ import annotations
 
 import hashlib
 from abc import ABC, abstractmethod
-from typing import Callable, Iterable, Sequence
+from typing import Callable, Iterable, Protocol, Sequence
 
 from ..records import Assignment, DedupError, Entry, Signature
 from ..settings import Settings
 
-Decide = Callable[[Entry, dict[str, Signature], dict[str, str]], Assignment]
+class Decide(Protocol):
+    """What an index calls to assign an article once it has found its candidates (dedup.stories.make_decider).
+
+    ``sigs`` and ``stories`` hold the candidates' signatures and stories by id.  An index that verified
+    a whole batch of candidate pairs at once (the decider's ``verify_pairs``) passes ``verdicts``, the
+    (linked, cosine, reuse) of the candidates in ``sigs``, so the decider does not verify them again;
+    ``sigs`` may then hold only the linked candidates (the others cannot change the decision).
+    """
+
+    def __call__(self, entry: Entry, sigs: dict[str, Signature], stories: dict[str, str],
+                 verdicts: dict[str, tuple[bool, float, float]] | None = None) -> Assignment: ...
 
 
 class StoryIndex(ABC):

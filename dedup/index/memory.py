@@ -208,15 +208,33 @@ class MemoryIndex(StoryIndex):
         n, bands = len(run), self.settings.bands
         values = self._values(np.stack([e.signature.minhash for e in run]))
         days = [e.signature.day for e in run]
-        found: list[set[str]] = [set() for _ in range(n)]
-        ids = self._ids
-        for i, num in zip(*(a.tolist() for a in self._query(values, days))):
-            found[i].add(ids[num])  # type: ignore[arg-type]
-        for i, j in self._pairs_within(values, days):
-            found[i].add(run[j].id)
+        q_run, q_num = (a.tolist() for a in self._query(values, days))
+        within = self._pairs_within(values, days)
+        ids, stored, story_of = self._ids, self._entries, self._story_of
+        cand_ids = [ids[num] for num in q_num] + [run[j].id for _, j in within]
+        owner = q_run + [i for i, _ in within]
+        # Every candidate pair of the run verified in one batch when the decider can (a pair's verdict
+        # depends on the pair alone); then only the linked candidates go to the decider: the others
+        # cannot change its decision, and most candidates are not linked.
+        verify_pairs = getattr(decide, "verify_pairs", None)
+        links: list[dict[str, tuple[bool, float, float]] | None] = [None] * n
+        found: list[list[str]] = [[] for _ in range(n)]
+        if verify_pairs is None:
+            for i, c in zip(owner, cand_ids):
+                found[i].append(c)
+        else:
+            sigs_of = [e.signature for e in run]
+            verdicts = verify_pairs(
+                [sigs_of[i] for i in owner],
+                [stored[c].signature for c in cand_ids[: len(q_num)]] + [sigs_of[j] for _, j in within],
+            )
+            links = [{} for _ in range(n)]
+            for i, c, v in zip(owner, cand_ids, verdicts):
+                if v[0]:
+                    links[i][c] = v  # type: ignore[index]
+                    found[i].append(c)
         out: list[Assignment | DedupError] = []
         done: list[int] = []  # run positions stored, to be bucketed
-        stored, story_of = self._entries, self._story_of
         try:
             for i, e in enumerate(run):
                 sigs: dict[str, Signature] = {}
@@ -230,7 +248,7 @@ class MemoryIndex(StoryIndex):
                     if story is not None:
                         stories[c] = story
                 try:
-                    assignment = decide(e, sigs, stories)
+                    assignment = decide(e, sigs, stories) if links[i] is None else decide(e, sigs, stories, links[i])
                 except DedupError as exc:
                     out.append(exc)
                     continue
