@@ -103,3 +103,18 @@ def test_verifying_all_candidates_at_once_gives_each_pair_its_own_verdict():
     batch = verify_many(sigs[0], others, dd.settings)
     assert batch == [verify(sigs[0], o, dd.settings) for o in others]
     assert batch[1][0] and not batch[-1][0]  # the rewrite links; the same text a month later does not
+
+
+@settings(max_examples=20, deadline=None)
+@given(st.randoms(use_true_random=False))
+def test_a_pairs_verdict_does_not_depend_on_the_batch_it_is_verified_in(rnd: random.Random):
+    """The batch ingest verifies all candidate pairs of a run at once (verify_pairs); each pair must get
+    exactly the verdict, cosine and reuse it gets alone, in either order."""
+    from dedup.stories import verify, verify_pairs
+
+    dd = Deduper()
+    sigs = [dd.prepare(a).signature for a in seeds() + _meter_slice()]
+    pairs = [(rnd.choice(sigs), rnd.choice(sigs)) for _ in range(rnd.randint(1, 40))]
+    batch = verify_pairs([a for a, _ in pairs], [b for _, b in pairs], dd.settings)
+    assert batch == [verify(a, b, dd.settings) for a, b in pairs]
+    assert batch == verify_pairs([b for _, b in pairs], [a for a, _ in pairs], dd.settings)
