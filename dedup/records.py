@@ -71,6 +71,9 @@ class Signature:
     term_weights: np.ndarray  # float32, same length, unit norm
     shingles: np.ndarray  # uint32, sorted, unique
     day: int | None
+    # the one-byte weight levels behind term_weights when known (signing and decoding set them; a store
+    # keeps these instead of the floats), else None and the codec derives and checks them
+    term_levels: np.ndarray | None = field(default=None, repr=False, compare=False)
 
 
 @dataclass

@@ -442,6 +442,7 @@ def sign_many(clean_texts: list[str], days: list[int | None], settings: Settings
             minhash=minhashes[j],
             term_ids=ids[vec_starts[j] : vec_starts[j + 1]],
             term_weights=weights[vec_starts[j] : vec_starts[j + 1]],
+            term_levels=levels[vec_starts[j] : vec_starts[j + 1]],
             shingles=grams[gram_starts[j] : gram_starts[j + 1]],
             day=days[i],
         )

@@ -34,6 +34,9 @@ def test_round_trip_gives_back_the_very_same_signature_and_fields():
         assert back.signature.day == e.signature.day
         assert (back.id, back.title, back.text, back.sentence_hashes) == (e.id, e.title, e.text, e.sentence_hashes)
         assert record_id(blob, "k") == e.id
+        # signing hands the codec the levels it quantized to; they are the ones the weights imply
+        assert np.array_equal(e.signature.term_levels, weight_levels(e.signature.term_weights))
+        assert np.array_equal(back.signature.term_levels, e.signature.term_levels)
 
 
 def test_signature_part_costs_four_bytes_per_term_and_three_per_trigram():

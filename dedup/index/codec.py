@@ -78,7 +78,9 @@ def encode_entry(entry: Entry) -> bytes:
     sent = _u4(np.asarray(entry.sentence_hashes, dtype=np.int64), "sentence hashes")
     if len(sig.term_ids) != len(sig.term_weights):
         raise ValueError("term ids and term weights differ in length")
-    levels = weight_levels(sig.term_weights)
+    levels = sig.term_levels
+    if levels is None or len(levels) != len(sig.term_weights):
+        levels = weight_levels(sig.term_weights)
     if levels is None:
         raise ValueError("term weights are not quantized; build signatures with dedup.signature (sign, sign_many)")
     header = HEADER.pack(
@@ -87,7 +89,7 @@ def encode_entry(entry: Entry) -> bytes:
         *(len(s) for s in strings), len(ztext),
     )
     return b"".join([
-        header, _u4(sig.minhash, "minhash"), _u3(sig.term_ids, "term ids"), levels.tobytes(),
+        header, _u4(sig.minhash, "minhash"), _u3(sig.term_ids, "term ids"), np.asarray(levels, dtype=np.uint8).tobytes(),
         _u3(sig.shingles, "shingles"), sent, *strings, ztext,
     ])
 
@@ -142,7 +144,7 @@ def decode_signature(blob: bytes, key: str, num_perm: int) -> Signature:
     pos += nt
     shingles = _array3(blob, pos, nsh, key, "shingles")
     return Signature(minhash=minhash, term_ids=ids, term_weights=quantized_weights(levels), shingles=shingles,
-                     day=day if flags & 1 else None)
+                     day=day if flags & 1 else None, term_levels=levels.copy())
 
 
 def record_id(blob: bytes, key: str) -> str:

@@ -41,6 +41,16 @@ def ingest_chunk(index: "RedisIndex", entries: list[Entry], todo: list[int], dec
             args += [field_bytes[i], index._day_arg(entries[i].signature), entries[i].id]
         founds = [index._parse_find(reply) for reply in index._run("FIND", *args)]
         known = index._known({h for f in founds for h in f.cands})
+        stored_cands = [index._candidates_of(found, known) for found in founds]
+        # The chunk's stored candidates verified in one batch when the decider can; the candidates an
+        # article finds among the chunk's earlier articles (few) are verified as they turn up.
+        verify_pairs = getattr(decide, "verify_pairs", None)
+        verdicts: list[dict[str, tuple[bool, float, float]]] = [{} for _ in todo]
+        if verify_pairs is not None:
+            flat = [(k, c, sig) for k, (sigs, _) in enumerate(stored_cands) for c, sig in sigs.items()]
+            for (k, c, _), v in zip(flat, verify_pairs([entries[todo[k]].signature for k, _, _ in flat],
+                                                        [sig for _, _, sig in flat])):
+                verdicts[k][c] = v
         decided: list[Decided] = []
         chunk_ids: dict[str, int] = {}  # ids decided in this chunk -> position in `decided`
         chunk_story: dict[str, str] = {}  # their stories, as decided
@@ -58,13 +68,14 @@ def ingest_chunk(index: "RedisIndex", entries: list[Entry], todo: list[int], dec
             if found.stored or e.id in chunk_ids:
                 stop = k  # write what is decided, then handle this one on its own
                 break
-            sigs, stories = index._candidates_of(found, known)
+            sigs, stories = stored_cands[k]
             stories = {c: resolve(s) for c, s in stories.items()}
             expected = {h: resolve(s) for h, s in found.cands.items()}
             packed = field_bytes[i]
             fw = 2 + w
             fields = [packed[b * fw:(b + 1) * fw] for b in range(bands)]
             seen: set[str] = set()
+            in_chunk: dict[str, Any] = {}
             for f in fields:
                 for c in band_map.get(f, ()):
                     if c not in seen:
@@ -72,12 +83,21 @@ def ingest_chunk(index: "RedisIndex", entries: list[Entry], todo: list[int], dec
                         other = decided[chunk_ids[c]][0].signature
                         if _within(e.signature.day, other.day, window):
                             sigs[c] = other
+                            in_chunk[c] = other
                             stories[c] = resolve(chunk_story[c])
+            given = None
+            if verify_pairs is not None:
+                given = verdicts[k]
+                if in_chunk:
+                    given.update(zip(in_chunk, verify_pairs([e.signature] * len(in_chunk), list(in_chunk.values()))))
+                # only the linked candidates go to the decider: the others cannot change its decision
+                sigs = {c: sig for c, sig in sigs.items() if given[c][0]}
+                stories = {c: s for c, s in stories.items() if c in sigs}
             own_now = [] if e.id in renamed else list(found.own)
             own_now += [c for c in chunk_ids if resolve(chunk_story[c]) == e.id]
             index._members_hint = {e.id: sorted(own_now)}
             try:
-                assignment = decide(e, sigs, stories)
+                assignment = decide(e, sigs, stories) if given is None else decide(e, sigs, stories, given)
             except DedupError as exc:
                 out[i] = exc
                 continue
