@@ -449,26 +449,39 @@ def sign_many(clean_texts: list[str], days: list[int | None], settings: Settings
     return out
 
 
-def _pair_hits(a_parts: list[np.ndarray], b_parts: list[np.ndarray]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Look each ``b_parts[k]`` up in ``a_parts[k]`` (all sorted), every pair in one pass.
+def _distinct(a: Sequence[Signature]) -> tuple[list[Signature], list[int]]:
+    """The distinct signatures of ``a`` (by identity) and, for each pair, which of them it has.
 
-    Each value is tagged with its pair number in the high 32 bits, so one
-    ``searchsorted`` over the concatenation does all pairs.  Returns, for
-    the concatenated ``b_parts``, a position in the concatenated
-    ``a_parts`` (clipped to the last one), whether the value is there, and
-    its pair number.  One set of numpy calls for all the candidate pairs of
-    a batch instead of one per article: numpy's per-call overhead, not the
-    look-ups, was most of the verification time.
+    A batch's pairs repeat their first signatures (an article against each
+    of its candidates): each is then laid out and searched once.
     """
-    count = len(a_parts)
-    pair = np.arange(count, dtype=np.uint64) << np.uint64(32)
-    a_len = np.fromiter(map(len, a_parts), dtype=np.int64, count=count)
+    seen: dict[int, int] = {}
+    owners = [seen.setdefault(id(x), len(seen)) for x in a]
+    firsts = {i: x for x, i in zip(a, owners)}
+    return [firsts[i] for i in range(len(seen))], owners
+
+
+def _pair_hits(a_parts: list[np.ndarray], owners: list[int],
+               b_parts: list[np.ndarray]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Look each ``b_parts[k]`` up in ``a_parts[owners[k]]`` (all sorted), every pair in one pass.
+
+    Each value is tagged with the number of its ``a_parts`` in the high 32
+    bits, so one ``searchsorted`` over the concatenated ``a_parts`` does all
+    pairs.  Returns, for the concatenated ``b_parts``, a position in the
+    concatenated ``a_parts`` (clipped to the last one), whether the value is
+    there, and its pair number.  One set of numpy calls for all the
+    candidate pairs of a batch instead of one per article: numpy's per-call
+    overhead, not the look-ups, was most of the verification time.
+    """
+    count = len(b_parts)
+    a_len = np.fromiter(map(len, a_parts), dtype=np.int64, count=len(a_parts))
     b_len = np.fromiter(map(len, b_parts), dtype=np.int64, count=count)
     segment = np.repeat(np.arange(count), b_len)
     if not a_len.sum() or not b_len.sum():
         return np.zeros(len(segment), dtype=np.intp), np.zeros(len(segment), dtype=bool), segment
-    a_keys = np.concatenate(a_parts).astype(np.uint64) | np.repeat(pair, a_len)
-    b_keys = np.concatenate(b_parts).astype(np.uint64) | np.repeat(pair, b_len)
+    tag = np.arange(len(a_parts), dtype=np.uint64) << np.uint64(32)
+    a_keys = np.concatenate(a_parts).astype(np.uint64) | np.repeat(tag, a_len)
+    b_keys = np.concatenate(b_parts).astype(np.uint64) | np.repeat(tag[owners], b_len)
     pos = np.searchsorted(a_keys, b_keys)
     np.minimum(pos, len(a_keys) - 1, out=pos)
     return pos, a_keys[pos] == b_keys, segment
@@ -485,10 +498,11 @@ def pair_cosines(a: Sequence[Signature], b: Sequence[Signature]) -> list[float]:
     """
     if not a:
         return []
-    pos, hit, segment = _pair_hits([x.term_ids for x in a], [y.term_ids for y in b])
+    firsts, owners = _distinct(a)
+    pos, hit, segment = _pair_hits([x.term_ids for x in firsts], owners, [y.term_ids for y in b])
     if not hit.any():
         return [0.0] * len(a)
-    products = np.concatenate([x.term_weights for x in a])[pos] * np.concatenate([y.term_weights for y in b])
+    products = np.concatenate([x.term_weights for x in firsts])[pos] * np.concatenate([y.term_weights for y in b])
     products = np.where(hit, products, np.float32(0)).astype(np.float64)
     return np.bincount(segment, weights=products, minlength=len(a)).tolist()
 
@@ -497,7 +511,8 @@ def pair_reuses(a: Sequence[Signature], b: Sequence[Signature]) -> list[float]:
     """For every k, the share of the shorter of ``a[k]`` and ``b[k]``'s content trigrams found in the other."""
     if not a:
         return []
-    _, hit, segment = _pair_hits([x.shingles for x in a], [y.shingles for y in b])
+    firsts, owners = _distinct(a)
+    _, hit, segment = _pair_hits([x.shingles for x in firsts], owners, [y.shingles for y in b])
     common = np.bincount(segment, weights=hit, minlength=len(a)).tolist()
     out = []
     for c, x, y in zip(common, a, b):
