@@ -15,6 +15,7 @@ merge keeps the smallest id), never the grouping.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Sequence
 
 from .index.base import StoryIndex
@@ -166,16 +167,23 @@ def remove(index: StoryIndex, article_id: str, settings: Settings) -> tuple[Entr
     entry = index.delete(article_id)
     if entry is None or story is None:
         return entry, []
-    rest = index.members(story)
-    if not rest:
-        return entry, []
-    parts = components(rest, index, settings)
-    out = [story]
-    for part in parts[1:]:
-        new_id = fresh_story_id(index, min(part))
-        index.set_story(new_id, part)
-        out.append(new_id)
-    return entry, out
+    # Read, split, and write only if the story did not change meanwhile (another process may have ingested
+    # an article into it); otherwise read and split again, after a short pause.  A story that keeps changing
+    # is finally split from the last read whatever happened since (what a single writer would do).
+    for attempt in range(RESPLIT_ATTEMPTS):
+        rest, version = index.story_snapshot(story)
+        if not rest:
+            return entry, []
+        parts = components(rest, index, settings)
+        named = [(fresh_story_id(index, min(part)), part) for part in parts[1:]]
+        last = attempt == RESPLIT_ATTEMPTS - 1
+        if index.resplit(story, None if last else version, named):
+            return entry, [story] + [sid for sid, _ in named]
+        time.sleep(min(0.1, 0.002 * 2**attempt))
+    raise AssertionError("unreachable: the last attempt writes unconditionally")
+
+
+RESPLIT_ATTEMPTS = 10
 
 
 __all__ = ["verify", "verify_many", "verify_pairs", "assign", "remove", "components", "make_decider"]

@@ -505,6 +505,39 @@ def test_open_index_survives_a_server_restart(tmp_path):
         server.stop()
 
 
+def test_a_delete_resplits_from_what_is_there_when_another_process_joins_the_story_meanwhile(redis_url, monkeypatch):
+    """Deleting a bridge reads the story, splits it and writes the parts only if the story did not change
+    in between; an article another process ingested into it meanwhile ends in the part it links to."""
+    import dedup.stories as stories
+
+    a = "Fire crews fought a blaze at the Riverside chemical plant in Hull, where 40 workers were evacuated."
+    b = "Police closed the A63 near Hull after the chemical leak forced residents of Hessle to stay indoors."
+    x = b + " The council said the road would reopen on Monday."
+    with Deduper(SETTINGS, url=redis_url, namespace="race") as dd, \
+            Deduper(SETTINGS, url=redis_url, namespace="race") as other:
+        for i, t in (("a", a), ("b", b), ("c", a + " " + b)):
+            dd.add(Article(id=i, text=t))
+        assert len(set(dd.index.story_of(["a", "b", "c"]).values())) == 1
+        real, calls = stories.components, []
+
+        def components_with_a_concurrent_ingest(ids, index, settings):
+            if not calls:  # between the read of the story and the write of its parts
+                assert other.add(Article(id="x", text=x)).story == dd.story_of("b")
+            calls.append(sorted(ids))
+            return real(ids, index, settings)
+
+        monkeypatch.setattr(stories, "components", components_with_a_concurrent_ingest)
+        dd.delete("c")
+        assert calls == [["a", "b"], ["a", "b", "x"]]  # the first split was refused, the second saw x
+        story = dd.index.story_of(["a", "b", "x"])
+        assert story["x"] == story["b"] != story["a"]
+        # what one process would have made
+        solo = Deduper(SETTINGS)
+        for i, t in (("a", a), ("b", b), ("x", x)):
+            solo.add(Article(id=i, text=t))
+        assert len({solo.story_of("a"), solo.story_of("b")}) == 2 and solo.story_of("x") == solo.story_of("b")
+
+
 # -- bulk path --------------------------------------------------------------------------------
 def test_bulk_ingest_gives_the_one_at_a_time_assignments(redis_url, seed_paths):
     """add_many on Redis goes through ingest_many: same stories, same founders, same actions, in order."""

@@ -86,6 +86,28 @@ class StoryIndex(ABC):
     def story_ids(self) -> list[str]:
         """Every story id, most recently changed first."""
 
+    def story_snapshot(self, story_id: str) -> tuple[list[str], object]:
+        """The members of a story and a token of its version, read together.
+
+        :meth:`resplit` takes the token back and refuses to write if the
+        story changed in between.  An index that only one process writes
+        needs no token (this default).
+        """
+        return self.members(story_id), None
+
+    def resplit(self, story_id: str, version: object, parts: list[tuple[str, list[str]]]) -> bool:
+        """Move each part's ids to its story if ``story_id`` is still at ``version`` (None: in any case);
+        False, writing nothing, if it moved.
+
+        Re-splitting a story after a delete reads its members, computes the
+        parts, then writes them: a concurrent ingest that joined the story in
+        between would otherwise be left in the wrong part.  This default is
+        for an index with a single writer.
+        """
+        for sid, ids in parts:
+            self.set_story(sid, ids)
+        return True
+
     def members_many(self, story_ids: Iterable[str]) -> dict[str, list[str]]:
         """Article ids of several stories at once (unknown stories are left out).
 

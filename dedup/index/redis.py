@@ -339,6 +339,20 @@ class RedisIndex(StoryIndex):
             self._run("SET_STORY", story_id, *ids)
 
     @_guard
+    def story_snapshot(self, story_id: str) -> tuple[list[str], object]:
+        """Members and version (the story's clock tick) in one script call: one consistent read."""
+        version, *members = self._run("STORY_SNAPSHOT", story_id)
+        return sorted(_s(m) for m in members), _s(version)
+
+    @_guard
+    def resplit(self, story_id: str, version: object, parts: list[tuple[str, list[str]]]) -> bool:
+        """All parts in one script, written only if the story is still at ``version``."""
+        args: list[str] = [story_id, "*" if version is None else str(version)]
+        for sid, ids in parts:
+            args += [sid, str(len(ids)), *ids]
+        return int(self._run("RESPLIT", *args)) == 1
+
+    @_guard
     def story_ids(self) -> list[str]:
         return [_s(s) for s in self._r.zrevrange(self._k("stories"), 0, -1)]
 

@@ -541,6 +541,31 @@ finish()
 return 1
 """
 
+# ARGV: ns, bands, rows, story -> {version ('' when the story does not exist), member, ...}
+# (the version is the story's score in the stories zset: the clock tick of its last change)
+STORY_SNAPSHOT = _HELPERS + r"""
+local out = {redis.call('ZSCORE', K_STORIES, ARGV[4]) or ''}
+for _, m in ipairs(redis.call('HKEYS', K_story(ARGV[4]))) do out[#out + 1] = m end
+return out
+"""
+
+# ARGV: ns, bands, rows, story, version ('*': any), then per part: new story, count, id, ... -> 1, or 0
+# when the story's version moved since STORY_SNAPSHOT (nothing written; the caller reads and splits again)
+RESPLIT = _HELPERS + r"""
+if ARGV[5] ~= '*' and (redis.call('ZSCORE', K_STORIES, ARGV[4]) or '') ~= ARGV[5] then return 0 end
+begin_write()
+local i = 6
+while i <= #ARGV do
+  local n = tonumber(ARGV[i + 1])
+  local ids = {}
+  for j = 1, n do ids[j] = ARGV[i + 1 + j] end
+  set_story(ARGV[i], ids)
+  i = i + 2 + n
+end
+finish()
+return 1
+"""
+
 # ARGV: ns, bands, rows, fields, day ('' = undated), window, id, mode[, record]
 # fields: the article's bucket fields, back to back (RedisIndex._fields: u16 band + the band's raw value)
 # mode 0 answers the ids of the candidates (except `id`).
@@ -663,4 +688,5 @@ finish()
 return {count, 'ok', unpack(written)}
 """
 
-SCRIPTS = ("PUT", "DELETE", "RECORDS", "STORY_OF", "SENT_COUNTS", "SET_STORY", "FIND", "INGEST")
+SCRIPTS = ("PUT", "DELETE", "RECORDS", "STORY_OF", "SENT_COUNTS", "SET_STORY", "STORY_SNAPSHOT", "RESPLIT", "FIND",
+           "INGEST")
