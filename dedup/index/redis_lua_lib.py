@@ -1,0 +1,488 @@
+"""The Lua every script of the Redis index starts with: key names, record parsing, linear-hashed
+shards, story moves and article put/delete (the scripts themselves are in :mod:`dedup.index.redis_lua`).
+
+Kept in its own module because it is most of the Lua; each script is this
+text followed by a short body, so Redis caches one compiled function per
+script and the helpers cost no round trip.
+"""
+
+from __future__ import annotations
+
+from .codec import HEADER_SIZE
+from .redis_keys import LUA_KEY_HELPERS
+
+# Linear hashing: start with SHARDS0 shards per family and split one shard
+# whenever the family holds more than LOAD fields per shard on average.  An
+# unsplit shard holds up to ~2 x LOAD, so LOAD = 40 keeps shards under
+# Redis's default hash-max-listpack-entries (128), where a hash is a compact
+# listpack (~12 bytes per bucket entry) instead of a hash table (~70).
+SHARDS0 = 64
+LOAD = 40
+NODAY = -(2**31)  # day of an undated article in the handle table
+
+HELPERS = LUA_KEY_HELPERS + r"""
+local BANDS = tonumber(ARGV[2])
+local ROWS = tonumber(ARGV[3])
+local HDR = %(hdr)d
+local S0 = %(s0)d
+local LOAD = %(load)d
+
+-- the parts of a record the scripts need (layout: dedup/index/codec.py)
+local function rec(blob)
+  local _, fl, day, nm, nt, nsh, nh, lid = struct.unpack('<BBi4I4I4I4I4I4', blob)
+  local r = {}
+  if fl %% 2 == 1 then r.day = day end
+  r.m = string.sub(blob, HDR + 1, HDR + 4 * nm)
+  r.sig_end = HDR + 4 * (nm + nt) + 3 * nsh  -- codec.signature_size
+  r.h = string.sub(blob, r.sig_end + 1, r.sig_end + 4 * nh)
+  local id_at = r.sig_end + 4 * nh + 1
+  r.id = string.sub(blob, id_at, id_at + lid - 1)
+  return r
+end
+
+-- linear hashing of the families 'b' (buckets) and 'e' (sentence counts)
+-- (all three families' state is read at the first use of any: one HMGET instead of one per family)
+local LH = {}
+local function lh(fam)
+  local s = LH[fam]
+  if not s then
+    local v = redis.call('HMGET', K_LH, 'bl', 'bp', 'bn', 'el', 'ep', 'en', 'il', 'ip', 'in')
+    for j, f in ipairs({'b', 'e', 'i'}) do
+      if not LH[f] then
+        local l = tonumber(v[3 * j - 2]) or 0
+        -- m: shards before the split point of this level; K_shard(f, i) is pre .. i
+        LH[f] = {l = l, p = tonumber(v[3 * j - 1]) or 0, n = tonumber(v[3 * j]) or 0, dirty = false,
+                 pre = P .. f .. ':', m = S0 * 2 ^ l}
+      end
+    end
+    s = LH[fam]
+  end
+  return s
+end
+
+-- a field's hash: its last 4 bytes, little-endian (a uniform minhash or sentence hash)
+local function fh(f)
+  local a, b, c, d = string.byte(f, #f - 3, #f)
+  return a + b * 256 + c * 65536 + d * 16777216
+end
+
+-- prefix .. decimal digits of a non-negative integer i, as string.format('%%d', i) would write them,
+-- without a C call (sprintf is the dearest part of naming a shard key); also used for numbers handed to
+-- redis.call, which Redis would otherwise format with sprintf('%%.17g') (string arguments go as they are)
+local DIG = {[0] = '0', '1', '2', '3', '4', '5', '6', '7', '8', '9'}
+local function with_num(pre, i)
+  if i < 10 then return pre .. DIG[i] end
+  local a = i %% 10; i = (i - a) / 10
+  if i < 10 then return pre .. DIG[i] .. DIG[a] end
+  local b = i %% 10; i = (i - b) / 10
+  if i < 10 then return pre .. DIG[i] .. DIG[b] .. DIG[a] end
+  local c = i %% 10; i = (i - c) / 10
+  if i < 10 then return pre .. DIG[i] .. DIG[c] .. DIG[b] .. DIG[a] end
+  local d = i %% 10; i = (i - d) / 10
+  if i < 10 then return pre .. DIG[i] .. DIG[d] .. DIG[c] .. DIG[b] .. DIG[a] end
+  local e = i %% 10; i = (i - e) / 10
+  if i < 10 then return pre .. DIG[i] .. DIG[e] .. DIG[d] .. DIG[c] .. DIG[b] .. DIG[a] end
+  return pre .. string.format('%%d', ((((i * 10 + e) * 10 + d) * 10 + c) * 10 + b) * 10 + a)
+end
+
+local function shard(fam, f)
+  local s = LH[fam] or lh(fam)
+  local a, b, c, d = string.byte(f, #f - 3, #f)
+  local h = a + b * 256 + c * 65536 + d * 16777216
+  local m = s.m
+  local i = h %% m
+  if i < s.p then i = h %% (2 * m) end
+  return with_num(s.pre, i)
+end
+
+-- one field more (+1) or less (-1) in a family; splits shards as it grows
+local function lh_count(fam, delta)
+  local s = lh(fam)
+  s.n = s.n + delta
+  s.dirty = true
+  while delta > 0 and s.n > LOAD * (s.m + s.p) do
+    local m = s.m
+    local src, dst = K_shard(fam, s.p), K_shard(fam, s.p + m)
+    local all = redis.call('HGETALL', src)
+    local moved, gone = {}, {}
+    for i = 1, #all, 2 do
+      if fh(all[i]) %% (2 * m) ~= s.p then
+        moved[#moved + 1] = all[i]; moved[#moved + 1] = all[i + 1]
+        gone[#gone + 1] = all[i]
+      end
+    end
+    if #gone > 0 then
+      redis.call('HSET', dst, unpack(moved))
+      redis.call('HDEL', src, unpack(gone))
+    end
+    s.p = s.p + 1
+    if s.p == m then s.l = s.l + 1; s.p = 0; s.m = 2 * m end
+  end
+end
+
+-- every write script ends with this: persist the shard state (dropped when a family empties)
+local function lh_flush()
+  for fam, s in pairs(LH) do
+    if s.dirty then
+      if s.n <= 0 then
+        redis.call('HDEL', K_LH, fam .. 'l', fam .. 'p', fam .. 'n')
+      else
+        redis.call('HSET', K_LH, fam .. 'l', with_num('', s.l), fam .. 'p', with_num('', s.p), fam .. 'n', with_num('', s.n))
+      end
+      s.dirty = false
+    end
+  end
+end
+
+-- the namespace's write version ({ns}:meta field v): every write script moves it before its first
+-- write, so INGEST can tell that nothing changed since FIND read (even after a script that failed half-way)
+local function version() return redis.call('HGET', KEYS[1], 'v') or '0' end
+local function begin_write() redis.call('HINCRBY', KEYS[1], 'v', '1') end
+local finish = lh_flush
+
+-- bucket fields of a minhash: u16 band + the band's raw value (computed once per minhash and script)
+local BF = {}
+local function band_fields(m)
+  local out = BF[m]
+  if out then return out end
+  out = {}
+  local w = ROWS * 4
+  for i = 0, BANDS - 1 do
+    out[#out + 1] = struct.pack('<I2', i) .. string.sub(m, i * w + 1, (i + 1) * w)
+  end
+  BF[m] = out
+  return out
+end
+
+-- the same fields as the client sends them (one string, the fields of bands 0, 1, ... back to back):
+-- cutting them out is cheaper than building them from the minhash
+local function split_fields(packed)
+  local out = BF[packed]
+  if out then return out end
+  local w = 2 + ROWS * 4
+  if #packed ~= BANDS * w then error('bucket fields: expected ' .. BANDS * w .. ' bytes, got ' .. #packed) end
+  out = {}
+  for i = 0, BANDS - 1 do out[i + 1] = string.sub(packed, i * w + 1, (i + 1) * w) end
+  BF[packed] = out
+  return out
+end
+
+-- handle info, family 'i': field = 4-byte handle, value = i32 day (NODAY: undated) .. story id
+-- ('' until the article joins a story): what FIND needs per candidate, without reading its record
+local NODAY = %(noday)d
+local function info_get(hb) return redis.call('HGET', shard('i', hb), hb) end
+local function info_day(v)
+  local d = struct.unpack('<i4', v)
+  if d == NODAY then return nil end
+  return d
+end
+local function info_story(v) return string.sub(v, 5) end
+local function handle_of(id)
+  local h = redis.call('HGET', K_HANDLES, id)
+  if not h then return false end
+  return struct.pack('<I4', tonumber(h))
+end
+
+-- bucket values this script wrote (field -> value, false once emptied): INGEST's fast path
+-- takes the values FIND read, except where this script changed them since
+local BV = {}
+
+-- a bucket entry is the 4-byte handle + a 2-byte day tag, so FIND filters by the window
+-- without reading anything per candidate: the day modulo 65535, 65535 when undated
+local UNDATED = 65535
+local function day_tag(day)
+  if not day then return UNDATED end
+  return day %% 65535
+end
+
+-- might a tag be within `window` days of `day` (nil: undated)?  Modular, so a day 179 years
+-- away can pass: the client's verification checks the exact days again
+local function tag_within(tag, day, window)
+  if not day or tag == UNDATED or window >= 32767 then return true end
+  local d = math.abs(tag - day_tag(day))
+  return d <= window or 65535 - d <= window
+end
+
+-- A bucket's value is stored in pieces of at most PIECE bytes (10 entries): field f, then
+-- u16 j .. f for j = 1, 2, ... (a different length than any bucket field, and the same last 4
+-- bytes, hence the same shard).  Every piece stays under hash-max-listpack-value (64 bytes), so
+-- a popular bucket does not turn its whole shard into a hash table.
+local PIECE = 60
+local function piece_field(f, j)
+  if j == 0 then return f end
+  return struct.pack('<I2', j) .. f
+end
+
+-- the whole value of bucket f (false: empty)
+local function bucket_get(f)
+  local k = shard('b', f)
+  local v = redis.call('HGET', k, f)
+  if not v or #v < PIECE then return v end
+  local parts, j = {v}, 1
+  while true do
+    local p = redis.call('HGET', k, piece_field(f, j))
+    if not p then break end
+    parts[#parts + 1] = p
+    if #p < PIECE then break end
+    j = j + 1
+  end
+  return table.concat(parts)
+end
+
+local function npieces(v)
+  if not v then return 0 end
+  return math.ceil(#v / PIECE)
+end
+
+-- bucket f goes from value old to new (false: empty); they agree before byte `from`
+local function bucket_put(f, old, new, from)
+  local k = shard('b', f)
+  local n_old, n_new = npieces(old), npieces(new)
+  -- the piece holding byte `from` changed (an entry was appended or removed there), and so did every
+  -- later one (shifted by an entry) but in rare coincidences, where writing it again is harmless
+  if n_new == 1 then
+    redis.call('HSET', k, f, new)
+  else
+    for j = math.floor((from - 1) / PIECE), n_new - 1 do
+      redis.call('HSET', k, piece_field(f, j), string.sub(new, j * PIECE + 1, (j + 1) * PIECE))
+    end
+  end
+  for j = n_new, n_old - 1 do redis.call('HDEL', k, piece_field(f, j)) end
+  BV[f] = new
+  if n_new ~= n_old then lh_count('b', n_new - n_old) end
+end
+
+-- known: the field's current value when the caller just read it (false: absent), nil: read it;
+-- hb: the bucket entry (handle + day tag)
+local function bucket_add(f, hb, known)
+  local v = known
+  if v == nil then v = bucket_get(f) end
+  if v then bucket_put(f, v, v .. hb, #v + 1) else bucket_put(f, false, hb, 1) end
+end
+
+local function bucket_remove(f, hb)
+  local v = bucket_get(f)
+  if not v then return end
+  local keep, from = {}, nil
+  for j = 1, #v, 6 do
+    if string.sub(v, j, j + 3) ~= hb then keep[#keep + 1] = string.sub(v, j, j + 5) elseif not from then from = j end
+  end
+  if not from then return end
+  if #keep == 0 then bucket_put(f, v, false, 1) else bucket_put(f, v, table.concat(keep), from) end
+end
+
+-- distinct 4-byte sentence hashes of a '<u4' byte string
+local function sent_fields(h)
+  local out, seen = {}, {}
+  for i = 1, #h - 3, 4 do
+    local s = string.sub(h, i, i + 3)
+    if not seen[s] then seen[s] = true; out[#out + 1] = s end
+  end
+  return out
+end
+
+local function sent_add(f)
+  if redis.call('HINCRBY', shard('e', f), f, '1') == 1 then lh_count('e', 1) end
+end
+
+local function sent_remove(f)
+  local k = shard('e', f)
+  if redis.call('HINCRBY', k, f, '-1') <= 0 then
+    redis.call('HDEL', k, f)
+    lh_count('e', -1)
+  end
+end
+
+local function touch(story)
+  redis.call('ZADD', K_STORIES, with_num('', redis.call('INCR', K_CLOCK)), story)
+end
+
+local function leave(story, ids)
+  local k = K_story(story)
+  for _, id in ipairs(ids) do redis.call('HDEL', k, id) end
+  if redis.call('EXISTS', k) == 1 then
+    touch(story)
+  else
+    redis.call('ZREM', K_STORIES, story)
+    if redis.call('ZCARD', K_STORIES) == 0 then redis.call('DEL', K_CLOCK) end
+  end
+end
+
+-- known: optional id -> {4-byte handle, its info value} the caller already has.  Only stored
+-- articles have a story.
+local function set_story(story, ids, known)
+  local by_old, order, moves, members = {}, {}, {}, {}
+  for _, id in ipairs(ids) do
+    local hb, v
+    local k = known and known[id]
+    if k then
+      hb, v = k[1], k[2]
+    else
+      hb = handle_of(id)
+      v = hb and info_get(hb)
+    end
+    if v then
+      local old = info_story(v)
+      if old ~= '' and old ~= story then
+        if not by_old[old] then by_old[old] = {}; order[#order + 1] = old end
+        table.insert(by_old[old], id)
+      end
+      if old ~= story then moves[#moves + 1] = {hb, string.sub(v, 1, 4) .. story} end
+      members[#members + 1] = id
+      members[#members + 1] = ''
+    end
+  end
+  if #members == 0 then return end
+  for _, old in ipairs(order) do leave(old, by_old[old]) end
+  redis.call('HSET', K_story(story), unpack(members))
+  for _, mv in ipairs(moves) do redis.call('HSET', shard('i', mv[1]), mv[1], mv[2]) end
+  touch(story)
+end
+
+local function record_of(id)
+  local h = redis.call('HGET', K_HANDLES, id)
+  if not h then return false end
+  return redis.call('GET', K_article(h))
+end
+
+-- removes an article everywhere; returns its record (false if absent)
+local function del_article(id)
+  local h = redis.call('HGET', K_HANDLES, id)
+  if not h then return false end
+  local ak = K_article(h)
+  local blob = redis.call('GET', ak)
+  redis.call('DEL', ak)
+  redis.call('HDEL', K_HANDLES, id)
+  local hb = struct.pack('<I4', tonumber(h))
+  local v = info_get(hb)
+  if v then
+    redis.call('HDEL', shard('i', hb), hb)
+    lh_count('i', -1)
+  end
+  if blob then
+    local r = rec(blob)
+    for _, f in ipairs(band_fields(r.m)) do bucket_remove(f, hb) end
+    for _, f in ipairs(sent_fields(r.h)) do sent_remove(f) end
+    if r.day and redis.call('HINCRBY', K_DAYS, r.day, '-1') <= 0 then redis.call('HDEL', K_DAYS, r.day) end
+  end
+  if redis.call('DECR', K_COUNT) <= 0 then redis.call('DEL', K_COUNT, K_SEQ) end
+  if v and info_story(v) ~= '' then leave(info_story(v), {id}) end
+  return blob or false
+end
+
+-- vals: optional field -> current value (false if absent) of this record's buckets, read just before;
+-- absent: true when the caller knows the id is not stored; story: the story it goes into (its info
+-- is written with it, so set_story then has nothing to move); fields: its bucket fields when the
+-- caller has them.  Returns the handle and the info value.
+local function put(id, blob, vals, absent, story, fields)
+  vals = vals or {}
+  if not absent and redis.call('HEXISTS', K_HANDLES, id) == 1 then del_article(id) end
+  local h = redis.call('INCR', K_SEQ)
+  local hs = string.format('%%d', h)
+  redis.call('SET', K_article(hs), blob)
+  redis.call('HSET', K_HANDLES, id, hs)
+  local r = rec(blob)
+  local hb = struct.pack('<I4', h)
+  local entry = hb .. struct.pack('<I2', day_tag(r.day))
+  for _, f in ipairs(fields or band_fields(r.m)) do bucket_add(f, entry, vals[f]) end
+  for _, f in ipairs(sent_fields(r.h)) do sent_add(f) end
+  redis.call('INCR', K_COUNT)
+  if r.day then redis.call('HINCRBY', K_DAYS, r.day, '1') end
+  local info = struct.pack('<i4', r.day or NODAY) .. (story or '')
+  redis.call('HSET', shard('i', hb), hb, info)
+  lh_count('i', 1)
+  return hb, info
+end
+
+-- the distinct handles (4-byte strings) in the buckets of minhash m, and field -> value read
+local function bucket_values(fields)
+  local vals = {}
+  for _, f in ipairs(fields) do vals[f] = bucket_get(f) end
+  return vals
+end
+
+-- distinct handles in these bucket values, and handle -> day tag
+local function handles_in(fields, vals)
+  local hs, tags = {}, {}
+  for _, f in ipairs(fields) do
+    local v = vals[f]
+    if v then
+      for j = 1, #v, 6 do
+        local hb = string.sub(v, j, j + 3)
+        if not tags[hb] then
+          tags[hb] = struct.unpack('<I2', v, j + 4)
+          hs[#hs + 1] = hb
+        end
+      end
+    end
+  end
+  return hs, tags
+end
+
+-- bucket values as one string (u32 length per band, 0xFFFFFFFF when absent, then the values back to
+-- back), for FIND to hand to the client and the client back to INGEST; unpack_vals reverses it.
+-- One struct call for all the lengths instead of one per band.
+local function pack_vals(fields, vals)
+  local lens, parts = {}, {}
+  for i, f in ipairs(fields) do
+    local v = vals[f]
+    if v then lens[i] = #v; parts[#parts + 1] = v else lens[i] = 4294967295 end
+  end
+  return struct.pack('<' .. string.rep('I4', #fields), unpack(lens)) .. table.concat(parts)
+end
+
+local function unpack_vals(fields, packed)
+  local lens = {struct.unpack('<' .. string.rep('I4', #fields), packed)}
+  local vals, pos = {}, 4 * #fields + 1
+  for i, f in ipairs(fields) do
+    local n = lens[i]
+    if n == 4294967295 then
+      vals[f] = false
+    else
+      vals[f] = string.sub(packed, pos, pos + n - 1)
+      pos = pos + n
+    end
+  end
+  return vals
+end
+
+-- what the buckets of m hold, as one comparable string (sorted handles), leaving out `mine`:
+-- handles never get reused for another record, so an equal digest means equal candidates
+local function digest(hs, mine)
+  local keep = {}
+  for _, hb in ipairs(hs) do if not mine[hb] then keep[#keep + 1] = hb end end
+  table.sort(keep)
+  return table.concat(keep)
+end
+
+-- the candidates of minhash m: handles sharing a band, within the window of day (nil: undated),
+-- (by day tag: may include a few more, see tag_within), except own (a 4-byte handle or false),
+-- each with its info value: {{hb, info}, ...}.
+-- Also returns the bucket values read (field -> value or false).
+local function find(fields, day, window, own)
+  local vals = bucket_values(fields)
+  local own_n = own and struct.unpack('<I4', own) or -1
+  local out, seen = {}, {}
+  -- entries are decoded with one string.byte each rather than cut into strings: a popular bucket
+  -- holds hundreds of them, and only the few new handles within the window become strings
+  local byte = string.byte
+  for _, f in ipairs(fields) do
+    local v = vals[f]
+    if v then
+      for j = 1, #v, 6 do
+        local b1, b2, b3, b4, t1, t2 = byte(v, j, j + 5)
+        local h = b1 + b2 * 256 + b3 * 65536 + b4 * 16777216
+        if not seen[h] then
+          seen[h] = true
+          if h ~= own_n and tag_within(t1 + t2 * 256, day, window) then
+            local hb = string.sub(v, j, j + 3)
+            local info = info_get(hb)
+            if info then out[#out + 1] = {hb, info} end
+          end
+        end
+      end
+    end
+  end
+  return out, vals
+end
+""" % {"hdr": HEADER_SIZE, "s0": SHARDS0, "load": LOAD, "noday": NODAY}
