@@ -157,6 +157,9 @@ def components(ids: list[str], index: StoryIndex, settings: Settings) -> list[li
     return sorted(groups.values(), key=lambda g: (-len(g), min(g)))
 
 
+RESPLIT_ATTEMPTS = 10  # optimistic re-splits of a story before the last one is written unconditionally
+
+
 def remove(index: StoryIndex, article_id: str, settings: Settings) -> tuple[Entry | None, list[str]]:
     """Delete an article and re-split its story if it was a bridge.
 
@@ -181,9 +184,6 @@ def remove(index: StoryIndex, article_id: str, settings: Settings) -> tuple[Entr
             return entry, [story] + [sid for sid, _ in named]
         time.sleep(min(0.1, 0.002 * 2**attempt))
     raise AssertionError("unreachable: the last attempt writes unconditionally")
-
-
-RESPLIT_ATTEMPTS = 10
 
 
 __all__ = ["verify", "verify_many", "verify_pairs", "assign", "remove", "components", "make_decider"]

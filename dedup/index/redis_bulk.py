@@ -41,11 +41,19 @@ def ingest_chunk(index: "RedisIndex", entries: list[Entry], todo: list[int], dec
             args += [field_bytes[i], index._day_arg(entries[i].signature), entries[i].id]
         founds = [index._parse_find(reply) for reply in index._run("FIND", *args)]
         known = index._known({h for f in founds for h in f.cands})
-        stored_cands = [index._candidates_of(found, known) for found in founds]
-        # The chunk's stored candidates verified in one batch when the decider can; the candidates an
+        # The loop below decides articles up to the first one already stored or repeated in the chunk
+        # (then the rest is read again): only those get their candidates verified here.
+        reach, ids_so_far = len(todo), set()
+        for k, (i, found) in enumerate(zip(todo, founds)):
+            if found.stored or entries[i].id in ids_so_far:
+                reach = k
+                break
+            ids_so_far.add(entries[i].id)
+        stored_cands = [index._candidates_of(found, known) for found in founds[:reach]]
+        # Their stored candidates verified in one batch when the decider can; the candidates an
         # article finds among the chunk's earlier articles (few) are verified as they turn up.
         verify_pairs = getattr(decide, "verify_pairs", None)
-        verdicts: list[dict[str, tuple[bool, float, float]]] = [{} for _ in todo]
+        verdicts: list[dict[str, tuple[bool, float, float]]] = [{} for _ in stored_cands]
         if verify_pairs is not None:
             flat = [(k, c, sig) for k, (sigs, _) in enumerate(stored_cands) for c, sig in sigs.items()]
             for (k, c, _), v in zip(flat, verify_pairs([entries[todo[k]].signature for k, _, _ in flat],
@@ -68,7 +76,9 @@ def ingest_chunk(index: "RedisIndex", entries: list[Entry], todo: list[int], dec
             if found.stored or e.id in chunk_ids:
                 stop = k  # write what is decided, then handle this one on its own
                 break
-            sigs, stories = stored_cands[k]
+            # past `reach` only when an earlier copy of the id failed to decide: read and verify it here
+            batched = k < reach
+            sigs, stories = stored_cands[k] if batched else index._candidates_of(found, known)
             stories = {c: resolve(s) for c, s in stories.items()}
             expected = {h: resolve(s) for h, s in found.cands.items()}
             packed = field_bytes[i]
@@ -86,7 +96,7 @@ def ingest_chunk(index: "RedisIndex", entries: list[Entry], todo: list[int], dec
                             in_chunk[c] = other
                             stories[c] = resolve(chunk_story[c])
             given = None
-            if verify_pairs is not None:
+            if verify_pairs is not None and batched:
                 given = verdicts[k]
                 if in_chunk:
                     given.update(zip(in_chunk, verify_pairs([e.signature] * len(in_chunk), list(in_chunk.values()))))
