@@ -74,6 +74,10 @@ class Signature:
     # the one-byte weight levels behind term_weights when known (signing and decoding set them; a store
     # keeps these instead of the floats), else None and the codec derives and checks them
     term_levels: np.ndarray | None = field(default=None, repr=False, compare=False)
+    # checksum of the (title, text) this signature was signed from (dedup.signature.source_crc), set by
+    # Deduper.prepare and by decoding; a store that sees it match the entry's text keeps only the minhash
+    # and signs the text again when it reads the record back (dedup.index.codec).  None: made by hand.
+    source_crc: int | None = field(default=None, repr=False, compare=False)
 
 
 @dataclass

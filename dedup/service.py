@@ -21,7 +21,7 @@ from .index import StoryIndex, open_index
 from .novelty import rank_story
 from .records import Article, Assignment, BadInput, Entry, Signature, Story
 from .settings import Settings
-from .signature import idf, sign_many
+from .signature import idf, sign_many, source_crc
 from .stories import assign, make_decider, remove
 from .text import line_hashes, normalize
 
@@ -81,7 +81,8 @@ _Packed = tuple[list, np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray
 
 def _pack(results: list[Entry | BadInput]) -> _Packed:
     sigs = [r.signature for r in results if isinstance(r, Entry)]
-    meta = [r if isinstance(r, BadInput) else (r.signature.day, r.published, r.sentence_hashes) for r in results]
+    meta = [r if isinstance(r, BadInput) else (r.signature.day, r.published, r.sentence_hashes, r.signature.source_crc)
+            for r in results]
     if not sigs:
         empty = np.empty(0, dtype=np.uint32)
         return meta, empty, empty, empty, empty, empty, empty
@@ -107,10 +108,11 @@ def _unpack(packed: _Packed, items: list[Article | BadInput]) -> list[Entry | Ba
             out.append(m)
             continue
         assert isinstance(item, Article)
-        day, published, sentence_hashes = m
+        day, published, sentence_hashes, crc = m
         sig = Signature(
             minhash=minhash[j], term_ids=ids[term_at[j] : term_at[j + 1]],
             term_weights=weights[term_at[j] : term_at[j + 1]], shingles=shingles[gram_at[j] : gram_at[j + 1]], day=day,
+            source_crc=crc,
         )
         out.append(Entry(id=str(item.id), title=item.title, text=item.text, source=item.source, published=published,
                          url=item.url, signature=sig, sentence_hashes=sentence_hashes))
@@ -177,6 +179,8 @@ class Deduper:
             out.append(item)  # type: ignore[arg-type]  # replaced below
         signatures = sign_many(cleans, [a.day for _, a in todo], self.settings)
         for (at, article), clean, signature in zip(todo, cleans, signatures):
+            if signature is not None:  # lets the Redis store keep only the minhash (see sign_articles)
+                signature.source_crc = source_crc(article.title.encode("utf-8"), article.text.encode("utf-8"))
             if signature is None:
                 out[at] = BadInput(
                     article.origin or f"article {article.id!r}",

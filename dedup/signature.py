@@ -38,7 +38,7 @@ from datasketch import LeanMinHash, MinHash
 from .index.bandtable import BandTable, fmix64
 from .records import Signature
 from .settings import Settings
-from .text import _DROP, _EURO, _POUND, token_text
+from .text import _DROP, _EURO, _POUND, normalize, token_text
 
 IDF_CEILING = 8.0  # zipf 8 ~ "the"; a word never seen in English text gets idf 8
 IDF_FLOOR = 0.3
@@ -294,6 +294,33 @@ def sign(clean_text: str, day: int | None, settings: Settings) -> Signature:
     if sig is None:
         raise ValueError("no words to match on after normalization")
     return sig
+
+
+def source_crc(title: bytes, text: bytes) -> int:
+    """CRC-32 of an article's UTF-8 title and text: what ``Signature.source_crc`` records.
+
+    A cheap fingerprint (~1 us for a 2.4 kB article) that lets a store tell,
+    without signing again, that a signature is the signing of the text next
+    to it; it is not a defence against tampering (the decoder's minhash
+    check is the integrity test).
+    """
+    return zlib.crc32(text, zlib.crc32(title))
+
+
+def sign_articles(texts: list[str], titles: list[str], days: list[int | None], settings: Settings
+                  ) -> list[Signature | None]:
+    """Normalize and sign raw article texts (None where no word is left), recording their ``source_crc``.
+
+    What :meth:`dedup.service.Deduper.prepare_many` does after its input
+    checks, and what the Redis codec does to read a record whose term
+    vector and trigrams were left out: one path, so both give the same
+    signature bit for bit.
+    """
+    sigs = sign_many([normalize(t, ti)[0] for t, ti in zip(texts, titles)], days, settings)
+    for sig, text, title in zip(sigs, texts, titles):
+        if sig is not None:
+            sig.source_crc = source_crc(title.encode("utf-8"), text.encode("utf-8"))
+    return sigs
 
 
 # Term ids and trigram hashes keep 24 bits: stored in 3 bytes instead of 4.  Two articles of ~150 terms

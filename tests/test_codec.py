@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
 import pytest
 
-from dedup.index.codec import (HEADER_SIZE, CorruptRecord, decode_entry, decode_signature, encode_entry,
-                               record_id, signature_size)
+from dedup.index.codec import (DERIVED, HEADER, HEADER_SIZE, CorruptRecord, decode_entry, decode_signature,
+                               decode_signatures, encode_entry, record_id, signature_size)
 from dedup.records import Entry, Signature
 from dedup.service import Deduper
 from dedup.settings import Settings
@@ -26,9 +28,10 @@ def seed_entries() -> list[Entry]:
 def test_round_trip_gives_back_the_very_same_signature_and_fields():
     """Redis and the in-process index compare the same float32 weights, so they cluster identically."""
     for e in seed_entries():
+        assert e.signature.source_crc is not None  # prepare records what it signed
         blob = encode_entry(e)
-        back = decode_entry(blob, "k", SETTINGS.num_perm)
-        for part in ("minhash", "term_ids", "term_weights", "shingles"):
+        back = decode_entry(blob, "k", SETTINGS)
+        for part in ("minhash", "term_ids", "term_weights", "shingles", "term_levels"):
             got, want = getattr(back.signature, part), getattr(e.signature, part)
             assert got.dtype == want.dtype and np.array_equal(got, want), part
         assert back.signature.day == e.signature.day
@@ -36,19 +39,56 @@ def test_round_trip_gives_back_the_very_same_signature_and_fields():
         assert record_id(blob, "k") == e.id
         # signing hands the codec the levels it quantized to; they are the ones the weights imply
         assert np.array_equal(e.signature.term_levels, weight_levels(e.signature.term_weights))
-        assert np.array_equal(back.signature.term_levels, e.signature.term_levels)
+        [sig] = decode_signatures([blob], ["k"], SETTINGS)
+        assert np.array_equal(sig.shingles, e.signature.shingles)
 
 
-def test_signature_part_costs_four_bytes_per_term_and_three_per_trigram():
+def test_a_prepared_article_is_stored_without_its_features_and_signed_again_on_reading():
+    """The term vector and trigrams (~1.1 kB) are a function of the text the record keeps anyway."""
     e = seed_entries()[0]
-    sig = e.signature
     blob = encode_entry(e)
-    size = signature_size(len(sig.minhash), len(sig.term_ids), len(sig.shingles))
-    assert size == 4 * len(sig.minhash) + 4 * len(sig.term_ids) + 3 * len(sig.shingles)
-    # the signature prefix alone decodes: the client can read it without the text
-    assert np.array_equal(decode_signature(blob[:HEADER_SIZE + size], "k", SETTINGS.num_perm).term_weights,
-                          sig.term_weights)
+    _, flags, _, nm, nt, nsh, nh, *lengths = HEADER.unpack_from(blob)
+    assert flags & DERIVED and nt == nsh == 0
+    assert len(blob) == HEADER_SIZE + 4 * nm + 4 * nh + sum(lengths)
+    full = encode_entry(dataclasses.replace(e, signature=dataclasses.replace(e.signature, source_crc=None)))
+    assert len(full) - len(blob) == 4 * len(e.signature.term_ids) + 3 * len(e.signature.shingles)
     assert not blob.startswith(b"\x80")  # not a pickle
+
+
+def test_a_signature_that_is_not_the_texts_own_is_stored_in_full():
+    """Text changed after signing (or a signature made by hand): nothing could sign it again, so keep it all."""
+    e = seed_entries()[1]
+    edited = dataclasses.replace(e, text=e.text + " One more sentence.")
+    blob = encode_entry(edited)
+    assert not HEADER.unpack_from(blob)[1] & DERIVED
+    back = decode_signature(blob, "k", SETTINGS)
+    assert np.array_equal(back.term_ids, e.signature.term_ids) and np.array_equal(back.shingles, e.signature.shingles)
+
+
+def test_reading_for_display_does_not_sign(monkeypatch):
+    """The dashboard reads thousands of records for their text and titles; only .signature signs."""
+    import dedup.index.codec as codec
+
+    e = seed_entries()[0]
+    blob = encode_entry(e)
+    calls = []
+    real = codec.sign_articles
+    monkeypatch.setattr(codec, "sign_articles", lambda *a: calls.append(1) or real(*a))
+    back = decode_entry(blob, "k", SETTINGS)
+    assert back.text == e.text and calls == []
+    assert np.array_equal(back.signature.term_ids, e.signature.term_ids) and calls == [1]
+    assert back.signature is back.signature and calls == [1]  # signed once
+
+
+def test_a_record_signed_differently_is_refused_naming_the_key():
+    """Another dedup version (normalization, signing) or other settings: the re-signed minhash differs."""
+    e = seed_entries()[0]
+    blob = bytearray(encode_entry(e))
+    blob[HEADER_SIZE] ^= 0xFF  # the first minhash value
+    with pytest.raises(CorruptRecord, match="k: field 'minhash' differs from the signature of the record's own text"):
+        decode_signature(bytes(blob), "k", SETTINGS)
+    with pytest.raises(CorruptRecord, match="field 'minhash'"):
+        decode_signature(encode_entry(e), "k", Settings(seed=SETTINGS.seed + 1))
 
 
 def test_weight_levels_invert_quantized_weights_and_reject_other_weights():
@@ -79,12 +119,12 @@ def test_refuses_what_it_cannot_store_exactly():
 
 def test_damaged_records_name_the_key_and_the_part():
     e = seed_entries()[0]
-    blob = encode_entry(e)
-    sig = e.signature
+    sig = dataclasses.replace(e.signature, source_crc=None)  # stored in full: features to damage
+    blob = encode_entry(dataclasses.replace(e, signature=sig))
     end = HEADER_SIZE + signature_size(len(sig.minhash), len(sig.term_ids), len(sig.shingles))
     with pytest.raises(CorruptRecord, match="k: field 'header'"):
-        decode_signature(blob[:10], "k", SETTINGS.num_perm)
+        decode_signature(blob[:10], "k", SETTINGS)
     with pytest.raises(CorruptRecord, match="num_perm=64"):
-        decode_signature(blob, "k", 64)
+        decode_signature(blob, "k", Settings(num_perm=64, bands=32, rows=2))
     with pytest.raises(CorruptRecord, match="field 'shingles'"):
-        decode_signature(blob[:end - 1], "k", SETTINGS.num_perm)
+        decode_signature(blob[:end - 1], "k", SETTINGS)

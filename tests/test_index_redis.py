@@ -17,7 +17,7 @@ import redis
 from dedup.index import MemoryIndex, open_index
 from dedup.index.codec import CorruptRecord
 from dedup.index.redis import IndexMismatch, IndexUnavailable, RedisIndex
-from dedup.index.codec import HEADER_SIZE
+from dedup.index.codec import HEADER, HEADER_SIZE
 from dedup.index.redis_keys import KINDS, key, shard_index
 from dedup.index.redis_lua import SHARDS0
 from dedup.readers import read_paths
@@ -424,6 +424,42 @@ def test_damaged_record_raises_an_error_naming_key_and_field(redis_url):
         idx._r.set(k, b"\x07" + idx._r.get(k)[1:])
         with pytest.raises(CorruptRecord, match=r"\{bad\}:h:a: field 'header' has format version 7"):
             idx.entries(["a"])
+
+
+@pytest.mark.parametrize("store_features", [False, True])
+def test_another_process_reads_back_the_very_signatures_whichever_way_records_are_stored(
+        redis_url, seed_paths, store_features):
+    """By default a record keeps the minhash and the text, and a reader with an empty cache signs the
+    text again; with --store-features it keeps the term vector and trigrams (~1.1 kB more).  Either way
+    the reader verifies with bit-identical signatures, so workers agree on every pair."""
+    settings = dataclasses.replace(SETTINGS, store_features=store_features)
+    dd = Deduper(settings)
+    entries = [dd.prepare(a) for a in articles(seed_paths, meter_n=120)]
+    ns = f"feat{int(store_features)}"
+    with RedisIndex(settings, url=redis_url, namespace=ns) as writer:
+        writer.ingest_many(entries, make_decider(writer, settings))
+        raw = [writer._r.get(key(ns, "a", int(writer._r.hget(key(ns, "h"), e.id)))) for e in entries]
+    n_terms = [HEADER.unpack_from(b)[4] for b in raw]
+    assert all(n > 0 for n in n_terms) if store_features else not any(n_terms)
+    with RedisIndex(settings, url=redis_url, namespace=ns) as reader:  # nothing cached: reads the records
+        got = reader.signatures([e.id for e in entries])
+        again = reader.entries([entries[0].id])[entries[0].id]
+    for e in entries:
+        for part in ("minhash", "term_ids", "term_weights", "shingles"):
+            assert np.array_equal(getattr(got[e.id], part), getattr(e.signature, part)), (e.id, part)
+        assert got[e.id].day == e.signature.day
+    assert np.array_equal(again.signature.shingles, entries[0].signature.shingles)
+
+
+def test_a_namespace_may_hold_both_kinds_of_record(redis_url, seed_paths):
+    """--store-features can be switched on or off on a live namespace: each record says what it holds."""
+    items = articles(seed_paths, meter_n=120)
+    lean, full = SETTINGS, dataclasses.replace(SETTINGS, store_features=True)
+    with Deduper(lean, url=redis_url, namespace="mixed") as a, Deduper(full, url=redis_url, namespace="mixed") as b:
+        for n, item in enumerate(items):
+            (a if n % 2 else b).add(item)
+        mixed = partition(a.index.story_of([i.id for i in items]))
+    assert mixed == cluster(Deduper(SETTINGS), items)
 
 
 def test_records_are_compact_bytes_not_pickle(redis_url):

@@ -25,3 +25,11 @@ def test_every_setting_has_help_and_appears_in_the_markdown_table():
 def test_readme_documents_the_current_settings():
     from .conftest import ROOT
     assert Settings.markdown_table() in (ROOT / "README.md").read_text(), "run `dedup settings --markdown` into README"
+
+
+def test_boolean_settings_read_words_from_the_environment_not_truthiness():
+    """bool("false") is True in Python; DEDUP_STORE_FEATURES=false must mean off."""
+    assert Settings.from_env({"DEDUP_STORE_FEATURES": "false"}).store_features is False
+    assert Settings.from_env({"DEDUP_STORE_FEATURES": "1"}).store_features is True
+    with pytest.raises(ValueError, match="DEDUP_STORE_FEATURES"):
+        Settings.from_env({"DEDUP_STORE_FEATURES": "maybe"})

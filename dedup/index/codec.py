@@ -6,16 +6,33 @@ real hash table and pays a dictionary entry per field (~1 kB per article
 with eleven fields), where one string costs one key.
 
 Layout (little-endian), so the Lua scripts can read what they need with
-``struct.unpack`` and ``string.sub`` and the client can decode the
-signature from a prefix without the text::
+``struct.unpack`` and ``string.sub``::
 
-    header (50 bytes): u8 version, u8 flags (bit 0: dated), i32 day,
-                       u32 n_minhash, u32 n_terms, u32 n_shingles, u32 n_sentences,
+    header (50 bytes): u8 version, u8 flags (bit 0: dated, bit 1: features left out),
+                       i32 day, u32 n_minhash, u32 n_terms, u32 n_shingles, u32 n_sentences,
                        u32 len(id), len(title), len(source), len(published), len(url), len(ztext)
     signature:         minhash u32[n_minhash], term ids u24[n_terms],
                        term weight levels u8[n_terms], shingles u24[n_shingles]
     rest:              sentence hashes u32[n_sentences], id, title, source,
                        published, url (UTF-8), zlib(text)
+
+**Features left out.**  The term vector and trigram hashes that verification
+compares (~1.1 kB of a ~2.5 kB record) are a pure function of the title
+and text, which the record keeps anyway for the dashboard.  When the
+signature says it was signed from exactly this title and text
+(``Signature.source_crc``, set by :meth:`dedup.service.Deduper.prepare`),
+the record stores only the minhash (n_terms = n_shingles = 0, flag bit 1),
+and reading it back signs the text again
+(:func:`dedup.signature.sign_articles`, the same path ``prepare`` takes), so
+the features come back bit-identical.  The stored minhash is checked
+against the re-signed one: a record signed by a different normalization or
+signing (another dedup version, other settings) is refused, naming the key,
+rather than verified against features it was never indexed with.  Signing
+again costs ~0.1-0.2 ms per record, paid only when a record is read: the
+Redis index caches signatures by handle, so a worker signs another
+worker's article at most once, and display readers (:func:`decode_entry`)
+sign only if they touch ``entry.signature``.  A signature made by hand
+(tests, the synthetic benchmark) is stored in full, as before.
 
 Nothing here can execute code when decoded (unlike pickle), and a damaged or
 foreign record raises :class:`CorruptRecord` naming the key and the part
@@ -31,14 +48,17 @@ from __future__ import annotations
 
 import struct
 import zlib
+from typing import Any, NamedTuple
 
 import numpy as np
 
 from ..records import DedupError, Entry, Signature
-from ..signature import quantized_weights, weight_levels
+from ..settings import Settings
+from ..signature import quantized_weights, sign_articles, source_crc, weight_levels
 
-CODEC_VERSION = "3"
-_VERSION_BYTE = 3
+CODEC_VERSION = "4"
+_VERSION_BYTE = 4
+DATED, DERIVED = 1, 2  # header flag bits
 HEADER = struct.Struct("<BBiIIIIIIIIII")
 HEADER_SIZE = HEADER.size  # 50; the Lua twin hard-codes it (redis_lua.HDR)
 
@@ -70,28 +90,37 @@ def _u3(values: np.ndarray, name: str) -> bytes:
     return np.ascontiguousarray(arr, dtype="<u4").view(np.uint8).reshape(-1, 4)[:, :3].tobytes()
 
 
-def encode_entry(entry: Entry) -> bytes:
-    """The stored record of ``entry``: header, signature, then the display fields."""
+def encode_entry(entry: Entry, keep_features: bool = False) -> bytes:
+    """The stored record of ``entry``: header, signature (the minhash alone when the features can be
+    signed again from the text and ``keep_features`` is off, see the module docstring), then the
+    display fields."""
     sig = entry.signature
+    text = entry.text.encode("utf-8")
     strings = [s.encode("utf-8") for s in (entry.id, entry.title, entry.source, entry.published, entry.url)]
-    ztext = zlib.compress(entry.text.encode("utf-8"), 6)
+    ztext = zlib.compress(text, 6)
     sent = _u4(np.asarray(entry.sentence_hashes, dtype=np.int64), "sentence hashes")
     if len(sig.term_ids) != len(sig.term_weights):
         raise ValueError("term ids and term weights differ in length")
-    levels = sig.term_levels
-    if levels is None or len(levels) != len(sig.term_weights):
-        levels = weight_levels(sig.term_weights)
-    if levels is None:
-        raise ValueError("term weights are not quantized; build signatures with dedup.signature (sign, sign_many)")
+    flags = 0 if sig.day is None else DATED
+    if not keep_features and sig.source_crc is not None and sig.source_crc == source_crc(strings[1], text):
+        flags |= DERIVED
+        features = [b""]
+        n_terms = n_shingles = 0
+    else:
+        levels = sig.term_levels
+        if levels is None or len(levels) != len(sig.term_weights):
+            levels = weight_levels(sig.term_weights)
+        if levels is None:
+            raise ValueError("term weights are not quantized; build signatures with dedup.signature (sign, sign_many)")
+        features = [_u3(sig.term_ids, "term ids"), np.asarray(levels, dtype=np.uint8).tobytes(),
+                    _u3(sig.shingles, "shingles")]
+        n_terms, n_shingles = len(sig.term_ids), len(sig.shingles)
     header = HEADER.pack(
-        _VERSION_BYTE, 0 if sig.day is None else 1, 0 if sig.day is None else int(sig.day),
-        len(sig.minhash), len(sig.term_ids), len(sig.shingles), len(sent) // 4,
+        _VERSION_BYTE, flags, 0 if sig.day is None else int(sig.day),
+        len(sig.minhash), n_terms, n_shingles, len(sent) // 4,
         *(len(s) for s in strings), len(ztext),
     )
-    return b"".join([
-        header, _u4(sig.minhash, "minhash"), _u3(sig.term_ids, "term ids"), np.asarray(levels, dtype=np.uint8).tobytes(),
-        _u3(sig.shingles, "shingles"), sent, *strings, ztext,
-    ])
+    return b"".join([header, _u4(sig.minhash, "minhash"), *features, sent, *strings, ztext])
 
 
 def signature_size(n_minhash: int, n_terms: int, n_shingles: int) -> int:
@@ -126,9 +155,21 @@ def _array3(blob: bytes, start: int, n: int, key: str, field: str) -> np.ndarray
     return out.view("<u4").reshape(n).astype(np.uint32)
 
 
-def decode_signature(blob: bytes, key: str, num_perm: int) -> Signature:
-    """Signature from a record (or its signature prefix); checks the shapes agree."""
-    _, flags, day, nm, nt, nsh, *_ = _header(blob, key)
+class _Parsed(NamedTuple):
+    """A record cut into its parts (texts still bytes, ``ztext`` still compressed)."""
+
+    day: int | None
+    derived: bool
+    minhash: np.ndarray
+    ids: np.ndarray
+    levels: np.ndarray
+    shingles: np.ndarray
+    sentences: np.ndarray
+    strings: list[bytes]  # id, title, source, published, url, ztext
+
+
+def _parse(blob: bytes, key: str, num_perm: int) -> _Parsed:
+    _, flags, day, nm, nt, nsh, nh, *lengths = _header(blob, key)
     if nm != num_perm:
         raise CorruptRecord(key, "minhash", f"holds {nm} hash values, expected num_perm={num_perm}")
     pos = HEADER_SIZE
@@ -138,13 +179,69 @@ def decode_signature(blob: bytes, key: str, num_perm: int) -> Signature:
     pos += 3 * nt
     if pos + nt > len(blob):
         raise CorruptRecord(key, "term weights", f"runs past the end of the record ({pos + nt} > {len(blob)} bytes)")
-    levels = np.frombuffer(blob, dtype=np.uint8, count=nt, offset=pos)
+    levels = np.frombuffer(blob, dtype=np.uint8, count=nt, offset=pos).copy()
     if nt and not levels.all():
         raise CorruptRecord(key, "term weights", "holds a zero weight level")
     pos += nt
     shingles = _array3(blob, pos, nsh, key, "shingles")
-    return Signature(minhash=minhash, term_ids=ids, term_weights=quantized_weights(levels), shingles=shingles,
-                     day=day if flags & 1 else None, term_levels=levels.copy())
+    pos += 3 * nsh
+    sentences = _array(blob, pos, nh, "<u4", key, "sentence hashes")
+    pos += 4 * nh
+    if pos + sum(lengths) != len(blob):
+        raise CorruptRecord(key, "strings", f"lengths add up to {pos + sum(lengths)} bytes, record has {len(blob)}")
+    strings = []
+    for n in lengths:
+        strings.append(blob[pos:pos + n])
+        pos += n
+    derived = bool(flags & DERIVED)
+    if derived and (nt or nsh):
+        raise CorruptRecord(key, "header", "says the features were left out but holds some")
+    return _Parsed(day if flags & DATED else None, derived, minhash, ids, levels, shingles, sentences, strings)
+
+
+def _text(p: _Parsed, key: str) -> str:
+    try:
+        return zlib.decompress(p.strings[5]).decode("utf-8", errors="replace")
+    except zlib.error as exc:
+        raise CorruptRecord(key, "text", f"is not zlib data ({exc})") from None
+
+
+def _signatures(parsed: list[tuple[_Parsed, str, str, str]], settings: Settings) -> list[Signature]:
+    """Signatures of parsed records (with their keys, titles and texts), signing the derived ones in one batch."""
+    out: list[Signature | None] = [None] * len(parsed)
+    todo: list[int] = []
+    for i, (p, _, _, _) in enumerate(parsed):
+        if p.derived:
+            todo.append(i)
+        else:
+            out[i] = Signature(minhash=p.minhash, term_ids=p.ids, term_weights=quantized_weights(p.levels),
+                               shingles=p.shingles, day=p.day, term_levels=p.levels)
+    if todo:
+        signed = sign_articles([parsed[i][3] for i in todo], [parsed[i][2] for i in todo],
+                               [parsed[i][0].day for i in todo], settings)
+        for i, sig in zip(todo, signed):
+            p, key = parsed[i][0], parsed[i][1]
+            if sig is None or not np.array_equal(sig.minhash, p.minhash):
+                raise CorruptRecord(
+                    key, "minhash", "differs from the signature of the record's own text: it was written by another "
+                    "version of dedup's normalization or signing, or with other signature settings; re-ingest the namespace")
+            out[i] = sig
+    return out  # type: ignore[return-value]
+
+
+def decode_signatures(blobs: list[bytes], keys: list[str], settings: Settings) -> list[Signature]:
+    """Signatures from full records; the ones stored without features are signed again in one batch."""
+    parsed = []
+    for blob, key in zip(blobs, keys):
+        p = _parse(blob, key, settings.num_perm)
+        parsed.append((p, key, p.strings[1].decode("utf-8", errors="replace") if p.derived else "",
+                       _text(p, key) if p.derived else ""))
+    return _signatures(parsed, settings)
+
+
+def decode_signature(blob: bytes, key: str, settings: Settings) -> Signature:
+    """The signature of one record (see :func:`decode_signatures`)."""
+    return decode_signatures([blob], [key], settings)[0]
 
 
 def record_id(blob: bytes, key: str) -> str:
@@ -156,23 +253,33 @@ def record_id(blob: bytes, key: str) -> str:
     return blob[pos:pos + lid].decode("utf-8", errors="replace")
 
 
-def decode_entry(blob: bytes, key: str, num_perm: int) -> Entry:
+class _StoredEntry(Entry):
+    """An entry read from a record stored without features: its signature is signed from the text on
+    first use, so readers that only show articles (the dashboard, ``story``) never pay for signing."""
+
+    def __init__(self, *args: Any, pending: tuple[_Parsed, str, Settings] | None = None, **kwargs: Any) -> None:
+        self.__dict__["_pending"] = pending
+        super().__init__(*args, **kwargs)
+
+    @property  # type: ignore[override]
+    def signature(self) -> Signature:
+        sig = self.__dict__.get("_signature")
+        if sig is None:
+            p, key, settings = self.__dict__["_pending"]
+            sig = self.__dict__["_signature"] = _signatures([(p, key, self.title, self.text)], settings)[0]
+        return sig
+
+    @signature.setter
+    def signature(self, value: Signature | None) -> None:
+        self.__dict__["_signature"] = value
+
+
+def decode_entry(blob: bytes, key: str, settings: Settings) -> Entry:
     """The full record (text decompressed)."""
-    _, _, _, nm, nt, nsh, nh, *lengths = _header(blob, key)
-    sig = decode_signature(blob, key, num_perm)
-    pos = HEADER_SIZE + signature_size(nm, nt, nsh)
-    sent = _array(blob, pos, nh, "<u4", key, "sentence hashes")
-    pos += 4 * nh
-    if pos + sum(lengths) != len(blob):
-        raise CorruptRecord(key, "strings", f"lengths add up to {pos + sum(lengths)} bytes, record has {len(blob)}")
-    parts = []
-    for n in lengths:
-        parts.append(blob[pos:pos + n])
-        pos += n
-    aid, title, source, published, url = (p.decode("utf-8", errors="replace") for p in parts[:5])
-    try:
-        text = zlib.decompress(parts[5]).decode("utf-8", errors="replace")
-    except zlib.error as exc:
-        raise CorruptRecord(key, "text", f"is not zlib data ({exc})") from None
-    return Entry(id=aid, title=title, text=text, source=source, published=published, url=url,
-                 signature=sig, sentence_hashes=[int(h) for h in sent])
+    p = _parse(blob, key, settings.num_perm)
+    aid, title, source, published, url = (b.decode("utf-8", errors="replace") for b in p.strings[:5])
+    fields = dict(id=aid, title=title, text=_text(p, key), source=source, published=published, url=url,
+                  sentence_hashes=[int(h) for h in p.sentences])
+    if p.derived:
+        return _StoredEntry(signature=None, pending=(p, key, settings), **fields)  # type: ignore[arg-type]
+    return Entry(signature=_signatures([(p, key, "", "")], settings)[0], **fields)

@@ -42,7 +42,7 @@ from ..settings import Settings
 from . import mask_url, redis_lua
 from .redis_lua import NODAY, SHARDS0
 from .base import Decide, StoryIndex
-from .codec import CODEC_VERSION, decode_entry, decode_signature, encode_entry, record_id
+from .codec import CODEC_VERSION, decode_entry, decode_signatures, encode_entry, record_id
 from .redis_bulk import ingest_chunk
 from .redis_wire import DirectScripts
 from .redis_keys import LAYOUT_VERSION, check_id, key
@@ -50,7 +50,7 @@ from .redis_keys import LAYOUT_VERSION, check_id, key
 CLUSTER_SCHEME = "redis+cluster://"
 
 MAX_INGEST_ATTEMPTS = 200
-SIG_CACHE_SIZE = 100_000  # signatures kept by handle for the bulk path (~3 kB each)
+SIG_CACHE_SIZE = 100_000  # signatures kept by handle (~3 kB each in memory)
 
 
 class IndexUnavailable(DedupError):
@@ -216,14 +216,14 @@ class RedisIndex(StoryIndex):
     @_guard
     def put(self, entry: Entry) -> None:
         check_id(entry.id)
-        self._run("PUT", entry.id, encode_entry(entry))
+        self._run("PUT", entry.id, encode_entry(entry, keep_features=self.settings.store_features))
 
     @_guard
     def delete(self, article_id: str) -> Entry | None:
         blob = self._run("DELETE", article_id)
         if not blob:
             return None
-        return decode_entry(blob, self._k("h", article_id), self.settings.num_perm)
+        return decode_entry(blob, self._k("h", article_id), self.settings)
 
     def _records(self, ids: Iterable[str]) -> dict[str, bytes]:
         ids = list(dict.fromkeys(ids))
@@ -234,13 +234,13 @@ class RedisIndex(StoryIndex):
 
     @_guard
     def entries(self, ids: Iterable[str]) -> dict[str, Entry]:
-        n = self.settings.num_perm
-        return {i: decode_entry(b, self._k("h", i), n) for i, b in self._records(ids).items()}
+        return {i: decode_entry(b, self._k("h", i), self.settings) for i, b in self._records(ids).items()}
 
     @_guard
     def signatures(self, ids: Iterable[str]) -> dict[str, Signature]:
-        n = self.settings.num_perm
-        return {i: decode_signature(b, self._k("h", i), n) for i, b in self._records(ids).items()}
+        records = self._records(ids)
+        sigs = decode_signatures(list(records.values()), [self._k("h", i) for i in records], self.settings)
+        return dict(zip(records, sigs))
 
     @_guard
     def __contains__(self, article_id: object) -> bool:
@@ -389,8 +389,10 @@ class RedisIndex(StoryIndex):
 
         A handle's record never changes (a new version of an article gets a
         new handle), so cached entries are never stale; the cache saves
-        moving the same ~2 kB signature over the wire again and again for
-        articles in popular buckets, and FIND answers handles, not ids.
+        reading the same record again and again for articles in popular
+        buckets and, for records stored without features (codec), signing
+        their text again: a worker signs another worker's article once.
+        FIND answers handles, not ids.
         """
         cache = self._sig_cache
         missing = [h for h in handles if h not in cache]
@@ -398,9 +400,11 @@ class RedisIndex(StoryIndex):
             if len(cache) + len(missing) > SIG_CACHE_SIZE:
                 cache.clear()
             keys = [self._k("a", int.from_bytes(h, "little")) for h in missing]
-            for h, k, blob in zip(missing, keys, self._r.mget(keys)):
-                if blob is not None:
-                    cache[h] = (record_id(blob, k), decode_signature(blob, k, self.settings.num_perm))
+            got = [(h, k, blob) for h, k, blob in zip(missing, keys, self._r.mget(keys)) if blob is not None]
+            # records stored without features are signed again here, in one batch (see codec)
+            sigs = decode_signatures([blob for _, _, blob in got], [k for _, k, _ in got], self.settings)
+            for (h, k, blob), sig in zip(got, sigs):
+                cache[h] = (record_id(blob, k), sig)
         return {h: cache[h] for h in handles if h in cache}
 
     @staticmethod
@@ -432,7 +436,7 @@ class RedisIndex(StoryIndex):
         an article without candidates is stored by FIND itself: one round trip.
         """
         check_id(entry.id)
-        blob = encode_entry(entry)
+        blob = encode_entry(entry, keep_features=self.settings.store_features)
         sig = entry.signature
         mode = 3 if getattr(decide, "alone_is_new", False) else 2
         fields = self._fields(sig)

@@ -31,7 +31,7 @@ def ingest_chunk(index: "RedisIndex", entries: list[Entry], todo: list[int], dec
 
     bands, w = index.settings.bands, index.settings.rows * 4
     window = index.settings.window_days
-    blobs = {i: encode_entry(entries[i]) for i in todo}
+    blobs = {i: encode_entry(entries[i], keep_features=index.settings.store_features) for i in todo}
     field_bytes = {i: index._fields(entries[i].signature) for i in todo}  # sent to FIND, then to INGEST
     attempt = 0
     while todo:
