@@ -21,7 +21,7 @@ from dedup.index.codec import HEADER, HEADER_SIZE
 from dedup.index.redis_keys import KINDS, key, shard_index
 from dedup.index.redis_lua import SHARDS0
 from dedup.readers import read_paths
-from dedup.records import Article, BadInput, Entry, Signature
+from dedup.records import Article, Assignment, BadInput, Entry, Signature
 from dedup.service import Deduper
 from dedup.settings import Settings
 from dedup.signature import band_hashes, quantized_weights
@@ -260,6 +260,8 @@ def test_tls_mistakes_are_named_with_the_password_masked(tls_redis):
 def test_ingest_round_trips(redis_url, monkeypatch):
     """assign = one round trip for an article without candidates, two with candidates (read, then write)."""
     with RedisIndex(SETTINGS, url=redis_url, namespace="rt") as idx:
+        for sc in idx._scripts.values():  # loaded, as on any server that ingested before (counts stay exact)
+            idx._r.script_load(sc.script)
         assign(idx, entry("a", 1), SETTINGS)
         calls = []
         real = idx._r.execute_command
@@ -594,8 +596,63 @@ def test_bulk_ingest_gives_the_one_at_a_time_assignments(redis_url, seed_paths):
     assert sum(action == "unchanged" for _, _, action, _ in expected) == 5
 
 
-def test_bulk_chunk_redoes_the_rest_after_a_concurrent_write(redis_url):
-    """A rival lands in a later article's bucket between the chunk's read and write: that article is redone."""
+@pytest.mark.parametrize("chunk", [5, 1])
+def test_pipelined_chunks_give_the_one_at_a_time_assignments(redis_url, seed_paths, chunk):
+    """Each chunk is decided while the one before it is written, from a read that lacks that chunk: the
+    client adds it (candidates, stories, merges), so the assignments are still the one-at-a-time ones.
+    An id repeated right in the next chunk goes on its own at its place (unchanged)."""
+    items = articles(seed_paths, meter_n=150)
+    items = items[:7] + [items[3]] + items[7:]
+    one = Deduper(SETTINGS)
+    expected = [(a.id, r.story, r.action, tuple(r.merged)) for a, r in ((a, one.add(a)) for a in items)]
+    dd = Deduper(SETTINGS)
+    entries = [dd.prepare(a) for a in items]
+    with RedisIndex(SETTINGS, url=redis_url, namespace=f"pipe{chunk}") as idx:
+        sends = []
+        real_send = idx._direct.send
+        idx._direct.send = lambda calls: sends.append([n for n, _ in calls]) or real_send(calls)
+        got = idx.ingest_many(entries, make_decider(idx, SETTINGS), fallback=lambda e: assign(idx, e, SETTINGS),
+                              chunk=chunk)
+        assert [(e.id, r.story, r.action, tuple(r.merged)) for e, r in zip(entries, got)] == expected
+        # really pipelined: a chunk's read goes out with the previous chunk's write
+        assert sends and all(names == ["FIND", "INGEST"] for names in sends)
+        assert len(sends) >= len(items) // chunk - 3
+    assert any(action == "merged" for _, _, action, _ in expected)
+    assert [a for _, _, a, _ in expected].count("unchanged") == 1
+
+
+def test_a_pipelined_write_lost_in_flight_is_written_again_or_found_written(redis_url, seed_paths):
+    """The connection drops after a chunk's read and the previous chunk's write were sent: the write may
+    or may not have run.  It is sent again through redis-py (what ran answers 'exists' and is read again as
+    stored), the chunk is read again, and the stories are the one-at-a-time ones."""
+    items = articles(seed_paths, meter_n=60)
+    dd = Deduper(SETTINGS)
+    entries = [dd.prepare(a) for a in items]
+    with RedisIndex(SETTINGS, url=redis_url, namespace="pipebreak") as idx:
+        real_recv, n = idx._direct.recv, [0]
+
+        def recv():
+            n[0] += 1
+            if n[0] in (4, 9):  # an INGEST reply (its FIND came first), then a FIND reply
+                if n[0] == 4:
+                    import time
+                    time.sleep(0.05)  # let the server run the write before the connection goes
+                idx._direct._conn._sock.close()
+            return real_recv()
+
+        idx._direct.recv = recv
+        got = idx.ingest_many(entries, make_decider(idx, SETTINGS), fallback=lambda e: assign(idx, e, SETTINGS),
+                              chunk=5)
+        assert n[0] > 9 and all(isinstance(r, Assignment) for r in got)
+        assert len(idx) == len(entries)
+        shared = partition(idx.story_of([e.id for e in entries]))
+    assert shared == cluster(Deduper(SETTINGS), items)
+
+
+@pytest.mark.parametrize("chunk", [64, 1])
+def test_bulk_chunk_redoes_the_rest_after_a_concurrent_write(redis_url, chunk):
+    """A rival lands in a later article's bucket between the chunk's read and write: that article is redone.
+    With one article per chunk the rival lands while the article before is being written (pipelined)."""
     with RedisIndex(SETTINGS, url=redis_url, namespace="bulkrace") as idx, \
             RedisIndex(SETTINGS, url=redis_url, namespace="bulkrace") as other:
         inner = make_decider(idx, SETTINGS)
@@ -603,12 +660,13 @@ def test_bulk_chunk_redoes_the_rest_after_a_concurrent_write(redis_url):
 
         def decide(e, sigs, stories):
             seen.append((e.id, dict(stories)))
-            if len(seen) == 1:
+            # chunk of 64: after x's read; chunks of 1: after y's read, while x is being written
+            if len(seen) == (1 if chunk > 1 else 2):
                 other.ingest(entry("rival", 5), make_decider(other, SETTINGS))
             return inner(e, sigs, stories)
 
         x, y, z = entry("x", 1), entry("y", 5), entry("z", 1)
-        results = idx.ingest_many([x, y, z], decide)
+        results = idx.ingest_many([x, y, z], decide, chunk=chunk)
         assert [(r.story, r.action) for r in results] == [("x", "new"), ("rival", "joined"), ("x", "joined")]
         # x was written, y conflicted and was decided again with the rival; z (a candidate of x) too
         assert seen[:3] == [("x", {}), ("y", {}), ("z", {"x": "x"})]
@@ -616,8 +674,10 @@ def test_bulk_chunk_redoes_the_rest_after_a_concurrent_write(redis_url):
         assert idx.members("rival") == ["rival", "y"] and idx.members("x") == ["x", "z"]
 
 
-def test_bulk_chunk_sees_merges_made_earlier_in_the_same_chunk(redis_url):
-    """b bridges a and c inside one chunk; d, a candidate of c only, must join the merged story."""
+@pytest.mark.parametrize("chunk", [64, 1, 2])
+def test_bulk_chunk_sees_merges_made_earlier_in_the_same_chunk(redis_url, chunk):
+    """b bridges a and c inside one chunk (or the chunk before, written while this one is decided);
+    d, a candidate of c only, must join the merged story."""
     def art(aid: str, fills: list[int]) -> Entry:
         e = entry(aid, 0)
         e.signature.minhash[: len(fills)] = fills
@@ -632,7 +692,7 @@ def test_bulk_chunk_sees_merges_made_earlier_in_the_same_chunk(redis_url):
     mem = MemoryIndex(SETTINGS)
     expected = [mem.ingest(e, make_decider(mem, SETTINGS)) for e in (a, c, b, d)]
     with RedisIndex(SETTINGS, url=redis_url, namespace="bulkmerge") as idx:
-        got = idx.ingest_many([a, c, b, d], make_decider(idx, SETTINGS))
+        got = idx.ingest_many([a, c, b, d], make_decider(idx, SETTINGS), chunk=chunk)
         assert [(r.story, r.action, r.merged) for r in got] == [(r.story, r.action, r.merged) for r in expected]
         assert got[2].action == "merged" and got[3].story == "a"
         assert idx.members("a") == ["a", "b", "c", "d"]

@@ -81,3 +81,35 @@ def test_error_replies_raise_what_redis_py_raises(redis_url):
             idx.entries(["a"])  # the first call loads the script (through redis-py)
         with pytest.raises(redis.ResponseError, match="WRONGTYPE"):
             idx._direct.call("RECORDS", ["a"])
+
+
+def test_pipelined_calls_come_back_in_order_and_free_the_connection(redis_url):
+    """send() writes several calls at once; recv() reads their replies one by one (bulk ingest decides a
+    chunk between the two); after the last one the connection serves ordinary calls again."""
+    with RedisIndex(SETTINGS, url=redis_url, namespace="wire4") as idx:
+        idx.put(entry("a", 1))
+        idx.story_of(["a"])  # loads the script
+        assert idx._direct.send([("STORY_OF", ["a"]), ("STORY_OF", ["missing"])])
+        assert not idx._direct.send([("STORY_OF", ["a"])])  # one batch in flight at a time
+        assert idx._direct.recv() == [b""]
+        assert idx._direct.recv() == [b""]
+        assert idx._direct.call("STORY_OF", ["a"]) == (True, [b""])
+
+
+def test_a_pipeline_that_breaks_says_so_and_leaves_the_index_usable(redis_url):
+    """NOSCRIPT or a dropped connection mid-batch: recv raises PipelineBroken (the caller writes again
+    through redis-py), the rest of the batch is abandoned, and later calls work."""
+    from dedup.index.redis_wire import PipelineBroken
+
+    with RedisIndex(SETTINGS, url=redis_url, namespace="wire5") as idx:
+        idx.story_of(["a"])
+        redis.Redis.from_url(redis_url).script_flush()
+        assert idx._direct.send([("STORY_OF", ["a"]), ("STORY_OF", ["b"])])
+        with pytest.raises(PipelineBroken, match="NOSCRIPT"):
+            idx._direct.recv()
+        assert idx.story_of(["a"]) == {}  # through redis-py, which loads the script again
+        assert idx._direct.send([("STORY_OF", ["a"])])
+        idx._direct._conn._sock.close()
+        with pytest.raises(PipelineBroken):
+            idx._direct.recv()
+        assert idx._direct.call("STORY_OF", ["a"]) == (True, [b""])  # a new connection

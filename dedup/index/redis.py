@@ -43,7 +43,7 @@ from . import mask_url, redis_lua
 from .redis_lua import NODAY, SHARDS0
 from .base import Decide, StoryIndex
 from .codec import CODEC_VERSION, decode_entry, decode_signatures, encode_entry, record_id
-from .redis_bulk import ingest_chunk
+from .redis_bulk import ingest_chunks
 from .redis_wire import DirectScripts
 from .redis_keys import LAYOUT_VERSION, check_id, key
 
@@ -486,34 +486,44 @@ class RedisIndex(StoryIndex):
         """Conflict: another worker changed our candidates; wait a little so we do not collide again."""
         time.sleep(random.uniform(0, min(0.05, 0.001 * (attempt + 1))))
 
-    def _write(self, decided: list[Decided]) -> tuple[int, str]:
-        """Run INGEST for decided articles in order; returns (how many were written, status)."""
+    def _ingest_args(self, decided: list[Decided]) -> list[Any]:
+        """INGEST's arguments for decided articles, in order."""
         args: list[Any] = [self.settings.window_days, len(decided)]
         for entry, blob, fields, assignment, expected, version, buckets in decided:
             args += [entry.id, blob, fields, assignment.story, int(assignment.action == "new"),
                      len(assignment.merged), *assignment.merged, version, buckets, len(expected)]
             for h, story in expected.items():
                 args += [h, story]
-        done, status, *handles = self._run("INGEST", *args)
+        return args
+
+    def _written(self, decided: list[Decided], reply: list[Any]) -> tuple[int, str, bytes, list[bytes]]:
+        """INGEST's answer: (how many were written, status, write version before the call, their handles)."""
+        done, status, v0, *handles = reply
         for (entry, *_), h in zip(decided, handles):
             self._remember(h, entry)
-        return int(done), _s(status)
+        return int(done), _s(status), v0, handles
+
+    def _write(self, decided: list[Decided]) -> tuple[int, str]:
+        """Run INGEST for decided articles in order; returns (how many were written, status)."""
+        done, status, _, _ = self._written(decided, self._run("INGEST", *self._ingest_args(decided)))
+        return done, status
 
     @_guard
     def ingest_many(
         self, entries: list[Entry], decide: Decide, fallback: Callable[[Entry], Assignment] | None = None,
         chunk: int = 64,
     ) -> list[Assignment | DedupError]:
-        """Ingest a batch in input order with two round trips per chunk instead of two per article.
+        """Ingest a batch in input order with one round trip per chunk instead of two per article.
 
-        The candidate reads of a whole chunk are one FIND call (one round
-        trip, plus an MGET for signatures not yet cached);
-        the decisions run here one after another, each seeing the earlier
-        articles of the chunk (they may be its candidates, and merges rename
-        stories); one INGEST call then writes the chunk, re-checking each
-        article against what its decision saw.  On a conflict the written
-        prefix stays and the rest is read and decided again, so the outcome
-        is the one-at-a-time outcome.  Articles already stored (or repeated
+        The candidate reads of a whole chunk are one FIND call (plus an MGET
+        for signatures not yet cached); the decisions run here one after
+        another, each seeing the earlier articles of the chunk (they may be
+        its candidates, and merges rename stories); one INGEST call then
+        writes the chunk, re-checking each article against what its decision
+        saw.  The next chunk's FIND goes out with it, and the next chunk is
+        decided while the server writes (:mod:`dedup.index.redis_bulk`).  On
+        a conflict the written prefix stays and the rest is read and decided
+        again, so the outcome is the one-at-a-time outcome.  Articles already stored (or repeated
         in the batch) go through ``fallback`` (``dedup.stories.assign``:
         unchanged / replaced) at their place in the order; retention, which
         may delete between two articles, makes every article go one at a time.
@@ -529,25 +539,17 @@ class RedisIndex(StoryIndex):
                 except DedupError as exc:
                     out[i] = exc
             pos = len(entries)
-        while pos < len(entries):
-            part = list(range(pos, min(len(entries), pos + chunk)))
-            pos = part[-1] + 1
-            pending: list[int] = []
-            for i in part:
-                try:
-                    check_id(entries[i].id)
-                except DedupError as exc:
-                    out[i] = exc
-                    continue
-                pending.append(i)
-            self._ingest_chunk(entries, pending, decide, single, out)
+        pending: list[int] = []
+        for i in range(pos, len(entries)):
+            try:
+                check_id(entries[i].id)
+            except DedupError as exc:
+                out[i] = exc
+                continue
+            pending.append(i)
+        if pending:
+            ingest_chunks(self, entries, pending, decide, single, out, chunk)
         return [o if o is not None else DedupError("not ingested") for o in out]
-
-    @_guard
-    def _ingest_chunk(self, entries: list[Entry], todo: list[int], decide: Decide,
-                      single: Callable[[Entry], Assignment], out: list[Any]) -> None:
-        """Read, decide and write the articles ``todo`` (see :func:`redis_bulk.ingest_chunk`)."""
-        ingest_chunk(self, entries, todo, decide, single, out)
 
     def _retain(self, day: int) -> None:
         """Apply ``retain_days`` once per newer publication day this worker sees (cheap otherwise)."""

@@ -1,22 +1,43 @@
-"""Bulk ingest of the Redis index: a chunk of articles in two round trips (see RedisIndex.ingest_many).
+"""Bulk ingest of the Redis index: chunks of articles, pipelined (see RedisIndex.ingest_many).
 
-The client decides the chunk's articles in input order, each seeing the
-earlier ones of the chunk as candidates (when they share a band and are
-within the window) and seeing the stories they created or merged; one
-INGEST call then writes the chunk.  Split from :mod:`dedup.index.redis` to
-keep modules short.
+A chunk is read with one FIND call, decided here in input order (each
+article seeing the earlier ones as candidates when they share a band and
+are within the window, and seeing the stories they created or merged), and
+written with one INGEST call that re-checks what the decisions saw.
+
+**Pipelined.**  Reading chunk k+1 does not wait for chunk k to be written:
+the client sends chunk k+1's FIND and *then* chunk k's INGEST in one go, and
+decides chunk k+1 while the server writes chunk k.  FIND(k+1) runs before
+INGEST(k), so its answers lack chunk k; the client adds chunk k from what it
+decided (candidates, stories, merges), exactly as it adds the chunk's own
+earlier articles.  Once INGEST(k) answers ``ok`` with the write version it
+started from, chunk k+1's records are patched to what FIND would have read
+after it: chunk k's entries appended to the bucket values, chunk k's
+candidates added to the stories to re-check, and the write version moved
+past INGEST(k) when nothing else wrote in between (else INGEST(k+1) re-checks
+everything, as for any concurrent write).  If INGEST(k) does not write it
+all (another worker got in the way), chunk k+1's decisions are dropped and
+both are read again.  So the outcome is the one-at-a-time outcome, with the
+client's deciding and the server's writing overlapped.  Without the index's
+own connection (a Redis Cluster) the chunks go one after another.
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Callable
 
-from ..records import Assignment, DedupError, Entry
+import numpy as np
+
+from ..records import Assignment, DedupError, Entry, Signature
 from .base import Decide
 from .codec import encode_entry
+from .redis_wire import PipelineBroken
 
 if TYPE_CHECKING:
-    from .redis import Decided, RedisIndex
+    from .redis import Decided, Found, RedisIndex
+
+UNDATED_TAG = 65535  # the Lua twin: day_tag in redis_lua_lib
 
 
 def _within(a: int | None, b: int | None, window: int) -> bool:
@@ -24,35 +45,91 @@ def _within(a: int | None, b: int | None, window: int) -> bool:
     return a is None or b is None or abs(a - b) <= window
 
 
-def ingest_chunk(index: "RedisIndex", entries: list[Entry], todo: list[int], decide: Decide,
-                 single: Callable[[Entry], Assignment], out: list[Any]) -> None:
-    """Read, decide and write the articles ``todo`` (indexes into ``entries``), filling ``out``."""
-    from .redis import MAX_INGEST_ATTEMPTS  # late import: redis imports this module
+def _day_tag(day: int | None) -> bytes:
+    return int(UNDATED_TAG if day is None else day % 65535).to_bytes(2, "little")
 
-    bands, w = index.settings.bands, index.settings.rows * 4
-    window = index.settings.window_days
-    blobs = {i: encode_entry(entries[i], keep_features=index.settings.store_features) for i in todo}
-    field_bytes = {i: index._fields(entries[i].signature) for i in todo}  # sent to FIND, then to INGEST
-    attempt = 0
-    while todo:
-        # one script call reads the whole chunk: one round trip, and one slot on a cluster
-        args: list[Any] = ["many", window, 2]
+
+@dataclass
+class _Layer:
+    """Articles decided but not in the FIND answers at hand (one chunk's worth)."""
+
+    sig: dict[str, Signature] = field(default_factory=dict)  # id -> signature
+    story: dict[str, str] = field(default_factory=dict)  # id -> story as decided
+    renamed: dict[str, str] = field(default_factory=dict)  # story merged away -> where it went
+    bands: dict[bytes, list[str]] = field(default_factory=dict)  # bucket field -> ids, in write order
+    # every story an article was decided into: a story id one of the layer's articles resolves to is
+    # always one of these (a merge renames into the merging article's story), so a fresh article whose
+    # id is not among them has no member in the layer
+    named: set[str] = field(default_factory=set)
+
+
+@dataclass
+class _Chunk:
+    """A decided chunk, ready for INGEST."""
+
+    decided: list["Decided"]
+    todo: list[int]  # the chunk's articles (indexes into entries), decided or not
+    layer: _Layer
+    # per decided article: the previous chunk's articles it saw as candidates -> their story as decided,
+    # and its bands that hold articles of the previous chunk (band number -> their ids)
+    prev_cands: list[dict[str, str]]
+    prev_bands: list[list[tuple[int, list[str]]]]
+    stop: int  # position in todo of an article to ingest on its own (stored or repeated id), or len(todo)
+
+
+class _Bulk:
+    """One ``ingest_many`` call: reads, decides and writes ``todo`` in order, filling ``out``."""
+
+    def __init__(self, index: "RedisIndex", entries: list[Entry], decide: Decide,
+                 single: Callable[[Entry], Assignment], out: list[Any], chunk: int) -> None:
+        self.index, self.entries, self.decide, self.single, self.out = index, entries, decide, single, out
+        self.chunk = chunk
+        s = index.settings
+        self.bands, self.fw, self.window = s.bands, 2 + 4 * s.rows, s.window_days
+        self.blobs: dict[int, bytes] = {}
+        self.fields: dict[int, bytes] = {}  # sent to FIND, then to INGEST
+        self.verify_pairs = getattr(decide, "verify_pairs", None)
+        self.attempt = 0
+
+    # -- preparing and reading ------------------------------------------------------
+    def _encode(self, todo: list[int]) -> None:
+        keep = self.index.settings.store_features
         for i in todo:
-            args += [field_bytes[i], index._day_arg(entries[i].signature), entries[i].id]
-        founds = [index._parse_find(reply) for reply in index._run("FIND", *args)]
+            if i not in self.blobs:
+                self.blobs[i] = encode_entry(self.entries[i], keep_features=keep)
+                self.fields[i] = self.index._fields(self.entries[i].signature)
+
+    def _find_args(self, todo: list[int]) -> list[Any]:
+        args: list[Any] = ["many", self.window, 2]
+        for i in todo:
+            args += [self.fields[i], self.index._day_arg(self.entries[i].signature), self.entries[i].id]
+        return args
+
+    # -- deciding -------------------------------------------------------------------
+    def _decide(self, todo: list[int], founds: list["Found"], prev: _Layer) -> _Chunk:
+        """Decide ``todo`` in order from FIND's answers plus ``prev`` (written after those answers were read)."""
+        index, entries, window = self.index, self.entries, self.window
+        cur = _Layer()
+        layers = (prev, cur)
+
+        def resolve(story: str) -> str:
+            while True:
+                nxt = cur.renamed.get(story) or prev.renamed.get(story)
+                if nxt is None:
+                    return story
+                story = nxt
+
         known = index._known({h for f in founds for h in f.cands})
-        # The loop below decides articles up to the first one already stored or repeated in the chunk
-        # (then the rest is read again): only those get their candidates verified here.
-        reach, ids_so_far = len(todo), set()
+        # Decided up to the first article already stored or repeated (then the rest is read again): only
+        # those get their stored candidates verified here, in one batch when the decider can.
+        reach, ids_so_far = len(todo), set(prev.sig)
         for k, (i, found) in enumerate(zip(todo, founds)):
             if found.stored or entries[i].id in ids_so_far:
                 reach = k
                 break
             ids_so_far.add(entries[i].id)
         stored_cands = [index._candidates_of(found, known) for found in founds[:reach]]
-        # Their stored candidates verified in one batch when the decider can; the candidates an
-        # article finds among the chunk's earlier articles (few) are verified as they turn up.
-        verify_pairs = getattr(decide, "verify_pairs", None)
+        verify_pairs = self.verify_pairs
         verdicts: list[dict[str, tuple[bool, float, float]]] = [{} for _ in stored_cands]
         if verify_pairs is not None:
             flat = [(k, c, sig) for k, (sigs, _) in enumerate(stored_cands) for c, sig in sigs.items()]
@@ -60,20 +137,13 @@ def ingest_chunk(index: "RedisIndex", entries: list[Entry], todo: list[int], dec
                                                         [sig for _, _, sig in flat])):
                 verdicts[k][c] = v
         decided: list[Decided] = []
-        chunk_ids: dict[str, int] = {}  # ids decided in this chunk -> position in `decided`
-        chunk_story: dict[str, str] = {}  # their stories, as decided
-        renamed: dict[str, str] = {}  # stories merged away in this chunk -> where they went
-        band_map: dict[bytes, list[str]] = {}  # band field -> chunk ids in it
-
-        def resolve(story: str) -> str:
-            while story in renamed:
-                story = renamed[story]
-            return story
-
+        prev_cands: list[dict[str, str]] = []
+        prev_bands: list[list[tuple[int, list[str]]]] = []
         stop = len(todo)
+        fw = self.fw
         for k, (i, found) in enumerate(zip(todo, founds)):
             e = entries[i]
-            if found.stored or e.id in chunk_ids:
+            if found.stored or e.id in cur.sig or e.id in prev.sig:
                 stop = k  # write what is decided, then handle this one on its own
                 break
             # past `reach` only when an earlier copy of the id failed to decide: read and verify it here
@@ -81,20 +151,25 @@ def ingest_chunk(index: "RedisIndex", entries: list[Entry], todo: list[int], dec
             sigs, stories = stored_cands[k] if batched else index._candidates_of(found, known)
             stories = {c: resolve(s) for c, s in stories.items()}
             expected = {h: resolve(s) for h, s in found.cands.items()}
-            packed = field_bytes[i]
-            fw = 2 + w
-            fields = [packed[b * fw:(b + 1) * fw] for b in range(bands)]
+            packed = self.fields[i]
+            fields = [packed[b * fw:(b + 1) * fw] for b in range(self.bands)]
             seen: set[str] = set()
-            in_chunk: dict[str, Any] = {}
+            in_chunk: dict[str, Signature] = {}
+            from_prev: dict[str, str] = {}
+            shared = [(b, prev.bands[f]) for b, f in enumerate(fields) if f in prev.bands] if prev.bands else []
             for f in fields:
-                for c in band_map.get(f, ()):
-                    if c not in seen:
+                for layer in layers:
+                    for c in layer.bands.get(f, ()):
+                        if c in seen:
+                            continue
                         seen.add(c)
-                        other = decided[chunk_ids[c]][0].signature
+                        other = layer.sig[c]
                         if _within(e.signature.day, other.day, window):
                             sigs[c] = other
                             in_chunk[c] = other
-                            stories[c] = resolve(chunk_story[c])
+                            stories[c] = resolve(layer.story[c])
+                            if layer is prev:
+                                from_prev[c] = stories[c]
             given = None
             if verify_pairs is not None and batched:
                 given = verdicts[k]
@@ -103,42 +178,160 @@ def ingest_chunk(index: "RedisIndex", entries: list[Entry], todo: list[int], dec
                 # only the linked candidates go to the decider: the others cannot change its decision
                 sigs = {c: sig for c, sig in sigs.items() if given[c][0]}
                 stories = {c: s for c, s in stories.items() if c in sigs}
-            own_now = [] if e.id in renamed else list(found.own)
-            own_now += [c for c in chunk_ids if resolve(chunk_story[c]) == e.id]
+            own_now = [] if (e.id in cur.renamed or e.id in prev.renamed) else list(found.own)
+            if e.id in cur.named or e.id in prev.named:
+                own_now += [c for layer in layers for c in layer.sig if resolve(layer.story[c]) == e.id]
             index._members_hint = {e.id: sorted(own_now)}
             try:
-                assignment = decide(e, sigs, stories) if given is None else decide(e, sigs, stories, given)
+                assignment = self.decide(e, sigs, stories) if given is None else self.decide(e, sigs, stories, given)
             except DedupError as exc:
-                out[i] = exc
+                self.out[i] = exc
                 continue
             finally:
                 index._members_hint = {}
             for old in assignment.merged:
-                renamed[old] = assignment.story
-            chunk_ids[e.id] = len(decided)
-            chunk_story[e.id] = assignment.story
+                cur.renamed[old] = assignment.story
+            cur.sig[e.id] = e.signature
+            cur.story[e.id] = assignment.story
+            cur.named.add(assignment.story)
             for f in fields:
-                band_map.setdefault(f, []).append(e.id)
-            decided.append((e, blobs[i], packed, assignment, expected, found.version, found.buckets))
-            out[i] = assignment
-        written_idx = [i for i in todo[:stop] if isinstance(out[i], Assignment)]
-        done, status = index._write(decided) if decided else (0, "ok")
+                cur.bands.setdefault(f, []).append(e.id)
+            decided.append((e, self.blobs[i], packed, assignment, expected, found.version, found.buckets))
+            prev_cands.append(from_prev)
+            prev_bands.append(shared)
+            self.out[i] = assignment
+        return _Chunk(decided, todo, cur, prev_cands, prev_bands, stop)
+
+    # -- after the previous chunk was written -----------------------------------------
+    def _patch(self, nxt: _Chunk, prev: _Chunk, v0: bytes, handles: list[bytes]) -> None:
+        """Make ``nxt``'s records say what its FIND would have read after ``prev`` was written."""
+        entry_of = {e.id: h + _day_tag(e.signature.day) for (e, *_), h in zip(prev.decided, handles)}
+        bands = self.bands
+        moved = str(int(v0) + 1).encode()
+        for n, (e, blob, packed, assignment, expected, version, buckets) in enumerate(nxt.decided):
+            shared = nxt.prev_bands[n]
+            if shared:  # append the previous chunk's entries to the bucket values FIND read
+                lens = np.frombuffer(buckets, dtype="<u4", count=bands).tolist()
+                starts = [4 * bands]
+                for n_b in lens:
+                    starts.append(starts[-1] + (0 if n_b == 0xFFFFFFFF else n_b))
+                values = [None if n_b == 0xFFFFFFFF else buckets[starts[b]:starts[b + 1]] for b, n_b in enumerate(lens)]
+                for b, ids in shared:
+                    values[b] = (values[b] or b"") + b"".join(entry_of[c] for c in ids)
+                buckets = (np.asarray([0xFFFFFFFF if v is None else len(v) for v in values], dtype="<u4").tobytes()
+                           + b"".join(v for v in values if v is not None))
+            if nxt.prev_cands[n]:
+                expected = {**expected, **{entry_of[c][:4]: s for c, s in nxt.prev_cands[n].items()}}
+            # nothing but `prev` wrote between this FIND (sent just before it) and now: its values, patched,
+            # are current, so INGEST may skip the re-check; else it re-checks against them
+            nxt.decided[n] = (e, blob, packed, assignment, expected, moved if version == v0 else version, buckets)
+
+    # -- the loop -------------------------------------------------------------------------------------
+    def run(self, todo: list[int]) -> None:
+        from .redis import MAX_INGEST_ATTEMPTS  # late import: redis imports this module
+
+        queue = list(todo)
+        pending: _Chunk | None = None  # decided, not yet written
+        while queue or pending is not None:
+            if pending is None:
+                part, queue = queue[:self.chunk], queue[self.chunk:]
+                self._encode(part)
+                founds = [self.index._parse_find(r) for r in self.index._run("FIND", *self._find_args(part))]
+                pending = self._decide(part, founds, _Layer())
+                continue
+            cur: _Chunk | None = None
+            reply: list[Any] | None = None
+            if queue and pending.stop == len(pending.todo):
+                part = queue[:self.chunk]
+                self._encode(part)
+                got = self._read_behind(part, pending, queue[self.chunk:2 * self.chunk])
+                if got is not None:
+                    cur, reply = got
+                    queue = queue[len(part):]
+            ok, requeue = self._settle(pending, reply, cur)
+            if not ok:
+                # `pending` was not all written (another worker got in the way): what it left, and what was
+                # decided on the assumption that it was, go back to the queue, read again after a pause
+                if cur is not None:
+                    for i in cur.todo:
+                        if isinstance(self.out[i], Assignment):
+                            self.out[i] = None
+                    requeue += cur.todo
+                queue = requeue + queue
+                pending = None
+                self.index._backoff(self.attempt)
+                self.attempt += 1
+                if self.attempt >= MAX_INGEST_ATTEMPTS:
+                    self._give_up(queue)
+                    return
+                continue
+            if cur is None:  # written on its own: then its stored or repeated id, if any, on its own too
+                queue = self._after_stop(pending) + queue
+            pending = cur
+
+    def _read_behind(self, part: list[int], pending: _Chunk, ahead: list[int]
+                     ) -> tuple[_Chunk, list[Any]] | None:
+        """Send ``part``'s FIND, then ``pending``'s INGEST, in one go; encode ``ahead`` while the server
+        reads and decide ``part`` while it writes.  Returns ``part`` decided and INGEST's answer, or None
+        when the connection cannot pipeline or failed (``pending`` is then written on its own: a copy
+        already written by the failed call answers 'exists' and is read again)."""
+        direct = self.index._direct
+        if direct is None or not direct.send([("FIND", self._find_args(part)),
+                                              ("INGEST", self.index._ingest_args(pending.decided))]):
+            return None
+        try:
+            self._encode(ahead)
+            founds = [self.index._parse_find(r) for r in direct.recv()]
+            cur = self._decide(part, founds, pending.layer)
+            reply = direct.recv()
+        except PipelineBroken:
+            for i in part:
+                if isinstance(self.out[i], Assignment):
+                    self.out[i] = None
+            return None
+        except BaseException:
+            direct.abandon()
+            raise
+        return cur, reply
+
+    def _settle(self, pending: _Chunk, reply: list[Any] | None, cur: _Chunk | None) -> tuple[bool, list[int]]:
+        """INGEST's answer for ``pending`` (``reply`` when it was sent behind ``cur``'s read; else it is
+        written now), and ``cur`` patched to it.  Returns (all written, what to read again when not)."""
+        index = self.index
+        if reply is None:
+            if not pending.decided:
+                return True, []
+            reply = index._run("INGEST", *index._ingest_args(pending.decided))
+        done, status, v0, handles = index._written(pending.decided, reply)
+        written_idx = [i for i in pending.todo[:pending.stop] if isinstance(self.out[i], Assignment)]
         for i in written_idx[done:]:
-            out[i] = None  # not written: decide again
-        if status == "ok" and stop < len(todo):
-            i = todo[stop]
-            try:
-                out[i] = single(entries[i])
-            except DedupError as exc:
-                out[i] = exc
-            todo = todo[stop + 1:]
-            continue
-        todo = [i for i in todo if out[i] is None]
+            self.out[i] = None  # not written: decide again
         if status != "ok":
-            index._backoff(attempt)
-            attempt += 1
-            if attempt >= MAX_INGEST_ATTEMPTS:
-                for i in todo:
-                    out[i] = DedupError(f"article {entries[i].id!r}: gave up after {attempt} conflicting "
-                                        f"concurrent updates in namespace {index.namespace!r}; retry it")
-                return
+            return False, [i for i in pending.todo if self.out[i] is None]
+        if cur is not None:
+            self._patch(cur, pending, v0, handles)
+        return True, []
+
+    def _after_stop(self, pending: _Chunk) -> list[int]:
+        """``pending`` is written; its article at ``stop`` goes on its own; returns what follows it."""
+        if pending.stop >= len(pending.todo):
+            return []
+        i = pending.todo[pending.stop]
+        try:
+            self.out[i] = self.single(self.entries[i])
+        except DedupError as exc:
+            self.out[i] = exc
+        return pending.todo[pending.stop + 1:]
+
+    def _give_up(self, queue: list[int]) -> None:
+        for i in queue:
+            if self.out[i] is None:
+                self.out[i] = DedupError(
+                    f"article {self.entries[i].id!r}: gave up after {self.attempt} conflicting concurrent "
+                    f"updates in namespace {self.index.namespace!r}; retry it")
+
+
+def ingest_chunks(index: "RedisIndex", entries: list[Entry], todo: list[int], decide: Decide,
+                  single: Callable[[Entry], Assignment], out: list[Any], chunk: int) -> None:
+    """Read, decide and write the articles ``todo`` (indexes into ``entries``) in order, filling ``out``."""
+    _Bulk(index, entries, decide, single, out, chunk).run(todo)

@@ -156,8 +156,10 @@ return answer(ARGV[4], ARGV[5], tonumber(ARGV[6]), ARGV[7], ARGV[8], ARGV[9])
 # writes): no bucket read at all.  Otherwise: the buckets must hold what FIND saw plus
 # only articles this call wrote, the candidates must still be in the stories
 # the client assumed (after this call's own moves), and a new story id must
-# still be free.  Returns {articles written, 'ok' | 'conflict' | 'exists',
-# handles of the written articles...}; the client reads and decides the rest again.
+# still be free.  Returns {articles written, 'ok' | 'conflict' | 'exists', the write version before
+# this call, handles of the written articles...}; the client reads and decides the rest again.
+# (That version tells a pipelined bulk load whether anything but this call wrote between its next
+# chunk's FIND, sent just before this call, and that chunk's INGEST: see redis_bulk.)
 # Comparing the buckets' handles instead of re-reading candidates keeps the
 # re-check to the 32 bucket reads, without fetching any record.
 INGEST = _HELPERS + r"""
@@ -179,7 +181,7 @@ for done = 0, count - 1 do
   for j = 0, ncand - 1 do expected[ARGV[i + 1 + 2 * j]] = ARGV[i + 2 + 2 * j] end
   i = i + 2 * ncand + 1
 
-  if redis.call('HEXISTS', K_HANDLES, id) == 1 then finish(); return {done, 'exists', unpack(written)} end
+  if redis.call('HEXISTS', K_HANDLES, id) == 1 then finish(); return {done, 'exists', v0, unpack(written)} end
   local fields = split_fields(packed)
   local seen = unpack_vals(fields, buckets)
   local vals = {}
@@ -199,7 +201,7 @@ for done = 0, count - 1 do
       end
     end
     if ok and is_new and redis.call('EXISTS', K_story(story)) == 1 then ok = false end
-    if not ok then finish(); return {done, 'conflict', unpack(written)} end
+    if not ok then finish(); return {done, 'conflict', v0, unpack(written)} end
   end
 
   local hb, info = put(id, blob, vals, true, story, fields)
@@ -212,7 +214,7 @@ for done = 0, count - 1 do
   set_story(story, folded, {[id] = {hb, info}})
 end
 finish()
-return {count, 'ok', unpack(written)}
+return {count, 'ok', v0, unpack(written)}
 """
 
 SCRIPTS = ("PUT", "DELETE", "RECORDS", "STORY_OF", "SENT_COUNTS", "SET_STORY", "STORY_SNAPSHOT", "RESPLIT", "FIND",

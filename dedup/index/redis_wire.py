@@ -118,6 +118,10 @@ def _parse_one(buf: bytes, pos: int) -> tuple[Any, int]:
     raise _Unexpected(chr(t))
 
 
+class PipelineBroken(Exception):
+    """A pipelined call could not be read back; the caller redoes the step through redis-py."""
+
+
 class _Error(str):
     """An error reply (kept apart from a status reply of the same text)."""
 
@@ -160,6 +164,8 @@ class DirectScripts:
         self._n_fixed = 2 + 1 + len(fixed)  # EVALSHA, digest, numkeys, key + fixed args
         self._lock = threading.Lock()
         self._conn: Any = None
+        self._pending = 0  # replies of send() not read yet
+        self._buf = b""
         self._pid = os.getpid()
         # replies come back as bytes here; a client that decodes them gets every call through redis-py
         self._off = bool(getattr(client.get_encoder(), "decode_responses", False)) or BaseParser is None
@@ -225,6 +231,73 @@ class DirectScripts:
         finally:
             self._lock.release()
 
+    # -- pipelined calls: write now, read later ------------------------------------------------------
+    def send(self, calls: Sequence[tuple[str, Sequence[Any]]]) -> bool:
+        """Write several script calls in one go and keep the connection for :meth:`recv`, so the client
+        can work while the server runs them.  False: not possible here (the caller uses :meth:`call`).
+        Every call sent must be read with :meth:`recv` (or :meth:`abandon`), which frees the connection."""
+        if self._off or not self._lock.acquire(blocking=False):
+            return False
+        try:
+            request = b"".join(
+                b"".join([b"*%d\r\n" % (self._n_fixed + len(args)), self._heads[name], *_args(args)])
+                for name, args in calls)
+            conn = self._connection()
+            sock = getattr(conn, "_sock", None)
+            if sock is None:
+                raise _Unexpected("no socket")
+            sock.sendall(request)
+        except (_Unexpected, OSError, ConnectionError, redis.RedisError, ValueError, AttributeError):
+            self._drop()
+            self._lock.release()
+            return False
+        self._pending, self._buf = len(calls), b""
+        return True
+
+    def recv(self) -> Any:
+        """The next reply of what :meth:`send` wrote.  Raises :class:`PipelineBroken` when the connection
+        failed or a script was unknown (NOSCRIPT): the calls not read back may or may not have run."""
+        try:
+            sock = self._conn._sock
+            buf = self._buf
+            while True:
+                try:
+                    reply, end = _parse(buf, 0)
+                    break
+                except _Incomplete:
+                    chunk = sock.recv(65536)
+                    if not chunk:
+                        raise ConnectionError("connection closed by the server")
+                    buf = buf + chunk if buf else chunk
+            self._buf = buf[end:]
+        except (_Unexpected, OSError, ConnectionError, redis.RedisError, ValueError, AttributeError) as exc:
+            self.abandon()
+            raise PipelineBroken(str(exc)) from exc
+        self._pending -= 1
+        if self._pending == 0:
+            if self._buf:  # more replies than calls: out of step
+                self.abandon()
+                raise PipelineBroken("trailing data")
+            self._lock.release()
+        if isinstance(reply, _Error):
+            if reply.startswith("NOSCRIPT"):
+                self.abandon()
+                raise PipelineBroken(str(reply))
+            if self._pending:
+                self.abandon()  # the other replies are not read: start over on a new connection
+            raise BaseParser.parse_error(str(reply))
+        if isinstance(reply, list):
+            reply = [BaseParser.parse_error(str(v)) if isinstance(v, _Error) else v for v in reply]
+        return reply
+
+    def abandon(self) -> None:
+        """Give up on the replies not read yet: drop the connection and free it."""
+        if self._pending:
+            self._pending = 0
+            self._drop()
+            self._lock.release()
+
     def close(self) -> None:
+        self.abandon()
         with self._lock:
             self._drop()
