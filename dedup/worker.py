@@ -394,6 +394,7 @@ class Worker:
         pipe = self.client.pipeline(transaction=True)
         done: list[bytes] = []
         latencies: list[float] = []
+        todo: list[tuple[bytes, dict[bytes, bytes]]] = []
         for mid, payload in messages:
             if not payload:  # entry deleted (trimmed) from the stream while it was pending
                 done.append(mid)
@@ -404,7 +405,10 @@ class Worker:
                            f"delivered {deliveries} times without finishing: it may crash workers", deliveries)
                 done.append(mid)
                 continue
-            outcome = self._handle_one(mid, payload, pipe)
+            todo.append((mid, payload))
+        results = self._cluster(todo)
+        for mid, payload in todo:
+            outcome = self._handle_one(mid, payload, results[mid], pipe)
             if outcome != "retry":
                 done.append(mid)
             if outcome == "published":
@@ -422,12 +426,51 @@ class Worker:
         if done and not self._failed_in_pass:
             self.backoff.reset()
 
-    def _handle_one(self, mid: bytes, fields: dict[bytes, bytes], pipe: Any) -> str:
-        """Queue this message's output or dead letter on ``pipe``: ``published``, ``dead`` or ``retry`` (leave pending)."""
-        where = f"{self.ws.input_stream}/{mid.decode()}"
+    def _cluster(self, todo: list[tuple[bytes, dict[bytes, bytes]]]) -> dict[bytes, "tuple[Any, Any]"]:
+        """Parse and cluster a batch: message id -> (article or None, assignment or the exception it raised).
+
+        The articles go to the index together (``Deduper.add_many``: on Redis
+        each one is still read, decided and written in arrival order, with the
+        next one read while the one before is written), so stories are the
+        ones a message-at-a-time worker would make.  An unexpected failure of
+        the batch call is not pinned on any message: the batch is clustered
+        again one message at a time, so only the failing one is retried (the
+        others, already written, come back ``unchanged``, as on redelivery).
+        """
+        results: dict[bytes, tuple[Any, Any]] = {}
+        articles = []
+        for mid, fields in todo:
+            try:
+                article = parse_message(fields, f"{self.ws.input_stream}/{mid.decode()}", self.dd.settings.max_chars)
+            except (Rejected, BadInput) as exc:
+                results[mid] = (None, exc)
+                continue
+            articles.append((mid, article))
         try:
-            article = parse_message(fields, where, self.dd.settings.max_chars)
-            assignment = self.dd.add(article)
+            outcomes = list(self.dd.add_many([a for _, a in articles]))
+        except REDIS_AWAY:
+            raise  # not the batch's fault: the loop reconnects and redelivers
+        except Exception as exc:  # noqa: BLE001 - find the message at fault one at a time
+            log.warning("batch of %d failed as a whole (%s: %s); clustering its messages one by one",
+                        len(articles), type(exc).__name__, exc)
+            for mid, article in articles:
+                try:
+                    results[mid] = (article, self.dd.add(article))
+                except REDIS_AWAY:
+                    raise
+                except Exception as one:  # noqa: BLE001 - this message's failure: retried, then dead-lettered
+                    results[mid] = (article, one)
+            return results
+        for (mid, article), outcome in zip(articles, outcomes):
+            results[mid] = (article, outcome.error if outcome.error is not None else outcome.assignment)
+        return results
+
+    def _handle_one(self, mid: bytes, fields: dict[bytes, bytes], result: "tuple[Any, Any]", pipe: Any) -> str:
+        """Queue this message's output or dead letter on ``pipe``: ``published``, ``dead`` or ``retry`` (leave pending)."""
+        article, assignment = result
+        try:
+            if isinstance(assignment, BaseException):
+                raise assignment
         except Rejected as exc:
             self._dead(pipe, mid, fields, exc.code, exc.detail, attempts=1)
             return "dead"

@@ -177,6 +177,16 @@ class FlakyDeduper(Deduper):
             raise redis.exceptions.ResponseError("OOM command not allowed when used memory > 'maxmemory'")
         return super().add(art)
 
+    def add_many(self, items):
+        """The worker clusters a batch at once: a failing article fails the batch call, and the worker
+        then finds the culprit one message at a time (through add)."""
+        items = list(items)
+        if any(a.id == "poison" or (a.id == "flaky" and self.calls.get(a.id, 0) < 2) for a in items):
+            raise redis.exceptions.ResponseError("OOM command not allowed when used memory > 'maxmemory'")
+        for a in items:
+            self.calls[a.id] = self.calls.get(a.id, 0) + 1
+        return super().add_many(items)
+
 
 def test_transient_failures_are_retried_then_dead_lettered(redis_url):
     flaky = dict(article(1), id="flaky")
@@ -205,6 +215,12 @@ class LostIndexDeduper(Deduper):
             self.failures += 1
             raise redis.exceptions.ConnectionError("Error 111 connecting to index: Connection refused")
         return super().add(art)
+
+    def add_many(self, items):
+        if self.failures < 5:
+            self.failures += 1
+            raise redis.exceptions.ConnectionError("Error 111 connecting to index: Connection refused")
+        return super().add_many(items)
 
 
 def test_lost_index_connection_costs_no_attempt(redis_url):

@@ -40,6 +40,8 @@ class StoryIndex(ABC):
     # True when ingest() itself handles an id that is already stored the way dedup.stories.assign
     # does (same content: ``unchanged``; new version: replaced, action ``replaced``)
     ingest_checks_stored = False
+    # how many prepared articles Deduper.add_many hands to one ingest_many call
+    ingest_batch = 64
 
     # -- articles ---------------------------------------------------------
     @abstractmethod

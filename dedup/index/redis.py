@@ -252,6 +252,8 @@ class RedisIndex(StoryIndex):
 
     # -- candidates -----------------------------------------------------------
     ingest_checks_stored = True  # see ingest()
+    # ingest_many pipelines its chunks of 64 (redis_bulk): the longer the batch, the fewer pipeline restarts
+    ingest_batch = 1024
 
     def _day_arg(self, signature: Signature) -> str:
         return "" if signature.day is None else str(int(signature.day))
