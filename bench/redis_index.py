@@ -7,9 +7,6 @@ each of ``--runs`` runs on a flushed server measures:
 
 * dedup streaming ingest (``dedup.stories.assign``: duplicate check, candidate
   read, verification, atomic write) -- articles/s and per-article p50/p99;
-* the same one article ahead (``RedisIndex.ingest_many(chunk=1)``: each
-  article its own read and write, in order, the next one read while the one
-  before is written, as a worker with a backlog does) -- articles/s;
 * dedup bulk (``ingest_many`` in pipelined chunks of 64) -- articles/s;
 * datasketch ``MinHashLSH`` (params=(32,1), redis storage) query + insert per
   article -- articles/s and p50/p99;
@@ -120,19 +117,17 @@ def pct(values: list[float], q: float) -> float:
 
 
 def run_dedup(url: str, entries: list[Entry], settings: Settings, client: redis.Redis,
-              bulk: bool = False, chunk: int = 64) -> dict[str, float]:
+              bulk: bool = False) -> dict[str, float]:
     """Streaming: ``assign`` per article (what a worker fed one article at a time does).
     Bulk: ``RedisIndex.ingest_many`` (what ``Deduper.add_many`` and the worker's batches do), same
-    assignments; with ``chunk=1`` every article is its own read and its own write, the next article
-    read while the one before is written (a worker with a backlog)."""
+    assignments."""
     client.flushall()
     before = used_memory(client)
     lat = []
     with RedisIndex(settings, url=url, namespace="bench") as idx:
         t0 = time.perf_counter()
         if bulk:
-            idx.ingest_many(entries, make_decider(idx, settings), fallback=lambda e: assign(idx, e, settings),
-                            chunk=chunk)
+            idx.ingest_many(entries, make_decider(idx, settings), fallback=lambda e: assign(idx, e, settings))
         else:
             for e in entries:
                 t = time.perf_counter()
@@ -207,15 +202,13 @@ def main() -> None:
             client = redis.Redis(port=port)
             url = f"redis://127.0.0.1:{port}/0"
             script_bytes = load_scripts(client)
-            ours, ahead, bulk, theirs = [], [], [], []
+            ours, bulk, theirs = [], [], []
             for run in range(args.runs):
                 ours.append(run_dedup(url, entries, settings, client))
-                ahead.append(run_dedup(url, entries, settings, client, bulk=True, chunk=1))
                 bulk.append(run_dedup(url, entries, settings, client, bulk=True))
                 theirs.append(run_datasketch(port, entries, settings, client))
-                print(f"run {run + 1}: dedup {ours[-1]['rate']:.0f}/s, one ahead {ahead[-1]['rate']:.0f}/s, "
-                      f"bulk {bulk[-1]['rate']:.0f}/s, datasketch {theirs[-1]['rate']:.0f}/s, "
-                      f"bulk {theirs[-1]['bulk_rate']:.0f}/s")
+                print(f"run {run + 1}: dedup {ours[-1]['rate']:.0f}/s, bulk {bulk[-1]['rate']:.0f}/s, "
+                      f"datasketch {theirs[-1]['rate']:.0f}/s, bulk {theirs[-1]['bulk_rate']:.0f}/s")
             # records stored in full (features kept): what re-signing on reading saves in bytes and costs in time
             full = dataclasses.replace(settings, store_features=True)  # --store-features
             full_bytes = run_dedup(url, entries, full, client, bulk=True)["bytes"]
@@ -234,14 +227,12 @@ def main() -> None:
     print(f"{'':38}{'articles/s':>12}{'p50 ms':>9}{'p99 ms':>9}{'bytes/article':>15}")
     print(f"{'dedup RedisIndex (assign, streaming)':38}{med(ours, 'rate'):12.0f}{med(ours, 'p50') * 1e3:9.2f}"
           f"{med(ours, 'p99') * 1e3:9.2f}{med(ours, 'bytes'):15.0f}")
-    print(f"{'dedup one article ahead (chunk=1)':38}{med(ahead, 'rate'):12.0f}{'':18}{med(ahead, 'bytes'):15.0f}")
     print(f"{'datasketch query+insert (streaming)':38}{med(theirs, 'rate'):12.0f}{med(theirs, 'p50') * 1e3:9.2f}"
           f"{med(theirs, 'p99') * 1e3:9.2f}{med(theirs, 'bytes'):15.0f}")
     print(f"{'dedup RedisIndex.ingest_many (bulk)':38}{med(bulk, 'rate'):12.0f}{'':18}{med(bulk, 'bytes'):15.0f}")
     print(f"{'dedup --store-features (bulk)':38}{'':30}{full_bytes:15.0f}")
     print(f"{'datasketch insertion_session (bulk)':38}{med(theirs, 'bulk_rate'):12.0f}")
-    print(f"\nratios dedup/datasketch: streaming speed {med(ours, 'rate') / med(theirs, 'rate'):.2f}x "
-          f"(one article ahead {med(ahead, 'rate') / med(theirs, 'rate'):.2f}x), "
+    print(f"\nratios dedup/datasketch: streaming speed {med(ours, 'rate') / med(theirs, 'rate'):.2f}x, "
           f"bulk {med(bulk, 'rate') / med(theirs, 'bulk_rate'):.2f}x, "
           f"p99 latency {med(ours, 'p99') / med(theirs, 'p99'):.2f}x, "
           f"bytes/article {med(ours, 'bytes') / med(theirs, 'bytes'):.2f}x "
