@@ -115,8 +115,10 @@ def main() -> None:
                 done = 0
                 while done < args.n:
                     arts = [synth.article(done + k) for k in range(min(args.step, args.n - done))]
-                    batch = [e for e in dd.prepare_many(arts) if isinstance(e, Entry)]
+                    batch = [e for j in range(0, len(arts), 1000) for e in dd.prepare_many(arts[j:j + 1000])
+                             if isinstance(e, Entry)]
                     assert len(batch) == len(arts)
+                    del arts
                     t = time.perf_counter()
                     for j in range(0, len(batch), 1024):
                         idx.ingest_many(batch[j:j + 1024], decide)

@@ -254,8 +254,7 @@ class _Bulk:
                 # decided on the assumption that it was, go back to the queue, read again after a pause
                 if cur is not None:
                     for i in cur.todo:
-                        if isinstance(self.out[i], Assignment):
-                            self.out[i] = None
+                        self.out[i] = None
                     requeue += cur.todo
                 queue = requeue + queue
                 pending = None
@@ -265,6 +264,7 @@ class _Bulk:
                     self._give_up(queue)
                     return
                 continue
+            self.attempt = 0  # conflicts are counted in a row, as for one chunk
             if cur is None:  # written on its own: then its stored or repeated id, if any, on its own too
                 queue = self._after_stop(pending) + queue
             pending = cur
