@@ -28,11 +28,12 @@ the features come back bit-identical.  The stored minhash is checked
 against the re-signed one: a record signed by a different normalization or
 signing (another dedup version, other settings) is refused, naming the key,
 rather than verified against features it was never indexed with.  Signing
-again costs ~0.1-0.2 ms per record, paid only when a record is read: the
+again costs ~0.25 ms per record in a batch, ~1 ms alone (measured on a slow
+2-core VM), paid only when a record is read: the
 Redis index caches signatures by handle, so a worker signs another
 worker's article at most once, and display readers (:func:`decode_entry`)
-sign only if they touch ``entry.signature``.  A signature made by hand
-(tests, the synthetic benchmark) is stored in full, as before.
+sign only if they touch ``entry.signature``.  A signature made by hand (tests)
+or one whose text was edited after signing is stored in full, as before.
 
 Nothing here can execute code when decoded (unlike pickle), and a damaged or
 foreign record raises :class:`CorruptRecord` naming the key and the part
