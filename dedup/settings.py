@@ -107,7 +107,7 @@ class Settings(DeclaredSettings):
         False,
         "Shared (Redis) index only: records keep each article's term vector and trigrams (~1.1 kB more per "
         "article, about +50% memory) instead of signing the text again when another process first reads "
-        "them (~0.3-1 ms per record). Worth it with several workers on a busy stream; either way the "
+        "them (~0.25-1 ms per record). Worth it with several workers on a busy stream; either way the "
         "clusters are the same, and a namespace may hold both kinds of record.",
         group="storage",
     )
