@@ -21,7 +21,7 @@ from .index import StoryIndex, open_index
 from .novelty import rank_story
 from .records import Article, Assignment, BadInput, Entry, Signature, Story
 from .settings import Settings
-from .signature import idf, sign_many, source_crc
+from .signature import idf, sign_articles
 from .stories import assign, make_decider, remove
 from .text import line_hashes, normalize
 
@@ -160,7 +160,7 @@ class Deduper:
     def prepare_many(self, items: list[Article | BadInput]) -> list[Entry | BadInput]:
         """:meth:`prepare` for a batch: an Entry per good article, its BadInput in place otherwise.
 
-        Signing runs once for the whole batch (:func:`dedup.signature.sign_many`);
+        Signing runs once for the whole batch (:func:`dedup.signature.sign_articles`);
         each article's entry is the one :meth:`prepare` would give it alone.
         """
         out: list[Entry | BadInput] = []
@@ -177,10 +177,9 @@ class Deduper:
                 continue
             todo.append((len(out), item))
             out.append(item)  # type: ignore[arg-type]  # replaced below
-        signatures = sign_many(cleans, [a.day for _, a in todo], self.settings)
+        signatures = sign_articles([a.text for _, a in todo], [a.title for _, a in todo], [a.day for _, a in todo],
+                                   self.settings, cleans=cleans)
         for (at, article), clean, signature in zip(todo, cleans, signatures):
-            if signature is not None:  # lets the Redis store keep only the minhash (see sign_articles)
-                signature.source_crc = source_crc(article.title.encode("utf-8"), article.text.encode("utf-8"))
             if signature is None:
                 out[at] = BadInput(
                     article.origin or f"article {article.id!r}",

@@ -24,7 +24,6 @@ from __future__ import annotations
 import hashlib
 import math
 import zlib
-from collections import Counter
 from collections.abc import Sequence
 from functools import lru_cache
 
@@ -307,16 +306,19 @@ def source_crc(title: bytes, text: bytes) -> int:
     return zlib.crc32(text, zlib.crc32(title))
 
 
-def sign_articles(texts: list[str], titles: list[str], days: list[int | None], settings: Settings
-                  ) -> list[Signature | None]:
+def sign_articles(texts: list[str], titles: list[str], days: list[int | None], settings: Settings,
+                  cleans: list[str] | None = None) -> list[Signature | None]:
     """Normalize and sign raw article texts (None where no word is left), recording their ``source_crc``.
 
-    What :meth:`dedup.service.Deduper.prepare_many` does after its input
-    checks, and what the Redis codec does to read a record whose term
-    vector and trigrams were left out: one path, so both give the same
-    signature bit for bit.
+    :meth:`dedup.service.Deduper.prepare_many` signs with it (passing the
+    ``cleans`` it normalized already, for its input checks and sentence
+    hashes), and so does the Redis codec to read a record whose term vector
+    and trigrams were left out: one path, so both give the same signature
+    bit for bit.
     """
-    sigs = sign_many([normalize(t, ti)[0] for t, ti in zip(texts, titles)], days, settings)
+    if cleans is None:
+        cleans = [normalize(t, ti)[0] for t, ti in zip(texts, titles)]
+    sigs = sign_many(cleans, days, settings)
     for sig, text, title in zip(sigs, texts, titles):
         if sig is not None:
             sig.source_crc = source_crc(title.encode("utf-8"), text.encode("utf-8"))

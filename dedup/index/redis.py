@@ -216,7 +216,7 @@ class RedisIndex(StoryIndex):
     @_guard
     def put(self, entry: Entry) -> None:
         check_id(entry.id)
-        self._run("PUT", entry.id, encode_entry(entry, keep_features=self.settings.store_features))
+        self._run("PUT", entry.id, self._record(entry))
 
     @_guard
     def delete(self, article_id: str) -> Entry | None:
@@ -224,6 +224,10 @@ class RedisIndex(StoryIndex):
         if not blob:
             return None
         return decode_entry(blob, self._k("h", article_id), self.settings)
+
+    def _record(self, entry: Entry) -> bytes:
+        """The stored record of an entry (features kept only with ``store_features``, see codec)."""
+        return encode_entry(entry, keep_features=self.settings.store_features)
 
     def _records(self, ids: Iterable[str]) -> dict[str, bytes]:
         ids = list(dict.fromkeys(ids))
@@ -438,7 +442,7 @@ class RedisIndex(StoryIndex):
         an article without candidates is stored by FIND itself: one round trip.
         """
         check_id(entry.id)
-        blob = encode_entry(entry, keep_features=self.settings.store_features)
+        blob = self._record(entry)
         sig = entry.signature
         mode = 3 if getattr(decide, "alone_is_new", False) else 2
         fields = self._fields(sig)

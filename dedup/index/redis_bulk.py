@@ -31,7 +31,6 @@ import numpy as np
 
 from ..records import Assignment, DedupError, Entry, Signature
 from .base import Decide
-from .codec import encode_entry
 from .redis_wire import PipelineBroken
 
 if TYPE_CHECKING:
@@ -93,10 +92,9 @@ class _Bulk:
 
     # -- preparing and reading ------------------------------------------------------
     def _encode(self, todo: list[int]) -> None:
-        keep = self.index.settings.store_features
         for i in todo:
             if i not in self.blobs:
-                self.blobs[i] = encode_entry(self.entries[i], keep_features=keep)
+                self.blobs[i] = self.index._record(self.entries[i])
                 self.fields[i] = self.index._fields(self.entries[i].signature)
 
     def _find_args(self, todo: list[int]) -> list[Any]:

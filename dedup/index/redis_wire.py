@@ -189,61 +189,34 @@ class DirectScripts:
 
     def call(self, name: str, args: Sequence[Any]) -> tuple[bool, Any]:
         """(True, reply) when the call was made here; (False, None): make it through redis-py."""
-        if self._off or not self._lock.acquire(blocking=False):
+        if not self._send([(name, args)]):
             return False, None
         try:
-            try:
-                pieces = _args(args)
-            except _Unexpected:
-                return False, None
-            request = b"".join([b"*%d\r\n" % (self._n_fixed + len(args)), self._heads[name], *pieces])
-            try:
-                conn = self._connection()
-                sock = getattr(conn, "_sock", None)  # redis-py keeps the socket there (5.x to 8.x)
-                if sock is None:
-                    self._drop()
-                    return False, None
-                sock.sendall(request)
-                buf = b""
-                while True:
-                    chunk = sock.recv(65536)
-                    if not chunk:
-                        raise ConnectionError("connection closed by the server")
-                    buf = buf + chunk if buf else chunk
-                    try:
-                        reply, end = _parse(buf, 0)
-                    except _Incomplete:
-                        continue
-                    break
-                if end != len(buf):  # more than one reply: out of step, start over on a new connection
-                    raise _Unexpected("trailing data")
-            except (_Unexpected, OSError, ConnectionError, redis.RedisError, ValueError, AttributeError):
-                # the script may or may not have run: redis-py runs it again, as its own retry would
-                self._drop()
-                return False, None
-            if isinstance(reply, _Error):
-                if reply.startswith("NOSCRIPT"):
-                    return False, None  # redis-py loads the script and runs it
-                raise BaseParser.parse_error(str(reply))
-            if isinstance(reply, list):  # an error inside an array comes back as the exception, as in redis-py
-                reply = [BaseParser.parse_error(str(v)) if isinstance(v, _Error) else v for v in reply]
-            return True, reply
-        finally:
-            self._lock.release()
+            return True, self.recv()
+        except PipelineBroken:
+            # NOSCRIPT (redis-py loads the script and runs it) or a failed connection: the script may or may
+            # not have run, and redis-py runs it again, as its own retry would
+            return False, None
 
     # -- pipelined calls: write now, read later ------------------------------------------------------
     def send(self, calls: Sequence[tuple[str, Sequence[Any]]]) -> bool:
         """Write several script calls in one go and keep the connection for :meth:`recv`, so the client
-        can work while the server runs them.  False: not possible here (the caller uses :meth:`call`).
+        can work while the server runs them.  False: not possible here (the caller goes through redis-py).
         Every call sent must be read with :meth:`recv` (or :meth:`abandon`), which frees the connection."""
+        return self._send(calls)
+
+    def _send(self, calls: Sequence[tuple[str, Sequence[Any]]]) -> bool:
         if self._off or not self._lock.acquire(blocking=False):
             return False
         try:
             request = b"".join(
                 b"".join([b"*%d\r\n" % (self._n_fixed + len(args)), self._heads[name], *_args(args)])
                 for name, args in calls)
-            conn = self._connection()
-            sock = getattr(conn, "_sock", None)
+        except _Unexpected:  # an argument type the fast path does not encode
+            self._lock.release()
+            return False
+        try:
+            sock = getattr(self._connection(), "_sock", None)  # redis-py keeps the socket there (5.x to 8.x)
             if sock is None:
                 raise _Unexpected("no socket")
             sock.sendall(request)
@@ -256,7 +229,8 @@ class DirectScripts:
 
     def recv(self) -> Any:
         """The next reply of what :meth:`send` wrote.  Raises :class:`PipelineBroken` when the connection
-        failed or a script was unknown (NOSCRIPT): the calls not read back may or may not have run."""
+        failed or a script was unknown (NOSCRIPT): the calls not read back may or may not have run.
+        An error reply raises what redis-py would raise."""
         try:
             sock = self._conn._sock
             buf = self._buf
@@ -270,23 +244,20 @@ class DirectScripts:
                         raise ConnectionError("connection closed by the server")
                     buf = buf + chunk if buf else chunk
             self._buf = buf[end:]
+            if self._pending == 1 and self._buf:  # more replies than calls: out of step
+                raise _Unexpected("trailing data")
         except (_Unexpected, OSError, ConnectionError, redis.RedisError, ValueError, AttributeError) as exc:
             self.abandon()
             raise PipelineBroken(str(exc)) from exc
         self._pending -= 1
         if self._pending == 0:
-            if self._buf:  # more replies than calls: out of step
-                self.abandon()
-                raise PipelineBroken("trailing data")
             self._lock.release()
         if isinstance(reply, _Error):
+            self.abandon()  # the other replies (if any) are not read: start over on a new connection
             if reply.startswith("NOSCRIPT"):
-                self.abandon()
                 raise PipelineBroken(str(reply))
-            if self._pending:
-                self.abandon()  # the other replies are not read: start over on a new connection
             raise BaseParser.parse_error(str(reply))
-        if isinstance(reply, list):
+        if isinstance(reply, list):  # an error inside an array comes back as the exception, as in redis-py
             reply = [BaseParser.parse_error(str(v)) if isinstance(v, _Error) else v for v in reply]
         return reply
 
