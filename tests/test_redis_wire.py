@@ -113,3 +113,22 @@ def test_a_pipeline_that_breaks_says_so_and_leaves_the_index_usable(redis_url):
         with pytest.raises(PipelineBroken):
             idx._direct.recv()
         assert idx._direct.call("STORY_OF", ["a"]) == (True, [b""])  # a new connection
+
+
+def test_push_writes_behind_calls_in_flight_and_replies_stay_in_order(redis_url):
+    """push() adds calls behind those not read yet (a bulk load writes the next read while the server still
+    runs the last write); with nothing in flight it is send(); replies come back in the order written."""
+    with RedisIndex(SETTINGS, url=redis_url, namespace="wire6") as idx:
+        idx.put(entry("a", 1))
+        idx.set_story("s", ["a"])
+        idx._load_scripts()
+        direct = idx._direct
+        assert direct.push([("STORY_OF", ["missing"])])  # nothing in flight: a send
+        assert direct.push([("STORY_OF", ["a"]), ("STORY_OF", ["missing"])])
+        assert direct._pending == 3
+        assert direct.recv() == [b""]
+        assert direct.push([("RECORDS", ["a"])])
+        story, missing, (record,) = [direct.recv() for _ in range(3)]
+        assert (story, missing) == ([b"s"], [b""]) and record.startswith(bytes([4]))  # codec version byte
+        assert direct._pending == 0
+        assert direct.call("STORY_OF", ["a"]) == (True, [b"s"])

@@ -199,6 +199,11 @@ class RedisIndex(StoryIndex):
         s = self.settings
         return self._scripts[name](keys=[self._meta_key], args=[self.namespace, s.bands, s.rows, *args])
 
+    def _load_scripts(self) -> None:
+        """Load every script into the server's cache (pipelined calls cannot fall back on NOSCRIPT)."""
+        for script in self._scripts.values():
+            self._r.script_load(script.script)
+
     def _check_meta(self) -> None:
         """Claim an empty namespace for these settings, or refuse one built with others."""
         fp = json.dumps({**self.settings.fingerprint(), "codec": CODEC_VERSION, "layout": LAYOUT_VERSION},

@@ -5,21 +5,26 @@ article seeing the earlier ones as candidates when they share a band and
 are within the window, and seeing the stories they created or merged), and
 written with one INGEST call that re-checks what the decisions saw.
 
-**Pipelined.**  Reading chunk k+1 does not wait for chunk k to be written:
-the client sends chunk k+1's FIND and *then* chunk k's INGEST in one go, and
-decides chunk k+1 while the server writes chunk k.  FIND(k+1) runs before
-INGEST(k), so its answers lack chunk k; the client adds chunk k from what it
-decided (candidates, stories, merges), exactly as it adds the chunk's own
-earlier articles.  Once INGEST(k) answers ``ok`` with the write version it
-started from, chunk k+1's records are patched to what FIND would have read
-after it: chunk k's entries appended to the bucket values, chunk k's
-candidates added to the stories to re-check, and the write version moved
-past INGEST(k) when nothing else wrote in between (else INGEST(k+1) re-checks
-everything, as for any concurrent write).  If INGEST(k) does not write it
-all (another worker got in the way), chunk k+1's decisions are dropped and
-both are read again.  So the outcome is the one-at-a-time outcome, with the
-client's deciding and the server's writing overlapped.  Without the index's
-own connection (a Redis Cluster) the chunks go one after another.
+**Pipelined.**  Reading chunk k+1 does not wait for chunk k to be written,
+and the server never waits for the client while both have work: it runs
+FIND(k+1), INGEST(k), FIND(k+2), INGEST(k+1), ... back to back on the
+index's own connection.  FIND(k+2) is written as soon as FIND(k+1)'s answer
+is in (behind INGEST(k), still running), and INGEST(k+1) as soon as chunk
+k+1 is decided.  Each FIND runs just before the previous chunk's INGEST, so
+its answers lack that chunk; the client adds it from what it decided
+(candidates, stories, merges), exactly as it adds the chunk's own earlier
+articles.  Once INGEST(k) answers ``ok`` with the write version it started
+from, chunk k+1's records are patched to what FIND would have read after it:
+chunk k's entries appended to the bucket values, chunk k's candidates added
+to the stories to re-check, and the write version moved past INGEST(k) when
+nothing else wrote in between (else INGEST(k+1) re-checks everything, as for
+any concurrent write).  If INGEST(k) does not write it all (another worker
+got in the way), chunk k+1's decisions and chunk k+2's answers are dropped
+and all are read again.  So the outcome is the one-at-a-time outcome, with
+the client's deciding and the server's reading and writing overlapped.  A
+chunk that stops at an id already stored or repeated, and the last chunk,
+are written on their own.  Without the index's own connection (a Redis
+Cluster) the chunks go one after another.
 """
 
 from __future__ import annotations
@@ -91,11 +96,18 @@ class _Bulk:
         self.attempt = 0
 
     # -- preparing and reading ------------------------------------------------------
+    def _encode_fields(self, todo: list[int]) -> None:
+        """The bucket fields FIND needs (cheap; records are encoded later, see _encode)."""
+        for i in todo:
+            if i not in self.fields:
+                self.fields[i] = self.index._fields(self.entries[i].signature)
+
     def _encode(self, todo: list[int]) -> None:
+        """Bucket fields and the records INGEST stores."""
+        self._encode_fields(todo)
         for i in todo:
             if i not in self.blobs:
                 self.blobs[i] = self.index._record(self.entries[i])
-                self.fields[i] = self.index._fields(self.entries[i].signature)
 
     def _find_args(self, todo: list[int]) -> list[Any]:
         args: list[Any] = ["many", self.window, 2]
@@ -229,68 +241,124 @@ class _Bulk:
         from .redis import MAX_INGEST_ATTEMPTS  # late import: redis imports this module
 
         queue = list(todo)
-        pending: _Chunk | None = None  # decided, not yet written
-        while queue or pending is not None:
-            if pending is None:
-                part, queue = queue[:self.chunk], queue[self.chunk:]
-                self._encode(part)
-                founds = [self.index._parse_find(r) for r in self.index._run("FIND", *self._find_args(part))]
-                pending = self._decide(part, founds, _Layer())
-                continue
-            cur: _Chunk | None = None
-            reply: list[Any] | None = None
-            if queue and pending.stop == len(pending.todo):
-                part = queue[:self.chunk]
-                self._encode(part)
-                got = self._read_behind(part, pending, queue[self.chunk:2 * self.chunk])
-                if got is not None:
-                    cur, reply = got
-                    queue = queue[len(part):]
-            ok, requeue = self._settle(pending, reply, cur)
-            if not ok:
-                # `pending` was not all written (another worker got in the way): what it left, and what was
-                # decided on the assumption that it was, go back to the queue, read again after a pause
-                if cur is not None:
-                    for i in cur.todo:
-                        self.out[i] = None
-                    requeue += cur.todo
-                queue = requeue + queue
-                pending = None
+        while queue:
+            direct = self.index._direct
+            queue = self._pipelined(queue, direct) if direct is not None else self._one_by_one(queue)
+            if queue:
+                # a chunk was not all written (another worker got in the way, or the connection broke):
+                # what it left, and what was decided on the assumption that it was, is read again after a pause
                 self.index._backoff(self.attempt)
                 self.attempt += 1
                 if self.attempt >= MAX_INGEST_ATTEMPTS:
                     self._give_up(queue)
                     return
-                continue
-            self.attempt = 0  # conflicts are counted in a row, as for one chunk
-            if cur is None:  # written on its own: then its stored or repeated id, if any, on its own too
-                queue = self._after_stop(pending) + queue
-            pending = cur
 
-    def _read_behind(self, part: list[int], pending: _Chunk, ahead: list[int]
-                     ) -> tuple[_Chunk, list[Any]] | None:
-        """Send ``part``'s FIND, then ``pending``'s INGEST, in one go; encode ``ahead`` while the server
-        reads and decide ``part`` while it writes.  Returns ``part`` decided and INGEST's answer, or None
-        when the connection cannot pipeline or failed (``pending`` is then written on its own: a copy
-        already written by the failed call answers 'exists' and is read again)."""
-        direct = self.index._direct
-        if direct is None or not direct.send([("FIND", self._find_args(part)),
-                                              ("INGEST", self.index._ingest_args(pending.decided))]):
-            return None
+    def _take(self, queue: list[int]) -> tuple[list[int], list[int]]:
+        return queue[:self.chunk], queue[self.chunk:]
+
+    def _one_by_one(self, queue: list[int]) -> list[int]:
+        """Read, decide and write chunk after chunk (no connection of our own to pipeline on: a Redis
+        Cluster).  Returns what is to be read again after a conflict ([] when all is done)."""
+        while queue:
+            part, queue = self._take(queue)
+            founds = self._read(part)
+            self._encode(part)
+            cur = self._decide(part, founds, _Layer())
+            ok, requeue = self._settle(cur, None, None)
+            if not ok:
+                return requeue + queue
+            self.attempt = 0  # conflicts are counted in a row, as for one chunk
+            queue = self._after_stop(cur) + queue
+        return []
+
+    def _pipelined(self, queue: list[int], direct: Any) -> list[int]:
+        """The server runs FIND(k+1), INGEST(k), FIND(k+2), INGEST(k+1), ... back to back.
+
+        FIND(k+2) is written as soon as FIND(k+1)'s answer is in (behind
+        INGEST(k)), so the server reads the next chunk while the client
+        decides this one, and INGEST(k+1) goes out as soon as it is decided:
+        neither side waits for the other as long as both have work.  Each
+        FIND still runs just before the previous chunk's INGEST, so its
+        answers lack exactly one chunk, the one ``_decide`` adds and
+        ``_patch`` fills in.  A chunk that stops at a stored or repeated id
+        (and the last chunk) is written on its own, and then the article at
+        its stop, before reading on; so is every chunk when the connection
+        cannot pipeline.  Returns what is to be read again ([] when all is
+        done).
+        """
+        part, queue = self._take(queue)
+        founds = self._read(part)
+        pending: _Chunk | None = None  # decided, its INGEST written behind part's FIND and not read yet
+        nxt: list[int] = []  # its FIND written behind pending's INGEST
+        cur: _Chunk | None = None
         try:
-            self._encode(ahead)
-            founds = [self.index._parse_find(r) for r in direct.recv()]
-            cur = self._decide(part, founds, pending.layer)
-            reply = direct.recv()
-        except PipelineBroken:
-            for i in part:
+            while True:
+                nxt = []
+                if queue and not self._may_stop(part, founds, pending):
+                    nxt, queue = self._take(queue)
+                    self._encode_fields(nxt)
+                    if not direct.push([("FIND", self._find_args(nxt))]):  # cannot pipeline: one by one
+                        queue, nxt = nxt + queue, []
+                self._encode(part)
+                cur = self._decide(part, founds, pending.layer if pending is not None else _Layer())
+                if pending is not None:
+                    ok, requeue = self._settle(pending, direct.recv(), cur)
+                    if not ok:
+                        for i in cur.todo:
+                            self.out[i] = None
+                        if nxt:
+                            direct.recv()  # nxt's answers: read and dropped, nxt is read again
+                        return requeue + cur.todo + nxt + queue
+                    self.attempt = 0
+                    pending = None
+                if nxt and cur.stop < len(cur.todo):  # not foreseen by _may_stop (it looks at ids only)
+                    direct.recv()
+                    queue, nxt = nxt + queue, []
+                if not nxt:  # nothing in flight: write cur on its own, then its stop, then read on
+                    ok, requeue = self._settle(cur, None, None)
+                    if not ok:
+                        return requeue + queue
+                    self.attempt = 0
+                    queue = self._after_stop(cur) + queue
+                    cur = None  # written: nothing to read again if the connection breaks from here on
+                    if not queue:
+                        return []
+                    part, queue = self._take(queue)
+                    founds = self._read(part)
+                    continue
+                direct.push([("INGEST", self.index._ingest_args(cur.decided))])
+                pending, part = cur, nxt
+                founds = [self.index._parse_find(r) for r in direct.recv()]
+        except PipelineBroken as exc:
+            # what was in flight may or may not have run: every article not confirmed written is read
+            # again (one that was written answers 'stored' and goes through `single`)
+            if "NOSCRIPT" in str(exc):  # a new or restarted server: load the scripts, then go again
+                self.index._load_scripts()
+            again = [i for c in (pending, cur) if c is not None for i in c.todo] + part + nxt
+            again = list(dict.fromkeys(again))
+            for i in again:
                 if isinstance(self.out[i], Assignment):
                     self.out[i] = None
-            return None
+            return [i for i in again if self.out[i] is None] + queue
         except BaseException:
             direct.abandon()
             raise
-        return cur, reply
+
+    def _read(self, part: list[int]) -> list["Found"]:
+        """FIND for ``part`` with nothing in flight (through redis-py when the script must be loaded)."""
+        self._encode_fields(part)
+        return [self.index._parse_find(r) for r in self.index._run("FIND", *self._find_args(part))]
+
+    def _may_stop(self, part: list[int], founds: list["Found"], pending: _Chunk | None) -> bool:
+        """Might ``_decide`` stop ``part`` early (an id already stored, repeated in the chunk, or in the
+        chunk before)?  Then the next chunk is not read behind it."""
+        seen = set(pending.layer.sig) if pending is not None else set()
+        for i, found in zip(part, founds):
+            aid = self.entries[i].id
+            if found.stored or aid in seen:
+                return True
+            seen.add(aid)
+        return False
 
     def _settle(self, pending: _Chunk, reply: list[Any] | None, cur: _Chunk | None) -> tuple[bool, list[int]]:
         """INGEST's answer for ``pending`` (``reply`` when it was sent behind ``cur``'s read; else it is

@@ -209,9 +209,7 @@ class DirectScripts:
         if self._off or not self._lock.acquire(blocking=False):
             return False
         try:
-            request = b"".join(
-                b"".join([b"*%d\r\n" % (self._n_fixed + len(args)), self._heads[name], *_args(args)])
-                for name, args in calls)
+            request = self._request(calls)
         except _Unexpected:  # an argument type the fast path does not encode
             self._lock.release()
             return False
@@ -226,6 +224,25 @@ class DirectScripts:
             return False
         self._pending, self._buf = len(calls), b""
         return True
+
+    def push(self, calls: Sequence[tuple[str, Sequence[Any]]]) -> bool:
+        """Write more calls behind the ones in flight (sent and not all read yet): the server runs them in
+        order, so a bulk load keeps it busy while the client decides.  With nothing in flight it is
+        :meth:`send` (False: not possible here, nothing written).  Raises :class:`PipelineBroken` when
+        writing behind calls in flight fails (then every call in flight is given up)."""
+        if not self._pending:
+            return self._send(calls)
+        try:
+            self._conn._sock.sendall(self._request(calls))
+        except (_Unexpected, OSError, ConnectionError, redis.RedisError, ValueError, AttributeError) as exc:
+            self.abandon()
+            raise PipelineBroken(str(exc)) from exc
+        self._pending += len(calls)
+        return True
+
+    def _request(self, calls: Sequence[tuple[str, Sequence[Any]]]) -> bytes:
+        return b"".join(b"".join([b"*%d\r\n" % (self._n_fixed + len(args)), self._heads[name], *_args(args)])
+                        for name, args in calls)
 
     def recv(self) -> Any:
         """The next reply of what :meth:`send` wrote.  Raises :class:`PipelineBroken` when the connection
