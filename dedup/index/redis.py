@@ -40,10 +40,10 @@ from redis.retry import Retry
 from ..records import Assignment, DedupError, Entry, Signature
 from ..settings import Settings
 from . import mask_url, redis_lua
-from .redis_lua import NODAY, SHARDS0
 from .base import Decide, StoryIndex
 from .codec import CODEC_VERSION, decode_entry, decode_signatures, encode_entry, record_id
 from .redis_bulk import ingest_chunks
+from .redis_retention import dated_before
 from .redis_wire import DirectScripts
 from .redis_keys import LAYOUT_VERSION, check_id, key
 
@@ -585,39 +585,10 @@ class RedisIndex(StoryIndex):
         days = sorted(int(d) for d in self._r.hkeys(self._k("days")))
         if not days or days[0] >= days[-1] - self.settings.retain_days:
             return []
-        old = self._dated_before(days[-1] - self.settings.retain_days)
+        old = dated_before(self._r, self.namespace, days[-1] - self.settings.retain_days)
         for aid in old:
             remove(self, aid, self.settings)
         return old
-
-    def _dated_before(self, cutoff: int) -> list[str]:
-        """Ids of the articles published before ``cutoff``, oldest first.
-
-        Only the number of articles per day is kept (``{ns}:days``, a few
-        hundred fields), not a list of dated ids (~125 bytes per article), so
-        finding them reads the handle table ``i`` shard by shard (pipelined,
-        1,000 shards per round trip) and the records of the old handles.  It
-        runs when retention has something to delete, once per new day.
-        """
-        level, split = self._r.hmget(self._k("lh"), "il", "ip")
-        shards = SHARDS0 * 2 ** int(level or 0) + int(split or 0)
-        old: list[tuple[int, bytes]] = []
-        for start in range(0, shards, 1000):
-            pipe = self._r.pipeline(transaction=False)
-            for n in range(start, min(shards, start + 1000)):
-                pipe.hgetall(self._k("i", n))
-            for fields in pipe.execute():
-                for h, v in fields.items():
-                    day = int.from_bytes(v[:4], "little", signed=True)
-                    if day != NODAY and day < cutoff:
-                        old.append((day, h))
-        old.sort()
-        ids: list[tuple[int, str]] = []
-        for start in range(0, len(old), 1000):
-            part = old[start:start + 1000]
-            keys = [self._k("a", int.from_bytes(h, "little")) for _, h in part]
-            ids += [(day, record_id(blob, k)) for (day, _), k, blob in zip(part, keys, self._r.mget(keys)) if blob]
-        return [aid for _, aid in sorted(ids)]
 
     def _already_there(self, entry: Entry) -> tuple[Assignment | None, bool]:
         """The id is stored (before this ingest, or by another worker meanwhile): same content is done

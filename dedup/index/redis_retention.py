@@ -1,0 +1,41 @@
+"""Finding the articles retention must delete, without keeping a list of dated ids.
+
+Only the number of articles per day is kept (``{ns}:days``, a few hundred
+fields), not a list of dated ids (~125 bytes per article), so finding the
+old articles reads the handle table ``i`` shard by shard and the records of
+the old handles.  It runs when retention has something to delete, once per
+new publication day (:meth:`dedup.index.redis.RedisIndex.expire`).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from .codec import record_id
+from .redis_keys import key
+from .redis_lua import NODAY, SHARDS0
+
+BATCH = 1_000  # shards (or records) per pipelined round trip
+
+
+def dated_before(r: Any, namespace: str, cutoff: int) -> list[str]:
+    """Ids of the articles of ``namespace`` published before day ``cutoff``, oldest first (undated never)."""
+    level, split = r.hmget(key(namespace, "lh"), "il", "ip")
+    shards = SHARDS0 * 2 ** int(level or 0) + int(split or 0)
+    old: list[tuple[int, bytes]] = []
+    for start in range(0, shards, BATCH):
+        pipe = r.pipeline(transaction=False)
+        for n in range(start, min(shards, start + BATCH)):
+            pipe.hgetall(key(namespace, "i", n))
+        for fields in pipe.execute():
+            for h, v in fields.items():
+                day = int.from_bytes(v[:4], "little", signed=True)
+                if day != NODAY and day < cutoff:
+                    old.append((day, h))
+    old.sort()
+    ids: list[tuple[int, str]] = []
+    for start in range(0, len(old), BATCH):
+        part = old[start:start + BATCH]
+        keys = [key(namespace, "a", int.from_bytes(h, "little")) for _, h in part]
+        ids += [(day, record_id(blob, k)) for (day, _), k, blob in zip(part, keys, r.mget(keys)) if blob]
+    return [aid for _, aid in sorted(ids)]
