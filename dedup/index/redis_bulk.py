@@ -132,12 +132,7 @@ class _Bulk:
         known = index._known({h for f in founds for h in f.cands})
         # Decided up to the first article already stored or repeated (then the rest is read again): only
         # those get their stored candidates verified here, in one batch when the decider can.
-        reach, ids_so_far = len(todo), set(prev.sig)
-        for k, (i, found) in enumerate(zip(todo, founds)):
-            if found.stored or entries[i].id in ids_so_far:
-                reach = k
-                break
-            ids_so_far.add(entries[i].id)
+        reach = self._first_stop(todo, founds, prev)
         stored_cands = [index._candidates_of(found, known) for found in founds[:reach]]
         verify_pairs = self.verify_pairs
         verdicts: list[dict[str, tuple[bool, float, float]]] = [{} for _ in stored_cands]
@@ -212,6 +207,17 @@ class _Bulk:
             self.out[i] = assignment
         return _Chunk(decided, todo, cur, prev_cands, prev_bands, stop)
 
+    def _first_stop(self, todo: list[int], founds: list["Found"], prev: _Layer) -> int:
+        """Position in ``todo`` of the first article already stored or repeated (in ``todo`` or in
+        ``prev``), or ``len(todo)``: ``_decide`` stops there at the earliest."""
+        seen = set(prev.sig)
+        for k, (i, found) in enumerate(zip(todo, founds)):
+            aid = self.entries[i].id
+            if found.stored or aid in seen:
+                return k
+            seen.add(aid)
+        return len(todo)
+
     # -- after the previous chunk was written -----------------------------------------
     def _patch(self, nxt: _Chunk, prev: _Chunk, v0: bytes, handles: list[bytes]) -> None:
         """Make ``nxt``'s records say what its FIND would have read after ``prev`` was written."""
@@ -263,13 +269,19 @@ class _Bulk:
             part, queue = self._take(queue)
             founds = self._read(part)
             self._encode(part)
-            cur = self._decide(part, founds, _Layer())
-            ok, requeue = self._settle(cur, None, None)
+            ok, queue = self._write_alone(self._decide(part, founds, _Layer()), queue)
             if not ok:
-                return requeue + queue
-            self.attempt = 0  # conflicts are counted in a row, as for one chunk
-            queue = self._after_stop(cur) + queue
+                return queue
         return []
+
+    def _write_alone(self, cur: _Chunk, queue: list[int]) -> tuple[bool, list[int]]:
+        """Write ``cur`` with nothing in flight, then the article at its stop on its own.  Returns (True,
+        what to read next) or, on a conflict, (False, what to read again and then the rest)."""
+        ok, requeue = self._settle(cur, None, None)
+        if not ok:
+            return False, requeue + queue
+        self.attempt = 0  # conflicts are counted in a row, as for one chunk
+        return True, self._after_stop(cur) + queue
 
     def _pipelined(self, queue: list[int], direct: Any) -> list[int]:
         """The server runs FIND(k+1), INGEST(k), FIND(k+2), INGEST(k+1), ... back to back.
@@ -294,13 +306,15 @@ class _Bulk:
         try:
             while True:
                 nxt = []
-                if queue and not self._may_stop(part, founds, pending):
+                prev = pending.layer if pending is not None else _Layer()
+                # a chunk that stops early is written on its own: nothing is read behind it
+                if queue and self._first_stop(part, founds, prev) == len(part):
                     nxt, queue = self._take(queue)
                     self._encode_fields(nxt)
                     if not direct.push([("FIND", self._find_args(nxt))]):  # cannot pipeline: one by one
                         queue, nxt = nxt + queue, []
                 self._encode(part)
-                cur = self._decide(part, founds, pending.layer if pending is not None else _Layer())
+                cur = self._decide(part, founds, prev)
                 if pending is not None:
                     ok, requeue = self._settle(pending, direct.recv(), cur)
                     if not ok:
@@ -311,15 +325,10 @@ class _Bulk:
                         return requeue + cur.todo + nxt + queue
                     self.attempt = 0
                     pending = None
-                if nxt and cur.stop < len(cur.todo):  # not foreseen by _may_stop (it looks at ids only)
-                    direct.recv()
-                    queue, nxt = nxt + queue, []
                 if not nxt:  # nothing in flight: write cur on its own, then its stop, then read on
-                    ok, requeue = self._settle(cur, None, None)
+                    ok, queue = self._write_alone(cur, queue)
                     if not ok:
-                        return requeue + queue
-                    self.attempt = 0
-                    queue = self._after_stop(cur) + queue
+                        return queue
                     cur = None  # written: nothing to read again if the connection breaks from here on
                     if not queue:
                         return []
@@ -348,17 +357,6 @@ class _Bulk:
         """FIND for ``part`` with nothing in flight (through redis-py when the script must be loaded)."""
         self._encode_fields(part)
         return [self.index._parse_find(r) for r in self.index._run("FIND", *self._find_args(part))]
-
-    def _may_stop(self, part: list[int], founds: list["Found"], pending: _Chunk | None) -> bool:
-        """Might ``_decide`` stop ``part`` early (an id already stored, repeated in the chunk, or in the
-        chunk before)?  Then the next chunk is not read behind it."""
-        seen = set(pending.layer.sig) if pending is not None else set()
-        for i, found in zip(part, founds):
-            aid = self.entries[i].id
-            if found.stored or aid in seen:
-                return True
-            seen.add(aid)
-        return False
 
     def _settle(self, pending: _Chunk, reply: list[Any] | None, cur: _Chunk | None) -> tuple[bool, list[int]]:
         """INGEST's answer for ``pending`` (``reply`` when it was sent behind ``cur``'s read; else it is

@@ -189,7 +189,7 @@ class DirectScripts:
 
     def call(self, name: str, args: Sequence[Any]) -> tuple[bool, Any]:
         """(True, reply) when the call was made here; (False, None): make it through redis-py."""
-        if not self._send([(name, args)]):
+        if not self.send([(name, args)]):
             return False, None
         try:
             return True, self.recv()
@@ -203,9 +203,6 @@ class DirectScripts:
         """Write several script calls in one go and keep the connection for :meth:`recv`, so the client
         can work while the server runs them.  False: not possible here (the caller goes through redis-py).
         Every call sent must be read with :meth:`recv` (or :meth:`abandon`), which frees the connection."""
-        return self._send(calls)
-
-    def _send(self, calls: Sequence[tuple[str, Sequence[Any]]]) -> bool:
         if self._off or not self._lock.acquire(blocking=False):
             return False
         try:
@@ -231,7 +228,7 @@ class DirectScripts:
         :meth:`send` (False: not possible here, nothing written).  Raises :class:`PipelineBroken` when
         writing behind calls in flight fails (then every call in flight is given up)."""
         if not self._pending:
-            return self._send(calls)
+            return self.send(calls)
         try:
             self._conn._sock.sendall(self._request(calls))
         except (_Unexpected, OSError, ConnectionError, redis.RedisError, ValueError, AttributeError) as exc:
