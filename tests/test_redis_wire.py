@@ -132,3 +132,58 @@ def test_push_writes_behind_calls_in_flight_and_replies_stay_in_order(redis_url)
         assert (story, missing) == ([b"s"], [b""]) and record.startswith(bytes([4]))  # codec version byte
         assert direct._pending == 0
         assert direct.call("STORY_OF", ["a"]) == (True, [b"s"])
+
+
+def test_waiting_for_a_reply_polls_the_socket_then_leaves_it_to_recv():
+    """_poll_read: what arrives within the budget is read at once, nothing within it gives None (the caller
+    then sleeps in recv()), and a closed peer gives None so recv() reports the close; sockets it cannot
+    read directly (blocking, TLS) are not touched."""
+    import socket
+    import threading
+    import time
+
+    from dedup.index.redis_wire import _poll_read
+
+    mine, peer = socket.socketpair()
+    try:
+        mine.settimeout(5.0)  # what redis-py does: a non-blocking descriptor under a timeout
+        t0 = time.perf_counter()
+        assert _poll_read(mine, 0.002) is None
+        assert time.perf_counter() - t0 < 1.0
+        later = threading.Timer(0.005, peer.sendall, [b"+OK\r\n"])
+        later.start()
+        assert _poll_read(mine, 2.0) == b"+OK\r\n"
+        later.join()
+
+        class Wrapped(socket.socket):  # stands for ssl.SSLSocket: bytes on the descriptor are not the reply
+            pass
+
+        wrapped = Wrapped(fileno=socket.dup(mine.fileno()))
+        wrapped.settimeout(5.0)
+        peer.sendall(b"x")
+        assert _poll_read(wrapped, 0.01) is None
+        wrapped.close()
+        mine.settimeout(None)  # blocking: polling would block instead
+        assert _poll_read(mine, 0.01) is None
+        assert mine.recv(10) == b"x"
+        mine.settimeout(5.0)
+        peer.close()
+        assert _poll_read(mine, 0.5) is None
+        assert mine.recv(10) == b""
+    finally:
+        mine.close()
+        peer.close()
+
+
+def test_a_client_on_one_cpu_never_polls(redis_url, monkeypatch):
+    from dedup.index import redis_wire
+
+    with RedisIndex(Settings(redis_spin_us=500), url=redis_url, namespace="wire7") as idx:
+        assert idx._direct._spin == (0.0005 if redis_wire._cpus() > 1 else 0.0)
+    monkeypatch.setattr(redis_wire, "_cpus", lambda: 1)
+    with RedisIndex(Settings(redis_spin_us=500), url=redis_url, namespace="wire7") as idx:
+        assert idx._direct._spin == 0.0
+        assert assign(idx, entry("a", 1), SETTINGS).action == "new"  # and calls still work, sleeping
+    with RedisIndex(Settings(redis_spin_us=0), url=redis_url, namespace="wire7") as idx:
+        assert idx._direct._spin == 0.0
+        assert assign(idx, entry("b", 1), SETTINGS).action == "joined"

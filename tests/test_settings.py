@@ -33,3 +33,10 @@ def test_boolean_settings_read_words_from_the_environment_not_truthiness():
     assert Settings.from_env({"DEDUP_STORE_FEATURES": "1"}).store_features is True
     with pytest.raises(ValueError, match="DEDUP_STORE_FEATURES"):
         Settings.from_env({"DEDUP_STORE_FEATURES": "maybe"})
+
+
+def test_impossible_values_are_refused_with_the_setting_named():
+    import pytest
+    for name, value in (("retain_days", -1), ("redis_spin_us", -5), ("window_days", -1), ("jobs", -2)):
+        with pytest.raises(ValueError, match=name):
+            Settings(**{name: value})

@@ -102,6 +102,11 @@ def test_verifying_all_candidates_at_once_gives_each_pair_its_own_verdict():
     others = [*sigs, far]
     batch = verify_many(sigs[0], others, dd.settings)
     assert batch == [verify(sigs[0], o, dd.settings) for o in others]
+    # one article against all (the streaming path searches untagged) = the same pairs inside a batch
+    # with other articles' pairs (the bulk path tags each value with its article)
+    from dedup.stories import verify_pairs
+    mixed = verify_pairs([sigs[0], sigs[1]] * len(others), [x for o in others for x in (o, sigs[2])], dd.settings)
+    assert mixed[0::2] == batch
     assert batch[1][0] and not batch[-1][0]  # the rewrite links; the same text a month later does not
 
 

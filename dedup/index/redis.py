@@ -170,7 +170,7 @@ class RedisIndex(StoryIndex):
         # script calls on a single server skip redis-py's command layer (see redis_wire); a cluster keeps it
         self._direct = None if isinstance(self._r, RedisCluster) else DirectScripts(
             self._r, {name: sc.sha for name, sc in self._scripts.items()},
-            [self._k("meta"), self.namespace, settings.bands, settings.rows])
+            [self._k("meta"), self.namespace, settings.bands, settings.rows], spin_us=settings.redis_spin_us)
         self._meta_key = self._k("meta")
         self._members_hint: dict[str, list[str]] = {}
         self._versions: tuple[tuple[Any, ...], list[tuple[str, int]]] | None = None  # see story_versions
