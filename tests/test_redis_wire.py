@@ -187,3 +187,22 @@ def test_a_client_on_one_cpu_never_polls(redis_url, monkeypatch):
     with RedisIndex(Settings(redis_spin_us=0), url=redis_url, namespace="wire7") as idx:
         assert idx._direct._spin == 0.0
         assert assign(idx, entry("b", 1), SETTINGS).action == "joined"
+
+
+def test_ready_says_whether_a_reply_can_be_read_without_waiting(redis_url):
+    """A bulk load encodes the next chunk's records while ready() is False, so ready() must not claim a
+    reply before one is there, and must see it once it is."""
+    import time
+
+    with RedisIndex(SETTINGS, url=redis_url, namespace="wire8") as idx:
+        idx._load_scripts()
+        direct = idx._direct
+        assert direct.send([("STORY_OF", ["a"])])
+        deadline = time.monotonic() + 5
+        while not direct.ready():
+            assert time.monotonic() < deadline
+        assert direct.ready()  # still: nothing was read
+        assert direct.recv() == [b""]
+        assert direct.send([("STORY_OF", ["a"])])
+        assert direct.recv() == [b""]
+        assert not direct.ready()  # everything read, nothing in flight

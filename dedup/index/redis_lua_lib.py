@@ -257,7 +257,19 @@ end
 local function bucket_add(f, hb, known)
   local v = known
   if v == nil then v = bucket_get(f) end
-  if v then bucket_put(f, v, v .. hb, #v + 1) else bucket_put(f, false, hb, 1) end
+  -- the usual cases written out (a new bucket; one that stays a single piece): bucket_put's general
+  -- piece arithmetic is a third of a bucket write, and most of the 32 writes per article are these
+  if not v then
+    redis.call('HSET', shard('b', f), f, hb)
+    BV[f] = hb
+    lh_count('b', 1)
+  elseif #v + #hb <= PIECE then
+    local new = v .. hb
+    redis.call('HSET', shard('b', f), f, new)
+    BV[f] = new
+  else
+    bucket_put(f, v, v .. hb, #v + 1)
+  end
 end
 
 local function bucket_remove(f, hb)

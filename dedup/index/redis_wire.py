@@ -23,6 +23,7 @@ would raise.
 from __future__ import annotations
 
 import os
+import select
 import socket
 import threading
 import time
@@ -313,6 +314,18 @@ class DirectScripts:
         if isinstance(reply, list):  # an error inside an array comes back as the exception, as in redis-py
             reply = [BaseParser.parse_error(str(v)) if isinstance(v, _Error) else v for v in reply]
         return reply
+
+    def ready(self) -> bool:
+        """Whether reading the next reply can start without waiting: part of it is buffered, or the
+        socket has bytes (a TLS socket may also hold decrypted ones)."""
+        if self._buf:
+            return True
+        sock = self._conn._sock
+        pending = getattr(sock, "pending", None)
+        if pending is not None and pending():
+            return True
+        readable, _, _ = select.select([sock], [], [], 0)
+        return bool(readable)
 
     def abandon(self) -> None:
         """Give up on the replies not read yet: drop the connection and free it."""
