@@ -12,7 +12,9 @@ vector and trigrams signed again on reading.  Publication days advance every
 5,000 articles, so the window filter does real work.
 
 Reports, per segment, articles/s of ``RedisIndex.ingest_many`` in that
-segment and used_memory/N so far:
+segment and used_memory/N so far, and where the segment's time went:
+redis-server CPU and client CPU per article, and HGETs per article (bucket
+pieces read, so it grows when buckets do):
 
     python bench/redis_curve.py --n 1000000 --step 100000
 """
@@ -96,6 +98,18 @@ class Synth:
                        url=f"https://example.org/{i}")
 
 
+def server_cpu(client: redis.Redis) -> float:
+    """Seconds of CPU redis-server's main thread has used (where the scripts run)."""
+    info = client.info("cpu")
+    return float(info["used_cpu_user_main_thread"]) + float(info["used_cpu_sys_main_thread"])
+
+
+def hget_calls(client: redis.Redis) -> int:
+    """HGETs the server has run, scripts' included: a bucket is one HGET per 60-byte piece, so HGETs per
+    article grow with the buckets the articles fall into."""
+    return int(client.info("commandstats").get("cmdstat_hget", {}).get("calls", 0))
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--n", type=int, default=300_000)
@@ -109,7 +123,8 @@ def main() -> None:
         try:
             client = redis.Redis(port=port)
             before = used_memory(client)
-            print(f"{'articles':>10}{'segment art/s':>15}{'bytes/article':>15}{'stories':>10}")
+            print(f"{'articles':>10}{'segment art/s':>15}{'bytes/article':>15}{'stories':>10}"
+                  f"{'server us/art':>15}{'client us/art':>15}{'HGET/art':>10}")
             with RedisIndex(settings, url=f"redis://127.0.0.1:{port}/0", namespace="curve") as idx:
                 decide = make_decider(idx, settings)
                 done = 0
@@ -119,13 +134,18 @@ def main() -> None:
                              if isinstance(e, Entry)]
                     assert len(batch) == len(arts)
                     del arts
-                    t = time.perf_counter()
+                    server0, hget0 = server_cpu(client), hget_calls(client)
+                    t, cpu = time.perf_counter(), time.process_time()
                     for j in range(0, len(batch), 1024):
                         idx.ingest_many(batch[j:j + 1024], decide)
                     rate = len(batch) / (time.perf_counter() - t)
+                    cpu = (time.process_time() - cpu) / len(batch) * 1e6
+                    server = (server_cpu(client) - server0) / len(batch) * 1e6
+                    hgets = (hget_calls(client) - hget0) / len(batch)
                     done += len(batch)
                     per = (used_memory(client) - before) / done
-                    print(f"{done:10d}{rate:15.0f}{per:15.0f}{client.zcard('{curve}:stories'):10d}", flush=True)
+                    print(f"{done:10d}{rate:15.0f}{per:15.0f}{client.zcard('{curve}:stories'):10d}"
+                          f"{server:15.0f}{cpu:15.0f}{hgets:10.1f}", flush=True)
             client.close()
         finally:
             proc.terminate()

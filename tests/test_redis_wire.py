@@ -99,19 +99,20 @@ def test_pipelined_calls_come_back_in_order_and_free_the_connection(redis_url):
 def test_a_pipeline_that_breaks_says_so_and_leaves_the_index_usable(redis_url):
     """NOSCRIPT or a dropped connection mid-batch: recv raises PipelineBroken (the caller writes again
     through redis-py), the rest of the batch is abandoned, and later calls work."""
-    from dedup.index.redis_wire import PipelineBroken
+    from dedup.index.redis_wire import PipelineBroken, ScriptsMissing
 
     with RedisIndex(SETTINGS, url=redis_url, namespace="wire5") as idx:
         idx.story_of(["a"])
         redis.Redis.from_url(redis_url).script_flush()
         assert idx._direct.send([("STORY_OF", ["a"]), ("STORY_OF", ["b"])])
-        with pytest.raises(PipelineBroken, match="NOSCRIPT"):
+        with pytest.raises(ScriptsMissing, match="NOSCRIPT"):
             idx._direct.recv()
         assert idx.story_of(["a"]) == {}  # through redis-py, which loads the script again
         assert idx._direct.send([("STORY_OF", ["a"])])
         idx._direct._conn._sock.close()
-        with pytest.raises(PipelineBroken):
+        with pytest.raises(PipelineBroken) as broken:
             idx._direct.recv()
+        assert not isinstance(broken.value, ScriptsMissing)  # a lost connection is not a missing script
         assert idx._direct.call("STORY_OF", ["a"]) == (True, [b""])  # a new connection
 
 

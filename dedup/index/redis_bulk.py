@@ -36,7 +36,7 @@ import numpy as np
 
 from ..records import Assignment, DedupError, Entry, Signature
 from .base import Decide
-from .redis_wire import PipelineBroken
+from .redis_wire import PipelineBroken, ScriptsMissing
 
 if TYPE_CHECKING:
     from .redis import Decided, Found, RedisIndex
@@ -292,7 +292,9 @@ class _Bulk:
     def _write_alone(self, cur: _Chunk, queue: list[int]) -> tuple[bool, list[int]]:
         """Write ``cur`` with nothing in flight, then the article at its stop on its own.  Returns (True,
         what to read next) or, on a conflict, (False, what to read again and then the rest)."""
-        ok, requeue = self._settle(cur, None, None)
+        ok, requeue = True, []
+        if cur.decided:
+            ok, requeue = self._settle(cur, self.index._run("INGEST", *self.index._ingest_args(cur.decided)), None)
         if not ok:
             return False, requeue + queue
         self.attempt = 0  # conflicts are counted in a row, as for one chunk
@@ -358,7 +360,7 @@ class _Bulk:
         except PipelineBroken as exc:
             # what was in flight may or may not have run: every article not confirmed written is read
             # again (one that was written answers 'stored' and goes through `single`)
-            if "NOSCRIPT" in str(exc):  # a new or restarted server: load the scripts, then go again
+            if isinstance(exc, ScriptsMissing):  # a new or restarted server: load the scripts, then go again
                 self.index._load_scripts()
             again = [i for c in (pending, cur) if c is not None for i in c.todo] + part + nxt
             again = list(dict.fromkeys(again))
@@ -375,15 +377,10 @@ class _Bulk:
         self._encode_fields(part)
         return [self.index._parse_find(r) for r in self.index._run("FIND", *self._find_args(part))]
 
-    def _settle(self, pending: _Chunk, reply: list[Any] | None, cur: _Chunk | None) -> tuple[bool, list[int]]:
-        """INGEST's answer for ``pending`` (``reply`` when it was sent behind ``cur``'s read; else it is
-        written now), and ``cur`` patched to it.  Returns (all written, what to read again when not)."""
-        index = self.index
-        if reply is None:
-            if not pending.decided:
-                return True, []
-            reply = index._run("INGEST", *index._ingest_args(pending.decided))
-        done, status, v0, handles = index._written(pending.decided, reply)
+    def _settle(self, pending: _Chunk, reply: list[Any], cur: _Chunk | None) -> tuple[bool, list[int]]:
+        """INGEST's answer ``reply`` for ``pending``, and ``cur`` (decided while it ran, None when nothing
+        was) patched to it.  Returns (all written, what to read again when not)."""
+        done, status, v0, handles = self.index._written(pending.decided, reply)
         written_idx = [i for i in pending.todo[:pending.stop] if isinstance(self.out[i], Assignment)]
         for i in written_idx[done:]:
             self.out[i] = None  # not written: decide again

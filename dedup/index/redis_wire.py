@@ -160,6 +160,10 @@ class PipelineBroken(Exception):
     """A pipelined call could not be read back; the caller redoes the step through redis-py."""
 
 
+class ScriptsMissing(PipelineBroken):
+    """The server answered NOSCRIPT (a new, restarted or flushed server): load the scripts, then redo."""
+
+
 class _Error(str):
     """An error reply (kept apart from a status reply of the same text)."""
 
@@ -283,7 +287,8 @@ class DirectScripts:
 
     def recv(self) -> Any:
         """The next reply of what :meth:`send` wrote.  Raises :class:`PipelineBroken` when the connection
-        failed or a script was unknown (NOSCRIPT): the calls not read back may or may not have run.
+        failed, or :class:`ScriptsMissing` when a script was unknown (NOSCRIPT): the calls not read back
+        may or may not have run.
         An error reply raises what redis-py would raise."""
         try:
             sock = self._conn._sock
@@ -309,7 +314,7 @@ class DirectScripts:
         if isinstance(reply, _Error):
             self.abandon()  # the other replies (if any) are not read: start over on a new connection
             if reply.startswith("NOSCRIPT"):
-                raise PipelineBroken(str(reply))
+                raise ScriptsMissing(str(reply))
             raise BaseParser.parse_error(str(reply))
         if isinstance(reply, list):  # an error inside an array comes back as the exception, as in redis-py
             reply = [BaseParser.parse_error(str(v)) if isinstance(v, _Error) else v for v in reply]
