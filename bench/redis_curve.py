@@ -13,8 +13,9 @@ vector and trigrams signed again on reading.  Publication days advance every
 
 Reports, per segment, articles/s of ``RedisIndex.ingest_many`` in that
 segment and used_memory/N so far, and where the segment's time went:
-redis-server CPU and client CPU per article, and HGETs per article (bucket
-pieces read, so it grows when buckets do):
+redis-server CPU and client CPU per article, HGETs per article (bucket
+pieces read, so it grows when buckets do) and microseconds per HGET and HSET
+(the same operation getting dearer as the data outgrows the CPU caches):
 
     python bench/redis_curve.py --n 1000000 --step 100000
 """
@@ -104,10 +105,13 @@ def server_cpu(client: redis.Redis) -> float:
     return float(info["used_cpu_user_main_thread"]) + float(info["used_cpu_sys_main_thread"])
 
 
-def hget_calls(client: redis.Redis) -> int:
-    """HGETs the server has run, scripts' included: a bucket is one HGET per 60-byte piece, so HGETs per
-    article grow with the buckets the articles fall into."""
-    return int(client.info("commandstats").get("cmdstat_hget", {}).get("calls", 0))
+def command_stats(client: redis.Redis) -> dict[str, tuple[int, int]]:
+    """(calls, usec) of HGET and HSET so far, scripts' included.  A bucket is one HGET per 60-byte piece,
+    so HGETs per article grow with the buckets the articles fall into; microseconds per call grow when
+    the same work gets dearer (a data set that no longer fits the CPU caches)."""
+    stats = client.info("commandstats")
+    return {c: (int(stats.get(f"cmdstat_{c}", {}).get("calls", 0)), int(stats.get(f"cmdstat_{c}", {}).get("usec", 0)))
+            for c in ("hget", "hset")}
 
 
 def main() -> None:
@@ -124,7 +128,7 @@ def main() -> None:
             client = redis.Redis(port=port)
             before = used_memory(client)
             print(f"{'articles':>10}{'segment art/s':>15}{'bytes/article':>15}{'stories':>10}"
-                  f"{'server us/art':>15}{'client us/art':>15}{'HGET/art':>10}")
+                  f"{'server us/art':>15}{'client us/art':>15}{'HGET/art':>10}{'us/HGET':>9}{'us/HSET':>9}")
             with RedisIndex(settings, url=f"redis://127.0.0.1:{port}/0", namespace="curve") as idx:
                 decide = make_decider(idx, settings)
                 done = 0
@@ -134,18 +138,22 @@ def main() -> None:
                              if isinstance(e, Entry)]
                     assert len(batch) == len(arts)
                     del arts
-                    server0, hget0 = server_cpu(client), hget_calls(client)
+                    server0, stats0 = server_cpu(client), command_stats(client)
                     t, cpu = time.perf_counter(), time.process_time()
                     for j in range(0, len(batch), 1024):
                         idx.ingest_many(batch[j:j + 1024], decide)
                     rate = len(batch) / (time.perf_counter() - t)
                     cpu = (time.process_time() - cpu) / len(batch) * 1e6
                     server = (server_cpu(client) - server0) / len(batch) * 1e6
-                    hgets = (hget_calls(client) - hget0) / len(batch)
+                    stats = command_stats(client)
+                    (hg, hg_us), (hs, hs_us) = ((stats[c][0] - stats0[c][0], stats[c][1] - stats0[c][1])
+                                                for c in ("hget", "hset"))
+                    hgets = hg / len(batch)
                     done += len(batch)
                     per = (used_memory(client) - before) / done
                     print(f"{done:10d}{rate:15.0f}{per:15.0f}{client.zcard('{curve}:stories'):10d}"
-                          f"{server:15.0f}{cpu:15.0f}{hgets:10.1f}", flush=True)
+                          f"{server:15.0f}{cpu:15.0f}{hgets:10.1f}{hg_us / max(hg, 1):9.2f}{hs_us / max(hs, 1):9.2f}",
+                          flush=True)
             client.close()
         finally:
             proc.terminate()
