@@ -210,6 +210,8 @@ class DirectScripts:
         self._conn: Any = None
         self._pending = 0  # replies of send() not read yet
         self._buf = b""
+        self._poller: Any = None  # see ready()
+        self._polled: Any = None  # the socket registered with it
         self._pid = os.getpid()
         # replies come back as bytes here; a client that decodes them gets every call through redis-py
         self._off = bool(getattr(client.get_encoder(), "decode_responses", False)) or BaseParser is None
@@ -329,8 +331,11 @@ class DirectScripts:
         pending = getattr(sock, "pending", None)
         if pending is not None and pending():
             return True
-        readable, _, _ = select.select([sock], [], [], 0)
-        return bool(readable)
+        if self._polled is not sock:  # poll(), not select(): a descriptor above 1023 is fine
+            self._poller = select.poll()
+            self._poller.register(sock, select.POLLIN)
+            self._polled = sock
+        return bool(self._poller.poll(0))
 
     def abandon(self) -> None:
         """Give up on the replies not read yet: drop the connection and free it."""
