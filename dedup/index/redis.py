@@ -471,7 +471,7 @@ class RedisIndex(StoryIndex):
                         assignment = decide(entry, sigs, stories)
                     finally:
                         self._members_hint = {}
-                    _, status = self._write([(entry, blob, fields, assignment, found.cands, found.version,
+                    _, status, _, _ = self._write([(entry, blob, fields, assignment, found.cands, found.version,
                                               found.buckets)])
                 if status == "exists":
                     existing, removed = self._already_there(entry)
@@ -514,10 +514,9 @@ class RedisIndex(StoryIndex):
             self._remember(h, entry)
         return int(done), _s(status), v0, handles
 
-    def _write(self, decided: list[Decided]) -> tuple[int, str]:
-        """Run INGEST for decided articles in order; returns (how many were written, status)."""
-        done, status, _, _ = self._written(decided, self._run("INGEST", *self._ingest_args(decided)))
-        return done, status
+    def _write(self, decided: list[Decided]) -> tuple[int, str, bytes, list[bytes]]:
+        """Run INGEST for decided articles in order; returns its answer as :meth:`_written` reads it."""
+        return self._written(decided, self._run("INGEST", *self._ingest_args(decided)))
 
     @_guard
     def ingest_many(

@@ -294,7 +294,7 @@ class _Bulk:
         what to read next) or, on a conflict, (False, what to read again and then the rest)."""
         ok, requeue = True, []
         if cur.decided:
-            ok, requeue = self._settle(cur, self.index._run("INGEST", *self.index._ingest_args(cur.decided)), None)
+            ok, requeue = self._settle(cur, self.index._write(cur.decided), None)
         if not ok:
             return False, requeue + queue
         self.attempt = 0  # conflicts are counted in a row, as for one chunk
@@ -334,7 +334,7 @@ class _Bulk:
                 cur = self._decide(part, founds, prev)
                 if pending is not None:
                     self._encode_ahead(direct, nxt)
-                    ok, requeue = self._settle(pending, direct.recv(), cur)
+                    ok, requeue = self._settle(pending, self.index._written(pending.decided, direct.recv()), cur)
                     if not ok:
                         for i in cur.todo:
                             self.out[i] = None
@@ -377,10 +377,11 @@ class _Bulk:
         self._encode_fields(part)
         return [self.index._parse_find(r) for r in self.index._run("FIND", *self._find_args(part))]
 
-    def _settle(self, pending: _Chunk, reply: list[Any], cur: _Chunk | None) -> tuple[bool, list[int]]:
-        """INGEST's answer ``reply`` for ``pending``, and ``cur`` (decided while it ran, None when nothing
-        was) patched to it.  Returns (all written, what to read again when not)."""
-        done, status, v0, handles = self.index._written(pending.decided, reply)
+    def _settle(self, pending: _Chunk, written: tuple[int, str, bytes, list[bytes]], cur: _Chunk | None
+                ) -> tuple[bool, list[int]]:
+        """INGEST's answer for ``pending`` (as ``RedisIndex._written`` reads it), and ``cur`` (decided while
+        it ran, None when nothing was) patched to it.  Returns (all written, what to read again when not)."""
+        done, status, v0, handles = written
         written_idx = [i for i in pending.todo[:pending.stop] if isinstance(self.out[i], Assignment)]
         for i in written_idx[done:]:
             self.out[i] = None  # not written: decide again
