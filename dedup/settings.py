@@ -119,6 +119,15 @@ class Settings(DeclaredSettings):
         "whose CPUs are all busy); never polls when the process may only run on one CPU.",
         group="storage",
     )
+    redis_layout: str = _setting(
+        "auto",
+        "Shared (Redis) index only: 'slot' keeps a whole index in one Redis Cluster slot (fastest: one to "
+        "two round trips per article, but one master does all of an index's work); 'spread' gives each "
+        "LSH band's buckets a slot of its own, so a cluster's masters share the bucket work (three to four "
+        "round trips per article); 'auto' is 'spread' for redis+cluster:// URLs and 'slot' otherwise. "
+        "Part of a namespace's fingerprint: reopen a namespace with the layout it was built with.",
+        group="storage",
+    )
     # -- input ------------------------------------------------------------
     max_chars: int = _setting(
         2_000_000, "Articles longer than this many characters are rejected as bad input.", group="input"
@@ -141,6 +150,8 @@ class Settings(DeclaredSettings):
             raise ValueError("retain_days must be 0 or more")
         if self.redis_spin_us < 0:
             raise ValueError("redis_spin_us must be 0 or more")
+        if self.redis_layout not in ("auto", "slot", "spread"):
+            raise ValueError(f"redis_layout must be auto, slot or spread, not {self.redis_layout!r}")
 
     # ------------------------------------------------------------------
     @classmethod

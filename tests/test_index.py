@@ -4,6 +4,8 @@ The ``index`` fixture is parametrized over the implementations; the Redis one
 runs against the session's throwaway redis-server.
 """
 
+import dataclasses
+
 import numpy as np
 import pytest
 
@@ -13,7 +15,9 @@ from dedup.settings import Settings
 from dedup.signature import quantized_weights
 
 SETTINGS = Settings()
-IMPLEMENTATIONS = ["memory", "redis"]
+# "spread" is the Redis index with each band's buckets in a slot of its own (the Redis Cluster layout),
+# here on one server; tests/test_index_spread.py runs it on a real cluster
+IMPLEMENTATIONS = ["memory", "redis", "spread"]
 
 
 @pytest.fixture(params=IMPLEMENTATIONS)
@@ -22,7 +26,8 @@ def index(request):
         idx = MemoryIndex(SETTINGS)
     else:
         url = request.getfixturevalue("redis_url")
-        idx = open_index(SETTINGS, url, namespace="t")
+        settings = dataclasses.replace(SETTINGS, redis_layout="slot" if request.param == "redis" else "spread")
+        idx = open_index(settings, url, namespace="t")
     yield idx
     idx.close()
 

@@ -24,11 +24,17 @@ def mask_url(url: str) -> str:
 
 def open_index(settings: Settings, url: str | None = None, namespace: str = "dedup") -> StoryIndex:
     """The index for ``url``: in-process when it is empty, Redis for ``redis://`` / ``rediss://`` /
-    ``unix://``, Redis Cluster for ``redis+cluster://host:port`` (any node; the others are discovered)."""
+    ``unix://``, Redis Cluster for ``redis+cluster://host:port`` (any node; the others are discovered),
+    in the key layout ``settings.redis_layout`` chooses (see :mod:`dedup.index.redis_spread`)."""
     if not url:
         return MemoryIndex(settings)
     if url.startswith(("redis://", "rediss://", "unix://", "redis+cluster://")):
         from .redis import RedisIndex  # imported lazily: the CLI's default path needs no server
+        from .redis_spread import SpreadIndex
 
-        return RedisIndex(settings, url=url, namespace=namespace)
+        layout = settings.redis_layout
+        if layout == "auto":
+            layout = "spread" if url.startswith("redis+cluster://") else "slot"
+        cls = SpreadIndex if layout == "spread" else RedisIndex
+        return cls(settings, url=url, namespace=namespace)
     raise ValueError(f"unsupported index URL {url!r}: use redis://host:port/db, rediss://..., redis+cluster://host:port or leave it empty")

@@ -124,6 +124,10 @@ def _s(value: bytes | str) -> str:
 class RedisIndex(StoryIndex):
     """A :class:`StoryIndex` whose state lives in one Redis database under ``namespace``."""
 
+    # the key layout, part of the namespace's fingerprint: "slot" keeps an index in one cluster slot,
+    # "spread" (redis_spread.SpreadIndex) gives each band's buckets a slot of its own
+    layout = "slot"
+
     def __init__(
         self,
         settings: Settings,
@@ -167,8 +171,9 @@ class RedisIndex(StoryIndex):
                 f"cannot connect to Redis at {mask_url(url)}: {exc}; start redis-server or fix --redis"
             ) from exc
         self._scripts = {name: self._r.register_script(getattr(redis_lua, name)) for name in redis_lua.SCRIPTS}
-        # script calls on a single server skip redis-py's command layer (see redis_wire); a cluster keeps it
-        self._direct = None if isinstance(self._r, RedisCluster) else DirectScripts(
+        # script calls on a single server skip redis-py's command layer (see redis_wire); a cluster keeps it,
+        # and so does the spread layout, whose scripts the fast path does not know
+        self._direct = None if isinstance(self._r, RedisCluster) or self.layout != "slot" else DirectScripts(
             self._r, {name: sc.sha for name, sc in self._scripts.items()},
             [self._k("meta"), self.namespace, settings.bands, settings.rows], spin_us=settings.redis_spin_us)
         self._meta_key = self._k("meta")
@@ -204,9 +209,12 @@ class RedisIndex(StoryIndex):
         for script in self._scripts.values():
             self._r.script_load(script.script)
 
+    def _layout_id(self) -> str:
+        return LAYOUT_VERSION if self.layout == "slot" else f"{LAYOUT_VERSION}-{self.layout}"
+
     def _check_meta(self) -> None:
         """Claim an empty namespace for these settings, or refuse one built with others."""
-        fp = json.dumps({**self.settings.fingerprint(), "codec": CODEC_VERSION, "layout": LAYOUT_VERSION},
+        fp = json.dumps({**self.settings.fingerprint(), "codec": CODEC_VERSION, "layout": self._layout_id()},
                         sort_keys=True)
         self._r.hsetnx(self._k("meta"), "fingerprint", fp)  # first opener claims it; HSETNX is atomic
         stored = self._r.hget(self._k("meta"), "fingerprint")

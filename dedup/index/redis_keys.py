@@ -33,6 +33,11 @@ key                         type        contents
 ``{ns}:days``               hash        publication day -> number of stored articles
                                         published that day (retention finds old ones
                                         in the ``i`` family)
+``{ns}:todo``               zset        spread layout only: handle + bucket fields of
+                                        articles whose buckets may lag their commit
+                                        (see :mod:`dedup.index.redis_spread`)
+``{ns:b<g>...}:b:{shard}``  hash        spread layout only: the buckets of band group
+                                        ``g``, in a slot of their own (:func:`band_namespace`)
 ==========================  ==========  ================================================
 
 Counters and shards are deleted as they empty: deleting every article
@@ -49,7 +54,7 @@ from __future__ import annotations
 # version of this layout, part of the namespace fingerprint: a namespace written with another layout is refused
 LAYOUT_VERSION = "3"
 
-KINDS = {"meta", "a", "h", "seq", "b", "e", "i", "lh", "n", "s", "stories", "clock", "days"}
+KINDS = {"meta", "a", "h", "seq", "b", "e", "i", "lh", "n", "s", "stories", "clock", "days", "todo"}
 
 
 def key(ns: str, kind: str, *parts: object) -> str:
@@ -62,6 +67,28 @@ def key(ns: str, kind: str, *parts: object) -> str:
     if kind not in KINDS:
         raise ValueError(f"unknown key kind {kind!r}")
     return ":".join(["{" + ns + "}", kind, *(str(p) for p in parts)])
+
+
+def band_namespace(ns: str, group: int, groups: int) -> str:
+    """The hash tag of band group ``group`` (of ``groups``) in the spread layout
+    (:mod:`dedup.index.redis_spread`): ``ns:b<group>``, or ``ns:b<group>.<n>`` with the first ``n`` that
+    puts the tag's slot in the group's share of the 16384 slots, so :func:`key` names the group's keys
+    ``{ns:b<group>...}:b:<shard>``.
+
+    Evenly spaced slots spread the groups evenly over the masters of a cluster whose slots were
+    handed out in equal ranges (what ``redis-cli --cluster create`` does); with CRC16 luck alone, 8 or
+    16 tags often pile onto one master.  A namespace cannot contain ``:``, so no namespace's own tag
+    ``{ns}`` is ever a group's tag.
+    """
+    from redis.crc import key_slot
+
+    base = f"{ns}:b{group}"
+    n = 0
+    while True:
+        tag = base if n == 0 else f"{base}.{n}"
+        if key_slot(tag.encode()) * groups // 16384 == group:
+            return tag
+        n += 1
 
 
 def shard_index(h: int, level: int, split: int, initial: int) -> int:
@@ -103,4 +130,5 @@ local K_STORIES = P .. 'stories'
 local K_CLOCK = P .. 'clock'
 local K_COUNT = P .. 'n'
 local K_DAYS = P .. 'days'
+local K_TODO = P .. 'todo'
 """

@@ -20,13 +20,14 @@ SHARDS0 = 64
 LOAD = 40
 NODAY = -(2**31)  # day of an undated article in the handle table
 
-HELPERS = LUA_KEY_HELPERS + r"""
+_TEMPLATE = LUA_KEY_HELPERS + r"""
 local BANDS = tonumber(ARGV[2])
 local ROWS = tonumber(ARGV[3])
 local HDR = %(hdr)d
 local S0 = %(s0)d
 local LOAD = %(load)d
 
+--@ records
 -- the parts of a record the scripts need (layout: dedup/index/codec.py)
 local function rec(blob)
   local _, fl, day, nm, nt, nsh, nh, lid = struct.unpack('<BBi4I4I4I4I4I4', blob)
@@ -40,6 +41,7 @@ local function rec(blob)
   return r
 end
 
+--@ lh
 -- linear hashing of the families 'b' (buckets) and 'e' (sentence counts)
 -- (all three families' state is read at the first use of any: one HMGET instead of one per family)
 local LH = {}
@@ -134,6 +136,7 @@ local function lh_flush()
   end
 end
 
+--@ stories
 -- the namespace's write version ({ns}:meta field v): every write script moves it before its first
 -- write, so INGEST can tell that nothing changed since FIND read (even after a script that failed half-way)
 local function version() return redis.call('HGET', KEYS[1], 'v') or '0' end
@@ -183,10 +186,6 @@ local function handle_of(id)
   return struct.pack('<I4', tonumber(h))
 end
 
--- bucket values this script wrote (field -> value, false once emptied): INGEST's fast path
--- takes the values FIND read, except where this script changed them since
-local BV = {}
-
 -- a bucket entry is the 4-byte handle + a 2-byte day tag, so FIND filters by the window
 -- without reading anything per candidate: the day modulo 65535, 65535 when undated
 local UNDATED = 65535
@@ -202,6 +201,11 @@ local function tag_within(tag, day, window)
   local d = math.abs(tag - day_tag(day))
   return d <= window or 65535 - d <= window
 end
+
+--@ buckets
+-- bucket values this script wrote (field -> value, false once emptied): INGEST's fast path
+-- takes the values FIND read, except where this script changed them since
+local BV = {}
 
 -- A bucket's value is stored in pieces of at most PIECE bytes (10 entries): field f, then
 -- u16 j .. f for j = 1, 2, ... (a different length than any bucket field, and the same last 4
@@ -279,6 +283,7 @@ local function bucket_remove(f, hb)
   if #keep == 0 then bucket_put(f, v, false, 1) else bucket_put(f, v, table.concat(keep), from) end
 end
 
+--@ articles
 -- distinct 4-byte sentence hashes of a '<u4' byte string
 local function sent_fields(h)
   local out, seen = {}, {}
@@ -353,6 +358,22 @@ local function record_of(id)
   return redis.call('GET', K_article(h))
 end
 
+-- The spread layout (dedup/index/redis_spread.py) keeps buckets in slots of their own: its scripts set
+-- SPREAD, and instead of writing buckets, put and del_article note the handle and its bucket fields in
+-- the todo zset (scored by the server's clock in us), which the client clears once it wrote the buckets.
+-- TODO collects what this script noted: {'+' or '-', member, score} for the client.
+local SPREAD = false
+local TODO = {}
+local function todo_add(op, hb, fields)
+  local member = hb .. table.concat(fields)
+  local t = redis.call('TIME')
+  local score = tonumber(t[1]) * 1000000 + tonumber(t[2])
+  local old = tonumber(redis.call('ZSCORE', K_TODO, member))
+  if old and old >= score then score = old + 1 end
+  redis.call('ZADD', K_TODO, with_num('', score), member)
+  TODO[#TODO + 1] = op; TODO[#TODO + 1] = member; TODO[#TODO + 1] = with_num('', score)
+end
+
 -- removes an article everywhere; returns its record (false if absent)
 local function del_article(id)
   local h = redis.call('HGET', K_HANDLES, id)
@@ -369,11 +390,18 @@ local function del_article(id)
   end
   if blob then
     local r = rec(blob)
-    for _, f in ipairs(band_fields(r.m)) do bucket_remove(f, hb) end
+    if SPREAD then
+      todo_add('-', hb, band_fields(r.m))
+    else
+      for _, f in ipairs(band_fields(r.m)) do bucket_remove(f, hb) end
+    end
     for _, f in ipairs(sent_fields(r.h)) do sent_remove(f) end
     if r.day and redis.call('HINCRBY', K_DAYS, r.day, '-1') <= 0 then redis.call('HDEL', K_DAYS, r.day) end
   end
-  if redis.call('DECR', K_COUNT) <= 0 then redis.call('DEL', K_COUNT, K_SEQ) end
+  if redis.call('DECR', K_COUNT) <= 0 then
+    -- handles restart from 1 only when no bucket can still hold an old one (spread: todo empty)
+    if redis.call('EXISTS', K_TODO) == 0 then redis.call('DEL', K_COUNT, K_SEQ) else redis.call('DEL', K_COUNT) end
+  end
   if v and info_story(v) ~= '' then leave(info_story(v), {id}) end
   return blob or false
 end
@@ -392,7 +420,11 @@ local function put(id, blob, vals, absent, story, fields)
   local r = rec(blob)
   local hb = struct.pack('<I4', h)
   local entry = hb .. struct.pack('<I2', day_tag(r.day))
-  for _, f in ipairs(fields or band_fields(r.m)) do bucket_add(f, entry, vals[f]) end
+  if SPREAD then
+    todo_add('+', hb, fields or band_fields(r.m))
+  else
+    for _, f in ipairs(fields or band_fields(r.m)) do bucket_add(f, entry, vals[f]) end
+  end
   for _, f in ipairs(sent_fields(r.h)) do sent_add(f) end
   redis.call('INCR', K_COUNT)
   if r.day then redis.call('HINCRBY', K_DAYS, r.day, '1') end
@@ -494,3 +526,12 @@ local function find(fields, day, window, own)
   return out, vals
 end
 """ % {"hdr": HEADER_SIZE, "s0": SHARDS0, "load": LOAD, "noday": NODAY}
+
+# The text in sections (each starts at a '--@ name' line): the story index's scripts take them all; the
+# spread layout's band script (redis_spread_lua.BAND) only the bucket machinery.  A script runs its
+# whole prologue on every call (~1 us per 10 function definitions), and a band script is called 16 times per
+# article.
+_PARTS = _TEMPLATE.split("\n--@ ")
+SECTIONS = {"head": _PARTS[0] + "\n", **{p.split("\n", 1)[0]: p.split("\n", 1)[1] for p in _PARTS[1:]}}
+HELPERS = "".join(SECTIONS.values())
+BUCKET_HELPERS = SECTIONS["head"] + SECTIONS["lh"] + SECTIONS["buckets"]

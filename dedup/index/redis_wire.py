@@ -202,10 +202,11 @@ class DirectScripts:
         self._pool = client.connection_pool
         # polling a second CPU is free; with one, it would only keep the server from running
         self._spin = spin_us / 1e6 if _cpus() > 1 else 0.0
-        # after the command name and digest: numkeys 1, the key, then the fixed arguments
-        head = _arg(1) + _arg(fixed[0]) + b"".join(_arg(a) for a in fixed[1:])
+        # after the command name and digest: numkeys 1, the key, then the fixed arguments (none: every
+        # call passes numkeys, its key and all its arguments itself)
+        head = _arg(1) + _arg(fixed[0]) + b"".join(_arg(a) for a in fixed[1:]) if fixed else b""
         self._heads = {name: _arg("EVALSHA") + _arg(sha) + head for name, sha in shas.items()}
-        self._n_fixed = 2 + 1 + len(fixed)  # EVALSHA, digest, numkeys, key + fixed args
+        self._n_fixed = 2 + (1 + len(fixed) if fixed else 0)  # EVALSHA, digest[, numkeys, key + fixed args]
         self._lock = threading.Lock()
         self._conn: Any = None
         self._pending = 0  # replies of send() not read yet

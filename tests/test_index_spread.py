@@ -1,0 +1,377 @@
+"""The spread layout: each band's buckets in a slot of their own, so a Redis Cluster shares an index's work.
+
+What it must keep from the one-slot layout: the same clusters as one process (also with concurrent
+processes), zero keys left after deleting everything, and no state a crash can leave wrong for good:
+a client killed between committing an article and writing its buckets leaves a todo entry that
+``sweep`` finishes.  The invariant checked after every fault: each stored article is in exactly its 32
+buckets, and every bucket entry is a stored article.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import redis
+
+from dedup.index import open_index
+from dedup.index.redis_keys import key
+from dedup.index.redis_spread import SpreadIndex, entries_in
+from dedup.readers import read_paths
+from dedup.service import Deduper
+from dedup.settings import Settings
+from dedup.stories import make_decider
+
+from .conftest import ROOT, data_file
+from .test_index_redis import articles, cluster, entry, partition
+
+SETTINGS = Settings(redis_layout="spread")
+MEMORY = Settings()
+
+
+def clients(url: str) -> list[redis.Redis]:
+    """One plain client per master (a cluster) or the one server."""
+    if url.startswith("redis+cluster://"):
+        from redis.cluster import RedisCluster
+
+        rc = RedisCluster.from_url("redis://" + url[len("redis+cluster://"):])
+        out = [redis.Redis(host=n.host, port=n.port) for n in rc.get_primaries()]
+        rc.close()
+        return out
+    return [redis.Redis.from_url(url)]
+
+
+def keys_of(url: str, ns: str) -> dict[int, set[bytes]]:
+    """Every key of namespace ``ns`` (story slot and band slots), by the port of the master holding it."""
+    out: dict[int, set[bytes]] = {}
+    for c in clients(url):
+        port = c.connection_pool.connection_kwargs["port"]
+        found = set(c.scan_iter(match=f"{{{ns}}}:*")) | set(c.scan_iter(match=f"{{{ns}:b*"))
+        out[port] = found
+        c.close()
+    return out
+
+
+def check_buckets(url: str, ns: str, settings: Settings = SETTINGS) -> int:
+    """The invariant: stored articles are in exactly their buckets, buckets hold only stored articles.
+    Returns the number of stored articles."""
+    with SpreadIndex(settings, url=url, namespace=ns) as idx:
+        r = idx._r
+        stored = set()
+        for c in clients(url):
+            for k in c.scan_iter(match=f"{{{ns}}}:i:*"):
+                stored |= set(c.hkeys(k))
+            c.close()
+        want: dict[int, dict[bytes, set[bytes]]] = {}
+        for hb in stored:
+            blob = r.get(key(ns, "a", int.from_bytes(hb, "little")))
+            assert blob is not None, f"stored handle {hb!r} has no record"
+            fields = idx._split(idx._fields(idx._known({hb})[hb][1]))
+            for b, f in enumerate(fields):
+                want.setdefault(b, {}).setdefault(f, set()).add(hb)
+        got: dict[int, dict[bytes, set[bytes]]] = {}
+        for tag in idx._tags:
+            for c in clients(url):
+                for k in c.scan_iter(match=f"{{{tag}}}:b:*"):
+                    for f in c.hkeys(k):
+                        if len(f) == idx._width:  # a bucket's first piece: read the whole value by script
+                            b = int.from_bytes(f[:2], "little")
+                            handles = set(entries_in(idx._bands("get", [(b, f, b"")])[0]))
+                            got.setdefault(b, {})[f] = handles
+                c.close()
+        assert got == want
+        assert idx._r.zcard(key(ns, "todo")) == 0
+        return len(stored)
+
+
+def test_seeds_and_meter_cluster_as_in_process_and_buckets_spread_over_the_masters(redis_cluster, seed_paths):
+    url, nodes = redis_cluster
+    items = articles(seed_paths, meter_n=150)
+    mem = cluster(Deduper(MEMORY), items)
+    with Deduper(Settings(), url=url, namespace="sp") as dd:  # 'auto' is spread on a cluster
+        assert isinstance(dd.index, SpreadIndex)
+        assert cluster(dd, items) == mem
+    with Deduper(Settings(), url=url, namespace="spb") as dd:  # the batch path too
+        assert all(o.error is None for o in dd.add_many(items))
+        assert partition(dd.index.story_of([a.id for a in items])) == mem
+    check_buckets(url, "sp")
+    by_node = keys_of(url, "sp")
+    story_nodes = {p for p, ks in by_node.items() if any(k.startswith(b"{sp}:") for k in ks)}
+    band_nodes = {p for p, ks in by_node.items() if any(k.startswith(b"{sp:b") for k in ks)}
+    assert len(story_nodes) == 1  # what must change atomically shares one slot
+    assert len(band_nodes) == 3  # the 12 band groups land on every master of three
+    groups_per_master = sorted(len({k.split(b"}")[0] for k in ks if k.startswith(b"{sp:b")}) for ks in by_node.values())
+    assert groups_per_master == [4, 4, 4]  # the groups' slots are evenly spaced: an even spread
+    slots = set()
+    for c in clients(url):
+        slots |= {c.cluster("keyslot", k) for k in by_node[c.connection_pool.connection_kwargs["port"]]
+                  if k.startswith(b"{sp:b")}
+        c.close()
+    assert len(slots) == 12  # one per band group
+
+
+@pytest.mark.parametrize("chunk", [64, 5, 1])
+def test_bulk_ingest_gives_the_one_at_a_time_assignments(redis_url, seed_paths, chunk):
+    """ingest_many decides each chunk in input order, each article seeing the chunk's earlier ones:
+    same stories, same founders, same actions, in order, as one process one at a time; repeated ids
+    (unchanged) and a replaced article go through assign at their place."""
+    items = articles(seed_paths, meter_n=200)
+    changed = dataclasses.replace(items[7], text=items[7].text + " A sentence added by a later edit.")
+    items = items + items[:5] + [changed]
+    one = Deduper(MEMORY)
+    expected = [(a.id, r.story, r.action, tuple(r.merged)) for a, r in ((a, one.add(a)) for a in items)]
+    with Deduper(SETTINGS, url=redis_url, namespace="bulk") as dd:
+        real = dd.index.ingest_many
+        dd.index.ingest_many = lambda es, d, fallback=None: real(es, d, fallback, chunk=chunk)
+        got = [(o.article.id, o.assignment.story, o.assignment.action, tuple(o.assignment.merged))
+               for o in dd.add_many(items)]
+    assert got == expected
+    assert any(action == "merged" for _, _, action, _ in expected)
+    assert [action for _, _, action, _ in expected[-6:]] == ["unchanged"] * 5 + ["replaced"]
+    check_buckets(redis_url, "bulk")
+
+
+def test_a_namespace_keeps_its_layout(redis_url):
+    with SpreadIndex(SETTINGS, url=redis_url, namespace="lay") as idx:
+        idx.put(entry("a", 1))
+    from dedup.index.redis import IndexMismatch
+
+    with pytest.raises(IndexMismatch, match="3-spread"):
+        open_index(dataclasses.replace(SETTINGS, redis_layout="slot"), redis_url, namespace="lay")
+
+
+def test_an_article_committed_while_we_decide_is_linked_by_our_bucket_write(redis_url):
+    """The step that makes the layout safe: our read missed the rival, our bucket write shows it."""
+    with SpreadIndex(SETTINGS, url=redis_url, namespace="late") as idx, \
+            SpreadIndex(SETTINGS, url=redis_url, namespace="late") as other:
+        read = idx._read_buckets
+
+        def read_then_rival_lands(fields):
+            seen = read(fields)
+            if not other.story_of(["rival"]):
+                other.ingest(entry("rival", 5), make_decider(other, SETTINGS))
+            return seen
+
+        idx._read_buckets = read_then_rival_lands
+        result = idx.ingest(entry("me", 5), make_decider(idx, SETTINGS))
+        # as if the rival had been seen: "me" joins its story, which keeps its name
+        assert (result.story, result.action, result.merged) == ("rival", "joined", [])
+        assert [c for c, _, _ in result.links] == ["rival"]
+        assert idx.members("rival") == ["me", "rival"] and idx.story_ids() == ["rival"]
+    check_buckets(redis_url, "late")
+
+
+class Crash(Exception):
+    pass
+
+
+def test_sweep_finishes_what_a_dead_client_left_between_commit_and_buckets(redis_url):
+    with SpreadIndex(SETTINGS, url=redis_url, namespace="crash") as idx:
+        idx.ingest(entry("first", 5), make_decider(idx, SETTINGS))
+        doomed = SpreadIndex(SETTINGS, url=redis_url, namespace="crash")
+
+        def die(*_a, **_k):
+            doomed._done.clear()  # a dead client clears nothing
+            raise Crash
+
+        doomed._apply = die
+        with pytest.raises(Crash):  # committed, not in its buckets
+            doomed.ingest(entry("second", 5), make_decider(doomed, SETTINGS))
+        with pytest.raises(Crash):  # deleted, still in its buckets
+            doomed.delete("first")
+        doomed._r.close()
+        assert idx._r.zcard(key("crash", "todo")) == 2
+        assert idx.candidates(entry("q", 5).signature) == set()  # 'first' is gone, 'second' not yet findable
+        assert idx.sweep() == 0  # a minute has not passed: the client may be alive and slow
+        assert idx.sweep(age_s=0) == 2
+        assert idx.candidates(entry("q", 5).signature) == {"second"}
+        third = idx.ingest(entry("third", 5), make_decider(idx, SETTINGS))
+        assert third.action == "joined" and idx.members(third.story) == ["second", "third"]
+    assert check_buckets(redis_url, "crash") == 2
+
+
+def test_sweep_links_an_article_left_half_done_with_one_that_arrived_meanwhile(redis_url):
+    with SpreadIndex(SETTINGS, url=redis_url, namespace="crash2") as idx:
+        doomed = SpreadIndex(SETTINGS, url=redis_url, namespace="crash2")
+        apply = doomed._apply
+
+        def die_half_way(todo, tags=None):  # writes the buckets, dies before linking what they held
+            apply(todo, tags)
+            doomed._done.clear()
+            raise Crash
+
+        idx.ingest(entry("a", 5), make_decider(idx, SETTINGS))
+        idx.flush()  # a live client clears its finished entries with its next commit, or now
+        read = doomed._read_buckets
+        doomed._read_buckets = lambda fields: {}  # as if 'a' came in after the read
+        doomed._apply = die_half_way
+        with pytest.raises(Crash):
+            doomed.ingest(entry("b", 5), make_decider(doomed, SETTINGS))
+        doomed._read_buckets = read
+        doomed._r.close()
+        assert partition(idx.story_of(["a", "b"])) == {frozenset({"a"}), frozenset({"b"})}
+        assert idx.sweep(age_s=0) == 1
+        assert partition(idx.story_of(["a", "b"])) == {frozenset({"a", "b"})}
+    check_buckets(redis_url, "crash2")
+
+
+def test_deleting_every_article_leaves_only_the_meta_key(redis_cluster, seed_paths):
+    url, _ = redis_cluster
+    items = articles(seed_paths, meter_n=60)
+    with Deduper(SETTINGS, url=url, namespace="del") as dd:
+        for a in items:
+            dd.add(a)
+        assert sum(len(k) for k in keys_of(url, "del").values()) > len(items)
+        for a in items:
+            dd.delete(a.id)
+        assert len(dd.index) == 0 and dd.index.story_ids() == []
+    left = set().union(*keys_of(url, "del").values())
+    assert left == {b"{del}:meta"}
+
+
+def _run_cli(url: str, ns: str, path: Path, *extra: str) -> subprocess.Popen:
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "DEDUP_REDIS_LAYOUT": "spread"}
+    return subprocess.Popen([sys.executable, "-m", "dedup", "cluster", "--redis", url, "--namespace", ns,
+                             "--format", "jsonl", "--skip-bad", *extra, str(path)],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, env=env)
+
+
+@pytest.mark.parametrize("split", ["same-corpus", "interleaved-halves"])
+def test_two_processes_on_a_cluster_end_with_the_one_process_partition(redis_cluster, tmp_path, split):
+    """Interleaved halves: the rewrites of a story (adjacent in the file) arrive at both processes at
+    once, so pairs are committed while the other side decides and are found by the bucket writes."""
+    url, _ = redis_cluster
+    lines = data_file("meter-dev.jsonl").read_text(encoding="utf-8").splitlines()[:240]
+    parts = [lines, lines[::-1]] if split == "same-corpus" else [lines[0::2], lines[1::2]]
+    paths = []
+    for n, part in enumerate(parts):
+        paths.append(tmp_path / f"part{n}.jsonl")
+        paths[-1].write_text("\n".join(part) + "\n", encoding="utf-8")
+    procs = [_run_cli(url, split, p) for p in paths]
+    for p in procs:
+        _, err = p.communicate(timeout=300)
+        assert p.returncode == 0, err
+    ids = [json.loads(line)["id"] for line in lines]
+    with SpreadIndex(SETTINGS, url=url, namespace=split) as idx:
+        assert len(idx) == len(ids)
+        shared = partition(idx.story_of(ids))
+    assert shared == cluster(Deduper(MEMORY), [a for p in paths for a in read_paths([str(p)])][:len(ids)]
+                             if split != "same-corpus" else list(read_paths([str(paths[0])])))
+    check_buckets(url, split)
+
+
+def _between_commit_and_buckets(idx: SpreadIndex) -> bool:
+    """Is the newest todo entry an article committed but not yet in all its buckets?"""
+    newest = idx._r.zrange(key(idx.namespace, "todo"), -1, -1)
+    if not newest:
+        return False
+    hb, fields = newest[0][:4], idx._split(newest[0][4:])
+    _, _, (info,) = idx._lookup("", [hb])
+    if not info:
+        return False
+    got = idx._bands("get", [(b, f, b"") for b, f in enumerate(fields)])
+    return any(hb not in entries_in(v) for v in got)
+
+
+def test_a_client_killed_between_commit_and_buckets_leaves_nothing_a_sweep_cannot_mend(redis_url, tmp_path):
+    """Freeze a CLI process (SIGSTOP) at random moments until it is caught between committing an
+    article and writing all of its buckets, SIGKILL it there, sweep, check the invariant; three
+    times, each run going on from where the last stopped.  Then ingest the whole file again: the
+    one-process partition."""
+    lines = data_file("meter-dev.jsonl").read_text(encoding="utf-8").splitlines()[:400]
+    path = tmp_path / "in.jsonl"
+    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    caught = 0
+    with SpreadIndex(SETTINGS, url=redis_url, namespace="kill") as idx:
+        for _ in range(3):
+            proc = _run_cli(redis_url, "kill", path)
+            for _ in range(2000):
+                if proc.poll() is not None:
+                    break
+                time.sleep(0.002)
+                proc.send_signal(signal.SIGSTOP)
+                if _between_commit_and_buckets(idx):
+                    caught += 1
+                    break
+                proc.send_signal(signal.SIGCONT)
+            proc.send_signal(signal.SIGKILL)
+            proc.wait(timeout=60)
+            idx.sweep(age_s=0)
+            check_buckets(redis_url, "kill")
+    assert caught >= 2, f"caught the client between commit and buckets {caught} times of 3"
+    proc = _run_cli(redis_url, "kill", path)
+    _, err = proc.communicate(timeout=300)
+    assert proc.returncode == 0, err
+    ids = [json.loads(line)["id"] for line in lines]
+    with SpreadIndex(SETTINGS, url=redis_url, namespace="kill") as idx:
+        shared = partition(idx.story_of(ids))
+    assert shared == cluster(Deduper(MEMORY), list(read_paths([str(path)])))
+    assert check_buckets(redis_url, "kill") == len(ids)
+
+
+def _worker(url: str, ns: str, path: str, copy: int, barrier, late, bulk: bool) -> None:
+    items = [dataclasses.replace(a, id=f"{a.id}#{copy}") for a in read_paths([path])]
+    with Deduper(SETTINGS, url=url, namespace=ns) as dd:
+        link_late = dd.index._link_late
+
+        def counted(entry, hb, seen, before, assignment):
+            out = link_late(entry, hb, seen, before, assignment)
+            if out.links != assignment.links:
+                late.put(entry.id)
+            return out
+
+        dd.index._link_late = counted
+        read = dd.index._read_buckets
+
+        def read_slowly(fields):  # widens the race: others commit between our read and our commit
+            seen = read(fields)
+            time.sleep(0.002)
+            return seen
+
+        dd.index._read_buckets = read_slowly
+        if bulk:  # chunks of 4 articles, the three copies of a chunk at once
+            for k in range(0, len(items), 4):
+                barrier.wait(timeout=60)
+                assert all(o.error is None for o in dd.add_many(items[k:k + 4]))
+            return
+        for a in items:
+            barrier.wait(timeout=60)  # the three copies of an article start together
+            dd.add(a)
+
+
+@pytest.mark.parametrize("bulk", [False, True], ids=["streaming", "bulk"])
+def test_three_synchronized_workers_on_a_cluster_end_with_the_one_process_partition(redis_cluster, tmp_path, bulk):
+    """Each worker ingests its own copy of the same articles, in step: copies of one article are
+    read, decided and committed at the same time by the three, so most pairs are found only by the
+    bucket writes, and linked then."""
+    import multiprocessing
+
+    url, _ = redis_cluster
+    path = tmp_path / "in.jsonl"
+    path.write_text("\n".join(data_file("meter-dev.jsonl").read_text(encoding="utf-8").splitlines()[:100]) + "\n",
+                    encoding="utf-8")
+    ctx = multiprocessing.get_context("fork")
+    barrier, late = ctx.Barrier(3), ctx.Queue()
+    ns = f"sync{int(bulk)}"
+    procs = [ctx.Process(target=_worker, args=(url, ns, str(path), n, barrier, late, bulk)) for n in range(3)]
+    for p in procs:
+        p.start()
+    for p in procs:
+        p.join(timeout=300)
+        assert p.exitcode == 0
+    items = [dataclasses.replace(a, id=f"{a.id}#{n}") for n in range(3) for a in read_paths([str(path)])]
+    with SpreadIndex(SETTINGS, url=url, namespace=ns) as idx:
+        shared = partition(idx.story_of([a.id for a in items]))
+    linked_late = []
+    while not late.empty():
+        linked_late.append(late.get())
+    assert shared == cluster(Deduper(MEMORY), items), f"{len(linked_late)} linked by their bucket writes"
+    assert len(linked_late) > 10  # the race was run
+    check_buckets(url, ns)
