@@ -121,11 +121,12 @@ class Settings(DeclaredSettings):
     )
     redis_layout: str = _setting(
         "auto",
-        "Shared (Redis) index only: 'slot' keeps a whole index in one Redis Cluster slot (fastest: one to "
-        "two round trips per article, but one master does all of an index's work); 'spread' gives each "
-        "LSH band's buckets a slot of its own, so a cluster's masters share the bucket work (three to four "
-        "round trips per article); 'auto' is 'spread' for redis+cluster:// URLs and 'slot' otherwise. "
-        "Part of a namespace's fingerprint: reopen a namespace with the layout it was built with.",
+        "Shared (Redis) index only: 'slot' keeps a whole index in one Redis Cluster slot (one to two round "
+        "trips per article, but one master does all of an index's work); 'spread' puts the LSH buckets "
+        "in 6 slots of their own (band groups), so a cluster's masters share the bucket work (three to "
+        "four round trips per article, more server CPU in all); 'auto' is 'spread' for redis+cluster:// "
+        "URLs and 'slot' otherwise. Part of a namespace's fingerprint: reopen a namespace with the "
+        "layout it was built with.",
         group="storage",
     )
     # -- input ------------------------------------------------------------

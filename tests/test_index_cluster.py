@@ -1,8 +1,9 @@
-"""The Redis index on a real 3-master Redis Cluster.
+"""The Redis index on a real 3-master Redis Cluster, in the slot layout (``--redis-layout slot``).
 
 Every key of an index carries the ``{namespace}`` hash tag, so the whole
 index lives in one slot (correct, atomic scripts; no load spread within one
-index).  Different namespaces land on different masters.
+index).  Different namespaces land on different masters.  The spread layout,
+the default on a cluster, is tested in ``test_index_spread.py``.
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ from dedup.stories import make_decider
 
 from .test_index_redis import articles, cluster, partition
 
-SETTINGS = Settings()
+SETTINGS = Settings(redis_layout="slot")
 
 
 def test_cluster_clusters_like_one_process_streaming_and_bulk(redis_cluster, seed_paths):

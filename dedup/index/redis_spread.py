@@ -54,12 +54,12 @@ from .redis_spread_bulk import ingest_chunks
 from .redis_wire import DirectScripts, PipelineBroken
 
 UNDATED_TAG = 65535
-# band b's buckets live in group b mod BAND_GROUPS, each group a slot of its own.  Every group costs one
-# script call per step and article (~10-15 us of server time each), and more groups spread more evenly:
-# 12 divides evenly over 2, 3, 4 and 6 masters.  Measured on a local 3-master cluster, 2,000 articles
-# streamed (server CPU per article, summed over the masters): 6 groups ~1.0 ms, 12 ~1.4 ms, 16 ~1.6 ms,
-# 32 ~2.4 ms.  Part of the namespace's fingerprint (the keys depend on it).
-BAND_GROUPS = 12
+# band b's buckets live in group b mod BAND_GROUPS, each group a slot of its own.  Each group costs a
+# script call per step and article on its master, so fewer groups cost less in all; more groups spread
+# more evenly over more masters (6: even over 2, 3 or 6 masters).  Server CPU per streamed article on the
+# busiest master of a local 3-master cluster: 4 groups 403 us (uneven), 6 groups 474-491, 12 groups
+# 575-604, 16 groups 739 (docs/redis.md, "The spread layout").  Part of the namespace's fingerprint.
+BAND_GROUPS = 6
 SWEEP_AGE_S = 60.0  # a todo entry this old belongs to a client that crashed or hung
 
 
