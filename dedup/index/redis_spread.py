@@ -48,7 +48,7 @@ from ..records import Assignment, DedupError, Entry
 from ..settings import Settings
 from . import redis_spread_lua
 from .base import Decide, StoryIndex
-from .redis import MAX_INGEST_ATTEMPTS, RedisIndex, _guard, _s
+from .redis import MAX_INGEST_ATTEMPTS, SIG_CACHE_SIZE, RedisIndex, _guard, _s
 from .redis_keys import band_namespace, check_id, key
 from .redis_spread_bulk import ingest_chunks
 from .redis_wire import DirectScripts, PipelineBroken
@@ -100,6 +100,8 @@ class SpreadIndex(RedisIndex):
         self._width = 2 + 4 * settings.rows
         self._cluster = isinstance(self._r, RedisCluster)
         self._story_wire: dict[str, DirectScripts] = {}
+        self._story_seen: dict[bytes, str] = {}  # handle -> its story when this client last saw it
+        self._renamed: dict[str, str] = {}  # story -> the story this client saw it merged into
         self._band_wire: dict[str, DirectScripts] = {}
         self._load_band_script()
         self.sweep()
@@ -234,6 +236,26 @@ class SpreadIndex(RedisIndex):
         done, self._done = self._done, []
         return [str(len(done)).encode(), *[x for pair in done for x in pair]]
 
+    # -- what this client knows of stories --------------------------------------------
+    def _story_known(self, hb: bytes) -> str | None:
+        """The story this client last saw the handle in, following the merges it made or saw since."""
+        story = self._story_seen.get(hb)
+        for _ in range(64):  # renames never loop (a story merged into is never a renamed one); a bound anyway
+            if story is None or story not in self._renamed:
+                return story
+            story = self._renamed[story]
+        return None
+
+    def _note_story(self, hb: bytes, story: str, merged: Iterable[str]) -> None:
+        if len(self._story_seen) >= SIG_CACHE_SIZE:
+            self._story_seen.clear()
+            self._renamed.clear()
+        self._story_seen[hb] = story
+        self._renamed.pop(story, None)
+        for old in merged:
+            if old != story:
+                self._renamed[old] = story
+
     # -- articles ---------------------------------------------------------------
     @_guard
     def put(self, entry: Entry) -> None:
@@ -317,6 +339,7 @@ class SpreadIndex(RedisIndex):
         tag = day_tag(sig.day)
         replaced = False
         alone_ok = getattr(decide, "alone_is_new", False)
+        trust_cache = True
         for attempt in range(MAX_INGEST_ATTEMPTS):
             seen = self._read_buckets(fields)
             near = [h for h, t in seen.items() if tag_within(t, sig.day, window)]
@@ -324,21 +347,28 @@ class SpreadIndex(RedisIndex):
                 assignment = Assignment(entry.id, entry.id, "new")
                 reply = self._story("S_COMMIT", *self._take_done(), 1, entry.id, blob, packed, entry.id, "alone", 0, 0)
             else:
-                own_hb, own, infos = self._lookup(entry.id, near)
+                cached = {h: self._story_known(h) for h in near} if trust_cache else {}
+                if trust_cache and all(h in self._sig_cache and cached[h] is not None for h in near):
+                    # every candidate's story is known here (most often: this client wrote them): decide
+                    # without the lookup; the commit re-checks those stories, and that the id is not stored
+                    # and no story is named after it, and a stale guess costs one retry with the lookup
+                    own_hb, own, cands = None, [], cached
+                else:
+                    own_hb, own, infos = self._lookup(entry.id, near)
+                    cands = {h: self._info_story(info) for h, info in zip(near, infos) if info}
+                    self._story_seen.update(cands)
                 if own_hb is not None:
                     reply = [b"exists"]
                 else:
-                    cands = {h: info for h, info in zip(near, infos) if info}
                     known = self._known(set(cands))
                     sigs = {known[h][0]: known[h][1] for h in cands if h in known}
-                    stories = {known[h][0]: self._info_story(cands[h]) for h in cands
-                               if h in known and self._info_story(cands[h])}
+                    stories = {known[h][0]: cands[h] for h in cands if h in known and cands[h]}
                     self._members_hint = {entry.id: own}
                     try:
                         assignment = decide(entry, sigs, stories)
                     finally:
                         self._members_hint = {}
-                    expected = [x for h in cands if h in known for x in (h, self._info_story(cands[h]))]
+                    expected = [x for h in cands if h in known for x in (h, cands[h])]
                     mode = "new" if assignment.action == "new" else "join"
                     reply = self._story("S_COMMIT", *self._take_done(), 1, entry.id, blob, packed, assignment.story,
                                         mode, len(assignment.merged), *assignment.merged, len(expected) // 2,
@@ -353,10 +383,12 @@ class SpreadIndex(RedisIndex):
             if status != "ok":
                 if not near:
                     alone_ok = False  # a story is named after the article: decide with the lookup
+                trust_cache = False
                 self._backoff(attempt)
                 continue
             hb = reply[2]
             self._remember(hb, entry)
+            self._note_story(hb, assignment.story, assignment.merged)
             before = self._apply(reply[3:], {hb: tag})[0]
             assignment = self._link_late(entry, hb, seen, before, assignment)
             if replaced:
@@ -372,8 +404,6 @@ class SpreadIndex(RedisIndex):
     def _link_late(self, entry: Entry, hb: bytes, seen: dict[bytes, int], before: list[Any],
                    assignment: Assignment) -> Assignment:
         """Step 5: verify and link articles that entered our buckets after we read them."""
-        from ..stories import verify_many  # late import: stories imports the index package
-
         sig, window = entry.signature, self.settings.window_days
         late: dict[bytes, int] = {}
         for v in before:
@@ -382,20 +412,13 @@ class SpreadIndex(RedisIndex):
                     late.setdefault(h, t)
         if not late:
             return assignment
-        handles = list(late)
-        _, _, infos = self._lookup("", handles)
-        known = self._known({h for h, info in zip(handles, infos) if info})
-        if not known:
-            return assignment
-        ids = [known[h][0] for h in known]
-        verdicts = verify_many(sig, [known[h][1] for h in known], self.settings)
-        linked = [cid for cid, (ok, _, _) in zip(ids, verdicts) if ok]
-        if not linked:
-            return assignment
         founded = assignment.action == "new"
-        stories = [_s(s) for s in self._story("S_LINK", entry.id, int(founded), *linked)]
-        links = assignment.links + [(cid, round(cos, 4), round(r, 4))
-                                    for cid, (ok, cos, r) in zip(ids, verdicts) if ok]
+        stories, new_links = self._verify_and_link(entry.id, sig, list(late), founded)
+        if not new_links:
+            return assignment
+        if stories:
+            self._note_story(hb, stories[0], stories[1:])
+        links = assignment.links + new_links
         if not stories:  # deleted meanwhile
             return Assignment(entry.id, assignment.story, assignment.action, merged=assignment.merged, links=links)
         story = stories[0]
@@ -403,6 +426,24 @@ class SpreadIndex(RedisIndex):
         merged = sorted((set(assignment.merged) | folded | ({assignment.story} if not founded else set())) - {story})
         action = "merged" if merged else ("joined" if story != assignment.story or not founded else "new")
         return Assignment(entry.id, story, action, merged=merged, links=links)
+
+    def _verify_and_link(self, article_id: str, sig: Any, handles: list[bytes], founded: bool
+                         ) -> tuple[list[str], list[tuple[str, float, float]]]:
+        """Verify the article against the committed ones among ``handles`` and link those that are one
+        story with it (S_LINK).  Returns the stories S_LINK folded (the first is where they went; empty
+        when nothing linked, or the article is gone) and the links made."""
+        from ..stories import verify_many  # late import: stories imports the index package
+
+        _, _, infos = self._lookup("", handles)
+        known = self._known({h for h, info in zip(handles, infos) if info})
+        if not known:
+            return [], []
+        verdicts = verify_many(sig, [s for _, s in known.values()], self.settings)
+        links = [(cid, round(cos, 4), round(r, 4)) for (cid, _), (ok, cos, r) in zip(known.values(), verdicts) if ok]
+        if not links:
+            return [], []
+        stories = [_s(s) for s in self._story("S_LINK", article_id, int(founded), *[c for c, _, _ in links])]
+        return stories, links
 
     @_guard
     def ingest_many(
@@ -429,8 +470,6 @@ class SpreadIndex(RedisIndex):
         nothing, linking is idempotent, and an entry noted again since it was read is left to its
         new owner (clearing compares the score).
         """
-        from ..stories import verify_many
-
         found = self._story("S_TODO", int(age_s * 1e6), limit)
         if not found:
             return 0
@@ -448,14 +487,8 @@ class SpreadIndex(RedisIndex):
                 before = self._bands("add", [(b, f, hb + t) for b, f in enumerate(fields)])
                 others = {h for v in before for h, tg in entries_in(v).items()
                           if h != hb and tag_within(tg, day, self.settings.window_days)}
-                if own is not None and others:
-                    o = list(others)
-                    _, _, oinfo = self._lookup("", o)
-                    known = self._known({h for h, i in zip(o, oinfo) if i})
-                    verdicts = verify_many(own[1], [s for _, s in known.values()], self.settings)
-                    linked = [cid for (cid, _), (ok, _, _) in zip(known.values(), verdicts) if ok]
-                    if linked:
-                        self._story("S_LINK", own[0], 0, *linked)
+                if own is not None and others:  # what it should have been linked with: all of them
+                    self._verify_and_link(own[0], own[1], list(others), False)
             self._done.append((member, score))
         self.flush()
         return len(pairs)
