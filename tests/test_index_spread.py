@@ -378,3 +378,56 @@ def test_three_synchronized_workers_on_a_cluster_end_with_the_one_process_partit
     assert shared == cluster(Deduper(MEMORY), items), f"{len(linked_late)} linked by their bucket writes"
     assert len(linked_late) > 10  # the race was run
     check_buckets(url, ns)
+
+
+def test_masters_that_lost_their_scripts_get_them_again(redis_cluster, seed_paths):
+    """SCRIPT FLUSH on every master mid-batch (as after a restart or failover): the band and story
+    calls answer NOSCRIPT, the scripts are loaded again and the batch clusters as in process."""
+    url, _ = redis_cluster
+    items = articles(seed_paths, meter_n=40)
+    with Deduper(SETTINGS, url=url, namespace="noscript") as dd:
+        for n, a in enumerate(items):
+            if n in (10, 30):
+                for c in clients(url):
+                    c.script_flush()
+                    c.close()
+            dd.add(a)
+        assert partition(dd.index.story_of([a.id for a in items])) == cluster(Deduper(MEMORY), items)
+    check_buckets(url, "noscript")
+
+
+def test_without_the_wire_fast_path_the_calls_go_through_redis_py(redis_cluster, seed_paths, monkeypatch):
+    """The direct connections are only a fast path: refused, every call takes redis-py's route."""
+    from dedup.index.redis_wire import DirectScripts
+
+    url, _ = redis_cluster
+    monkeypatch.setattr(DirectScripts, "send", lambda self, calls: False)
+    monkeypatch.setattr(DirectScripts, "call", lambda self, name, args: (False, None))
+    items = articles(seed_paths, meter_n=40)
+    with Deduper(SETTINGS, url=url, namespace="slowly") as dd:
+        assert cluster(dd, items) == cluster(Deduper(MEMORY), items)
+        assert all(o.error is None for o in dd.add_many(items[:5]))  # unchanged, through the bulk path
+    check_buckets(url, "slowly")
+
+
+def test_python_and_lua_agree_on_day_tags_and_the_window(redis_url):
+    """The client filters bucket entries by day tag as the scripts do (redis_spread.tag_within)."""
+    from dedup.index.redis_lua_lib import HELPERS
+    from dedup.index.redis_spread import day_tag, tag_within
+
+    days = [None, 0, 1, 2, 65533, 65534, 65535, 65536, 70000, 20_000, 20_001]
+    cases = [(day_tag(a), b, w) for a in days for b in days for w in (0, 1, 3, 40000)]
+    script = HELPERS + """
+local out = {}
+for i = 4, #ARGV, 3 do
+  local day = nil
+  if ARGV[i + 1] ~= '' then day = tonumber(ARGV[i + 1]) end
+  out[#out + 1] = tag_within(tonumber(ARGV[i]), day, tonumber(ARGV[i + 2])) and 1 or 0
+end
+return out
+"""
+    args = [x for t, d, w in cases for x in (t, "" if d is None else d, w)]
+    client = redis.Redis.from_url(redis_url)
+    got = client.eval(script, 1, "{x}:meta", "x", 32, 1, *args)
+    client.close()
+    assert got == [int(tag_within(t, d, w)) for t, d, w in cases]

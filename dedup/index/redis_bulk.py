@@ -44,7 +44,7 @@ if TYPE_CHECKING:
 UNDATED_TAG = 65535  # the Lua twin: day_tag in redis_lua_lib
 
 
-def _within(a: int | None, b: int | None, window: int) -> bool:
+def within_window(a: int | None, b: int | None, window: int) -> bool:
     """The exact publication-window test (undated articles match everything)."""
     return a is None or b is None or abs(a - b) <= window
 
@@ -184,7 +184,7 @@ class _Bulk:
                             continue
                         seen.add(c)
                         other = layer.sig[c]
-                        if _within(e.signature.day, other.day, window):
+                        if within_window(e.signature.day, other.day, window):
                             sigs[c] = other
                             in_chunk[c] = other
                             stories[c] = resolve(layer.story[c])

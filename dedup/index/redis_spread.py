@@ -1,19 +1,21 @@
-"""The spread layout of the Redis index: each band's buckets in a cluster slot of their own.
+"""The spread layout of the Redis index: the buckets in cluster slots of their own, one per band group.
 
 The slot layout (:class:`~dedup.index.redis.RedisIndex`) keeps a whole index in one slot, because its
 scripts change buckets and stories in one atomic step; on a Redis Cluster one master then does all the
 work of an index.  Here only what must change together shares the namespace's slot, ``{ns}``: records,
 handles, the handle table, stories, counters and sentence counts.  The buckets, most of the server's
-work per article (32 reads and 32 writes), live in one slot per band, ``{ns:b<band>}``, spread over
+work per article (32 reads and 32 writes), live in one slot per group of bands (band b in group
+b mod 6, tag ``ns:b<group>...``: :func:`~dedup.index.redis_keys.band_namespace`), spread evenly over
 the masters.  No script spans two slots.
 
 Ingesting an article:
 
-1. read its 32 buckets (one pipelined call per band, the bands' masters answer in parallel);
-2. look up the candidates' stories in the story slot (skipped when there is none), decide in Python;
+1. read its 32 buckets (one call per band group, written to every master before any reply is read);
+2. look up the candidates' stories in the story slot (skipped when there is none, or when this client
+   already knows them all), decide in Python;
 3. commit it in the story slot (record, story; the decision is re-checked as in the slot layout), which
    also notes ``handle + bucket fields`` in the ``todo`` zset;
-4. add it to its buckets: each band's script answers what the bucket held before the add;
+4. add it to its buckets: each group's script answers what the buckets held before the add;
 5. if a bucket held an article the first read did not see (committed meanwhile by another process),
    verify it and link the two stories (``S_LINK``);
 6. clear the todo entry (sent with the next commit, or on :meth:`flush`).
@@ -33,7 +35,8 @@ idempotent) and linked with whatever they hold; a deleted one is removed from th
 skip bucket entries whose handle is not in the handle table.
 
 Costs more than the slot layout: three to four round trips per article instead of one to two, and
-32 band script calls.  What it buys is that the bucket work of one index spreads over the masters.
+12 band-group script calls.  What it buys is that the bucket work of one index spreads over the
+masters (figures in ``docs/redis.md``, "The spread layout").
 """
 
 from __future__ import annotations
@@ -86,7 +89,7 @@ def entries_in(value: bytes | None) -> dict[bytes, int]:
 
 
 class SpreadIndex(RedisIndex):
-    """A :class:`RedisIndex` whose buckets live in one slot per band (see the module docstring)."""
+    """A :class:`RedisIndex` whose buckets live in one slot per band group (see the module docstring)."""
 
     layout = "spread"
 

@@ -23,16 +23,13 @@ from typing import TYPE_CHECKING, Any, Callable
 
 from ..records import Assignment, DedupError, Entry, Signature
 from .base import Decide
+from .redis_bulk import within_window
 from .redis_keys import check_id
 
 if TYPE_CHECKING:
     from .redis_spread import SpreadIndex
 
 MAX_CONFLICTS = 5  # a chunk whose first article keeps conflicting goes one article at a time
-
-
-def _within(a: int | None, b: int | None, window: int) -> bool:
-    return a is None or b is None or abs(a - b) <= window
 
 
 def ingest_chunks(index: "SpreadIndex", entries: list[Entry], decide: Decide,
@@ -75,7 +72,7 @@ def ingest_chunks(index: "SpreadIndex", entries: list[Entry], decide: Decide,
 def _chunk(index: "SpreadIndex", entries: list[Entry], part: list[int], decide: Decide,
            out: list[Any]) -> tuple[int, str]:
     """Read, decide, commit and write the buckets of ``part``; returns (articles committed, status)."""
-    from .redis_spread import entries_in, tag_within
+    from .redis_spread import day_tag, entries_in, tag_within
 
     window, nb = index.settings.window_days, index.settings.bands
     fields = {i: index._split(index._fields(entries[i].signature)) for i in part}
@@ -122,7 +119,7 @@ def _chunk(index: "SpreadIndex", entries: list[Entry], part: list[int], decide: 
                 expected += [h, story]
         for f in fields[i]:
             for c in by_field.get(f, ()):
-                if c not in sigs and _within(e.signature.day, chunk_sig[c].day, window):
+                if c not in sigs and within_window(e.signature.day, chunk_sig[c].day, window):
                     sigs[c] = chunk_sig[c]
                     stories[c] = resolve(chunk_story[c])
         own_now = [] if e.id in renamed else list(own)
@@ -157,8 +154,7 @@ def _chunk(index: "SpreadIndex", entries: list[Entry], part: list[int], decide: 
     tags = {}
     for (_, i, _, _), hb in zip(decided, handles):
         index._remember(hb, entries[i])
-        d = entries[i].signature.day
-        tags[hb] = 65535 if d is None else int(d) % 65535
+        tags[hb] = day_tag(entries[i].signature.day)
     befores = index._apply(reply[2 + n:], tags)
     mine = dict.fromkeys(handles, 0)  # the chunk's own articles, which the decisions already saw
     for (_, i, assignment, _), hb, before in zip(decided, handles, befores):
