@@ -125,7 +125,7 @@ class RedisIndex(StoryIndex):
     """A :class:`StoryIndex` whose state lives in one Redis database under ``namespace``."""
 
     # the key layout, part of the namespace's fingerprint: "slot" keeps an index in one cluster slot,
-    # "spread" (redis_spread.SpreadIndex) gives each band's buckets a slot of its own
+    # "spread" (redis_spread.SpreadIndex) gives the buckets of each band group a slot of its own
     layout = "slot"
 
     def __init__(

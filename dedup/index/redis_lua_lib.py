@@ -136,7 +136,7 @@ local function lh_flush()
   end
 end
 
---@ stories
+--@ handles
 -- the namespace's write version ({ns}:meta field v): every write script moves it before its first
 -- write, so INGEST can tell that nothing changed since FIND read (even after a script that failed half-way)
 local function version() return redis.call('HGET', KEYS[1], 'v') or '0' end
