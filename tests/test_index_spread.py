@@ -63,16 +63,24 @@ def check_buckets(url: str, ns: str, settings: Settings = SETTINGS) -> int:
     """The invariant: stored articles are in exactly their buckets, buckets hold only stored articles.
     Returns the number of stored articles."""
     with SpreadIndex(settings, url=url, namespace=ns) as idx:
-        r = idx._r
         stored = set()
         for c in clients(url):
             for k in c.scan_iter(match=f"{{{ns}}}:i:*"):
                 stored |= set(c.hkeys(k))
             c.close()
+        # records: one per stored article, in its band group's slot, none left in the story slot
+        records = set()
+        for g, tag in enumerate(idx._tags):
+            for c in clients(url):
+                for k in c.scan_iter(match=f"{{{tag}}}:a:*"):
+                    hb = int(k.rsplit(b":", 1)[1]).to_bytes(4, "little")
+                    assert idx._group_of(hb) == g
+                    records.add(hb)
+                c.close()
+        assert records == stored
+        assert not [k for c in clients(url) for k in c.scan_iter(match=f"{{{ns}}}:a:*")]
         want: dict[int, dict[bytes, set[bytes]]] = {}
         for hb in stored:
-            blob = r.get(key(ns, "a", int.from_bytes(hb, "little")))
-            assert blob is not None, f"stored handle {hb!r} has no record"
             fields = idx._split(idx._fields(idx._known({hb})[hb][1]))
             for b, f in enumerate(fields):
                 want.setdefault(b, {}).setdefault(f, set()).add(hb)
@@ -205,8 +213,8 @@ def test_sweep_links_an_article_left_half_done_with_one_that_arrived_meanwhile(r
         doomed = SpreadIndex(SETTINGS, url=redis_url, namespace="crash2")
         apply = doomed._apply
 
-        def die_half_way(todo, tags=None):  # writes the buckets, dies before linking what they held
-            apply(todo, tags)
+        def die_half_way(todo, tags=None, records=None):  # writes the buckets, dies before linking
+            apply(todo, tags, records)
             doomed._done.clear()
             raise Crash
 
@@ -431,3 +439,21 @@ return out
     got = client.eval(script, 1, "{x}:meta", "x", 32, 1, *args)
     client.close()
     assert got == [int(tag_within(t, d, w)) for t, d, w in cases]
+
+
+def test_retention_drops_old_articles_and_their_records_from_the_group_slots(redis_url):
+    """--retain-days finds old articles by their records, which live in the band groups' slots."""
+    settings = dataclasses.replace(SETTINGS, retain_days=2)
+    with SpreadIndex(settings, url=redis_url, namespace="ret") as idx:
+        decide = make_decider(idx, settings)
+        idx.ingest(entry("old", 1, day=100), decide)
+        idx.ingest(entry("mid", 1, day=101), decide)
+        idx.ingest(entry("undated", 50), decide)
+        assert idx.members("old") == ["mid", "old"]
+        idx.ingest(entry("new", 1, day=103), decide)  # cutoff 101: "old" goes, "mid" stays
+        assert "old" not in idx and "mid" in idx and "undated" in idx
+        stories = idx.story_of(["mid", "new"])
+        assert idx.members(stories["mid"]) == ["mid"] and idx.members(stories["new"]) == ["new"]
+        idx.ingest(entry("newer", 1, day=110), decide)
+        assert sorted(k for k in ("old", "mid", "undated", "new", "newer") if k in idx) == ["newer", "undated"]
+    assert check_buckets(redis_url, "ret", settings) == 2

@@ -403,6 +403,11 @@ class RedisIndex(StoryIndex):
             self._sig_cache.clear()
         self._sig_cache[handle] = (entry.id, entry.signature)  # our own writes are the likeliest next candidates
 
+    def _blobs(self, handles: list[bytes]) -> dict[bytes, tuple[str, bytes]]:
+        """The records of these handles (absent ones left out), each with the key it was read from."""
+        keys = [self._k("a", int.from_bytes(h, "little")) for h in handles]
+        return {h: (k, blob) for h, k, blob in zip(handles, keys, self._r.mget(keys)) if blob is not None}
+
     def _known(self, handles: set[bytes]) -> dict[bytes, tuple[str, Signature]]:
         """Id and signature of stored handles, from the cache or one MGET for the missing ones.
 
@@ -418,8 +423,7 @@ class RedisIndex(StoryIndex):
         if missing:
             if len(cache) + len(missing) > SIG_CACHE_SIZE:
                 cache.clear()
-            keys = [self._k("a", int.from_bytes(h, "little")) for h in missing]
-            got = [(h, k, blob) for h, k, blob in zip(missing, keys, self._r.mget(keys)) if blob is not None]
+            got = [(h, k, blob) for h, (k, blob) in self._blobs(missing).items()]
             # records stored without features are signed again here, in one batch (see codec)
             sigs = decode_signatures([blob for _, _, blob in got], [k for _, k, _ in got], self.settings)
             for (h, k, blob), sig in zip(got, sigs):
@@ -592,7 +596,7 @@ class RedisIndex(StoryIndex):
         days = sorted(int(d) for d in self._r.hkeys(self._k("days")))
         if not days or days[0] >= days[-1] - self.settings.retain_days:
             return []
-        old = dated_before(self._r, self.namespace, days[-1] - self.settings.retain_days)
+        old = dated_before(self._r, self.namespace, days[-1] - self.settings.retain_days, self._blobs)
         for aid in old:
             remove(self, aid, self.settings)
         return old

@@ -364,6 +364,9 @@ end
 -- TODO collects what this script noted: {'+' or '-', member, score} for the client.
 local SPREAD = false
 local TODO = {}
+-- the spread layout keeps records in the band groups' slots: a script deleting an article whose record
+-- is no longer in this slot is handed it by the client (S_DELETE checks that it is the stored version's)
+local HINT = false
 local function todo_add(op, hb, fields)
   local member = hb .. table.concat(fields)
   local t = redis.call('TIME')
@@ -379,7 +382,7 @@ local function del_article(id)
   local h = redis.call('HGET', K_HANDLES, id)
   if not h then return false end
   local ak = K_article(h)
-  local blob = redis.call('GET', ak)
+  local blob = redis.call('GET', ak) or HINT
   redis.call('DEL', ak)
   redis.call('HDEL', K_HANDLES, id)
   local hb = struct.pack('<I4', tonumber(h))

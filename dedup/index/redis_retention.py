@@ -9,7 +9,7 @@ new publication day (:meth:`dedup.index.redis.RedisIndex.expire`).
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Callable
 
 from .codec import record_id
 from .redis_keys import key
@@ -18,8 +18,10 @@ from .redis_lua import NODAY, SHARDS0
 BATCH = 1_000  # shards (or records) per pipelined round trip
 
 
-def dated_before(r: Any, namespace: str, cutoff: int) -> list[str]:
-    """Ids of the articles of ``namespace`` published before day ``cutoff``, oldest first (undated never)."""
+def dated_before(r: Any, namespace: str, cutoff: int,
+                 blobs: Callable[[list[bytes]], dict[bytes, tuple[str, bytes]]]) -> list[str]:
+    """Ids of the articles of ``namespace`` published before day ``cutoff``, oldest first (undated never).
+    ``blobs`` reads records by handle (``RedisIndex._blobs``: the layouts keep them in different slots)."""
     level, split = r.hmget(key(namespace, "lh"), "il", "ip")
     shards = SHARDS0 * 2 ** int(level or 0) + int(split or 0)
     old: list[tuple[int, bytes]] = []
@@ -36,6 +38,6 @@ def dated_before(r: Any, namespace: str, cutoff: int) -> list[str]:
     ids: list[tuple[int, str]] = []
     for start in range(0, len(old), BATCH):
         part = old[start:start + BATCH]
-        keys = [key(namespace, "a", int.from_bytes(h, "little")) for _, h in part]
-        ids += [(day, record_id(blob, k)) for (day, _), k, blob in zip(part, keys, r.mget(keys)) if blob]
+        got = blobs([h for _, h in part])
+        ids += [(day, record_id(got[h][1], got[h][0])) for day, h in part if h in got]
     return [aid for _, aid in sorted(ids)]

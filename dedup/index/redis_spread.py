@@ -152,81 +152,141 @@ class SpreadIndex(RedisIndex):
     def _load_band_script(self) -> None:
         self._band_sha = self._r.script_load(redis_spread_lua.BAND)  # on every master of a cluster
 
-    def _band_args(self, g: int, op: str, work: list[bytes]) -> list[Any]:
-        return [1, self._band_keys[g], self._tags[g], 1, self.settings.rows, op, *work]
-
-    def _bands(self, op: str, items: list[tuple[int, bytes, bytes]]) -> list[Any]:
-        """BAND ``op`` on (band, field, entry) items: one call per band group, all groups written before
-        any reply is read.  Returns the answers in the order of ``items``."""
-        work: dict[int, list[bytes]] = {}
-        where: dict[int, list[int]] = {}
-        for i, (b, f, e) in enumerate(items):
-            g = b % self._groups
-            work.setdefault(g, []).extend((f, e))
-            where.setdefault(g, []).append(i)
-        groups = sorted(work)
+    def _fanout(self, calls: list[tuple[int, str, list[bytes]]]) -> list[Any]:
+        """BAND calls (group, op, work: (field, entry) pairs), all written before any reply is read, so the
+        masters work in parallel.  Returns each call's answers, in order."""
         by_node: dict[DirectScripts, list[int]] = {}
         sent: list[DirectScripts] = []
-        replies: dict[int, list[Any]] = {}
+        replies: list[Any] = [None] * len(calls)
         try:
-            for g in groups:
-                by_node.setdefault(self._wire(self._band_keys[g], story=False), []).append(g)
-            for ds, gs in by_node.items():
-                if not ds.send([("BAND", self._band_args(g, op, work[g])) for g in gs]):
+            for n, (g, _, _) in enumerate(calls):
+                by_node.setdefault(self._wire(self._band_keys[g], story=False), []).append(n)
+            for ds, ns in by_node.items():
+                if not ds.send([("BAND", self._band_args(*calls[n])) for n in ns]):
                     raise PipelineBroken("connection busy")
                 sent.append(ds)
-            for ds, gs in by_node.items():
-                for g in gs:
-                    replies[g] = ds.recv()
+            for ds, ns in by_node.items():
+                for n in ns:
+                    replies[n] = ds.recv()
+            return replies
         except (PipelineBroken, redis.RedisError):
             for ds in sent:
                 ds.abandon()
-            replies = self._bands_slowly(op, groups, work)
-        out: list[Any] = [None] * len(items)
-        for g, answers in replies.items():
-            for i, a in zip(where[g], answers):
-                out[i] = a
-        return out
+        return self._fanout_slowly(calls)
 
-    def _bands_slowly(self, op: str, groups: list[int], work: dict[int, list[bytes]]) -> dict[int, list[Any]]:
+    def _fanout_slowly(self, calls: list[tuple[int, str, list[bytes]]]) -> list[Any]:
         for attempt in range(2):
             pipe = self._r.pipeline(transaction=False)
-            for g in groups:
-                pipe.execute_command("EVALSHA", self._band_sha, *self._band_args(g, op, work[g]))
+            for call in calls:
+                pipe.execute_command("EVALSHA", self._band_sha, *self._band_args(*call))
             try:
-                return dict(zip(groups, pipe.execute()))
+                return pipe.execute()
             except NoScriptError:  # a master restarted or failed over without the script
                 if attempt:
                     raise
                 self._load_band_script()
         raise AssertionError("unreachable")
 
+    def _band_args(self, g: int, op: str, work: list[bytes]) -> list[Any]:
+        return [1, self._band_keys[g], self._tags[g], 1, self.settings.rows, op, *work]
+
+    def _group_of(self, hb: bytes) -> int:
+        """The band group whose slot keeps the record of handle ``hb``."""
+        return int.from_bytes(hb, "little") % self._groups
+
+    def _calls(self, op: str, items: list[tuple[int, bytes, bytes]], where: dict[int, list[int]] | None = None
+               ) -> list[tuple[int, str, list[bytes]]]:
+        """One call per band group for (band, field, entry) items; ``where`` gets each group's item positions."""
+        work: dict[int, list[bytes]] = {}
+        for i, (b, f, e) in enumerate(items):
+            g = b % self._groups
+            work.setdefault(g, []).extend((f, e))
+            if where is not None:
+                where.setdefault(g, []).append(i)
+        return [(g, op, w) for g, w in sorted(work.items())]
+
+    def _record_calls(self, op: str, records: dict[bytes, bytes]) -> list[tuple[int, str, list[bytes]]]:
+        """One call per band group for records by handle (``rput`` / ``rget`` / ``rdel``)."""
+        work: dict[int, list[bytes]] = {}
+        for hb, blob in records.items():
+            work.setdefault(self._group_of(hb), []).extend((b"%d" % int.from_bytes(hb, "little"), blob))
+        return [(g, op, w) for g, w in sorted(work.items())]
+
+    def _bands(self, op: str, items: list[tuple[int, bytes, bytes]]) -> list[Any]:
+        """BAND ``op`` on (band, field, entry) items, one call per group.  Answers in the order of ``items``."""
+        where: dict[int, list[int]] = {}
+        calls = self._calls(op, items, where)
+        out: list[Any] = [None] * len(items)
+        for (g, _, _), answers in zip(calls, self._fanout(calls)):
+            for i, a in zip(where[g], answers):
+                out[i] = a
+        return out
+
     def _split(self, fields: bytes) -> list[bytes]:
         w = self._width
         return [fields[b * w:(b + 1) * w] for b in range(self.settings.bands)]
 
-    def _apply(self, todo: list[Any], entry_tag: dict[bytes, int] | None = None) -> list[list[Any]]:
-        """Write the buckets a story-slot script noted (``+``: add, ``-``: remove) and queue the entries
-        for clearing.  Returns, per ``+`` entry in order, the answers of its adds: each bucket's value
-        before, in band order."""
+    def _apply(self, todo: list[Any], tags: dict[bytes, int] | None = None,
+               records: dict[bytes, bytes] | None = None) -> list[list[Any]]:
+        """Write what a story-slot script noted: ``+``: add the article to its buckets and its record to its
+        group's slot (``records``, by handle), ``-``: remove it from both.  Queues the entries for
+        clearing.  Returns, per ``+`` entry in order, the answers of its adds: each bucket's value before,
+        in band order."""
         adds: list[tuple[int, bytes, bytes]] = []
         dels: list[tuple[int, bytes, bytes]] = []
+        gone: dict[bytes, bytes] = {}
         for j in range(0, len(todo), 3):
             op, member, score = _s(todo[j]), todo[j + 1], todo[j + 2]
             hb, fields = member[:4], self._split(member[4:])
             if op == "+":
-                tag = (entry_tag or {}).get(hb, UNDATED_TAG).to_bytes(2, "little")
+                tag = (tags or {}).get(hb, UNDATED_TAG).to_bytes(2, "little")
                 adds += [(b, f, hb + tag) for b, f in enumerate(fields)]
             else:
                 dels += [(b, f, hb) for b, f in enumerate(fields)]
+                gone[hb] = b""
             self._done.append((member, score))
         if dels:
-            self._bands("del", dels)
+            self._fanout(self._calls("del", dels) + self._record_calls("rdel", gone))
         if not adds:
             return []
-        before = self._bands("add", adds)
+        where: dict[int, list[int]] = {}
+        calls = self._calls("add", adds, where)
+        replies = self._fanout(calls + self._record_calls("rput", records or {}))
+        before: list[Any] = [None] * len(adds)
+        for (g, _, _), answers in zip(calls, replies):
+            for i, a in zip(where[g], answers):
+                before[i] = a
         n = self.settings.bands
         return [before[k:k + n] for k in range(0, len(before), n)]
+
+    # -- records: in the band groups' slots ----------------------------------------------
+    def _blobs(self, handles: list[bytes]) -> dict[bytes, tuple[str, bytes]]:
+        """Records by handle from their groups' slots; one not there yet (its writer is between commit and
+        bucket writes, or died there) from the copy the commit left in the story slot."""
+        if not handles:
+            return {}
+        calls = self._record_calls("rget", dict.fromkeys(handles, b""))
+        out: dict[bytes, tuple[str, bytes]] = {}
+        for (g, _, work), answers in zip(calls, self._fanout(calls)):
+            for h_dec, blob in zip(work[0::2], answers):
+                if blob:
+                    hb = int(h_dec).to_bytes(4, "little")
+                    out[hb] = (key(self._tags[g], "a", int(h_dec)), blob)
+        missing = [h for h in handles if h not in out]
+        if missing:
+            out.update(super()._blobs(missing))
+        return out
+
+    def _handles(self, ids: list[str]) -> dict[str, bytes]:
+        return {i: int(h).to_bytes(4, "little") for i, h in zip(ids, self._r.hmget(self._k("h"), ids)) if h}
+
+    def _records(self, ids: Iterable[str]) -> dict[str, bytes]:
+        ids = list(dict.fromkeys(ids))
+        if not ids:
+            return {}
+        handles = self._handles(ids)
+        blobs = self._blobs(list(handles.values()))
+        return {i: blobs[h][1] for i, h in handles.items() if h in blobs}
 
     @_guard
     def flush(self) -> None:
@@ -263,20 +323,33 @@ class SpreadIndex(RedisIndex):
     @_guard
     def put(self, entry: Entry) -> None:
         check_id(entry.id)
-        hb, *todo = self._story("S_PUT", entry.id, self._record(entry), self._fields(entry.signature))
-        self._apply(todo, {hb: day_tag(entry.signature.day)})
+        blob = self._record(entry)
+        while True:
+            hb, *todo = self._story("S_PUT", entry.id, blob, self._fields(entry.signature))
+            if hb:
+                break
+            self.delete(entry.id)  # a new version: the stored one goes first (its record is read for it)
+        self._apply(todo, {hb: day_tag(entry.signature.day)}, {hb: blob})
         self.flush()
 
     @_guard
     def delete(self, article_id: str) -> Entry | None:
         from .codec import decode_entry
 
-        blob, *todo = self._story("S_DELETE", article_id)
-        self._apply(todo)
-        self.flush()
-        if not blob:
-            return None
-        return decode_entry(blob, self._k("h", article_id), self.settings)
+        for _ in range(MAX_INGEST_ATTEMPTS):
+            hb = self._handles([article_id]).get(article_id)
+            if hb is None:
+                return None
+            found = self._blobs([hb]).get(hb)
+            blob, *todo = self._story("S_DELETE", article_id, int.from_bytes(hb, "little"),
+                                      found[1] if found else b"")
+            if todo and _s(todo[0]) == "moved":  # replaced meanwhile: delete the version stored now
+                continue
+            self._apply(todo)
+            self.flush()
+            return decode_entry(blob, self._k("h", article_id), self.settings) if blob else None
+        raise DedupError(f"article {article_id!r}: gave up deleting it after {MAX_INGEST_ATTEMPTS} concurrent "
+                         f"replacements in namespace {self.namespace!r}; retry")
 
     def _lookup(self, article_id: str, handles: list[bytes]) -> tuple[bytes | None, list[str], list[Any]]:
         """Own handle, members of a story named after the id, and the info of each handle."""
@@ -392,7 +465,7 @@ class SpreadIndex(RedisIndex):
             hb = reply[2]
             self._remember(hb, entry)
             self._note_story(hb, assignment.story, assignment.merged)
-            before = self._apply(reply[3:], {hb: tag})[0]
+            before = self._apply(reply[3:], {hb: tag}, {hb: blob})[0]
             assignment = self._link_late(entry, hb, seen, before, assignment)
             if replaced:
                 assignment.action = "replaced"
@@ -481,13 +554,18 @@ class SpreadIndex(RedisIndex):
         _, _, infos = self._lookup("", handles)
         for (member, score), hb, info in zip(pairs, handles, infos):
             fields = self._split(member[4:])
-            if not info:  # deleted (or never committed): out of its buckets
-                self._bands("del", [(b, f, hb) for b, f in enumerate(fields)])
+            if not info:  # deleted (or never committed): out of its buckets, its record gone
+                self._fanout(self._calls("del", [(b, f, hb) for b, f in enumerate(fields)])
+                             + self._record_calls("rdel", {hb: b""}))
             else:
+                found = self._blobs([hb]).get(hb)
                 own = self._known({hb}).get(hb)
                 day = self._info_day(info)
                 t = day_tag(day).to_bytes(2, "little")
-                before = self._bands("add", [(b, f, hb + t) for b, f in enumerate(fields)])
+                # the record to its group (from the story slot's copy, which clearing the entry drops)
+                calls = self._calls("add", [(b, f, hb + t) for b, f in enumerate(fields)])
+                replies = self._fanout(calls + (self._record_calls("rput", {hb: found[1]}) if found else []))
+                before = [v for answers in replies[:len(calls)] for v in answers]
                 others = {h for v in before for h, tg in entries_in(v).items()
                           if h != hb and tag_within(tg, day, self.settings.window_days)}
                 if own is not None and others:  # what it should have been linked with: all of them

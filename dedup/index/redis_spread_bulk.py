@@ -143,19 +143,21 @@ def _chunk(index: "SpreadIndex", entries: list[Entry], part: list[int], decide: 
         return stop, ("exists" if stop < len(part) else "ok")
 
     args: list[Any] = [len(decided)]
+    blobs = {i: index._record(entries[i]) for _, i, _, _ in decided}
     for _, i, assignment, expected in decided:
         e = entries[i]
         mode = "new" if assignment.action == "new" else "join"
-        args += [e.id, index._record(e), b"".join(fields[i]), assignment.story, mode, len(assignment.merged),
+        args += [e.id, blobs[i], b"".join(fields[i]), assignment.story, mode, len(assignment.merged),
                  *assignment.merged, len(expected) // 2, *expected]
     reply = index._story("S_COMMIT", *index._take_done(), *args)
     status, n = _text(reply[0]), int(reply[1])
     handles = reply[2:2 + n]
-    tags = {}
+    tags, records = {}, {}
     for (_, i, _, _), hb in zip(decided, handles):
         index._remember(hb, entries[i])
         tags[hb] = day_tag(entries[i].signature.day)
-    befores = index._apply(reply[2 + n:], tags)
+        records[hb] = blobs[i]
+    befores = index._apply(reply[2 + n:], tags, records)
     mine = dict.fromkeys(handles, 0)  # the chunk's own articles, which the decisions already saw
     for (_, i, assignment, _), hb, before in zip(decided, handles, befores):
         out[i] = index._link_late(entries[i], hb, {**seen[i], **mine}, before, assignment)

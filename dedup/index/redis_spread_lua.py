@@ -23,10 +23,15 @@ _CLEAR = r"""
 -- clear todo entries the client finished: (member, score) pairs from ARGV[i], count n; an entry noted
 -- again since (a later score) stays for whoever noted it.  The last one out also drops the handle
 -- counter of an empty namespace, as del_article would have.
+-- Clearing an entry also drops the record's copy in this slot: the commit keeps one here until the
+-- client has written the record to its band group's slot with the buckets (readers fall back on it).
 local function todo_clear(i, n)
   for j = 0, n - 1 do
     local m, s = ARGV[i + 2 * j], ARGV[i + 2 * j + 1]
-    if tonumber(redis.call('ZSCORE', K_TODO, m)) == tonumber(s) then redis.call('ZREM', K_TODO, m) end
+    if tonumber(redis.call('ZSCORE', K_TODO, m)) == tonumber(s) then
+      redis.call('ZREM', K_TODO, m)
+      redis.call('DEL', K_article(with_num('', struct.unpack('<I4', m))))
+    end
   end
   if n > 0 and redis.call('EXISTS', K_TODO) == 0 and redis.call('EXISTS', K_COUNT) == 0 then
     redis.call('DEL', K_SEQ)
@@ -36,16 +41,23 @@ end
 
 SPREAD_HELPERS = _HELPERS + _CLEAR + "\nSPREAD = true\n"
 
-# ARGV: ns, bands, rows, id, record, fields -> {handle, todo...}
+# ARGV: ns, bands, rows, id, record, fields -> {handle, todo...}, or {false} when the id is stored
+# (the client deletes the stored version first: only it can hand over the record, see S_DELETE)
 S_PUT = SPREAD_HELPERS + r"""
+if redis.call('HEXISTS', K_HANDLES, ARGV[4]) == 1 then return {false} end
 begin_write()
-local hb = put(ARGV[4], ARGV[5], nil, false, nil, split_fields(ARGV[6]))
+local hb = put(ARGV[4], ARGV[5], nil, true, nil, split_fields(ARGV[6]))
 finish()
 return {hb, unpack(TODO)}
 """
 
-# ARGV: ns, bands, rows, id -> {old record or false, todo...}
+# ARGV: ns, bands, rows, id, handle (decimal), its record -> {old record or false, todo...}, or
+# {false, 'moved'} when the id is stored under another handle now (read again and retry)
 S_DELETE = SPREAD_HELPERS + r"""
+local h = redis.call('HGET', K_HANDLES, ARGV[4])
+if not h then return {false} end
+if h ~= ARGV[5] then return {false, 'moved'} end
+if ARGV[6] ~= '' then HINT = ARGV[6] end
 begin_write()
 local blob = del_article(ARGV[4])
 finish()
@@ -158,15 +170,24 @@ return redis.call('ZRANGEBYSCORE', K_TODO, '-inf', with_num('', math.max(0, now 
                   'WITHSCORES', 'LIMIT', '0', ARGV[5])
 """
 
-# Runs in a band's slot: ARGV: band tag, 1, rows, op, (field, entry)...
+# Runs in a band group's slot: ARGV: group tag, 1, rows, op, (field, entry)...
 # 'get' -> each bucket's value (false: empty); 'add' -> each value before adding the entry (the entry's
 # handle is added once: adding again answers the value and changes nothing); 'del' -> 1 per field.
+# Records of the handles whose group this is ((handle, record) pairs, the handle in decimal; '' for
+# the record where none is given): 'rput' stores them, 'rget' answers them (false: absent), 'rdel' drops them.
 BAND = _BUCKET_HELPERS + r"""
 local op = ARGV[4]
 local out = {}
 for i = 5, #ARGV, 2 do
   local f, e = ARGV[i], ARGV[i + 1]
-  if op == 'get' then
+  if op == 'rget' then
+    out[#out + 1] = redis.call('GET', K_article(f))
+  elseif op == 'rput' then
+    redis.call('SET', K_article(f), e)
+    out[#out + 1] = 1
+  elseif op == 'rdel' then
+    out[#out + 1] = redis.call('DEL', K_article(f))
+  elseif op == 'get' then
     out[#out + 1] = bucket_get(f)
   elseif op == 'add' then
     local v = bucket_get(f)
