@@ -457,3 +457,26 @@ def test_retention_drops_old_articles_and_their_records_from_the_group_slots(red
         idx.ingest(entry("newer", 1, day=110), decide)
         assert sorted(k for k in ("old", "mid", "undated", "new", "newer") if k in idx) == ["newer", "undated"]
     assert check_buckets(redis_url, "ret", settings) == 2
+
+
+def test_a_process_that_keeps_ingesting_sweeps_once_a_minute(redis_url, monkeypatch):
+    import dedup.index.redis_spread as spread
+
+    with SpreadIndex(SETTINGS, url=redis_url, namespace="minute") as idx:
+        doomed = SpreadIndex(SETTINGS, url=redis_url, namespace="minute")
+
+        def die(*_a, **_k):
+            doomed._done.clear()
+            raise Crash
+
+        doomed._apply = die
+        with pytest.raises(Crash):
+            doomed.ingest(entry("orphan", 5), make_decider(doomed, SETTINGS))
+        doomed._r.close()
+        idx.ingest(entry("other", 9), make_decider(idx, SETTINGS))
+        assert idx.candidates(entry("q", 5).signature) == set()  # not a minute yet: left alone
+        monkeypatch.setattr(spread, "SWEEP_AGE_S", 0.0)  # as if the minute had passed
+        idx._next_sweep = 0.0
+        idx.ingest(entry("another", 13), make_decider(idx, SETTINGS))
+        assert idx.candidates(entry("q", 5).signature) == {"orphan"}
+    check_buckets(redis_url, "minute")

@@ -41,6 +41,7 @@ masters (figures in ``docs/redis.md``, "The spread layout").
 
 from __future__ import annotations
 
+import time
 from typing import Any, Callable, Iterable
 
 import redis
@@ -108,6 +109,7 @@ class SpreadIndex(RedisIndex):
         self._band_wire: dict[str, DirectScripts] = {}
         self._load_band_script()
         self.sweep()
+        self._next_sweep = time.monotonic() + SWEEP_AGE_S  # a long-running worker sweeps once a minute
 
     def _layout_id(self) -> str:
         return f"{super()._layout_id()}{min(self.settings.bands, BAND_GROUPS)}"
@@ -295,6 +297,13 @@ class SpreadIndex(RedisIndex):
             done, self._done = self._done, []
             self._story("S_CLEAR", *[x for pair in done for x in pair])
 
+    def _sweep_now_and_then(self) -> None:
+        """What a crashed client left is finished by the next process to open the index, and by any
+        process that keeps ingesting, once a minute (one script call when there is nothing to do)."""
+        if time.monotonic() >= self._next_sweep:
+            self._next_sweep = time.monotonic() + SWEEP_AGE_S
+            self.sweep()
+
     def _take_done(self) -> list[bytes]:
         done, self._done = self._done, []
         return [str(len(done)).encode(), *[x for pair in done for x in pair]]
@@ -471,6 +480,7 @@ class SpreadIndex(RedisIndex):
                 assignment.action = "replaced"
             if sig.day is not None:
                 self._retain(sig.day)
+            self._sweep_now_and_then()
             return assignment
         raise DedupError(
             f"article {entry.id!r}: gave up after {MAX_INGEST_ATTEMPTS} conflicting concurrent updates "
@@ -535,10 +545,11 @@ class SpreadIndex(RedisIndex):
             return ingest_chunks(self, entries, decide, fallback or (lambda e: self.ingest(e, decide)), chunk)
         finally:
             self.flush()
+            self._sweep_now_and_then()
 
     # -- crash recovery -------------------------------------------------------------
     @_guard
-    def sweep(self, age_s: float = SWEEP_AGE_S, limit: int = 1000) -> int:
+    def sweep(self, age_s: float | None = None, limit: int = 1000) -> int:
         """Finish todo entries at least ``age_s`` old, left by a client that crashed between committing an
         article (or deleting one) and writing its buckets.  Returns how many it finished.
 
@@ -546,7 +557,7 @@ class SpreadIndex(RedisIndex):
         nothing, linking is idempotent, and an entry noted again since it was read is left to its
         new owner (clearing compares the score).
         """
-        found = self._story("S_TODO", int(age_s * 1e6), limit)
+        found = self._story("S_TODO", int((SWEEP_AGE_S if age_s is None else age_s) * 1e6), limit)
         if not found:
             return 0
         pairs = [(found[j], found[j + 1]) for j in range(0, len(found), 2)]
