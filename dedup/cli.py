@@ -441,6 +441,8 @@ def worker_command(burst: bool, **kwargs: Any) -> None:
       dedup worker --redis redis://localhost:6379/0
       dedup worker --redis redis://localhost:6379/0 --burst --with-rank
       python worker.py --redis redis://localhost:6379/0 --metrics-port 9100
+      dedup worker --redis redis+cluster://node1:7000 --input-stream '{dedup}:in' \\
+        --output-stream '{dedup}:out' --dead-stream '{dedup}:dead'
     """
     try:
         ws = WorkerSettings.from_values(kwargs)
@@ -449,6 +451,11 @@ def worker_command(burst: bool, **kwargs: Any) -> None:
     url = ws.streams_url or kwargs.get("redis_url")
     if not url:
         raise click.UsageError("the worker needs Redis for its streams: pass --redis URL or --streams-url URL")
+    from .streams import cluster_slot_problem
+
+    problem = cluster_slot_problem(url, ws.stream_keys())
+    if problem:
+        raise click.UsageError(problem)
     sys.exit(run_worker(_open(kwargs), url, ws, burst=burst))
 
 

@@ -60,13 +60,33 @@ def connect(url: str, block_ms: int = 0) -> redis.Redis:
     list (tested with a proxy that loses one reply); ``dedup enqueue``
     reports the error.
     """
-    return redis.Redis.from_url(
-        url,
-        decode_responses=False,
-        socket_connect_timeout=2.0,
-        socket_timeout=block_ms / 1000.0 + 10.0,
-        retry=Retry(NoBackoff(), 0),
-    )
+    options = dict(decode_responses=False, socket_connect_timeout=2.0, socket_timeout=block_ms / 1000.0 + 10.0,
+                   retry=Retry(NoBackoff(), 0))
+    if url.startswith(CLUSTER_SCHEME):
+        from redis.cluster import RedisCluster
+
+        return RedisCluster.from_url("redis://" + url[len(CLUSTER_SCHEME):], **options)  # type: ignore[return-value]
+    return redis.Redis.from_url(url, **options)
+
+
+CLUSTER_SCHEME = "redis+cluster://"
+
+
+def cluster_slot_problem(url: str, keys: list[str]) -> str | None:
+    """Why these stream keys cannot serve a worker on the Redis Cluster at ``url`` (None: they can).
+
+    The worker publishes a batch's outputs and dead letters in one MULTI and acknowledges in another,
+    and a cluster runs a MULTI only within one slot: the keys must share a hash tag.
+    """
+    if not url.startswith(CLUSTER_SCHEME):
+        return None
+    from redis.crc import key_slot
+
+    if len({key_slot(k.encode()) for k in keys}) == 1:
+        return None
+    return (f"on a Redis Cluster the worker's streams must share one hash tag, so that it can publish and "
+            f"acknowledge a batch atomically ({', '.join(keys)} do not): name them like "
+            "--input-stream '{dedup}:in' --output-stream '{dedup}:out' --dead-stream '{dedup}:dead'")
 
 
 def ensure_group(client: redis.Redis, stream: str, group: str) -> None:

@@ -40,6 +40,7 @@ from .streams import (
     CONNECTION_ERRORS,
     Rejected,
     assignment_fields,
+    cluster_slot_problem,
     code_of,
     connect,
     dead_fields,
@@ -96,6 +97,13 @@ class WorkerSettings(DeclaredSettings):
 
     def consumer_name(self) -> str:
         return self.consumer or f"{socket.gethostname()}-{os.getpid()}"
+
+    def attempts_key(self) -> str:
+        return self.input_stream + ":attempts"
+
+    def stream_keys(self) -> list[str]:
+        """Every key the worker writes in its MULTIs (on a Redis Cluster they must share a slot)."""
+        return [self.input_stream, self.output_stream, self.dead_stream, self.attempts_key()]
 
 
 def worker_options(fn: Callable) -> Callable:
@@ -204,7 +212,7 @@ class Worker:
         self.burst = burst
         self.install_signals = install_signals
         self.consumer = self.ws.consumer_name()
-        self.attempts_key = self.ws.input_stream + ":attempts"
+        self.attempts_key = self.ws.attempts_key()
         self.metrics = Metrics()
         self.backoff = Backoff(self.ws.backoff_max_s)
         self.state = "starting"  # starting | idle | busy | stopping
@@ -555,6 +563,10 @@ def run_worker(deduper: Deduper, streams_url: str, settings: WorkerSettings, *, 
     """What ``dedup worker`` and ``python worker.py`` run: configure logging, build the worker, run it."""
     logging.basicConfig(level=settings.log_level.upper(), stream=sys.stderr,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    problem = cluster_slot_problem(streams_url, settings.stream_keys())
+    if problem:
+        deduper.close()
+        raise ValueError(problem)
     client = connect(streams_url, settings.block_ms)
     worker = Worker(deduper, client, settings, burst=burst)
     try:

@@ -481,3 +481,52 @@ def test_enqueue_from_stdin_names_the_line(redis_url):
     assert [r["id"] for r in outputs(redis_url)] == ["art-5"]
     (dead,) = dead_letters(redis_url)
     assert dead[b"reason"] == b"bad_json" and dead[b"payload"] == "\xff not json".encode()
+
+
+# -- on a Redis Cluster --------------------------------------------------------------
+def test_workers_on_a_redis_cluster_index_and_stream_there(redis_cluster, seed_paths, tmp_path):
+    """Streams and index on one 3-master cluster: enqueue, two burst workers, the one-process stories.
+    The streams share a hash tag (the worker's MULTIs need one slot); the index is the spread layout."""
+    import itertools
+
+    from dedup.readers import read_paths
+
+    from .conftest import data_file
+
+    url, _ = redis_cluster
+    names = ["--input-stream", "{wk}:in", "--output-stream", "{wk}:out", "--dead-stream", "{wk}:dead"]
+    feed = tmp_path / "feed.jsonl"
+    lines = data_file("meter-dev.jsonl").read_text(encoding="utf-8").splitlines()[:120]
+    feed.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    res = CliRunner().invoke(cli, ["enqueue", "--redis", url, "--input-stream", "{wk}:in", *seed_paths, str(feed)])
+    assert res.exit_code == 0, res.output
+    env = dict(os.environ, PYTHONPATH=str(ROOT))
+    procs = [subprocess.Popen([sys.executable, "-m", "dedup", "worker", "--redis", url, "--namespace", "wk",
+                               "--burst", "--batch-size", "8", "--block-ms", "200", "--consumer", f"w{n}", *names],
+                              cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE) for n in range(2)]
+    for p in procs:
+        _, err = p.communicate(timeout=300)
+        assert p.returncode == 0, err.decode()
+    from redis.cluster import RedisCluster
+
+    client = RedisCluster.from_url("redis://" + url[len("redis+cluster://"):], decode_responses=True)
+    rows = [fields for _, fields in client.xrange("{wk}:out")]
+    assert client.xpending("{wk}:in", "dedup")["pending"] == 0 and client.xlen("{wk}:dead") == 0
+    client.close()
+    items = list(itertools.chain(read_paths(seed_paths), read_paths([str(feed)])))
+    assert sorted(r["id"] for r in rows) == sorted(a.id for a in items)  # each published once
+    one = Deduper()
+    for a in items:
+        one.add(a)
+    ids = [a.id for a in items]
+    with Deduper(url=url, namespace="wk") as shared:
+        got = shared.index.story_of(ids)
+    want = one.index.story_of(ids)
+    assert {frozenset(i for i in ids if got[i] == s) for s in got.values()} == \
+        {frozenset(i for i in ids if want[i] == s) for s in want.values()}
+
+
+def test_a_worker_on_a_cluster_refuses_streams_in_different_slots(redis_cluster):
+    url, _ = redis_cluster
+    res = CliRunner().invoke(cli, ["worker", "--redis", url, "--burst"])
+    assert res.exit_code == 2 and "must share one hash tag" in res.output and "{dedup}:in" in res.output
