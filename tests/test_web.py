@@ -163,10 +163,13 @@ def test_warm_dashboard_searches_without_reading_articles(dd, monkeypatch):
     assert len(reads) == 1  # second time: facts and outlines both cached
 
 
-def test_redis_dashboard_lists_like_the_in_process_one(seed_paths, redis_url):
-    """The list over the shared Redis index (batched reads, cached facts) equals the in-process list."""
+@pytest.mark.parametrize("where", ["redis", "cluster"])
+def test_redis_dashboard_lists_like_the_in_process_one(seed_paths, where, request):
+    """The list over the shared Redis index (batched reads, cached facts) equals the in-process list; on a
+    Redis Cluster too (the spread layout: records read from the band groups' slots)."""
     mem = TestClient(create_app(load_seeds(seed_paths)))
-    shared = Deduper(url=redis_url)
+    url = request.getfixturevalue("redis_url") if where == "redis" else request.getfixturevalue("redis_cluster")[0]
+    shared = Deduper(url=url, namespace=f"dash{where}")
     assert all(o.error is None for o in shared.add_many(read_paths(seed_paths)))
     red = TestClient(create_app(shared))
     for params in ({}, {"q": "turkey"}, {"source": "nobody"}, {"per_page": 2, "page": 2}):
@@ -178,6 +181,9 @@ def test_redis_dashboard_lists_like_the_in_process_one(seed_paths, redis_url):
     after = red.get("/api/stories", params={"since": before}).json()
     assert after["changed"] and after["stories"][0]["headline"] == "Brenner closed"
     assert [s["id"] for s in red.get("/api/stories", params={"source": "wire"}).json()["stories"]] == ["r1"]
+    story = red.get("/api/stories").json()["stories"][-1]["id"]
+    page = red.get(f"/api/stories/{story}")
+    assert page.status_code == 200 and page.json() == mem.get(f"/api/stories/{story}").json()
     shared.close()
 
 
