@@ -53,7 +53,8 @@ def settings_options(fn: Callable) -> Callable:
         default=None,
         envvar="DEDUP_REDIS_URL",
         show_envvar=True,
-        help="Use the shared Redis index at this URL (redis://, rediss://) instead of an in-process one.",
+        help="Use the shared Redis index at this URL (redis://, rediss://, unix://, or redis+cluster://host:port "
+             "for a Redis Cluster) instead of an in-process one.",
     )(fn)
     return fn
 
