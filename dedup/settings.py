@@ -123,8 +123,9 @@ class Settings(DeclaredSettings):
         "auto",
         "Shared (Redis) index only: 'slot' keeps a whole index in one Redis Cluster slot (one to two round "
         "trips per article, but one master does all of an index's work); 'spread' puts the LSH buckets "
-        "in 6 slots of their own (band groups), so a cluster's masters share the bucket work (three to "
-        "four round trips per article, more server CPU in all); 'auto' is 'spread' for redis+cluster:// "
+        "and the records in 6 slots of their own (band groups), so a cluster's masters share the work and "
+        "the memory (three to four round trips per article, more server CPU in all); 'auto' is 'spread' "
+        "for redis+cluster:// "
         "URLs and 'slot' otherwise. Part of a namespace's fingerprint: reopen a namespace with the "
         "layout it was built with.",
         group="storage",
