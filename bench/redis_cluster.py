@@ -38,13 +38,12 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "bench"))
 
-from redis_index import free_port, load_articles, pct  # noqa: E402
+from redis_index import free_port, ingest_timed, load_articles, pct  # noqa: E402
 
 from dedup.index import open_index  # noqa: E402
 from dedup.records import Entry  # noqa: E402
 from dedup.service import Deduper  # noqa: E402
 from dedup.settings import Settings  # noqa: E402
-from dedup.stories import assign, make_decider  # noqa: E402
 
 
 def start_cluster(workdir: str, masters: int = 3) -> tuple[list[subprocess.Popen], list[int]]:
@@ -93,16 +92,7 @@ def run(url: str, clients: list[redis.Redis], entries: list[Entry], settings: Se
     n = len(entries)
     with open_index(settings, url, namespace="bench") as idx:
         before = server_state(clients)
-        lat = []
-        t0 = time.perf_counter()
-        if bulk:
-            idx.ingest_many(entries, make_decider(idx, settings), fallback=lambda e: assign(idx, e, settings))
-        else:
-            for e in entries:
-                t = time.perf_counter()
-                assign(idx, e, settings)
-                lat.append(time.perf_counter() - t)
-        total = time.perf_counter() - t0
+        total, lat = ingest_timed(idx, entries, settings, bulk)
         after = server_state(clients)
     cpu = [(a[0] - b[0]) / n * 1e6 for a, b in zip(after, before)]
     mem = [(a[1] - b[1]) / n for a, b in zip(after, before)]

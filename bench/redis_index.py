@@ -36,6 +36,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 import redis
 from datasketch import MinHashLSH
@@ -116,6 +117,22 @@ def pct(values: list[float], q: float) -> float:
     return values[min(len(values) - 1, int(q * len(values)))]
 
 
+def ingest_timed(idx: Any, entries: list[Entry], settings: Settings, bulk: bool) -> tuple[float, list[float]]:
+    """Ingest ``entries`` into ``idx``: seconds in all, and each article's seconds when streaming.
+    Streaming is ``assign`` per article (what a worker fed one article at a time does); bulk is
+    ``ingest_many`` (what ``Deduper.add_many`` and the worker's batches do), same assignments."""
+    lat: list[float] = []
+    t0 = time.perf_counter()
+    if bulk:
+        idx.ingest_many(entries, make_decider(idx, settings), fallback=lambda e: assign(idx, e, settings))
+    else:
+        for e in entries:
+            t = time.perf_counter()
+            assign(idx, e, settings)
+            lat.append(time.perf_counter() - t)
+    return time.perf_counter() - t0, lat
+
+
 def run_dedup(url: str, entries: list[Entry], settings: Settings, client: redis.Redis,
               bulk: bool = False) -> dict[str, float]:
     """Streaming: ``assign`` per article (what a worker fed one article at a time does).
@@ -123,17 +140,8 @@ def run_dedup(url: str, entries: list[Entry], settings: Settings, client: redis.
     assignments."""
     client.flushall()
     before = used_memory(client)
-    lat = []
     with RedisIndex(settings, url=url, namespace="bench") as idx:
-        t0 = time.perf_counter()
-        if bulk:
-            idx.ingest_many(entries, make_decider(idx, settings), fallback=lambda e: assign(idx, e, settings))
-        else:
-            for e in entries:
-                t = time.perf_counter()
-                assign(idx, e, settings)
-                lat.append(time.perf_counter() - t)
-        total = time.perf_counter() - t0
+        total, lat = ingest_timed(idx, entries, settings, bulk)
     lat = lat or [0.0]
     return {"rate": len(entries) / total, "p50": pct(lat, 0.5), "p99": pct(lat, 0.99),
             "bytes": (used_memory(client) - before) / len(entries)}

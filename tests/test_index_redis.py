@@ -317,27 +317,33 @@ def _run_cli(url: str, ns: str, path: Path) -> subprocess.Popen:
                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, env=env)
 
 
-@pytest.mark.parametrize("split", ["same-corpus", "interleaved-halves"])
-def test_two_processes_end_with_the_one_process_partition(redis_url, tmp_path, split):
+def two_parts(tmp_path: Path, split: str) -> tuple[list[str], list[Article], list[Path]]:
+    """240 meter-dev articles for two processes: each the whole corpus (one reversed), or interleaved
+    halves.  Returns their ids, the articles in one-process order, and the two files."""
     lines = data_file("meter-dev.jsonl").read_text(encoding="utf-8").splitlines()[:240]
-    if split == "same-corpus":
-        parts = [lines, lines[::-1]]
-    else:
-        parts = [lines[0::2], lines[1::2]]
+    parts = [lines, lines[::-1]] if split == "same-corpus" else [lines[0::2], lines[1::2]]
     paths = []
     for n, part in enumerate(parts):
         paths.append(tmp_path / f"part{n}.jsonl")
         paths[-1].write_text("\n".join(part) + "\n", encoding="utf-8")
-    procs = [_run_cli(redis_url, split, p) for p in paths]
+    items = list(read_paths([str(paths[0])])) + (list(read_paths([str(paths[1])])) if split != "same-corpus" else [])
+    return [json.loads(line)["id"] for line in lines], items, paths
+
+
+def finish_all(procs: list[subprocess.Popen]) -> None:
     for p in procs:
         _, err = p.communicate(timeout=300)
         assert p.returncode == 0, err
-    ids = [json.loads(line)["id"] for line in lines]
+
+
+@pytest.mark.parametrize("split", ["same-corpus", "interleaved-halves"])
+def test_two_processes_end_with_the_one_process_partition(redis_url, tmp_path, split):
+    ids, items, paths = two_parts(tmp_path, split)
+    finish_all([_run_cli(redis_url, split, p) for p in paths])
     with RedisIndex(SETTINGS, url=redis_url, namespace=split) as idx:
         assert len(idx) == len(ids)
         shared = partition(idx.story_of(ids))
         assert sum(len(g) for g in shared) == len(ids)
-    items = list(read_paths([str(paths[0])])) + (list(read_paths([str(paths[1])])) if split != "same-corpus" else [])
     assert shared == cluster(Deduper(SETTINGS), items)
 
 

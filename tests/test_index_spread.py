@@ -30,7 +30,7 @@ from dedup.settings import Settings
 from dedup.stories import make_decider
 
 from .conftest import ROOT, data_file
-from .test_index_redis import articles, cluster, entry, partition
+from .test_index_redis import articles, cluster, entry, finish_all, partition, two_parts
 
 SETTINGS = Settings(redis_layout="spread")
 MEMORY = Settings()
@@ -259,22 +259,12 @@ def test_two_processes_on_a_cluster_end_with_the_one_process_partition(redis_clu
     """Interleaved halves: the rewrites of a story (adjacent in the file) arrive at both processes at
     once, so pairs are committed while the other side decides and are found by the bucket writes."""
     url, _ = redis_cluster
-    lines = data_file("meter-dev.jsonl").read_text(encoding="utf-8").splitlines()[:240]
-    parts = [lines, lines[::-1]] if split == "same-corpus" else [lines[0::2], lines[1::2]]
-    paths = []
-    for n, part in enumerate(parts):
-        paths.append(tmp_path / f"part{n}.jsonl")
-        paths[-1].write_text("\n".join(part) + "\n", encoding="utf-8")
-    procs = [_run_cli(url, split, p) for p in paths]
-    for p in procs:
-        _, err = p.communicate(timeout=300)
-        assert p.returncode == 0, err
-    ids = [json.loads(line)["id"] for line in lines]
+    ids, items, paths = two_parts(tmp_path, split)
+    finish_all([_run_cli(url, split, p) for p in paths])
     with SpreadIndex(SETTINGS, url=url, namespace=split) as idx:
         assert len(idx) == len(ids)
         shared = partition(idx.story_of(ids))
-    assert shared == cluster(Deduper(MEMORY), [a for p in paths for a in read_paths([str(p)])][:len(ids)]
-                             if split != "same-corpus" else list(read_paths([str(paths[0])])))
+    assert shared == cluster(Deduper(MEMORY), items)
     check_buckets(url, split)
 
 
@@ -419,9 +409,9 @@ def test_without_the_wire_fast_path_the_calls_go_through_redis_py(redis_cluster,
 
 
 def test_python_and_lua_agree_on_day_tags_and_the_window(redis_url):
-    """The client filters bucket entries by day tag as the scripts do (redis_spread.tag_within)."""
+    """The client filters bucket entries by day tag as the scripts do (redis_keys.tag_within)."""
     from dedup.index.redis_lua_lib import HELPERS
-    from dedup.index.redis_spread import day_tag, tag_within
+    from dedup.index.redis_keys import day_tag, tag_within
 
     days = [None, 0, 1, 2, 65533, 65534, 65535, 65536, 70000, 20_000, 20_001]
     cases = [(day_tag(a), b, w) for a in days for b in days for w in (0, 1, 3, 40000)]

@@ -36,21 +36,16 @@ import numpy as np
 
 from ..records import Assignment, DedupError, Entry, Signature
 from .base import Decide
+from .redis_keys import day_tag
 from .redis_wire import PipelineBroken, ScriptsMissing
 
 if TYPE_CHECKING:
     from .redis import Decided, Found, RedisIndex
 
-UNDATED_TAG = 65535  # the Lua twin: day_tag in redis_lua_lib
-
 
 def within_window(a: int | None, b: int | None, window: int) -> bool:
     """The exact publication-window test (undated articles match everything)."""
     return a is None or b is None or abs(a - b) <= window
-
-
-def _day_tag(day: int | None) -> bytes:
-    return int(UNDATED_TAG if day is None else day % 65535).to_bytes(2, "little")
 
 
 @dataclass
@@ -236,7 +231,7 @@ class _Bulk:
     # -- after the previous chunk was written -----------------------------------------
     def _patch(self, nxt: _Chunk, prev: _Chunk, v0: bytes, handles: list[bytes]) -> None:
         """Make ``nxt``'s records say what its FIND would have read after ``prev`` was written."""
-        entry_of = {e.id: h + _day_tag(e.signature.day) for (e, *_), h in zip(prev.decided, handles)}
+        entry_of = {e.id: h + day_tag(e.signature.day).to_bytes(2, "little") for (e, *_), h in zip(prev.decided, handles)}
         bands = self.bands
         moved = str(int(v0) + 1).encode()
         for n, (e, blob, packed, assignment, expected, version, buckets) in enumerate(nxt.decided):

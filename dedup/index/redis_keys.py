@@ -103,6 +103,25 @@ def shard_index(h: int, level: int, split: int, initial: int) -> int:
     return h % (2 * m) if i < split else i
 
 
+# A bucket entry is a 4-byte handle + a 2-byte day tag, so readers filter by the publication window
+# without reading anything per candidate (the Lua twins: day_tag / tag_within in redis_lua_lib).
+UNDATED_TAG = 65535
+
+
+def day_tag(day: int | None) -> int:
+    """The day tag of a bucket entry: the day modulo 65535, 65535 when undated."""
+    return UNDATED_TAG if day is None else int(day) % 65535
+
+
+def tag_within(tag: int, day: int | None, window: int) -> bool:
+    """Might an entry tagged ``tag`` be within ``window`` days of ``day``?  Modular, so a day 179 years
+    away can pass: verification checks the exact days again."""
+    if day is None or tag == UNDATED_TAG or window >= 32767:
+        return True
+    d = abs(tag - day_tag(day))
+    return d <= window or 65535 - d <= window
+
+
 def check_id(article_id: str) -> None:
     """Refuse empty ids and ids with NUL: ids end up in messages, files and story names, where a NUL
     is almost always a reader bug rather than a real id (buckets hold handles, so the index itself would cope).

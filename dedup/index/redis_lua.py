@@ -207,11 +207,7 @@ for done = 0, count - 1 do
   local hb, info = put(id, blob, vals, true, story, fields)
   mine[hb] = true
   written[#written + 1] = hb
-  local folded = {id}
-  for _, old in ipairs(merged) do
-    for _, a in ipairs(redis.call('HKEYS', K_story(old))) do folded[#folded + 1] = a end
-  end
-  set_story(story, folded, {[id] = {hb, info}})
+  join_story(id, hb, info, story, merged)
 end
 finish()
 return {count, 'ok', v0, unpack(written)}

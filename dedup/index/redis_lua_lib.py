@@ -437,6 +437,16 @@ local function put(id, blob, vals, absent, story, fields)
   return hb, info
 end
 
+-- the story part of writing an article just put (handle hb, handle-table value info): it and every member
+-- of the stories it merges go into `story`
+local function join_story(id, hb, info, story, merged)
+  local folded = {id}
+  for _, old in ipairs(merged) do
+    for _, a in ipairs(redis.call('HKEYS', K_story(old))) do folded[#folded + 1] = a end
+  end
+  set_story(story, folded, {[id] = {hb, info}})
+end
+
 -- the distinct handles (4-byte strings) in the buckets of minhash m, and field -> value read
 local function bucket_values(fields)
   local vals = {}

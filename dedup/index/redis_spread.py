@@ -53,11 +53,10 @@ from ..settings import Settings
 from . import redis_spread_lua
 from .base import Decide, StoryIndex
 from .redis import MAX_INGEST_ATTEMPTS, SIG_CACHE_SIZE, RedisIndex, _guard, _s
-from .redis_keys import band_namespace, check_id, key
+from .redis_keys import UNDATED_TAG, band_namespace, check_id, day_tag, key, tag_within
 from .redis_spread_bulk import ingest_chunks
 from .redis_wire import DirectScripts, PipelineBroken
 
-UNDATED_TAG = 65535
 # band b's buckets live in group b mod BAND_GROUPS, each group a slot of its own.  Each group costs a
 # script call per step and article on its master, so fewer groups cost less in all; more groups spread
 # more evenly over more masters (6: even over 2, 3 or 6 masters).  Server CPU per streamed article on the
@@ -65,19 +64,6 @@ UNDATED_TAG = 65535
 # 575-604, 16 groups 739 (docs/redis.md, "The spread layout").  Part of the namespace's fingerprint.
 BAND_GROUPS = 6
 SWEEP_AGE_S = 60.0  # a todo entry this old belongs to a client that crashed or hung
-
-
-def day_tag(day: int | None) -> int:
-    """The 2-byte day tag of a bucket entry (the Lua ``day_tag``)."""
-    return UNDATED_TAG if day is None else int(day) % 65535
-
-
-def tag_within(tag: int, day: int | None, window: int) -> bool:
-    """Might an entry tagged ``tag`` be within ``window`` days of ``day``?  (the Lua ``tag_within``)"""
-    if day is None or tag == UNDATED_TAG or window >= 32767:
-        return True
-    d = abs(tag - day_tag(day))
-    return d <= window or 65535 - d <= window
 
 
 def entries_in(value: bytes | None) -> dict[bytes, int]:

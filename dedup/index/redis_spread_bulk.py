@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING, Any, Callable
 from ..records import Assignment, DedupError, Entry, Signature
 from .base import Decide
 from .redis_bulk import within_window
-from .redis_keys import check_id
+from .redis_keys import check_id, day_tag, tag_within
 
 if TYPE_CHECKING:
     from .redis_spread import SpreadIndex
@@ -72,7 +72,7 @@ def ingest_chunks(index: "SpreadIndex", entries: list[Entry], decide: Decide,
 def _chunk(index: "SpreadIndex", entries: list[Entry], part: list[int], decide: Decide,
            out: list[Any]) -> tuple[int, str]:
     """Read, decide, commit and write the buckets of ``part``; returns (articles committed, status)."""
-    from .redis_spread import day_tag, entries_in, tag_within
+    from .redis_spread import entries_in
 
     window, nb = index.settings.window_days, index.settings.bands
     fields = {i: index._split(index._fields(entries[i].signature)) for i in part}

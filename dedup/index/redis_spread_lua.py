@@ -115,11 +115,7 @@ for done = 0, count - 1 do
   if done == 0 then begin_write() end
   local hb, info = put(id, blob, nil, true, story, split_fields(packed))
   handles[#handles + 1] = hb
-  local folded = {id}
-  for _, old in ipairs(merged) do
-    for _, a in ipairs(redis.call('HKEYS', K_story(old))) do folded[#folded + 1] = a end
-  end
-  set_story(story, folded, {[id] = {hb, info}})
+  join_story(id, hb, info, story, merged)
 end
 finish()
 local out = {status, #handles}
