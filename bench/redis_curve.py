@@ -15,15 +15,25 @@ Reports, per segment, articles/s of ``RedisIndex.ingest_many`` in that
 segment and used_memory/N so far, and where the segment's time went:
 redis-server CPU and client CPU per article, HGETs per article (bucket
 pieces read, so it grows when buckets do) and microseconds per HGET and HSET
-(the same operation getting dearer as the data outgrows the CPU caches):
+(the same operation getting dearer as the data outgrows the CPU caches), and
+the scripts' own Lua time per article (EVALSHA's time less the commands it
+called).  ``--huge-pages`` starts redis-server with jemalloc backing its memory
+with transparent huge pages; ``--control`` grows plain Redis data of the same
+shape instead and times random HGETs (no dedup code); ``--datasketch`` grows
+datasketch's MinHashLSH on Redis with the same signatures (see docs/redis.md,
+"Growth curve"):
 
     python bench/redis_curve.py --n 1000000 --step 100000
+    python bench/redis_curve.py --n 1000000 --step 100000 --huge-pages
+    python bench/redis_curve.py --n 1000000 --step 100000 --control
+    python bench/redis_curve.py --n 1000000 --step 100000 --datasketch
 """
 
 from __future__ import annotations
 
 import argparse
 import datetime as dt
+import statistics
 import sys
 import tempfile
 import time
@@ -37,12 +47,13 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "bench"))
 
-from redis_index import start_server, used_memory  # noqa: E402
+from redis_index import datasketch_lsh, start_server, used_memory  # noqa: E402
 
 from dedup.index.redis import RedisIndex  # noqa: E402
 from dedup.records import Article, Entry  # noqa: E402
 from dedup.service import Deduper  # noqa: E402
 from dedup.settings import Settings  # noqa: E402
+from dedup.signature import as_lean_minhash  # noqa: E402
 from dedup.stories import make_decider  # noqa: E402
 
 
@@ -106,31 +117,104 @@ def server_cpu(client: redis.Redis) -> float:
 
 
 def command_stats(client: redis.Redis) -> dict[str, tuple[int, int]]:
-    """(calls, usec) of HGET and HSET so far, scripts' included.  A bucket is one HGET per 60-byte piece,
+    """(calls, usec) of every command so far, scripts' included.  A bucket is one HGET per 60-byte piece,
     so HGETs per article grow with the buckets the articles fall into; microseconds per call grow when
     the same work gets dearer (a data set that no longer fits the CPU caches)."""
-    stats = client.info("commandstats")
-    return {c: (int(stats.get(f"cmdstat_{c}", {}).get("calls", 0)), int(stats.get(f"cmdstat_{c}", {}).get("usec", 0)))
-            for c in ("hget", "hset")}
+    return {name.removeprefix("cmdstat_"): (int(v["calls"]), int(v["usec"]))
+            for name, v in client.info("commandstats").items()}
+
+
+def huge_page_share(pid: int) -> str:
+    """How much of redis-server's resident memory is in transparent huge pages (Linux)."""
+    try:
+        rows = dict(line.split(":", 1) for line in Path(f"/proc/{pid}/smaps_rollup").read_text().splitlines()[1:])
+    except OSError:
+        return "unknown (no /proc)"
+    kb = {k: int(v.split()[0]) for k, v in rows.items() if v.strip().endswith("kB")}
+    return f"{kb.get('AnonHugePages', 0) / max(kb.get('Rss', 1), 1):.0%} of {kb.get('Rss', 0) / 2**20:.2f} GB resident"
+
+
+# The control (--control): plain Redis data of the index's shape (per article, a 1.2 kB string like a
+# record and two 20-field hashes like shards), grown the same way, with no dedup code in the loop: random
+# HGETs from a Lua loop, timed by redis-server itself (INFO commandstats), as the us/HGET column is.
+CONTROL_FILL = """
+local value = string.rep('r', 1200)
+for i = tonumber(ARGV[1]), tonumber(ARGV[2]) do
+  redis.call('SET', 'c:a:' .. i, value)
+  for j = 0, 1 do
+    local fields = {}
+    for f = 1, 20 do fields[#fields + 1] = 'f' .. f; fields[#fields + 1] = string.rep('v', 12) .. i end
+    redis.call('HSET', 'c:h:' .. (2 * i + j), unpack(fields))
+  end
+end
+return 1
+"""
+CONTROL_PROBE = """
+math.randomseed(tonumber(ARGV[2]))
+local n = tonumber(ARGV[1])
+for _ = 1, 20000 do redis.call('HGET', 'c:h:' .. math.random(0, n - 1), 'f' .. math.random(1, 20)) end
+return 1
+"""
+
+
+def control(args: argparse.Namespace) -> None:
+    """The same growth without dedup: what a random HGET costs this redis-server as its data grows."""
+    with tempfile.TemporaryDirectory() as tmp:
+        proc, port = start_server(tmp, huge_pages=args.huge_pages)
+        try:
+            client = redis.Redis(port=port)
+            fill, probe = client.register_script(CONTROL_FILL), client.register_script(CONTROL_PROBE)
+            before = used_memory(client)
+            print(f"{'articles':>10}{'keys':>10}{'bytes/article':>15}{'us/HGET':>9}  (median of 5 x 20,000 random HGETs)")
+            done = 0
+            while done < args.n:
+                upto = min(done + args.step, args.n)
+                for a in range(done, upto, 2000):
+                    fill(args=[a, min(a + 2000, upto) - 1])
+                done = upto
+                per_call = []
+                for k in range(5):
+                    calls0, us0 = command_stats(client).get("hget", (0, 0))
+                    probe(args=[2 * done, k])
+                    calls, us = command_stats(client)["hget"]
+                    per_call.append((us - us0) / (calls - calls0))
+                print(f"{done:10d}{client.dbsize():10d}{(used_memory(client) - before) / done:15.0f}"
+                      f"{statistics.median(per_call):9.2f}", flush=True)
+            print(f"redis-server's memory in huge pages: {huge_page_share(proc.pid)}")
+            client.close()
+        finally:
+            proc.terminate()
+            proc.wait()
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--n", type=int, default=300_000)
     ap.add_argument("--step", type=int, default=50_000)
+    ap.add_argument("--huge-pages", action="store_true",
+                    help="start redis-server with jemalloc's transparent huge pages (MALLOC_CONF=thp:always)")
+    ap.add_argument("--datasketch", action="store_true",
+                    help="grow datasketch's MinHashLSH (Redis storage, insertion_session) instead, same signatures")
+    ap.add_argument("--control", action="store_true",
+                    help="grow plain Redis data of the same shape instead of the index, and time random HGETs")
     args = ap.parse_args()
+    if args.control:
+        control(args)
+        return
     settings = Settings()
     synth = Synth()
     dd = Deduper(settings)
     with tempfile.TemporaryDirectory() as tmp:
-        proc, port = start_server(tmp)
+        proc, port = start_server(tmp, huge_pages=args.huge_pages)
         try:
             client = redis.Redis(port=port)
             before = used_memory(client)
             print(f"{'articles':>10}{'segment art/s':>15}{'bytes/article':>15}{'stories':>10}"
-                  f"{'server us/art':>15}{'client us/art':>15}{'HGET/art':>10}{'us/HGET':>9}{'us/HSET':>9}")
+                  f"{'server us/art':>15}{'client us/art':>15}{'HGET/art':>10}{'us/HGET':>9}{'us/HSET':>9}{'Lua us/art':>12}"
+                  f"{'keys':>10}")
             with RedisIndex(settings, url=f"redis://127.0.0.1:{port}/0", namespace="curve") as idx:
                 decide = make_decider(idx, settings)
+                lsh = datasketch_lsh(port) if args.datasketch else None
                 done = 0
                 while done < args.n:
                     arts = [synth.article(done + k) for k in range(min(args.step, args.n - done))]
@@ -138,22 +222,35 @@ def main() -> None:
                              if isinstance(e, Entry)]
                     assert len(batch) == len(arts)
                     del arts
+                    if lsh is not None:  # the same signatures as datasketch LeanMinHashes (not timed)
+                        lean = [(e.id, as_lean_minhash(e.signature, settings.seed)) for e in batch]
                     server0, stats0 = server_cpu(client), command_stats(client)
                     t, cpu = time.perf_counter(), time.process_time()
-                    for j in range(0, len(batch), 1024):
-                        idx.ingest_many(batch[j:j + 1024], decide)
+                    if lsh is not None:
+                        with lsh.insertion_session() as session:
+                            for aid, m in lean:
+                                session.insert(aid, m)
+                    else:
+                        for j in range(0, len(batch), 1024):
+                            idx.ingest_many(batch[j:j + 1024], decide)
                     rate = len(batch) / (time.perf_counter() - t)
                     cpu = (time.process_time() - cpu) / len(batch) * 1e6
                     server = (server_cpu(client) - server0) / len(batch) * 1e6
                     stats = command_stats(client)
-                    (hg, hg_us), (hs, hs_us) = ((stats[c][0] - stats0[c][0], stats[c][1] - stats0[c][1])
-                                                for c in ("hget", "hset"))
+                    delta = {c: (v[0] - stats0.get(c, (0, 0))[0], v[1] - stats0.get(c, (0, 0))[1])
+                             for c, v in stats.items()}
+                    (hg, hg_us), (hs, hs_us) = (delta.get(c, (0, 0)) for c in ("hget", "hset"))
+                    # commands called from a script count in their own stats and in EVALSHA's time
+                    lua = (delta.get("evalsha", (0, 0))[1]
+                           - sum(us for c, (_, us) in delta.items() if c not in ("evalsha", "info", "zcard")))
                     hgets = hg / len(batch)
                     done += len(batch)
                     per = (used_memory(client) - before) / done
                     print(f"{done:10d}{rate:15.0f}{per:15.0f}{client.zcard('{curve}:stories'):10d}"
-                          f"{server:15.0f}{cpu:15.0f}{hgets:10.1f}{hg_us / max(hg, 1):9.2f}{hs_us / max(hs, 1):9.2f}",
+                          f"{server:15.0f}{cpu:15.0f}{hgets:10.1f}{hg_us / max(hg, 1):9.2f}{hs_us / max(hs, 1):9.2f}"
+                          f"{f'{lua / len(batch):.0f}' if 'evalsha' in delta else '-':>12}{client.dbsize():10d}",
                           flush=True)
+            print(f"redis-server's memory in huge pages: {huge_page_share(proc.pid)}")
             client.close()
         finally:
             proc.terminate()

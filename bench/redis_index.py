@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import os
 import random
 import shutil
 import socket
@@ -62,13 +63,22 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def start_server(workdir: str) -> tuple[subprocess.Popen, int]:
+# jemalloc's option to back its memory with transparent huge pages (2 MB instead of 4 kB), for a
+# redis-server linked against the system's libjemalloc (the Debian/Ubuntu package); needs
+# /sys/kernel/mm/transparent_hugepage/enabled at "madvise" or "always".  See docs/redis.md, "Growth curve".
+HUGE_PAGES_ENV = {"MALLOC_CONF": "thp:always,metadata_thp:always"}
+
+
+def start_server(workdir: str, huge_pages: bool = False) -> tuple[subprocess.Popen, int]:
     exe = shutil.which("redis-server")
     if exe is None:
         sys.exit("redis-server is not installed")
     port = free_port()
+    env = {**os.environ, **HUGE_PAGES_ENV} if huge_pages else None
+    # with the system-wide setting at "always", redis-server turns huge pages off for itself unless told not to
+    thp = ["--disable-thp", "no"] if huge_pages else []
     proc = subprocess.Popen([exe, "--port", str(port), "--bind", "127.0.0.1", "--dir", workdir, "--save", "",
-                             "--appendonly", "no"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+                             "--appendonly", "no", *thp], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env)
     for _ in range(200):
         try:
             socket.create_connection(("127.0.0.1", port), timeout=0.1).close()
@@ -166,7 +176,7 @@ def run_cold(url: str, entries: list[Entry], settings: Settings, client: redis.R
         return len(rest) / (time.perf_counter() - t0)
 
 
-def _lsh(port: int) -> MinHashLSH:
+def datasketch_lsh(port: int) -> MinHashLSH:
     return MinHashLSH(threshold=0.5, num_perm=32, params=(32, 1),
                       storage_config={"type": "redis", "basename": b"x",
                                       "redis": {"host": "127.0.0.1", "port": port}})
@@ -176,7 +186,7 @@ def run_datasketch(port: int, entries: list[Entry], settings: Settings, client: 
     mhs = [(e.id, as_lean_minhash(e.signature, settings.seed)) for e in entries]
     client.flushall()
     before = used_memory(client)
-    lsh = _lsh(port)
+    lsh = datasketch_lsh(port)
     lat = []
     t0 = time.perf_counter()
     for aid, m in mhs:
@@ -187,7 +197,7 @@ def run_datasketch(port: int, entries: list[Entry], settings: Settings, client: 
     total = time.perf_counter() - t0
     stream_bytes = (used_memory(client) - before) / len(entries)
     client.flushall()
-    lsh = _lsh(port)
+    lsh = datasketch_lsh(port)
     t0 = time.perf_counter()
     with lsh.insertion_session() as session:
         for aid, m in mhs:

@@ -100,12 +100,11 @@ class _Bulk:
     def _encode(self, todo: list[int]) -> None:
         """Bucket fields and the records INGEST stores."""
         self._encode_fields(todo)
-        for i in todo:
-            if i not in self.blobs:
-                self.blobs[i] = self.index._record(self.entries[i])
+        self._encode_ahead(None, todo)
 
     def _encode_ahead(self, direct: Any, todo: list[int]) -> None:
-        """Encode records of ``todo`` for as long as the reply being waited for has not come in.
+        """Encode records of ``todo`` for as long as the reply being waited for (on ``direct``; None:
+        none, encode them all) has not come in.
 
         The wait would otherwise be idle, and encoding (mostly zlib) is a
         third of what the client does per article: done here, it is off the
@@ -115,7 +114,7 @@ class _Bulk:
         for i in todo:
             if i in self.blobs:
                 continue
-            if direct.ready():
+            if direct is not None and direct.ready():
                 return
             self.blobs[i] = self.index._record(self.entries[i])
 
@@ -126,8 +125,9 @@ class _Bulk:
         return args
 
     # -- deciding -------------------------------------------------------------------
-    def _decide(self, todo: list[int], founds: list["Found"], prev: _Layer) -> _Chunk:
-        """Decide ``todo`` in order from FIND's answers plus ``prev`` (written after those answers were read)."""
+    def _decide(self, todo: list[int], founds: list["Found"], prev: _Layer, reach: int | None = None) -> _Chunk:
+        """Decide ``todo`` in order from FIND's answers plus ``prev`` (written after those answers were read);
+        ``reach`` is ``_first_stop(todo, founds, prev)`` when the caller has it already."""
         index, entries, window = self.index, self.entries, self.window
         cur = _Layer()
         layers = (prev, cur)
@@ -142,7 +142,8 @@ class _Bulk:
         known = index._known({h for f in founds for h in f.cands})
         # Decided up to the first article already stored or repeated (then the rest is read again): only
         # those get their stored candidates verified here, in one batch when the decider can.
-        reach = self._first_stop(todo, founds, prev)
+        if reach is None:
+            reach = self._first_stop(todo, founds, prev)
         stored_cands = [index._candidates_of(found, known) for found in founds[:reach]]
         verify_pairs = self.verify_pairs
         verdicts: list[dict[str, tuple[bool, float, float]]] = [{} for _ in stored_cands]
@@ -320,13 +321,14 @@ class _Bulk:
                 nxt = []
                 prev = pending.layer if pending is not None else _Layer()
                 # a chunk that stops early is written on its own: nothing is read behind it
-                if queue and self._first_stop(part, founds, prev) == len(part):
+                reach = self._first_stop(part, founds, prev)
+                if queue and reach == len(part):
                     nxt, queue = self._take(queue)
                     self._encode_fields(nxt)
                     if not direct.push([("FIND", self._find_args(nxt))]):  # cannot pipeline: one by one
                         queue, nxt = nxt + queue, []
                 self._encode(part)
-                cur = self._decide(part, founds, prev)
+                cur = self._decide(part, founds, prev, reach)
                 if pending is not None:
                     self._encode_ahead(direct, nxt)
                     ok, requeue = self._settle(pending, self.index._written(pending.decided, direct.recv()), cur)
