@@ -22,7 +22,7 @@ import pytest
 import redis
 
 from dedup.index import open_index
-from dedup.index.redis_keys import key
+from dedup.index.redis_keys import LAYOUT_VERSION, key
 from dedup.index.redis_spread import SpreadIndex, entries_in
 from dedup.readers import read_paths
 from dedup.service import Deduper
@@ -154,7 +154,7 @@ def test_a_namespace_keeps_its_layout(redis_url):
     with SpreadIndex(SETTINGS, url=redis_url, namespace="lay") as idx:
         idx.put(entry("a", 1))
 
-    with pytest.raises(IndexMismatch, match="3-spread"):
+    with pytest.raises(IndexMismatch, match=f"{LAYOUT_VERSION}-spread"):
         open_index(dataclasses.replace(SETTINGS, redis_layout="slot"), redis_url, namespace="lay")
 
 

@@ -11,11 +11,12 @@ key                         type        contents
 ==========================  ==========  ================================================
 ``{ns}:meta``               hash        ``fingerprint``: JSON of the signature settings
                                         and the record codec version; checked on open;
-                                        ``v``: write version, moved by every write script
+                                        ``v``: write version, moved by every write script;
+                                        ``seq``: last handle given out (HINCRBY; never
+                                        restarts, so no handle is ever given out twice)
 ``{ns}:a:{handle}``         string      article record (:mod:`dedup.index.codec`),
                                         keyed by the article's integer handle
 ``{ns}:h``                  hash        article id -> handle (decimal)
-``{ns}:seq``                string      last handle given out (INCR)
 ``{ns}:b:{shard}``          hash        LSH buckets, linear-hashed into small shards:
                                         field = u16 band + the band's raw value,
                                         value = the handles in the bucket (``<u4`` each)
@@ -52,9 +53,9 @@ helper and :func:`key` are the only two places that know the layout, and
 from __future__ import annotations
 
 # version of this layout, part of the namespace fingerprint: a namespace written with another layout is refused
-LAYOUT_VERSION = "3"
+LAYOUT_VERSION = "4"
 
-KINDS = {"meta", "a", "h", "seq", "b", "e", "i", "lh", "n", "s", "stories", "clock", "days", "todo"}
+KINDS = {"meta", "a", "h", "b", "e", "i", "lh", "n", "s", "stories", "clock", "days", "todo"}
 
 
 def key(ns: str, kind: str, *parts: object) -> str:
@@ -143,7 +144,6 @@ local function K_article(h) return P .. 'a:' .. h end
 local function K_story(s) return P .. 's:' .. s end
 local function K_shard(fam, i) return P .. fam .. ':' .. string.format('%d', i) end
 local K_HANDLES = P .. 'h'
-local K_SEQ = P .. 'seq'
 local K_LH = P .. 'lh'
 local K_STORIES = P .. 'stories'
 local K_CLOCK = P .. 'clock'

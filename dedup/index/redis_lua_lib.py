@@ -401,10 +401,7 @@ local function del_article(id)
     for _, f in ipairs(sent_fields(r.h)) do sent_remove(f) end
     if r.day and redis.call('HINCRBY', K_DAYS, r.day, '-1') <= 0 then redis.call('HDEL', K_DAYS, r.day) end
   end
-  if redis.call('DECR', K_COUNT) <= 0 then
-    -- handles restart from 1 only when no bucket can still hold an old one (spread: todo empty)
-    if redis.call('EXISTS', K_TODO) == 0 then redis.call('DEL', K_COUNT, K_SEQ) else redis.call('DEL', K_COUNT) end
-  end
+  if redis.call('DECR', K_COUNT) <= 0 then redis.call('DEL', K_COUNT) end
   if v and info_story(v) ~= '' then leave(info_story(v), {id}) end
   return blob or false
 end
@@ -416,7 +413,9 @@ end
 local function put(id, blob, vals, absent, story, fields)
   vals = vals or {}
   if not absent and redis.call('HEXISTS', K_HANDLES, id) == 1 then del_article(id) end
-  local h = redis.call('INCR', K_SEQ)
+  -- handles never restart, not even when the namespace empties: other processes keep handles they saw
+  -- (RedisIndex._sig_cache), and a handle given out again would make them verify against another article
+  local h = redis.call('HINCRBY', KEYS[1], 'seq', 1)
   local hs = string.format('%%d', h)
   redis.call('SET', K_article(hs), blob)
   redis.call('HSET', K_HANDLES, id, hs)

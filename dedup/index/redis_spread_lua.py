@@ -21,8 +21,7 @@ from .redis_lua_lib import HELPERS as _HELPERS
 # the todo entries a script noted, for the client: {'+' / '-', member, score, ...}
 _CLEAR = r"""
 -- clear todo entries the client finished: (member, score) pairs from ARGV[i], count n; an entry noted
--- again since (a later score) stays for whoever noted it.  The last one out also drops the handle
--- counter of an empty namespace, as del_article would have.
+-- again since (a later score) stays for whoever noted it.
 -- Clearing an entry also drops the record's copy in this slot: the commit keeps one here until the
 -- client has written the record to its band group's slot with the buckets (readers fall back on it).
 local function todo_clear(i, n)
@@ -32,9 +31,6 @@ local function todo_clear(i, n)
       redis.call('ZREM', K_TODO, m)
       redis.call('DEL', K_article(with_num('', struct.unpack('<I4', m))))
     end
-  end
-  if n > 0 and redis.call('EXISTS', K_TODO) == 0 and redis.call('EXISTS', K_COUNT) == 0 then
-    redis.call('DEL', K_SEQ)
   end
 end
 """
