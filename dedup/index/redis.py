@@ -327,7 +327,7 @@ class RedisIndex(StoryIndex):
 
     @_guard
     def story_versions(self, limit: int | None = None) -> list[tuple[str, int]]:
-        """The ``stories`` zset's scores are the ``clock`` tick of each story's last change.
+        """The ``stories`` zset's scores are the ``clock`` tick (a field of ``meta``) of each story's last change.
 
         Reading and parsing all 10k pairs costs ~100 ms in redis-py, so the
         whole list is kept and re-read only when ``(clock, n, ZCARD)``
@@ -341,7 +341,7 @@ class RedisIndex(StoryIndex):
             pairs = self._r.zrevrange(self._k("stories"), 0, limit - 1, withscores=True)
             return [(_s(sid), int(score)) for sid, score in pairs]
         pipe = self._r.pipeline(transaction=True)
-        pipe.get(self._k("clock"))
+        pipe.hget(self._meta_key, "clock")
         pipe.get(self._k("n"))
         pipe.zcard(self._k("stories"))
         token = tuple(pipe.execute())

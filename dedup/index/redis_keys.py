@@ -13,7 +13,9 @@ key                         type        contents
                                         and the record codec version; checked on open;
                                         ``v``: write version, moved by every write script;
                                         ``seq``: last handle given out (HINCRBY; never
-                                        restarts, so no handle is ever given out twice)
+                                        restarts, so no handle is ever given out twice);
+                                        ``clock``: change counter behind ``stories``
+                                        (never restarts either)
 ``{ns}:a:{handle}``         string      article record (:mod:`dedup.index.codec`),
                                         keyed by the article's integer handle
 ``{ns}:h``                  hash        article id -> handle (decimal)
@@ -30,7 +32,6 @@ key                         type        contents
 ``{ns}:s:{story}``          hash        article ids of a story -> "" (a hash, not a set:
                                         small ones stay listpacks; gone when empty)
 ``{ns}:stories``            zset        story id scored by its last change (``clock``)
-``{ns}:clock``              string      change counter behind ``stories``
 ``{ns}:days``               hash        publication day -> number of stored articles
                                         published that day (retention finds old ones
                                         in the ``i`` family)
@@ -55,7 +56,7 @@ from __future__ import annotations
 # version of this layout, part of the namespace fingerprint: a namespace written with another layout is refused
 LAYOUT_VERSION = "4"
 
-KINDS = {"meta", "a", "h", "b", "e", "i", "lh", "n", "s", "stories", "clock", "days", "todo"}
+KINDS = {"meta", "a", "h", "b", "e", "i", "lh", "n", "s", "stories", "days", "todo"}
 
 
 def key(ns: str, kind: str, *parts: object) -> str:
@@ -146,7 +147,6 @@ local function K_shard(fam, i) return P .. fam .. ':' .. string.format('%d', i) 
 local K_HANDLES = P .. 'h'
 local K_LH = P .. 'lh'
 local K_STORIES = P .. 'stories'
-local K_CLOCK = P .. 'clock'
 local K_COUNT = P .. 'n'
 local K_DAYS = P .. 'days'
 local K_TODO = P .. 'todo'

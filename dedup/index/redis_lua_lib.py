@@ -307,7 +307,8 @@ local function sent_remove(f)
 end
 
 local function touch(story)
-  redis.call('ZADD', K_STORIES, with_num('', redis.call('INCR', K_CLOCK)), story)
+  -- the clock never restarts (a field of {ns}:meta): story versions and the story list's token stay unique
+  redis.call('ZADD', K_STORIES, with_num('', redis.call('HINCRBY', KEYS[1], 'clock', 1)), story)
 end
 
 local function leave(story, ids)
@@ -317,7 +318,6 @@ local function leave(story, ids)
     touch(story)
   else
     redis.call('ZREM', K_STORIES, story)
-    if redis.call('ZCARD', K_STORIES) == 0 then redis.call('DEL', K_CLOCK) end
   end
 end
 
