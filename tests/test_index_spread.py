@@ -20,6 +20,7 @@ from pathlib import Path
 
 import pytest
 import redis
+from redis.crc import key_slot
 
 from dedup.index import open_index
 from dedup.index.redis_keys import LAYOUT_VERSION, key
@@ -376,6 +377,62 @@ def test_three_synchronized_workers_on_a_cluster_end_with_the_one_process_partit
     assert shared == cluster(Deduper(MEMORY), items), f"{len(linked_late)} linked by their bucket writes"
     assert len(linked_late) > 10  # the race was run
     check_buckets(url, ns)
+
+
+def _start_moving(url: str, slot: int) -> tuple[redis.Redis, redis.Redis, int]:
+    """Mark ``slot`` as moving from its master to another (what resharding does first); returns
+    (source, target, target port)."""
+    by_port = {c.connection_pool.connection_kwargs["port"]: c for c in clients(url)}
+    owner = next(m[1] for lo, hi, m, *_ in next(iter(by_port.values())).execute_command("CLUSTER SLOTS")
+                 if lo <= slot <= hi)
+    port = next(p for p in by_port if p != owner)
+    src, dst = by_port[owner], by_port[port]
+    dst.execute_command("CLUSTER SETSLOT", slot, "IMPORTING", src.execute_command("CLUSTER MYID"))
+    src.execute_command("CLUSTER SETSLOT", slot, "MIGRATING", dst.execute_command("CLUSTER MYID"))
+    return src, dst, port
+
+
+def _move_keys(src: redis.Redis, port: int, slot: int, n: int) -> int:
+    keys = src.execute_command("CLUSTER GETKEYSINSLOT", slot, n)
+    if keys:
+        src.execute_command("MIGRATE", "127.0.0.1", port, "", 0, 5000, "KEYS", *keys)
+    return len(keys)
+
+
+def test_ingest_while_the_story_slot_moves_fails_cleanly_and_the_end_state_is_one_process(redis_cluster, seed_paths):
+    # Resharding moves a slot's keys one batch at a time; meanwhile a script stops at the first key that
+    # has left.  Ingest must then fail with an error saying so, leave nothing a sweep cannot mend, and
+    # once the move is done, the articles ingested again give the one-process partition.
+    from dedup.index.redis import IndexUnavailable
+
+    url, _ = redis_cluster
+    items = articles(seed_paths, meter_n=200)
+    slot = key_slot(b"{mv}")
+    with Deduper(Settings(), url=url, namespace="mv") as dd:
+        for a in items[:150]:
+            dd.add(a)
+        src, dst, port = _start_moving(url, slot)
+        try:
+            assert _move_keys(src, port, slot, src.execute_command("CLUSTER COUNTKEYSINSLOT", slot) // 2) > 0
+            failed = []
+            for a in items[150:]:
+                try:
+                    dd.add(a)
+                except IndexUnavailable as exc:
+                    assert "resharding" in str(exc) and "'mv'" in str(exc)
+                    failed.append(a)
+            assert failed  # the half-moved slot did stop scripts
+        finally:
+            while _move_keys(src, port, slot, 1000):
+                pass
+            for c in clients(url):
+                c.execute_command("CLUSTER SETSLOT", slot, "NODE", dst.execute_command("CLUSTER MYID"))
+                c.close()
+        dd.index.sweep(age_s=0)  # finishes an article whose bucket writes the move interrupted
+        for a in failed:
+            dd.add(a)
+        assert partition(dd.index.story_of([a.id for a in items])) == cluster(Deduper(MEMORY), items)
+    assert check_buckets(url, "mv") == len(items)
 
 
 def test_masters_that_lost_their_scripts_get_them_again(redis_cluster, seed_paths):

@@ -101,8 +101,15 @@ class _RetryTransient(Retry):
         return super().call_with_retry(do, fail_fast, *args, **kwargs)
 
 
+# what Redis Cluster answers a script while one of its slots is moving to another master (resharding):
+# the script stops at the first key that has already left (or, being new, would be created elsewhere)
+SLOT_MOVING = ("non local key", "TRYAGAIN")
+
+
 def _guard(fn: Callable[..., T]) -> Callable[..., T]:
-    """Turn a connection failure that outlived the retries into an error naming the server."""
+    """Turn a connection failure that outlived the retries into an error naming the server, and a
+    script stopped by a slot on the move into one that says so (both mean: retry later, see
+    docs/redis.md, "Resharding")."""
 
     @functools.wraps(fn)
     def wrapper(self: "RedisIndex", *args: Any, **kwargs: Any) -> T:
@@ -112,6 +119,13 @@ def _guard(fn: Callable[..., T]) -> Callable[..., T]:
             raise IndexUnavailable(
                 f"lost the connection to Redis at {mask_url(self.url)} (namespace {self.namespace!r}): {exc}; "
                 "check that redis-server is running and reachable"
+            ) from exc
+        except redis.ResponseError as exc:
+            if not any(m in str(exc) for m in SLOT_MOVING):
+                raise
+            raise IndexUnavailable(
+                f"a slot of namespace {self.namespace!r} is moving between the masters of {mask_url(self.url)} "
+                f"(resharding), and a script found some of its keys gone: {exc}; retry once the move is done"
             ) from exc
 
     return wrapper
