@@ -123,12 +123,17 @@ def _guard(fn: Callable[..., T]) -> Callable[..., T]:
         except redis.ResponseError as exc:
             if not any(m in str(exc) for m in SLOT_MOVING):
                 raise
-            raise IndexUnavailable(
-                f"a slot of namespace {self.namespace!r} is moving between the masters of {mask_url(self.url)} "
-                f"(resharding), and a script found some of its keys gone: {exc}; retry once the move is done"
-            ) from exc
+            raise slot_moving(self, exc) from exc
 
     return wrapper
+
+
+def slot_moving(index: "RedisIndex", exc: BaseException) -> "IndexUnavailable":
+    """The error for a script that met a slot on the move (see docs/redis.md, "Resharding")."""
+    return IndexUnavailable(
+        f"a slot of namespace {index.namespace!r} is moving between the masters of {mask_url(index.url)} "
+        f"(resharding), and a script found some of its keys gone or was sent on to the new master: {exc}; "
+        "retry once the move is done")
 
 
 def _s(value: bytes | str) -> str:

@@ -52,7 +52,7 @@ from ..records import Assignment, DedupError, Entry
 from ..settings import Settings
 from . import redis_spread_lua
 from .base import Decide, StoryIndex
-from .redis import MAX_INGEST_ATTEMPTS, SIG_CACHE_SIZE, RedisIndex, _guard, _s
+from .redis import MAX_INGEST_ATTEMPTS, SIG_CACHE_SIZE, RedisIndex, _guard, _s, slot_moving
 from .redis_keys import UNDATED_TAG, band_namespace, check_id, day_tag, key, tag_within
 from .redis_spread_bulk import ingest_chunks
 from .redis_wire import DirectScripts, PipelineBroken
@@ -132,8 +132,12 @@ class SpreadIndex(RedisIndex):
             ok, reply = self._wire(self._meta_key, story=True).call(name, args)
             if ok:
                 return reply
-        except (MovedError, AskError, TryAgainError, ClusterDownError):  # the slot moved: redis-py follows it
+        except (MovedError, ClusterDownError):  # the slot has moved: redis-py follows it
             pass
+        except (AskError, TryAgainError) as exc:  # (MovedError is an AskError: caught above)
+            # the slot is moving: a script sent on to the importing master (ASK) would find the keys that
+            # have not arrived yet missing and write beside them, so it is not sent on; see "Resharding"
+            raise slot_moving(self, exc) from exc
         s = self.settings
         return self._sp[name](keys=[self._meta_key], args=[self.namespace, s.bands, s.rows, *args])
 
@@ -157,9 +161,12 @@ class SpreadIndex(RedisIndex):
                 for n in ns:
                     replies[n] = ds.recv()
             return replies
-        except (PipelineBroken, redis.RedisError):
+        except (PipelineBroken, redis.RedisError) as exc:
             for ds in sent:
                 ds.abandon()
+            if isinstance(exc, (AskError, TryAgainError)) and not isinstance(exc, MovedError):
+                # not sent on to an importing master, as in _story
+                raise slot_moving(self, exc) from exc
         return self._fanout_slowly(calls)
 
     def _fanout_slowly(self, calls: list[tuple[int, str, list[bytes]]]) -> list[Any]:
