@@ -440,6 +440,50 @@ def test_ingest_while_the_story_slot_moves_fails_cleanly_and_the_end_state_is_on
     assert check_buckets(url, ns) == len(items)
 
 
+def test_deletes_while_the_story_slot_moves_fail_cleanly_and_the_end_state_is_one_process(redis_cluster, seed_paths):
+    # the same for `dedup delete` (delete, then re-split the story): each either happens whole or fails
+    # with the error, and done again after the move, the index equals one process that did the same
+    from dedup.index.redis import IndexUnavailable
+
+    url, _ = redis_cluster
+    items = articles(seed_paths, meter_n=150)
+    gone = [a.id for a in items[::5]]
+    slot = key_slot(b"{mvdel}")
+    mem = Deduper(MEMORY)
+    for a in items:
+        mem.add(a)
+    for aid in gone:
+        mem.delete(aid)
+    with Deduper(Settings(), url=url, namespace="mvdel") as dd:
+        for a in items:
+            dd.add(a)
+        src, dst, port = _start_moving(url, slot)
+        meta = b"{mvdel}:meta"
+        others = [k for k in src.execute_command("CLUSTER GETKEYSINSLOT", slot, 100_000) if k != meta]
+        try:
+            _move_keys(src, port, others[:len(others) // 2])
+            failed = []
+            for aid in gone:
+                try:
+                    dd.delete(aid)
+                except IndexUnavailable as exc:
+                    assert "resharding" in str(exc)
+                    failed.append(aid)
+            assert failed
+        finally:
+            _move_keys(src, port, src.execute_command("CLUSTER GETKEYSINSLOT", slot, 100_000))
+            for c in clients(url):
+                c.execute_command("CLUSTER SETSLOT", slot, "NODE", dst.execute_command("CLUSTER MYID"))
+                c.close()
+        dd.index.sweep(age_s=0)
+        for aid in failed:
+            dd.delete(aid)
+        kept = [a.id for a in items if a.id not in set(gone)]
+        assert len(dd.index) == len(kept)
+        assert partition(dd.index.story_of(kept)) == partition(mem.index.story_of(kept))
+    assert check_buckets(url, "mvdel") == len(kept)
+
+
 def test_masters_that_lost_their_scripts_get_them_again(redis_cluster, seed_paths):
     """SCRIPT FLUSH on every master mid-batch (as after a restart or failover): the band and story
     calls answer NOSCRIPT, the scripts are loaded again and the batch clusters as in process."""

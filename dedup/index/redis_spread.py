@@ -118,8 +118,8 @@ class SpreadIndex(RedisIndex):
         cache = self._story_wire if story else self._band_wire
         ds = cache.get(name)
         if ds is None:
-            if story:
-                shas = {n: sc.sha for n, sc in self._sp.items() if n != "BAND"}
+            if story:  # this layout's story scripts and the slot layout's it reuses (see _run)
+                shas = {n: sc.sha for n, sc in [*self._scripts.items(), *self._sp.items()] if n != "BAND"}
                 fixed = [self._meta_key, self.namespace, self.settings.bands, self.settings.rows]
             else:
                 shas, fixed = {"BAND": self._band_sha}, []
@@ -139,7 +139,13 @@ class SpreadIndex(RedisIndex):
             # have not arrived yet missing and write beside them, so it is not sent on; see "Resharding"
             raise slot_moving(self, exc) from exc
         s = self.settings
-        return self._sp[name](keys=[self._meta_key], args=[self.namespace, s.bands, s.rows, *args])
+        script = self._sp[name] if name in self._sp else self._scripts[name]
+        return script(keys=[self._meta_key], args=[self.namespace, s.bands, s.rows, *args])
+
+    def _run(self, name: str, *args: Any) -> Any:
+        """The slot layout's story scripts this layout reuses (RESPLIT, RECORDS, ...) take the route of its
+        own: never sent on to a master that is importing the slot (see _story)."""
+        return self._story(name, *args)
 
     def _load_band_script(self) -> None:
         self._band_sha = self._r.script_load(redis_spread_lua.BAND)  # on every master of a cluster
