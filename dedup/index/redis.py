@@ -35,6 +35,7 @@ from redis.backoff import ExponentialBackoff
 from redis.exceptions import AuthenticationError
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
+from redis.exceptions import TryAgainError
 from redis.retry import Retry
 
 from ..records import Assignment, DedupError, Entry, Signature
@@ -103,7 +104,7 @@ class _RetryTransient(Retry):
 
 # what Redis Cluster answers a script while one of its slots is moving to another master (resharding):
 # the script stops at the first key that has already left (or, being new, would be created elsewhere)
-SLOT_MOVING = ("non local key", "TRYAGAIN")
+SLOT_MOVING = "non local key"
 
 
 def _guard(fn: Callable[..., T]) -> Callable[..., T]:
@@ -121,7 +122,7 @@ def _guard(fn: Callable[..., T]) -> Callable[..., T]:
                 "check that redis-server is running and reachable"
             ) from exc
         except redis.ResponseError as exc:
-            if not any(m in str(exc) for m in SLOT_MOVING):
+            if not (isinstance(exc, TryAgainError) or SLOT_MOVING in str(exc)):
                 raise
             raise slot_moving(self, exc) from exc
 
