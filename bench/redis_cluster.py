@@ -38,11 +38,10 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "bench"))
 
-from redis_index import free_port, ingest_timed, load_articles, pct  # noqa: E402
+from redis_index import free_port, ingest_timed, pct, signed_entries  # noqa: E402
 
 from dedup.index import open_index  # noqa: E402
 from dedup.records import Entry  # noqa: E402
-from dedup.service import Deduper  # noqa: E402
 from dedup.settings import Settings  # noqa: E402
 
 
@@ -106,9 +105,7 @@ def main() -> None:
     ap.add_argument("--runs", type=int, default=3, help="runs per layout; medians are reported")
     args = ap.parse_args()
     base = Settings()
-    articles = load_articles(args.n)
-    dd = Deduper(base)
-    entries = [dd.prepare(a) for a in articles]
+    entries = signed_entries(args.n, base)
     layouts = ("slot", "spread")
     results: dict[tuple[str, bool], list[dict]] = {(lay, b): [] for lay in layouts for b in (False, True)}
     with tempfile.TemporaryDirectory() as tmp:

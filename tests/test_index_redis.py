@@ -480,21 +480,25 @@ def test_records_are_compact_bytes_not_pickle(redis_url):
 
 
 # -- retention ------------------------------------------------------------------------------
+def retention_scenario(idx: RedisIndex) -> None:
+    """With --retain-days 2 (the index's settings): articles older than the newest stored day minus
+    the window leave, their stories are split again, and undated articles stay."""
+    decide = make_decider(idx, idx.settings)
+    idx.ingest(entry("old", 1, day=100), decide)
+    idx.ingest(entry("mid", 1, day=101), decide)
+    idx.ingest(entry("undated", 50), decide)
+    assert idx.members("old") == ["mid", "old"]
+    idx.ingest(entry("new", 1, day=103), decide)  # cutoff 101: "old" goes, "mid" stays
+    assert "old" not in idx and "mid" in idx and "undated" in idx
+    stories = idx.story_of(["mid", "new"])
+    assert idx.members(stories["mid"]) == ["mid"] and idx.members(stories["new"]) == ["new"]
+    idx.ingest(entry("newer", 1, day=110), decide)
+    assert sorted(k for k in ("old", "mid", "undated", "new", "newer") if k in idx) == ["newer", "undated"]
+
+
 def test_retention_drops_articles_older_than_the_window_and_resplits_their_stories(redis_url):
-    settings = Settings(retain_days=2)
-    with RedisIndex(settings, url=redis_url, namespace="ret") as idx:
-        decide = make_decider(idx, settings)
-        e_old, e_mid = entry("old", 1, day=100), entry("mid", 1, day=101)
-        idx.ingest(e_old, decide)
-        idx.ingest(e_mid, decide)
-        idx.ingest(entry("undated", 50), decide)
-        assert idx.members("old") == ["mid", "old"]
-        idx.ingest(entry("new", 1, day=103), decide)  # cutoff 101: "old" goes, "mid" stays
-        assert "old" not in idx and "mid" in idx and "undated" in idx
-        stories = idx.story_of(["mid", "new"])
-        assert idx.members(stories["mid"]) == ["mid"] and idx.members(stories["new"]) == ["new"]
-        idx.ingest(entry("newer", 1, day=110), decide)
-        assert sorted(k for k in ("old", "mid", "undated", "new", "newer") if k in idx) == ["newer", "undated"]
+    with RedisIndex(Settings(retain_days=2), url=redis_url, namespace="ret") as idx:
+        retention_scenario(idx)
         assert idx._r.hgetall(key("ret", "days")) == {b"110": b"1"}  # articles per publication day
 
 

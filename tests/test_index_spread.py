@@ -31,7 +31,7 @@ from dedup.settings import Settings
 from dedup.stories import make_decider
 
 from .conftest import ROOT, data_file
-from .test_index_redis import articles, cluster, entry, finish_all, partition, two_parts
+from .test_index_redis import articles, cluster, entry, finish_all, partition, retention_scenario, two_parts
 
 SETTINGS = Settings(redis_layout="spread")
 MEMORY = Settings()
@@ -541,17 +541,7 @@ def test_retention_drops_old_articles_and_their_records_from_the_group_slots(red
     """--retain-days finds old articles by their records, which live in the band groups' slots."""
     settings = dataclasses.replace(SETTINGS, retain_days=2)
     with SpreadIndex(settings, url=redis_url, namespace="ret") as idx:
-        decide = make_decider(idx, settings)
-        idx.ingest(entry("old", 1, day=100), decide)
-        idx.ingest(entry("mid", 1, day=101), decide)
-        idx.ingest(entry("undated", 50), decide)
-        assert idx.members("old") == ["mid", "old"]
-        idx.ingest(entry("new", 1, day=103), decide)  # cutoff 101: "old" goes, "mid" stays
-        assert "old" not in idx and "mid" in idx and "undated" in idx
-        stories = idx.story_of(["mid", "new"])
-        assert idx.members(stories["mid"]) == ["mid"] and idx.members(stories["new"]) == ["new"]
-        idx.ingest(entry("newer", 1, day=110), decide)
-        assert sorted(k for k in ("old", "mid", "undated", "new", "newer") if k in idx) == ["newer", "undated"]
+        retention_scenario(idx)
     assert check_buckets(redis_url, "ret", settings) == 2
 
 

@@ -345,6 +345,15 @@ class RedisIndex(StoryIndex):
                 out[sid] = ids
         return out
 
+    def _decide_with(self, own: list[str], decide: Decide, entry: Entry, *args: Any) -> Assignment:
+        """Run the decider, answering its question whether a story is named after the article
+        (:meth:`members`) from ``own``, the members just read, instead of another round trip."""
+        self._members_hint = {entry.id: own}
+        try:
+            return decide(entry, *args)
+        finally:
+            self._members_hint = {}
+
     @_guard
     def story_versions(self, limit: int | None = None) -> list[tuple[str, int]]:
         """The ``stories`` zset's scores are the ``clock`` tick (a field of ``meta``) of each story's last change.
@@ -497,12 +506,7 @@ class RedisIndex(StoryIndex):
                 status = "exists"
                 if not found.stored:
                     sigs, stories = self._candidates_of(found, self._known(set(found.cands)))
-                    # the decider asks whether a story named after the article exists: answer from the read
-                    self._members_hint = {entry.id: found.own}
-                    try:
-                        assignment = decide(entry, sigs, stories)
-                    finally:
-                        self._members_hint = {}
+                    assignment = self._decide_with(found.own, decide, entry, sigs, stories)
                     _, status, _, _ = self._write([(entry, blob, fields, assignment, found.cands, found.version,
                                               found.buckets)])
                 if status == "exists":

@@ -197,14 +197,12 @@ class _Bulk:
             own_now = [] if (e.id in cur.renamed or e.id in prev.renamed) else list(found.own)
             if e.id in cur.named or e.id in prev.named:
                 own_now += [c for layer in layers for c in layer.sig if resolve(layer.story[c]) == e.id]
-            index._members_hint = {e.id: sorted(own_now)}
             try:
-                assignment = self.decide(e, sigs, stories) if given is None else self.decide(e, sigs, stories, given)
+                assignment = index._decide_with(sorted(own_now), self.decide, e, sigs, stories,
+                                                *(() if given is None else (given,)))
             except DedupError as exc:
                 self.out[i] = exc
                 continue
-            finally:
-                index._members_hint = {}
             for old in assignment.merged:
                 cur.renamed[old] = assignment.story
             cur.sig[e.id] = e.signature

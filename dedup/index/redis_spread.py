@@ -447,11 +447,7 @@ class SpreadIndex(RedisIndex):
                     known = self._known(set(cands))
                     sigs = {known[h][0]: known[h][1] for h in cands if h in known}
                     stories = {known[h][0]: cands[h] for h in cands if h in known and cands[h]}
-                    self._members_hint = {entry.id: own}
-                    try:
-                        assignment = decide(entry, sigs, stories)
-                    finally:
-                        self._members_hint = {}
+                    assignment = self._decide_with(own, decide, entry, sigs, stories)
                     expected = [x for h in cands if h in known for x in (h, cands[h])]
                     mode = "new" if assignment.action == "new" else "join"
                     reply = self._story("S_COMMIT", *self._take_done(), 1, entry.id, blob, packed, assignment.story,

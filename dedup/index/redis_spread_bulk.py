@@ -124,14 +124,11 @@ def _chunk(index: "SpreadIndex", entries: list[Entry], part: list[int], decide: 
                     stories[c] = resolve(chunk_story[c])
         own_now = [] if e.id in renamed else list(own)
         own_now += [c for c in chunk_sig if resolve(chunk_story[c]) == e.id]
-        index._members_hint = {e.id: sorted(own_now)}
         try:
-            assignment = decide(e, sigs, stories)
+            assignment = index._decide_with(sorted(own_now), decide, e, sigs, stories)
         except DedupError as exc:
             out[i] = exc  # reported; the rest of the chunk goes on
             continue
-        finally:
-            index._members_hint = {}
         for old in assignment.merged:
             renamed[old] = assignment.story
         chunk_sig[e.id] = e.signature
