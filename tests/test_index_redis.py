@@ -14,6 +14,7 @@ import numpy as np
 import pytest
 import redis
 
+import dedup.index.redis as redis_index
 from dedup.index import MemoryIndex, open_index
 from dedup.index.codec import CorruptRecord
 from dedup.index.redis import IndexMismatch, IndexUnavailable, RedisIndex
@@ -118,7 +119,7 @@ def test_bucket_shards_split_and_stay_small_listpacks(redis_url):
         assert all(idx.candidates(s) >= {a} for a, s in idx.signatures([f"r{n}" for n in range(0, 400, 37)]).items())
         for n in range(400):
             idx.delete(f"r{n}")
-        assert all_keys(redis_url, "grow") == ["{grow}:meta"]
+        assert all_keys(redis_url, "grow") == []
 
 
 def test_popular_bucket_is_stored_in_pieces_and_keeps_its_shard_a_listpack(redis_url):
@@ -149,7 +150,7 @@ def test_popular_bucket_is_stored_in_pieces_and_keeps_its_shard_a_listpack(redis
             assert idx.candidates(probe) == set(ids)
         for aid in ids:
             idx.delete(aid)
-        assert all_keys(redis_url, "hot") == ["{hot}:meta"]
+        assert all_keys(redis_url, "hot") == []
 
 
 def test_ids_with_nul_are_refused(redis_url):
@@ -511,7 +512,7 @@ def test_retention_off_keeps_everything(redis_url):
 
 
 # -- deletion and persistence -------------------------------------------------------------
-def test_deleting_every_article_leaves_only_the_meta_key(redis_url, seed_paths):
+def test_deleting_every_article_leaves_no_key(redis_url, seed_paths):
     items = articles(seed_paths, meter_n=60)
     with Deduper(SETTINGS, url=redis_url, namespace="del") as dd:
         for a in items:
@@ -520,13 +521,21 @@ def test_deleting_every_article_leaves_only_the_meta_key(redis_url, seed_paths):
         for a in items:
             dd.delete(a.id)
         assert len(dd.index) == 0 and dd.index.story_ids() == []
-    assert all_keys(redis_url, "del") == ["{del}:meta"]
+        assert all_keys(redis_url, "del") == []  # meta went with the last article
+        assert dd.index.entries([items[0].id]) == {} and dd.index.story_of([items[0].id]) == {}
+        assert all_keys(redis_url, "del") == []  # reading an emptied namespace writes nothing
+        assert dd.add(items[0]).action == "new"  # the next write claims it again
+        assert len(dd.index) == 1 and b"epoch" in dd.index._r.hgetall(key("del", "meta"))
 
 
 @pytest.mark.parametrize("layout", ["slot", "spread"])
-def test_a_handle_is_never_given_out_twice_even_after_the_namespace_empties(redis_url, seed_paths, layout):
-    # Another process keeps the handles it saw (with their ids and signatures): if an emptied namespace
-    # gave handle 1 out again, that process would verify a rewrite against the deleted article instead.
+def test_a_process_that_cached_handles_is_not_misled_when_the_emptied_namespace_starts_again(
+        redis_url, seed_paths, layout, monkeypatch):
+    # Process a keeps the handles it saw (with their ids and signatures).  Once b empties the namespace, its
+    # meta key goes and the handle counter with it.  Each epoch starts its handles at a random point; here
+    # both start at 0, so b gives out handle 1 again: a would verify a rewrite against the deleted article
+    # that had handle 1, unless its scripts refuse its old epoch and it forgets what it cached.
+    monkeypatch.setattr(redis_index, "first_handle", lambda: 0)
     settings = dataclasses.replace(SETTINGS, redis_layout=layout)
     by_id = {a.id[:3]: a for a in read_paths(seed_paths) if isinstance(a, Article)}
     with Deduper(settings, url=redis_url, namespace="again") as a, \
@@ -535,26 +544,44 @@ def test_a_handle_is_never_given_out_twice_even_after_the_namespace_empties(redi
         a.add(by_id["003"])
         b.delete(by_id["002"].id)
         b.delete(by_id["003"].id)
-        assert len(b.index) == 0
+        b.index.flush()
+        assert len(b.index) == 0 and all_keys(redis_url, "again") == []
         b.add(by_id["000"])
+        assert b.index._r.hget(key("again", "meta"), "seq") == b"1"  # the handle of 002 in a's cache
         joined = a.add(by_id["001"])
         assert (joined.action, joined.story) == ("joined", by_id["000"].id)
         for aid in (by_id["000"].id, by_id["001"].id):
             a.delete(aid)
-    assert all_keys(redis_url, "again") == ["{again}:meta"]  # the handle counter is a field of it
+    assert all_keys(redis_url, "again") == []
+
+
+def test_a_process_finds_out_when_the_emptied_namespace_was_claimed_with_other_settings(redis_url, seed_paths):
+    items = articles(seed_paths)
+    other = dataclasses.replace(SETTINGS, seed=SETTINGS.seed + 1)
+    with Deduper(SETTINGS, url=redis_url, namespace="reclaim") as a:
+        a.add(items[0])
+        a.delete(items[0].id)
+        with Deduper(other, url=redis_url, namespace="reclaim") as b:
+            b.add(items[1])
+            with pytest.raises(IndexMismatch, match="namespace 'reclaim'"):
+                a.add(items[2])
+            assert len(b.index) == 1 and items[2].id not in b.index
 
 
 @pytest.mark.parametrize("layout", ["slot", "spread"])
-def test_the_story_clock_never_restarts_so_a_cached_story_list_is_never_stale(redis_url, layout):
-    # the full story list is cached under (clock, articles, stories): an emptied namespace that started
-    # its clock again could reach the same triple with other stories
+def test_a_cached_story_list_is_never_stale_even_when_the_clock_starts_again(redis_url, layout):
+    # the full story list is cached under (clock, epoch, articles, stories): an emptied namespace starts
+    # its clock again and could reach the same clock, articles and stories with other stories
     settings = dataclasses.replace(SETTINGS, redis_layout=layout)
     with open_index(settings, redis_url, namespace="tick") as a, open_index(settings, redis_url, namespace="tick") as b:
         decide = make_decider(a, settings)
         a.ingest(entry("x", 1), decide)
         assert [sid for sid, _ in a.story_versions()] == ["x"]
+        clock = a._r.hget(key("tick", "meta"), "clock")
         b.delete("x")
+        b.flush()
         b.ingest(entry("y", 50), make_decider(b, settings))
+        assert a._r.hget(key("tick", "meta"), "clock") == clock
         assert [sid for sid, _ in a.story_versions()] == ["y"]
 
 
@@ -780,3 +807,21 @@ def test_bulk_chunk_sees_merges_made_earlier_in_the_same_chunk(redis_url, chunk)
         assert [(r.story, r.action, r.merged) for r in got] == [(r.story, r.action, r.merged) for r in expected]
         assert got[2].action == "merged" and got[3].story == "a"
         assert idx.members("a") == ["a", "b", "c", "d"]
+
+
+def test_every_story_slot_script_checks_the_epoch_before_anything_else():
+    # a script that read or wrote before the check could act on an emptied namespace with a stale client's
+    # handles (see check_epoch); the band script runs in other slots and has no epoch
+    from dedup.index import redis_lua, redis_spread_lua
+    from dedup.index.redis_lua_lib import HELPERS
+    from dedup.index.redis_spread_lua import SPREAD_HELPERS
+
+    for module, helpers in ((redis_lua, HELPERS), (redis_spread_lua, SPREAD_HELPERS)):
+        for name in module.SCRIPTS:
+            text = getattr(module, name)
+            if name == "BAND":
+                assert "check_epoch" not in text
+                continue
+            assert text.startswith(helpers), name
+            lines = [ln for ln in text[len(helpers):].splitlines() if ln.strip() and not ln.startswith("--")]
+            assert lines[0].startswith("check_epoch("), name

@@ -24,6 +24,8 @@ from __future__ import annotations
 import functools
 import json
 import random
+import secrets
+import threading
 import time
 from typing import Any, Callable, Iterable, NamedTuple, TypeVar
 
@@ -51,6 +53,8 @@ from .redis_keys import LAYOUT_VERSION, check_id, key
 CLUSTER_SCHEME = "redis+cluster://"
 
 MAX_INGEST_ATTEMPTS = 200
+EPOCH_MOVED = "DEDUP-EPOCH"  # a story-slot script refused the epoch this client sent (see RedisIndex._claim)
+CLAIM_ATTEMPTS = 3  # calls redone after the namespace emptied and was claimed again meanwhile
 SIG_CACHE_SIZE = 100_000  # signatures kept by handle (~3 kB each in memory)
 
 
@@ -110,12 +114,33 @@ SLOT_MOVING = "non local key"
 def _guard(fn: Callable[..., T]) -> Callable[..., T]:
     """Turn a connection failure that outlived the retries into an error naming the server, and a
     script stopped by a slot on the move into one that says so (both mean: retry later, see
-    docs/redis.md, "Resharding")."""
+    docs/redis.md, "Resharding").
+
+    Also redoes the call when a script refused this client's epoch: the namespace emptied (its meta
+    key went with the last article) and was claimed again, so what the client cached is void.  Only
+    the outermost guarded call of a thread redoes it, from the start: a step of a longer operation
+    (an ingest reading records, a retention pass deleting) may have decided on what the old epoch
+    held, so only the whole operation can be redone."""
 
     @functools.wraps(fn)
     def wrapper(self: "RedisIndex", *args: Any, **kwargs: Any) -> T:
+        calls = self._guarded
+        if getattr(calls, "depth", 0):
+            return fn(self, *args, **kwargs)  # the outermost call translates errors and redoes
+        calls.depth = 1
         try:
-            return fn(self, *args, **kwargs)
+            for attempt in range(1, CLAIM_ATTEMPTS + 1):
+                try:
+                    return fn(self, *args, **kwargs)
+                except redis.ResponseError as exc:
+                    if not str(exc).startswith(EPOCH_MOVED):
+                        raise
+                    if attempt == CLAIM_ATTEMPTS:
+                        raise IndexUnavailable(
+                            f"namespace {self.namespace!r} at {mask_url(self.url)} was emptied and claimed again "
+                            f"{attempt} times during one call: {exc}; retry") from exc
+                self._claim()
+            raise AssertionError("unreachable")
         except (RedisConnectionError, RedisTimeoutError) as exc:
             raise IndexUnavailable(
                 f"lost the connection to Redis at {mask_url(self.url)} (namespace {self.namespace!r}): {exc}; "
@@ -125,6 +150,8 @@ def _guard(fn: Callable[..., T]) -> Callable[..., T]:
             if not (isinstance(exc, TryAgainError) or SLOT_MOVING in str(exc)):
                 raise
             raise slot_moving(self, exc) from exc
+        finally:
+            calls.depth = 0
 
     return wrapper
 
@@ -135,6 +162,11 @@ def slot_moving(index: "RedisIndex", exc: BaseException) -> "IndexUnavailable":
         f"a slot of namespace {index.namespace!r} is moving between the masters of {mask_url(index.url)} "
         f"(resharding), and a script found some of its keys gone or was sent on to the new master: {exc}; "
         "retry once the move is done")
+
+
+def first_handle() -> int:
+    """Where a new epoch's handles start (see redis_lua.CLAIM): random, leaving 2^31 handles to give out."""
+    return secrets.randbelow(2**31)
 
 
 def _s(value: bytes | str) -> str:
@@ -191,19 +223,18 @@ class RedisIndex(StoryIndex):
                 f"cannot connect to Redis at {mask_url(url)}: {exc}; start redis-server or fix --redis"
             ) from exc
         self._scripts = {name: self._r.register_script(getattr(redis_lua, name)) for name in redis_lua.SCRIPTS}
-        # script calls on a single server skip redis-py's command layer (see redis_wire); a cluster keeps it,
-        # and so does the spread layout, whose scripts the fast path does not know
-        self._direct = None if isinstance(self._r, RedisCluster) or self.layout != "slot" else DirectScripts(
-            self._r, {name: sc.sha for name, sc in self._scripts.items()},
-            [self._k("meta"), self.namespace, settings.bands, settings.rows], spin_us=settings.redis_spin_us)
+        self._claim_script = self._r.register_script(redis_lua.CLAIM)
         self._meta_key = self._k("meta")
+        self._epoch = ""  # the namespace's epoch as this client knows it ('': none yet), see _claim
+        self._guarded = threading.local()  # depth of guarded calls, see _guard
+        self._direct: DirectScripts | None = None
         self._members_hint: dict[str, list[str]] = {}
         self._versions: tuple[tuple[Any, ...], list[tuple[str, int]]] | None = None  # see story_versions
         self._sig_cache: dict[bytes, tuple[str, Signature]] = {}  # handle -> (id, signature)
         self._field_template: np.ndarray | None = None  # see _fields
         self._newest_day_seen: int | None = None  # retention runs when a newer day arrives
         try:
-            self._check_meta()
+            self._claim()
         except (RedisConnectionError, RedisTimeoutError) as exc:
             self._r.close()
             hint = _permanent_hint(exc) or "start redis-server or fix --redis (rediss:// if the server speaks TLS)"
@@ -216,13 +247,17 @@ class RedisIndex(StoryIndex):
     def _k(self, kind: str, *parts: object) -> str:
         return key(self.namespace, kind, *parts)
 
+    def _fixed_args(self) -> list[Any]:
+        """What every story-slot script call starts with: ARGV[1] is the namespace and the epoch this
+        client knows (see redis_keys), then bands and rows."""
+        return [f"{self.namespace} {self._epoch}", self.settings.bands, self.settings.rows]
+
     def _run(self, name: str, *args: Any) -> Any:
         if self._direct is not None:
             ok, reply = self._direct.call(name, args)
             if ok:
                 return reply
-        s = self.settings
-        return self._scripts[name](keys=[self._meta_key], args=[self.namespace, s.bands, s.rows, *args])
+        return self._scripts[name](keys=[self._meta_key], args=[*self._fixed_args(), *args])
 
     def _load_scripts(self) -> None:
         """Load every script into the server's cache (pipelined calls cannot fall back on NOSCRIPT)."""
@@ -232,18 +267,43 @@ class RedisIndex(StoryIndex):
     def _layout_id(self) -> str:
         return LAYOUT_VERSION if self.layout == "slot" else f"{LAYOUT_VERSION}-{self.layout}"
 
-    def _check_meta(self) -> None:
-        """Claim an empty namespace for these settings, or refuse one built with others."""
+    def _claim(self) -> None:
+        """Claim the namespace for these settings, or refuse one built with others, and take its epoch.
+
+        The first client to find no ``{ns}:meta`` writes it with the settings' fingerprint and a random
+        epoch (one script: atomic); the others read both.  Run on open, and again when a script refused
+        the epoch this client sent (see _guard): the namespace emptied meanwhile, its meta key went with
+        the last article, and handles, versions and the clock started again.  A new epoch voids what
+        this client cached about the old one (_forget)."""
         fp = json.dumps({**self.settings.fingerprint(), "codec": CODEC_VERSION, "layout": self._layout_id()},
                         sort_keys=True)
-        self._r.hsetnx(self._k("meta"), "fingerprint", fp)  # first opener claims it; HSETNX is atomic
-        stored = self._r.hget(self._k("meta"), "fingerprint")
+        stored, epoch = self._claim_script(keys=[self._meta_key], args=[fp, secrets.token_hex(8), first_handle()])
         if _s(stored) != fp:
             raise IndexMismatch(
                 f"namespace {self.namespace!r} at {mask_url(self.url)} was built with signature settings "
                 f"{_s(stored)}, not {fp}: use those settings, pick another --namespace, or delete the "
                 f"namespace (redis-cli --scan --pattern '{self.namespace}:*' | xargs redis-cli del) and re-ingest"
             )
+        if _s(epoch) != self._epoch:
+            self._epoch = _s(epoch)
+            self._forget()
+
+    def _wired(self) -> bool:
+        """Whether script calls skip redis-py's command layer (see redis_wire): on a single server, in the
+        slot layout (a cluster keeps redis-py, and so does the spread layout, which has wires of its own)."""
+        return not isinstance(self._r, RedisCluster) and self.layout == "slot"
+
+    def _forget(self) -> None:
+        """Drop everything cached about the namespace's previous epoch, and send the new one from now on."""
+        self._members_hint = {}
+        self._versions = None
+        self._sig_cache.clear()
+        self._newest_day_seen = None
+        if self._direct is not None:
+            self._direct.close()
+        self._direct = None if not self._wired() else DirectScripts(
+            self._r, {name: sc.sha for name, sc in self._scripts.items()},
+            [self._meta_key, *self._fixed_args()], spin_us=self.settings.redis_spin_us)
 
     # -- articles -----------------------------------------------------------
     @_guard
@@ -359,10 +419,11 @@ class RedisIndex(StoryIndex):
         """The ``stories`` zset's scores are the ``clock`` tick (a field of ``meta``) of each story's last change.
 
         Reading and parsing all 10k pairs costs ~100 ms in redis-py, so the
-        whole list is kept and re-read only when ``(clock, n, ZCARD)``
-        moved: every story change ticks the clock, and a story that vanishes
+        whole list is kept and re-read only when ``(clock, epoch, n, ZCARD)``
+        moved: every story change ticks the clock, a story that vanishes
         without a tick (its last article deleted) changes the article count
-        and the number of stories.  A limited read is small and always fresh.
+        and the number of stories, and the clock starts again only in a new
+        epoch (see _claim).  A limited read is small and always fresh.
         """
         if limit is not None:
             if limit <= 0:
@@ -370,10 +431,10 @@ class RedisIndex(StoryIndex):
             pairs = self._r.zrevrange(self._k("stories"), 0, limit - 1, withscores=True)
             return [(_s(sid), int(score)) for sid, score in pairs]
         pipe = self._r.pipeline(transaction=True)
-        pipe.hget(self._meta_key, "clock")
+        pipe.hmget(self._meta_key, "clock", "epoch")  # the clock starts again in a new epoch
         pipe.get(self._k("n"))
         pipe.zcard(self._k("stories"))
-        token = tuple(pipe.execute())
+        token = tuple(tuple(v) if isinstance(v, list) else v for v in pipe.execute())
         if self._versions is None or self._versions[0] != token:
             pairs = self._r.zrevrange(self._k("stories"), 0, -1, withscores=True)
             # stored under the token read *before* the list: a change in between only causes a re-read
@@ -413,6 +474,10 @@ class RedisIndex(StoryIndex):
         return [int(v) for v in self._run("SENT_COUNTS", *fields)]
 
     # -- lifecycle ---------------------------------------------------------------
+    def flush(self) -> None:
+        """Write what this client holds back: nothing in this layout (the spread layout clears the todo
+        entries it finished, which it otherwise sends with its next commit)."""
+
     def close(self) -> None:
         if self._direct is not None:
             self._direct.close()
@@ -441,7 +506,8 @@ class RedisIndex(StoryIndex):
         """Id and signature of stored handles, from the cache or one MGET for the missing ones.
 
         A handle's record never changes (a new version of an article gets a
-        new handle), so cached entries are never stale; the cache saves
+        new handle, and a new epoch drops the cache: see _claim), so cached
+        entries are never stale; the cache saves
         reading the same record again and again for articles in popular
         buckets and, for records stored without features (codec), signing
         their text again: a worker signs another worker's article once.

@@ -11,11 +11,10 @@ key                         type        contents
 ==========================  ==========  ================================================
 ``{ns}:meta``               hash        ``fingerprint``: JSON of the signature settings
                                         and the record codec version; checked on open;
-                                        ``v``: write version, moved by every write script;
-                                        ``seq``: last handle given out (HINCRBY; never
-                                        restarts, so no handle is ever given out twice);
-                                        ``clock``: change counter behind ``stories``
-                                        (never restarts either)
+                                        ``epoch``: random, set when the namespace is
+                                        claimed (see below); ``v``: write version, moved by
+                                        every write script; ``seq``: last handle given
+                                        out; ``clock``: change counter behind ``stories``
 ``{ns}:a:{handle}``         string      article record (:mod:`dedup.index.codec`),
                                         keyed by the article's integer handle
 ``{ns}:h``                  hash        article id -> handle (decimal)
@@ -42,9 +41,17 @@ key                         type        contents
                                         ``g``, in a slot of their own (:func:`band_namespace`)
 ==========================  ==========  ================================================
 
-Counters and shards are deleted as they empty: deleting every article
-leaves exactly one key, ``{ns}:meta``, which records the settings the
-namespace was built with and outlives its articles on purpose.
+Counters and shards are deleted as they empty, and ``{ns}:meta`` goes with
+the last article (and, in the spread layout, the last ``todo`` entry):
+deleting every article leaves no key at all.  Handles, the write version and
+the clock then start again, which is safe because of the epoch: every
+process sends the epoch it knows with each script call (after the namespace
+in ``ARGV[1]``, ``"ns epoch"``), and a story-slot script whose epoch is not
+the stored one writes nothing and fails with ``DEDUP-EPOCH``.  The process
+then claims the namespace again (a new epoch if it is empty, checking the
+settings), forgets every handle, version and story it cached, and redoes the
+call.  A read-only script on a namespace with no ``meta`` passes: there is
+nothing to read, and no read recreates a key.
 
 The Lua scripts build the same keys (see :data:`LUA_KEY_HELPERS`); that
 helper and :func:`key` are the only two places that know the layout, and
@@ -54,7 +61,7 @@ helper and :func:`key` are the only two places that know the layout, and
 from __future__ import annotations
 
 # version of this layout, part of the namespace fingerprint: a namespace written with another layout is refused
-LAYOUT_VERSION = "4"
+LAYOUT_VERSION = "5"
 
 KINDS = {"meta", "a", "h", "b", "e", "i", "lh", "n", "s", "stories", "days", "todo"}
 
@@ -138,9 +145,15 @@ def check_id(article_id: str) -> None:
                    "use ids without control characters")
 
 
-# Lua twin of key(): every script starts with these helpers.  ``P`` is "{ns}:".
+# Lua twin of key(): every script starts with these helpers.  ``P`` is "{ns}:".  ARGV[1] is the namespace,
+# for the story-slot scripts followed by a space and the epoch the client knows (see above).
 LUA_KEY_HELPERS = """
-local P = '{' .. ARGV[1] .. '}:'
+local NS, EPOCH = ARGV[1], ''
+do
+  local sp = string.find(NS, ' ', 1, true)
+  if sp then EPOCH = string.sub(NS, sp + 1); NS = string.sub(NS, 1, sp - 1) end
+end
+local P = '{' .. NS .. '}:'
 local function K_article(h) return P .. 'a:' .. h end
 local function K_story(s) return P .. 's:' .. s end
 local function K_shard(fam, i) return P .. fam .. ':' .. string.format('%d', i) end

@@ -2,7 +2,9 @@
 
 Each script is the shared helpers (key names, record parsing, linear-hashed
 shards, story moves, article put/delete) followed by a short body.  ARGV[1]
-is always the namespace, ARGV[2] and ARGV[3] the LSH ``bands`` and ``rows``:
+is always the namespace and the client's epoch (``"ns epoch"``, see
+:mod:`~dedup.index.redis_keys`: each script starts with ``check_epoch``),
+ARGV[2] and ARGV[3] the LSH ``bands`` and ``rows``:
 the scripts compute bucket fields from the stored record themselves, so
 deleting an article needs no client-side read first.  KEYS[1] is always
 ``{ns}:meta``: it names the (single) slot the script works in, which is how
@@ -19,6 +21,7 @@ __all__ = ["LOAD", "NODAY", "SHARDS0", "SCRIPTS"]
 
 # ARGV: ns, bands, rows, id, record
 PUT = _HELPERS + r"""
+check_epoch(true)
 begin_write()
 put(ARGV[4], ARGV[5])
 finish()
@@ -27,6 +30,8 @@ return 1
 
 # ARGV: ns, bands, rows, id -> the old record (false if absent)
 DELETE = _HELPERS + r"""
+check_epoch(false)
+if redis.call('HEXISTS', K_HANDLES, ARGV[4]) == 0 then return false end
 begin_write()
 local blob = del_article(ARGV[4])
 finish()
@@ -35,6 +40,7 @@ return blob
 
 # ARGV: ns, bands, rows, id, id, ... -> records (false where absent)
 RECORDS = _HELPERS + r"""
+check_epoch(false)
 local out = {}
 for i = 4, #ARGV do out[#out + 1] = record_of(ARGV[i]) end
 return out
@@ -42,6 +48,7 @@ return out
 
 # ARGV: ns, bands, rows, id, id, ... -> story of each ('' where absent or in no story)
 STORY_OF = _HELPERS + r"""
+check_epoch(false)
 local out = {}
 for i = 4, #ARGV do
   local hb = handle_of(ARGV[i])
@@ -53,6 +60,7 @@ return out
 
 # ARGV: ns, bands, rows, 4-byte sentence hash, ... -> counts
 SENT_COUNTS = _HELPERS + r"""
+check_epoch(false)
 local out = {}
 for i = 4, #ARGV do out[#out + 1] = tonumber(redis.call('HGET', shard('e', ARGV[i]), ARGV[i]) or 0) end
 return out
@@ -60,6 +68,7 @@ return out
 
 # ARGV: ns, bands, rows, story, id, id, ...
 SET_STORY = _HELPERS + r"""
+check_epoch(true)
 local ids = {}
 for i = 5, #ARGV do ids[#ids + 1] = ARGV[i] end
 begin_write()
@@ -71,6 +80,7 @@ return 1
 # ARGV: ns, bands, rows, story -> {version ('' when the story does not exist), member, ...}
 # (the version is the story's score in the stories zset: the clock tick of its last change)
 STORY_SNAPSHOT = _HELPERS + r"""
+check_epoch(false)
 local out = {redis.call('ZSCORE', K_STORIES, ARGV[4]) or ''}
 for _, m in ipairs(redis.call('HKEYS', K_story(ARGV[4]))) do out[#out + 1] = m end
 return out
@@ -79,6 +89,7 @@ return out
 # ARGV: ns, bands, rows, story, version ('*': any), then per part: new story, count, id, ... -> 1, or 0
 # when the story's version moved since STORY_SNAPSHOT (nothing written; the caller reads and splits again)
 RESPLIT = _HELPERS + r"""
+check_epoch(true)
 if ARGV[5] ~= '*' and (redis.call('ZSCORE', K_STORIES, ARGV[4]) or '') ~= ARGV[5] then return 0 end
 begin_write()
 local i = 6
@@ -104,6 +115,8 @@ return 1
 # no story is named after it, the decision can only be "new story named after it", so the script
 # stores it at once and answers {2, handle}: one round trip for the whole ingest.
 FIND = _HELPERS + r"""
+-- mode 3 may write; 'many' (modes 0 and 2) and the others only read
+check_epoch(ARGV[4] ~= 'many' and ARGV[8] == '3')
 local function answer(packed, day_arg, window, id, mode, blob)
   local fields = split_fields(packed)
   local day = nil
@@ -163,6 +176,7 @@ return answer(ARGV[4], ARGV[5], tonumber(ARGV[6]), ARGV[7], ARGV[8], ARGV[9])
 # Comparing the buckets' handles instead of re-reading candidates keeps the
 # re-check to the 32 bucket reads, without fetching any record.
 INGEST = _HELPERS + r"""
+check_epoch(true)
 local window = tonumber(ARGV[4])
 local count = tonumber(ARGV[5])
 local v0 = version()
@@ -211,6 +225,18 @@ for done = 0, count - 1 do
 end
 finish()
 return {count, 'ok', v0, unpack(written)}
+"""
+
+# Not one of SCRIPTS (it takes none of their arguments): KEYS[1] = {ns}:meta, ARGV: fingerprint, a new
+# epoch, a random handle to start from -> {fingerprint, epoch} as stored.  Claims an empty namespace (one
+# without meta) for these settings and this epoch, atomically, or answers who claimed it (RedisIndex._claim).
+# Handles of a new epoch start at a random point: a band write of the spread layout held up for longer than
+# the sweep (it runs in another slot, so no epoch check can stop it) would otherwise find the handles of
+# the previous epoch given out again.
+CLAIM = r"""
+redis.call('HSETNX', KEYS[1], 'fingerprint', ARGV[1])
+if redis.call('HSETNX', KEYS[1], 'epoch', ARGV[2]) == 1 then redis.call('HSET', KEYS[1], 'seq', ARGV[3]) end
+return redis.call('HMGET', KEYS[1], 'fingerprint', 'epoch')
 """
 
 SCRIPTS = ("PUT", "DELETE", "RECORDS", "STORY_OF", "SENT_COUNTS", "SET_STORY", "STORY_SNAPSHOT", "RESPLIT", "FIND",

@@ -141,7 +141,32 @@ end
 -- write, so INGEST can tell that nothing changed since FIND read (even after a script that failed half-way)
 local function version() return redis.call('HGET', KEYS[1], 'v') or '0' end
 local function begin_write() redis.call('HINCRBY', KEYS[1], 'v', '1') end
-local finish = lh_flush
+
+-- Every story-slot script starts with check_epoch(writes): {ns}:meta goes with the last article, and with
+-- it the handle counter, the write version and the clock, which then start again.  A client that cached
+-- handles (or a version, or a story list) of the namespace before it emptied would take the new ones for
+-- the old, so it sends the epoch it knows (ARGV[1] = 'ns epoch'), and a script that finds another one
+-- stops before anything is written.  The client claims the namespace again and redoes the call
+-- (RedisIndex._claim).  A script that finds no meta passes when it only changes what it finds
+-- (writes = false: reads, deletes, clearing todo entries): there is nothing, so it writes nothing, and
+-- deleting an absent article twice does not bring the meta key back.  One that adds needs meta.
+local function check_epoch(writes)
+  local e = redis.call('HGET', KEYS[1], 'epoch')
+  if e == EPOCH or (not e and not writes) then return end
+  error({err = 'DEDUP-EPOCH namespace ' .. NS .. ' was emptied and claimed again since this client read it'
+        .. ' (epoch ' .. (e or 'none') .. ', client ' .. (EPOCH == '' and 'none' or EPOCH) .. ')'})
+end
+
+-- set when this script removed what may have been the namespace's last article (or todo entry)
+local EMPTIED = false
+
+-- every write script ends with this: persist the shard state, and drop {ns}:meta once nothing else is left
+local function finish()
+  lh_flush()
+  if EMPTIED and redis.call('EXISTS', K_COUNT) == 0 and redis.call('EXISTS', K_TODO) == 0 then
+    redis.call('DEL', KEYS[1])
+  end
+end
 
 -- bucket fields of a minhash: u16 band + the band's raw value (computed once per minhash and script)
 local BF = {}
@@ -307,7 +332,7 @@ local function sent_remove(f)
 end
 
 local function touch(story)
-  -- the clock never restarts (a field of {ns}:meta): story versions and the story list's token stay unique
+  -- the clock (a field of {ns}:meta) never restarts within an epoch: story versions stay unique
   redis.call('ZADD', K_STORIES, with_num('', redis.call('HINCRBY', KEYS[1], 'clock', 1)), story)
 end
 
@@ -401,7 +426,7 @@ local function del_article(id)
     for _, f in ipairs(sent_fields(r.h)) do sent_remove(f) end
     if r.day and redis.call('HINCRBY', K_DAYS, r.day, '-1') <= 0 then redis.call('HDEL', K_DAYS, r.day) end
   end
-  if redis.call('DECR', K_COUNT) <= 0 then redis.call('DEL', K_COUNT) end
+  if redis.call('DECR', K_COUNT) <= 0 then redis.call('DEL', K_COUNT); EMPTIED = true end
   if v and info_story(v) ~= '' then leave(info_story(v), {id}) end
   return blob or false
 end
@@ -413,8 +438,8 @@ end
 local function put(id, blob, vals, absent, story, fields)
   vals = vals or {}
   if not absent and redis.call('HEXISTS', K_HANDLES, id) == 1 then del_article(id) end
-  -- handles never restart, not even when the namespace empties: other processes keep handles they saw
-  -- (RedisIndex._sig_cache), and a handle given out again would make them verify against another article
+  -- handles are never given out twice within an epoch (see check_epoch): other processes keep handles they
+  -- saw (RedisIndex._sig_cache), and a handle given out again would make them verify against another article
   local h = redis.call('HINCRBY', KEYS[1], 'seq', 1)
   local hs = string.format('%%d', h)
   redis.call('SET', K_article(hs), blob)

@@ -81,7 +81,11 @@ class SpreadIndex(RedisIndex):
     layout = "spread"
 
     def __init__(self, settings: Settings, *, url: str, namespace: str = "dedup", **kwargs: Any) -> None:
+        # (set before the base class claims the namespace, which calls _forget)
         self._done: list[tuple[bytes, bytes]] = []  # finished todo entries, cleared with the next commit
+        self._story_wire: dict[str, DirectScripts] = {}
+        self._story_seen: dict[bytes, str] = {}  # handle -> its story when this client last saw it
+        self._renamed: dict[str, str] = {}  # story -> the story this client saw it merged into
         super().__init__(settings, url=url, namespace=namespace, **kwargs)
         self._sp = {n: self._r.register_script(getattr(redis_spread_lua, n)) for n in redis_spread_lua.SCRIPTS}
         self._groups = min(settings.bands, BAND_GROUPS)
@@ -89,9 +93,6 @@ class SpreadIndex(RedisIndex):
         self._band_keys = [key(t, "lh") for t in self._tags]
         self._width = 2 + 4 * settings.rows
         self._cluster = isinstance(self._r, RedisCluster)
-        self._story_wire: dict[str, DirectScripts] = {}
-        self._story_seen: dict[bytes, str] = {}  # handle -> its story when this client last saw it
-        self._renamed: dict[str, str] = {}  # story -> the story this client saw it merged into
         self._band_wire: dict[str, DirectScripts] = {}
         self._load_band_script()
         self.sweep()
@@ -99,6 +100,17 @@ class SpreadIndex(RedisIndex):
 
     def _layout_id(self) -> str:
         return f"{super()._layout_id()}{min(self.settings.bands, BAND_GROUPS)}"
+
+    def _forget(self) -> None:
+        """Also drop the story wires (they send the old epoch), the stories seen by handle, and the todo
+        entries finished in the old epoch (gone with it: meta goes only once the todo zset is empty)."""
+        super()._forget()
+        for ds in self._story_wire.values():
+            ds.close()
+        self._story_wire.clear()
+        self._story_seen.clear()
+        self._renamed.clear()
+        self._done.clear()
 
     # -- calls ------------------------------------------------------------------
     # Script calls go straight on the wire (redis_wire.DirectScripts, one connection per master) and
@@ -120,7 +132,7 @@ class SpreadIndex(RedisIndex):
         if ds is None:
             if story:  # this layout's story scripts and the slot layout's it reuses (see _run)
                 shas = {n: sc.sha for n, sc in [*self._scripts.items(), *self._sp.items()] if n != "BAND"}
-                fixed = [self._meta_key, self.namespace, self.settings.bands, self.settings.rows]
+                fixed = [self._meta_key, *self._fixed_args()]
             else:
                 shas, fixed = {"BAND": self._band_sha}, []
             ds = cache[name] = DirectScripts(client, shas, fixed, spin_us=self.settings.redis_spin_us)
@@ -138,9 +150,8 @@ class SpreadIndex(RedisIndex):
             # the slot is moving: a script sent on to the importing master (ASK) would find the keys that
             # have not arrived yet missing and write beside them, so it is not sent on; see "Resharding"
             raise slot_moving(self, exc) from exc
-        s = self.settings
         script = self._sp[name] if name in self._sp else self._scripts[name]
-        return script(keys=[self._meta_key], args=[self.namespace, s.bands, s.rows, *args])
+        return script(keys=[self._meta_key], args=[*self._fixed_args(), *args])
 
     def _run(self, name: str, *args: Any) -> Any:
         """The slot layout's story scripts this layout reuses (RESPLIT, RECORDS, ...) take the route of its

@@ -30,6 +30,7 @@ local function todo_clear(i, n)
     if tonumber(redis.call('ZSCORE', K_TODO, m)) == tonumber(s) then
       redis.call('ZREM', K_TODO, m)
       redis.call('DEL', K_article(with_num('', struct.unpack('<I4', m))))
+      EMPTIED = true  -- perhaps the last entry of an emptied namespace: finish() then drops meta
     end
   end
 end
@@ -40,6 +41,7 @@ SPREAD_HELPERS = _HELPERS + _CLEAR + "\nSPREAD = true\n"
 # ARGV: ns, bands, rows, id, record, fields -> {handle, todo...}, or {false} when the id is stored
 # (the client deletes the stored version first: only it can hand over the record, see S_DELETE)
 S_PUT = SPREAD_HELPERS + r"""
+check_epoch(true)
 if redis.call('HEXISTS', K_HANDLES, ARGV[4]) == 1 then return {false} end
 begin_write()
 local hb = put(ARGV[4], ARGV[5], nil, true, nil, split_fields(ARGV[6]))
@@ -50,6 +52,7 @@ return {hb, unpack(TODO)}
 # ARGV: ns, bands, rows, id, handle (decimal), its record -> {old record or false, todo...}, or
 # {false, 'moved'} when the id is stored under another handle now (read again and retry)
 S_DELETE = SPREAD_HELPERS + r"""
+check_epoch(false)
 local h = redis.call('HGET', K_HANDLES, ARGV[4])
 if not h then return {false} end
 if h ~= ARGV[5] then return {false, 'moved'} end
@@ -64,6 +67,7 @@ return {blob, unpack(TODO)}
 # -> {own handle or false, #own, own members..., info or false per handle}
 # own: the handle of `id` if stored, and the members of a story named after it (the fresh-story check)
 S_LOOKUP = SPREAD_HELPERS + r"""
+check_epoch(false)
 local id = ARGV[4]
 local out = {false, 0}
 if id ~= '' then
@@ -85,6 +89,7 @@ return out
 # first article already stored ('exists') or decided on what changed meanwhile ('conflict').
 # -> {'ok' | 'exists' | 'conflict', articles committed, their handles..., todo...}
 S_COMMIT = SPREAD_HELPERS + r"""
+check_epoch(true)
 local nclear = tonumber(ARGV[4])
 todo_clear(5, nclear)
 local i = 5 + 2 * nclear
@@ -126,6 +131,7 @@ return out
 # the candidates' stories, as one decision over all of them would have; the article's own story counts
 # too unless the article founded it (then it holds just the article, and the article joins instead).
 S_LINK = SPREAD_HELPERS + r"""
+check_epoch(false)
 local hb = handle_of(ARGV[4])
 local v = hb and info_get(hb)
 if not v then return {} end
@@ -150,12 +156,15 @@ return stories
 
 # ARGV: ns, bands, rows, (member, score)... -> 1
 S_CLEAR = SPREAD_HELPERS + r"""
+check_epoch(false)
 todo_clear(4, (#ARGV - 3) / 2)
+finish()
 return 1
 """
 
 # ARGV: ns, bands, rows, age_us, limit -> {member, score, ...} of todo entries at least age_us old
 S_TODO = SPREAD_HELPERS + r"""
+check_epoch(false)
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000000 + tonumber(t[2])
 return redis.call('ZRANGEBYSCORE', K_TODO, '-inf', with_num('', math.max(0, now - tonumber(ARGV[4]))),
