@@ -75,6 +75,13 @@ def entries_in(value: bytes | None) -> dict[bytes, int]:
     return out
 
 
+def _on_the_move(exc: BaseException) -> bool:
+    """Whether a reply says a slot is moving (ASK, TRYAGAIN), not that it has moved (MOVED, which redis-py
+    makes a kind of ASK).  A script sent on to the importing master would find the keys that have not
+    arrived yet missing and write beside them, so it is not sent on; see docs/redis.md, "Resharding"."""
+    return isinstance(exc, (AskError, TryAgainError)) and not isinstance(exc, MovedError)
+
+
 class SpreadIndex(RedisIndex):
     """A :class:`RedisIndex` whose buckets live in one slot per band group (see the module docstring)."""
 
@@ -144,12 +151,10 @@ class SpreadIndex(RedisIndex):
             ok, reply = self._wire(self._meta_key, story=True).call(name, args)
             if ok:
                 return reply
-        except (MovedError, ClusterDownError):  # the slot has moved: redis-py follows it
-            pass
-        except (AskError, TryAgainError) as exc:  # (MovedError is an AskError: caught above)
-            # the slot is moving: a script sent on to the importing master (ASK) would find the keys that
-            # have not arrived yet missing and write beside them, so it is not sent on; see "Resharding"
-            raise slot_moving(self, exc) from exc
+        except (ClusterDownError, AskError, TryAgainError) as exc:
+            if _on_the_move(exc):
+                raise slot_moving(self, exc) from exc
+            # the slot has moved (MOVED) or the cluster is re-forming: redis-py follows it
         script = self._sp[name] if name in self._sp else self._scripts[name]
         return script(keys=[self._meta_key], args=[*self._fixed_args(), *args])
 
@@ -181,8 +186,7 @@ class SpreadIndex(RedisIndex):
         except (PipelineBroken, redis.RedisError) as exc:
             for ds in sent:
                 ds.abandon()
-            if isinstance(exc, (AskError, TryAgainError)) and not isinstance(exc, MovedError):
-                # not sent on to an importing master, as in _story
+            if _on_the_move(exc):  # not sent on to an importing master, as in _story
                 raise slot_moving(self, exc) from exc
         return self._fanout_slowly(calls)
 
