@@ -170,20 +170,41 @@ def remove(index: StoryIndex, article_id: str, settings: Settings) -> tuple[Entr
     entry = index.delete(article_id)
     if entry is None or story is None:
         return entry, []
-    # Read, split, and write only if the story did not change meanwhile (another process may have ingested
-    # an article into it); otherwise read and split again, after a short pause.  A story that keeps changing
-    # is finally split from the last read whatever happened since (what a single writer would do).
+    return entry, resplit(index, story, settings)
+
+
+def resplit(index: StoryIndex, story: str, settings: Settings) -> list[str]:
+    """Split ``story`` into its connected parts (after one of its articles was deleted); returns the
+    stories that now hold its articles (the largest part keeps the id), [] when it is gone.
+
+    Read, split, and write only if the story did not change meanwhile (another process may have ingested
+    an article into it); otherwise read and split again, after a short pause.  A story that keeps changing
+    is finally split from the last read whatever happened since (what a single writer would do).
+    """
     for attempt in range(RESPLIT_ATTEMPTS):
         rest, version = index.story_snapshot(story)
         if not rest:
-            return entry, []
+            return []
         parts = components(rest, index, settings)
         named = [(fresh_story_id(index, min(part)), part) for part in parts[1:]]
         last = attempt == RESPLIT_ATTEMPTS - 1
         if index.resplit(story, None if last else version, named):
-            return entry, [story] + [sid for sid, _ in named]
+            return [story] + [sid for sid, _ in named]
         time.sleep(min(0.1, 0.002 * 2**attempt))
     raise AssertionError("unreachable: the last attempt writes unconditionally")
 
 
-__all__ = ["verify", "verify_many", "verify_pairs", "assign", "remove", "components", "make_decider"]
+def finish_splits(index: StoryIndex, settings: Settings) -> list[str]:
+    """Re-split the stories whose re-split a stopped process left unwritten (``index.pending_splits``):
+    the delete and the re-split are two steps, and a crash or lost connection between them would leave
+    a story held together by an article that is gone.  Run when a shared index is opened and before each
+    retention pass.  Returns the stories it re-split."""
+    done = []
+    for story in index.pending_splits():
+        resplit(index, story, settings)
+        done.append(story)
+    return done
+
+
+__all__ = ["verify", "verify_many", "verify_pairs", "assign", "remove", "resplit", "finish_splits", "components",
+           "make_decider"]

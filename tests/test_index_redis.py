@@ -648,6 +648,62 @@ def test_a_delete_resplits_from_what_is_there_when_another_process_joins_the_sto
         assert len({solo.story_of("a"), solo.story_of("b")}) == 2 and solo.story_of("x") == solo.story_of("b")
 
 
+HULL_A = "Fire crews fought a blaze at the Riverside chemical plant in Hull, where 40 workers were evacuated."
+HULL_B = "Police closed the A63 near Hull after the chemical leak forced residents of Hessle to stay indoors."
+STORM = "Storm Ciara flooded the Calder valley overnight and the Met Office warned of more rain in Yorkshire."
+
+
+def _delete_stopped_before_the_resplit(dd: Deduper, article_id: str, monkeypatch) -> None:
+    """``dd.delete`` as a process that dies between the delete and the re-split of its story does it."""
+    import dedup.stories as stories
+
+    class Stopped(Exception):
+        pass
+
+    def stop(*args):
+        raise Stopped
+
+    with monkeypatch.context() as m:
+        m.setattr(stories, "resplit", stop)
+        with pytest.raises(Stopped):
+            dd.delete(article_id)
+
+
+@pytest.mark.parametrize("layout", ["slot", "spread"])
+def test_a_resplit_left_undone_by_a_stopped_process_is_done_by_the_next_to_open_the_index(
+        redis_url, layout, monkeypatch):
+    # c bridges a and b; deleting c must split them again, but the delete and the re-split are two steps
+    settings = dataclasses.replace(SETTINGS, redis_layout=layout)
+    with Deduper(settings, url=redis_url, namespace="owed") as dd:
+        for i, t in (("a", HULL_A), ("b", HULL_B), ("c", HULL_A + " " + HULL_B)):
+            dd.add(Article(id=i, text=t))
+        _delete_stopped_before_the_resplit(dd, "c", monkeypatch)
+        assert dd.index.story_of(["a", "b"]) == {"a": "a", "b": "a"}  # held together by an article that is gone
+        assert dd.index.pending_splits() == ["a"]  # written with the delete, in the same script
+    with Deduper(settings, url=redis_url, namespace="owed") as dd:  # the next process to open the index
+        assert dd.index.story_of(["a", "b"]) == {"a": "a", "b": "b"}
+        assert dd.index.pending_splits() == []
+        dd.delete("a")
+        dd.delete("b")
+    assert all_keys(redis_url, "owed") == []
+
+
+@pytest.mark.parametrize("layout", ["slot", "spread"])
+def test_a_story_that_owes_a_resplit_hands_it_on_when_it_is_merged_into_another(redis_url, layout, monkeypatch):
+    settings = dataclasses.replace(SETTINGS, redis_layout=layout)
+    with Deduper(settings, url=redis_url, namespace="handed") as dd:
+        for i, t in (("a", HULL_A), ("b", HULL_B), ("c", HULL_A + " " + HULL_B), ("0", STORM)):
+            dd.add(Article(id=i, text=t))
+        _delete_stopped_before_the_resplit(dd, "c", monkeypatch)
+        merged = dd.add(Article(id="y", text=STORM + " " + HULL_A))  # folds story a (a, b) into story 0
+        assert (merged.action, merged.story, merged.merged) == ("merged", "0", ["a"])
+        assert dd.index.pending_splits() == ["0"]
+    with Deduper(settings, url=redis_url, namespace="handed") as dd:
+        story = dd.index.story_of(["0", "y", "a", "b"])
+        assert story["0"] == story["y"] == story["a"] == "0" and story["b"] == "b"
+        assert dd.index.pending_splits() == []
+
+
 # -- bulk path --------------------------------------------------------------------------------
 def test_bulk_ingest_gives_the_one_at_a_time_assignments(redis_url, seed_paths):
     """add_many on Redis goes through ingest_many: same stories, same founders, same actions, in order."""

@@ -35,6 +35,14 @@ def open_index(settings: Settings, url: str | None = None, namespace: str = "ded
         layout = settings.redis_layout
         if layout == "auto":
             layout = "spread" if url.startswith("redis+cluster://") else "slot"
+        from ..stories import finish_splits  # (stories imports this package)
+
         cls = SpreadIndex if layout == "spread" else RedisIndex
-        return cls(settings, url=url, namespace=namespace)
+        index = cls(settings, url=url, namespace=namespace)
+        try:
+            finish_splits(index, settings)  # what a process that stopped mid-delete left undone
+        except BaseException:
+            index.close()
+            raise
+        return index
     raise ValueError(f"unsupported index URL {url!r}: use redis://host:port/db, rediss://..., redis+cluster://host:port or leave it empty")

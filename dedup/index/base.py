@@ -110,6 +110,12 @@ class StoryIndex(ABC):
             self.set_story(sid, ids)
         return True
 
+    def pending_splits(self) -> list[str]:
+        """Stories that lost an article and whose re-split was never written: a process stopped (crash,
+        lost connection) between the delete and the re-split.  In process the two happen together (this
+        default); a shared index keeps the list with the delete, atomically."""
+        return []
+
     def members_many(self, story_ids: Iterable[str]) -> dict[str, list[str]]:
         """Article ids of several stories at once (unknown stories are left out).
 

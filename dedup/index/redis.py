@@ -462,6 +462,10 @@ class RedisIndex(StoryIndex):
         return int(self._run("RESPLIT", *args)) == 1
 
     @_guard
+    def pending_splits(self) -> list[str]:
+        return [_s(s) for s in self._r.hkeys(self._k("split"))]
+
+    @_guard
     def story_ids(self) -> list[str]:
         return [_s(s) for s in self._r.zrevrange(self._k("stories"), 0, -1)]
 
@@ -679,10 +683,11 @@ class RedisIndex(StoryIndex):
         Each goes through :func:`dedup.stories.remove`, which re-splits the
         stories it held together.  Undated articles are never expired.
         """
-        from ..stories import remove  # late import: stories imports the index package
+        from ..stories import finish_splits, remove  # late import: stories imports the index package
 
         if self.settings.retain_days <= 0:
             return []
+        finish_splits(self, self.settings)  # a long-running worker also picks up what a crashed one left
         days = sorted(int(d) for d in self._r.hkeys(self._k("days")))
         if not days or days[0] >= days[-1] - self.settings.retain_days:
             return []

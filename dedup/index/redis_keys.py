@@ -34,6 +34,10 @@ key                         type        contents
 ``{ns}:days``               hash        publication day -> number of stored articles
                                         published that day (retention finds old ones
                                         in the ``i`` family)
+``{ns}:split``              hash        story id -> "": stories that lost an article and
+                                        whose re-split is not written yet (cleared by
+                                        ``RESPLIT``; a crash in between leaves it for
+                                        :func:`dedup.stories.finish_splits`)
 ``{ns}:todo``               zset        spread layout only: handle + bucket fields of
                                         articles whose buckets may lag their commit
                                         (see :mod:`dedup.index.redis_spread`)
@@ -63,7 +67,7 @@ from __future__ import annotations
 # version of this layout, part of the namespace fingerprint: a namespace written with another layout is refused
 LAYOUT_VERSION = "5"
 
-KINDS = {"meta", "a", "h", "b", "e", "i", "lh", "n", "s", "stories", "days", "todo"}
+KINDS = {"meta", "a", "h", "b", "e", "i", "lh", "n", "s", "stories", "days", "todo", "split"}
 
 
 def key(ns: str, kind: str, *parts: object) -> str:
@@ -163,4 +167,5 @@ local K_STORIES = P .. 'stories'
 local K_COUNT = P .. 'n'
 local K_DAYS = P .. 'days'
 local K_TODO = P .. 'todo'
+local K_SPLIT = P .. 'split'
 """

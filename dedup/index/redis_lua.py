@@ -100,6 +100,7 @@ while i <= #ARGV do
   set_story(ARGV[i], ids)
   i = i + 2 + n
 end
+redis.call('HDEL', K_SPLIT, ARGV[4])  -- the story's re-split is written (see del_article)
 finish()
 return 1
 """

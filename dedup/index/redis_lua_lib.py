@@ -336,13 +336,16 @@ local function touch(story)
   redis.call('ZADD', K_STORIES, with_num('', redis.call('HINCRBY', KEYS[1], 'clock', 1)), story)
 end
 
-local function leave(story, ids)
+-- ids leave story; into: the story they join (nil when deleted)
+local function leave(story, ids, into)
   local k = K_story(story)
   for _, id in ipairs(ids) do redis.call('HDEL', k, id) end
   if redis.call('EXISTS', k) == 1 then
     touch(story)
   else
     redis.call('ZREM', K_STORIES, story)
+    -- a story that owed a re-split (K_SPLIT) hands the debt on to the story its articles joined
+    if redis.call('HDEL', K_SPLIT, story) == 1 and into then redis.call('HSET', K_SPLIT, into, '') end
   end
 end
 
@@ -371,7 +374,7 @@ local function set_story(story, ids, known)
     end
   end
   if #members == 0 then return end
-  for _, old in ipairs(order) do leave(old, by_old[old]) end
+  for _, old in ipairs(order) do leave(old, by_old[old], story) end
   redis.call('HSET', K_story(story), unpack(members))
   for _, mv in ipairs(moves) do redis.call('HSET', shard('i', mv[1]), mv[1], mv[2]) end
   touch(story)
@@ -427,7 +430,13 @@ local function del_article(id)
     if r.day and redis.call('HINCRBY', K_DAYS, r.day, '-1') <= 0 then redis.call('HDEL', K_DAYS, r.day) end
   end
   if redis.call('DECR', K_COUNT) <= 0 then redis.call('DEL', K_COUNT); EMPTIED = true end
-  if v and info_story(v) ~= '' then leave(info_story(v), {id}) end
+  if v and info_story(v) ~= '' then
+    local s = info_story(v)
+    leave(s, {id})
+    -- the article may have held the story together: it owes a re-split, which the client writes next
+    -- (dedup.stories.remove, then RESPLIT clears this); a crash before leaves it for finish_splits
+    if redis.call('HLEN', K_story(s)) >= 2 then redis.call('HSET', K_SPLIT, s, '') end
+  end
   return blob or false
 end
 
