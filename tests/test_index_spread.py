@@ -10,6 +10,7 @@ buckets, and every bucket entry is a stored article.
 from __future__ import annotations
 
 import dataclasses
+import itertools
 import json
 import os
 import signal
@@ -482,6 +483,86 @@ def test_deletes_while_the_story_slot_moves_fail_cleanly_and_the_end_state_is_on
         assert len(dd.index) == len(kept)
         assert partition(dd.index.story_of(kept)) == partition(mem.index.story_of(kept))
     assert check_buckets(url, "mvdel") == len(kept)
+
+
+def test_retention_while_the_story_slot_moves_fails_cleanly_and_ends_as_a_fresh_clustering(redis_cluster):
+    # Retention runs inside ingest when a newer day arrives, and deletes and re-splits article by article.
+    # Here the slot starts moving at the first re-split of a retention pass, and its keys move a batch at a
+    # time before each step from then on, so the pass stops between an article's delete and its re-split.  Each delete is whole or not at all, a re-split
+    # it did not write is recorded with the delete (dedup.stories.finish_splits), so after the move, a pass
+    # of retention and reopening the index, what is stored is exactly the window, clustered as one process
+    # clusters those articles from scratch.
+    from dedup.index.redis import IndexUnavailable
+
+    url, _ = redis_cluster
+    settings = Settings(retain_days=40)
+    items = sorted(itertools.islice(read_paths([str(data_file("meter-dev.jsonl"))]), 200),
+                   key=lambda a: (a.published, a.id))
+    days = sorted({a.published.date() for a in items})
+    assert len(days) >= 6
+    start = next(n for n, a in enumerate(items) if a.published.date() == days[3])
+    slot = key_slot(b"{mvret}")
+    meta = b"{mvret}:meta"
+    failed, cut = [], []
+    with Deduper(settings, url=url, namespace="mvret") as dd:
+        for a in items[:start]:
+            dd.add(a)
+        moving: list[tuple[redis.Redis, redis.Redis, int]] = []
+
+        def move_a_batch() -> None:
+            if not moving:
+                moving.append(_start_moving(url, slot))
+            src, _, port = moving[0]
+            left = [k for k in src.execute_command("CLUSTER GETKEYSINSLOT", slot, 100_000) if k != meta]
+            _move_keys(src, port, left[:max(1, len(left) // 30)])
+
+        def step(name):
+            real = getattr(dd.index, name)
+
+            def moved_first(*args):
+                if name == "resplit" or moving:
+                    move_a_batch()
+                try:
+                    return real(*args)
+                except Exception:  # (an inner step lets the outermost call name the error)
+                    cut.append(name)
+                    raise
+            return moved_first
+
+        dd.index.delete, dd.index.resplit = step("delete"), step("resplit")
+        try:
+            for a in items[start:]:
+                try:
+                    dd.add(a)
+                except IndexUnavailable as exc:
+                    assert "resharding" in str(exc)
+                    failed.append(a)
+        finally:
+            del dd.index.delete, dd.index.resplit
+            if moving:
+                src, dst, port = moving[0]
+                _move_keys(src, port, src.execute_command("CLUSTER GETKEYSINSLOT", slot, 100_000))  # no BUSYKEY
+                for c in clients(url):
+                    c.execute_command("CLUSTER SETSLOT", slot, "NODE", dst.execute_command("CLUSTER MYID"))
+                    c.close()
+    assert failed and "resplit" in cut  # ingests failed, and a pass stopped between a delete and its re-split
+    client = redis.RedisCluster.from_url(url.replace("redis+cluster://", "redis://"))
+    assert client.hkeys("{mvret}:split")  # the re-split it owes, recorded with the delete
+    client.close()
+    with Deduper(settings, url=url, namespace="mvret") as dd:  # opening finishes re-splits left undone
+        dd.index.sweep(age_s=0)
+        stored = [a for a in items if a.id in dd.index]
+        assert dd.index.pending_splits() == []
+        assert partition(dd.index.story_of([a.id for a in stored])) == cluster(Deduper(MEMORY), stored)
+        for a in failed:
+            dd.add(a)
+        dd.index.expire()
+        newest = max(a.published.date() for a in items)
+        window = [a for a in items if (newest - a.published.date()).days <= 40]
+        assert sorted(a.id for a in items if a.id in dd.index) == sorted(a.id for a in window)
+        assert dd.index.pending_splits() == []
+        assert partition(dd.index.story_of([a.id for a in window])) == cluster(Deduper(MEMORY), window)
+    assert check_buckets(url, "mvret") == len(window)
 
 
 def test_masters_that_lost_their_scripts_get_them_again(redis_cluster, seed_paths):
