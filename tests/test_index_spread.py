@@ -18,6 +18,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 import pytest
 import redis
@@ -27,6 +28,7 @@ from dedup.index import open_index
 from dedup.index.redis_keys import LAYOUT_VERSION, key
 from dedup.index.redis_spread import SpreadIndex, entries_in
 from dedup.readers import read_paths
+from dedup.records import Article
 from dedup.service import Deduper
 from dedup.settings import Settings
 from dedup.stories import make_decider
@@ -485,15 +487,91 @@ def test_deletes_while_the_story_slot_moves_fail_cleanly_and_the_end_state_is_on
     assert check_buckets(url, "mvdel") == len(kept)
 
 
-def test_retention_while_the_story_slot_moves_fails_cleanly_and_ends_as_a_fresh_clustering(redis_cluster):
-    # Retention runs inside ingest when a newer day arrives, and deletes and re-splits article by article.
-    # Here the slot starts moving at the first re-split of a retention pass, and its keys move a batch at a
-    # time before each step from then on, so the pass stops between an article's delete and its re-split.  Each delete is whole or not at all, a re-split
-    # it did not write is recorded with the delete (dedup.stories.finish_splits), so after the move, a pass
-    # of retention and reopening the index, what is stored is exactly the window, clustered as one process
-    # clusters those articles from scratch.
+class _MovingOnSteps:
+    """While active, ``index``'s deletes and re-splits move the slot of namespace ``ns`` from its master
+    to another: the move starts at the first re-split, and from then on a batch of the slot's keys (a
+    twelfth of what is left, the meta key last) moves before every delete or re-split.  So a retention
+    pass or a replacement stops part-way, between an article's delete and its re-split too.  ``cut``
+    names the steps that failed; leaving finishes the move (which fails on BUSYKEY if any key was
+    written twice)."""
+
+    def __init__(self, url: str, index: SpreadIndex, ns: str) -> None:
+        self.url, self.index, self.slot, self.meta = url, index, key_slot(f"{{{ns}}}".encode()), f"{{{ns}}}:meta".encode()
+        self.moving: list[tuple[redis.Redis, redis.Redis, int]] = []
+        self.cut: list[str] = []
+
+    def _move_a_batch(self) -> None:
+        if not self.moving:
+            self.moving.append(_start_moving(self.url, self.slot))
+        src, _, port = self.moving[0]
+        left = [k for k in src.execute_command("CLUSTER GETKEYSINSLOT", self.slot, 100_000) if k != self.meta]
+        _move_keys(src, port, left[:max(1, len(left) // 12)])
+
+    def _step(self, name: str) -> Any:
+        real = getattr(self.index, name)
+
+        def moved_first(*args: Any) -> Any:
+            if name == "resplit" or self.moving:
+                self._move_a_batch()
+            try:
+                return real(*args)
+            except Exception:  # (an inner step lets the outermost call name the error)
+                self.cut.append(name)
+                raise
+        return moved_first
+
+    def __enter__(self) -> "_MovingOnSteps":
+        self.index.delete, self.index.resplit = self._step("delete"), self._step("resplit")
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        del self.index.delete, self.index.resplit
+        if self.moving:
+            src, dst, port = self.moving[0]
+            _move_keys(src, port, src.execute_command("CLUSTER GETKEYSINSLOT", self.slot, 100_000))  # no BUSYKEY
+            for c in clients(self.url):
+                c.execute_command("CLUSTER SETSLOT", self.slot, "NODE", dst.execute_command("CLUSTER MYID"))
+                c.close()
+
+    def owed(self) -> list[bytes]:
+        """The stories whose re-split is recorded as owed (``{ns}:split``)."""
+        client = redis.RedisCluster.from_url(self.url.replace("redis+cluster://", "redis://"))
+        try:
+            return client.hkeys(self.meta[:-len(b"meta")] + b"split")
+        finally:
+            client.close()
+
+
+def _add_all(dd: Deduper, items: list[Article]) -> list[Article]:
+    """Add each article; returns those that failed because a slot was on the move."""
     from dedup.index.redis import IndexUnavailable
 
+    failed = []
+    for a in items:
+        try:
+            dd.add(a)
+        except IndexUnavailable as exc:
+            assert "resharding" in str(exc)
+            failed.append(a)
+    return failed
+
+
+def _stored_and_clustered_from_scratch(dd: Deduper, versions: list[Article]) -> None:
+    """The articles stored (of ``versions``, which may hold several versions of an id: the stored one
+    counts) are clustered as one process clusters them from scratch, and no re-split is owed."""
+    stored = dd.index.entries([a.id for a in versions])
+    now = [a for a in versions if a.id in stored and stored[a.id].text == a.text]
+    assert sorted(a.id for a in now) == sorted(stored)
+    assert dd.index.pending_splits() == []
+    assert partition(dd.index.story_of([a.id for a in now])) == cluster(Deduper(MEMORY), now)
+
+
+def test_retention_while_the_story_slot_moves_fails_cleanly_and_ends_as_a_fresh_clustering(redis_cluster):
+    # Retention runs inside ingest when a newer day arrives, and deletes and re-splits article by article.
+    # A pass stopped between a delete and its re-split leaves the re-split recorded as owed
+    # (dedup.stories.finish_splits), so after the move and reopening the index, what is stored is
+    # clustered as one process clusters it from scratch; with the failed articles added again and one more
+    # pass of retention, what is stored is exactly the window.
     url, _ = redis_cluster
     settings = Settings(retain_days=40)
     items = sorted(itertools.islice(read_paths([str(data_file("meter-dev.jsonl"))]), 200),
@@ -501,68 +579,52 @@ def test_retention_while_the_story_slot_moves_fails_cleanly_and_ends_as_a_fresh_
     days = sorted({a.published.date() for a in items})
     assert len(days) >= 6
     start = next(n for n, a in enumerate(items) if a.published.date() == days[3])
-    slot = key_slot(b"{mvret}")
-    meta = b"{mvret}:meta"
-    failed, cut = [], []
     with Deduper(settings, url=url, namespace="mvret") as dd:
         for a in items[:start]:
             dd.add(a)
-        moving: list[tuple[redis.Redis, redis.Redis, int]] = []
-
-        def move_a_batch() -> None:
-            if not moving:
-                moving.append(_start_moving(url, slot))
-            src, _, port = moving[0]
-            left = [k for k in src.execute_command("CLUSTER GETKEYSINSLOT", slot, 100_000) if k != meta]
-            _move_keys(src, port, left[:max(1, len(left) // 30)])
-
-        def step(name):
-            real = getattr(dd.index, name)
-
-            def moved_first(*args):
-                if name == "resplit" or moving:
-                    move_a_batch()
-                try:
-                    return real(*args)
-                except Exception:  # (an inner step lets the outermost call name the error)
-                    cut.append(name)
-                    raise
-            return moved_first
-
-        dd.index.delete, dd.index.resplit = step("delete"), step("resplit")
-        try:
-            for a in items[start:]:
-                try:
-                    dd.add(a)
-                except IndexUnavailable as exc:
-                    assert "resharding" in str(exc)
-                    failed.append(a)
-        finally:
-            del dd.index.delete, dd.index.resplit
-            if moving:
-                src, dst, port = moving[0]
-                _move_keys(src, port, src.execute_command("CLUSTER GETKEYSINSLOT", slot, 100_000))  # no BUSYKEY
-                for c in clients(url):
-                    c.execute_command("CLUSTER SETSLOT", slot, "NODE", dst.execute_command("CLUSTER MYID"))
-                    c.close()
-    assert failed and "resplit" in cut  # ingests failed, and a pass stopped between a delete and its re-split
-    client = redis.RedisCluster.from_url(url.replace("redis+cluster://", "redis://"))
-    assert client.hkeys("{mvret}:split")  # the re-split it owes, recorded with the delete
-    client.close()
+        with _MovingOnSteps(url, dd.index, "mvret") as moving:
+            failed = _add_all(dd, items[start:])
+    assert failed and "resplit" in moving.cut  # ingests failed, and a pass stopped between a delete and its re-split
+    assert moving.owed()  # the re-split it owes, recorded with the delete
     with Deduper(settings, url=url, namespace="mvret") as dd:  # opening finishes re-splits left undone
         dd.index.sweep(age_s=0)
-        stored = [a for a in items if a.id in dd.index]
-        assert dd.index.pending_splits() == []
-        assert partition(dd.index.story_of([a.id for a in stored])) == cluster(Deduper(MEMORY), stored)
+        _stored_and_clustered_from_scratch(dd, items)
         for a in failed:
             dd.add(a)
         dd.index.expire()
         newest = max(a.published.date() for a in items)
         window = [a for a in items if (newest - a.published.date()).days <= 40]
         assert sorted(a.id for a in items if a.id in dd.index) == sorted(a.id for a in window)
-        assert dd.index.pending_splits() == []
-        assert partition(dd.index.story_of([a.id for a in window])) == cluster(Deduper(MEMORY), window)
+        _stored_and_clustered_from_scratch(dd, window)
     assert check_buckets(url, "mvret") == len(window)
+
+
+def test_replacements_while_the_story_slot_moves_fail_cleanly_and_end_as_a_fresh_clustering(redis_cluster,
+                                                                                            seed_paths):
+    # A new version of a stored article removes the old one (delete, then re-split its story) and is then
+    # ingested.  Stopped part-way by the moving slot, each replacement fails with the error; after the move
+    # and reopening, the ones that failed are done again, and the index holds the new versions clustered
+    # as one process clusters them from scratch.
+    url, _ = redis_cluster
+    items = articles(seed_paths, meter_n=150)
+    new = {a.id: dataclasses.replace(a, text=a.text + "\n\nThe desk added this line in a later edition.")
+           for a in items[::4]}
+    final = [new.get(a.id, a) for a in items]
+    with Deduper(Settings(), url=url, namespace="mvrep") as dd:
+        for a in items:
+            dd.add(a)
+        with _MovingOnSteps(url, dd.index, "mvrep") as moving:
+            failed = _add_all(dd, list(new.values()))
+    assert failed and "resplit" in moving.cut
+    with Deduper(Settings(), url=url, namespace="mvrep") as dd:
+        dd.index.sweep(age_s=0)
+        _stored_and_clustered_from_scratch(dd, items + list(new.values()))
+        for a in failed:
+            assert dd.add(a).action in ("new", "joined", "merged", "replaced")
+        stored = dd.index.entries([a.id for a in final])
+        assert all(stored[a.id].text == a.text for a in final)
+        _stored_and_clustered_from_scratch(dd, final)
+    assert check_buckets(url, "mvrep") == len(final)
 
 
 def test_masters_that_lost_their_scripts_get_them_again(redis_cluster, seed_paths):
