@@ -237,6 +237,41 @@ def test_sweep_links_an_article_left_half_done_with_one_that_arrived_meanwhile(r
     check_buckets(redis_url, "crash2")
 
 
+@pytest.mark.parametrize("bulk", [False, True])
+def test_a_late_link_that_failed_is_made_by_the_sweep_even_though_the_client_lived_on(redis_url, bulk):
+    # Linking an article with one committed while it was decided is the last step of its ingest.  If
+    # that step fails (a lost connection, a slot on the move) and the client goes on, its todo entry must
+    # not be cleared with its next commit, or the link is never made: the sweep makes it.
+    from dedup.index.redis import IndexUnavailable
+
+    with SpreadIndex(SETTINGS, url=redis_url, namespace="latefail") as idx, \
+            SpreadIndex(SETTINGS, url=redis_url, namespace="latefail") as other:
+        other.ingest(entry("a", 5), make_decider(other, SETTINGS))
+        bands, story = idx._bands, idx._story
+
+        def link_fails(name, *args):
+            if name == "S_LINK":
+                raise IndexUnavailable("S_LINK refused (as while a slot moves)")
+            return story(name, *args)
+
+        # as if 'a' came in after the read
+        idx._bands = lambda op, items: [None] * len(items) if op == "get" else bands(op, items)
+        idx._story = link_fails
+        with pytest.raises(IndexUnavailable):
+            if bulk:  # a chunk of two: the one-at-a-time path takes a lone article
+                idx.ingest_many([entry("b", 5), entry("d", 70)], make_decider(idx, SETTINGS))
+            else:
+                idx.ingest(entry("b", 5), make_decider(idx, SETTINGS))
+        idx._bands, idx._story = bands, story
+        idx.ingest(entry("c", 90), make_decider(idx, SETTINGS))  # its commit clears what idx finished
+        other.flush()
+        idx.flush()  # now only what was left unfinished is in the todo zset
+        assert partition(idx.story_of(["a", "b", "c"])) == {frozenset({"a"}), frozenset({"b"}), frozenset({"c"})}
+        assert idx.sweep(age_s=0) == (2 if bulk else 1)  # (in bulk, the chunk's other article too)
+        assert partition(idx.story_of(["a", "b", "c"])) == {frozenset({"a", "b"}), frozenset({"c"})}
+    check_buckets(redis_url, "latefail")
+
+
 def test_deleting_every_article_leaves_no_key(redis_cluster, seed_paths):
     url, _ = redis_cluster
     items = articles(seed_paths, meter_n=60)

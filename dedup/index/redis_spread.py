@@ -246,11 +246,12 @@ class SpreadIndex(RedisIndex):
                records: dict[bytes, bytes] | None = None) -> list[list[Any]]:
         """Write what a story-slot script noted: ``+``: add the article to its buckets and its record to its
         group's slot (``records``, by handle), ``-``: remove it from both.  Queues the entries for
-        clearing.  Returns, per ``+`` entry in order, the answers of its adds: each bucket's value before,
-        in band order."""
+        clearing once those writes are done (a write that fails leaves them to the sweep).  Returns, per
+        ``+`` entry in order, the answers of its adds: each bucket's value before, in band order."""
         adds: list[tuple[int, bytes, bytes]] = []
         dels: list[tuple[int, bytes, bytes]] = []
         gone: dict[bytes, bytes] = {}
+        finished: list[tuple[bytes, bytes]] = []
         for j in range(0, len(todo), 3):
             op, member, score = _s(todo[j]), todo[j + 1], todo[j + 2]
             hb, fields = member[:4], self._split(member[4:])
@@ -260,14 +261,16 @@ class SpreadIndex(RedisIndex):
             else:
                 dels += [(b, f, hb) for b, f in enumerate(fields)]
                 gone[hb] = b""
-            self._done.append((member, score))
+            finished.append((member, score))
         if dels:
             self._fanout(self._calls("del", dels) + self._record_calls("rdel", gone))
         if not adds:
+            self._done += finished
             return []
         where: dict[int, list[int]] = {}
         calls = self._calls("add", adds, where)
         replies = self._fanout(calls + self._record_calls("rput", records or {}))
+        self._done += finished
         before: list[Any] = [None] * len(adds)
         for (g, _, _), answers in zip(calls, replies):
             for i, a in zip(where[g], answers):
@@ -484,8 +487,13 @@ class SpreadIndex(RedisIndex):
             hb = reply[2]
             self._remember(hb, entry)
             self._note_story(hb, assignment.story, assignment.merged)
+            mark = len(self._done)
             before = self._apply(reply[3:], {hb: tag}, {hb: blob})[0]
-            assignment = self._link_late(entry, hb, seen, before, assignment)
+            try:
+                assignment = self._link_late(entry, hb, seen, before, assignment)
+            except BaseException:
+                self._unfinish(mark)
+                raise
             if replaced:
                 assignment.action = "replaced"
             if sig.day is not None:
@@ -522,6 +530,12 @@ class SpreadIndex(RedisIndex):
         merged = sorted((set(assignment.merged) | folded | ({assignment.story} if not founded else set())) - {story})
         action = "merged" if merged else ("joined" if story != assignment.story or not founded else "new")
         return Assignment(entry.id, story, action, merged=merged, links=links)
+
+    def _unfinish(self, mark: int) -> None:
+        """Take back the todo entries queued for clearing since ``mark``: linking them failed (a lost
+        connection, a slot on the move), so they stay in the todo zset, and the sweep links the article
+        with what its buckets hold, as for a client that died there."""
+        del self._done[mark:]
 
     def _verify_and_link(self, article_id: str, sig: Any, handles: list[bytes], founded: bool
                          ) -> tuple[list[str], list[tuple[str, float, float]]]:
