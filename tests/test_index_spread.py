@@ -435,6 +435,21 @@ def _move_keys(src: redis.Redis, port: int, keys: list[bytes]) -> None:
         src.execute_command("MIGRATE", "127.0.0.1", port, "", 0, 5000, "KEYS", *keys)
 
 
+def _failing_on_the_move(step: Any, items: list[Any], ns: str) -> list[Any]:
+    """``step(item)`` for each item; returns the items it failed on, each failure the error that names
+    namespace ``ns`` and a slot on the move (resharding)."""
+    from dedup.index.redis import IndexUnavailable
+
+    failed = []
+    for item in items:
+        try:
+            step(item)
+        except IndexUnavailable as exc:
+            assert "resharding" in str(exc) and f"'{ns}'" in str(exc)
+            failed.append(item)
+    return failed
+
+
 @pytest.mark.parametrize("first", ["others", "meta"])
 def test_ingest_while_the_story_slot_moves_fails_cleanly_and_the_end_state_is_one_process(redis_cluster, seed_paths,
                                                                                            first):
@@ -444,8 +459,6 @@ def test_ingest_while_the_story_slot_moves_fails_cleanly_and_the_end_state_is_on
     # ("meta": {mv}:meta, the key that routes the scripts, moves first).  Either way ingest fails with an
     # error saying so, leaves nothing a sweep cannot mend, the move completes (no key was written twice),
     # and the articles ingested again give the one-process partition.
-    from dedup.index.redis import IndexUnavailable
-
     url, _ = redis_cluster
     ns = f"mv{first}"
     items = articles(seed_paths, meter_n=200)
@@ -458,13 +471,7 @@ def test_ingest_while_the_story_slot_moves_fails_cleanly_and_the_end_state_is_on
         others = [k for k in src.execute_command("CLUSTER GETKEYSINSLOT", slot, 100_000) if k != meta]
         try:
             _move_keys(src, port, ([meta] if first == "meta" else []) + others[:len(others) // 2])
-            failed = []
-            for a in items[150:]:
-                try:
-                    dd.add(a)
-                except IndexUnavailable as exc:
-                    assert "resharding" in str(exc) and f"'{ns}'" in str(exc)
-                    failed.append(a)
+            failed = _failing_on_the_move(dd.add, items[150:], ns)
             assert failed  # the half-moved slot did stop scripts
         finally:
             _move_keys(src, port, src.execute_command("CLUSTER GETKEYSINSLOT", slot, 100_000))  # no BUSYKEY
@@ -481,8 +488,6 @@ def test_ingest_while_the_story_slot_moves_fails_cleanly_and_the_end_state_is_on
 def test_deletes_while_the_story_slot_moves_fail_cleanly_and_the_end_state_is_one_process(redis_cluster, seed_paths):
     # the same for `dedup delete` (delete, then re-split the story): each either happens whole or fails
     # with the error, and done again after the move, the index equals one process that did the same
-    from dedup.index.redis import IndexUnavailable
-
     url, _ = redis_cluster
     items = articles(seed_paths, meter_n=150)
     gone = [a.id for a in items[::5]]
@@ -500,13 +505,7 @@ def test_deletes_while_the_story_slot_moves_fail_cleanly_and_the_end_state_is_on
         others = [k for k in src.execute_command("CLUSTER GETKEYSINSLOT", slot, 100_000) if k != meta]
         try:
             _move_keys(src, port, others[:len(others) // 2])
-            failed = []
-            for aid in gone:
-                try:
-                    dd.delete(aid)
-                except IndexUnavailable as exc:
-                    assert "resharding" in str(exc)
-                    failed.append(aid)
+            failed = _failing_on_the_move(dd.delete, gone, "mvdel")
             assert failed
         finally:
             _move_keys(src, port, src.execute_command("CLUSTER GETKEYSINSLOT", slot, 100_000))
@@ -577,20 +576,6 @@ class _MovingOnSteps:
             client.close()
 
 
-def _add_all(dd: Deduper, items: list[Article]) -> list[Article]:
-    """Add each article; returns those that failed because a slot was on the move."""
-    from dedup.index.redis import IndexUnavailable
-
-    failed = []
-    for a in items:
-        try:
-            dd.add(a)
-        except IndexUnavailable as exc:
-            assert "resharding" in str(exc)
-            failed.append(a)
-    return failed
-
-
 def _stored_and_clustered_from_scratch(dd: Deduper, versions: list[Article]) -> None:
     """The articles stored (of ``versions``, which may hold several versions of an id: the stored one
     counts) are clustered as one process clusters them from scratch, and no re-split is owed."""
@@ -618,7 +603,7 @@ def test_retention_while_the_story_slot_moves_fails_cleanly_and_ends_as_a_fresh_
         for a in items[:start]:
             dd.add(a)
         with _MovingOnSteps(url, dd.index, "mvret") as moving:
-            failed = _add_all(dd, items[start:])
+            failed = _failing_on_the_move(dd.add, items[start:], "mvret")
     assert failed and "resplit" in moving.cut  # ingests failed, and a pass stopped between a delete and its re-split
     assert moving.owed()  # the re-split it owes, recorded with the delete
     with Deduper(settings, url=url, namespace="mvret") as dd:  # opening finishes re-splits left undone
@@ -649,7 +634,7 @@ def test_replacements_while_the_story_slot_moves_fail_cleanly_and_end_as_a_fresh
         for a in items:
             dd.add(a)
         with _MovingOnSteps(url, dd.index, "mvrep") as moving:
-            failed = _add_all(dd, list(new.values()))
+            failed = _failing_on_the_move(dd.add, list(new.values()), "mvrep")
     assert failed and "resplit" in moving.cut
     with Deduper(Settings(), url=url, namespace="mvrep") as dd:
         dd.index.sweep(age_s=0)
