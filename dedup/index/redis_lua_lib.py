@@ -12,7 +12,8 @@ from .codec import HEADER_SIZE
 from .redis_keys import LUA_KEY_HELPERS
 
 # Linear hashing: start with SHARDS0 shards per family and split one shard
-# whenever the family holds more than LOAD fields per shard on average.  An
+# whenever the family holds more than LOAD fields per shard on average (and
+# merge the last split back once it holds under LOAD / 4 per shard).  An
 # unsplit shard holds up to ~2 x LOAD, so LOAD = 40 keeps shards under
 # Redis's default hash-max-listpack-entries (128), where a hash is a compact
 # listpack (~12 bytes per bucket entry) instead of a hash table (~70).
@@ -119,6 +120,18 @@ local function lh_count(fam, delta)
     end
     s.p = s.p + 1
     if s.p == m then s.l = s.l + 1; s.p = 0; s.m = 2 * m end
+  end
+  -- and undoes the last split whenever the family falls under a quarter of that load (well below where
+  -- it would split again), so mass deletion leaves fewer, fuller shards rather than many near-empty ones
+  while delta < 0 and (s.l > 0 or s.p > 0) and 4 * s.n < LOAD * (s.m + s.p) do
+    if s.p == 0 then s.l = s.l - 1; s.m = s.m / 2; s.p = s.m end
+    s.p = s.p - 1
+    local src = K_shard(fam, s.p + s.m)
+    local all = redis.call('HGETALL', src)
+    if #all > 0 then
+      redis.call('HSET', K_shard(fam, s.p), unpack(all))
+      redis.call('DEL', src)
+    end
   end
 end
 
