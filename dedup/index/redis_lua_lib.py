@@ -152,8 +152,13 @@ end
 --@ handles
 -- the namespace's write version ({ns}:meta field v): every write script moves it before its first
 -- write, so INGEST can tell that nothing changed since FIND read (even after a script that failed half-way)
-local function version() return redis.call('HGET', KEYS[1], 'v') or '0' end
-local function begin_write() redis.call('HINCRBY', KEYS[1], 'v', '1') end
+-- (check_epoch reads it with the epoch, in the same call, and begin_write keeps that copy current)
+local V = nil
+local function version()
+  if not V then V = redis.call('HGET', KEYS[1], 'v') or '0' end
+  return V
+end
+local function begin_write() V = tostring(redis.call('HINCRBY', KEYS[1], 'v', '1')) end
 
 -- Every story-slot script starts with check_epoch(writes): {ns}:meta goes with the last article, and with
 -- it the handle counter, the write version and the clock, which then start again.  A client that cached
@@ -164,7 +169,9 @@ local function begin_write() redis.call('HINCRBY', KEYS[1], 'v', '1') end
 -- (writes = false: reads, deletes, clearing todo entries): there is nothing, so it writes nothing, and
 -- deleting an absent article twice does not bring the meta key back.  One that adds needs meta.
 local function check_epoch(writes)
-  local e = redis.call('HGET', KEYS[1], 'epoch')
+  local got = redis.call('HMGET', KEYS[1], 'epoch', 'v')
+  local e = got[1]
+  V = got[2] or '0'
   if e == EPOCH or (not e and not writes) then return end
   error({err = 'DEDUP-EPOCH namespace ' .. NS .. ' was emptied and claimed again since this client read it'
         .. ' (epoch ' .. (e or 'none') .. ', client ' .. (EPOCH == '' and 'none' or EPOCH) .. ')'})

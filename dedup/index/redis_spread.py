@@ -41,8 +41,9 @@ masters (figures in ``docs/redis.md``, "The spread layout").
 
 from __future__ import annotations
 
+import contextlib
 import time
-from typing import Any, Callable, Iterable
+from typing import Any, Callable, Iterable, Iterator
 
 import redis
 from redis.cluster import RedisCluster
@@ -487,13 +488,9 @@ class SpreadIndex(RedisIndex):
             hb = reply[2]
             self._remember(hb, entry)
             self._note_story(hb, assignment.story, assignment.merged)
-            mark = len(self._done)
-            before = self._apply(reply[3:], {hb: tag}, {hb: blob})[0]
-            try:
+            with self._kept_on_failure():
+                before = self._apply(reply[3:], {hb: tag}, {hb: blob})[0]
                 assignment = self._link_late(entry, hb, seen, before, assignment)
-            except BaseException:
-                self._unfinish(mark)
-                raise
             if replaced:
                 assignment.action = "replaced"
             if sig.day is not None:
@@ -531,11 +528,17 @@ class SpreadIndex(RedisIndex):
         action = "merged" if merged else ("joined" if story != assignment.story or not founded else "new")
         return Assignment(entry.id, story, action, merged=merged, links=links)
 
-    def _unfinish(self, mark: int) -> None:
-        """Take back the todo entries queued for clearing since ``mark``: linking them failed (a lost
-        connection, a slot on the move), so they stay in the todo zset, and the sweep links the article
-        with what its buckets hold, as for a client that died there."""
-        del self._done[mark:]
+    @contextlib.contextmanager
+    def _kept_on_failure(self) -> Iterator[None]:
+        """Bucket writes and late links: if they fail (a lost connection, a slot on the move), take back
+        the todo entries queued for clearing meanwhile, so they stay in the todo zset and the sweep links
+        the articles with what their buckets hold, as for a client that died there."""
+        mark = len(self._done)
+        try:
+            yield
+        except BaseException:
+            del self._done[mark:]
+            raise
 
     def _verify_and_link(self, article_id: str, sig: Any, handles: list[bytes], founded: bool
                          ) -> tuple[list[str], list[tuple[str, float, float]]]:

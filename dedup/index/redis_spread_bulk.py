@@ -154,15 +154,11 @@ def _chunk(index: "SpreadIndex", entries: list[Entry], part: list[int], decide: 
         index._remember(hb, entries[i])
         tags[hb] = day_tag(entries[i].signature.day)
         records[hb] = blobs[i]
-    mark = len(index._done)
-    befores = index._apply(reply[2 + n:], tags, records)
     mine = dict.fromkeys(handles, 0)  # the chunk's own articles, which the decisions already saw
-    try:
+    with index._kept_on_failure():  # (the chunk's entries stay for the sweep: linking again is harmless)
+        befores = index._apply(reply[2 + n:], tags, records)
         for (_, i, assignment, _), hb, before in zip(decided, handles, befores):
             out[i] = index._link_late(entries[i], hb, {**seen[i], **mine}, before, assignment)
-    except BaseException:
-        index._unfinish(mark)  # the chunk's entries stay for the sweep (linking again is harmless)
-        raise
     if n < len(decided):  # stopped at decided[n]: it and the rest are read and decided again
         for _, i, _, _ in decided[n:]:
             out[i] = None
