@@ -19,8 +19,9 @@ from dedup.index import MemoryIndex, open_index
 from dedup.index.codec import CorruptRecord
 from dedup.index.redis import IndexMismatch, IndexUnavailable, RedisIndex
 from dedup.index.codec import HEADER, HEADER_SIZE
-from dedup.index.redis_keys import KINDS, key, shard_index
-from dedup.index.redis_lua import SHARDS0
+from dedup.index.redis_keys import KINDS, PERIOD_DAYS, bucket_family, day_tag, key, read_families, shard_index
+from dedup.index.redis_lua import LOAD
+from dedup.index.redis_lua_lib import PERIOD_SHARDS0
 from dedup.readers import read_paths
 from dedup.records import Article, Assignment, BadInput, Entry, Signature
 from dedup.service import Deduper
@@ -88,30 +89,88 @@ def test_lua_and_python_agree_on_bucket_keys_and_fields(redis_url):
             e.signature.minhash.astype("<u4").tobytes()
         assert idx._fields(e.signature) == b"".join(bucket_fields(e))  # what FIND and INGEST are sent
         for f in bucket_fields(e):
-            k = key("k", "b", shard_index(int.from_bytes(f[-4:], "little"), 0, 0, SHARDS0))
-            undated = b"\xff\xff"  # entry = handle + day tag
+            k = key("k", "b", "u", shard_index(int.from_bytes(f[-4:], "little"), 0, 0, PERIOD_SHARDS0))
+            undated = b"\xff\xff"  # entry = handle + day tag (undated articles: family b:u)
             assert idx._r.hgetall(k)[f] in (packed["a"] + undated + packed["b"] + undated,
                                             packed["b"] + undated + packed["a"] + undated)
         idx.delete("a")
         f = bucket_fields(e)[3]
-        assert idx._r.hget(key("k", "b", shard_index(int.from_bytes(f[-4:], "little"), 0, 0, SHARDS0)), f) == \
+        assert idx._r.hget(key("k", "b", "u", shard_index(int.from_bytes(f[-4:], "little"), 0, 0, PERIOD_SHARDS0)), f) == \
             packed["b"] + b"\xff\xff"
+
+
+def test_buckets_are_partitioned_by_publication_period_and_found_across_its_edges(redis_url):
+    """Each period's buckets are a family of their own; a lookup still finds every candidate within the
+    window, in the neighbouring period when the article is near an edge and among the undated."""
+    p = 20_000 // PERIOD_DAYS  # a period in 2024
+    first, last = p * PERIOD_DAYS, p * PERIOD_DAYS + PERIOD_DAYS - 1
+    with RedisIndex(SETTINGS, url=redis_url, namespace="per") as idx:
+        assert assign(idx, entry("edge", 1, day=last), SETTINGS).action == "new"
+        shards = {k.rsplit(":", 1)[0] for k in all_keys(redis_url, "per") if k.startswith("{per}:b:")}
+        assert shards == {f"{{per}}:b:{p}"}
+        # the next day is the next period: written there, found here
+        r = assign(idx, entry("next", 1, day=last + 1), SETTINGS)
+        assert r.action == "joined" and r.story == "edge"
+        assert idx.candidates(entry("q", 1, day=last - 1).signature) == {"edge"}  # "next" is two days away
+        assert idx.candidates(entry("q", 1, day=last - 2).signature) == set()
+        # and the other way: the last day of the period before finds the first day of this one
+        assert assign(idx, entry("start", 2, day=first), SETTINGS).action == "new"
+        r = assign(idx, entry("before", 2, day=first - 1), SETTINGS)
+        assert r.action == "joined" and r.story == "start"
+        shards = {k.rsplit(":", 1)[0] for k in all_keys(redis_url, "per") if k.startswith("{per}:b:")}
+        assert shards == {f"{{per}}:b:{p - 1}", f"{{per}}:b:{p}", f"{{per}}:b:{p + 1}"}
+        # an undated article is a candidate of every article, and every article is its candidate
+        assert idx.candidates(entry("q", 1).signature) == {"edge", "next"}
+        r = assign(idx, entry("undated", 1), SETTINGS)
+        assert r.action == "joined" and idx.members(r.story) == ["edge", "next", "undated"]
+        assert idx.candidates(entry("q", 1, day=first + 400).signature) == {"undated"}
+        assert assign(idx, entry("later", 1, day=first + 400), SETTINGS).story == "edge"
+        for aid in ("edge", "next", "start", "before", "undated", "later"):
+            idx.delete(aid)
+        assert all_keys(redis_url, "per") == []
+
+
+def test_python_and_lua_agree_on_bucket_families(redis_url):
+    """The bulk path works out which periods a lookup reads as the scripts do (redis_keys.read_families)."""
+    from dedup.index.redis_keys import UNDATED_TAG
+    from dedup.index.redis_lua_lib import HELPERS
+
+    tags = [0, 1, 15, 16, 17, 1249, 1250, 20_000, 65519, 65520, 65533, 65534, UNDATED_TAG]
+    windows = [0, 1, 2, 15, 16, 40, 32767]
+    script = HELPERS + """
+local out = {}
+for i = 4, #ARGV, 2 do
+  local fams = window_fams(tonumber(ARGV[i]), tonumber(ARGV[i + 1]))
+  out[#out + 1] = bfam(tonumber(ARGV[i])) .. ' ' .. (fams and table.concat(fams, ' ') or '*')
+end
+return out
+"""
+    cases = [(t, w) for t in tags for w in windows]
+    client = redis.Redis.from_url(redis_url)
+    got = client.eval(script, 1, "{x}:meta", "x", 32, 1, *[x for c in cases for x in c])
+    client.close()
+    for (t, w), line in zip(cases, got):
+        own, *fams = line.decode().split(" ")
+        assert own == bucket_family(t) and fams[:1] in ([own], ["*"])
+        want = read_families(t, w)
+        assert (fams == ["*"] and want is None) or (set(fams) == want and len(fams) == len(want)), (t, w, line)
+    assert read_families(20_000, 1) == {"b:1249", "b:1250", "b:u"}  # 20,000 is the first day of period 1250
 
 
 def test_bucket_shards_split_and_stay_small_listpacks(redis_url):
     """Linear hashing keeps every shard a listpack as the index grows, and shrinks back to nothing."""
     rng = np.random.default_rng(3)
     with RedisIndex(SETTINGS, url=redis_url, namespace="grow") as idx:
-        for n in range(400):  # 400 x 32 = 12,800 bucket fields: more than 64 shards x 128
+        for n in range(400):  # 400 x 32 = 12,800 bucket fields: more than 8 shards x 128 (one family: undated)
             mh = rng.integers(0, 2**32, SETTINGS.num_perm, dtype=np.uint64).astype(np.uint32)
             sig = Signature(minhash=mh, term_ids=np.array([1], dtype=np.uint32),
                             term_weights=quantized_weights([255]), shingles=np.array([], dtype=np.uint32),
                             day=None)
             idx.put(Entry(f"r{n}", "", "", "", "", "", sig, [n]))
-        level = int(idx._r.hget(key("grow", "lh"), "bl"))
+        level = int(idx._r.hget(key("grow", "lh"), "b:ul"))
         assert level >= 1
-        shards = [k for k in all_keys(redis_url, "grow") if k.startswith("{grow}:b:")]
-        assert len(shards) > SHARDS0 * 2 ** level - 1
+        shards = [k for k in all_keys(redis_url, "grow") if k.startswith("{grow}:b:u:")]
+        assert len(shards) > PERIOD_SHARDS0 * 2 ** level - 1
         sizes = [idx._r.hlen(k) for k in shards]
         assert sum(sizes) == 400 * 32 and max(sizes) <= 128
         assert {idx._r.object("encoding", k) for k in shards} == {b"listpack"}
@@ -123,10 +182,11 @@ def test_bucket_shards_split_and_stay_small_listpacks(redis_url):
         for n in range(400):
             if f"r{n}" not in kept:
                 idx.delete(f"r{n}")
-        state = idx._r.hmget(key("grow", "lh"), "bl", "bp", "bn")
-        assert [int(v or 0) for v in state] == [0, 0, 20 * 32]
+        level, split, n = [int(v or 0) for v in idx._r.hmget(key("grow", "lh"), "b:ul", "b:up", "b:un")]
+        # merged back until one more merge would put it over a quarter of the load: 640 fields, 64 shards
+        assert n == 20 * 32 and (PERIOD_SHARDS0 * 2 ** level + split) * LOAD == 4 * n and level < 5
         shards = [k for k in all_keys(redis_url, "grow") if k.startswith("{grow}:b:")]
-        assert len(shards) <= SHARDS0 and sum(idx._r.hlen(k) for k in shards) == 20 * 32
+        assert len(shards) <= 64 and sum(idx._r.hlen(k) for k in shards) == 20 * 32
         assert all(idx.candidates(s) >= {a} for a, s in sigs.items())
         for aid in kept:
             idx.delete(aid)
@@ -874,6 +934,105 @@ def test_bulk_chunk_sees_merges_made_earlier_in_the_same_chunk(redis_url, chunk)
         assert [(r.story, r.action, r.merged) for r in got] == [(r.story, r.action, r.merged) for r in expected]
         assert got[2].action == "merged" and got[3].story == "a"
         assert idx.members("a") == ["a", "b", "c", "d"]
+
+
+def slot_buckets(idx: RedisIndex) -> dict[tuple[str, bytes], set[bytes]]:
+    """(family, field) -> handles, read from every bucket shard of the index (pieces joined)."""
+    width = 2 + 4 * SETTINGS.rows
+    pieces: dict[tuple[str, bytes], dict[int, bytes]] = {}
+    for k in idx._r.scan_iter(match=f"{{{idx.namespace}}}:b:*"):
+        fam = "b:" + k.decode().split(":")[2]
+        for f, v in idx._r.hgetall(k).items():
+            j, f = (0, f) if len(f) == width else (int.from_bytes(f[:2], "little"), f[2:])
+            pieces.setdefault((fam, f), {})[j] = v
+    out = {}
+    for where, parts in pieces.items():
+        v = b"".join(parts[j] for j in sorted(parts))
+        out[where] = {v[j:j + 4] for j in range(0, len(v), 6)}
+    return out
+
+
+def check_period_buckets(idx: RedisIndex) -> None:
+    """The invariant: every stored article is in its 32 buckets of its own period, and nowhere else."""
+    want: dict[tuple[str, bytes], set[bytes]] = {}
+    handles = {aid: int(h).to_bytes(4, "little") for aid, h in
+               ((k.decode(), v) for k, v in idx._r.hgetall(key(idx.namespace, "h")).items())}
+    for aid, sig in idx.signatures(list(handles)).items():
+        fam = bucket_family(day_tag(sig.day))
+        packed = idx._fields(sig)
+        w = len(packed) // SETTINGS.bands
+        for b in range(SETTINGS.bands):
+            want.setdefault((fam, packed[b * w:(b + 1) * w]), set()).add(handles[aid])
+    assert slot_buckets(idx) == want
+
+
+@pytest.mark.parametrize("chunk", [64, 3, 1])
+def test_bulk_ingest_across_period_edges_gives_the_one_at_a_time_assignments(redis_url, chunk):
+    """Pipelined chunks whose articles straddle period edges (and some undated) share buckets across
+    periods: each article is written to its own period only, and the stories are the one-at-a-time ones."""
+    p0 = 20_000 // PERIOD_DAYS * PERIOD_DAYS
+    entries = []
+    for n in range(80):
+        day = None if n % 13 == 5 else p0 + (n * 7) % 40 - 4  # days on both sides of two edges
+        entries.append(entry(f"a{n}", n % 5, day=day))
+    mem = MemoryIndex(SETTINGS)
+    expected = [mem.ingest(e, make_decider(mem, SETTINGS)) for e in entries]
+    with RedisIndex(SETTINGS, url=redis_url, namespace=f"edges{chunk}") as idx:
+        got = idx.ingest_many(entries, make_decider(idx, SETTINGS), chunk=chunk)
+        assert [(r.story, r.action, r.merged) for r in got] == [(r.story, r.action, r.merged) for r in expected]
+        assert len({fam for fam, _ in slot_buckets(idx)}) == 5  # four periods and the undated family
+        check_period_buckets(idx)
+        for e in entries[::3]:
+            idx.delete(e.id)
+        check_period_buckets(idx)
+
+
+def test_a_rival_written_in_the_next_period_between_read_and_write_is_not_missed(redis_url):
+    """An article at a period's last day reads the next period too.  A rival that lands there between its
+    read and its write (another process) is in no bucket of its own period, so INGEST also compares what
+    the other periods held (the digest after the bucket values) and decides again."""
+    p = 20_000 // PERIOD_DAYS
+    last = p * PERIOD_DAYS + PERIOD_DAYS - 1
+    with RedisIndex(SETTINGS, url=redis_url, namespace="edgerace") as idx, \
+            RedisIndex(SETTINGS, url=redis_url, namespace="edgerace") as other:
+        inner = make_decider(idx, SETTINGS)
+        seen: list[tuple[str, dict]] = []
+
+        def decide(e, sigs, stories):
+            seen.append((e.id, dict(stories)))
+            if len(seen) == 2:  # after y's read, before its write
+                other.ingest(entry("rival", 5, day=last + 1), make_decider(other, SETTINGS))
+            return inner(e, sigs, stories)
+
+        x, y = entry("x", 1, day=last), entry("y", 5, day=last)
+        results = idx.ingest_many([x, y], decide, chunk=64)
+        assert [(r.story, r.action) for r in results] == [("x", "new"), ("rival", "joined")]
+        assert seen[:2] == [("x", {}), ("y", {})] and ("y", {"rival": "rival"}) in seen[2:]
+        assert idx.members("rival") == ["rival", "y"]
+        check_period_buckets(idx)
+
+
+def test_a_pipelined_chunk_adds_the_chunk_before_to_the_other_periods_it_read(redis_url):
+    """y (first day of a period) is read before x (last day of the period before) is written, and an
+    unrelated write moves the version meanwhile, so y's write re-checks.  The client added x to the
+    digest of the other periods y reads (_patch), so the re-check passes: y is not read and decided again."""
+    p = 20_000 // PERIOD_DAYS
+    last = p * PERIOD_DAYS + PERIOD_DAYS - 1
+    with RedisIndex(SETTINGS, url=redis_url, namespace="edgepatch") as idx, \
+            RedisIndex(SETTINGS, url=redis_url, namespace="edgepatch") as other:
+        inner = make_decider(idx, SETTINGS)
+        seen: list[str] = []
+
+        def decide(e, sigs, stories):
+            seen.append(e.id)
+            if e.id == "y":  # after y's read; x's write is on its way
+                other.ingest(entry("unrelated", 9, day=last + 1), make_decider(other, SETTINGS))
+            return inner(e, sigs, stories)
+
+        results = idx.ingest_many([entry("x", 1, day=last), entry("y", 1, day=last + 1)], decide, chunk=1)
+        assert [(r.story, r.action) for r in results] == [("x", "new"), ("x", "joined")]
+        assert seen == ["x", "y"]
+        check_period_buckets(idx)
 
 
 def test_every_story_slot_script_checks_the_epoch_before_anything_else():

@@ -36,7 +36,7 @@ import numpy as np
 
 from ..records import Assignment, DedupError, Entry, Signature
 from .base import Decide
-from .redis_keys import day_tag
+from .redis_keys import bucket_family, day_tag, read_families
 from .redis_wire import PipelineBroken, ScriptsMissing
 
 if TYPE_CHECKING:
@@ -46,6 +46,16 @@ if TYPE_CHECKING:
 def within_window(a: int | None, b: int | None, window: int) -> bool:
     """The exact publication-window test (undated articles match everything)."""
     return a is None or b is None or abs(a - b) <= window
+
+
+def _with_digest(buckets: bytes, bands: int, handles: set[bytes]) -> bytes:
+    """FIND's packed bucket values with ``handles`` added to the digest of the other periods' buckets
+    that follows them (sorted 4-byte handles, as the Lua ``digest`` writes it)."""
+    lens = np.frombuffer(buckets, dtype="<u4", count=bands)
+    end = 4 * bands + int(lens[lens != 0xFFFFFFFF].sum())
+    rest = buckets[end:]
+    have = {rest[j:j + 4] for j in range(0, len(rest), 4)}
+    return buckets[:end] + b"".join(sorted(have | handles))
 
 
 @dataclass
@@ -231,10 +241,15 @@ class _Bulk:
     def _patch(self, nxt: _Chunk, prev: _Chunk, v0: bytes, handles: list[bytes]) -> None:
         """Make ``nxt``'s records say what its FIND would have read after ``prev`` was written."""
         entry_of = {e.id: h + day_tag(e.signature.day).to_bytes(2, "little") for (e, *_), h in zip(prev.decided, handles)}
+        family = {e.id: bucket_family(day_tag(e.signature.day)) for e, *_ in prev.decided}
+        id_of = {v[:4]: c for c, v in entry_of.items()}
         bands = self.bands
         moved = str(int(v0) + 1).encode()
         for n, (e, blob, packed, assignment, expected, version, buckets) in enumerate(nxt.decided):
-            shared = nxt.prev_bands[n]
+            # the values FIND read are those of the article's own period: only articles of that period were
+            # written to them (the others, candidates or not, went to their own period's buckets)
+            fam = bucket_family(day_tag(e.signature.day))
+            shared = [(b, ids) for b, ids in nxt.prev_bands[n] if any(family[c] == fam for c in ids)]
             if shared:  # append the previous chunk's entries to the bucket values FIND read
                 lens = np.frombuffer(buckets, dtype="<u4", count=bands).tolist()
                 starts = [4 * bands]
@@ -242,9 +257,15 @@ class _Bulk:
                     starts.append(starts[-1] + (0 if n_b == 0xFFFFFFFF else n_b))
                 values = [None if n_b == 0xFFFFFFFF else buckets[starts[b]:starts[b + 1]] for b, n_b in enumerate(lens)]
                 for b, ids in shared:
-                    values[b] = (values[b] or b"") + b"".join(entry_of[c] for c in ids)
+                    values[b] = (values[b] or b"") + b"".join(entry_of[c] for c in ids if family[c] == fam)
                 buckets = (np.asarray([0xFFFFFFFF if v is None else len(v) for v in values], dtype="<u4").tobytes()
-                           + b"".join(v for v in values if v is not None))
+                           + b"".join(v for v in values if v is not None) + buckets[starts[-1]:])
+            elsewhere = {entry_of[c][:4] for _, ids in nxt.prev_bands[n] for c in ids if family[c] != fam}
+            if elsewhere:  # and the previous chunk's handles to the digest of the other periods it reads
+                reads = read_families(day_tag(e.signature.day), self.window)
+                elsewhere = {h for h in elsewhere if reads is None or family[id_of[h]] in reads}
+            if elsewhere:
+                buckets = _with_digest(buckets, bands, elsewhere)
             if nxt.prev_cands[n]:
                 expected = {**expected, **{entry_of[c][:4]: s for c, s in nxt.prev_cands[n].items()}}
             # nothing but `prev` wrote between this FIND (sent just before it) and now: its values, patched,

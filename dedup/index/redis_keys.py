@@ -18,15 +18,18 @@ key                         type        contents
 ``{ns}:a:{handle}``         string      article record (:mod:`dedup.index.codec`),
                                         keyed by the article's integer handle
 ``{ns}:h``                  hash        article id -> handle (decimal)
-``{ns}:b:{shard}``          hash        LSH buckets, linear-hashed into small shards:
-                                        field = u16 band + the band's raw value,
-                                        value = the handles in the bucket (``<u4`` each)
+``{ns}:b:{period}:{shard}`` hash        LSH buckets of the articles published in one
+                                        period of ``PERIOD_DAYS`` days (``u``: undated),
+                                        linear-hashed into small shards: field = u16
+                                        band + the band's raw value, value = the
+                                        bucket's entries (``<u4`` handle + day tag each)
 ``{ns}:e:{shard}``          hash        sentence counts, linear-hashed the same way:
                                         field = ``<u4`` sentence hash, value = count
 ``{ns}:i:{shard}``          hash        handle info, linear-hashed the same way: field =
                                         ``<u4`` handle, value = ``<i4`` day + story id
-``{ns}:lh``                 hash        linear-hashing state of ``b``, ``e`` and ``i``:
-                                        level, split pointer, number of fields
+``{ns}:lh``                 hash        linear-hashing state of each ``b:{period}``,
+                                        ``e`` and ``i``: level, split pointer, number
+                                        of fields (``<family>l``, ``p``, ``n``)
 ``{ns}:n``                  string      number of stored articles
 ``{ns}:s:{story}``          hash        article ids of a story -> "" (a hash, not a set:
                                         small ones stay listpacks; gone when empty)
@@ -65,7 +68,7 @@ helper and :func:`key` are the only two places that know the layout, and
 from __future__ import annotations
 
 # version of this layout, part of the namespace fingerprint: a namespace written with another layout is refused
-LAYOUT_VERSION = "5"
+LAYOUT_VERSION = "6"
 
 KINDS = {"meta", "a", "h", "b", "e", "i", "lh", "n", "s", "stories", "days", "todo", "split"}
 
@@ -124,6 +127,29 @@ UNDATED_TAG = 65535
 def day_tag(day: int | None) -> int:
     """The day tag of a bucket entry: the day modulo 65535, 65535 when undated."""
     return UNDATED_TAG if day is None else int(day) % 65535
+
+
+# Buckets are partitioned by publication period: an article's entries go in the family of its period
+# (``{ns}:b:<period>:<shard>``), and a lookup reads the periods within its window (for most articles only
+# its own) and the undated family.  The working set of a lookup then stays the same size however many
+# periods the index holds (docs/redis.md, "Growth curve").  Sixteen days: with the default one-day window,
+# only one article in eight (those within a day of a period's edge) reads two periods.
+PERIOD_DAYS = 16
+
+
+def bucket_family(tag: int) -> str:
+    """The bucket family of an entry with day tag ``tag``: ``b:<period>``, ``b:u`` when undated
+    (the Lua twin is ``bfam`` in redis_lua_lib)."""
+    return "b:u" if tag == UNDATED_TAG else f"b:{tag // PERIOD_DAYS}"
+
+
+def read_families(tag: int, window: int) -> set[str] | None:
+    """The bucket families an article tagged ``tag`` reads within ``window`` days (None: every one, for an
+    undated article or an unbounded window), whether or not they hold anything yet (the Lua twin,
+    ``read_fams``, leaves out the empty ones)."""
+    if tag == UNDATED_TAG or window >= 32767:
+        return None
+    return {bucket_family((tag + d) % 65535) for d in range(-window, window + 1)} | {"b:u"}
 
 
 def tag_within(tag: int, day: int | None, window: int) -> bool:

@@ -109,7 +109,8 @@ return 1
 # fields: the article's bucket fields, back to back (RedisIndex._fields: u16 band + the band's raw value)
 # mode 0 answers the ids of the candidates (except `id`).
 # mode 2 answers {stored (0/1), buckets, version, #own, own..., handle, story, handle, story, ...}:
-# whether `id` is already stored, the values of its 32 buckets (pack_vals) and the write version
+# whether `id` is already stored, the values of its 32 buckets in its own period (pack_vals, followed by
+# the digest of what it found in other periods) and the write version
 # (INGEST writes with those values, or re-checks against them when the version moved), the members of a story named `id` (the decider's fresh-story-id check), and the
 # candidates as 4-byte handles (the client keeps id and signature by handle) with their stories.
 # mode 3 is mode 2 plus the article's record: when the article is not stored, has no candidate and
@@ -123,7 +124,7 @@ local function answer(packed, day_arg, window, id, mode, blob)
   local day = nil
   if day_arg ~= '' then day = tonumber(day_arg) end
   local own_hb = handle_of(id)
-  local found, vals = find(fields, day, window, own_hb)
+  local found, vals, others = find(fields, day, window, own_hb)
   if mode == '0' then
     local ids = {}
     for _, c in ipairs(found) do
@@ -143,7 +144,7 @@ local function answer(packed, day_arg, window, id, mode, blob)
     finish()
     return {2, hb}
   end
-  local out = {own_hb and 1 or 0, pack_vals(fields, vals), version(), #own}
+  local out = {own_hb and 1 or 0, pack_vals(fields, vals, others), version(), #own}
   for _, v in ipairs(own) do out[#out + 1] = v end
   for _, c in ipairs(found) do
     out[#out + 1] = c[1]
@@ -198,17 +199,21 @@ for done = 0, count - 1 do
 
   if redis.call('HEXISTS', K_HANDLES, id) == 1 then finish(); return {done, 'exists', v0, unpack(written)} end
   local fields = split_fields(packed)
-  local seen = unpack_vals(fields, buckets)
+  local seen, others = unpack_vals(fields, buckets)
+  local tag = day_tag(rec(blob).day)
   local vals = {}
   if seen_version == v0 then
+    local bv = bv_of(bfam(tag))
     for _, f in ipairs(fields) do
-      local w = BV[f]
+      local w = bv[f]
       if w == nil then w = seen[f] end
       vals[f] = w
     end
   else
-    vals = bucket_values(fields)
+    local fams = read_fams(tag, window)
+    vals = bucket_values(fams[1], fields)
     local ok = digest(handles_in(fields, vals), mine) == digest(handles_in(fields, seen), {})
+      and others_digest(fams, fields, mine) == others
     if ok then
       for hb, want in pairs(expected) do
         local v = info_get(hb)

@@ -9,7 +9,7 @@ script and the helpers cost no round trip.
 from __future__ import annotations
 
 from .codec import HEADER_SIZE
-from .redis_keys import LUA_KEY_HELPERS
+from .redis_keys import LUA_KEY_HELPERS, PERIOD_DAYS
 
 # Linear hashing: start with SHARDS0 shards per family and split one shard
 # whenever the family holds more than LOAD fields per shard on average (and
@@ -19,6 +19,9 @@ from .redis_keys import LUA_KEY_HELPERS
 # listpack (~12 bytes per bucket entry) instead of a hash table (~70).
 SHARDS0 = 64
 LOAD = 40
+# a publication period's bucket family starts with fewer shards: an index holds many periods, most of
+# them small at first (see redis_keys.PERIOD_DAYS)
+PERIOD_SHARDS0 = 8
 NODAY = -(2**31)  # day of an undated article in the handle table
 
 _TEMPLATE = LUA_KEY_HELPERS + r"""
@@ -26,6 +29,7 @@ local BANDS = tonumber(ARGV[2])
 local ROWS = tonumber(ARGV[3])
 local HDR = %(hdr)d
 local S0 = %(s0)d
+local SB0 = %(sb0)d
 local LOAD = %(load)d
 
 --@ records
@@ -43,24 +47,34 @@ local function rec(blob)
 end
 
 --@ lh
--- linear hashing of the families 'b' (buckets) and 'e' (sentence counts)
--- (all three families' state is read at the first use of any: one HMGET instead of one per family)
+-- linear hashing of the families 'b:<period>' (buckets of one publication period; 'b' in a band group's
+-- slot), 'e' (sentence counts) and 'i' (handle info).  The state of every family a script will use is read
+-- at the first use of any: one HMGET (lh_want names the families to read with it).
 local LH = {}
+local LH_WANT = {}
+local function lh_want(fam)
+  if not LH[fam] then LH_WANT[#LH_WANT + 1] = fam end
+end
 local function lh(fam)
   local s = LH[fam]
-  if not s then
-    local v = redis.call('HMGET', K_LH, 'bl', 'bp', 'bn', 'el', 'ep', 'en', 'il', 'ip', 'in')
-    for j, f in ipairs({'b', 'e', 'i'}) do
-      if not LH[f] then
-        local l = tonumber(v[3 * j - 2]) or 0
-        -- m: shards before the split point of this level; K_shard(f, i) is pre .. i
-        LH[f] = {l = l, p = tonumber(v[3 * j - 1]) or 0, n = tonumber(v[3 * j]) or 0, dirty = false,
-                 pre = P .. f .. ':', m = S0 * 2 ^ l}
-      end
-    end
-    s = LH[fam]
+  if s then return s end
+  local fams, seen = {}, {}
+  for _, f in ipairs({fam, 'e', 'i', unpack(LH_WANT)}) do
+    if not LH[f] and not seen[f] then seen[f] = true; fams[#fams + 1] = f end
   end
-  return s
+  LH_WANT = {}
+  local args = {}
+  for _, f in ipairs(fams) do args[#args + 1] = f .. 'l'; args[#args + 1] = f .. 'p'; args[#args + 1] = f .. 'n' end
+  local v = redis.call('HMGET', K_LH, unpack(args))
+  for j, f in ipairs(fams) do
+    local l = tonumber(v[3 * j - 2]) or 0
+    -- a period's family starts small (there are many); m: shards before the split point of this level
+    local s0 = S0
+    if string.byte(f, 2) == 58 then s0 = SB0 end  -- 'b:...'
+    LH[f] = {l = l, p = tonumber(v[3 * j - 1]) or 0, n = tonumber(v[3 * j]) or 0, dirty = false,
+             pre = P .. f .. ':', m = s0 * 2 ^ l}
+  end
+  return LH[fam]
 end
 
 -- a field's hash: its last 4 bytes, little-endian (a uniform minhash or sentence hash)
@@ -231,6 +245,7 @@ local function handle_of(id)
   return struct.pack('<I4', tonumber(h))
 end
 
+--@ buckets
 -- a bucket entry is the 4-byte handle + a 2-byte day tag, so FIND filters by the window
 -- without reading anything per candidate: the day modulo 65535, 65535 when undated
 local UNDATED = 65535
@@ -247,10 +262,68 @@ local function tag_within(tag, day, window)
   return d <= window or 65535 - d <= window
 end
 
---@ buckets
--- bucket values this script wrote (field -> value, false once emptied): INGEST's fast path
+-- Buckets are partitioned by publication period (PERIOD days of day tags): an article's entries go in the
+-- family of its period, 'b:<period>' ('b:u' when undated), and it reads the periods within its window
+-- (its own only, for most articles) and the undated family when there is one.  So a lookup reads the
+-- shards of recent periods, a working set that stays the same size however many periods the index holds,
+-- and no longer decodes the entries of older articles that share a bucket.  (The spread layout's band
+-- groups keep one family, 'b', per group.)
+local PERIOD = %(period)d
+local function bfam(tag)
+  if tag == UNDATED then return 'b:u' end
+  return with_num('b:', (tag - tag %% PERIOD) / PERIOD)
+end
+
+-- the families an article tagged `tag` reads within `window` days, its own first: nil for every one (an
+-- undated article, or an unbounded window: undated articles are candidates of every article, and every
+-- article is theirs).  The Python twin is redis_keys.read_families.
+local function window_fams(tag, window)
+  if tag == UNDATED or window >= 32767 then return nil end
+  local own = bfam(tag)
+  local out, seen = {own}, {[own] = true}
+  local d = -window
+  while d <= window do
+    local t = (tag + d) %% 65535  -- day tags wrap after 65534
+    local f = bfam(t)
+    if not seen[f] then seen[f] = true; out[#out + 1] = f end
+    d = d + math.min(PERIOD - t %% PERIOD, 65535 - t)  -- the next period's first day
+  end
+  if not seen['b:u'] then out[#out + 1] = 'b:u' end
+  return out
+end
+
+-- the families to read: the article's own first (the one it is written to, even while empty), then those
+-- of window_fams that hold anything
+local function read_fams(tag, window)
+  local own = bfam(tag)
+  local want = window_fams(tag, window)
+  if not want then
+    want = {own}
+    local all = redis.call('HGETALL', K_LH)
+    for i = 1, #all, 2 do
+      local f = all[i]
+      if string.sub(f, 1, 2) == 'b:' and string.byte(f, #f) == 110 then  -- 'b:<period>n'
+        f = string.sub(f, 1, -2)
+        if f ~= own then want[#want + 1] = f end
+      end
+    end
+  end
+  for _, f in ipairs(want) do lh_want(f) end
+  local out = {own}
+  for j = 2, #want do
+    if lh(want[j]).n > 0 then out[#out + 1] = want[j] end
+  end
+  return out
+end
+
+-- bucket values this script wrote (family -> field -> value, false once emptied): INGEST's fast path
 -- takes the values FIND read, except where this script changed them since
 local BV = {}
+local function bv_of(fam)
+  local t = BV[fam]
+  if not t then t = {}; BV[fam] = t end
+  return t
+end
 
 -- A bucket's value is stored in pieces of at most PIECE bytes (10 entries): field f, then
 -- u16 j .. f for j = 1, 2, ... (a different length than any bucket field, and the same last 4
@@ -262,9 +335,9 @@ local function piece_field(f, j)
   return struct.pack('<I2', j) .. f
 end
 
--- the whole value of bucket f (false: empty)
-local function bucket_get(f)
-  local k = shard('b', f)
+-- the whole value of bucket f of family fam (false: empty)
+local function bucket_get(fam, f)
+  local k = shard(fam, f)
   local v = redis.call('HGET', k, f)
   if not v or #v < PIECE then return v end
   local parts, j = {v}, 1
@@ -284,14 +357,14 @@ local function npieces(v)
 end
 
 -- bucket f goes from value old to new (false: empty); they agree before byte `from`
-local function bucket_put(f, old, new, from)
-  local k = shard('b', f)
+local function bucket_put(fam, f, old, new, from)
+  local k = shard(fam, f)
   if new and #new <= PIECE and (not old or #old <= PIECE) then
     -- one piece before (or none) and after: most of an article's 32 bucket writes, without the piece
     -- arithmetic below (~2%% of the server's time)
     redis.call('HSET', k, f, new)
-    BV[f] = new
-    if not old then lh_count('b', 1) end
+    bv_of(fam)[f] = new
+    if not old then lh_count(fam, 1) end
     return
   end
   local n_old, n_new = npieces(old), npieces(new)
@@ -305,27 +378,27 @@ local function bucket_put(f, old, new, from)
     end
   end
   for j = n_new, n_old - 1 do redis.call('HDEL', k, piece_field(f, j)) end
-  BV[f] = new
-  if n_new ~= n_old then lh_count('b', n_new - n_old) end
+  bv_of(fam)[f] = new
+  if n_new ~= n_old then lh_count(fam, n_new - n_old) end
 end
 
 -- known: the field's current value when the caller just read it (false: absent), nil: read it;
 -- hb: the bucket entry (handle + day tag)
-local function bucket_add(f, hb, known)
+local function bucket_add(fam, f, hb, known)
   local v = known
-  if v == nil then v = bucket_get(f) end
-  if v then bucket_put(f, v, v .. hb, #v + 1) else bucket_put(f, false, hb, 1) end
+  if v == nil then v = bucket_get(fam, f) end
+  if v then bucket_put(fam, f, v, v .. hb, #v + 1) else bucket_put(fam, f, false, hb, 1) end
 end
 
-local function bucket_remove(f, hb)
-  local v = bucket_get(f)
+local function bucket_remove(fam, f, hb)
+  local v = bucket_get(fam, f)
   if not v then return end
   local keep, from = {}, nil
   for j = 1, #v, 6 do
     if string.sub(v, j, j + 3) ~= hb then keep[#keep + 1] = string.sub(v, j, j + 5) elseif not from then from = j end
   end
   if not from then return end
-  if #keep == 0 then bucket_put(f, v, false, 1) else bucket_put(f, v, table.concat(keep), from) end
+  if #keep == 0 then bucket_put(fam, f, v, false, 1) else bucket_put(fam, f, v, table.concat(keep), from) end
 end
 
 --@ articles
@@ -444,7 +517,8 @@ local function del_article(id)
     if SPREAD then
       todo_add('-', hb, band_fields(r.m))
     else
-      for _, f in ipairs(band_fields(r.m)) do bucket_remove(f, hb) end
+      local fam = bfam(day_tag(r.day))
+      for _, f in ipairs(band_fields(r.m)) do bucket_remove(fam, f, hb) end
     end
     for _, f in ipairs(sent_fields(r.h)) do sent_remove(f) end
     if r.day and redis.call('HINCRBY', K_DAYS, r.day, '-1') <= 0 then redis.call('HDEL', K_DAYS, r.day) end
@@ -479,7 +553,8 @@ local function put(id, blob, vals, absent, story, fields)
   if SPREAD then
     todo_add('+', hb, fields or band_fields(r.m))
   else
-    for _, f in ipairs(fields or band_fields(r.m)) do bucket_add(f, entry, vals[f]) end
+    local fam = bfam(day_tag(r.day))
+    for _, f in ipairs(fields or band_fields(r.m)) do bucket_add(fam, f, entry, vals[f]) end
   end
   for _, f in ipairs(sent_fields(r.h)) do sent_add(f) end
   redis.call('INCR', K_COUNT)
@@ -500,10 +575,10 @@ local function join_story(id, hb, info, story, merged)
   set_story(story, folded, {[id] = {hb, info}})
 end
 
--- the distinct handles (4-byte strings) in the buckets of minhash m, and field -> value read
-local function bucket_values(fields)
+-- field -> value (false: empty) of these buckets of family fam
+local function bucket_values(fam, fields)
   local vals = {}
-  for _, f in ipairs(fields) do vals[f] = bucket_get(f) end
+  for _, f in ipairs(fields) do vals[f] = bucket_get(fam, f) end
   return vals
 end
 
@@ -527,16 +602,18 @@ end
 
 -- bucket values as one string (u32 length per band, 0xFFFFFFFF when absent, then the values back to
 -- back), for FIND to hand to the client and the client back to INGEST; unpack_vals reverses it.
--- One struct call for all the lengths instead of one per band.
-local function pack_vals(fields, vals)
+-- One struct call for all the lengths instead of one per band.  `rest` follows them: the digest of what
+-- the other periods' buckets held (see find), which the client hands back unchanged.
+local function pack_vals(fields, vals, rest)
   local lens, parts = {}, {}
   for i, f in ipairs(fields) do
     local v = vals[f]
     if v then lens[i] = #v; parts[#parts + 1] = v else lens[i] = 4294967295 end
   end
-  return struct.pack('<' .. string.rep('I4', #fields), unpack(lens)) .. table.concat(parts)
+  return struct.pack('<' .. string.rep('I4', #fields), unpack(lens)) .. table.concat(parts) .. rest
 end
 
+-- field -> value, and the rest
 local function unpack_vals(fields, packed)
   local lens = {struct.unpack('<' .. string.rep('I4', #fields), packed)}
   local vals, pos = {}, 4 * #fields + 1
@@ -549,7 +626,7 @@ local function unpack_vals(fields, packed)
       pos = pos + n
     end
   end
-  return vals
+  return vals, string.sub(packed, pos)
 end
 
 -- what the buckets of m hold, as one comparable string (sorted handles), leaving out `mine`:
@@ -561,37 +638,54 @@ local function digest(hs, mine)
   return table.concat(keep)
 end
 
+-- the digest of the buckets `fields` in the families fams[2], fams[3], ... ('' when there are none):
+-- the candidates an article finds outside its own period, for INGEST to see whether they changed
+local function others_digest(fams, fields, mine, read)
+  if #fams < 2 then return '' end
+  local hs = {}
+  for j = 2, #fams do
+    local vals = (read and read[j]) or bucket_values(fams[j], fields)
+    for _, hb in ipairs((handles_in(fields, vals))) do hs[#hs + 1] = hb end
+  end
+  return digest(hs, mine)
+end
+
 -- the candidates of minhash m: handles sharing a band, within the window of day (nil: undated),
 -- (by day tag: may include a few more, see tag_within), except own (a 4-byte handle or false),
 -- each with its info value: {{hb, info}, ...}.
--- Also returns the bucket values read (field -> value or false).
+-- Also returns the bucket values read in the article's own period (field -> value or false) and the
+-- digest of the other periods' buckets.
 local function find(fields, day, window, own)
-  local vals = bucket_values(fields)
+  local fams = read_fams(day_tag(day), window)
+  local all = {}
+  for j, fam in ipairs(fams) do all[j] = bucket_values(fam, fields) end
   local own_n = own and struct.unpack('<I4', own) or -1
   local out, seen = {}, {}
   -- entries are decoded with one string.byte each rather than cut into strings: a popular bucket
   -- holds hundreds of them, and only the few new handles within the window become strings
   local byte = string.byte
-  for _, f in ipairs(fields) do
-    local v = vals[f]
-    if v then
-      for j = 1, #v, 6 do
-        local b1, b2, b3, b4, t1, t2 = byte(v, j, j + 5)
-        local h = b1 + b2 * 256 + b3 * 65536 + b4 * 16777216
-        if not seen[h] then
-          seen[h] = true
-          if h ~= own_n and tag_within(t1 + t2 * 256, day, window) then
-            local hb = string.sub(v, j, j + 3)
-            local info = info_get(hb)
-            if info then out[#out + 1] = {hb, info} end
+  for _, vals in ipairs(all) do
+    for _, f in ipairs(fields) do
+      local v = vals[f]
+      if v then
+        for j = 1, #v, 6 do
+          local b1, b2, b3, b4, t1, t2 = byte(v, j, j + 5)
+          local h = b1 + b2 * 256 + b3 * 65536 + b4 * 16777216
+          if not seen[h] then
+            seen[h] = true
+            if h ~= own_n and tag_within(t1 + t2 * 256, day, window) then
+              local hb = string.sub(v, j, j + 3)
+              local info = info_get(hb)
+              if info then out[#out + 1] = {hb, info} end
+            end
           end
         end
       end
     end
   end
-  return out, vals
+  return out, all[1], others_digest(fams, fields, {}, all)
 end
-""" % {"hdr": HEADER_SIZE, "s0": SHARDS0, "load": LOAD, "noday": NODAY}
+""" % {"hdr": HEADER_SIZE, "s0": SHARDS0, "sb0": PERIOD_SHARDS0, "period": PERIOD_DAYS, "load": LOAD, "noday": NODAY}
 
 # The text in sections (each starts at a '--@ name' line): the story index's scripts take them all; the
 # spread layout's band script (redis_spread_lua.BAND) only the bucket machinery.  A script runs its

@@ -7,7 +7,8 @@ Two kinds of script, each touching one slot only, as a Redis Cluster requires:
   zset of articles whose buckets may lag their commit;
 * the **band** script (a band group's tag, KEYS[1] = ``{tag}:lh``) reads and writes the buckets of one
   group of bands.  It is the bucket sections of the shared helpers run with the group's tag as
-  namespace, so buckets, pieces and linear hashing are the very code of the one-slot layout.
+  namespace, so buckets, pieces and linear hashing are the very code of the one-slot layout; but a
+  group keeps one bucket family, ``b``, where the one-slot layout keeps one per publication period.
 
 The slot layout's read-only and story scripts (RECORDS, STORY_OF, SENT_COUNTS, SET_STORY,
 STORY_SNAPSHOT, RESPLIT) touch no bucket and serve the spread layout unchanged.
@@ -189,18 +190,18 @@ for i = 5, #ARGV, 2 do
   elseif op == 'rdel' then
     out[#out + 1] = redis.call('DEL', K_article(f))
   elseif op == 'get' then
-    out[#out + 1] = bucket_get(f)
+    out[#out + 1] = bucket_get('b', f)
   elseif op == 'add' then
-    local v = bucket_get(f)
+    local v = bucket_get('b', f)
     local there = false
     if v then
       local hb = string.sub(e, 1, 4)
       for j = 1, #v, 6 do if string.sub(v, j, j + 3) == hb then there = true; break end end
     end
-    if not there then bucket_add(f, e, v) end
+    if not there then bucket_add('b', f, e, v) end
     out[#out + 1] = v
   else
-    bucket_remove(f, string.sub(e, 1, 4))
+    bucket_remove('b', f, string.sub(e, 1, 4))
     out[#out + 1] = 1
   end
 end
