@@ -21,7 +21,6 @@ one process would produce.
 
 from __future__ import annotations
 
-import functools
 import json
 import random
 import secrets
@@ -34,11 +33,8 @@ import redis
 from redis.cluster import RedisCluster
 from redis.exceptions import RedisClusterException
 from redis.backoff import ExponentialBackoff
-from redis.exceptions import AuthenticationError
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
-from redis.exceptions import TryAgainError
-from redis.retry import Retry
 
 from ..records import Assignment, DedupError, Entry, Signature
 from ..settings import Settings
@@ -46,6 +42,7 @@ from . import mask_url, redis_lua
 from .base import Decide, StoryIndex
 from .codec import CODEC_VERSION, decode_entry, decode_signatures, encode_entry, record_id
 from .redis_bulk import ingest_chunks
+from .redis_errors import IndexMismatch, IndexUnavailable, _guard, _permanent_hint, _RetryTransient
 from .redis_retention import dated_before
 from .redis_wire import DirectScripts
 from .redis_keys import LAYOUT_VERSION, check_id, key
@@ -53,17 +50,7 @@ from .redis_keys import LAYOUT_VERSION, check_id, key
 CLUSTER_SCHEME = "redis+cluster://"
 
 MAX_INGEST_ATTEMPTS = 200
-EPOCH_MOVED = "DEDUP-EPOCH"  # a story-slot script refused the epoch this client sent (see RedisIndex._claim)
-CLAIM_ATTEMPTS = 3  # calls redone after the namespace emptied and was claimed again meanwhile
 SIG_CACHE_SIZE = 100_000  # signatures kept by handle (~3 kB each in memory)
-
-
-class IndexUnavailable(DedupError):
-    """Redis cannot be reached (after retries); the message names the URL, password masked."""
-
-
-class IndexMismatch(DedupError):
-    """The namespace was built with other signature settings, so its buckets would never match."""
 
 
 T = TypeVar("T")
@@ -82,86 +69,6 @@ class Found(NamedTuple):
 # what INGEST needs per article: entry, record, bucket fields, decision, candidate handle -> story
 # assumed, write version and bucket values seen by FIND
 Decided = tuple[Entry, bytes, bytes, Assignment, dict[bytes, str], bytes, bytes]
-
-
-def _permanent_hint(exc: BaseException) -> str | None:
-    """What to fix for a connection error no retry cures (wrong password, untrusted TLS certificate); None otherwise."""
-    text = str(exc)
-    if isinstance(exc, AuthenticationError) or "WRONGPASS" in text:
-        return "put the server's password in the URL (redis://:PASSWORD@host:port/db)"
-    if "CERTIFICATE_VERIFY_FAILED" in text:
-        return "name the CA that signed the server's certificate: rediss://host:port/db?ssl_ca_certs=/path/to/ca.crt"
-    return None
-
-
-class _RetryTransient(Retry):
-    """redis-py's retry with backoff, except for errors no retry cures (they are raised at once)."""
-
-    def call_with_retry(self, do: Callable[[], T], fail: Callable[[Exception], Any], *args: Any, **kwargs: Any) -> T:
-        def fail_fast(exc: Exception, *count: Any) -> Any:
-            if _permanent_hint(exc) is not None:
-                raise exc
-            return fail(exc, *count)
-
-        return super().call_with_retry(do, fail_fast, *args, **kwargs)
-
-
-# what Redis Cluster answers a script while one of its slots is moving to another master (resharding):
-# the script stops at the first key that has already left (or, being new, would be created elsewhere)
-SLOT_MOVING = "non local key"
-
-
-def _guard(fn: Callable[..., T]) -> Callable[..., T]:
-    """Turn a connection failure that outlived the retries into an error naming the server, and a
-    script stopped by a slot on the move into one that says so (both mean: retry later, see
-    docs/redis.md, "Resharding").
-
-    Also redoes the call when a script refused this client's epoch: the namespace emptied (its meta
-    key went with the last article) and was claimed again, so what the client cached is void.  Only
-    the outermost guarded call of a thread redoes it, from the start: a step of a longer operation
-    (an ingest reading records, a retention pass deleting) may have decided on what the old epoch
-    held, so only the whole operation can be redone."""
-
-    @functools.wraps(fn)
-    def wrapper(self: "RedisIndex", *args: Any, **kwargs: Any) -> T:
-        calls = self._guarded
-        if getattr(calls, "depth", 0):
-            return fn(self, *args, **kwargs)  # the outermost call translates errors and redoes
-        calls.depth = 1
-        try:
-            for attempt in range(1, CLAIM_ATTEMPTS + 1):
-                try:
-                    return fn(self, *args, **kwargs)
-                except redis.ResponseError as exc:
-                    if not str(exc).startswith(EPOCH_MOVED):
-                        raise
-                    if attempt == CLAIM_ATTEMPTS:
-                        raise IndexUnavailable(
-                            f"namespace {self.namespace!r} at {mask_url(self.url)} was emptied and claimed again "
-                            f"{attempt} times during one call: {exc}; retry") from exc
-                self._claim()
-            raise AssertionError("unreachable")
-        except (RedisConnectionError, RedisTimeoutError) as exc:
-            raise IndexUnavailable(
-                f"lost the connection to Redis at {mask_url(self.url)} (namespace {self.namespace!r}): {exc}; "
-                "check that redis-server is running and reachable"
-            ) from exc
-        except redis.ResponseError as exc:
-            if not (isinstance(exc, TryAgainError) or SLOT_MOVING in str(exc)):
-                raise
-            raise slot_moving(self, exc) from exc
-        finally:
-            calls.depth = 0
-
-    return wrapper
-
-
-def slot_moving(index: "RedisIndex", exc: BaseException) -> "IndexUnavailable":
-    """The error for a script that met a slot on the move (see docs/redis.md, "Resharding")."""
-    return IndexUnavailable(
-        f"a slot of namespace {index.namespace!r} is moving between the masters of {mask_url(index.url)} "
-        f"(resharding), and a script found some of its keys gone or was sent on to the new master: {exc}; "
-        "retry once the move is done")
 
 
 def first_handle() -> int:

@@ -53,7 +53,8 @@ from ..records import Assignment, DedupError, Entry
 from ..settings import Settings
 from . import redis_spread_lua
 from .base import Decide, StoryIndex
-from .redis import MAX_INGEST_ATTEMPTS, SIG_CACHE_SIZE, RedisIndex, _guard, _s, slot_moving
+from .redis import MAX_INGEST_ATTEMPTS, SIG_CACHE_SIZE, RedisIndex, _s
+from .redis_errors import _guard, slot_moving
 from .redis_keys import UNDATED_TAG, band_namespace, check_id, day_tag, key, tag_within
 from .redis_spread_bulk import ingest_chunks
 from .redis_wire import DirectScripts, PipelineBroken

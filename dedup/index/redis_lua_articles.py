@@ -1,0 +1,295 @@
+"""The Lua of articles and stories: storing and deleting an article, moving articles between stories,
+and finding an article's candidates.
+
+The last part of the helpers every story-slot script starts with
+(:data:`dedup.index.redis_lua_lib.HELPERS`); it builds on the parts before it there (key names, record
+parsing, linear-hashed shards, the handle table, buckets by period).  The band script of the spread
+layout does without it.
+"""
+
+from __future__ import annotations
+
+ARTICLES = r"""-- distinct 4-byte sentence hashes of a '<u4' byte string
+local function sent_fields(h)
+  local out, seen = {}, {}
+  for i = 1, #h - 3, 4 do
+    local s = string.sub(h, i, i + 3)
+    if not seen[s] then seen[s] = true; out[#out + 1] = s end
+  end
+  return out
+end
+
+local function sent_add(f)
+  if redis.call('HINCRBY', shard('e', f), f, '1') == 1 then lh_count('e', 1) end
+end
+
+local function sent_remove(f)
+  local k = shard('e', f)
+  if redis.call('HINCRBY', k, f, '-1') <= 0 then
+    redis.call('HDEL', k, f)
+    lh_count('e', -1)
+  end
+end
+
+local function touch(story)
+  -- the clock (a field of {ns}:meta) never restarts within an epoch: story versions stay unique
+  redis.call('ZADD', K_STORIES, with_num('', redis.call('HINCRBY', KEYS[1], 'clock', 1)), story)
+end
+
+-- ids leave story; into: the story they join (nil when deleted)
+local function leave(story, ids, into)
+  local k = K_story(story)
+  for _, id in ipairs(ids) do redis.call('HDEL', k, id) end
+  if redis.call('EXISTS', k) == 1 then
+    touch(story)
+  else
+    redis.call('ZREM', K_STORIES, story)
+    -- a story that owed a re-split (K_SPLIT) hands the debt on to the story its articles joined
+    if redis.call('HDEL', K_SPLIT, story) == 1 and into then redis.call('HSET', K_SPLIT, into, '') end
+  end
+end
+
+-- known: optional id -> {4-byte handle, its info value} the caller already has.  Only stored
+-- articles have a story.
+local function set_story(story, ids, known)
+  local by_old, order, moves, members = {}, {}, {}, {}
+  for _, id in ipairs(ids) do
+    local hb, v
+    local k = known and known[id]
+    if k then
+      hb, v = k[1], k[2]
+    else
+      hb = handle_of(id)
+      v = hb and info_get(hb)
+    end
+    if v then
+      local old = info_story(v)
+      if old ~= '' and old ~= story then
+        if not by_old[old] then by_old[old] = {}; order[#order + 1] = old end
+        table.insert(by_old[old], id)
+      end
+      if old ~= story then moves[#moves + 1] = {hb, string.sub(v, 1, 4) .. story} end
+      members[#members + 1] = id
+      members[#members + 1] = ''
+    end
+  end
+  if #members == 0 then return end
+  for _, old in ipairs(order) do leave(old, by_old[old], story) end
+  redis.call('HSET', K_story(story), unpack(members))
+  for _, mv in ipairs(moves) do redis.call('HSET', shard('i', mv[1]), mv[1], mv[2]) end
+  touch(story)
+end
+
+local function record_of(id)
+  local h = redis.call('HGET', K_HANDLES, id)
+  if not h then return false end
+  return redis.call('GET', K_article(h))
+end
+
+-- The spread layout (dedup/index/redis_spread.py) keeps buckets in slots of their own: its scripts set
+-- SPREAD, and instead of writing buckets, put and del_article note the handle and its bucket fields in
+-- the todo zset (scored by the server's clock in us), which the client clears once it wrote the buckets.
+-- TODO collects what this script noted: {'+' or '-', member, score} for the client.
+local SPREAD = false
+local TODO = {}
+-- the spread layout keeps records in the band groups' slots: a script deleting an article whose record
+-- is no longer in this slot is handed it by the client (S_DELETE checks that it is the stored version's)
+local HINT = false
+local function todo_add(op, hb, fields)
+  local member = hb .. table.concat(fields)
+  local t = redis.call('TIME')
+  local score = tonumber(t[1]) * 1000000 + tonumber(t[2])
+  local old = tonumber(redis.call('ZSCORE', K_TODO, member))
+  if old and old >= score then score = old + 1 end
+  redis.call('ZADD', K_TODO, with_num('', score), member)
+  TODO[#TODO + 1] = op; TODO[#TODO + 1] = member; TODO[#TODO + 1] = with_num('', score)
+end
+
+-- removes an article everywhere; returns its record (false if absent)
+local function del_article(id)
+  local h = redis.call('HGET', K_HANDLES, id)
+  if not h then return false end
+  local ak = K_article(h)
+  local blob = redis.call('GET', ak) or HINT
+  redis.call('DEL', ak)
+  redis.call('HDEL', K_HANDLES, id)
+  local hb = struct.pack('<I4', tonumber(h))
+  local v = info_get(hb)
+  if v then
+    redis.call('HDEL', shard('i', hb), hb)
+    lh_count('i', -1)
+  end
+  if blob then
+    local r = rec(blob)
+    if SPREAD then
+      todo_add('-', hb, band_fields(r.m))
+    else
+      local fam = bfam(day_tag(r.day))
+      for _, f in ipairs(band_fields(r.m)) do bucket_remove(fam, f, hb) end
+    end
+    for _, f in ipairs(sent_fields(r.h)) do sent_remove(f) end
+    if r.day and redis.call('HINCRBY', K_DAYS, r.day, '-1') <= 0 then redis.call('HDEL', K_DAYS, r.day) end
+  end
+  if redis.call('DECR', K_COUNT) <= 0 then redis.call('DEL', K_COUNT); EMPTIED = true end
+  if v and info_story(v) ~= '' then
+    local s = info_story(v)
+    leave(s, {id})
+    -- the article may have held the story together: it owes a re-split, which the client writes next
+    -- (dedup.stories.remove, then RESPLIT clears this); a crash before leaves it for finish_splits
+    if redis.call('HLEN', K_story(s)) >= 2 then redis.call('HSET', K_SPLIT, s, '') end
+  end
+  return blob or false
+end
+
+-- vals: optional field -> current value (false if absent) of this record's buckets, read just before;
+-- absent: true when the caller knows the id is not stored; story: the story it goes into (its info
+-- is written with it, so set_story then has nothing to move); fields: its bucket fields when the
+-- caller has them.  Returns the handle and the info value.
+local function put(id, blob, vals, absent, story, fields)
+  vals = vals or {}
+  if not absent and redis.call('HEXISTS', K_HANDLES, id) == 1 then del_article(id) end
+  -- handles are never given out twice within an epoch (see check_epoch): other processes keep handles they
+  -- saw (RedisIndex._sig_cache), and a handle given out again would make them verify against another article
+  local h = redis.call('HINCRBY', KEYS[1], 'seq', 1)
+  local hs = string.format('%d', h)
+  redis.call('SET', K_article(hs), blob)
+  redis.call('HSET', K_HANDLES, id, hs)
+  local r = rec(blob)
+  local hb = struct.pack('<I4', h)
+  local entry = hb .. struct.pack('<I2', day_tag(r.day))
+  if SPREAD then
+    todo_add('+', hb, fields or band_fields(r.m))
+  else
+    local fam = bfam(day_tag(r.day))
+    for _, f in ipairs(fields or band_fields(r.m)) do bucket_add(fam, f, entry, vals[f]) end
+  end
+  for _, f in ipairs(sent_fields(r.h)) do sent_add(f) end
+  redis.call('INCR', K_COUNT)
+  if r.day then redis.call('HINCRBY', K_DAYS, r.day, '1') end
+  local info = struct.pack('<i4', r.day or NODAY) .. (story or '')
+  redis.call('HSET', shard('i', hb), hb, info)
+  lh_count('i', 1)
+  return hb, info
+end
+
+-- the story part of writing an article just put (handle hb, handle-table value info): it and every member
+-- of the stories it merges go into `story`
+local function join_story(id, hb, info, story, merged)
+  local folded = {id}
+  for _, old in ipairs(merged) do
+    for _, a in ipairs(redis.call('HKEYS', K_story(old))) do folded[#folded + 1] = a end
+  end
+  set_story(story, folded, {[id] = {hb, info}})
+end
+
+-- field -> value (false: empty) of these buckets of family fam
+local function bucket_values(fam, fields)
+  local vals = {}
+  for _, f in ipairs(fields) do vals[f] = bucket_get(fam, f) end
+  return vals
+end
+
+-- distinct handles in these bucket values, and handle -> day tag
+local function handles_in(fields, vals)
+  local hs, tags = {}, {}
+  for _, f in ipairs(fields) do
+    local v = vals[f]
+    if v then
+      for j = 1, #v, 6 do
+        local hb = string.sub(v, j, j + 3)
+        if not tags[hb] then
+          tags[hb] = struct.unpack('<I2', v, j + 4)
+          hs[#hs + 1] = hb
+        end
+      end
+    end
+  end
+  return hs, tags
+end
+
+-- bucket values as one string (u32 length per band, 0xFFFFFFFF when absent, then the values back to
+-- back), for FIND to hand to the client and the client back to INGEST; unpack_vals reverses it.
+-- One struct call for all the lengths instead of one per band.  `rest` follows them: the digest of what
+-- the other periods' buckets held (see find), which the client hands back unchanged.
+local function pack_vals(fields, vals, rest)
+  local lens, parts = {}, {}
+  for i, f in ipairs(fields) do
+    local v = vals[f]
+    if v then lens[i] = #v; parts[#parts + 1] = v else lens[i] = 4294967295 end
+  end
+  return struct.pack('<' .. string.rep('I4', #fields), unpack(lens)) .. table.concat(parts) .. rest
+end
+
+-- field -> value, and the rest
+local function unpack_vals(fields, packed)
+  local lens = {struct.unpack('<' .. string.rep('I4', #fields), packed)}
+  local vals, pos = {}, 4 * #fields + 1
+  for i, f in ipairs(fields) do
+    local n = lens[i]
+    if n == 4294967295 then
+      vals[f] = false
+    else
+      vals[f] = string.sub(packed, pos, pos + n - 1)
+      pos = pos + n
+    end
+  end
+  return vals, string.sub(packed, pos)
+end
+
+-- what the buckets of m hold, as one comparable string (sorted handles), leaving out `mine`:
+-- handles never get reused for another record, so an equal digest means equal candidates
+local function digest(hs, mine)
+  local keep = {}
+  for _, hb in ipairs(hs) do if not mine[hb] then keep[#keep + 1] = hb end end
+  table.sort(keep)
+  return table.concat(keep)
+end
+
+-- the digest of the buckets `fields` in the families fams[2], fams[3], ... ('' when there are none):
+-- the candidates an article finds outside its own period, for INGEST to see whether they changed
+local function others_digest(fams, fields, mine, read)
+  if #fams < 2 then return '' end
+  local hs = {}
+  for j = 2, #fams do
+    local vals = (read and read[j]) or bucket_values(fams[j], fields)
+    for _, hb in ipairs((handles_in(fields, vals))) do hs[#hs + 1] = hb end
+  end
+  return digest(hs, mine)
+end
+
+-- the candidates of minhash m: handles sharing a band, within the window of day (nil: undated),
+-- (by day tag: may include a few more, see tag_within), except own (a 4-byte handle or false),
+-- each with its info value: {{hb, info}, ...}.
+-- Also returns the bucket values read in the article's own period (field -> value or false) and the
+-- digest of the other periods' buckets.
+local function find(fields, day, window, own)
+  local fams = read_fams(day_tag(day), window)
+  local all = {}
+  for j, fam in ipairs(fams) do all[j] = bucket_values(fam, fields) end
+  local own_n = own and struct.unpack('<I4', own) or -1
+  local out, seen = {}, {}
+  -- entries are decoded with one string.byte each rather than cut into strings: a popular bucket
+  -- holds hundreds of them, and only the few new handles within the window become strings
+  local byte = string.byte
+  for _, vals in ipairs(all) do
+    for _, f in ipairs(fields) do
+      local v = vals[f]
+      if v then
+        for j = 1, #v, 6 do
+          local b1, b2, b3, b4, t1, t2 = byte(v, j, j + 5)
+          local h = b1 + b2 * 256 + b3 * 65536 + b4 * 16777216
+          if not seen[h] then
+            seen[h] = true
+            if h ~= own_n and tag_within(t1 + t2 * 256, day, window) then
+              local hb = string.sub(v, j, j + 3)
+              local info = info_get(hb)
+              if info then out[#out + 1] = {hb, info} end
+            end
+          end
+        end
+      end
+    end
+  end
+  return out, all[1], others_digest(fams, fields, {}, all)
+end
+"""
