@@ -63,6 +63,11 @@ def cluster(dd: Deduper, items: list[Article]) -> set[frozenset[str]]:
     return partition(dd.index.story_of([a.id for a in items]))
 
 
+def handle(idx: RedisIndex, article_id: str) -> int:
+    """The handle an article is stored under."""
+    return int.from_bytes(idx._handles([article_id])[article_id], "little")
+
+
 def all_keys(url: str, ns: str) -> list[str]:
     client = redis.Redis.from_url(url)
     try:
@@ -83,7 +88,7 @@ def test_lua_and_python_agree_on_bucket_keys_and_fields(redis_url):
         e = entry("a", 7)
         idx.put(e)
         idx.put(entry("b", 7))
-        handles = {i: int(idx._r.hget(key("k", "h"), i)) for i in "ab"}
+        handles = {i: handle(idx, i) for i in "ab"}
         packed = {i: h.to_bytes(4, "little") for i, h in handles.items()}
         assert idx._r.get(key("k", "a", handles["a"]))[HEADER_SIZE:HEADER_SIZE + 128] == \
             e.signature.minhash.astype("<u4").tobytes()
@@ -237,7 +242,7 @@ def test_every_key_belongs_to_a_documented_kind(redis_url):
         idx.set_story("a:1", ["a:1", "b"])
         kinds = {k.split(":")[1] for k in all_keys(redis_url, "k")}
         assert kinds <= KINDS and {"meta", "a", "h", "b", "e", "lh", "s", "i", "stories", "n"} <= kinds
-        assert key("k", "a", int(idx._r.hget(key("k", "h"), "a:1"))) in all_keys(redis_url, "k")
+        assert key("k", "a", handle(idx, "a:1")) in all_keys(redis_url, "k")
     with pytest.raises(ValueError):
         key("k", "nope")
 
@@ -497,7 +502,7 @@ def test_password_in_url(tmp_path):
 def test_damaged_record_raises_an_error_naming_key_and_field(redis_url):
     with RedisIndex(SETTINGS, url=redis_url, namespace="bad") as idx:
         idx.put(entry("a", 1))
-        k = key("bad", "a", int(idx._r.hget(key("bad", "h"), "a")))
+        k = key("bad", "a", handle(idx, "a"))
         idx._r.set(k, idx._r.get(k)[:HEADER_SIZE + 128 + 6 + 1])  # ends inside the weight levels
         with pytest.raises(CorruptRecord, match=r"\{bad\}:h:a: field 'term weights'"):
             idx.signatures(["a"])
@@ -518,7 +523,7 @@ def test_another_process_reads_back_the_very_signatures_whichever_way_records_ar
     ns = f"feat{int(store_features)}"
     with RedisIndex(settings, url=redis_url, namespace=ns) as writer:
         writer.ingest_many(entries, make_decider(writer, settings))
-        raw = [writer._r.get(key(ns, "a", int(writer._r.hget(key(ns, "h"), e.id)))) for e in entries]
+        raw = [writer._r.get(key(ns, "a", handle(writer, e.id))) for e in entries]
     n_terms = [HEADER.unpack_from(b)[4] for b in raw]
     assert all(n > 0 for n in n_terms) if store_features else not any(n_terms)
     with RedisIndex(settings, url=redis_url, namespace=ns) as reader:  # nothing cached: reads the records
@@ -546,7 +551,7 @@ def test_records_are_compact_bytes_not_pickle(redis_url):
     with RedisIndex(SETTINGS, url=redis_url, namespace="c") as idx:
         e = entry("a", 1)
         idx.put(e)
-        raw = idx._r.get(key("c", "a", int(idx._r.hget(key("c", "h"), "a"))))
+        raw = idx._r.get(key("c", "a", handle(idx, "a")))
         assert raw[HEADER_SIZE:HEADER_SIZE + 128] == e.signature.minhash.astype("<u4").tobytes()
         assert not raw.startswith(b"\x80")  # pickle protocol marker
 
@@ -955,8 +960,8 @@ def slot_buckets(idx: RedisIndex) -> dict[tuple[str, bytes], set[bytes]]:
 def check_period_buckets(idx: RedisIndex) -> None:
     """The invariant: every stored article is in its 32 buckets of its own period, and nowhere else."""
     want: dict[tuple[str, bytes], set[bytes]] = {}
-    handles = {aid: int(h).to_bytes(4, "little") for aid, h in
-               ((k.decode(), v) for k, v in idx._r.hgetall(key(idx.namespace, "h")).items())}
+    handles = {k.decode(): int(v).to_bytes(4, "little") for shard in idx._r.scan_iter(match=f"{{{idx.namespace}}}:h:*")
+               for k, v in idx._r.hgetall(shard).items()}
     for aid, sig in idx.signatures(list(handles)).items():
         fam = bucket_family(day_tag(sig.day))
         packed = idx._fields(sig)

@@ -248,9 +248,15 @@ class RedisIndex(StoryIndex):
 
     @_guard
     def __contains__(self, article_id: object) -> bool:
-        return isinstance(article_id, str) and bool(self._r.hexists(self._k("h"), article_id))
+        return isinstance(article_id, str) and bool(self._handles([article_id]))
 
     @_guard
+    def _handles(self, ids: list[str]) -> dict[str, bytes]:
+        """The 4-byte handles of the stored ones among ``ids`` (the id table is sharded: read by script)."""
+        if not ids:
+            return {}
+        return {i: int(h).to_bytes(4, "little") for i, h in zip(ids, self._run("HANDLES", *ids)) if h}
+
     def __len__(self) -> int:
         return int(self._r.get(self._k("n")) or 0)
 

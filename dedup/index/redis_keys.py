@@ -17,7 +17,8 @@ key                         type        contents
                                         out; ``clock``: change counter behind ``stories``
 ``{ns}:a:{handle}``         string      article record (:mod:`dedup.index.codec`),
                                         keyed by the article's integer handle
-``{ns}:h``                  hash        article id -> handle (decimal)
+``{ns}:h:{shard}``          hash        article id -> handle (decimal), linear-hashed by a
+                                        hash of the id (see ``idhash`` in redis_lua_lib)
 ``{ns}:b:{period}:{shard}`` hash        LSH buckets of the articles published in one
                                         period of ``PERIOD_DAYS`` days (``u``: undated),
                                         linear-hashed into small shards: field = u16
@@ -187,7 +188,6 @@ local P = '{' .. NS .. '}:'
 local function K_article(h) return P .. 'a:' .. h end
 local function K_story(s) return P .. 's:' .. s end
 local function K_shard(fam, i) return P .. fam .. ':' .. string.format('%d', i) end
-local K_HANDLES = P .. 'h'
 local K_LH = P .. 'lh'
 local K_STORIES = P .. 'stories'
 local K_COUNT = P .. 'n'

@@ -31,7 +31,7 @@ return 1
 # ARGV: ns, bands, rows, id -> the old record (false if absent)
 DELETE = _HELPERS + r"""
 check_epoch(false)
-if redis.call('HEXISTS', K_HANDLES, ARGV[4]) == 0 then return false end
+if not handle_exists(ARGV[4]) then return false end
 begin_write()
 local blob = del_article(ARGV[4])
 finish()
@@ -43,6 +43,14 @@ RECORDS = _HELPERS + r"""
 check_epoch(false)
 local out = {}
 for i = 4, #ARGV do out[#out + 1] = record_of(ARGV[i]) end
+return out
+"""
+
+# ARGV: ns, bands, rows, id, id, ... -> handle of each (decimal; false where absent)
+HANDLES = _HELPERS + r"""
+check_epoch(false)
+local out = {}
+for i = 4, #ARGV do out[#out + 1] = handle_get(ARGV[i]) end
 return out
 """
 
@@ -197,7 +205,7 @@ for done = 0, count - 1 do
   for j = 0, ncand - 1 do expected[ARGV[i + 1 + 2 * j]] = ARGV[i + 2 + 2 * j] end
   i = i + 2 * ncand + 1
 
-  if redis.call('HEXISTS', K_HANDLES, id) == 1 then finish(); return {done, 'exists', v0, unpack(written)} end
+  if handle_exists(id) then finish(); return {done, 'exists', v0, unpack(written)} end
   local fields = split_fields(packed)
   local seen, others = unpack_vals(fields, buckets)
   local tag = day_tag(rec(blob).day)
@@ -245,5 +253,5 @@ if redis.call('HSETNX', KEYS[1], 'epoch', ARGV[2]) == 1 then redis.call('HSET', 
 return redis.call('HMGET', KEYS[1], 'fingerprint', 'epoch')
 """
 
-SCRIPTS = ("PUT", "DELETE", "RECORDS", "STORY_OF", "SENT_COUNTS", "SET_STORY", "STORY_SNAPSHOT", "RESPLIT", "FIND",
+SCRIPTS = ("PUT", "DELETE", "RECORDS", "HANDLES", "STORY_OF", "SENT_COUNTS", "SET_STORY", "STORY_SNAPSHOT", "RESPLIT", "FIND",
            "INGEST")

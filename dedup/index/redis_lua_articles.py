@@ -81,7 +81,7 @@ local function set_story(story, ids, known)
 end
 
 local function record_of(id)
-  local h = redis.call('HGET', K_HANDLES, id)
+  local h = handle_get(id)
   if not h then return false end
   return redis.call('GET', K_article(h))
 end
@@ -107,12 +107,12 @@ end
 
 -- removes an article everywhere; returns its record (false if absent)
 local function del_article(id)
-  local h = redis.call('HGET', K_HANDLES, id)
+  local h = handle_get(id)
   if not h then return false end
   local ak = K_article(h)
   local blob = redis.call('GET', ak) or HINT
   redis.call('DEL', ak)
-  redis.call('HDEL', K_HANDLES, id)
+  handle_del(id)
   local hb = struct.pack('<I4', tonumber(h))
   local v = info_get(hb)
   if v then
@@ -147,13 +147,13 @@ end
 -- caller has them.  Returns the handle and the info value.
 local function put(id, blob, vals, absent, story, fields)
   vals = vals or {}
-  if not absent and redis.call('HEXISTS', K_HANDLES, id) == 1 then del_article(id) end
+  if not absent and handle_exists(id) then del_article(id) end
   -- handles are never given out twice within an epoch (see check_epoch): other processes keep handles they
   -- saw (RedisIndex._sig_cache), and a handle given out again would make them verify against another article
   local h = redis.call('HINCRBY', KEYS[1], 'seq', 1)
   local hs = string.format('%d', h)
   redis.call('SET', K_article(hs), blob)
-  redis.call('HSET', K_HANDLES, id, hs)
+  handle_set(id, hs)
   local r = rec(blob)
   local hb = struct.pack('<I4', h)
   local entry = hb .. struct.pack('<I2', day_tag(r.day))

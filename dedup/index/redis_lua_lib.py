@@ -51,7 +51,7 @@ end
 
 --@ lh
 -- linear hashing of the families 'b:<period>' (buckets of one publication period; 'b' in a band group's
--- slot), 'e' (sentence counts) and 'i' (handle info).  The state of every family a script will use is read
+-- slot), 'e' (sentence counts), 'i' (handle info) and 'h' (article id -> handle).  The state of every family a script will use is read
 -- at the first use of any: one HMGET (lh_want names the families to read with it).
 local LH = {}
 local LH_WANT = {}
@@ -62,7 +62,7 @@ local function lh(fam)
   local s = LH[fam]
   if s then return s end
   local fams, seen = {}, {}
-  for _, f in ipairs({fam, 'e', 'i', unpack(LH_WANT)}) do
+  for _, f in ipairs({fam, 'e', 'i', 'h', unpack(LH_WANT)}) do
     if not LH[f] and not seen[f] then seen[f] = true; fams[#fams + 1] = f end
   end
   LH_WANT = {}
@@ -115,18 +115,44 @@ local function shard(fam, f)
   return with_num(s.pre, i)
 end
 
+-- The id table, family 'h' (article id -> handle), is sharded by a hash of the id: ids are not uniform
+-- in their last bytes as bucket fields are.  31 is odd, so every byte of the id reaches the low bits
+-- that pick a shard.  Computed once per id and script.
+local IDH = {}
+local function idhash(id)
+  local h = IDH[id]
+  if h then return h end
+  h = 0
+  local bytes = {string.byte(id, 1, -1)}
+  for i = 1, #bytes do h = (h * 31 + bytes[i]) %% 4294967296 end
+  IDH[id] = h
+  return h
+end
+-- field hash by family, for splitting (the others: fh)
+local HASH = {h = idhash}
+
+local function shard_id(id)
+  local s = LH['h'] or lh('h')
+  local h = idhash(id)
+  local m = s.m
+  local i = h %% m
+  if i < s.p then i = h %% (2 * m) end
+  return with_num(s.pre, i)
+end
+
 -- one field more (+1) or less (-1) in a family; splits shards as it grows
 local function lh_count(fam, delta)
   local s = lh(fam)
   s.n = s.n + delta
   s.dirty = true
+  local hash = HASH[fam] or fh
   while delta > 0 and s.n > LOAD * (s.m + s.p) do
     local m = s.m
     local src, dst = K_shard(fam, s.p), K_shard(fam, s.p + m)
     local all = redis.call('HGETALL', src)
     local moved, gone = {}, {}
     for i = 1, #all, 2 do
-      if fh(all[i]) %% (2 * m) ~= s.p then
+      if hash(all[i]) %% (2 * m) ~= s.p then
         moved[#moved + 1] = all[i]; moved[#moved + 1] = all[i + 1]
         gone[#gone + 1] = all[i]
       end
@@ -242,8 +268,17 @@ local function info_day(v)
   return d
 end
 local function info_story(v) return string.sub(v, 5) end
+-- the id table: article id -> handle (decimal)
+local function handle_get(id) return redis.call('HGET', shard_id(id), id) end
+local function handle_exists(id) return redis.call('HEXISTS', shard_id(id), id) == 1 end
+local function handle_set(id, hs)
+  if redis.call('HSET', shard_id(id), id, hs) == 1 then lh_count('h', 1) end
+end
+local function handle_del(id)
+  if redis.call('HDEL', shard_id(id), id) == 1 then lh_count('h', -1) end
+end
 local function handle_of(id)
-  local h = redis.call('HGET', K_HANDLES, id)
+  local h = handle_get(id)
   if not h then return false end
   return struct.pack('<I4', tonumber(h))
 end

@@ -298,9 +298,6 @@ class SpreadIndex(RedisIndex):
             out.update(super()._blobs(missing))
         return out
 
-    def _handles(self, ids: list[str]) -> dict[str, bytes]:
-        return {i: int(h).to_bytes(4, "little") for i, h in zip(ids, self._r.hmget(self._k("h"), ids)) if h}
-
     def _records(self, ids: Iterable[str]) -> dict[str, bytes]:
         ids = list(dict.fromkeys(ids))
         if not ids:

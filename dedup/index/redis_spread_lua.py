@@ -43,7 +43,7 @@ SPREAD_HELPERS = _HELPERS + _CLEAR + "\nSPREAD = true\n"
 # (the client deletes the stored version first: only it can hand over the record, see S_DELETE)
 S_PUT = SPREAD_HELPERS + r"""
 check_epoch(true)
-if redis.call('HEXISTS', K_HANDLES, ARGV[4]) == 1 then return {false} end
+if handle_exists(ARGV[4]) then return {false} end
 begin_write()
 local hb = put(ARGV[4], ARGV[5], nil, true, nil, split_fields(ARGV[6]))
 finish()
@@ -54,7 +54,7 @@ return {hb, unpack(TODO)}
 # {false, 'moved'} when the id is stored under another handle now (read again and retry)
 S_DELETE = SPREAD_HELPERS + r"""
 check_epoch(false)
-local h = redis.call('HGET', K_HANDLES, ARGV[4])
+local h = handle_get(ARGV[4])
 if not h then return {false} end
 if h ~= ARGV[5] then return {false, 'moved'} end
 if ARGV[6] ~= '' then HINT = ARGV[6] end
@@ -107,7 +107,7 @@ for done = 0, count - 1 do
   local ncand = tonumber(ARGV[i])
   local c0 = i
   i = i + 2 * ncand + 1
-  if redis.call('HEXISTS', K_HANDLES, id) == 1 then status = 'exists'; break end
+  if handle_exists(id) then status = 'exists'; break end
   if mode ~= 'join' and redis.call('EXISTS', K_story(story)) == 1 then status = 'conflict'; break end
   for j = 0, ncand - 1 do
     local v = info_get(ARGV[c0 + 1 + 2 * j])
