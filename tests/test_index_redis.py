@@ -19,7 +19,8 @@ from dedup.index import MemoryIndex, open_index
 from dedup.index.codec import CorruptRecord
 from dedup.index.redis import IndexMismatch, IndexUnavailable, RedisIndex
 from dedup.index.codec import HEADER, HEADER_SIZE
-from dedup.index.redis_keys import KINDS, PERIOD_DAYS, bucket_family, day_tag, key, read_families, shard_index
+from dedup.index.redis_keys import (KINDS, PERIOD_DAYS, bucket_family, day_tag, key, period_entry, read_families,
+                                    shard_index)
 from dedup.index.redis_lua import LOAD
 from dedup.index.redis_lua_lib import PERIOD_SHARDS0
 from dedup.readers import read_paths
@@ -95,13 +96,13 @@ def test_lua_and_python_agree_on_bucket_keys_and_fields(redis_url):
         assert idx._fields(e.signature) == b"".join(bucket_fields(e))  # what FIND and INGEST are sent
         for f in bucket_fields(e):
             k = key("k", "b", "u", shard_index(int.from_bytes(f[-4:], "little"), 0, 0, PERIOD_SHARDS0))
-            undated = b"\xff\xff"  # entry = handle + day tag (undated articles: family b:u)
+            undated = b"\xff"  # entry = handle + the day's place in its period (undated articles: family b:u)
             assert idx._r.hgetall(k)[f] in (packed["a"] + undated + packed["b"] + undated,
                                             packed["b"] + undated + packed["a"] + undated)
         idx.delete("a")
         f = bucket_fields(e)[3]
         assert idx._r.hget(key("k", "b", "u", shard_index(int.from_bytes(f[-4:], "little"), 0, 0, PERIOD_SHARDS0)), f) == \
-            packed["b"] + b"\xff\xff"
+            packed["b"] + b"\xff"
 
 
 def test_buckets_are_partitioned_by_publication_period_and_found_across_its_edges(redis_url):
@@ -118,6 +119,11 @@ def test_buckets_are_partitioned_by_publication_period_and_found_across_its_edge
         assert r.action == "joined" and r.story == "edge"
         assert idx.candidates(entry("q", 1, day=last - 1).signature) == {"edge"}  # "next" is two days away
         assert idx.candidates(entry("q", 1, day=last - 2).signature) == set()
+        # and FIND itself leaves out what the day bytes put outside the window (verification would too)
+        for day, want in ((last - 1, {"edge"}), (last - 2, set()), (last + 2, {"next"}), (last, {"edge", "next"})):
+            sig = entry("q", 1, day=day).signature
+            found = idx._parse_find(idx._run("FIND", idx._fields(sig), idx._day_arg(sig), 1, "q", 2))
+            assert set(found.cands) == {idx._handles([a])[a] for a in want}, day
         # and the other way: the last day of the period before finds the first day of this one
         assert assign(idx, entry("start", 2, day=first), SETTINGS).action == "new"
         r = assign(idx, entry("before", 2, day=first - 1), SETTINGS)
@@ -204,7 +210,7 @@ def test_popular_bucket_is_stored_in_pieces_and_keeps_its_shard_a_listpack(redis
     rng = np.random.default_rng(5)
     shared = rng.integers(0, 2**32, SETTINGS.num_perm, dtype=np.uint64).astype(np.uint32)
     with RedisIndex(SETTINGS, url=redis_url, namespace="hot") as idx:
-        ids = [f"h{n}" for n in range(35)]  # 35 x 6 bytes = 4 pieces per bucket
+        ids = [f"h{n}" for n in range(35)]  # 35 x 5 bytes = 3 pieces per bucket
         for aid in ids:
             mh = rng.integers(0, 2**32, SETTINGS.num_perm, dtype=np.uint64).astype(np.uint32)
             mh[:3] = shared[:3]  # bands 0-2 shared by all
@@ -218,7 +224,7 @@ def test_popular_bucket_is_stored_in_pieces_and_keeps_its_shard_a_listpack(redis
         assert idx.candidates(probe) == set(ids)
         shards = [k for k in all_keys(redis_url, "hot") if k.startswith("{hot}:b:")]
         values = [v for k in shards for v in idx._r.hvals(k)]
-        assert max(map(len, values)) <= 60 and sum(map(len, values)) == 35 * 32 * 6
+        assert max(map(len, values)) <= 60 and sum(map(len, values)) == 35 * 32 * 5
         assert {idx._r.object("encoding", k) for k in shards} == {b"listpack"}
         for aid in ["h3", "h17", "h34", "h0"]:
             idx.delete(aid)
@@ -942,7 +948,7 @@ def test_bulk_chunk_sees_merges_made_earlier_in_the_same_chunk(redis_url, chunk)
 
 
 def slot_buckets(idx: RedisIndex) -> dict[tuple[str, bytes], set[bytes]]:
-    """(family, field) -> handles, read from every bucket shard of the index (pieces joined)."""
+    """(family, field) -> entries (handle + day byte), read from every bucket shard of the index (pieces joined)."""
     width = 2 + 4 * SETTINGS.rows
     pieces: dict[tuple[str, bytes], dict[int, bytes]] = {}
     for k in idx._r.scan_iter(match=f"{{{idx.namespace}}}:b:*"):
@@ -953,12 +959,13 @@ def slot_buckets(idx: RedisIndex) -> dict[tuple[str, bytes], set[bytes]]:
     out = {}
     for where, parts in pieces.items():
         v = b"".join(parts[j] for j in sorted(parts))
-        out[where] = {v[j:j + 4] for j in range(0, len(v), 6)}
+        out[where] = {v[j:j + 5] for j in range(0, len(v), 5)}
     return out
 
 
 def check_period_buckets(idx: RedisIndex) -> None:
-    """The invariant: every stored article is in its 32 buckets of its own period, and nowhere else."""
+    """The invariant: every stored article is in its 32 buckets of its own period, and nowhere else, with
+    the day's place in the period (whether the scripts or the bulk path's patch wrote the entry)."""
     want: dict[tuple[str, bytes], set[bytes]] = {}
     handles = {k.decode(): int(v).to_bytes(4, "little") for shard in idx._r.scan_iter(match=f"{{{idx.namespace}}}:h:*")
                for k, v in idx._r.hgetall(shard).items()}
@@ -967,7 +974,7 @@ def check_period_buckets(idx: RedisIndex) -> None:
         packed = idx._fields(sig)
         w = len(packed) // SETTINGS.bands
         for b in range(SETTINGS.bands):
-            want.setdefault((fam, packed[b * w:(b + 1) * w]), set()).add(handles[aid])
+            want.setdefault((fam, packed[b * w:(b + 1) * w]), set()).add(period_entry(handles[aid], sig.day))
     assert slot_buckets(idx) == want
 
 

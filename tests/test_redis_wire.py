@@ -76,7 +76,7 @@ def test_error_replies_raise_what_redis_py_raises(redis_url):
                                                                       b"0" * 40)
         done, _ = idx._direct.call("BOOM", [])
         assert not done  # NOSCRIPT: left to redis-py
-        redis.Redis.from_url(redis_url).set("{wire3}:h", "not a hash")
+        redis.Redis.from_url(redis_url).set("{wire3}:lh", "not a hash")  # every script reads the shard state
         with pytest.raises(redis.ResponseError, match="WRONGTYPE"):
             idx.entries(["a"])  # the first call loads the script (through redis-py)
         with pytest.raises(redis.ResponseError, match="WRONGTYPE"):

@@ -36,7 +36,7 @@ import numpy as np
 
 from ..records import Assignment, DedupError, Entry, Signature
 from .base import Decide
-from .redis_keys import bucket_family, day_tag, read_families
+from .redis_keys import bucket_family, day_tag, period_entry, read_families
 from .redis_wire import PipelineBroken, ScriptsMissing
 
 if TYPE_CHECKING:
@@ -240,7 +240,7 @@ class _Bulk:
     # -- after the previous chunk was written -----------------------------------------
     def _patch(self, nxt: _Chunk, prev: _Chunk, v0: bytes, handles: list[bytes]) -> None:
         """Make ``nxt``'s records say what its FIND would have read after ``prev`` was written."""
-        entry_of = {e.id: h + day_tag(e.signature.day).to_bytes(2, "little") for (e, *_), h in zip(prev.decided, handles)}
+        entry_of = {e.id: period_entry(h, e.signature.day) for (e, *_), h in zip(prev.decided, handles)}
         family = {e.id: bucket_family(day_tag(e.signature.day)) for e, *_ in prev.decided}
         id_of = {v[:4]: c for c, v in entry_of.items()}
         bands = self.bands

@@ -23,7 +23,8 @@ key                         type        contents
                                         period of ``PERIOD_DAYS`` days (``u``: undated),
                                         linear-hashed into small shards: field = u16
                                         band + the band's raw value, value = the
-                                        bucket's entries (``<u4`` handle + day tag each)
+                                        bucket's entries (``<u4`` handle + the day's
+                                        place in the period, 255: undated)
 ``{ns}:e:{shard}``          hash        sentence counts, linear-hashed the same way:
                                         field = ``<u4`` sentence hash, value = count
 ``{ns}:i:{shard}``          hash        handle info, linear-hashed the same way: field =
@@ -142,6 +143,13 @@ def bucket_family(tag: int) -> str:
     """The bucket family of an entry with day tag ``tag``: ``b:<period>``, ``b:u`` when undated
     (the Lua twin is ``bfam`` in redis_lua_lib)."""
     return "b:u" if tag == UNDATED_TAG else f"b:{tag // PERIOD_DAYS}"
+
+
+def period_entry(handle: bytes, day: int | None) -> bytes:
+    """A bucket entry of the one-slot layout: the 4-byte handle + the day's place in its period (255:
+    undated), the period's family giving the rest (the Lua twin is ``period_entry``)."""
+    tag = day_tag(day)
+    return handle + bytes([255 if tag == UNDATED_TAG else tag % PERIOD_DAYS])
 
 
 def read_families(tag: int, window: int) -> set[str] | None:

@@ -156,7 +156,7 @@ local function put(id, blob, vals, absent, story, fields)
   handle_set(id, hs)
   local r = rec(blob)
   local hb = struct.pack('<I4', h)
-  local entry = hb .. struct.pack('<I2', day_tag(r.day))
+  local entry = period_entry(hb, day_tag(r.day))
   if SPREAD then
     todo_add('+', hb, fields or band_fields(r.m))
   else
@@ -189,22 +189,22 @@ local function bucket_values(fam, fields)
   return vals
 end
 
--- distinct handles in these bucket values, and handle -> day tag
+-- distinct handles in these bucket values (of a period's family: 5-byte entries)
 local function handles_in(fields, vals)
-  local hs, tags = {}, {}
+  local hs, seen = {}, {}
   for _, f in ipairs(fields) do
     local v = vals[f]
     if v then
-      for j = 1, #v, 6 do
+      for j = 1, #v, 5 do
         local hb = string.sub(v, j, j + 3)
-        if not tags[hb] then
-          tags[hb] = struct.unpack('<I2', v, j + 4)
+        if not seen[hb] then
+          seen[hb] = true
           hs[#hs + 1] = hb
         end
       end
     end
   end
-  return hs, tags
+  return hs
 end
 
 -- bucket values as one string (u32 length per band, 0xFFFFFFFF when absent, then the values back to
@@ -271,16 +271,17 @@ local function find(fields, day, window, own)
   -- entries are decoded with one string.byte each rather than cut into strings: a popular bucket
   -- holds hundreds of them, and only the few new handles within the window become strings
   local byte = string.byte
-  for _, vals in ipairs(all) do
+  for k, vals in ipairs(all) do
+    local base = period_base(fams[k])
     for _, f in ipairs(fields) do
       local v = vals[f]
       if v then
-        for j = 1, #v, 6 do
-          local b1, b2, b3, b4, t1, t2 = byte(v, j, j + 5)
+        for j = 1, #v, 5 do
+          local b1, b2, b3, b4, t = byte(v, j, j + 4)
           local h = b1 + b2 * 256 + b3 * 65536 + b4 * 16777216
           if not seen[h] then
             seen[h] = true
-            if h ~= own_n and tag_within(t1 + t2 * 256, day, window) then
+            if h ~= own_n and (not base or tag_within(base + t, day, window)) then
               local hb = string.sub(v, j, j + 3)
               local info = info_get(hb)
               if info then out[#out + 1] = {hb, info} end

@@ -312,6 +312,23 @@ local function bfam(tag)
   return with_num('b:', (tag - tag %% PERIOD) / PERIOD)
 end
 
+-- An entry of a period's family is the 4-byte handle + one byte, the day's place in the period (255:
+-- undated): the period gives the rest of the day tag.  The band groups of the spread layout keep one family,
+-- 'b', whose entries need the whole tag: handle + 2 bytes.
+local function entry_width(fam)
+  if fam == 'b' then return 6 end
+  return 5
+end
+local function period_entry(hb, tag)
+  if tag == UNDATED then return hb .. '\255' end
+  return hb .. string.char(tag %% PERIOD)
+end
+-- the day tag of a period family's entries is base + their byte (nil: the undated family)
+local function period_base(fam)
+  local p = tonumber(string.sub(fam, 3))
+  return p and p * PERIOD
+end
+
 -- the families an article tagged `tag` reads within `window` days, its own first: nil for every one (an
 -- undated article, or an unbounded window: undated articles are candidates of every article, and every
 -- article is theirs).  The Python twin is redis_keys.read_families.
@@ -421,7 +438,7 @@ local function bucket_put(fam, f, old, new, from)
 end
 
 -- known: the field's current value when the caller just read it (false: absent), nil: read it;
--- hb: the bucket entry (handle + day tag)
+-- hb: the bucket entry (handle + day, see period_entry)
 local function bucket_add(fam, f, hb, known)
   local v = known
   if v == nil then v = bucket_get(fam, f) end
@@ -432,8 +449,9 @@ local function bucket_remove(fam, f, hb)
   local v = bucket_get(fam, f)
   if not v then return end
   local keep, from = {}, nil
-  for j = 1, #v, 6 do
-    if string.sub(v, j, j + 3) ~= hb then keep[#keep + 1] = string.sub(v, j, j + 5) elseif not from then from = j end
+  local w = entry_width(fam)
+  for j = 1, #v, w do
+    if string.sub(v, j, j + 3) ~= hb then keep[#keep + 1] = string.sub(v, j, j + w - 1) elseif not from then from = j end
   end
   if not from then return end
   if #keep == 0 then bucket_put(fam, f, v, false, 1) else bucket_put(fam, f, v, table.concat(keep), from) end
