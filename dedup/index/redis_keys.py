@@ -30,8 +30,8 @@ key                         type        contents
 ``{ns}:i:{shard}``          hash        handle info, linear-hashed the same way: field =
                                         ``<u4`` handle, value = ``<i4`` day + story id
 ``{ns}:lh``                 hash        linear-hashing state of each ``b:{period}``,
-                                        ``e`` and ``i``: level, split pointer, number
-                                        of fields (``<family>l``, ``p``, ``n``)
+                                        ``e``, ``i`` and ``h``: level, split pointer,
+                                        number of fields (``<family>l``, ``p``, ``n``)
 ``{ns}:n``                  string      number of stored articles
 ``{ns}:s:{story}``          hash        article ids of a story -> "" (a hash, not a set:
                                         small ones stay listpacks; gone when empty)
