@@ -9,6 +9,7 @@ import os
 import subprocess
 import sys
 from pathlib import Path
+from typing import Callable
 
 import numpy as np
 import pytest
@@ -898,22 +899,30 @@ def test_a_bulk_load_survives_a_server_that_lost_its_scripts(redis_url, seed_pat
     admin.close()
 
 
+def rival_after(idx: RedisIndex, other: RedisIndex, calls: int, rival: Entry
+                ) -> tuple[Callable[..., Assignment], list[tuple[str, dict]]]:
+    """idx's decider, recording (id, stories) of each decision, with ``other`` (another process) ingesting
+    ``rival`` just after the ``calls``-th decision was asked for: between a read and its write."""
+    inner = make_decider(idx, SETTINGS)
+    seen: list[tuple[str, dict]] = []
+
+    def decide(e, sigs, stories):
+        seen.append((e.id, dict(stories)))
+        if len(seen) == calls:
+            other.ingest(rival, make_decider(other, SETTINGS))
+        return inner(e, sigs, stories)
+
+    return decide, seen
+
+
 @pytest.mark.parametrize("chunk", [64, 1])
 def test_bulk_chunk_redoes_the_rest_after_a_concurrent_write(redis_url, chunk):
     """A rival lands in a later article's bucket between the chunk's read and write: that article is redone.
     With one article per chunk the rival lands while the article before is being written (pipelined)."""
     with RedisIndex(SETTINGS, url=redis_url, namespace="bulkrace") as idx, \
             RedisIndex(SETTINGS, url=redis_url, namespace="bulkrace") as other:
-        inner = make_decider(idx, SETTINGS)
-        seen: list[tuple[str, dict]] = []
-
-        def decide(e, sigs, stories):
-            seen.append((e.id, dict(stories)))
-            # chunk of 64: after x's read; chunks of 1: after y's read, while x is being written
-            if len(seen) == (1 if chunk > 1 else 2):
-                other.ingest(entry("rival", 5), make_decider(other, SETTINGS))
-            return inner(e, sigs, stories)
-
+        # chunk of 64: after x's read; chunks of 1: after y's read, while x is being written
+        decide, seen = rival_after(idx, other, 1 if chunk > 1 else 2, entry("rival", 5))
         x, y, z = entry("x", 1), entry("y", 5), entry("z", 1)
         results = idx.ingest_many([x, y, z], decide, chunk=chunk)
         assert [(r.story, r.action) for r in results] == [("x", "new"), ("rival", "joined"), ("x", "joined")]
@@ -1007,15 +1016,7 @@ def test_a_rival_written_in_the_next_period_between_read_and_write_is_not_missed
     last = p * PERIOD_DAYS + PERIOD_DAYS - 1
     with RedisIndex(SETTINGS, url=redis_url, namespace="edgerace") as idx, \
             RedisIndex(SETTINGS, url=redis_url, namespace="edgerace") as other:
-        inner = make_decider(idx, SETTINGS)
-        seen: list[tuple[str, dict]] = []
-
-        def decide(e, sigs, stories):
-            seen.append((e.id, dict(stories)))
-            if len(seen) == 2:  # after y's read, before its write
-                other.ingest(entry("rival", 5, day=last + 1), make_decider(other, SETTINGS))
-            return inner(e, sigs, stories)
-
+        decide, seen = rival_after(idx, other, 2, entry("rival", 5, day=last + 1))  # after y's read, before its write
         x, y = entry("x", 1, day=last), entry("y", 5, day=last)
         results = idx.ingest_many([x, y], decide, chunk=64)
         assert [(r.story, r.action) for r in results] == [("x", "new"), ("rival", "joined")]

@@ -208,7 +208,7 @@ for done = 0, count - 1 do
   if handle_exists(id) then finish(); return {done, 'exists', v0, unpack(written)} end
   local fields = split_fields(packed)
   local seen, others = unpack_vals(fields, buckets)
-  local tag = day_tag(rec(blob).day)
+  local tag = day_tag(rec_day(blob))
   local vals = {}
   if seen_version == v0 then
     local bv = bv_of(bfam(tag))

@@ -156,11 +156,11 @@ local function put(id, blob, vals, absent, story, fields)
   handle_set(id, hs)
   local r = rec(blob)
   local hb = struct.pack('<I4', h)
-  local entry = period_entry(hb, day_tag(r.day))
   if SPREAD then
     todo_add('+', hb, fields or band_fields(r.m))
   else
-    local fam = bfam(day_tag(r.day))
+    local tag = day_tag(r.day)
+    local fam, entry = bfam(tag), period_entry(hb, tag)
     for _, f in ipairs(fields or band_fields(r.m)) do bucket_add(fam, f, entry, vals[f]) end
   end
   for _, f in ipairs(sent_fields(r.h)) do sent_add(f) end

@@ -49,6 +49,13 @@ local function rec(blob)
   return r
 end
 
+-- a record's publication day alone (nil: undated), without cutting out the parts rec() does
+local function rec_day(blob)
+  local _, fl, day = struct.unpack('<BBi4', blob)
+  if fl %% 2 == 1 then return day end
+  return nil
+end
+
 --@ lh
 -- linear hashing of the families 'b:<period>' (buckets of one publication period; 'b' in a band group's
 -- slot), 'e' (sentence counts), 'i' (handle info) and 'h' (article id -> handle).  The state of every family a script will use is read
