@@ -21,7 +21,19 @@ called).  ``--huge-pages`` starts redis-server with jemalloc backing its memory
 with transparent huge pages; ``--control`` grows plain Redis data of the same
 shape instead and times random HGETs (no dedup code); ``--datasketch`` grows
 datasketch's MinHashLSH on Redis with the same signatures (see docs/redis.md,
-"Growth curve"):
+"Growth curve").
+
+The machine's own speed drifts (on a shared VM the same work per article has
+moved by 40% within one run), which a raw articles/s column cannot tell from
+the index getting slower.  So every ``--ref-every`` articles the bench also
+times a *reference*: the same ``--reference`` articles bulk-ingested into an
+empty index on a second redis-server, identical work each time, whose rate
+moves only with the machine.  The ``relative`` column is the segment's rate
+divided by the rate of the references run inside it: flat when the index
+keeps its speed as it grows, whatever the machine does.  A segment's rate
+averages over all of it (the first one, over an index growing from empty);
+``at size`` is the index's speed where the segment ends: its last
+``--ref-every`` articles against the references run just before and after them.
 
     python bench/redis_curve.py --n 1000000 --step 100000
     python bench/redis_curve.py --n 1000000 --step 100000 --huge-pages
@@ -32,6 +44,7 @@ datasketch's MinHashLSH on Redis with the same signatures (see docs/redis.md,
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import datetime as dt
 import statistics
 import sys
@@ -191,6 +204,51 @@ def control(args: argparse.Namespace) -> None:
             proc.wait()
 
 
+class Reference:
+    """The same articles bulk-ingested into an empty index on its own redis-server, again and again: a rate
+    that moves only with the machine's speed, to divide the growing index's rate by."""
+
+    def __init__(self, workdir: str, entries: list[Entry], settings: Settings) -> None:
+        self.entries, self.settings = entries, settings
+        self.proc, port = start_server(workdir)
+        self.url = f"redis://127.0.0.1:{port}/0"
+        self.client = redis.Redis(port=port)
+        self.seconds = 0.0
+        self.articles = 0
+
+    def run(self) -> float:
+        """One more reference run: its articles/s."""
+        self.client.flushall()  # its own throwaway server
+        with RedisIndex(self.settings, url=self.url, namespace="ref") as idx:
+            decide = make_decider(idx, self.settings)
+            t = time.perf_counter()
+            for j in range(0, len(self.entries), 1024):
+                idx.ingest_many(self.entries[j:j + 1024], decide)
+            seconds = time.perf_counter() - t
+        self.seconds += seconds
+        self.articles += len(self.entries)
+        return len(self.entries) / seconds
+
+    def take_rate(self) -> float:
+        """Articles/s of the reference runs since the last call."""
+        rate = self.articles / self.seconds if self.seconds else float("nan")
+        self.seconds, self.articles = 0.0, 0
+        return rate
+
+    def close(self) -> None:
+        self.client.close()
+        self.proc.terminate()
+        self.proc.wait()
+
+
+def prepared(synth: Synth, first: int, n: int, dd: Deduper) -> list[Entry]:
+    """``n`` synthetic articles from number ``first`` on, normalized and signed (not timed)."""
+    arts = [synth.article(first + k) for k in range(n)]
+    batch = [e for j in range(0, len(arts), 1000) for e in dd.prepare_many(arts[j:j + 1000]) if isinstance(e, Entry)]
+    assert len(batch) == len(arts)
+    return batch
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--n", type=int, default=300_000)
@@ -201,45 +259,72 @@ def main() -> None:
                     help="grow datasketch's MinHashLSH (Redis storage, insertion_session) instead, same signatures")
     ap.add_argument("--control", action="store_true",
                     help="grow plain Redis data of the same shape instead of the index, and time random HGETs")
+    ap.add_argument("--commands", action="store_true",
+                    help="also print, per segment, the server's time per article in each command the scripts call")
+    ap.add_argument("--reference", type=int, default=2000,
+                    help="articles of the reference index (0: none), ingested into an empty index every --ref-every")
+    ap.add_argument("--ref-every", type=int, default=10_000,
+                    help="articles of the growing index between two reference runs")
     args = ap.parse_args()
     if args.control:
         control(args)
         return
-    settings = Settings()
+    # a client that waits for a reply sleeps rather than polls (redis_spin_us=0): polling would count the
+    # server's time in the client's CPU column, and a bulk load waits once per chunk, not per article
+    settings = dataclasses.replace(Settings(), redis_spin_us=0)
     synth = Synth()
     dd = Deduper(settings)
-    with tempfile.TemporaryDirectory() as tmp:
+    # the reference's articles come from a generator of their own, so the growing index sees the same ones
+    # with or without it
+    ref_entries = prepared(Synth(seed=11), 0, args.reference, dd) if args.reference else []
+    with tempfile.TemporaryDirectory() as tmp, tempfile.TemporaryDirectory() as ref_tmp:
         proc, port = start_server(tmp, huge_pages=args.huge_pages)
+        ref = Reference(ref_tmp, ref_entries, settings) if ref_entries else None
         try:
             client = redis.Redis(port=port)
             before = used_memory(client)
-            print(f"{'articles':>10}{'segment art/s':>15}{'bytes/article':>15}{'stories':>10}"
-                  f"{'server us/art':>15}{'client us/art':>15}{'HGET/art':>10}{'us/HGET':>9}{'us/HSET':>9}{'Lua us/art':>12}"
-                  f"{'keys':>10}")
+            print(f"{'articles':>10}{'segment art/s':>15}{'ref art/s':>11}{'relative':>10}{'at size':>10}"
+                  f"{'bytes/article':>15}"
+                  f"{'stories':>10}{'server us/art':>15}{'client us/art':>15}{'HGET/art':>10}{'us/HGET':>9}"
+                  f"{'us/HSET':>9}{'Lua us/art':>12}{'keys':>10}")
             with RedisIndex(settings, url=f"redis://127.0.0.1:{port}/0", namespace="curve") as idx:
                 decide = make_decider(idx, settings)
                 lsh = datasketch_lsh(port) if args.datasketch else None
                 done = 0
+                last_ref = at_size = float("nan")
+                if ref is not None:
+                    last_ref = ref.run()
+                    ref.take_rate()  # the first run only opens the series
                 while done < args.n:
-                    arts = [synth.article(done + k) for k in range(min(args.step, args.n - done))]
-                    batch = [e for j in range(0, len(arts), 1000) for e in dd.prepare_many(arts[j:j + 1000])
-                             if isinstance(e, Entry)]
-                    assert len(batch) == len(arts)
-                    del arts
+                    batch = prepared(synth, done, min(args.step, args.n - done), dd)
                     if lsh is not None:  # the same signatures as datasketch LeanMinHashes (not timed)
                         lean = [(e.id, as_lean_minhash(e.signature, settings.seed)) for e in batch]
                     server0, stats0 = server_cpu(client), command_stats(client)
-                    t, cpu = time.perf_counter(), time.process_time()
-                    if lsh is not None:
-                        with lsh.insertion_session() as session:
-                            for aid, m in lean:
-                                session.insert(aid, m)
-                    else:
-                        for j in range(0, len(batch), 1024):
-                            idx.ingest_many(batch[j:j + 1024], decide)
-                    rate = len(batch) / (time.perf_counter() - t)
-                    cpu = (time.process_time() - cpu) / len(batch) * 1e6
+                    seconds, cpu = 0.0, 0.0
+                    for k in range(0, len(batch), args.ref_every):
+                        part = batch[k:k + args.ref_every]
+                        t, c = time.perf_counter(), time.process_time()
+                        if lsh is not None:
+                            with lsh.insertion_session() as session:
+                                for aid, m in lean[k:k + args.ref_every]:
+                                    session.insert(aid, m)
+                        else:
+                            for j in range(0, len(part), 1024):
+                                idx.ingest_many(part[j:j + 1024], decide)
+                        part_seconds = time.perf_counter() - t
+                        seconds += part_seconds
+                        cpu += time.process_time() - c
+                        if ref is not None:  # not counted in the segment's own figures
+                            server_ref = server_cpu(client)
+                            before_part, last_ref = last_ref, ref.run()
+                            server0 += server_cpu(client) - server_ref  # (the growing server idles meanwhile)
+                            # the index's speed at its current size: the last slice against the references
+                            # run just before and just after it
+                            at_size = len(part) / part_seconds / ((before_part + last_ref) / 2)
+                    rate = len(batch) / seconds
+                    cpu = cpu / len(batch) * 1e6
                     server = (server_cpu(client) - server0) / len(batch) * 1e6
+                    ref_rate = ref.take_rate() if ref is not None else float("nan")
                     stats = command_stats(client)
                     delta = {c: (v[0] - stats0.get(c, (0, 0))[0], v[1] - stats0.get(c, (0, 0))[1])
                              for c, v in stats.items()}
@@ -250,15 +335,23 @@ def main() -> None:
                     hgets = hg / len(batch)
                     done += len(batch)
                     per = (used_memory(client) - before) / done
-                    print(f"{done:10d}{rate:15.0f}{per:15.0f}{client.zcard('{curve}:stories'):10d}"
+                    print(f"{done:10d}{rate:15.0f}{ref_rate:11.0f}{rate / ref_rate:10.3f}{at_size:10.3f}{per:15.0f}"
+                          f"{client.zcard('{curve}:stories'):10d}"
                           f"{server:15.0f}{cpu:15.0f}{hgets:10.1f}{hg_us / max(hg, 1):9.2f}{hs_us / max(hs, 1):9.2f}"
                           f"{f'{lua / len(batch):.0f}' if 'evalsha' in delta else '-':>12}{client.dbsize():10d}",
                           flush=True)
+                    if args.commands:  # where the server's time per article went, command by command
+                        top = sorted(((us, c, n) for c, (n, us) in delta.items() if c not in ("evalsha", "info")),
+                                     reverse=True)[:8]
+                        print("          us/art by command: " + ", ".join(
+                            f"{c} {us / len(batch):.1f} ({n / len(batch):.1f} calls)" for us, c, n in top), flush=True)
             print(f"redis-server's memory in huge pages: {huge_page_share(proc.pid)}")
             client.close()
         finally:
             proc.terminate()
             proc.wait()
+            if ref is not None:
+                ref.close()
 
 
 if __name__ == "__main__":

@@ -142,6 +142,35 @@ def test_buckets_are_partitioned_by_publication_period_and_found_across_its_edge
         assert all_keys(redis_url, "per") == []
 
 
+def test_sentence_counts_are_kept_per_period_and_summed_over_them(redis_url):
+    """An article counts its sentences in the family of its publication period (``e:<period>``, ``e:u``
+    when undated), so ingest only touches the current period's shards; a sentence's count is the sum over
+    the periods, and deleting an article takes its sentences off the period it was counted in."""
+    p = 20_000 // PERIOD_DAYS
+    days = {"a": p * PERIOD_DAYS, "b": p * PERIOD_DAYS + 3, "c": (p + 5) * PERIOD_DAYS, "d": None}
+    h11 = (11).to_bytes(4, "little")  # entry() gives every article the sentences 11, 12 and 11 again
+
+    def count_in(period: object) -> int:
+        return int(idx._r.hget(key("sent", "e", period, shard_index(11, 0, 0, PERIOD_SHARDS0)), h11) or 0)
+
+    def families() -> set[str]:
+        return {k.rsplit(":", 1)[0] for k in all_keys(redis_url, "sent") if k.startswith("{sent}:e:")}
+
+    with RedisIndex(SETTINGS, url=redis_url, namespace="sent") as idx:
+        for i, (aid, day) in enumerate(days.items()):
+            idx.put(entry(aid, i, day=day))
+        assert families() == {f"{{sent}}:e:{p}", f"{{sent}}:e:{p + 5}", "{sent}:e:u"}
+        assert [count_in(p), count_in(p + 5), count_in("u")] == [2, 1, 1]
+        assert idx.sentence_counts([11, 12, 13]) == [4, 4, 0]
+        idx.delete("b")
+        assert [count_in(p), count_in(p + 5), count_in("u")] == [1, 1, 1]
+        idx.delete("c")
+        assert families() == {f"{{sent}}:e:{p}", "{sent}:e:u"} and idx.sentence_counts([12]) == [2]
+        for aid in "ad":
+            idx.delete(aid)
+        assert idx.sentence_counts([11]) == [0] and all_keys(redis_url, "sent") == []
+
+
 def test_python_and_lua_agree_on_bucket_families(redis_url):
     """The bulk path works out which periods a lookup reads as the scripts do (redis_keys.read_families)."""
     from dedup.index.redis_keys import UNDATED_TAG

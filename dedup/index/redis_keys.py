@@ -25,12 +25,14 @@ key                         type        contents
                                         band + the band's raw value, value = the
                                         bucket's entries (``<u4`` handle + the day's
                                         place in the period, 255: undated)
-``{ns}:e:{shard}``          hash        sentence counts, linear-hashed the same way:
-                                        field = ``<u4`` sentence hash, value = count
+``{ns}:e:{period}:{shard}`` hash        sentence counts of the articles published in one
+                                        period (as for buckets), linear-hashed the same
+                                        way: field = ``<u4`` sentence hash, value =
+                                        count; a sentence's count is the sum over periods
 ``{ns}:i:{shard}``          hash        handle info, linear-hashed the same way: field =
                                         ``<u4`` handle, value = ``<i4`` day + story id
 ``{ns}:lh``                 hash        linear-hashing state of each ``b:{period}``,
-                                        ``e``, ``i`` and ``h``: level, split pointer,
+                                        ``e:{period}``, ``i`` and ``h``: level, split pointer,
                                         number of fields (``<family>l``, ``p``, ``n``)
 ``{ns}:n``                  string      number of stored articles
 ``{ns}:s:{story}``          hash        article ids of a story -> "" (a hash, not a set:
@@ -70,7 +72,7 @@ helper and :func:`key` are the only two places that know the layout, and
 from __future__ import annotations
 
 # version of this layout, part of the namespace fingerprint: a namespace written with another layout is refused
-LAYOUT_VERSION = "6"
+LAYOUT_VERSION = "7"
 
 KINDS = {"meta", "a", "h", "b", "e", "i", "lh", "n", "s", "stories", "days", "todo", "split"}
 

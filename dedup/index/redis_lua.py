@@ -66,11 +66,18 @@ end
 return out
 """
 
-# ARGV: ns, bands, rows, 4-byte sentence hash, ... -> counts
+# ARGV: ns, bands, rows, 4-byte sentence hash, ... -> counts (each the sum over the publication periods'
+# families, see efam)
 SENT_COUNTS = _HELPERS + r"""
 check_epoch(false)
+local fams = stored_fams('e:')
+for _, fam in ipairs(fams) do lh_want(fam) end
 local out = {}
-for i = 4, #ARGV do out[#out + 1] = tonumber(redis.call('HGET', shard('e', ARGV[i]), ARGV[i]) or 0) end
+for i = 4, #ARGV do
+  local f, n = ARGV[i], 0
+  for _, fam in ipairs(fams) do n = n + tonumber(redis.call('HGET', shard(fam, f), f) or 0) end
+  out[#out + 1] = n
+end
 return out
 """
 
@@ -131,6 +138,7 @@ local function answer(packed, day_arg, window, id, mode, blob)
   local fields = split_fields(packed)
   local day = nil
   if day_arg ~= '' then day = tonumber(day_arg) end
+  if mode == '3' then want_write_fams(day_tag(day)) end
   local own_hb = handle_of(id)
   local found, vals, others = find(fields, day, window, own_hb)
   if mode == '0' then
@@ -205,10 +213,11 @@ for done = 0, count - 1 do
   for j = 0, ncand - 1 do expected[ARGV[i + 1 + 2 * j]] = ARGV[i + 2 + 2 * j] end
   i = i + 2 * ncand + 1
 
+  local tag = day_tag(rec_day(blob))
+  want_write_fams(tag)
   if handle_exists(id) then finish(); return {done, 'exists', v0, unpack(written)} end
   local fields = split_fields(packed)
   local seen, others = unpack_vals(fields, buckets)
-  local tag = day_tag(rec_day(blob))
   local vals = {}
   if seen_version == v0 then
     local bv = bv_of(bfam(tag))

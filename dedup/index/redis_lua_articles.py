@@ -19,15 +19,25 @@ local function sent_fields(h)
   return out
 end
 
-local function sent_add(f)
-  if redis.call('HINCRBY', shard('e', f), f, '1') == 1 then lh_count('e', 1) end
+-- Sentence counts are partitioned by publication period as buckets are: an article counts its sentences
+-- in the family of its period, 'e:<period>' ('e:u' when undated).  Ingest then increments shards of the
+-- current period only, a working set that stays the same size as the index grows, instead of ~18 random
+-- shards of one family spanning the whole index.  A sentence's count is the sum over the periods
+-- (SENT_COUNTS), read only when a story is ranked.
+local function efam(tag)
+  if tag == UNDATED then return 'e:u' end
+  return with_num('e:', (tag - tag % PERIOD) / PERIOD)
 end
 
-local function sent_remove(f)
-  local k = shard('e', f)
+local function sent_add(fam, f)
+  if redis.call('HINCRBY', shard(fam, f), f, '1') == 1 then lh_count(fam, 1) end
+end
+
+local function sent_remove(fam, f)
+  local k = shard(fam, f)
   if redis.call('HINCRBY', k, f, '-1') <= 0 then
     redis.call('HDEL', k, f)
-    lh_count('e', -1)
+    lh_count(fam, -1)
   end
 end
 
@@ -121,13 +131,15 @@ local function del_article(id)
   end
   if blob then
     local r = rec(blob)
+    local tag = day_tag(r.day)
     if SPREAD then
       todo_add('-', hb, band_fields(r.m))
     else
-      local fam = bfam(day_tag(r.day))
+      local fam = bfam(tag)
       for _, f in ipairs(band_fields(r.m)) do bucket_remove(fam, f, hb) end
     end
-    for _, f in ipairs(sent_fields(r.h)) do sent_remove(f) end
+    local ef = efam(tag)
+    for _, f in ipairs(sent_fields(r.h)) do sent_remove(ef, f) end
     if r.day and redis.call('HINCRBY', K_DAYS, r.day, '-1') <= 0 then redis.call('HDEL', K_DAYS, r.day) end
   end
   if redis.call('DECR', K_COUNT) <= 0 then redis.call('DEL', K_COUNT); EMPTIED = true end
@@ -139,6 +151,13 @@ local function del_article(id)
     if redis.call('HLEN', K_story(s)) >= 2 then redis.call('HSET', K_SPLIT, s, '') end
   end
   return blob or false
+end
+
+-- an article of day tag `tag` is written to these families: named before the script's first family
+-- state read, their state comes with it (one HMGET)
+local function want_write_fams(tag)
+  if not SPREAD then lh_want(bfam(tag)) end
+  lh_want(efam(tag))
 end
 
 -- vals: optional field -> current value (false if absent) of this record's buckets, read just before;
@@ -156,14 +175,15 @@ local function put(id, blob, vals, absent, story, fields)
   handle_set(id, hs)
   local r = rec(blob)
   local hb = struct.pack('<I4', h)
+  local tag = day_tag(r.day)
   if SPREAD then
     todo_add('+', hb, fields or band_fields(r.m))
   else
-    local tag = day_tag(r.day)
     local fam, entry = bfam(tag), period_entry(hb, tag)
     for _, f in ipairs(fields or band_fields(r.m)) do bucket_add(fam, f, entry, vals[f]) end
   end
-  for _, f in ipairs(sent_fields(r.h)) do sent_add(f) end
+  local ef = efam(tag)
+  for _, f in ipairs(sent_fields(r.h)) do sent_add(ef, f) end
   redis.call('INCR', K_COUNT)
   if r.day then redis.call('HINCRBY', K_DAYS, r.day, '1') end
   local info = struct.pack('<i4', r.day or NODAY) .. (story or '')

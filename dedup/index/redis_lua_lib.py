@@ -58,8 +58,9 @@ end
 
 --@ lh
 -- linear hashing of the families 'b:<period>' (buckets of one publication period; 'b' in a band group's
--- slot), 'e' (sentence counts), 'i' (handle info) and 'h' (article id -> handle).  The state of every family a script will use is read
--- at the first use of any: one HMGET (lh_want names the families to read with it).
+-- slot), 'e:<period>' (sentence counts of one period), 'i' (handle info) and 'h' (article id -> handle).
+-- The state of every family a script will use is read at the first use of any: one HMGET (lh_want names
+-- the families to read with it).
 local LH = {}
 local LH_WANT = {}
 local function lh_want(fam)
@@ -69,7 +70,7 @@ local function lh(fam)
   local s = LH[fam]
   if s then return s end
   local fams, seen = {}, {}
-  for _, f in ipairs({fam, 'e', 'i', 'h', unpack(LH_WANT)}) do
+  for _, f in ipairs({fam, 'i', 'h', unpack(LH_WANT)}) do
     if not LH[f] and not seen[f] then seen[f] = true; fams[#fams + 1] = f end
   end
   LH_WANT = {}
@@ -80,7 +81,7 @@ local function lh(fam)
     local l = tonumber(v[3 * j - 2]) or 0
     -- a period's family starts small (there are many); m: shards before the split point of this level
     local s0 = S0
-    if string.byte(f, 2) == 58 then s0 = SB0 end  -- 'b:...'
+    if string.byte(f, 2) == 58 then s0 = SB0 end  -- 'b:...', 'e:...'
     LH[f] = {l = l, p = tonumber(v[3 * j - 1]) or 0, n = tonumber(v[3 * j]) or 0, dirty = false,
              pre = P .. f .. ':', m = s0 * 2 ^ l}
   end
@@ -354,6 +355,19 @@ local function window_fams(tag, window)
   return out
 end
 
+-- every family of one kind ('b:' or 'e:') that holds anything (a family's state goes with its last field)
+local function stored_fams(prefix)
+  local out = {}
+  local all = redis.call('HGETALL', K_LH)
+  for i = 1, #all, 2 do
+    local f = all[i]
+    if string.sub(f, 1, 2) == prefix and string.byte(f, #f) == 110 then  -- '<prefix><period>n'
+      out[#out + 1] = string.sub(f, 1, -2)
+    end
+  end
+  return out
+end
+
 -- the families to read: the article's own first (the one it is written to, even while empty), then those
 -- of window_fams that hold anything
 local function read_fams(tag, window)
@@ -361,13 +375,8 @@ local function read_fams(tag, window)
   local want = window_fams(tag, window)
   if not want then
     want = {own}
-    local all = redis.call('HGETALL', K_LH)
-    for i = 1, #all, 2 do
-      local f = all[i]
-      if string.sub(f, 1, 2) == 'b:' and string.byte(f, #f) == 110 then  -- 'b:<period>n'
-        f = string.sub(f, 1, -2)
-        if f ~= own then want[#want + 1] = f end
-      end
+    for _, f in ipairs(stored_fams('b:')) do
+      if f ~= own then want[#want + 1] = f end
     end
   end
   for _, f in ipairs(want) do lh_want(f) end
