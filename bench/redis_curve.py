@@ -31,9 +31,7 @@ empty index on a second redis-server, identical work each time, whose rate
 moves only with the machine.  The ``relative`` column is the segment's rate
 divided by the rate of the references run inside it: flat when the index
 keeps its speed as it grows, whatever the machine does.  A segment's rate
-averages over all of it (the first one, over an index growing from empty);
-``at size`` is the index's speed where the segment ends: its last
-``--ref-every`` articles against the references run just before and after them.
+averages over all of it: the first one's, over an index growing from empty.
 
     python bench/redis_curve.py --n 1000000 --step 100000
     python bench/redis_curve.py --n 1000000 --step 100000 --huge-pages
@@ -216,18 +214,16 @@ class Reference:
         self.seconds = 0.0
         self.articles = 0
 
-    def run(self) -> float:
-        """One more reference run: its articles/s."""
+    def run(self) -> None:
+        """One more reference run."""
         self.client.flushall()  # its own throwaway server
         with RedisIndex(self.settings, url=self.url, namespace="ref") as idx:
             decide = make_decider(idx, self.settings)
             t = time.perf_counter()
             for j in range(0, len(self.entries), 1024):
                 idx.ingest_many(self.entries[j:j + 1024], decide)
-            seconds = time.perf_counter() - t
-        self.seconds += seconds
+            self.seconds += time.perf_counter() - t
         self.articles += len(self.entries)
-        return len(self.entries) / seconds
 
     def take_rate(self) -> float:
         """Articles/s of the reference runs since the last call."""
@@ -283,7 +279,7 @@ def main() -> None:
         try:
             client = redis.Redis(port=port)
             before = used_memory(client)
-            print(f"{'articles':>10}{'segment art/s':>15}{'ref art/s':>11}{'relative':>10}{'at size':>10}"
+            print(f"{'articles':>10}{'segment art/s':>15}{'ref art/s':>11}{'relative':>10}"
                   f"{'bytes/article':>15}"
                   f"{'stories':>10}{'server us/art':>15}{'client us/art':>15}{'HGET/art':>10}{'us/HGET':>9}"
                   f"{'us/HSET':>9}{'Lua us/art':>12}{'keys':>10}")
@@ -291,10 +287,6 @@ def main() -> None:
                 decide = make_decider(idx, settings)
                 lsh = datasketch_lsh(port) if args.datasketch else None
                 done = 0
-                last_ref = at_size = float("nan")
-                if ref is not None:
-                    last_ref = ref.run()
-                    ref.take_rate()  # the first run only opens the series
                 while done < args.n:
                     batch = prepared(synth, done, min(args.step, args.n - done), dd)
                     if lsh is not None:  # the same signatures as datasketch LeanMinHashes (not timed)
@@ -311,16 +303,12 @@ def main() -> None:
                         else:
                             for j in range(0, len(part), 1024):
                                 idx.ingest_many(part[j:j + 1024], decide)
-                        part_seconds = time.perf_counter() - t
-                        seconds += part_seconds
+                        seconds += time.perf_counter() - t
                         cpu += time.process_time() - c
                         if ref is not None:  # not counted in the segment's own figures
                             server_ref = server_cpu(client)
-                            before_part, last_ref = last_ref, ref.run()
+                            ref.run()
                             server0 += server_cpu(client) - server_ref  # (the growing server idles meanwhile)
-                            # the index's speed at its current size: the last slice against the references
-                            # run just before and just after it
-                            at_size = len(part) / part_seconds / ((before_part + last_ref) / 2)
                     rate = len(batch) / seconds
                     cpu = cpu / len(batch) * 1e6
                     server = (server_cpu(client) - server0) / len(batch) * 1e6
@@ -335,7 +323,7 @@ def main() -> None:
                     hgets = hg / len(batch)
                     done += len(batch)
                     per = (used_memory(client) - before) / done
-                    print(f"{done:10d}{rate:15.0f}{ref_rate:11.0f}{rate / ref_rate:10.3f}{at_size:10.3f}{per:15.0f}"
+                    print(f"{done:10d}{rate:15.0f}{ref_rate:11.0f}{rate / ref_rate:10.3f}{per:15.0f}"
                           f"{client.zcard('{curve}:stories'):10d}"
                           f"{server:15.0f}{cpu:15.0f}{hgets:10.1f}{hg_us / max(hg, 1):9.2f}{hs_us / max(hs, 1):9.2f}"
                           f"{f'{lua / len(batch):.0f}' if 'evalsha' in delta else '-':>12}{client.dbsize():10d}",

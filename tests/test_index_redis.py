@@ -23,7 +23,8 @@ from dedup.index.codec import HEADER, HEADER_SIZE
 from dedup.index.redis_keys import (KINDS, PERIOD_DAYS, bucket_family, day_tag, key, period_entry, read_families,
                                     shard_index)
 from dedup.index.redis_lua import LOAD
-from dedup.index.redis_lua_lib import PERIOD_SHARDS0
+from dedup.index.redis_lua_lib import INFO_SPAN, PERIOD_SHARDS0
+from dedup.index.redis_retention import dated_before
 from dedup.readers import read_paths
 from dedup.records import Article, Assignment, BadInput, Entry, Signature
 from dedup.service import Deduper
@@ -169,6 +170,28 @@ def test_sentence_counts_are_kept_per_period_and_summed_over_them(redis_url):
         for aid in "ad":
             idx.delete(aid)
         assert idx.sentence_counts([11]) == [0] and all_keys(redis_url, "sent") == []
+
+
+def test_handle_table_is_sharded_by_handle_range(redis_url):
+    """A handle's info (day, story) lives in shard ``handle // 64``, so consecutive articles write the
+    same, newest shard; retention reads the shards from where the epoch's handles started (``seq0``) to
+    the last one given out, and finds every old article there."""
+    with RedisIndex(SETTINGS, url=redis_url, namespace="rng") as idx:
+        days = {f"r{n}": 20_000 + n // 50 for n in range(150)}
+        for i, (aid, day) in enumerate(days.items()):
+            idx.put(entry(aid, i, day=day))
+        handles = {aid: handle(idx, aid) for aid in days}
+        shards = {k for k in all_keys(redis_url, "rng") if k.startswith("{rng}:i:")}
+        assert shards == {key("rng", "i", h // INFO_SPAN) for h in handles.values()} and len(shards) >= 3
+        for aid, h in handles.items():
+            info = idx._r.hget(key("rng", "i", h // INFO_SPAN), h.to_bytes(4, "little"))
+            assert int.from_bytes(info[:4], "little", signed=True) == days[aid]
+        seq0, seq = (int(x) for x in idx._r.hmget(key("rng", "meta"), "seq0", "seq"))
+        assert sorted(handles.values()) == list(range(seq0 + 1, seq + 1))
+        assert sorted(dated_before(idx._r, "rng", 20_001, idx._blobs)) == sorted(f"r{n}" for n in range(50))
+        for aid in days:
+            idx.delete(aid)
+        assert all_keys(redis_url, "rng") == []
 
 
 def test_python_and_lua_agree_on_bucket_families(redis_url):

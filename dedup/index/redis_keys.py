@@ -14,7 +14,8 @@ key                         type        contents
                                         ``epoch``: random, set when the namespace is
                                         claimed (see below); ``v``: write version, moved by
                                         every write script; ``seq``: last handle given
-                                        out; ``clock``: change counter behind ``stories``
+                                        out (``seq0``: where the epoch started it);
+                                        ``clock``: change counter behind ``stories``
 ``{ns}:a:{handle}``         string      article record (:mod:`dedup.index.codec`),
                                         keyed by the article's integer handle
 ``{ns}:h:{shard}``          hash        article id -> handle (decimal), linear-hashed by a
@@ -29,10 +30,12 @@ key                         type        contents
                                         period (as for buckets), linear-hashed the same
                                         way: field = ``<u4`` sentence hash, value =
                                         count; a sentence's count is the sum over periods
-``{ns}:i:{shard}``          hash        handle info, linear-hashed the same way: field =
-                                        ``<u4`` handle, value = ``<i4`` day + story id
+``{ns}:i:{n}``              hash        handle info of handles 64n to 64n + 63 (sharded
+                                        by range: new articles write the newest shard):
+                                        field = ``<u4`` handle, value = ``<i4`` day +
+                                        story id
 ``{ns}:lh``                 hash        linear-hashing state of each ``b:{period}``,
-                                        ``e:{period}``, ``i`` and ``h``: level, split pointer,
+                                        ``e:{period}`` and ``h``: level, split pointer,
                                         number of fields (``<family>l``, ``p``, ``n``)
 ``{ns}:n``                  string      number of stored articles
 ``{ns}:s:{story}``          hash        article ids of a story -> "" (a hash, not a set:

@@ -258,7 +258,7 @@ return {count, 'ok', v0, unpack(written)}
 # the previous epoch given out again.
 CLAIM = r"""
 redis.call('HSETNX', KEYS[1], 'fingerprint', ARGV[1])
-if redis.call('HSETNX', KEYS[1], 'epoch', ARGV[2]) == 1 then redis.call('HSET', KEYS[1], 'seq', ARGV[3]) end
+if redis.call('HSETNX', KEYS[1], 'epoch', ARGV[2]) == 1 then redis.call('HSET', KEYS[1], 'seq', ARGV[3], 'seq0', ARGV[3]) end
 return redis.call('HMGET', KEYS[1], 'fingerprint', 'epoch')
 """
 

@@ -86,7 +86,7 @@ local function set_story(story, ids, known)
   if #members == 0 then return end
   for _, old in ipairs(order) do leave(old, by_old[old], story) end
   redis.call('HSET', K_story(story), unpack(members))
-  for _, mv in ipairs(moves) do redis.call('HSET', shard('i', mv[1]), mv[1], mv[2]) end
+  for _, mv in ipairs(moves) do redis.call('HSET', shard_i(mv[1]), mv[1], mv[2]) end
   touch(story)
 end
 
@@ -125,10 +125,7 @@ local function del_article(id)
   handle_del(id)
   local hb = struct.pack('<I4', tonumber(h))
   local v = info_get(hb)
-  if v then
-    redis.call('HDEL', shard('i', hb), hb)
-    lh_count('i', -1)
-  end
+  if v then redis.call('HDEL', shard_i(hb), hb) end
   if blob then
     local r = rec(blob)
     local tag = day_tag(r.day)
@@ -187,8 +184,7 @@ local function put(id, blob, vals, absent, story, fields)
   redis.call('INCR', K_COUNT)
   if r.day then redis.call('HINCRBY', K_DAYS, r.day, '1') end
   local info = struct.pack('<i4', r.day or NODAY) .. (story or '')
-  redis.call('HSET', shard('i', hb), hb, info)
-  lh_count('i', 1)
+  redis.call('HSET', shard_i(hb), hb, info)
   return hb, info
 end
 

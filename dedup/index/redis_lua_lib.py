@@ -26,6 +26,8 @@ LOAD = 40
 # them small at first (see redis_keys.PERIOD_DAYS)
 PERIOD_SHARDS0 = 8
 NODAY = -(2**31)  # day of an undated article in the handle table
+# handles per shard of the handle table 'i' (sharded by range): under hash-max-listpack-entries (128)
+INFO_SPAN = 64
 
 _TEMPLATE = LUA_KEY_HELPERS + r"""
 local BANDS = tonumber(ARGV[2])
@@ -58,7 +60,7 @@ end
 
 --@ lh
 -- linear hashing of the families 'b:<period>' (buckets of one publication period; 'b' in a band group's
--- slot), 'e:<period>' (sentence counts of one period), 'i' (handle info) and 'h' (article id -> handle).
+-- slot), 'e:<period>' (sentence counts of one period) and 'h' (article id -> handle).
 -- The state of every family a script will use is read at the first use of any: one HMGET (lh_want names
 -- the families to read with it).
 local LH = {}
@@ -70,7 +72,7 @@ local function lh(fam)
   local s = LH[fam]
   if s then return s end
   local fams, seen = {}, {}
-  for _, f in ipairs({fam, 'i', 'h', unpack(LH_WANT)}) do
+  for _, f in ipairs({fam, 'h', unpack(LH_WANT)}) do
     if not LH[f] and not seen[f] then seen[f] = true; fams[#fams + 1] = f end
   end
   LH_WANT = {}
@@ -267,9 +269,19 @@ local function split_fields(packed)
 end
 
 -- handle info, family 'i': field = 4-byte handle, value = i32 day (NODAY: undated) .. story id
--- ('' until the article joins a story): what FIND needs per candidate, without reading its record
+-- ('' until the article joins a story): what FIND needs per candidate, without reading its record.
+-- Sharded by range, ISPAN consecutive handles per shard ({ns}:i:<handle // ISPAN>), not hashed:
+-- handles are given out in arrival order, so a new article writes the newest shard, and its candidates
+-- (mostly recent articles) are in the newest shards too.  The shards an index touches then stay the same
+-- few as it grows, where hashing spread those writes over every shard of the index.
 local NODAY = %(noday)d
-local function info_get(hb) return redis.call('HGET', shard('i', hb), hb) end
+local ISPAN = %(ispan)d
+local function shard_i(hb)
+  local a, b, c, d = string.byte(hb, 1, 4)
+  local h = a + b * 256 + c * 65536 + d * 16777216
+  return with_num(P .. 'i:', (h - h %% ISPAN) / ISPAN)
+end
+local function info_get(hb) return redis.call('HGET', shard_i(hb), hb) end
 local function info_day(v)
   local d = struct.unpack('<i4', v)
   if d == NODAY then return nil end
@@ -473,7 +485,8 @@ local function bucket_remove(fam, f, hb)
   if #keep == 0 then bucket_put(fam, f, v, false, 1) else bucket_put(fam, f, v, table.concat(keep), from) end
 end
 
-""" % {"hdr": HEADER_SIZE, "s0": SHARDS0, "sb0": PERIOD_SHARDS0, "period": PERIOD_DAYS, "load": LOAD, "noday": NODAY}
+""" % {"hdr": HEADER_SIZE, "s0": SHARDS0, "sb0": PERIOD_SHARDS0, "period": PERIOD_DAYS, "load": LOAD, "noday": NODAY,
+       "ispan": INFO_SPAN}
 
 # The text in sections (each starts at a '--@ name' line): the story index's scripts take them all; the
 # spread layout's band script (redis_spread_lua.BAND) only the bucket machinery.  A script runs its
