@@ -275,8 +275,9 @@ def main() -> None:
     ref_entries = prepared(Synth(seed=11), 0, args.reference, dd) if args.reference else []
     with tempfile.TemporaryDirectory() as tmp, tempfile.TemporaryDirectory() as ref_tmp:
         proc, port = start_server(tmp, huge_pages=args.huge_pages)
-        ref = Reference(ref_tmp, ref_entries, settings) if ref_entries else None
+        ref = None
         try:
+            ref = Reference(ref_tmp, ref_entries, settings) if ref_entries else None
             client = redis.Redis(port=port)
             before = used_memory(client)
             print(f"{'articles':>10}{'segment art/s':>15}{'ref art/s':>11}{'relative':>10}"
