@@ -257,6 +257,7 @@ class RedisIndex(StoryIndex):
             return {}
         return {i: int(h).to_bytes(4, "little") for i, h in zip(ids, self._run("HANDLES", *ids)) if h}
 
+    @_guard
     def __len__(self) -> int:
         return int(self._r.get(self._k("n")) or 0)
 

@@ -115,6 +115,13 @@ local function todo_add(op, hb, fields)
   TODO[#TODO + 1] = op; TODO[#TODO + 1] = member; TODO[#TODO + 1] = with_num('', score)
 end
 
+-- the families an article of day tag `tag` is written to (or deleted from): named before the script's
+-- next family state read, their state comes with it (one HMGET)
+local function want_write_fams(tag)
+  if not SPREAD then lh_want(bfam(tag)) end
+  lh_want(efam(tag))
+end
+
 -- removes an article everywhere; returns its record (false if absent)
 local function del_article(id)
   local h = handle_get(id)
@@ -129,6 +136,7 @@ local function del_article(id)
   if blob then
     local r = rec(blob)
     local tag = day_tag(r.day)
+    want_write_fams(tag)
     if SPREAD then
       todo_add('-', hb, band_fields(r.m))
     else
@@ -148,13 +156,6 @@ local function del_article(id)
     if redis.call('HLEN', K_story(s)) >= 2 then redis.call('HSET', K_SPLIT, s, '') end
   end
   return blob or false
-end
-
--- an article of day tag `tag` is written to these families: named before the script's first family
--- state read, their state comes with it (one HMGET)
-local function want_write_fams(tag)
-  if not SPREAD then lh_want(bfam(tag)) end
-  lh_want(efam(tag))
 end
 
 -- vals: optional field -> current value (false if absent) of this record's buckets, read just before;

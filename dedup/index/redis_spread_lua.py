@@ -43,6 +43,7 @@ SPREAD_HELPERS = _HELPERS + _CLEAR + "\nSPREAD = true\n"
 # (the client deletes the stored version first: only it can hand over the record, see S_DELETE)
 S_PUT = SPREAD_HELPERS + r"""
 check_epoch(true)
+want_write_fams(day_tag(rec_day(ARGV[5])))
 if handle_exists(ARGV[4]) then return {false} end
 begin_write()
 local hb = put(ARGV[4], ARGV[5], nil, true, nil, split_fields(ARGV[6]))
@@ -107,6 +108,7 @@ for done = 0, count - 1 do
   local ncand = tonumber(ARGV[i])
   local c0 = i
   i = i + 2 * ncand + 1
+  want_write_fams(day_tag(rec_day(blob)))
   if handle_exists(id) then status = 'exists'; break end
   if mode ~= 'join' and redis.call('EXISTS', K_story(story)) == 1 then status = 'conflict'; break end
   for j = 0, ncand - 1 do
