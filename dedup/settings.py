@@ -119,6 +119,14 @@ class Settings(DeclaredSettings):
         "whose CPUs are all busy); never polls when the process may only run on one CPU.",
         group="storage",
     )
+    redis_mirror: int = _setting(
+        20000,
+        "Shared (Redis) index only, 'slot' layout: how many recent articles' LSH buckets a client keeps a "
+        "copy of (~3 kB each), so that it can decide a streamed article on the candidates it expects and "
+        "send the decision with the candidate read: one round trip instead of two when the server finds "
+        "exactly those candidates (it checks; otherwise the article takes the usual two). 0 turns it off.",
+        group="storage",
+    )
     redis_layout: str = _setting(
         "auto",
         "Shared (Redis) index only: 'slot' keeps a whole index in one Redis Cluster slot (one to two round "
@@ -150,6 +158,8 @@ class Settings(DeclaredSettings):
             raise ValueError("window_days must be 0 or more")
         if self.retain_days < 0:
             raise ValueError("retain_days must be 0 or more")
+        if self.redis_mirror < 0:
+            raise ValueError("redis_mirror must be 0 or more")
         if self.redis_spin_us < 0:
             raise ValueError("redis_spin_us must be 0 or more")
         if self.redis_layout not in ("auto", "slot", "spread"):

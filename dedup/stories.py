@@ -89,6 +89,10 @@ def make_decider(index: StoryIndex, settings: Settings):
     # without candidates this decider always starts a story named after the article (when no story has
     # that name): an index may then store the article without calling it (the Redis index does, in one round trip)
     decide.alone_is_new = True  # type: ignore[attr-defined]
+    # its answer depends only on its arguments and on whether a story is named after the article: an index
+    # may decide ahead, on the candidates it expects, and have the server write it only if those are the
+    # candidates (the Redis index's bucket copy, redis_mirror)
+    decide.decides_ahead = True  # type: ignore[attr-defined]
     # an index that ingests a batch can verify all its candidate pairs in one go and pass the verdicts in
     decide.verify_pairs = lambda a, b: verify_pairs(a, b, settings)  # type: ignore[attr-defined]
     return decide

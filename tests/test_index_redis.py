@@ -6,6 +6,7 @@ import dataclasses
 import itertools
 import json
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -393,39 +394,69 @@ def test_tls_mistakes_are_named_with_the_password_masked(tls_redis):
 
 
 # -- ingest: round trips and concurrency -----------------------------------------------
+def _count_round_trips(idx: RedisIndex, monkeypatch) -> list:
+    """Every call ``idx`` sends from now on, by name (script calls go on the wire directly, redis-py when that
+    declines); its scripts are loaded first, as on any server that ingested before, so counts stay exact."""
+    for sc in idx._scripts.values():
+        idx._r.script_load(sc.script)
+    calls: list = []
+    real = idx._r.execute_command
+    monkeypatch.setattr(idx._r, "execute_command", lambda *a, **k: calls.append(a[0]) or real(*a, **k))
+    direct = idx._direct.call
+
+    def counted(name, args):
+        done, reply = direct(name, args)
+        if done:
+            calls.append(name)
+        return done, reply
+
+    monkeypatch.setattr(idx._direct, "call", counted)
+    return calls
+
+
 def test_ingest_round_trips(redis_url, monkeypatch):
-    """assign = one round trip for an article without candidates, two with candidates (read, then write)."""
-    with RedisIndex(SETTINGS, url=redis_url, namespace="rt") as idx:
-        for sc in idx._scripts.values():  # loaded, as on any server that ingested before (counts stay exact)
-            idx._r.script_load(sc.script)
-        assign(idx, entry("a", 1), SETTINGS)
-        calls = []
-        real = idx._r.execute_command
-        monkeypatch.setattr(idx._r, "execute_command", lambda *a, **k: calls.append(a[0]) or real(*a, **k))
-        direct = idx._direct.call  # script calls go on the wire directly, redis-py when that declines
-
-        def counted(name, args):
-            done, reply = direct(name, args)
-            if done:
-                calls.append(name)
-            return done, reply
-
-        monkeypatch.setattr(idx._direct, "call", counted)
+    """assign = one round trip for an article without candidates, and for one whose candidates this client
+    knows (its copy of the buckets: decided ahead, written by FIND); two when a candidate is news to it."""
+    with RedisIndex(SETTINGS, url=redis_url, namespace="rt") as idx, \
+            RedisIndex(SETTINGS, url=redis_url, namespace="rt") as other:
+        calls = _count_round_trips(idx, monkeypatch)
+        assert assign(idx, entry("a", 1), SETTINGS).action == "new"
+        assert calls == ["FIND"]
         assert assign(idx, entry("b", 1), SETTINGS).action == "joined"
-        assert len(calls) == 2, calls
+        assert calls == ["FIND"] * 2, "a is in the copy: the decision went with the read"
         assert assign(idx, entry("c", 99), SETTINGS).action == "new"
         assert len(calls) == 3, calls
-        assert idx.story_of(["a", "b", "c"]) == {"a": "a", "b": "a", "c": "c"}
+        # another worker adds a candidate: the copy's guess is refused, read and write as before, plus one
+        # MGET of the newcomer's record; the copy learns it, so the next article is one round trip again
+        assert assign(other, entry("e", 1), SETTINGS).action == "joined"
+        del calls[:]
+        assert assign(idx, entry("f", 1), SETTINGS).action == "joined"
+        assert calls == ["FIND", "MGET", "INGEST"], calls
+        del calls[:]
+        assert assign(idx, entry("g", 1), SETTINGS).action == "joined"
+        assert calls == ["FIND"], calls
+        assert idx.story_of(["a", "b", "c", "e", "f", "g"]) == {"a": "a", "b": "a", "c": "c", "e": "a", "f": "a",
+                                                              "g": "a"}
         # a stored id: FIND says so; same content is unchanged, a new version replaces it
         assert assign(idx, entry("c", 99), SETTINGS).action == "unchanged"
         changed = dataclasses.replace(entry("c", 99), text="another version")
         assert assign(idx, changed, SETTINGS).action == "replaced"
-        assert idx.entries(["c"])["c"].text == "another version" and len(idx) == 3
+        assert idx.entries(["c"])["c"].text == "another version" and len(idx) == 6
         # a decider that does not declare alone_is_new is always asked, even without candidates
         asked = []
         inner = make_decider(idx, SETTINGS)
         assert idx.ingest(entry("d", 500), lambda e, s, st: asked.append(e.id) or inner(e, s, st)).action == "new"
         assert asked == ["d"]
+
+
+def test_without_the_bucket_copy_an_article_with_candidates_takes_two_round_trips(redis_url, monkeypatch):
+    no_copy = dataclasses.replace(SETTINGS, redis_mirror=0)
+    with RedisIndex(no_copy, url=redis_url, namespace="rt0") as idx:
+        calls = _count_round_trips(idx, monkeypatch)
+        assign(idx, entry("a", 1), no_copy)
+        assert assign(idx, entry("b", 1), no_copy).action == "joined"
+        assert calls == ["FIND", "FIND", "INGEST"]
+        assert len(idx._mirror) == 0
 
 
 def test_article_written_concurrently_into_a_shared_bucket_is_not_missed(redis_url):
@@ -559,15 +590,18 @@ def test_password_in_url(tmp_path):
 
 
 def test_damaged_record_raises_an_error_naming_key_and_field(redis_url):
+    """The message names the record's own key (for redis-cli), whichever way the record was read."""
     with RedisIndex(SETTINGS, url=redis_url, namespace="bad") as idx:
         idx.put(entry("a", 1))
         k = key("bad", "a", handle(idx, "a"))
         idx._r.set(k, idx._r.get(k)[:HEADER_SIZE + 128 + 6 + 1])  # ends inside the weight levels
-        with pytest.raises(CorruptRecord, match=r"\{bad\}:h:a: field 'term weights'"):
+        with pytest.raises(CorruptRecord, match=f"^{re.escape(k)}: field 'term weights'"):
             idx.signatures(["a"])
         idx._r.set(k, b"\x07" + idx._r.get(k)[1:])
-        with pytest.raises(CorruptRecord, match=r"\{bad\}:h:a: field 'header' has format version 7"):
+        with pytest.raises(CorruptRecord, match=f"^{re.escape(k)}: field 'header' has format version 7"):
             idx.entries(["a"])
+        with pytest.raises(CorruptRecord, match=f"^{re.escape(k)}: field 'header' has format version 7"):
+            idx.delete("a")
 
 
 @pytest.mark.parametrize("store_features", [False, True])
@@ -746,6 +780,29 @@ def test_open_index_survives_a_server_restart(tmp_path):
             server.stop()
             server.start()
             assert "a" in idx  # the same client reconnects (retry with backoff)
+    finally:
+        server.stop()
+
+
+def test_every_call_on_a_lost_server_raises_an_error_naming_the_url(tmp_path):
+    """Not redis-py's bare ConnectionError: the index's own error, naming the URL, from every entry point
+    (len() once lost its guard when a method was added above it)."""
+    server = RedisServer(tmp_path / "lost").start()
+    try:
+        with RedisIndex(SETTINGS, url=server.url, namespace="lost", retries=1) as idx:
+            assign(idx, entry("a", 1), SETTINGS)
+            server.stop(kill=True)
+            calls = {
+                "len": lambda: len(idx), "contains": lambda: "a" in idx, "entries": lambda: idx.entries(["a"]),
+                "signatures": lambda: idx.signatures(["a"]), "story_of": lambda: idx.story_of(["a"]),
+                "members": lambda: idx.members("a"), "story_ids": lambda: idx.story_ids(),
+                "story_versions": lambda: idx.story_versions(), "candidates": lambda: idx.candidates(
+                    entry("b", 1).signature), "sentence_counts": lambda: idx.sentence_counts([11]),
+                "assign": lambda: assign(idx, entry("b", 1), SETTINGS), "delete": lambda: idx.delete("a"),
+            }
+            for name, call in calls.items():
+                with pytest.raises(IndexUnavailable, match=f"127.0.0.1:{server.port}"):
+                    call()
     finally:
         server.stop()
 

@@ -129,8 +129,9 @@ def test_push_writes_behind_calls_in_flight_and_replies_stay_in_order(redis_url)
         assert direct._pending == 3
         assert direct.recv() == [b""]
         assert direct.push([("RECORDS", ["a"])])
-        story, missing, (record,) = [direct.recv() for _ in range(3)]
+        story, missing, ((handle, record),) = [direct.recv() for _ in range(3)]
         assert (story, missing) == ([b"s"], [b""]) and record.startswith(bytes([4]))  # codec version byte
+        assert idx._handles(["a"]) == {"a": int(handle).to_bytes(4, "little")}
         assert direct._pending == 0
         assert direct.call("STORY_OF", ["a"]) == (True, [b"s"])
 

@@ -46,6 +46,7 @@ from .redis_errors import IndexMismatch, IndexUnavailable, _guard, _permanent_hi
 from .redis_retention import dated_before
 from .redis_wire import DirectScripts
 from .redis_keys import LAYOUT_VERSION, check_id, key
+from .redis_mirror import BucketMirror
 
 CLUSTER_SCHEME = "redis+cluster://"
 
@@ -139,6 +140,8 @@ class RedisIndex(StoryIndex):
         self._versions: tuple[tuple[Any, ...], list[tuple[str, int]]] | None = None  # see story_versions
         self._sig_cache: dict[bytes, tuple[str, Signature]] = {}  # handle -> (id, signature)
         self._field_template: np.ndarray | None = None  # see _fields
+        # the buckets of recently written and read articles, to decide before reading (see ingest)
+        self._mirror = BucketMirror(settings.redis_mirror, 2 + 4 * settings.rows)
         self._newest_day_seen: int | None = None  # retention runs when a newer day arrives
         try:
             self._claim()
@@ -205,6 +208,7 @@ class RedisIndex(StoryIndex):
         self._members_hint = {}
         self._versions = None
         self._sig_cache.clear()
+        self._mirror.clear()
         self._newest_day_seen = None
         if self._direct is not None:
             self._direct.close()
@@ -220,30 +224,31 @@ class RedisIndex(StoryIndex):
 
     @_guard
     def delete(self, article_id: str) -> Entry | None:
-        blob = self._run("DELETE", article_id)
-        if not blob:
+        found = self._run("DELETE", article_id)
+        if not found:
             return None
-        return decode_entry(blob, self._k("h", article_id), self.settings)
+        return decode_entry(found[1], self._k("a", _s(found[0])), self.settings)
 
     def _record(self, entry: Entry) -> bytes:
         """The stored record of an entry (features kept only with ``store_features``, see codec)."""
         return encode_entry(entry, keep_features=self.settings.store_features)
 
-    def _records(self, ids: Iterable[str]) -> dict[str, bytes]:
+    def _records(self, ids: Iterable[str]) -> dict[str, tuple[str, bytes]]:
+        """The stored ones among ``ids``: id -> (the record's key, for error messages; the record)."""
         ids = list(dict.fromkeys(ids))
         if not ids:
             return {}
-        blobs = self._run("RECORDS", *ids)
-        return {i: b for i, b in zip(ids, blobs) if b}
+        found = self._run("RECORDS", *ids)
+        return {i: (self._k("a", _s(f[0])), f[1]) for i, f in zip(ids, found) if f}
 
     @_guard
     def entries(self, ids: Iterable[str]) -> dict[str, Entry]:
-        return {i: decode_entry(b, self._k("h", i), self.settings) for i, b in self._records(ids).items()}
+        return {i: decode_entry(b, k, self.settings) for i, (k, b) in self._records(ids).items()}
 
     @_guard
     def signatures(self, ids: Iterable[str]) -> dict[str, Signature]:
         records = self._records(ids)
-        sigs = decode_signatures(list(records.values()), [self._k("h", i) for i in records], self.settings)
+        sigs = decode_signatures([b for _, b in records.values()], [k for k, _ in records.values()], self.settings)
         return dict(zip(records, sigs))
 
     @_guard
@@ -413,7 +418,39 @@ class RedisIndex(StoryIndex):
     def _remember(self, handle: bytes, entry: Entry) -> None:
         if len(self._sig_cache) >= SIG_CACHE_SIZE:
             self._sig_cache.clear()
+            self._mirror.clear()  # it guesses only with cached signatures
         self._sig_cache[handle] = (entry.id, entry.signature)  # our own writes are the likeliest next candidates
+
+    def _mirror_written(self, handle: bytes, entry: Entry, keys: list[bytes], assignment: Assignment) -> None:
+        """Our own write, as INGEST made it: the article in its story, the merged stories folded into it."""
+        self._mirror.merged(assignment.story, assignment.merged)
+        self._mirror.add(handle, keys, entry.signature.day, assignment.story)
+
+    def _mirror_found(self, keys: list[bytes], entry: Entry, found: "Found",
+                      known: dict[bytes, tuple[str, Signature]]) -> None:
+        """FIND's answer for the article's buckets, taught to the copy: gone handles out, stories as found,
+        candidates it lacked (and whose signatures we hold) in."""
+        m = self._mirror
+        m.learn(keys, entry.signature.day, self.settings.window_days, found.cands)
+        for h, story in found.cands.items():
+            if h not in m and h in known:
+                sig = known[h][1]
+                m.add(h, m.keys(self._fields(sig)), sig.day, story)
+
+    def _guess(self, entry: Entry, keys: list[bytes], decide: Decide) -> tuple[Assignment, dict[bytes, str]] | None:
+        """The decision on the candidates the copy expects FIND to answer, with them (handle -> story);
+        None when the copy holds nothing for the article's buckets or is not worth asking (see redis_mirror)."""
+        m = self._mirror
+        if not len(m) or not getattr(decide, "decides_ahead", False) or not m.worth_guessing():
+            return None
+        expected = m.expect(keys, entry.signature.day, self.settings.window_days)
+        cache = self._sig_cache
+        if not all(h in cache for h in expected):
+            return None
+        sigs = {cache[h][0]: cache[h][1] for h in expected}
+        stories = {cache[h][0]: s for h, s in expected.items() if s}
+        # FIND writes the decision only if no story is named after the article: decide as if none is
+        return self._decide_with([], decide, entry, sigs, stories), expected
 
     def _blobs(self, handles: list[bytes]) -> dict[bytes, tuple[str, bytes]]:
         """The records of these handles (absent ones left out), each with the key it was read from."""
@@ -470,29 +507,46 @@ class RedisIndex(StoryIndex):
         does: FIND's answer says whether the id is stored, so that check costs
         no round trip.  With the standard decider (``decide.alone_is_new``),
         an article without candidates is stored by FIND itself: one round trip.
+        And when the client's copy of the buckets (:mod:`~dedup.index.redis_mirror`)
+        says which candidates FIND will find, the decision on them goes with
+        FIND, which writes it if they are the ones it finds: one round trip too.
         """
         check_id(entry.id)
         blob = self._record(entry)
         sig = entry.signature
         mode = 3 if getattr(decide, "alone_is_new", False) else 2
         fields = self._fields(sig)
+        keys = self._mirror.keys(fields)
         args = [fields, self._day_arg(sig), self.settings.window_days, entry.id, mode]
         if mode == 3:
             args.append(blob)
         replaced = False
         for attempt in range(MAX_INGEST_ATTEMPTS):
-            reply = self._run("FIND", *args)
-            if int(reply[0]) == 2:  # FIND stored it: no candidate, no story named after it
+            guess = self._guess(entry, keys, decide) if mode == 3 else None
+            if guess is None:
+                reply = self._run("FIND", *args)
+            else:
+                guessed, expected = guess
+                reply = self._run("FIND", *args[:4], 4, blob, guessed.story, int(guessed.action == "new"),
+                                  len(guessed.merged), *guessed.merged, len(expected),
+                                  *(x for h, s in expected.items() for x in (h, s)))
+                self._mirror.scored(int(reply[0]) == 2)
+            if int(reply[0]) == 2:  # FIND stored it: as guessed, or alone (no candidate, no story named after it)
+                assignment = guessed if guess is not None else Assignment(entry.id, entry.id, "new")
                 self._remember(reply[1], entry)
-                assignment = Assignment(entry.id, entry.id, "new")
+                self._mirror_written(reply[1], entry, keys, assignment)
             else:
                 found = self._parse_find(reply)
                 status = "exists"
                 if not found.stored:
-                    sigs, stories = self._candidates_of(found, self._known(set(found.cands)))
+                    known = self._known(set(found.cands))
+                    self._mirror_found(keys, entry, found, known)
+                    sigs, stories = self._candidates_of(found, known)
                     assignment = self._decide_with(found.own, decide, entry, sigs, stories)
-                    _, status, _, _ = self._write([(entry, blob, fields, assignment, found.cands, found.version,
-                                              found.buckets)])
+                    _, status, _, handles = self._write([(entry, blob, fields, assignment, found.cands,
+                                                          found.version, found.buckets)])
+                    if status == "ok":
+                        self._mirror_written(handles[0], entry, keys, assignment)
                 if status == "exists":
                     existing, removed = self._already_there(entry)
                     if existing is not None:
@@ -577,7 +631,12 @@ class RedisIndex(StoryIndex):
                 out[i] = exc
                 continue
             pending.append(i)
-        if pending:
+        if len(pending) == 1:  # one article (a worker's batch when the stream is quiet): ingest's single round trip
+            try:
+                out[pending[0]] = single(entries[pending[0]])
+            except DedupError as exc:
+                out[pending[0]] = exc
+        elif pending:
             ingest_chunks(self, entries, pending, decide, single, out, chunk)
         return [o if o is not None else DedupError("not ingested") for o in out]
 

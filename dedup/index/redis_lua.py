@@ -28,17 +28,18 @@ finish()
 return 1
 """
 
-# ARGV: ns, bands, rows, id -> the old record (false if absent)
+# ARGV: ns, bands, rows, id -> {its handle (decimal), the old record}, false if absent
 DELETE = _HELPERS + r"""
 check_epoch(false)
-if not handle_exists(ARGV[4]) then return false end
+local h = handle_get(ARGV[4])
+if not h then return false end
 begin_write()
 local blob = del_article(ARGV[4])
 finish()
-return blob
+return blob and {h, blob}
 """
 
-# ARGV: ns, bands, rows, id, id, ... -> records (false where absent)
+# ARGV: ns, bands, rows, id, id, ... -> {handle (decimal), record} of each (false where absent)
 RECORDS = _HELPERS + r"""
 check_epoch(false)
 local out = {}
@@ -131,14 +132,36 @@ return 1
 # mode 3 is mode 2 plus the article's record: when the article is not stored, has no candidate and
 # no story is named after it, the decision can only be "new story named after it", so the script
 # stores it at once and answers {2, handle}: one round trip for the whole ingest.
+# mode 4 is mode 3 plus the client's decision on the candidates it expected (redis_mirror): ARGV continues
+# story, is_new (1/0), nmerged, merged..., ncand, (handle, story)...; when the script finds exactly those
+# candidates in those stories, the id is not stored and no story is named after it (nor after a new story),
+# it writes the decision as INGEST would and answers {2, handle}: one round trip.  Else it answers as mode 2.
 FIND = _HELPERS + r"""
--- mode 3 may write; 'many' (modes 0 and 2) and the others only read
-check_epoch(ARGV[4] ~= 'many' and ARGV[8] == '3')
+-- modes 3 and 4 may write; 'many' (modes 0 and 2) and the others only read
+check_epoch(ARGV[4] ~= 'many' and (ARGV[8] == '3' or ARGV[8] == '4'))
+-- mode 4's decision, from ARGV[i] on: story, is_new, merged, and whether `found` is what the client expected
+local function proposal(i, found)
+  local story, is_new = ARGV[i], ARGV[i + 1] == '1'
+  local nmerged = tonumber(ARGV[i + 2])
+  local merged = {}
+  for j = 1, nmerged do merged[j] = ARGV[i + 2 + j] end
+  i = i + 3 + nmerged
+  local ncand = tonumber(ARGV[i])
+  local same = #found == ncand
+  if same then
+    local expected = {}
+    for j = 0, ncand - 1 do expected[ARGV[i + 1 + 2 * j]] = ARGV[i + 2 + 2 * j] end
+    for _, c in ipairs(found) do
+      if expected[c[1]] ~= info_story(c[2]) then same = false; break end
+    end
+  end
+  return story, is_new, merged, same
+end
 local function answer(packed, day_arg, window, id, mode, blob)
   local fields = split_fields(packed)
   local day = nil
   if day_arg ~= '' then day = tonumber(day_arg) end
-  if mode == '3' then want_write_fams(day_tag(day)) end
+  if mode == '3' or mode == '4' then want_write_fams(day_tag(day)) end
   local own_hb = handle_of(id)
   local found, vals, others = find(fields, day, window, own_hb)
   if mode == '0' then
@@ -159,6 +182,16 @@ local function answer(packed, day_arg, window, id, mode, blob)
     set_story(id, {id}, {[id] = {hb, info}})
     finish()
     return {2, hb}
+  end
+  if mode == '4' and not own_hb and #own == 0 then
+    local story, is_new, merged, same = proposal(10, found)
+    if same and (not is_new or story == id or redis.call('EXISTS', K_story(story)) == 0) then
+      begin_write()
+      local hb, info = put(id, blob, vals, true, story, fields)
+      join_story(id, hb, info, story, merged)
+      finish()
+      return {2, hb}
+    end
   end
   local out = {own_hb and 1 or 0, pack_vals(fields, vals, others), version(), #own}
   for _, v in ipairs(own) do out[#out + 1] = v end

@@ -90,10 +90,12 @@ local function set_story(story, ids, known)
   touch(story)
 end
 
+-- {handle (decimal), record} of a stored id, false when absent (the handle names the record's key)
 local function record_of(id)
   local h = handle_get(id)
-  if not h then return false end
-  return redis.call('GET', K_article(h))
+  local blob = h and redis.call('GET', K_article(h))
+  if not blob then return false end
+  return {h, blob}
 end
 
 -- The spread layout (dedup/index/redis_spread.py) keeps buckets in slots of their own: its scripts set

@@ -298,13 +298,13 @@ class SpreadIndex(RedisIndex):
             out.update(super()._blobs(missing))
         return out
 
-    def _records(self, ids: Iterable[str]) -> dict[str, bytes]:
+    def _records(self, ids: Iterable[str]) -> dict[str, tuple[str, bytes]]:
         ids = list(dict.fromkeys(ids))
         if not ids:
             return {}
         handles = self._handles(ids)
         blobs = self._blobs(list(handles.values()))
-        return {i: blobs[h][1] for i, h in handles.items() if h in blobs}
+        return {i: blobs[h] for i, h in handles.items() if h in blobs}
 
     @_guard
     def flush(self) -> None:
@@ -372,7 +372,8 @@ class SpreadIndex(RedisIndex):
                 continue
             self._apply(todo)
             self.flush()
-            return decode_entry(blob, self._k("h", article_id), self.settings) if blob else None
+            label = found[0] if found else self._k("a", int.from_bytes(hb, "little"))
+            return decode_entry(blob, label, self.settings) if blob else None
         raise DedupError(f"article {article_id!r}: gave up deleting it after {MAX_INGEST_ATTEMPTS} concurrent "
                          f"replacements in namespace {self.namespace!r}; retry")
 

@@ -1,0 +1,171 @@
+"""A client's copy of the LSH buckets of the articles it knows, to guess what FIND will answer.
+
+A streamed article takes two round trips when it has candidates: FIND reads
+them, the client verifies and decides, INGEST writes.  But the articles that
+share a bucket with a new one are, on a single worker, almost always articles
+this client wrote or read moments ago.  When the copy says which candidates
+FIND will find (and their stories), the client decides first and sends the
+decision with FIND (mode 4).  The script compares what it finds with what the
+client expected and writes the decision only when they are equal (same
+handles, same stories, the id not stored, no story named after it): one round
+trip in all.  Otherwise it answers as FIND always does and the ingest goes on
+as before.
+
+So the copy can cost time, never correctness.  An article it lacks (written by
+another process, evicted), a deletion or a story move it missed, each makes the
+expectation differ; the answer then teaches the copy the truth for those
+buckets.  When guesses keep missing (several workers on one stream, where most
+candidates come from the others), :meth:`BucketMirror.worth_guessing` stops
+guessing but for an occasional probe, so a miss's cost (a decision made for
+nothing) stays small.
+
+The copy applies FIND's filter itself (:func:`~dedup.index.redis_keys.tag_within`
+on the entries' day tags), so the two agree on which entries are candidates.
+"""
+
+from __future__ import annotations
+
+from .redis_keys import UNDATED_TAG, day_tag
+
+# how many guesses the hit rate averages over, and how often a worker that stopped guessing tries again
+_RATE_SPAN = 16
+_PROBE_EVERY = 32
+
+
+class BucketMirror:
+    """Bucket key -> handles, for up to ``capacity`` articles (oldest evicted first), with their day tags
+    and stories.
+
+    Keys are the bucket fields as the scripts name them (``RedisIndex._fields``: u16 band + the band's
+    values), handles the 4-byte handles FIND answers.
+    """
+
+    def __init__(self, capacity: int, field_width: int) -> None:
+        self.capacity = capacity
+        self.field_width = field_width
+        self._buckets: dict[bytes, list[bytes]] = {}
+        self._keys: dict[bytes, list[bytes]] = {}  # handle -> its bucket keys; insertion order = age
+        self._tag: dict[bytes, int] = {}
+        self._story: dict[bytes, str] = {}
+        self._members: dict[str, set[bytes]] = {}  # story -> handles of it in the copy
+        self._hit_rate = 1.0
+        self._since_probe = 0
+
+    def __len__(self) -> int:
+        return len(self._keys)
+
+    def __contains__(self, handle: object) -> bool:
+        return handle in self._keys
+
+    def keys(self, packed: bytes) -> list[bytes]:
+        """The bucket keys in ``packed`` (the fields of all bands back to back)."""
+        w = self.field_width
+        return [packed[i:i + w] for i in range(0, len(packed), w)]
+
+    # -- what the copy holds -------------------------------------------------------
+    def add(self, handle: bytes, keys: list[bytes], day: int | None, story: str) -> None:
+        """An article stored with these bucket keys (a known one only takes the story)."""
+        if handle in self._keys:
+            self._set_story(handle, story)
+            return
+        while len(self._keys) >= self.capacity > 0:
+            self.discard(next(iter(self._keys)))
+        if self.capacity <= 0:
+            return
+        self._keys[handle] = keys
+        buckets = self._buckets
+        for k in keys:
+            if k in buckets:
+                buckets[k].append(handle)
+            else:
+                buckets[k] = [handle]
+        self._tag[handle] = day_tag(day)
+        self._story[handle] = story
+        self._members.setdefault(story, set()).add(handle)
+
+    def discard(self, handle: bytes) -> None:
+        keys = self._keys.pop(handle, None)
+        if keys is None:
+            return
+        for k in keys:
+            bucket = self._buckets[k]
+            bucket.remove(handle)
+            if not bucket:
+                del self._buckets[k]
+        del self._tag[handle]
+        self._leave(handle, self._story.pop(handle))
+
+    def clear(self) -> None:
+        """Forget everything (a write this copy cannot follow: deletes, re-splits, a new epoch)."""
+        self._buckets.clear()
+        self._keys.clear()
+        self._tag.clear()
+        self._story.clear()
+        self._members.clear()
+
+    def _leave(self, handle: bytes, story: str) -> None:
+        members = self._members.get(story)
+        if members is not None:
+            members.discard(handle)
+            if not members:
+                del self._members[story]
+
+    def _set_story(self, handle: bytes, story: str) -> None:
+        old = self._story.get(handle)
+        if old is None or old == story:
+            return
+        self._leave(handle, old)
+        self._story[handle] = story
+        self._members.setdefault(story, set()).add(handle)
+
+    def merged(self, story: str, merged: list[str]) -> None:
+        """Every member of the ``merged`` stories moved into ``story`` (as INGEST's join_story does)."""
+        for old in merged:
+            for h in list(self._members.get(old, ())):
+                self._set_story(h, story)
+
+    # -- guessing ------------------------------------------------------------------
+    def expect(self, keys: list[bytes], day: int | None, window: int) -> dict[bytes, str]:
+        """The candidates FIND will answer for an article with these keys and day, if the copy is complete:
+        handle -> story.  The window test is redis_keys.tag_within, inlined: popular buckets hold dozens of
+        handles, most of them outside the window."""
+        out: dict[bytes, str] = {}
+        outside: set[bytes] = set()
+        buckets, tags, story = self._buckets, self._tag, self._story
+        every = day is None or window >= 32767
+        t0 = 0 if day is None else day_tag(day)
+        for k in keys:
+            for h in buckets.get(k, ()):
+                if h in out or h in outside:
+                    continue
+                t = tags[h]
+                if every or t == UNDATED_TAG or abs(t - t0) <= window or 65535 - abs(t - t0) <= window:
+                    out[h] = story[h]
+                else:
+                    outside.add(h)
+        return out
+
+    def learn(self, keys: list[bytes], day: int | None, window: int, found: dict[bytes, str]) -> None:
+        """FIND's answer for these keys: the copy's handles it did not find are gone, and the stories of
+        those it found are what it says.  (Adding the ones the copy lacks needs their keys: the caller
+        adds them with :meth:`add`.)"""
+        for h in self.expect(keys, day, window):
+            if h not in found:
+                self.discard(h)
+        for h, story in found.items():
+            if h in self._keys:
+                self._set_story(h, story)
+
+    def worth_guessing(self) -> bool:
+        """Guess while most guesses hit; after a run of misses, only every ``_PROBE_EVERY``-th article."""
+        if self._hit_rate >= 0.5:
+            return True
+        self._since_probe += 1
+        if self._since_probe < _PROBE_EVERY:
+            return False
+        self._since_probe = 0
+        return True
+
+    def scored(self, hit: bool) -> None:
+        """A guess was sent: did the script write it?"""
+        self._hit_rate += (float(hit) - self._hit_rate) / _RATE_SPAN
