@@ -7,6 +7,8 @@ each of ``--runs`` runs on a flushed server measures:
 
 * dedup streaming ingest (``dedup.stories.assign``: duplicate check, candidate
   read, verification, atomic write) -- articles/s and per-article p50/p99;
+  and the same without the client's copy of the buckets (``--redis-mirror 0``:
+  two round trips for an article with candidates instead of one);
 * dedup bulk (``ingest_many`` in pipelined chunks of 64) -- articles/s;
 * datasketch ``MinHashLSH`` (params=(32,1), redis storage) query + insert per
   article -- articles/s and p50/p99;
@@ -228,9 +230,10 @@ def main() -> None:
             client = redis.Redis(port=port)
             url = f"redis://127.0.0.1:{port}/0"
             script_bytes = load_scripts(client)
-            ours, bulk, theirs = [], [], []
+            ours, nocopy, bulk, theirs = [], [], [], []
             for run in range(args.runs):
                 ours.append(run_dedup(url, entries, settings, client))
+                nocopy.append(run_dedup(url, entries, dataclasses.replace(settings, redis_mirror=0), client))
                 bulk.append(run_dedup(url, entries, settings, client, bulk=True))
                 theirs.append(run_datasketch(port, entries, settings, client))
                 print(f"run {run + 1}: dedup {ours[-1]['rate']:.0f}/s, bulk {bulk[-1]['rate']:.0f}/s, "
@@ -254,12 +257,15 @@ def main() -> None:
     print(f"{'':38}{'articles/s':>12}{'p50 ms':>9}{'p99 ms':>9}{'bytes/article':>15}")
     print(f"{'dedup RedisIndex (assign, streaming)':38}{med(ours, 'rate'):12.0f}{med(ours, 'p50') * 1e3:9.2f}"
           f"{med(ours, 'p99') * 1e3:9.2f}{med(ours, 'bytes'):15.0f}")
+    print(f"{'  the same without the bucket copy':38}{med(nocopy, 'rate'):12.0f}{med(nocopy, 'p50') * 1e3:9.2f}"
+          f"{med(nocopy, 'p99') * 1e3:9.2f}{med(nocopy, 'bytes'):15.0f}")
     print(f"{'datasketch query+insert (streaming)':38}{med(theirs, 'rate'):12.0f}{med(theirs, 'p50') * 1e3:9.2f}"
           f"{med(theirs, 'p99') * 1e3:9.2f}{med(theirs, 'bytes'):15.0f}")
     print(f"{'dedup RedisIndex.ingest_many (bulk)':38}{med(bulk, 'rate'):12.0f}{'':18}{med(bulk, 'bytes'):15.0f}")
     print(f"{'dedup --store-features (bulk)':38}{'':30}{full_bytes:15.0f}")
     print(f"{'datasketch insertion_session (bulk)':38}{med(theirs, 'bulk_rate'):12.0f}")
-    print(f"\nratios dedup/datasketch: streaming speed {med(ours, 'rate') / med(theirs, 'rate'):.2f}x, "
+    print(f"\nratios dedup/datasketch: streaming speed {med(ours, 'rate') / med(theirs, 'rate'):.2f}x "
+          f"({med(nocopy, 'rate') / med(theirs, 'rate'):.2f}x without the bucket copy), "
           f"bulk {med(bulk, 'rate') / med(theirs, 'bulk_rate'):.2f}x, "
           f"p99 latency {med(ours, 'p99') / med(theirs, 'p99'):.2f}x, "
           f"bytes/article {med(ours, 'bytes') / med(theirs, 'bytes'):.2f}x "

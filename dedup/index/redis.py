@@ -610,7 +610,9 @@ class RedisIndex(StoryIndex):
         again, so the outcome is the one-at-a-time outcome.  Articles already stored (or repeated
         in the batch) go through ``fallback`` (``dedup.stories.assign``:
         unchanged / replaced) at their place in the order; retention, which
-        may delete between two articles, makes every article go one at a time.
+        may delete between two articles, makes every article go one at a time,
+        and so does a batch of one (a worker's batch on a quiet stream), which
+        :meth:`ingest` may store in one round trip where a chunk takes two.
         Errors are returned in place of the assignment, so a batch goes on.
         """
         single = fallback or (lambda e: self.ingest(e, decide))
