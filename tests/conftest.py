@@ -88,6 +88,22 @@ def seed_paths():
     return sorted(str(p) for p in SEEDS.glob("*.txt"))
 
 
+def direct_calls(idx, made: list | None = None) -> list:
+    """The names of the script calls a Redis index sends on its own wire from now on (appended to ``made``),
+    for tests that count round trips."""
+    made = [] if made is None else made
+    real = idx._direct.call
+
+    def call(name, args):
+        done, reply = real(name, args)
+        if done:
+            made.append(name)
+        return done, reply
+
+    idx._direct.call = call
+    return made
+
+
 def data_file(name: str) -> Path:
     """A file of the labelled evaluation data; the test fails (not skips) when it is missing."""
     path = DATA / name

@@ -33,7 +33,7 @@ from dedup.settings import Settings
 from dedup.signature import band_hashes, quantized_weights
 from dedup.stories import assign, make_decider
 
-from .conftest import ROOT, RedisServer, data_file, free_port
+from .conftest import ROOT, RedisServer, data_file, direct_calls, free_port
 
 SETTINGS = Settings()
 
@@ -402,16 +402,7 @@ def _count_round_trips(idx: RedisIndex, monkeypatch) -> list:
     calls: list = []
     real = idx._r.execute_command
     monkeypatch.setattr(idx._r, "execute_command", lambda *a, **k: calls.append(a[0]) or real(*a, **k))
-    direct = idx._direct.call
-
-    def counted(name, args):
-        done, reply = direct(name, args)
-        if done:
-            calls.append(name)
-        return done, reply
-
-    monkeypatch.setattr(idx._direct, "call", counted)
-    return calls
+    return direct_calls(idx, calls)
 
 
 def test_ingest_round_trips(redis_url, monkeypatch):

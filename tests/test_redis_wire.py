@@ -10,6 +10,8 @@ from dedup.index.redis_wire import _Error, _Incomplete, _parse
 from dedup.settings import Settings
 from dedup.stories import assign
 
+from .conftest import direct_calls
+
 from .test_index_redis import entry
 
 SETTINGS = Settings()
@@ -28,23 +30,11 @@ def test_parser_reads_the_reply_types_the_scripts_return():
             _parse(partial, 0)
 
 
-def _direct_calls(idx: RedisIndex) -> list[str]:
-    made: list[str] = []
-    real = idx._direct.call
-
-    def call(name, args):
-        done, reply = real(name, args)
-        if done:
-            made.append(name)
-        return done, reply
-
-    idx._direct.call = call
-    return made
 
 
 def test_scripts_flushed_from_the_server_are_loaded_again(redis_url):
     with RedisIndex(SETTINGS, url=redis_url, namespace="wire1") as idx:
-        made = _direct_calls(idx)
+        made = direct_calls(idx)
         assert assign(idx, entry("a", 1), SETTINGS).action == "new"
         redis.Redis.from_url(redis_url).script_flush()
         assert assign(idx, entry("b", 1), SETTINGS).action == "joined"  # NOSCRIPT: through redis-py, which loads it

@@ -439,7 +439,8 @@ class RedisIndex(StoryIndex):
 
     def _guess(self, entry: Entry, keys: list[bytes], decide: Decide) -> tuple[Assignment, dict[bytes, str]] | None:
         """The decision on the candidates the copy expects FIND to answer, with them (handle -> story);
-        None when the copy holds nothing for the article's buckets or is not worth asking (see redis_mirror)."""
+        None when the copy is empty or not worth asking (see redis_mirror), or lacks the signature of a
+        candidate it expects.  An empty expectation is a guess too: a new story named after the article."""
         m = self._mirror
         if not len(m) or not getattr(decide, "decides_ahead", False) or not m.worth_guessing():
             return None
