@@ -105,9 +105,20 @@ def test_guessing_stops_after_misses_but_for_a_probe_now_and_then():
     assert m.worth_guessing()
 
 
+def test_no_guess_unless_the_client_holds_every_expected_signature():
+    m = BucketMirror(capacity=10, field_width=6)
+    assert m.expected(keys(1), day=1, window=1, have={}) is None  # an empty copy knows nothing
+    m.written(h(1), keys(1), day=1, story="a", merged=[])
+    assert m.expected(keys(1), day=1, window=1, have={}) is None  # it could not verify h(1)
+    assert m.expected(keys(1), day=1, window=1, have={h(1): "sig"}) == {h(1): "a"}
+    assert m.expected(keys(2), day=1, window=1, have={}) == {}  # nothing shares a bucket: a guess of "new"
+
+
 def test_capacity_zero_keeps_nothing():
     m = BucketMirror(capacity=0, field_width=6)
     m.add(h(1), keys(1), day=1, story="a")
+    m.written(h(2), keys(1), day=1, story="a", merged=[])
+    m.learn(keys(1), day=1, window=1, found={h(3): "a"}, lacking=lambda h: (keys(1), 1))
     assert len(m) == 0 and m.expect(keys(1), day=1, window=1) == {}
 
 

@@ -41,9 +41,9 @@ from ..settings import Settings
 from . import mask_url, redis_lua
 from .base import Decide, StoryIndex
 from .codec import CODEC_VERSION, decode_entry, decode_signatures, encode_entry, record_id
-from .redis_bulk import ingest_chunks
+from .redis_bulk import ingest_in_order
 from .redis_errors import IndexMismatch, IndexUnavailable, _guard, _permanent_hint, _RetryTransient
-from .redis_retention import dated_before
+from .redis_retention import expire
 from .redis_wire import DirectScripts
 from .redis_keys import LAYOUT_VERSION, check_id, key
 from .redis_mirror import BucketMirror
@@ -421,32 +421,15 @@ class RedisIndex(StoryIndex):
             self._mirror.clear()  # it guesses only with cached signatures
         self._sig_cache[handle] = (entry.id, entry.signature)  # our own writes are the likeliest next candidates
 
-    def _mirror_written(self, handle: bytes, entry: Entry, keys: list[bytes], assignment: Assignment) -> None:
-        """Our own write, as INGEST made it: the article in its story, the merged stories folded into it."""
-        self._mirror.merged(assignment.story, assignment.merged)
-        self._mirror.add(handle, keys, entry.signature.day, assignment.story)
-
-    def _mirror_found(self, keys: list[bytes], entry: Entry, found: "Found",
-                      known: dict[bytes, tuple[str, Signature]]) -> None:
-        """FIND's answer for the article's buckets, taught to the copy: gone handles out, stories as found,
-        candidates it lacked (and whose signatures we hold) in."""
-        m = self._mirror
-        m.learn(keys, entry.signature.day, self.settings.window_days, found.cands)
-        for h, story in found.cands.items():
-            if h not in m and h in known:
-                sig = known[h][1]
-                m.add(h, m.keys(self._fields(sig)), sig.day, story)
-
     def _guess(self, entry: Entry, keys: list[bytes], decide: Decide) -> tuple[Assignment, dict[bytes, str]] | None:
         """The decision on the candidates the copy expects FIND to answer, with them (handle -> story);
-        None when the copy is empty or not worth asking (see redis_mirror), or lacks the signature of a
-        candidate it expects.  An empty expectation is a guess too: a new story named after the article."""
-        m = self._mirror
-        if not len(m) or not getattr(decide, "decides_ahead", False) or not m.worth_guessing():
+        None when the decider cannot decide ahead or the copy declines (see BucketMirror.expected).  An
+        empty expectation is a guess too: a new story named after the article."""
+        if not getattr(decide, "decides_ahead", False):
             return None
-        expected = m.expect(keys, entry.signature.day, self.settings.window_days)
         cache = self._sig_cache
-        if not all(h in cache for h in expected):
+        expected = self._mirror.expected(keys, entry.signature.day, self.settings.window_days, cache)
+        if expected is None:
             return None
         sigs = {cache[h][0]: cache[h][1] for h in expected}
         stories = {cache[h][0]: s for h, s in expected.items() if s}
@@ -535,19 +518,21 @@ class RedisIndex(StoryIndex):
             if int(reply[0]) == 2:  # FIND stored it: as guessed, or alone (no candidate, no story named after it)
                 assignment = guessed if guess is not None else Assignment(entry.id, entry.id, "new")
                 self._remember(reply[1], entry)
-                self._mirror_written(reply[1], entry, keys, assignment)
+                self._mirror.written(reply[1], keys, sig.day, assignment.story, assignment.merged)
             else:
                 found = self._parse_find(reply)
                 status = "exists"
                 if not found.stored:
                     known = self._known(set(found.cands))
-                    self._mirror_found(keys, entry, found, known)
+                    self._mirror.learn(keys, sig.day, self.settings.window_days, found.cands,
+                                       lambda h: (self._mirror.keys(self._fields(known[h][1])), known[h][1].day)
+                                       if h in known else None)
                     sigs, stories = self._candidates_of(found, known)
                     assignment = self._decide_with(found.own, decide, entry, sigs, stories)
                     _, status, _, handles = self._write([(entry, blob, fields, assignment, found.cands,
                                                           found.version, found.buckets)])
-                    if status == "ok":
-                        self._mirror_written(handles[0], entry, keys, assignment)
+                    if status == "ok":  # (bulk loads do not feed the copy: it cost them 8%)
+                        self._mirror.written(handles[0], keys, sig.day, assignment.story, assignment.merged)
                 if status == "exists":
                     existing, removed = self._already_there(entry)
                     if existing is not None:
@@ -616,32 +601,7 @@ class RedisIndex(StoryIndex):
         :meth:`ingest` may store in one round trip where a chunk takes two.
         Errors are returned in place of the assignment, so a batch goes on.
         """
-        single = fallback or (lambda e: self.ingest(e, decide))
-        out: list[Assignment | DedupError | None] = [None] * len(entries)
-        pos = 0
-        if self.settings.retain_days > 0:
-            for i, e in enumerate(entries):
-                try:
-                    out[i] = single(e)
-                except DedupError as exc:
-                    out[i] = exc
-            pos = len(entries)
-        pending: list[int] = []
-        for i in range(pos, len(entries)):
-            try:
-                check_id(entries[i].id)
-            except DedupError as exc:
-                out[i] = exc
-                continue
-            pending.append(i)
-        if len(pending) == 1:  # one article (a worker's batch when the stream is quiet): ingest's single round trip
-            try:
-                out[pending[0]] = single(entries[pending[0]])
-            except DedupError as exc:
-                out[pending[0]] = exc
-        elif pending:
-            ingest_chunks(self, entries, pending, decide, single, out, chunk)
-        return [o if o is not None else DedupError("not ingested") for o in out]
+        return ingest_in_order(self, entries, decide, fallback or (lambda e: self.ingest(e, decide)), chunk)
 
     def _retain(self, day: int) -> None:
         """Apply ``retain_days`` once per newer publication day this worker sees (cheap otherwise)."""
@@ -659,18 +619,7 @@ class RedisIndex(StoryIndex):
         Each goes through :func:`dedup.stories.remove`, which re-splits the
         stories it held together.  Undated articles are never expired.
         """
-        from ..stories import finish_splits, remove  # late import: stories imports the index package
-
-        if self.settings.retain_days <= 0:
-            return []
-        finish_splits(self, self.settings)  # a long-running worker also picks up what a crashed one left
-        days = sorted(int(d) for d in self._r.hkeys(self._k("days")))
-        if not days or days[0] >= days[-1] - self.settings.retain_days:
-            return []
-        old = dated_before(self._r, self.namespace, days[-1] - self.settings.retain_days, self._blobs)
-        for aid in old:
-            remove(self, aid, self.settings)
-        return old
+        return expire(self)
 
     def _already_there(self, entry: Entry) -> tuple[Assignment | None, bool]:
         """The id is stored (before this ingest, or by another worker meanwhile): same content is done

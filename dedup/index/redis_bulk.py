@@ -36,7 +36,7 @@ import numpy as np
 
 from ..records import Assignment, DedupError, Entry, Signature
 from .base import Decide
-from .redis_keys import bucket_family, day_tag, period_entry, read_families
+from .redis_keys import bucket_family, check_id, day_tag, period_entry, read_families
 from .redis_wire import PipelineBroken, ScriptsMissing
 
 if TYPE_CHECKING:
@@ -424,6 +424,32 @@ class _Bulk:
                 self.out[i] = DedupError(
                     f"article {self.entries[i].id!r}: gave up after {self.attempt} conflicting concurrent "
                     f"updates in namespace {self.index.namespace!r}; retry it")
+
+
+def ingest_in_order(index: "RedisIndex", entries: list[Entry], decide: Decide,
+                    single: Callable[[Entry], Assignment], chunk: int) -> list[Assignment | DedupError]:
+    """``RedisIndex.ingest_many``: every article through ``single`` when retention is on (it may delete
+    between two articles) or when the batch holds one article (``single`` may take one round trip where a
+    chunk takes two); otherwise :func:`ingest_chunks`.  Bad ids and errors come back in place."""
+    out: list[Assignment | DedupError | None] = [None] * len(entries)
+    pending: list[int] = []
+    for i, e in enumerate(entries):
+        try:
+            if index.settings.retain_days <= 0:
+                check_id(e.id)
+                pending.append(i)
+            else:
+                out[i] = single(e)
+        except DedupError as exc:
+            out[i] = exc
+    if len(pending) == 1:
+        try:
+            out[pending[0]] = single(entries[pending[0]])
+        except DedupError as exc:
+            out[pending[0]] = exc
+    elif pending:
+        ingest_chunks(index, entries, pending, decide, single, out, chunk)
+    return [o if o is not None else DedupError("not ingested") for o in out]
 
 
 def ingest_chunks(index: "RedisIndex", entries: list[Entry], todo: list[int], decide: Decide,

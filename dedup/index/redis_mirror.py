@@ -25,6 +25,8 @@ on the entries' day tags), so the two agree on which entries are candidates.
 
 from __future__ import annotations
 
+from collections.abc import Callable, Mapping
+
 from .redis_keys import UNDATED_TAG, day_tag
 
 # how many guesses the hit rate averages over, and how often a worker that stopped guessing tries again
@@ -124,6 +126,13 @@ class BucketMirror:
             for h in list(self._members.get(old, ())):
                 self._set_story(h, story)
 
+    def written(self, handle: bytes, keys: list[bytes], day: int | None, story: str, merged: list[str]) -> None:
+        """This client's write, as the script made it: the article in ``story``, the ``merged`` stories
+        folded into it."""
+        if self.capacity > 0:
+            self.merged(story, merged)
+            self.add(handle, keys, day, story)
+
     # -- guessing ------------------------------------------------------------------
     def expect(self, keys: list[bytes], day: int | None, window: int) -> dict[bytes, str]:
         """The candidates FIND will answer for an article with these keys and day, if the copy is complete:
@@ -145,16 +154,32 @@ class BucketMirror:
                     outside.add(h)
         return out
 
-    def learn(self, keys: list[bytes], day: int | None, window: int, found: dict[bytes, str]) -> None:
-        """FIND's answer for these keys: the copy's handles it did not find are gone, and the stories of
-        those it found are what it says.  (Adding the ones the copy lacks needs their keys: the caller
-        adds them with :meth:`add`.)"""
+    def learn(self, keys: list[bytes], day: int | None, window: int, found: Mapping[bytes, str],
+              lacking: Callable[[bytes], tuple[list[bytes], int | None] | None] = lambda h: None) -> None:
+        """FIND's answer for these keys: the copy's handles it did not find are gone, the stories of those
+        it found are what it says, and those it lacks come in when ``lacking(handle)`` gives their keys
+        and day (the client can when it holds their signatures)."""
+        if self.capacity <= 0:
+            return
         for h in self.expect(keys, day, window):
             if h not in found:
                 self.discard(h)
         for h, story in found.items():
             if h in self._keys:
                 self._set_story(h, story)
+            else:
+                known = lacking(h)
+                if known is not None:
+                    self.add(h, known[0], known[1], story)
+
+    def expected(self, keys: list[bytes], day: int | None, window: int,
+                 have: Mapping[bytes, object]) -> dict[bytes, str] | None:
+        """:meth:`expect`, when a guess is worth making (see :meth:`worth_guessing`) and ``have`` (the
+        client's signatures by handle) holds every expected candidate; else None."""
+        if not self._keys or not self.worth_guessing():
+            return None
+        out = self.expect(keys, day, window)
+        return out if all(h in have for h in out) else None
 
     def worth_guessing(self) -> bool:
         """Guess while most guesses hit; after a run of misses, only every ``_PROBE_EVERY``-th article."""

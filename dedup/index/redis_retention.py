@@ -13,13 +13,34 @@ and cost a lookup each (1,000 per round trip).
 
 from __future__ import annotations
 
-from typing import Any, Callable
+from typing import TYPE_CHECKING, Any, Callable
 
 from .codec import record_id
 from .redis_keys import key
 from .redis_lua_lib import INFO_SPAN, NODAY
 
+if TYPE_CHECKING:
+    from .redis import RedisIndex
+
 BATCH = 1_000  # shards (or records) per pipelined round trip
+
+
+def expire(index: "RedisIndex") -> list[str]:
+    """``RedisIndex.expire``: delete what is older than ``retain_days`` before the newest stored day, each
+    through :func:`dedup.stories.remove` (which re-splits the stories it held together)."""
+    from ..stories import finish_splits, remove  # late import: stories imports the index package
+
+    retain = index.settings.retain_days
+    if retain <= 0:
+        return []
+    finish_splits(index, index.settings)  # a long-running worker also picks up what a crashed one left
+    days = sorted(int(d) for d in index._r.hkeys(key(index.namespace, "days")))
+    if not days or days[0] >= days[-1] - retain:
+        return []
+    old = dated_before(index._r, index.namespace, days[-1] - retain, index._blobs)
+    for aid in old:
+        remove(index, aid, index.settings)
+    return old
 
 
 def dated_before(r: Any, namespace: str, cutoff: int,
