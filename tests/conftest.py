@@ -126,36 +126,54 @@ def _cluster_port() -> int:
     raise RuntimeError("no free port pair for a cluster node")
 
 
+def wait_cluster_ok(nodes: list[RedisServer], timeout: float = 30) -> None:
+    """Until every live node says the cluster is ok (all slots served)."""
+    import redis
+
+    deadline = time.monotonic() + timeout
+    while True:
+        states = []
+        for n in nodes:
+            c = redis.Redis(port=n.port)
+            try:
+                states.append(c.cluster("info")["cluster_state"])
+            finally:
+                c.close()
+        if all(s == "ok" for s in states):
+            return
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"cluster did not become ok: {states}")
+        time.sleep(0.2)
+
+
+def start_cluster(base: Path, masters: int = 3, replicas: int = 0, node_timeout_ms: int = 2000
+                  ) -> list[RedisServer]:
+    """A real Redis Cluster on loopback: ``masters`` masters with ``replicas`` replicas each."""
+    nodes = [RedisServer(base / f"n{i}", _cluster_port(), "--cluster-enabled", "yes",
+                         "--cluster-config-file", str(base / f"n{i}" / "nodes.conf"),
+                         "--cluster-node-timeout", str(node_timeout_ms)) for i in range(masters * (1 + replicas))]
+    try:
+        for n in nodes:
+            n.start()
+        subprocess.run([shutil.which("redis-cli") or "redis-cli", "--cluster", "create",
+                        *(f"127.0.0.1:{n.port}" for n in nodes), "--cluster-replicas", str(replicas),
+                        "--cluster-yes"], check=True, capture_output=True, timeout=60)
+        wait_cluster_ok(nodes)
+    except BaseException:
+        for n in nodes:
+            n.stop()
+        raise
+    return nodes
+
+
 @pytest.fixture(scope="session")
 def redis_cluster(tmp_path_factory):
     """A real 3-master Redis Cluster on loopback (no replicas), torn down at the end of the session.
 
     Yields the ``redis+cluster://`` URL of one node; the client discovers the others.
     """
-    base = tmp_path_factory.mktemp("cluster")
-    nodes = [RedisServer(base / f"n{i}", _cluster_port(), "--cluster-enabled", "yes",
-                         "--cluster-config-file", str(base / f"n{i}" / "nodes.conf"),
-                         "--cluster-node-timeout", "2000") for i in range(3)]
+    nodes = start_cluster(tmp_path_factory.mktemp("cluster"))
     try:
-        for n in nodes:
-            n.start()
-        subprocess.run([shutil.which("redis-cli") or "redis-cli", "--cluster", "create",
-                        *(f"127.0.0.1:{n.port}" for n in nodes), "--cluster-replicas", "0", "--cluster-yes"],
-                       check=True, capture_output=True, timeout=60)
-        import redis
-
-        deadline = time.monotonic() + 30
-        while True:
-            states = []
-            for n in nodes:
-                c = redis.Redis(port=n.port)
-                states.append(c.cluster("info")["cluster_state"])
-                c.close()
-            if all(s == "ok" for s in states):
-                break
-            if time.monotonic() > deadline:
-                raise RuntimeError(f"cluster did not become ok: {states}")
-            time.sleep(0.2)
         yield f"redis+cluster://127.0.0.1:{nodes[0].port}", nodes
     finally:
         for n in nodes:

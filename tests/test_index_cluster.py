@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 
+import pytest
 import redis
 from redis.cluster import RedisCluster
 
@@ -67,3 +68,38 @@ def test_cluster_keeps_a_namespace_in_one_slot_and_spreads_namespaces(redis_clus
                 owners.add(n.port)
         c.close()
     assert len(owners) >= 2  # 8 namespaces do not all land on one master
+
+
+@pytest.mark.parametrize("layout", ["slot", "spread"])
+def test_ingest_rides_out_the_failover_of_the_master_holding_the_index(tmp_path, seed_paths, layout):
+    """3 masters with a replica each; the master serving the namespace's meta key (in the spread layout:
+    its story slot) is killed mid-corpus.  The same client goes on once the replica took over (capped
+    backoff, then the new slot map), and ends with every article and the one-process stories: nothing
+    written before the kill (and replicated) is lost."""
+    from .conftest import start_cluster, wait_cluster_ok
+
+    settings = dataclasses.replace(SETTINGS, redis_layout=layout)
+    nodes = start_cluster(tmp_path / "failover", replicas=1, node_timeout_ms=1000)
+    try:
+        items = articles(seed_paths, meter_n=120)
+        first, rest = items[:60], items[60:]
+        url = f"redis+cluster://127.0.0.1:{nodes[0].port}"
+        with Deduper(settings, url=url, namespace="fo") as dd:
+            assert all(o.error is None for o in dd.add_many(first))
+            r = dd.index._r
+            owner = r.get_node_from_key(dd.index._meta_key)
+            node = next(n for n in nodes if n.port == owner.port)
+            direct = redis.Redis(port=node.port)
+            assert direct.wait(1, 5000) == 1  # what the replica has is what a failover keeps
+            direct.close()
+            node.stop(kill=True)
+            outcomes = list(dd.add_many(rest))
+            assert [o.error for o in outcomes if o.error is not None] == []
+            wait_cluster_ok([n for n in nodes if n is not node])
+            assert r.get_node_from_key(dd.index._meta_key).port != node.port  # a replica serves it now
+            ids = [a.id for a in items]
+            assert len(dd.index) == len(items)
+            assert partition(dd.index.story_of(ids)) == cluster(Deduper(SETTINGS), items)
+    finally:
+        for n in nodes:
+            n.stop()

@@ -106,7 +106,8 @@ class RedisIndex(StoryIndex):
         self.namespace = namespace
         # capped exponential backoff: rides out a restart or failover of a few seconds, but not a
         # refused password or an untrusted certificate, which no retry cures
-        retry = _RetryTransient(ExponentialBackoff(cap=2.0, base=0.05), retries)
+        self._reconnect, self._retries = ExponentialBackoff(cap=2.0, base=0.05), retries  # a cluster's too (_guard)
+        retry = _RetryTransient(self._reconnect, retries)
         self._r: Any
         try:
             if url.startswith(CLUSTER_SCHEME):

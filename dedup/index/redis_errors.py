@@ -10,10 +10,12 @@ retried, redone or reported live in one place.
 from __future__ import annotations
 
 import functools
+import time
 from typing import TYPE_CHECKING, Any, Callable, TypeVar
 
 import redis
-from redis.exceptions import AuthenticationError
+from redis.cluster import RedisCluster
+from redis.exceptions import AuthenticationError, RedisClusterException
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 from redis.exceptions import TryAgainError
@@ -75,7 +77,15 @@ def _guard(fn: Callable[..., T]) -> Callable[..., T]:
     key went with the last article) and was claimed again, so what the client cached is void.  Only
     the outermost guarded call of a thread redoes it, from the start: a step of a longer operation
     (an ingest reading records, a retention pass deleting) may have decided on what the old epoch
-    held, so only the whole operation can be redone."""
+    held, so only the whole operation can be redone.
+
+    On a Redis Cluster, a lost connection redoes the whole call too, after the same capped backoff a
+    single server's commands get, re-reading the slot map before each attempt.  redis-py's cluster
+    client retries a failed command at once, and the slot map names a killed master until a replica has
+    taken over (failover takes the cluster's node timeout and an election); so without the wait an ingest
+    failed within milliseconds.  The index's own wires (redis_wire) are chosen by the slot map, so they
+    follow it.  Redoing is what the connection's own retry does on one server: a script that
+    ran before its reply was lost finds its article stored (reported ``unchanged``)."""
 
     @functools.wraps(fn)
     def wrapper(self: "RedisIndex", *args: Any, **kwargs: Any) -> T:
@@ -84,10 +94,20 @@ def _guard(fn: Callable[..., T]) -> Callable[..., T]:
             return fn(self, *args, **kwargs)  # the outermost call translates errors and redoes
         calls.depth = 1
         try:
-            attempt = 1
+            attempt, lost = 1, 0
             while True:
                 try:
                     return fn(self, *args, **kwargs)
+                except (RedisConnectionError, RedisTimeoutError):
+                    if not isinstance(self._r, RedisCluster) or lost >= self._retries:
+                        raise
+                    lost += 1
+                    time.sleep(self._reconnect.compute(lost))
+                    try:  # the slot map as the surviving nodes see it now (the index's own wires follow it)
+                        self._r.nodes_manager.initialize()
+                    except (redis.RedisError, RedisClusterException):
+                        pass  # the next attempt fails the same way, and waits longer
+                    continue
                 except redis.ResponseError as exc:
                     if not str(exc).startswith(EPOCH_MOVED):
                         raise
