@@ -141,8 +141,9 @@ class RedisIndex(StoryIndex):
         self._versions: tuple[tuple[Any, ...], list[tuple[str, int]]] | None = None  # see story_versions
         self._sig_cache: dict[bytes, tuple[str, Signature]] = {}  # handle -> (id, signature)
         self._field_template: np.ndarray | None = None  # see _fields
-        # the buckets of recently written and read articles, to decide before reading (see ingest)
-        self._mirror = BucketMirror(settings.redis_mirror, 2 + 4 * settings.rows)
+        # the buckets of recently written and read articles, to decide before reading (see ingest); the
+        # spread layout has an ingest of its own, which does not use it
+        self._mirror = BucketMirror(settings.redis_mirror if self.layout == "slot" else 0, 2 + 4 * settings.rows)
         self._newest_day_seen: int | None = None  # retention runs when a newer day arrives
         try:
             self._claim()

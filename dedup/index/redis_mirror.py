@@ -60,7 +60,10 @@ class BucketMirror:
         return handle in self._keys
 
     def keys(self, packed: bytes) -> list[bytes]:
-        """The bucket keys in ``packed`` (the fields of all bands back to back)."""
+        """The bucket keys in ``packed`` (the fields of all bands back to back); none when the copy is off,
+        which keeps nothing anyway."""
+        if self.capacity <= 0:
+            return []
         w = self.field_width
         return [packed[i:i + w] for i in range(0, len(packed), w)]
 
