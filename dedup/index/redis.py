@@ -11,7 +11,10 @@ keyed by handle) and whether the id is stored, the decision runs here in
 Python, and a second script writes, re-checking first that the buckets and
 the candidates' stories are still what the decision saw when anything was
 written in between.  An article without candidates is stored by the first
-script: one round trip.  :meth:`RedisIndex.ingest_many` does the same for a chunk of
+script: one round trip.  So is an article whose candidates the client's copy
+of recent buckets (:mod:`dedup.index.redis_mirror`) predicts: the decision
+on them goes with the first script, which writes it only if they are the
+candidates it finds.  Story membership lives in :mod:`dedup.index.redis_stories`.  :meth:`RedisIndex.ingest_many` does the same for a chunk of
 articles in two round trips.  If another worker changed
 them in between, the ingest starts over.  Ingests are therefore
 serializable, and because stories are the connected components of an
@@ -47,6 +50,7 @@ from .redis_retention import expire
 from .redis_wire import DirectScripts
 from .redis_keys import LAYOUT_VERSION, check_id, key
 from .redis_mirror import BucketMirror
+from .redis_stories import RedisStories, _s
 
 CLUSTER_SCHEME = "redis+cluster://"
 
@@ -77,11 +81,7 @@ def first_handle() -> int:
     return secrets.randbelow(2**31)
 
 
-def _s(value: bytes | str) -> str:
-    return value.decode("utf-8", errors="replace") if isinstance(value, bytes) else value
-
-
-class RedisIndex(StoryIndex):
+class RedisIndex(RedisStories, StoryIndex):
     """A :class:`StoryIndex` whose state lives in one Redis database under ``namespace``."""
 
     # the key layout, part of the namespace's fingerprint: "slot" keeps an index in one cluster slot,
@@ -303,92 +303,6 @@ class RedisIndex(StoryIndex):
             return {}
         values = self._run("STORY_OF", *ids)
         return {i: _s(v) for i, v in zip(ids, values) if v}
-
-    @_guard
-    def members(self, story_id: str) -> list[str]:
-        if story_id in self._members_hint:
-            return list(self._members_hint[story_id])
-        return sorted(_s(m) for m in self._r.hkeys(self._k("s", story_id)))
-
-    @_guard
-    def members_many(self, story_ids: Iterable[str]) -> dict[str, list[str]]:
-        """One pipelined round trip of HKEYS for all stories instead of one round trip per story."""
-        sids = list(dict.fromkeys(story_ids))
-        if not sids:
-            return {}
-        pipe = self._r.pipeline(transaction=False)
-        for sid in sids:
-            pipe.hkeys(self._k("s", sid))
-        out: dict[str, list[str]] = {}
-        for sid, found in zip(sids, pipe.execute()):
-            ids = list(self._members_hint[sid]) if sid in self._members_hint else sorted(_s(m) for m in found)
-            if ids:
-                out[sid] = ids
-        return out
-
-    def _decide_with(self, own: list[str], decide: Decide, entry: Entry, *args: Any) -> Assignment:
-        """Run the decider, answering its question whether a story is named after the article
-        (:meth:`members`) from ``own``, the members just read, instead of another round trip."""
-        self._members_hint = {entry.id: own}
-        try:
-            return decide(entry, *args)
-        finally:
-            self._members_hint = {}
-
-    @_guard
-    def story_versions(self, limit: int | None = None) -> list[tuple[str, int]]:
-        """The ``stories`` zset's scores are the ``clock`` tick (a field of ``meta``) of each story's last change.
-
-        Reading and parsing all 10k pairs costs ~100 ms in redis-py, so the
-        whole list is kept and re-read only when ``(clock, epoch, n, ZCARD)``
-        moved: every story change ticks the clock, a story that vanishes
-        without a tick (its last article deleted) changes the article count
-        and the number of stories, and the clock starts again only in a new
-        epoch (see _claim).  A limited read is small and always fresh.
-        """
-        if limit is not None:
-            if limit <= 0:
-                return []
-            pairs = self._r.zrevrange(self._k("stories"), 0, limit - 1, withscores=True)
-            return [(_s(sid), int(score)) for sid, score in pairs]
-        pipe = self._r.pipeline(transaction=True)
-        pipe.hmget(self._meta_key, "clock", "epoch")  # the clock starts again in a new epoch
-        pipe.get(self._k("n"))
-        pipe.zcard(self._k("stories"))
-        token = tuple(tuple(v) if isinstance(v, list) else v for v in pipe.execute())
-        if self._versions is None or self._versions[0] != token:
-            pairs = self._r.zrevrange(self._k("stories"), 0, -1, withscores=True)
-            # stored under the token read *before* the list: a change in between only causes a re-read
-            self._versions = (token, [(_s(sid), int(score)) for sid, score in pairs])
-        return list(self._versions[1])
-
-    @_guard
-    def set_story(self, story_id: str, ids: Iterable[str]) -> None:
-        ids = list(ids)
-        if ids:
-            self._run("SET_STORY", story_id, *ids)
-
-    @_guard
-    def story_snapshot(self, story_id: str) -> tuple[list[str], object]:
-        """Members and version (the story's clock tick) in one script call: one consistent read."""
-        version, *members = self._run("STORY_SNAPSHOT", story_id)
-        return sorted(_s(m) for m in members), _s(version)
-
-    @_guard
-    def resplit(self, story_id: str, version: object, parts: list[tuple[str, list[str]]]) -> bool:
-        """All parts in one script, written only if the story is still at ``version``."""
-        args: list[str] = [story_id, "*" if version is None else str(version)]
-        for sid, ids in parts:
-            args += [sid, str(len(ids)), *ids]
-        return int(self._run("RESPLIT", *args)) == 1
-
-    @_guard
-    def pending_splits(self) -> list[str]:
-        return [_s(s) for s in self._r.hkeys(self._k("split"))]
-
-    @_guard
-    def story_ids(self) -> list[str]:
-        return [_s(s) for s in self._r.zrevrange(self._k("stories"), 0, -1)]
 
     # -- boilerplate evidence ---------------------------------------------------
     @_guard

@@ -57,6 +57,7 @@ from .redis import MAX_INGEST_ATTEMPTS, SIG_CACHE_SIZE, RedisIndex, _s
 from .redis_errors import _guard, slot_moving
 from .redis_keys import UNDATED_TAG, band_namespace, check_id, day_tag, key, tag_within
 from .redis_spread_bulk import ingest_chunks
+from .redis_spread_sweep import finish_todo
 from .redis_wire import DirectScripts, PipelineBroken
 
 # band b's buckets live in group b mod BAND_GROUPS, each group a slot of its own.  Each group costs a
@@ -576,40 +577,10 @@ class SpreadIndex(RedisIndex):
     # -- crash recovery -------------------------------------------------------------
     @_guard
     def sweep(self, age_s: float | None = None, limit: int = 1000) -> int:
-        """Finish todo entries at least ``age_s`` old, left by a client that crashed between committing an
-        article (or deleting one) and writing its buckets.  Returns how many it finished.
-
-        Safe to run by anyone at any time: adding a committed article to its buckets again changes
-        nothing, linking is idempotent, and an entry noted again since it was read is left to its
-        new owner (clearing compares the score).
-        """
-        found = self._story("S_TODO", int((SWEEP_AGE_S if age_s is None else age_s) * 1e6), limit)
-        if not found:
-            return 0
-        pairs = [(found[j], found[j + 1]) for j in range(0, len(found), 2)]
-        handles = [m[:4] for m, _ in pairs]
-        _, _, infos = self._lookup("", handles)
-        for (member, score), hb, info in zip(pairs, handles, infos):
-            fields = self._split(member[4:])
-            if not info:  # deleted (or never committed): out of its buckets, its record gone
-                self._fanout(self._calls("del", [(b, f, hb) for b, f in enumerate(fields)])
-                             + self._record_calls("rdel", {hb: b""}))
-            else:
-                found = self._blobs([hb]).get(hb)
-                own = self._known({hb}).get(hb)
-                day = self._info_day(info)
-                t = day_tag(day).to_bytes(2, "little")
-                # the record to its group (from the story slot's copy, which clearing the entry drops)
-                calls = self._calls("add", [(b, f, hb + t) for b, f in enumerate(fields)])
-                replies = self._fanout(calls + (self._record_calls("rput", {hb: found[1]}) if found else []))
-                before = [v for answers in replies[:len(calls)] for v in answers]
-                others = {h for v in before for h, tg in entries_in(v).items()
-                          if h != hb and tag_within(tg, day, self.settings.window_days)}
-                if own is not None and others:  # what it should have been linked with: all of them
-                    self._verify_and_link(own[0], own[1], list(others), False)
-            self._done.append((member, score))
-        self.flush()
-        return len(pairs)
+        """Finish todo entries at least ``age_s`` old (default a minute), left by a client that crashed
+        between committing an article (or deleting one) and writing its buckets.  Returns how many it
+        finished.  Safe to run by anyone at any time: see :mod:`dedup.index.redis_spread_sweep`."""
+        return finish_todo(self, SWEEP_AGE_S if age_s is None else age_s, limit)
 
     def close(self) -> None:
         try:
