@@ -31,7 +31,19 @@ empty index on a second redis-server, identical work each time, whose rate
 moves only with the machine.  The ``relative`` column is the segment's rate
 divided by the rate of the references run inside it: flat when the index
 keeps its speed as it grows, whatever the machine does.  A segment's rate
-averages over all of it: the first one's, over an index growing from empty.
+averages over all of it, so each row names the index sizes it spans: the
+first one's starts from an empty index.
+
+The bar ("throughput and bytes/article flat from 100k to 1M") is read as a
+trend, decided before measuring: over the segments that start at
+``--flat-from`` articles or later, the least-squares line through
+``relative`` must change by less than 10% between the first segment's
+middle and the last one's (the raw rate, without references), and
+bytes/article by less than 5%.  A trend, because one segment can dip for a
+reason that is not growth (Redis doubling its key table near 2.1M keys,
+or the machine stalling under one segment and not its references).  The
+bench prints that verdict, the raw rate's trend beside it, and each segment's
+distance from the median, so a dip stays visible.
 
     python bench/redis_curve.py --n 1000000 --step 100000
     python bench/redis_curve.py --n 1000000 --step 100000 --huge-pages
@@ -237,6 +249,60 @@ class Reference:
         self.proc.wait()
 
 
+@dataclasses.dataclass
+class Segment:
+    """One row of the curve: the index grew from ``start`` to ``end`` articles at ``rate`` articles/s."""
+
+    start: int
+    end: int
+    rate: float
+    relative: float  # rate / the references' rate inside the segment (nan without references)
+    bytes_per_article: float  # used_memory growth / ``end``
+
+
+def span(start: int, end: int) -> str:
+    """``100k-200k``: the index sizes a segment's rate averages over."""
+    def short(n: int) -> str:
+        if n == 0:
+            return "0"
+        return f"{n / 1e6:g}M" if n >= 1_000_000 and n % 100_000 == 0 else f"{n / 1e3:g}k" if n % 1000 == 0 else str(n)
+    return f"{short(start)}-{short(end)}"
+
+
+def trend(xs: list[float], ys: list[float]) -> float:
+    """Change of the least-squares line through (xs, ys) from the first x to the last, as a fraction of its
+    value at the first x: one number for "does it get slower as it grows", which one noisy segment moves little."""
+    slope, icept = np.polyfit(xs, ys, 1)
+    first = slope * xs[0] + icept
+    return float(slope * (xs[-1] - xs[0]) / first)
+
+
+def verdict(rows: list[Segment], flat_from: int, raw_only: bool) -> None:
+    """Print whether the curve is flat from ``flat_from`` on, by the rule in the module docstring."""
+    tail = [r for r in rows if r.start >= flat_from]
+    if len(tail) < 3:
+        print(f"flat from {flat_from:,}: needs three segments that start there or later (got {len(tail)})")
+        return
+    mids = [(r.start + r.end) / 2 for r in tail]
+    print(f"\nfrom {flat_from:,} on ({len(tail)} segments, {span(tail[0].start, tail[-1].end)}):")
+    checks = [("raw art/s", [r.rate for r in tail], 0.10 if raw_only else None)]
+    if not raw_only:
+        checks.insert(0, ("relative", [r.relative for r in tail], 0.10))
+    checks.append(("bytes/article", [r.bytes_per_article for r in tail], 0.05))
+    flat = True
+    for name, ys, bar in checks:
+        change, med = trend(mids, ys), statistics.median(ys)
+        worst = min(ys) / med - 1, max(ys) / med - 1
+        ok = bar is None or abs(change) < bar
+        flat &= ok
+        print(f"  {name:>14}: trend {change:+.1%} over the span"
+              f"{'' if bar is None else f' (bar: within +-{bar:.0%}) ' + ('met' if ok else 'NOT MET')}; "
+              f"segments {worst[0]:+.1%} to {worst[1]:+.1%} of their median {f'{med:,.0f}' if med >= 10 else f'{med:.3f}'}")
+    if raw_only:
+        print("  (no reference ran, so the verdict rests on the raw rate, which moves with the machine)")
+    print(f"  flat from {flat_from:,}: {'yes' if flat else 'no'}")
+
+
 def prepared(synth: Synth, first: int, n: int, dd: Deduper) -> list[Entry]:
     """``n`` synthetic articles from number ``first`` on, normalized and signed (not timed)."""
     arts = [synth.article(first + k) for k in range(n)]
@@ -261,6 +327,8 @@ def main() -> None:
                     help="articles of the reference index (0: none), ingested into an empty index every --ref-every")
     ap.add_argument("--ref-every", type=int, default=10_000,
                     help="articles of the growing index between two reference runs")
+    ap.add_argument("--flat-from", type=int, default=100_000,
+                    help="index size from which the closing verdict asks for a flat curve")
     args = ap.parse_args()
     if args.control:
         control(args)
@@ -280,7 +348,7 @@ def main() -> None:
             ref = Reference(ref_tmp, ref_entries, settings) if ref_entries else None
             client = redis.Redis(port=port)
             before = used_memory(client)
-            print(f"{'articles':>10}{'segment art/s':>15}{'ref art/s':>11}{'relative':>10}"
+            print(f"{'articles':>17}{'segment art/s':>15}{'ref art/s':>11}{'relative':>10}"
                   f"{'bytes/article':>15}"
                   f"{'stories':>10}{'server us/art':>15}{'client us/art':>15}{'HGET/art':>10}{'us/HGET':>9}"
                   f"{'us/HSET':>9}{'Lua us/art':>12}{'keys':>10}")
@@ -288,6 +356,7 @@ def main() -> None:
                 decide = make_decider(idx, settings)
                 lsh = datasketch_lsh(port) if args.datasketch else None
                 done = 0
+                rows: list[Segment] = []
                 while done < args.n:
                     batch = prepared(synth, done, min(args.step, args.n - done), dd)
                     if lsh is not None:  # the same signatures as datasketch LeanMinHashes (not timed)
@@ -322,9 +391,10 @@ def main() -> None:
                     lua = (delta.get("evalsha", (0, 0))[1]
                            - sum(us for c, (_, us) in delta.items() if c not in ("evalsha", "info", "zcard")))
                     hgets = hg / len(batch)
-                    done += len(batch)
+                    start, done = done, done + len(batch)
                     per = (used_memory(client) - before) / done
-                    print(f"{done:10d}{rate:15.0f}{ref_rate:11.0f}{rate / ref_rate:10.3f}{per:15.0f}"
+                    rows.append(Segment(start, done, rate, rate / ref_rate, per))
+                    print(f"{span(start, done):>17}{rate:15.0f}{ref_rate:11.0f}{rate / ref_rate:10.3f}{per:15.0f}"
                           f"{client.zcard('{curve}:stories'):10d}"
                           f"{server:15.0f}{cpu:15.0f}{hgets:10.1f}{hg_us / max(hg, 1):9.2f}{hs_us / max(hs, 1):9.2f}"
                           f"{f'{lua / len(batch):.0f}' if 'evalsha' in delta else '-':>12}{client.dbsize():10d}",
@@ -335,6 +405,7 @@ def main() -> None:
                         print("          us/art by command: " + ", ".join(
                             f"{c} {us / len(batch):.1f} ({n / len(batch):.1f} calls)" for us, c, n in top), flush=True)
             print(f"redis-server's memory in huge pages: {huge_page_share(proc.pid)}")
+            verdict(rows, args.flat_from, raw_only=ref is None)
             client.close()
         finally:
             proc.terminate()
