@@ -119,6 +119,15 @@ class Settings(DeclaredSettings):
         "whose CPUs are all busy); never polls when the process may only run on one CPU.",
         group="storage",
     )
+    redis_retry_s: float = _setting(
+        5.0,
+        "Shared (Redis) index only: how long, in seconds, a call keeps retrying a lost server (a restart, a "
+        "network blip, a Redis Cluster failover) before it fails with an error naming the URL. Waits "
+        "0.1 s, doubling to at most 2 s between tries. On a cluster, set it above cluster-node-timeout "
+        "plus a few seconds to ride out a failover (Redis's default timeout of 15 s wants ~20). The "
+        "worker retries a message whatever this is; the CLI stops its batch when it runs out.",
+        group="storage",
+    )
     redis_mirror: int = _setting(
         20000,
         "Shared (Redis) index only, 'slot' layout: how many recent articles' LSH buckets a client keeps a "
@@ -158,6 +167,8 @@ class Settings(DeclaredSettings):
             raise ValueError("window_days must be 0 or more")
         if self.retain_days < 0:
             raise ValueError("retain_days must be 0 or more")
+        if self.redis_retry_s < 0:
+            raise ValueError("redis_retry_s must be 0 or more")
         if self.redis_mirror < 0:
             raise ValueError("redis_mirror must be 0 or more")
         if self.redis_spin_us < 0:

@@ -9,6 +9,8 @@ import os
 import re
 import subprocess
 import sys
+import threading
+import time
 from pathlib import Path
 from typing import Callable
 
@@ -771,6 +773,35 @@ def test_open_index_survives_a_server_restart(tmp_path):
             server.stop()
             server.start()
             assert "a" in idx  # the same client reconnects (retry with backoff)
+    finally:
+        server.stop()
+
+
+def test_how_long_a_lost_server_is_waited_for_is_a_setting(tmp_path):
+    """--redis-retry-s: with 8 s of retries an ingest rides out a server that is down for 2 s (as a Redis
+    Cluster failover would be, for longer); with 0.5 s a call fails within about a second, naming the URL."""
+    server = RedisServer(tmp_path / "retry", None, "--appendonly", "yes").start()
+    patient = dataclasses.replace(SETTINGS, redis_retry_s=8.0)
+    hasty = dataclasses.replace(SETTINGS, redis_retry_s=0.5)
+    try:
+        with RedisIndex(patient, url=server.url, namespace="r") as slow, \
+                RedisIndex(hasty, url=server.url, namespace="r") as fast:
+            assign(slow, entry("a", 1), patient)
+            assert "a" in fast
+            server.stop(kill=True)
+            began = time.monotonic()
+            with pytest.raises(IndexUnavailable, match=f"127.0.0.1:{server.port}"):
+                fast.story_of(["a"])
+            assert time.monotonic() - began < 2.0
+            back = threading.Timer(2.0, server.start)
+            back.start()
+            began = time.monotonic()
+            try:
+                assert assign(slow, entry("b", 2), patient).action == "new"
+            finally:
+                back.join()
+            assert time.monotonic() - began >= 1.5  # it waited for the server, not for a luckier moment
+            assert fast.story_of(["a", "b"]) == {"a": "a", "b": "b"}  # the other one reconnects too
     finally:
         server.stop()
 

@@ -45,7 +45,7 @@ from . import mask_url, redis_lua
 from .base import Decide, StoryIndex
 from .codec import CODEC_VERSION, decode_entry, decode_signatures, encode_entry, record_id
 from .redis_bulk import ingest_in_order
-from .redis_errors import IndexMismatch, IndexUnavailable, _guard, _permanent_hint, _RetryTransient
+from .redis_errors import IndexMismatch, IndexUnavailable, _guard, _permanent_hint, _RetryTransient, retries_within
 from .redis_retention import expire
 from .redis_wire import DirectScripts
 from .redis_keys import LAYOUT_VERSION, check_id, key
@@ -94,7 +94,7 @@ class RedisIndex(RedisStories, StoryIndex):
         *,
         url: str,
         namespace: str = "dedup",
-        retries: int = 6,
+        retries: int | None = None,
         socket_timeout: float = 10.0,
     ) -> None:
         # ':' would let one namespace's keys fall under another's prefix ('a' vs 'a:b')
@@ -106,8 +106,9 @@ class RedisIndex(RedisStories, StoryIndex):
         self.namespace = namespace
         # capped exponential backoff: rides out a restart or failover of a few seconds, but not a
         # refused password or an untrusted certificate, which no retry cures
-        self._reconnect, self._retries = ExponentialBackoff(cap=2.0, base=0.05), retries  # a cluster's too (_guard)
-        retry = _RetryTransient(self._reconnect, retries)
+        self._reconnect = ExponentialBackoff(cap=2.0, base=0.05)  # a cluster's too (_guard)
+        self._retries = retries_within(settings.redis_retry_s, self._reconnect) if retries is None else retries
+        retry = _RetryTransient(self._reconnect, self._retries)
         self._r: Any
         try:
             if url.startswith(CLUSTER_SCHEME):

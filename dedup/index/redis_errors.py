@@ -51,6 +51,19 @@ def _permanent_hint(exc: BaseException) -> str | None:
     return None
 
 
+def retries_within(seconds: float, backoff: Any) -> int:
+    """How many retries ``backoff`` (waits growing to a cap) fits in ``seconds``: at least one wait, so a
+    budget of 0 still retries once (a connection dropped while idle is the common case), then as many as
+    the budget holds, the last one allowed to end past it."""
+    n, waited = 0, 0.0
+    while waited < seconds or n == 0:
+        n += 1
+        waited += backoff.compute(n)
+        if n >= 1000:
+            break
+    return n
+
+
 class _RetryTransient(Retry):
     """redis-py's retry with backoff, except for errors no retry cures (they are raised at once)."""
 
