@@ -14,12 +14,15 @@ written in between.  An article without candidates is stored by the first
 script: one round trip.  So is an article whose candidates the client's copy
 of recent buckets (:mod:`dedup.index.redis_mirror`) predicts: the decision
 on them goes with the first script, which writes it only if they are the
-candidates it finds.  Story membership lives in :mod:`dedup.index.redis_stories`.  :meth:`RedisIndex.ingest_many` does the same for a chunk of
-articles in two round trips.  If another worker changed
-them in between, the ingest starts over.  Ingests are therefore
+candidates it finds.  :meth:`RedisIndex.ingest_many` reads and writes a
+chunk of articles in two round trips.  If another worker changed the
+candidates in between, the ingest starts over.  Ingests are therefore
 serializable, and because stories are the connected components of an
 order-independent link graph, any number of workers end with the partition
 one process would produce.
+
+Story membership and the story list (the part that touches no bucket) are
+in :mod:`dedup.index.redis_stories`.
 """
 
 from __future__ import annotations
@@ -104,8 +107,8 @@ class RedisIndex(RedisStories, StoryIndex):
         self.settings = settings
         self.url = url
         self.namespace = namespace
-        # capped exponential backoff: rides out a restart or failover of a few seconds, but not a
-        # refused password or an untrusted certificate, which no retry cures
+        # capped exponential backoff for settings.redis_retry_s seconds: rides out a restart or a
+        # failover, but not a refused password or an untrusted certificate, which no retry cures
         self._reconnect = ExponentialBackoff(cap=2.0, base=0.05)  # a cluster's too (_guard)
         self._retries = retries_within(settings.redis_retry_s, self._reconnect) if retries is None else retries
         retry = _RetryTransient(self._reconnect, self._retries)
