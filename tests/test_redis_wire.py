@@ -11,7 +11,6 @@ from dedup.settings import Settings
 from dedup.stories import assign
 
 from .conftest import direct_calls
-
 from .test_index_redis import entry
 
 SETTINGS = Settings()
@@ -28,8 +27,6 @@ def test_parser_reads_the_reply_types_the_scripts_return():
     for partial in (b"*2\r\n:1\r\n", b"$5\r\nab", b":1"):
         with pytest.raises(_Incomplete):
             _parse(partial, 0)
-
-
 
 
 def test_scripts_flushed_from_the_server_are_loaded_again(redis_url):

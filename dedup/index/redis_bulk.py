@@ -432,23 +432,28 @@ def ingest_in_order(index: "RedisIndex", entries: list[Entry], decide: Decide,
     between two articles) or when the batch holds one article (``single`` may take one round trip where a
     chunk takes two); otherwise :func:`ingest_chunks`.  Bad ids and errors come back in place."""
     out: list[Assignment | DedupError | None] = [None] * len(entries)
-    pending: list[int] = []
-    for i, e in enumerate(entries):
+
+    def one(i: int) -> None:
         try:
-            if index.settings.retain_days <= 0:
-                check_id(e.id)
-                pending.append(i)
-            else:
-                out[i] = single(e)
+            out[i] = single(entries[i])
         except DedupError as exc:
             out[i] = exc
-    if len(pending) == 1:
-        try:
-            out[pending[0]] = single(entries[pending[0]])
-        except DedupError as exc:
-            out[pending[0]] = exc
-    elif pending:
-        ingest_chunks(index, entries, pending, decide, single, out, chunk)
+
+    if index.settings.retain_days > 0:
+        for i in range(len(entries)):
+            one(i)
+    else:
+        pending: list[int] = []
+        for i, e in enumerate(entries):
+            try:
+                check_id(e.id)
+                pending.append(i)
+            except DedupError as exc:
+                out[i] = exc
+        if len(pending) == 1:
+            one(pending[0])
+        elif pending:
+            ingest_chunks(index, entries, pending, decide, single, out, chunk)
     return [o if o is not None else DedupError("not ingested") for o in out]
 
 
