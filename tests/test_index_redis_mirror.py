@@ -9,6 +9,7 @@ moved elsewhere) and check that the outcome is the one a client without a copy g
 from __future__ import annotations
 
 import dataclasses
+import gc
 
 import numpy as np
 from hypothesis import given
@@ -80,7 +81,7 @@ def test_a_merge_moves_every_member_of_the_merged_stories():
     m.merged("a", ["b"])
     m.add(h(4), keys(1, 2), day=1, story="a")
     assert m.expect(keys(1, 2, 3), day=1, window=1) == {h(1): "a", h(2): "a", h(3): "a", h(4): "a"}
-    assert m._members == {"a": {h(1), h(2), h(3), h(4)}}
+    assert {story: set(handles) for story, handles in m._members.items()} == {"a": {h(1), h(2), h(3), h(4)}}
 
 
 def test_learning_an_answer_drops_what_find_did_not_find_and_takes_its_stories():
@@ -112,6 +113,21 @@ def test_no_guess_unless_the_client_holds_every_expected_signature():
     assert m.expected(keys(1), day=1, window=1, have={}) is None  # it could not verify h(1)
     assert m.expected(keys(1), day=1, window=1, have={h(1): "sig"}) == {h(1): "a"}
     assert m.expected(keys(2), day=1, window=1, have={}) == {}  # nothing shares a bucket: a guess of "new"
+
+
+def test_the_copy_leaves_nothing_for_the_garbage_collector_to_walk():
+    """A worker keeps the copy for its whole life: containers the collector tracks (a list per bucket, a
+    set per story) made every full collection walk ~17 more objects per article, ~5% of a streamed
+    article's time.  What it holds now is untracked once a collection has seen it."""
+    m = BucketMirror(capacity=100, field_width=6)
+    for n in range(50):
+        m.written(h(n), keys(n % 7, n % 5, n), day=1, story=f"s{n % 3}", merged=["s2"] if n == 40 else [])
+    m.discard(h(3))
+    gc.collect()
+    held = [m._buckets, m._keys, m._tag, m._story, m._members]
+    tracked = [v for d in held for v in d.values() if gc.is_tracked(v)]
+    assert tracked == []
+    assert m._buckets[keys(3)[0]] == tuple(h(n) for n in (10, 17, 24, 31, 38, 45))  # n % 7 == 3, less h(3)
 
 
 def test_capacity_zero_keeps_nothing():

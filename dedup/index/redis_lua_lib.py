@@ -36,6 +36,8 @@ local HDR = %(hdr)d
 local S0 = %(s0)d
 local SB0 = %(sb0)d
 local LOAD = %(load)d
+-- put counts its new bucket fields in steps of GROW (see there)
+local GROW = %(load)d / 2
 
 --@ records
 -- the parts of a record the scripts need (layout: dedup/index/codec.py)
@@ -85,7 +87,7 @@ local function lh(fam)
     local s0 = S0
     if string.byte(f, 2) == 58 then s0 = SB0 end  -- 'b:...', 'e:...'
     LH[f] = {l = l, p = tonumber(v[3 * j - 1]) or 0, n = tonumber(v[3 * j]) or 0, dirty = false,
-             pre = P .. f .. ':', m = s0 * 2 ^ l}
+             pre = P .. f .. ':', m = s0 * 2 ^ l, keys = {}}
   end
   return LH[fam]
 end
@@ -115,14 +117,20 @@ local function with_num(pre, i)
   return pre .. string.format('%%d', ((((i * 10 + e) * 10 + d) * 10 + c) * 10 + b) * 10 + a)
 end
 
+-- the shard key of field f of family fam; kept per family until its next split or merge (s.keys): FIND
+-- reads an article's 32 buckets and the write that follows writes the same ones
 local function shard(fam, f)
   local s = LH[fam] or lh(fam)
+  local k = s.keys[f]
+  if k then return k end
   local a, b, c, d = string.byte(f, #f - 3, #f)
   local h = a + b * 256 + c * 65536 + d * 16777216
   local m = s.m
   local i = h %% m
   if i < s.p then i = h %% (2 * m) end
-  return with_num(s.pre, i)
+  k = with_num(s.pre, i)
+  s.keys[f] = k
+  return k
 end
 
 -- The id table, family 'h' (article id -> handle), is sharded by a hash of the id: ids are not uniform
@@ -152,6 +160,7 @@ end
 
 -- one field more (+1) or less (-1) in a family; splits shards as it grows
 local function lh_count(fam, delta)
+  if delta == 0 then return end
   local s = lh(fam)
   s.n = s.n + delta
   s.dirty = true
@@ -173,12 +182,14 @@ local function lh_count(fam, delta)
     end
     s.p = s.p + 1
     if s.p == m then s.l = s.l + 1; s.p = 0; s.m = 2 * m end
+    s.keys = {}
   end
   -- and undoes the last split whenever the family falls under a quarter of that load (well below where
   -- it would split again), so mass deletion leaves fewer, fuller shards rather than many near-empty ones
   while delta < 0 and (s.l > 0 or s.p > 0) and 4 * s.n < LOAD * (s.m + s.p) do
     if s.p == 0 then s.l = s.l - 1; s.m = s.m / 2; s.p = s.m end
     s.p = s.p - 1
+    s.keys = {}
     local src = K_shard(fam, s.p + s.m)
     local all = redis.call('HGETALL', src)
     if #all > 0 then
@@ -439,7 +450,9 @@ local function npieces(v)
   return math.ceil(#v / PIECE)
 end
 
--- bucket f goes from value old to new (false: empty); they agree before byte `from`
+-- bucket f goes from value old to new (false: empty); they agree before byte `from`.  Returns how many
+-- fields the family gained (or lost, < 0), for the caller to hand to lh_count: one call for several
+-- buckets (see put)
 local function bucket_put(fam, f, old, new, from)
   local k = shard(fam, f)
   if new and #new <= PIECE and (not old or #old <= PIECE) then
@@ -447,8 +460,8 @@ local function bucket_put(fam, f, old, new, from)
     -- arithmetic below (~2%% of the server's time)
     redis.call('HSET', k, f, new)
     bv_of(fam)[f] = new
-    if not old then lh_count(fam, 1) end
-    return
+    if not old then return 1 end
+    return 0
   end
   local n_old, n_new = npieces(old), npieces(new)
   -- the piece holding byte `from` changed (an entry was appended or removed there), and so did every
@@ -462,27 +475,30 @@ local function bucket_put(fam, f, old, new, from)
   end
   for j = n_new, n_old - 1 do redis.call('HDEL', k, piece_field(f, j)) end
   bv_of(fam)[f] = new
-  if n_new ~= n_old then lh_count(fam, n_new - n_old) end
+  return n_new - n_old
 end
 
 -- known: the field's current value when the caller just read it (false: absent), nil: read it;
--- hb: the bucket entry (handle + day, see period_entry)
+-- hb: the bucket entry (handle + day, see period_entry).  Returns the change in the family's fields.
 local function bucket_add(fam, f, hb, known)
   local v = known
   if v == nil then v = bucket_get(fam, f) end
-  if v then bucket_put(fam, f, v, v .. hb, #v + 1) else bucket_put(fam, f, false, hb, 1) end
+  if v then return bucket_put(fam, f, v, v .. hb, #v + 1) end
+  return bucket_put(fam, f, false, hb, 1)
 end
 
+-- returns the change in the family's fields
 local function bucket_remove(fam, f, hb)
   local v = bucket_get(fam, f)
-  if not v then return end
+  if not v then return 0 end
   local keep, from = {}, nil
   local w = entry_width(fam)
   for j = 1, #v, w do
     if string.sub(v, j, j + 3) ~= hb then keep[#keep + 1] = string.sub(v, j, j + w - 1) elseif not from then from = j end
   end
-  if not from then return end
-  if #keep == 0 then bucket_put(fam, f, v, false, 1) else bucket_put(fam, f, v, table.concat(keep), from) end
+  if not from then return 0 end
+  if #keep == 0 then return bucket_put(fam, f, v, false, 1) end
+  return bucket_put(fam, f, v, table.concat(keep), from)
 end
 
 """ % {"hdr": HEADER_SIZE, "s0": SHARDS0, "sb0": PERIOD_SHARDS0, "period": PERIOD_DAYS, "load": LOAD, "noday": NODAY,

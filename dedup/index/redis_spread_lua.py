@@ -200,10 +200,10 @@ for i = 5, #ARGV, 2 do
       local hb = string.sub(e, 1, 4)
       for j = 1, #v, 6 do if string.sub(v, j, j + 3) == hb then there = true; break end end
     end
-    if not there then bucket_add('b', f, e, v) end
+    if not there then lh_count('b', bucket_add('b', f, e, v)) end
     out[#out + 1] = v
   else
-    bucket_remove('b', f, string.sub(e, 1, 4))
+    lh_count('b', bucket_remove('b', f, string.sub(e, 1, 4)))
     out[#out + 1] = 1
   end
 end
