@@ -260,6 +260,76 @@ def test_bucket_shards_split_and_stay_small_listpacks(redis_url):
         assert all_keys(redis_url, "grow") == []
 
 
+def random_entry(n: int, rng: np.random.Generator) -> Entry:
+    """An undated article with a random minhash: its buckets go to one family, and it links to nothing."""
+    mh = rng.integers(0, 2**32, SETTINGS.num_perm, dtype=np.uint64).astype(np.uint32)
+    sig = Signature(minhash=mh, term_ids=np.array([1], dtype=np.uint32), term_weights=quantized_weights([255]),
+                    shingles=np.array([], dtype=np.uint32), day=None)
+    return Entry(f"r{n}", "", "", "", "", "", sig, [n])
+
+
+def bucket_load(idx: RedisIndex, ns: str) -> tuple[int, int]:
+    """Fields and shards of the undated bucket family."""
+    level, split, n = [int(v or 0) for v in idx._r.hmget(key(ns, "lh"), "b:ul", "b:up", "b:un")]
+    return n, PERIOD_SHARDS0 * 2 ** level + split
+
+
+def test_streamed_articles_leave_their_splits_to_the_server_and_shards_stay_small(redis_url):
+    """A streamed article's FIND writes without splitting shards (up to 1.25 x the load) and answers the
+    families it left over the load; the client sends MAINTAIN for them without waiting, and the server
+    splits while the client prepares its next article.  After each article the family is at most one
+    split over the load, every shard a listpack, and every article is found."""
+    rng = np.random.default_rng(5)
+    with RedisIndex(SETTINGS, url=redis_url, namespace="defer") as idx:
+        for n in range(400):
+            assert assign(idx, random_entry(n, rng), SETTINGS).action == "new"
+            idx.flush()  # waits for the MAINTAIN the article sent, if any
+            fields, shards = bucket_load(idx, "defer")
+            assert fields <= LOAD * (shards + 1), n
+        assert fields == 400 * 32 and shards > 8 * PERIOD_SHARDS0
+        keys = [k for k in all_keys(redis_url, "defer") if k.startswith("{defer}:b:u:")]
+        assert len(keys) == shards and max(idx._r.hlen(k) for k in keys) <= 128
+        assert {idx._r.object("encoding", k) for k in keys} == {b"listpack"}
+        assert all(idx.candidates(s) >= {a} for a, s in idx.signatures([f"r{n}" for n in range(0, 400, 37)]).items())
+
+
+def test_upkeep_goes_on_after_the_server_lost_its_scripts(redis_url):
+    """A restarted server has no scripts: the MAINTAIN posted next is answered NOSCRIPT, which nobody
+    waits for, so the client notes it and loads the scripts before the next one."""
+    rng = np.random.default_rng(7)
+    with RedisIndex(SETTINGS, url=redis_url, namespace="upkeep") as idx:
+        for n in range(100):
+            assign(idx, random_entry(n, rng), SETTINGS)
+        redis.Redis.from_url(redis_url).script_flush()
+        for n in range(100, 250):
+            assign(idx, random_entry(n, rng), SETTINGS)
+        idx.flush()
+        fields, shards = bucket_load(idx, "upkeep")
+        assert fields == 250 * 32 and fields <= LOAD * (shards + 1)
+
+
+def test_splits_a_stopped_client_left_undone_are_owed_again_by_the_next_write(redis_url):
+    """A client that stops before sending MAINTAIN leaves its families over the load: still consistent
+    (every field is where the family's state says), FIND's own limit keeps shards small, and the next
+    write to the family owes the splits again."""
+    rng = np.random.default_rng(6)
+    with RedisIndex(SETTINGS, url=redis_url, namespace="owed") as idx:
+        post = idx._direct.post
+        idx._direct.post = lambda name, args: True  # "sent": never, as by a client stopped right after FIND
+        for n in range(300):
+            assign(idx, random_entry(n, rng), SETTINGS)
+        fields, shards = bucket_load(idx, "owed")
+        assert LOAD * (shards + 1) < fields <= (LOAD + LOAD // 4) * shards
+        keys = [k for k in all_keys(redis_url, "owed") if k.startswith("{owed}:b:u:")]
+        assert {idx._r.object("encoding", k) for k in keys} == {b"listpack"}
+        assert all(idx.candidates(s) >= {a} for a, s in idx.signatures([f"r{n}" for n in range(0, 300, 29)]).items())
+        idx._direct.post = post
+        assign(idx, random_entry(300, rng), SETTINGS)
+        idx.flush()
+        fields, shards = bucket_load(idx, "owed")
+        assert fields == 301 * 32 and fields <= LOAD * (shards + 1)
+
+
 def test_popular_bucket_is_stored_in_pieces_and_keeps_its_shard_a_listpack(redis_url):
     """A bucket holding many articles is split into <= 60-byte pieces (values over 64 bytes would turn the
     shard into a hash table); reads, deletes from the middle and the end give the same candidates."""

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import threading
+
 import pytest
 import redis
 
@@ -121,6 +123,33 @@ def test_push_writes_behind_calls_in_flight_and_replies_stay_in_order(redis_url)
         assert idx._handles(["a"]) == {"a": int(handle).to_bytes(4, "little")}
         assert direct._pending == 0
         assert direct.call("STORY_OF", ["a"]) == (True, [b"s"])
+
+
+def test_a_posted_call_is_answered_in_front_of_the_next_call_and_dropped(redis_url):
+    """post() sends upkeep nobody waits for (MAINTAIN: the splits a streamed article's FIND left).  The
+    next call is written behind it and gets its own answer, the posted one (an error too) being read and
+    dropped on the way; settle() reads it when no call follows; another thread meanwhile goes through
+    redis-py."""
+    with RedisIndex(SETTINGS, url=redis_url, namespace="wire8") as idx:
+        idx.put(entry("a", 1))
+        idx.set_story("s", ["a"])
+        idx._load_scripts()
+        direct = idx._direct
+        assert direct.post("STORY_OF", ["missing"])
+        assert direct._pending == 1
+        others: list = []
+        worker = threading.Thread(target=lambda: others.append(direct.call("STORY_OF", ["a"])))
+        worker.start()
+        worker.join()
+        assert others == [(False, None)]
+        assert direct.call("STORY_OF", ["a"]) == (True, [b"s"])  # its own answer, not the posted one's
+        assert direct._pending == 0
+        direct._heads["BOOM"] = direct._heads["FIND"].replace(idx._scripts["FIND"].sha.encode(), b"0" * 40)
+        assert direct.post("BOOM", [])  # answered NOSCRIPT
+        assert direct.call("STORY_OF", ["a"]) == (True, [b"s"])
+        assert direct.post("STORY_OF", ["a"])
+        direct.settle()
+        assert direct._pending == 0 and direct.send([("STORY_OF", ["a"])]) and direct.recv() == [b"s"]
 
 
 def test_waiting_for_a_reply_polls_the_socket_then_leaves_it_to_recv():

@@ -221,6 +221,10 @@ class RedisIndex(RedisStories, StoryIndex):
         self._direct = None if not self._wired() else DirectScripts(
             self._r, {name: sc.sha for name, sc in self._scripts.items()},
             [self._meta_key, *self._fixed_args()], spin_us=self.settings.redis_spin_us)
+        if self._direct is not None:
+            # MAINTAIN is only ever posted (see _upkeep), and a posted call has no redis-py to fall back on
+            # to load its script: load it now (and again when a posted one found none, a restarted server)
+            self._r.script_load(self._scripts["MAINTAIN"].script)
 
     # -- articles -----------------------------------------------------------
     @_guard
@@ -318,8 +322,11 @@ class RedisIndex(RedisStories, StoryIndex):
 
     # -- lifecycle ---------------------------------------------------------------
     def flush(self) -> None:
-        """Write what this client holds back: nothing in this layout (the spread layout clears the todo
-        entries it finished, which it otherwise sends with its next commit)."""
+        """Write what this client holds back: in this layout, wait for the splits it left to the server
+        (_upkeep) to be done (the spread layout clears the todo entries it finished, which it otherwise
+        sends with its next commit)."""
+        if self._direct is not None:
+            self._direct.settle()
 
     def close(self) -> None:
         if self._direct is not None:
@@ -418,25 +425,28 @@ class RedisIndex(RedisStories, StoryIndex):
         check_id(entry.id)
         blob = self._record(entry)
         sig = entry.signature
-        mode = 3 if getattr(decide, "alone_is_new", False) else 2
+        # on a connection of our own, FIND's writes leave their splits to MAINTAIN (see _upkeep)
+        defer = "d" if self._direct is not None else ""
+        mode = f"3{defer}" if getattr(decide, "alone_is_new", False) else 2
         fields = self._fields(sig)
         keys = self._mirror.keys(fields)
         args = [fields, self._day_arg(sig), self.settings.window_days, entry.id, mode]
-        if mode == 3:
+        if mode != 2:
             args.append(blob)
         replaced = False
         for attempt in range(MAX_INGEST_ATTEMPTS):
-            guess = self._guess(entry, keys, decide) if mode == 3 else None
+            guess = self._guess(entry, keys, decide) if mode != 2 else None
             if guess is None:
                 reply = self._run("FIND", *args)
             else:
                 guessed, expected = guess
-                reply = self._run("FIND", *args[:4], 4, blob, guessed.story, int(guessed.action == "new"),
+                reply = self._run("FIND", *args[:4], f"4{defer}", blob, guessed.story, int(guessed.action == "new"),
                                   len(guessed.merged), *guessed.merged, len(expected),
                                   *(x for h, s in expected.items() for x in (h, s)))
                 self._mirror.scored(int(reply[0]) == 2)
             if int(reply[0]) == 2:  # FIND stored it: as guessed, or alone (no candidate, no story named after it)
                 assignment = guessed if guess is not None else Assignment(entry.id, entry.id, "new")
+                self._upkeep(reply[2:])
                 self._remember(reply[1], entry)
                 self._mirror.written(reply[1], keys, sig.day, assignment.story, assignment.merged)
             else:
@@ -471,6 +481,17 @@ class RedisIndex(RedisStories, StoryIndex):
             f"article {entry.id!r}: gave up after {MAX_INGEST_ATTEMPTS} conflicting concurrent updates "
             f"in namespace {self.namespace!r}; retry the article"
         )
+
+    def _upkeep(self, families: list[bytes]) -> None:
+        """Have the server split the shards FIND's write left over their load (redis_lua.MAINTAIN), while
+        this client goes on: the call's answer is read before the next one.  Not sent when the connection
+        is busy; the next write to those families owes the splits again."""
+        direct = self._direct
+        if families and direct is not None:
+            if direct.posted_noscript:  # the last one found no script (a restarted server): load them again
+                direct.posted_noscript = False
+                self._load_scripts()
+            direct.post("MAINTAIN", families)
 
     @staticmethod
     def _backoff(attempt: int) -> None:

@@ -137,8 +137,11 @@ return 1
 # candidates in those stories, the id is not stored and no story is named after it (nor after a new story),
 # it writes the decision as INGEST would and answers {2, handle}: one round trip.  Else it answers as mode 2.
 FIND = _HELPERS + r"""
--- modes 3 and 4 may write; 'many' (modes 0 and 2) and the others only read
-check_epoch(ARGV[4] ~= 'many' and (ARGV[8] == '3' or ARGV[8] == '4'))
+-- modes 3 and 4 may write, and with a 'd' (3d, 4d) defer their splits (see DEFER); 'many' (modes 0 and 2)
+-- and the others only read
+check_epoch(ARGV[4] ~= 'many' and (string.sub(ARGV[8], 1, 1) == '3' or string.sub(ARGV[8], 1, 1) == '4'))
+local MODE = ARGV[8]
+if ARGV[4] ~= 'many' and (MODE == '3d' or MODE == '4d') then DEFER = true; MODE = string.sub(MODE, 1, 1) end
 -- mode 4's decision, from ARGV[i] on: story, is_new, merged, and whether `found` is what the client expected
 local function proposal(i, found)
   local story, is_new = ARGV[i], ARGV[i + 1] == '1'
@@ -181,7 +184,7 @@ local function answer(packed, day_arg, window, id, mode, blob)
     local hb, info = put(id, blob, vals, true, id, fields)
     set_story(id, {id}, {[id] = {hb, info}})
     finish()
-    return {2, hb}
+    return {2, hb, unpack(OWED)}
   end
   if mode == '4' and not own_hb and #own == 0 then
     local story, is_new, merged, same = proposal(10, found)
@@ -190,7 +193,7 @@ local function answer(packed, day_arg, window, id, mode, blob)
       local hb, info = put(id, blob, vals, true, story, fields)
       join_story(id, hb, info, story, merged)
       finish()
-      return {2, hb}
+      return {2, hb, unpack(OWED)}
     end
   end
   local out = {own_hb and 1 or 0, pack_vals(fields, vals, others), version(), #own}
@@ -207,7 +210,7 @@ if ARGV[4] == 'many' then
   for i = 7, #ARGV, 3 do out[#out + 1] = answer(ARGV[i], ARGV[i + 1], tonumber(ARGV[5]), ARGV[i + 2], ARGV[6]) end
   return out
 end
-return answer(ARGV[4], ARGV[5], tonumber(ARGV[6]), ARGV[7], ARGV[8], ARGV[9])
+return answer(ARGV[4], ARGV[5], tonumber(ARGV[6]), ARGV[7], MODE, ARGV[9])
 """
 
 # ARGV: ns, bands, rows, window, count, then per article:
@@ -283,6 +286,23 @@ finish()
 return {count, 'ok', v0, unpack(written)}
 """
 
+# ARGV: ns, bands, rows, family, ... -> 1.  The splits a streamed
+# article's FIND deferred (see DEFER in redis_lua_lib): the client sends it right after FIND's answer and
+# reads its answer only before its next call.  Splitting moves no field out of where the family's state
+# says it is, so it needs no write version (INGEST's checks compare bucket values, which it leaves as they
+# are).  An emptied namespace has no family left to split; in another epoch check_epoch refuses it (and
+# the client drops that answer: its next call learns of the epoch).
+MAINTAIN = _HELPERS + r"""
+check_epoch(false)
+for i = 4, #ARGV do lh_want(ARGV[i]) end
+for i = 4, #ARGV do
+  local s = lh(ARGV[i])
+  if s.n > 0 then lh_split(ARGV[i], s, LOAD) end
+end
+lh_flush()
+return 1
+"""
+
 # Not one of SCRIPTS (it takes none of their arguments): KEYS[1] = {ns}:meta, ARGV: fingerprint, a new
 # epoch, a random handle to start from -> {fingerprint, epoch} as stored.  Claims an empty namespace (one
 # without meta) for these settings and this epoch, atomically, or answers who claimed it (RedisIndex._claim).
@@ -296,4 +316,4 @@ return redis.call('HMGET', KEYS[1], 'fingerprint', 'epoch')
 """
 
 SCRIPTS = ("PUT", "DELETE", "RECORDS", "HANDLES", "STORY_OF", "SENT_COUNTS", "SET_STORY", "STORY_SNAPSHOT", "RESPLIT", "FIND",
-           "INGEST")
+           "INGEST", "MAINTAIN")

@@ -214,6 +214,8 @@ class DirectScripts:
         self._poller: Any = None  # see ready()
         self._polled: Any = None  # the socket registered with it
         self._pid = os.getpid()
+        self._posted_by: int | None = None  # the thread whose posted call's reply is still to be read (see post)
+        self.posted_noscript = False  # a posted call was answered NOSCRIPT: the caller loads the scripts
         # replies come back as bytes here; a client that decodes them gets every call through redis-py
         self._off = bool(getattr(client.get_encoder(), "decode_responses", False)) or BaseParser is None
 
@@ -236,6 +238,17 @@ class DirectScripts:
 
     def call(self, name: str, args: Sequence[Any]) -> tuple[bool, Any]:
         """(True, reply) when the call was made here; (False, None): make it through redis-py."""
+        if self._posted_by is not None and self._posted_by == threading.get_ident():
+            # written behind this thread's posted call, whose answer (long arrived) is read and dropped
+            # while this one's is on its way: no read of its own, as settle() would make
+            self._posted_by = None
+            if self._pending:
+                try:
+                    self.push([(name, args)])
+                    self._next(raise_errors=False)
+                    return True, self.recv()
+                except PipelineBroken:
+                    return False, None
         if not self.send([(name, args)]):
             return False, None
         try:
@@ -246,10 +259,32 @@ class DirectScripts:
             return False, None
 
     # -- pipelined calls: write now, read later ------------------------------------------------------
+    def post(self, name: str, args: Sequence[Any]) -> bool:
+        """Send a call whose answer nobody waits for (upkeep the server does while the client works on):
+        its reply is read and dropped before this thread's next call, or by :meth:`settle`.  False: not
+        sent (the connection is busy or the fast path is off)."""
+        if not self.send([(name, args)]):
+            return False
+        self._posted_by = threading.get_ident()
+        return True
+
+    def settle(self) -> None:
+        """Read the reply of this thread's posted call, if any, and drop it.  Its outcome does not
+        matter to anyone: an error reply or a lost connection only leaves the upkeep undone."""
+        if self._posted_by is None or self._posted_by != threading.get_ident():
+            return
+        self._posted_by = None
+        try:
+            self._next(raise_errors=False)
+        except PipelineBroken:  # the connection is given up; the next call makes a new one
+            pass
+
     def send(self, calls: Sequence[tuple[str, Sequence[Any]]]) -> bool:
         """Write several script calls in one go and keep the connection for :meth:`recv`, so the client
         can work while the server runs them.  False: not possible here (the caller goes through redis-py).
         Every call sent must be read with :meth:`recv` (or :meth:`abandon`), which frees the connection."""
+        if self._posted_by is not None:
+            self.settle()
         if self._off or not self._lock.acquire(blocking=False):
             return False
         try:
@@ -293,6 +328,11 @@ class DirectScripts:
         failed, or :class:`ScriptsMissing` when a script was unknown (NOSCRIPT): the calls not read back
         may or may not have run.
         An error reply raises what redis-py would raise."""
+        return self._next(raise_errors=True)
+
+    def _next(self, raise_errors: bool) -> Any:
+        """:meth:`recv`; without ``raise_errors``, an error reply (of a posted call) is dropped instead,
+        and the calls behind it are still read."""
         try:
             sock = self._conn._sock
             buf = self._buf
@@ -314,6 +354,10 @@ class DirectScripts:
         self._pending -= 1
         if self._pending == 0:
             self._lock.release()
+        if isinstance(reply, _Error) and not raise_errors:
+            if reply.startswith("NOSCRIPT"):  # nobody else would load it: a restarted or flushed server
+                self.posted_noscript = True
+            return None
         if isinstance(reply, _Error):
             self.abandon()  # the other replies (if any) are not read: start over on a new connection
             if reply.startswith("NOSCRIPT"):
@@ -340,12 +384,14 @@ class DirectScripts:
 
     def abandon(self) -> None:
         """Give up on the replies not read yet: drop the connection and free it."""
+        self._posted_by = None
         if self._pending:
             self._pending = 0
             self._drop()
             self._lock.release()
 
     def close(self) -> None:
+        self.settle()
         self.abandon()
         with self._lock:
             self._drop()
