@@ -9,6 +9,7 @@ the default on a cluster, is tested in ``test_index_spread.py``.
 from __future__ import annotations
 
 import dataclasses
+import time
 
 import pytest
 import redis
@@ -70,16 +71,15 @@ def test_cluster_keeps_a_namespace_in_one_slot_and_spreads_namespaces(redis_clus
     assert len(owners) >= 2  # 8 namespaces do not all land on one master
 
 
-@pytest.mark.parametrize("layout", ["slot", "spread"])
-def test_ingest_rides_out_the_failover_of_the_master_holding_the_index(tmp_path, seed_paths, layout):
-    """3 masters with a replica each; the master serving the namespace's meta key (in the spread layout:
-    its story slot) is killed mid-corpus.  The same client goes on once the replica took over (capped
-    backoff, then the new slot map), and ends with every article and the one-process stories: nothing
-    written before the kill (and replicated) is lost."""
+def ride_out_failover(base, seed_paths, layout: str, node_timeout_ms: int, retry_s: float) -> float:
+    """3 masters with a replica each; the master serving the namespace's meta key (in the spread layout: its
+    story slot) is killed between two batches of one client.  Checks that the client goes on once the
+    replica took over and ends with every article and the one-process stories; returns how long the
+    second batch took (the wait included)."""
     from .conftest import start_cluster, wait_cluster_ok
 
-    settings = dataclasses.replace(SETTINGS, redis_layout=layout)
-    nodes = start_cluster(tmp_path / "failover", replicas=1, node_timeout_ms=1000)
+    settings = dataclasses.replace(SETTINGS, redis_layout=layout, redis_retry_s=retry_s)
+    nodes = start_cluster(base, replicas=1, node_timeout_ms=node_timeout_ms)
     try:
         items = articles(seed_paths, meter_n=120)
         first, rest = items[:60], items[60:]
@@ -93,13 +93,34 @@ def test_ingest_rides_out_the_failover_of_the_master_holding_the_index(tmp_path,
             assert direct.wait(1, 5000) == 1  # what the replica has is what a failover keeps
             direct.close()
             node.stop(kill=True)
+            started = time.monotonic()
             outcomes = list(dd.add_many(rest))
+            took = time.monotonic() - started
             assert [o.error for o in outcomes if o.error is not None] == []
             wait_cluster_ok([n for n in nodes if n is not node])
             assert r.get_node_from_key(dd.index._meta_key).port != node.port  # a replica serves it now
             ids = [a.id for a in items]
             assert len(dd.index) == len(items)
             assert partition(dd.index.story_of(ids)) == cluster(Deduper(SETTINGS), items)
+            return took
     finally:
         for n in nodes:
             n.stop()
+
+
+@pytest.mark.parametrize("layout", ["slot", "spread"])
+def test_ingest_rides_out_the_failover_of_the_master_holding_the_index(tmp_path, seed_paths, layout):
+    """Nothing written before the kill (and replicated) is lost, and the same client goes on (capped
+    backoff, then the new slot map) once the replica took over: a 1 s node timeout, the default 5 s of
+    retries."""
+    ride_out_failover(tmp_path / "failover", seed_paths, layout, node_timeout_ms=1000, retry_s=5.0)
+
+
+@pytest.mark.parametrize("layout", ["slot", "spread"])
+def test_a_failover_after_redis_default_node_timeout_is_ridden_out_with_retries_to_match(tmp_path, seed_paths,
+                                                                                         layout):
+    """With Redis's default cluster-node-timeout (15 s) a replica takes over some 16-22 s after its master
+    died: longer than the default 5 s of retries, so --redis-retry-s has to cover it (docs/redis.md,
+    "Failover on a Redis Cluster").  With 40 s the client waits it out and loses nothing."""
+    took = ride_out_failover(tmp_path / "failover15", seed_paths, layout, node_timeout_ms=15000, retry_s=40.0)
+    assert took > 15  # it really waited for the failover
