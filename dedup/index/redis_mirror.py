@@ -143,23 +143,33 @@ class BucketMirror:
     # -- guessing ------------------------------------------------------------------
     def expect(self, keys: list[bytes], day: int | None, window: int) -> dict[bytes, str]:
         """The candidates FIND will answer for an article with these keys and day, if the copy is complete:
-        handle -> story.  The window test is redis_keys.tag_within, inlined: popular buckets hold dozens of
-        handles, most of them outside the window."""
-        out: dict[bytes, str] = {}
-        outside: set[bytes] = set()
+        handle -> story.  The window test is redis_keys.tag_within: for a window of up to 64 days as the
+        set of day tags it lets through (popular buckets hold dozens of handles, most of them outside the
+        window, and a set lookup is the cheapest test), else inlined."""
+        seen: dict[bytes, str | None] = {}  # handle -> its story, None when outside the window
         buckets, tags, story = self._buckets, self._tag, self._story
-        every = day is None or window >= 32767
-        t0 = 0 if day is None else day_tag(day)
-        for k in keys:
-            for h in buckets.get(k, ()):
-                if h in out or h in outside:
-                    continue
-                t = tags[h]
-                if every or t == UNDATED_TAG or abs(t - t0) <= window or 65535 - abs(t - t0) <= window:
-                    out[h] = story[h]
-                else:
-                    outside.add(h)
-        return out
+        if day is None or window >= 32767:
+            for k in keys:
+                for h in buckets.get(k, ()):
+                    if h not in seen:
+                        seen[h] = story[h]
+            return seen  # type: ignore[return-value]
+        t0 = day_tag(day)
+        if window <= 64:
+            near = {(t0 + d) % 65535 for d in range(-window, window + 1)}
+            near.add(UNDATED_TAG)
+            for k in keys:
+                for h in buckets.get(k, ()):
+                    if h not in seen:
+                        seen[h] = story[h] if tags[h] in near else None
+        else:
+            for k in keys:
+                for h in buckets.get(k, ()):
+                    if h not in seen:
+                        t = tags[h]
+                        d = abs(t - t0)
+                        seen[h] = story[h] if t == UNDATED_TAG or d <= window or 65535 - d <= window else None
+        return {h: s for h, s in seen.items() if s is not None}
 
     def learn(self, keys: list[bytes], day: int | None, window: int, found: Mapping[bytes, str],
               lacking: Callable[[bytes], tuple[list[bytes], int | None] | None] = lambda h: None) -> None:
