@@ -17,7 +17,8 @@ redis-server CPU and client CPU per article, HGETs per article (bucket
 pieces read, so it grows when buckets do) and microseconds per HGET and HSET
 (the same operation getting dearer as the data outgrows the CPU caches), and
 the scripts' own Lua time per article (EVALSHA's time less the commands it
-called).  ``--huge-pages`` starts redis-server with jemalloc backing its memory
+called), and how busy the growing redis-server was (all its threads) while the
+references ran, since on a 2-core machine a busy neighbour slows them.  ``--huge-pages`` starts redis-server with jemalloc backing its memory
 with transparent huge pages; ``--control`` grows plain Redis data of the same
 shape instead and times random HGETs (no dedup code); ``--datasketch`` grows
 datasketch's MinHashLSH on Redis with the same signatures (see docs/redis.md,
@@ -56,6 +57,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import datetime as dt
+import os
 import statistics
 import sys
 import tempfile
@@ -137,6 +139,17 @@ def server_cpu(client: redis.Redis) -> float:
     """Seconds of CPU redis-server's main thread has used (where the scripts run)."""
     info = client.info("cpu")
     return float(info["used_cpu_user_main_thread"]) + float(info["used_cpu_sys_main_thread"])
+
+
+def process_cpu(pid: int) -> float:
+    """Seconds of CPU a process has used, all its threads (Linux /proc; 0 elsewhere): redis-server's
+    background threads (jemalloc's purging, lazy frees) are not in ``server_cpu``."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            fields = f.read().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    except (OSError, ValueError, IndexError):
+        return 0.0
 
 
 def command_stats(client: redis.Redis) -> dict[str, tuple[int, int]]:
@@ -363,6 +376,7 @@ def main() -> None:
                         lean = [(e.id, as_lean_minhash(e.signature, settings.seed)) for e in batch]
                     server0, stats0 = server_cpu(client), command_stats(client)
                     seconds, cpu = 0.0, 0.0
+                    ref_wall, ref_busy = 0.0, 0.0  # the reference's time, and the growing server's CPU meanwhile
                     for k in range(0, len(batch), args.ref_every):
                         part = batch[k:k + args.ref_every]
                         t, c = time.perf_counter(), time.process_time()
@@ -376,8 +390,10 @@ def main() -> None:
                         seconds += time.perf_counter() - t
                         cpu += time.process_time() - c
                         if ref is not None:  # not counted in the segment's own figures
-                            server_ref = server_cpu(client)
+                            server_ref, busy0, t_ref = server_cpu(client), process_cpu(proc.pid), time.perf_counter()
                             ref.run()
+                            ref_wall += time.perf_counter() - t_ref
+                            ref_busy += process_cpu(proc.pid) - busy0
                             server0 += server_cpu(client) - server_ref  # (the growing server idles meanwhile)
                     rate = len(batch) / seconds
                     cpu = cpu / len(batch) * 1e6
@@ -399,6 +415,9 @@ def main() -> None:
                           f"{server:15.0f}{cpu:15.0f}{hgets:10.1f}{hg_us / max(hg, 1):9.2f}{hs_us / max(hs, 1):9.2f}"
                           f"{f'{lua / len(batch):.0f}' if 'evalsha' in delta else '-':>12}{client.dbsize():10d}",
                           flush=True)
+                    if ref is not None:  # a busy neighbour slows the reference (2 cores: client and server)
+                        print(f"          the growing redis-server's CPU (all threads) while the references ran: "
+                              f"{100 * ref_busy / max(ref_wall, 1e-9):.0f}% of their time", flush=True)
                     if args.commands:  # where the server's time per article went, command by command
                         top = sorted(((us, c, n) for c, (n, us) in delta.items() if c not in ("evalsha", "info")),
                                      reverse=True)[:8]
