@@ -18,7 +18,8 @@ pieces read, so it grows when buckets do) and microseconds per HGET and HSET
 (the same operation getting dearer as the data outgrows the CPU caches), and
 the scripts' own Lua time per article (EVALSHA's time less the commands it
 called), and how busy the growing redis-server was (all its threads) while the
-references ran, since on a 2-core machine a busy neighbour slows them.  ``--huge-pages`` starts redis-server with jemalloc backing its memory
+references ran, since on a 2-core machine a busy neighbour slows them.
+``--huge-pages`` starts redis-server with jemalloc backing its memory
 with transparent huge pages; ``--control`` grows plain Redis data of the same
 shape instead and times random HGETs (no dedup code); ``--datasketch`` grows
 datasketch's MinHashLSH on Redis with the same signatures (see docs/redis.md,
