@@ -224,16 +224,20 @@ return out
     assert read_families(20_000, 1) == {"b:1249", "b:1250", "b:u"}  # 20,000 is the first day of period 1250
 
 
+def random_entry(n: int, rng: np.random.Generator) -> Entry:
+    """An undated article with a random minhash: its buckets go to one family, and it links to nothing."""
+    mh = rng.integers(0, 2**32, SETTINGS.num_perm, dtype=np.uint64).astype(np.uint32)
+    sig = Signature(minhash=mh, term_ids=np.array([1], dtype=np.uint32), term_weights=quantized_weights([255]),
+                    shingles=np.array([], dtype=np.uint32), day=None)
+    return Entry(f"r{n}", "", "", "", "", "", sig, [n])
+
+
 def test_bucket_shards_split_and_stay_small_listpacks(redis_url):
     """Linear hashing keeps every shard a listpack as the index grows, and shrinks back to nothing."""
     rng = np.random.default_rng(3)
     with RedisIndex(SETTINGS, url=redis_url, namespace="grow") as idx:
         for n in range(400):  # 400 x 32 = 12,800 bucket fields: more than 8 shards x 128 (one family: undated)
-            mh = rng.integers(0, 2**32, SETTINGS.num_perm, dtype=np.uint64).astype(np.uint32)
-            sig = Signature(minhash=mh, term_ids=np.array([1], dtype=np.uint32),
-                            term_weights=quantized_weights([255]), shingles=np.array([], dtype=np.uint32),
-                            day=None)
-            idx.put(Entry(f"r{n}", "", "", "", "", "", sig, [n]))
+            idx.put(random_entry(n, rng))
         level = int(idx._r.hget(key("grow", "lh"), "b:ul"))
         assert level >= 1
         shards = [k for k in all_keys(redis_url, "grow") if k.startswith("{grow}:b:u:")]
@@ -258,14 +262,6 @@ def test_bucket_shards_split_and_stay_small_listpacks(redis_url):
         for aid in kept:
             idx.delete(aid)
         assert all_keys(redis_url, "grow") == []
-
-
-def random_entry(n: int, rng: np.random.Generator) -> Entry:
-    """An undated article with a random minhash: its buckets go to one family, and it links to nothing."""
-    mh = rng.integers(0, 2**32, SETTINGS.num_perm, dtype=np.uint64).astype(np.uint32)
-    sig = Signature(minhash=mh, term_ids=np.array([1], dtype=np.uint32), term_weights=quantized_weights([255]),
-                    shingles=np.array([], dtype=np.uint32), day=None)
-    return Entry(f"r{n}", "", "", "", "", "", sig, [n])
 
 
 def bucket_load(idx: RedisIndex, ns: str) -> tuple[int, int]:

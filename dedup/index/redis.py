@@ -425,17 +425,18 @@ class RedisIndex(RedisStories, StoryIndex):
         check_id(entry.id)
         blob = self._record(entry)
         sig = entry.signature
-        # on a connection of our own, FIND's writes leave their splits to MAINTAIN (see _upkeep)
+        # FIND may write (modes 3 and 4) with the standard decider; on a connection of our own its writes
+        # leave their splits to MAINTAIN (see _upkeep)
+        writes = getattr(decide, "alone_is_new", False)
         defer = "d" if self._direct is not None else ""
-        mode = f"3{defer}" if getattr(decide, "alone_is_new", False) else 2
         fields = self._fields(sig)
         keys = self._mirror.keys(fields)
-        args = [fields, self._day_arg(sig), self.settings.window_days, entry.id, mode]
-        if mode != 2:
+        args = [fields, self._day_arg(sig), self.settings.window_days, entry.id, f"3{defer}" if writes else 2]
+        if writes:
             args.append(blob)
         replaced = False
         for attempt in range(MAX_INGEST_ATTEMPTS):
-            guess = self._guess(entry, keys, decide) if mode != 2 else None
+            guess = self._guess(entry, keys, decide) if writes else None
             if guess is None:
                 reply = self._run("FIND", *args)
             else:
