@@ -30,22 +30,28 @@ moved by 40% within one run), which a raw articles/s column cannot tell from
 the index getting slower.  So every ``--ref-every`` articles the bench also
 times a *reference*: the same ``--reference`` articles bulk-ingested into an
 empty index on a second redis-server, identical work each time, whose rate
-moves only with the machine.  The ``relative`` column is the segment's rate
-divided by the rate of the references run inside it: flat when the index
-keeps its speed as it grows, whatever the machine does.  A segment's rate
-averages over all of it, so each row names the index sizes it spans: the
-first one's starts from an empty index.
+moves only with the machine.  Each piece of ``--ref-every`` articles of the
+growing index is paired with the references run just before and just after
+it (one run between two pieces serves both), and its ratio is its rate over
+the mean of those two.  The ``relative`` column is the median of a
+segment's ratios: flat when the index keeps its speed as it grows, whatever
+the machine does, and one reference run that stalls (or one piece that
+does) moves it little.  ``mean rel.`` is the earlier estimator, kept for
+comparison: the segment's rate over the pooled rate of its references,
+which one stalled reference run moves as much as the machine's drift.  A
+segment's rate averages over all of it, so each row names the index sizes
+it spans: the first one's starts from an empty index.
 
 The bar ("throughput and bytes/article flat from 100k to 1M") is read as a
-trend, decided before measuring: over the segments that start at
-``--flat-from`` articles or later, the least-squares line through
-``relative`` must change by less than 10% between the first segment's
-middle and the last one's (the raw rate, without references), and
-bytes/article by less than 5%.  A trend, because one segment can dip for a
-reason that is not growth (Redis doubling its key table near 2.1M keys,
-or the machine stalling under one segment and not its references).  The
-bench prints that verdict, the raw rate's trend beside it, and each segment's
-distance from the median, so a dip stays visible.
+trend: over the segments that start at ``--flat-from`` articles or later,
+the least-squares line through ``relative`` must change by less than 10%
+between the first segment's middle and the last one's (the raw rate,
+without references), and bytes/article by less than 5%.  A trend, because
+one segment can dip for a reason that is not growth (Redis doubling its key
+table near 2.1M keys, or the machine stalling under one segment and not its
+references).  The bench prints that verdict, the trends of the raw rate and
+of ``mean rel.`` beside it, and each segment's distance from the median, so
+a dip stays visible.
 
     python bench/redis_curve.py --n 1000000 --step 100000
     python bench/redis_curve.py --n 1000000 --step 100000 --huge-pages
@@ -240,16 +246,18 @@ class Reference:
         self.seconds = 0.0
         self.articles = 0
 
-    def run(self) -> None:
-        """One more reference run."""
+    def run(self) -> float:
+        """One more reference run; returns its articles/s."""
         self.client.flushall()  # its own throwaway server
         with RedisIndex(self.settings, url=self.url, namespace="ref") as idx:
             decide = make_decider(idx, self.settings)
             t = time.perf_counter()
             for j in range(0, len(self.entries), 1024):
                 idx.ingest_many(self.entries[j:j + 1024], decide)
-            self.seconds += time.perf_counter() - t
+            seconds = time.perf_counter() - t
+        self.seconds += seconds
         self.articles += len(self.entries)
+        return len(self.entries) / seconds
 
     def take_rate(self) -> float:
         """Articles/s of the reference runs since the last call."""
@@ -270,7 +278,8 @@ class Segment:
     start: int
     end: int
     rate: float
-    relative: float  # rate / the references' rate inside the segment (nan without references)
+    relative: float  # median over its pieces of piece rate / mean of the references either side (nan without)
+    mean_relative: float  # rate / the pooled rate of the references run inside the segment (nan without)
     bytes_per_article: float  # used_memory growth / ``end``
 
 
@@ -301,7 +310,8 @@ def verdict(rows: list[Segment], flat_from: int, raw_only: bool) -> None:
     print(f"\nfrom {flat_from:,} on ({len(tail)} segments, {span(tail[0].start, tail[-1].end)}):")
     checks = [("raw art/s", [r.rate for r in tail], 0.10 if raw_only else None)]
     if not raw_only:
-        checks.insert(0, ("relative", [r.relative for r in tail], 0.10))
+        checks[:0] = [("relative", [r.relative for r in tail], 0.10),
+                      ("mean rel.", [r.mean_relative for r in tail], None)]
     checks.append(("bytes/article", [r.bytes_per_article for r in tail], 0.05))
     flat = True
     for name, ys, bar in checks:
@@ -362,7 +372,7 @@ def main() -> None:
             ref = Reference(ref_tmp, ref_entries, settings) if ref_entries else None
             client = redis.Redis(port=port)
             before = used_memory(client)
-            print(f"{'articles':>17}{'segment art/s':>15}{'ref art/s':>11}{'relative':>10}"
+            print(f"{'articles':>17}{'segment art/s':>15}{'ref art/s':>11}{'relative':>10}{'mean rel.':>10}"
                   f"{'bytes/article':>15}"
                   f"{'stories':>10}{'server us/art':>15}{'client us/art':>15}{'HGET/art':>10}{'us/HGET':>9}"
                   f"{'us/HSET':>9}{'Lua us/art':>12}{'keys':>10}")
@@ -371,6 +381,10 @@ def main() -> None:
                 lsh = datasketch_lsh(port) if args.datasketch else None
                 done = 0
                 rows: list[Segment] = []
+                # the reference just before the first piece; every later one follows a piece and precedes the next
+                ref_before = ref.run() if ref is not None else float("nan")
+                if ref is not None:
+                    ref.take_rate()  # not inside any segment
                 while done < args.n:
                     batch = prepared(synth, done, min(args.step, args.n - done), dd)
                     if lsh is not None:  # the same signatures as datasketch LeanMinHashes (not timed)
@@ -378,6 +392,7 @@ def main() -> None:
                     server0, stats0 = server_cpu(client), command_stats(client)
                     seconds, cpu = 0.0, 0.0
                     ref_wall, ref_busy = 0.0, 0.0  # the reference's time, and the growing server's CPU meanwhile
+                    ratios = []  # each piece's rate over the mean of the references either side of it
                     for k in range(0, len(batch), args.ref_every):
                         part = batch[k:k + args.ref_every]
                         t, c = time.perf_counter(), time.process_time()
@@ -388,11 +403,14 @@ def main() -> None:
                         else:
                             for j in range(0, len(part), 1024):
                                 idx.ingest_many(part[j:j + 1024], decide)
-                        seconds += time.perf_counter() - t
+                        took = time.perf_counter() - t
+                        seconds += took
                         cpu += time.process_time() - c
                         if ref is not None:  # not counted in the segment's own figures
                             server_ref, busy0, t_ref = server_cpu(client), process_cpu(proc.pid), time.perf_counter()
-                            ref.run()
+                            ref_after = ref.run()
+                            ratios.append(len(part) / took / ((ref_before + ref_after) / 2))
+                            ref_before = ref_after
                             ref_wall += time.perf_counter() - t_ref
                             ref_busy += process_cpu(proc.pid) - busy0
                             server0 += server_cpu(client) - server_ref  # (the growing server idles meanwhile)
@@ -410,15 +428,18 @@ def main() -> None:
                     hgets = hg / len(batch)
                     start, done = done, done + len(batch)
                     per = (used_memory(client) - before) / done
-                    rows.append(Segment(start, done, rate, rate / ref_rate, per))
-                    print(f"{span(start, done):>17}{rate:15.0f}{ref_rate:11.0f}{rate / ref_rate:10.3f}{per:15.0f}"
+                    relative = statistics.median(ratios) if ratios else float("nan")
+                    rows.append(Segment(start, done, rate, relative, rate / ref_rate, per))
+                    print(f"{span(start, done):>17}{rate:15.0f}{ref_rate:11.0f}{relative:10.3f}{rate / ref_rate:10.3f}"
+                          f"{per:15.0f}"
                           f"{client.zcard('{curve}:stories'):10d}"
                           f"{server:15.0f}{cpu:15.0f}{hgets:10.1f}{hg_us / max(hg, 1):9.2f}{hs_us / max(hs, 1):9.2f}"
                           f"{f'{lua / len(batch):.0f}' if 'evalsha' in delta else '-':>12}{client.dbsize():10d}",
                           flush=True)
                     if ref is not None:  # a busy neighbour slows the reference (2 cores: client and server)
                         print(f"          the growing redis-server's CPU (all threads) while the references ran: "
-                              f"{100 * ref_busy / max(ref_wall, 1e-9):.0f}% of their time", flush=True)
+                              f"{100 * ref_busy / max(ref_wall, 1e-9):.0f}% of their time; the pieces' ratios: "
+                              f"{min(ratios):.3f} to {max(ratios):.3f}", flush=True)
                     if args.commands:  # where the server's time per article went, command by command
                         top = sorted(((us, c, n) for c, (n, us) in delta.items() if c not in ("evalsha", "info")),
                                      reverse=True)[:8]
