@@ -19,6 +19,7 @@ import pytest
 import redis
 
 import dedup.index.redis as redis_index
+import dedup.index.redis_retention as redis_retention
 from dedup.index import MemoryIndex, open_index
 from dedup.index.codec import CorruptRecord
 from dedup.index.redis import IndexMismatch, IndexUnavailable, RedisIndex
@@ -27,7 +28,7 @@ from dedup.index.redis_keys import (KINDS, PERIOD_DAYS, bucket_family, day_tag, 
                                     shard_index)
 from dedup.index.redis_lua import LOAD
 from dedup.index.redis_lua_lib import INFO_SPAN, PERIOD_SHARDS0
-from dedup.index.redis_retention import dated_before
+from dedup.index.redis_retention import RAISE_FLOOR, dated_before
 from dedup.readers import read_paths
 from dedup.records import Article, Assignment, BadInput, Entry, Signature
 from dedup.service import Deduper
@@ -191,10 +192,73 @@ def test_handle_table_is_sharded_by_handle_range(redis_url):
             assert int.from_bytes(info[:4], "little", signed=True) == days[aid]
         seq0, seq = (int(x) for x in idx._r.hmget(key("rng", "meta"), "seq0", "seq"))
         assert sorted(handles.values()) == list(range(seq0 + 1, seq + 1))
-        assert sorted(dated_before(idx._r, "rng", 20_001, idx._blobs)) == sorted(f"r{n}" for n in range(50))
+        assert sorted(dated_before(idx._r, "rng", 20_001, idx._blobs).ids) == sorted(f"r{n}" for n in range(50))
         for aid in days:
             idx.delete(aid)
         assert all_keys(redis_url, "rng") == []
+
+
+def test_retention_reads_the_handle_table_from_its_floor_and_stops_once_every_old_article_is_found(
+        redis_url, monkeypatch):
+    """A pass reads the handle shards upwards, in round trips that grow (1, 2, 4, ... shards here), until
+    it has found as many old articles as ``{ns}:days`` counts, then raises the floor to the lowest shard
+    that keeps an article: the next pass does not read the shards it emptied.  An old article ingested
+    late has a new, high handle and is still found."""
+    monkeypatch.setattr(redis_retention, "FIRST_BATCH", 1)
+    with RedisIndex(dataclasses.replace(SETTINGS, retain_days=2), url=redis_url, namespace="floor") as idx:
+        for n in range(1200):  # days 100-111, 100 articles a day, in order
+            idx.put(entry(f"d{n}", n, day=100 + n // 100))
+        shard = {f"d{n}": handle(idx, f"d{n}") // INFO_SPAN for n in range(1200)}
+        first = int(idx._r.hget(key("floor", "meta"), "seq0")) // INFO_SPAN
+        table = shard["d1199"] - first + 1  # shards in the whole table
+        assert shard["d0"] == first and table >= 18
+
+        found = dated_before(idx._r, "floor", 103, idx._blobs, expect=300)  # what a pass at day 105 finds
+        assert sorted(found.ids) == sorted(f"d{n}" for n in range(300))
+        assert found.floor == shard["d300"]  # the lowest shard that keeps an article
+        needed = shard["d299"] - first + 1
+        assert needed <= found.shards_read < min(2 * needed, table)  # stopped in the round trip that found all
+        assert dated_before(idx._r, "floor", 103, idx._blobs).shards_read == table  # unbounded: the whole table
+
+        assert sorted(idx.expire()) == sorted(f"d{n}" for n in range(900))  # newest day 111: cutoff 109
+        assert int(idx._r.hget(key("floor", "meta"), "ifloor")) == shard["d900"]
+        again = dated_before(idx._r, "floor", 110, idx._blobs)  # read to the end, from the floor
+        assert again.shards_read == table - (shard["d900"] - first)
+        assert sorted(again.ids) == sorted(f"d{n}" for n in range(900, 1000))
+
+        idx.put(entry("late", 1900, day=90))  # published long ago, ingested now: above the floor
+        idx.put(entry("next", 1901, day=120))  # cutoff 118: everything but itself goes
+        assert sorted(idx.expire()) == sorted([f"d{n}" for n in range(900, 1200)] + ["late"])
+        assert idx._r.hget(key("floor", "meta"), "ifloor") == str(handle(idx, "next") // INFO_SPAN).encode()
+        assert [aid for aid in ("late", "next", "d599") if aid in idx] == ["next"]
+
+
+def test_a_handle_whose_record_is_missing_keeps_the_retention_floor_at_or_below_its_shard(redis_url):
+    """Such a handle is not deleted by the pass (it has no id to delete), so its shard must be read again."""
+    with RedisIndex(dataclasses.replace(SETTINGS, retain_days=2), url=redis_url, namespace="gap") as idx:
+        for n in range(200):
+            idx.put(entry(f"g{n}", n, day=100 + n // 100))
+        h = handle(idx, "g5")
+        idx._r.delete(key("gap", "a", h))  # as if a record were lost
+        found = dated_before(idx._r, "gap", 101, idx._blobs, expect=100)
+        assert sorted(found.ids) == sorted(f"g{n}" for n in range(100) if n != 5)
+        assert found.floor is None or found.floor <= h // INFO_SPAN
+
+
+def test_the_retention_floor_only_rises_and_belongs_to_its_epoch(redis_url):
+    """Two workers expiring at once each write a valid floor, so the lower one must not win; a client that
+    missed a new epoch writes none, and an emptied namespace gets no meta hash back."""
+    with RedisIndex(SETTINGS, url=redis_url, namespace="fl") as idx:
+        idx.put(entry("a", 1, day=5))
+        meta = key("fl", "meta")
+        assert idx._r.eval(RAISE_FLOOR, 1, meta, "stale-epoch", 7) == 0
+        assert idx._r.eval(RAISE_FLOOR, 1, meta, idx._epoch, 7) == 1
+        assert idx._r.eval(RAISE_FLOOR, 1, meta, idx._epoch, 3) == 0
+        assert idx._r.hget(meta, "ifloor") == b"7"
+        idx.delete("a")
+        assert all_keys(redis_url, "fl") == []  # the floor went with meta
+        assert idx._r.eval(RAISE_FLOOR, 1, meta, idx._epoch, 9) == 0
+        assert all_keys(redis_url, "fl") == []
 
 
 def test_python_and_lua_agree_on_bucket_families(redis_url):

@@ -15,7 +15,9 @@ key                         type        contents
                                         claimed (see below); ``v``: write version, moved by
                                         every write script; ``seq``: last handle given
                                         out (``seq0``: where the epoch started it);
-                                        ``clock``: change counter behind ``stories``
+                                        ``clock``: change counter behind ``stories``;
+                                        ``ifloor``: the lowest ``i`` shard retention
+                                        still reads (redis_retention)
 ``{ns}:a:{handle}``         string      article record (:mod:`dedup.index.codec`),
                                         keyed by the article's integer handle
 ``{ns}:h:{shard}``          hash        article id -> handle (decimal), linear-hashed by a
