@@ -30,17 +30,16 @@ moved by 40% within one run), which a raw articles/s column cannot tell from
 the index getting slower.  So every ``--ref-every`` articles the bench also
 times a *reference*: the same ``--reference`` articles bulk-ingested into an
 empty index on a second redis-server, identical work each time, whose rate
-moves only with the machine.  Each piece of ``--ref-every`` articles of the
-growing index is paired with the references run just before and just after
-it (one run between two pieces serves both), and its ratio is its rate over
-the mean of those two.  The ``relative`` column is the median of a
-segment's ratios: flat when the index keeps its speed as it grows, whatever
-the machine does, and one reference run that stalls (or one piece that
-does) moves it little.  ``mean rel.`` is the earlier estimator, kept for
-comparison: the segment's rate over the pooled rate of its references,
-which one stalled reference run moves as much as the machine's drift.  A
-segment's rate averages over all of it, so each row names the index sizes
-it spans: the first one's starts from an empty index.
+moves only with the machine.  The ``relative`` column is the segment's rate
+divided by the rate of the references run inside it: flat when the index
+keeps its speed as it grows, whatever the machine does.  ``paired`` is a
+second estimate beside it: each piece of ``--ref-every`` articles of the
+growing index over the mean of the references run just before and just
+after it, the median of a segment's pieces, which one reference run that
+stalls moves little (on the ninth session's VM it scattered as much as
+``relative``; docs/redis.md, "Growth curve").  A segment's rate averages
+over all of it, so each row names the index sizes it spans: the first
+one's starts from an empty index.
 
 The bar ("throughput and bytes/article flat from 100k to 1M") is read as a
 trend: over the segments that start at ``--flat-from`` articles or later,
@@ -50,8 +49,8 @@ without references), and bytes/article by less than 5%.  A trend, because
 one segment can dip for a reason that is not growth (Redis doubling its key
 table near 2.1M keys, or the machine stalling under one segment and not its
 references).  The bench prints that verdict, the trends of the raw rate and
-of ``mean rel.`` beside it, and each segment's distance from the median, so
-a dip stays visible.
+of ``paired`` beside it, and each segment's distance from the median, so a
+dip stays visible.
 
     python bench/redis_curve.py --n 1000000 --step 100000
     python bench/redis_curve.py --n 1000000 --step 100000 --huge-pages
@@ -278,8 +277,8 @@ class Segment:
     start: int
     end: int
     rate: float
-    relative: float  # median over its pieces of piece rate / mean of the references either side (nan without)
-    mean_relative: float  # rate / the pooled rate of the references run inside the segment (nan without)
+    relative: float  # rate / the pooled rate of the references run inside the segment (nan without references)
+    paired: float  # median over its pieces of piece rate / mean of the references either side (nan without)
     bytes_per_article: float  # used_memory growth / ``end``
 
 
@@ -311,7 +310,7 @@ def verdict(rows: list[Segment], flat_from: int, raw_only: bool) -> None:
     checks = [("raw art/s", [r.rate for r in tail], 0.10 if raw_only else None)]
     if not raw_only:
         checks[:0] = [("relative", [r.relative for r in tail], 0.10),
-                      ("mean rel.", [r.mean_relative for r in tail], None)]
+                      ("paired", [r.paired for r in tail], None)]
     checks.append(("bytes/article", [r.bytes_per_article for r in tail], 0.05))
     flat = True
     for name, ys, bar in checks:
@@ -372,7 +371,7 @@ def main() -> None:
             ref = Reference(ref_tmp, ref_entries, settings) if ref_entries else None
             client = redis.Redis(port=port)
             before = used_memory(client)
-            print(f"{'articles':>17}{'segment art/s':>15}{'ref art/s':>11}{'relative':>10}{'mean rel.':>10}"
+            print(f"{'articles':>17}{'segment art/s':>15}{'ref art/s':>11}{'relative':>10}{'paired':>10}"
                   f"{'bytes/article':>15}"
                   f"{'stories':>10}{'server us/art':>15}{'client us/art':>15}{'HGET/art':>10}{'us/HGET':>9}"
                   f"{'us/HSET':>9}{'Lua us/art':>12}{'keys':>10}")
@@ -428,9 +427,9 @@ def main() -> None:
                     hgets = hg / len(batch)
                     start, done = done, done + len(batch)
                     per = (used_memory(client) - before) / done
-                    relative = statistics.median(ratios) if ratios else float("nan")
-                    rows.append(Segment(start, done, rate, relative, rate / ref_rate, per))
-                    print(f"{span(start, done):>17}{rate:15.0f}{ref_rate:11.0f}{relative:10.3f}{rate / ref_rate:10.3f}"
+                    paired = statistics.median(ratios) if ratios else float("nan")
+                    rows.append(Segment(start, done, rate, rate / ref_rate, paired, per))
+                    print(f"{span(start, done):>17}{rate:15.0f}{ref_rate:11.0f}{rate / ref_rate:10.3f}{paired:10.3f}"
                           f"{per:15.0f}"
                           f"{client.zcard('{curve}:stories'):10d}"
                           f"{server:15.0f}{cpu:15.0f}{hgets:10.1f}{hg_us / max(hg, 1):9.2f}{hs_us / max(hs, 1):9.2f}"
