@@ -437,7 +437,7 @@ def main() -> None:
                           flush=True)
                     if ref is not None:  # a busy neighbour slows the reference (2 cores: client and server)
                         print(f"          the growing redis-server's CPU (all threads) while the references ran: "
-                              f"{100 * ref_busy / max(ref_wall, 1e-9):.0f}% of their time; the pieces' ratios: "
+                              f"{100 * ref_busy / max(ref_wall, 1e-9):.0f}% of their time; the paired pieces' ratios: "
                               f"{min(ratios):.3f} to {max(ratios):.3f}", flush=True)
                     if args.commands:  # where the server's time per article went, command by command
                         top = sorted(((us, c, n) for c, (n, us) in delta.items() if c not in ("evalsha", "info")),

@@ -178,8 +178,8 @@ def test_sentence_counts_are_kept_per_period_and_summed_over_them(redis_url):
 
 def test_handle_table_is_sharded_by_handle_range(redis_url):
     """A handle's info (day, story) lives in shard ``handle // 64``, so consecutive articles write the
-    same, newest shard; retention reads the shards from where the epoch's handles started (``seq0``) to
-    the last one given out, and finds every old article there."""
+    same, newest shard; retention, before it has raised a floor, reads the shards from where the epoch's
+    handles started (``seq0``) to the last one given out, and finds every old article there."""
     with RedisIndex(SETTINGS, url=redis_url, namespace="rng") as idx:
         days = {f"r{n}": 20_000 + n // 50 for n in range(150)}
         for i, (aid, day) in enumerate(days.items()):
@@ -209,11 +209,11 @@ def test_retention_reads_the_handle_table_from_its_floor_and_stops_once_every_ol
         for n in range(1200):  # days 100-111, 100 articles a day, in order
             idx.put(entry(f"d{n}", n, day=100 + n // 100))
         shard = {f"d{n}": handle(idx, f"d{n}") // INFO_SPAN for n in range(1200)}
-        first = int(idx._r.hget(key("floor", "meta"), "seq0")) // INFO_SPAN
+        first = (int(idx._r.hget(key("floor", "meta"), "seq0")) + 1) // INFO_SPAN  # the first handle's shard
         table = shard["d1199"] - first + 1  # shards in the whole table
         assert shard["d0"] == first and table >= 18
 
-        found = dated_before(idx._r, "floor", 103, idx._blobs, expect=300)  # what a pass at day 105 finds
+        found = dated_before(idx._r, "floor", 103, idx._blobs, expect=300)  # a pass whose cutoff is day 103
         assert sorted(found.ids) == sorted(f"d{n}" for n in range(300))
         assert found.floor == shard["d300"]  # the lowest shard that keeps an article
         needed = shard["d299"] - first + 1
