@@ -95,8 +95,7 @@ def dated_before(r: Any, namespace: str, cutoff: int,
     lo, hi = (int(first) + 1) // INFO_SPAN, int(last) // INFO_SPAN + 1
     if floor is not None:
         lo = max(lo, int(floor))
-    old: list[tuple[int, bytes]] = []
-    shard_of: dict[bytes, int] = {}
+    old: list[tuple[int, bytes, int]] = []  # day, handle, its shard
     keeps = None  # the lowest shard read that holds an article retention keeps
     read_to, size = lo, FIRST_BATCH
     while read_to < hi:
@@ -109,8 +108,7 @@ def dated_before(r: Any, namespace: str, cutoff: int,
             for h, v in fields.items():
                 day = int.from_bytes(v[:4], "little", signed=True)
                 if day != NODAY and day < cutoff:
-                    old.append((day, h))
-                    shard_of[h] = n
+                    old.append((day, h, n))
                 elif keeps is None:
                     keeps = n
         read_to = shards.stop
@@ -121,8 +119,8 @@ def dated_before(r: Any, namespace: str, cutoff: int,
     new_floor = keeps if keeps is not None else read_to
     for start in range(0, len(old), BATCH):
         part = old[start:start + BATCH]
-        got = blobs([h for _, h in part])
-        ids += [(day, record_id(got[h][1], got[h][0])) for day, h in part if h in got]
+        got = blobs([h for _, h, _ in part])
+        ids += [(day, record_id(got[h][1], got[h][0])) for day, h, _ in part if h in got]
         # a handle without a record is not deleted by this pass: its shard must be read again
-        new_floor = min([new_floor] + [shard_of[h] for _, h in part if h not in got])
+        new_floor = min([new_floor] + [n for _, h, n in part if h not in got])
     return OldArticles([aid for _, aid in sorted(ids)], new_floor if new_floor > lo else None, read_to - lo)
