@@ -22,7 +22,7 @@ from .index.base import StoryIndex
 from .index.memory import within_window
 from .records import Assignment, Entry, Signature
 from .settings import Settings
-from .signature import pair_cosines, pair_reuses
+from .signature import band_hashes, pair_cosines, pair_reuses
 
 
 def verify(a: Signature, b: Signature, settings: Settings) -> tuple[bool, float, float]:
@@ -132,7 +132,19 @@ def assign(index: StoryIndex, entry: Entry, settings: Settings) -> Assignment:
 
 
 def components(ids: list[str], index: StoryIndex, settings: Settings) -> list[list[str]]:
-    """Connected components of the link graph restricted to ``ids``."""
+    """Connected components of the link graph restricted to ``ids``.
+
+    The pairs verified are the ones LSH makes candidates: members that share
+    a band value.  They are found here from the members' signatures (one
+    read for all of them) instead of by asking the index for each member's
+    candidates, which on a shared index took a round trip per member, and
+    all of them are verified in one batch (a pair's verdict does not depend
+    on its batch).  The window test is verification's own.  Bands are
+    compared by their raw values, as the Redis index keys its buckets; the
+    in-process index mixes a band of several rows into 32 bits, so with
+    ``rows`` > 1 it could also pair two members whose mixes collide (about
+    one chance in 2**32 per band).
+    """
     pos = {a: i for i, a in enumerate(ids)}
     parent = list(range(len(ids)))
 
@@ -143,18 +155,19 @@ def components(ids: list[str], index: StoryIndex, settings: Settings) -> list[li
         return x
 
     sigs = index.signatures(ids)
+    buckets: dict[tuple[int, bytes], list[int]] = {}
     for a in ids:
         sig = sigs.get(a)
-        if sig is None:
-            continue
-        for c in index.candidates(sig):
-            j = pos.get(c)
-            if j is None or c == a or c not in sigs:
-                continue
-            if verify(sig, sigs[c], settings)[0]:
-                ra, rb = find(pos[a]), find(j)
-                if ra != rb:
-                    parent[max(ra, rb)] = min(ra, rb)
+        if sig is not None:
+            for band, value in enumerate(band_hashes(sig.minhash, settings.bands, settings.rows)):
+                buckets.setdefault((band, value), []).append(pos[a])
+    pairs = sorted({(i, j) for members in buckets.values() for n, i in enumerate(members) for j in members[n + 1:]})
+    verdicts = verify_pairs([sigs[ids[i]] for i, _ in pairs], [sigs[ids[j]] for _, j in pairs], settings)
+    for (i, j), (linked, _, _) in zip(pairs, verdicts):
+        if linked:
+            ri, rj = find(i), find(j)
+            if ri != rj:
+                parent[max(ri, rj)] = min(ri, rj)
     groups: dict[int, list[str]] = {}
     for a in ids:
         groups.setdefault(find(pos[a]), []).append(a)

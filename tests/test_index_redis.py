@@ -803,6 +803,54 @@ def test_retention_off_keeps_everything(redis_url):
         assert len(idx) == 3 and idx.expire() == []
 
 
+def test_a_retention_pass_deletes_in_batches_then_resplits_each_story_once_into_the_one_at_a_time_parts(
+        redis_url, seed_paths, monkeypatch):
+    """A pass deletes the old articles DELETE_CHUNK to a script call, then re-splits each story they
+    leave once, not once per deleted article (a day's articles took seconds that way, holding up the
+    ingest that started the pass).  The stories left are those of deleting the same articles one at a
+    time and re-splitting after each (dedup.stories.remove)."""
+    import datetime as dt
+
+    import dedup.stories as stories
+
+    monkeypatch.setattr(redis_index, "DELETE_CHUNK", 16)
+    start = dt.datetime(2020, 1, 6, 12, tzinfo=dt.timezone.utc)
+    items = [dataclasses.replace(a, published=start + dt.timedelta(days=n % 2))  # stories span both days
+             for n, a in enumerate(articles(seed_paths, meter_n=240))]
+    old = sorted(a.id for a in items if a.published == start)
+    trigger = Article(id="trigger", text="The council approved the new harbour budget on Thursday evening.",
+                      published=start + dt.timedelta(days=3))  # newest day + 3, retain 2: day one goes
+    kept = sorted({a.id for a in items} - set(old)) + ["trigger"]
+
+    with Deduper(SETTINGS, url=redis_url, namespace="one") as one:  # the reference, article by article
+        for a in items + [trigger]:
+            one.add(a)
+        before = partition(one.index.story_of(kept))
+        for aid in old:
+            stories.remove(one.index, aid, SETTINGS)
+        expected = partition(one.index.story_of(kept))
+    assert expected != before  # some stories fell apart when their old articles went
+
+    scripts: list[str] = []
+    resplits: list[str] = []
+    resplit = stories.resplit
+    monkeypatch.setattr(stories, "resplit", lambda index, story, settings: resplits.append(story) or resplit(
+        index, story, settings))
+    run = RedisIndex._run
+    monkeypatch.setattr(RedisIndex, "_run", lambda self, name, *args: scripts.append(name) or run(self, name, *args))
+    with Deduper(Settings(retain_days=2), url=redis_url, namespace="batch") as dd:
+        for a in items:
+            dd.add(a)
+        scripts.clear()
+        resplits.clear()
+        dd.add(trigger)
+        assert [aid for aid in old if aid in dd.index] == [] and all(aid in dd.index for aid in kept)
+        assert partition(dd.index.story_of(kept)) == expected
+        assert "DELETE" not in scripts and scripts.count("DELETE_MANY") == -(-len(old) // 16)
+        assert resplits and len(resplits) == len(set(resplits))  # each story re-split once
+        assert dd.index.pending_splits() == []
+
+
 # -- deletion and persistence -------------------------------------------------------------
 def test_deleting_every_article_leaves_no_key(redis_url, seed_paths):
     items = articles(seed_paths, meter_n=60)

@@ -70,6 +70,61 @@ def test_deleting_the_bridge_splits_the_story_again():
     assert dd.story_of("a") != dd.story_of("b")
 
 
+def _components_by_asking_the_index(ids, index, settings):
+    """The link graph's parts among ``ids`` the direct way: each member's candidates from the index,
+    each candidate pair verified on its own (what components() must agree with)."""
+    from dedup.stories import verify
+
+    sigs = index.signatures(ids)
+    part = {a: {a} for a in ids}
+    for a in ids:
+        for c in index.candidates(sigs[a]):
+            if c in part and c != a and verify(sigs[a], sigs[c], settings)[0] and part[a] is not part[c]:
+                merged = part[a] | part[c]
+                for m in merged:
+                    part[m] = merged
+    return {frozenset(p) for p in part.values()}
+
+
+def test_a_story_splits_into_the_parts_its_candidate_links_connect():
+    """components() finds the candidate pairs among a story's members from their band values and
+    verifies them in one batch; the parts are those of asking the index for each member's candidates."""
+    from dedup.stories import components
+
+    dd = Deduper()
+    for a in seeds() + _meter_slice():
+        dd.add(a)
+    stories = [dd.index.members(s) for s in dd.index.story_ids()]
+    big = [m for m in stories if len(m) >= 3]
+    assert len(big) >= 5  # the slice has stories of several rewrites
+    split = 0
+    for members in big:
+        for rest in (members, members[1:], members[:-1], members[::2]):
+            parts = components(rest, dd.index, dd.settings)
+            assert {frozenset(p) for p in parts} == _components_by_asking_the_index(rest, dd.index, dd.settings)
+            assert sorted(a for p in parts for a in p) == sorted(rest)
+            assert [len(p) for p in parts] == sorted((len(p) for p in parts), reverse=True)  # largest first
+            split += len(parts) > 1
+    assert split  # some of those member sets fall apart
+
+
+def test_members_sharing_only_their_last_band_are_candidates_and_members_sharing_none_are_not():
+    """Three copies of one text: LSH, not the text, decides which pairs are verified."""
+    from dedup.index import MemoryIndex
+    from dedup.stories import components
+
+    dd = Deduper()
+    base = dd.prepare(seeds()[0])
+    mh = base.signature.minhash
+    last = mh.copy() + 1
+    last[-1] = mh[-1]  # rows = 1: the last band is the last value
+    none = mh.copy() + 2
+    idx = MemoryIndex(dd.settings)
+    for aid, m in (("a", mh), ("b", last), ("c", none)):
+        idx.put(dataclasses.replace(base, id=aid, signature=dataclasses.replace(base.signature, minhash=m)))
+    assert components(["a", "b", "c"], idx, dd.settings) == [["a", "b"], ["c"]]
+
+
 def _meter_slice(n=160):
     from .conftest import DATA
     path = DATA / "meter-dev.jsonl"

@@ -59,6 +59,9 @@ CLUSTER_SCHEME = "redis+cluster://"
 
 MAX_INGEST_ATTEMPTS = 200
 SIG_CACHE_SIZE = 100_000  # signatures kept by handle (~3 kB each in memory)
+# articles per DELETE_MANY call: a delete is ~0.2-0.5 ms of server time (its buckets, sentence counts and
+# story), so a call holds other clients up for tens of milliseconds at most
+DELETE_CHUNK = 64
 
 
 T = TypeVar("T")
@@ -239,6 +242,16 @@ class RedisIndex(RedisStories, StoryIndex):
             return None
         return decode_entry(found[1], self._k("a", _s(found[0])), self.settings)
 
+    @_guard
+    def delete_many(self, article_ids: list[str]) -> int:
+        """Delete these articles, DELETE_CHUNK to a script call; how many were stored.  The stories they
+        leave are not re-split here: each owes it (``pending_splits``), and :func:`dedup.stories.finish_splits`
+        then re-splits each once, however many of its articles went (retention's way, see redis_retention)."""
+        done = 0
+        for start in range(0, len(article_ids), DELETE_CHUNK):
+            done += int(self._run("DELETE_MANY", *article_ids[start:start + DELETE_CHUNK]))
+        return done
+
     def _record(self, entry: Entry) -> bytes:
         """The stored record of an entry (features kept only with ``store_features``, see codec)."""
         return encode_entry(entry, keep_features=self.settings.store_features)
@@ -257,9 +270,12 @@ class RedisIndex(RedisStories, StoryIndex):
 
     @_guard
     def signatures(self, ids: Iterable[str]) -> dict[str, Signature]:
-        records = self._records(ids)
-        sigs = decode_signatures([b for _, b in records.values()], [k for k, _ in records.values()], self.settings)
-        return dict(zip(records, sigs))
+        """By handle, from the client's cache where it has them (see _known): a re-split reads the
+        signatures of a whole story, mostly articles this client wrote or read lately, and a record
+        stored without features would be signed again from its text."""
+        handles = self._handles(list(dict.fromkeys(ids)))
+        known = self._known(set(handles.values()))
+        return {i: known[h][1] for i, h in handles.items() if h in known}
 
     @_guard
     def __contains__(self, article_id: object) -> bool:
@@ -558,8 +574,11 @@ class RedisIndex(RedisStories, StoryIndex):
 
         Relative to the newest *stored* day, not the wall clock, so replaying
         an archive keeps a sliding window instead of deleting everything.
-        Each goes through :func:`dedup.stories.remove`, which re-splits the
-        stories it held together.  Undated articles are never expired.
+        They go in batches (:meth:`delete_many`), then each story they held
+        together is re-split once (:func:`dedup.stories.finish_splits`): the
+        pass used to re-split a story after each of its articles, which on a
+        day's worth of articles held the first ingest of the next day up for
+        seconds.  Undated articles are never expired.
         """
         return expire(self)
 

@@ -39,6 +39,23 @@ finish()
 return blob and {h, blob}
 """
 
+# ARGV: ns, bands, rows, id, id, ... -> how many of them were stored (all are gone now).  Retention's
+# deletes, many per call: each story they leave with two members or more owes a re-split (K_SPLIT, see
+# del_article), which the client then writes once per story instead of once per deleted article
+DELETE_MANY = _HELPERS + r"""
+check_epoch(false)
+local n = 0
+for i = 4, #ARGV do
+  if handle_get(ARGV[i]) then
+    if n == 0 then begin_write() end
+    del_article(ARGV[i])
+    n = n + 1
+  end
+end
+if n > 0 then finish() end
+return n
+"""
+
 # ARGV: ns, bands, rows, id, id, ... -> {handle (decimal), record} of each (false where absent)
 RECORDS = _HELPERS + r"""
 check_epoch(false)
@@ -315,5 +332,5 @@ if redis.call('HSETNX', KEYS[1], 'epoch', ARGV[2]) == 1 then redis.call('HSET', 
 return redis.call('HMGET', KEYS[1], 'fingerprint', 'epoch')
 """
 
-SCRIPTS = ("PUT", "DELETE", "RECORDS", "HANDLES", "STORY_OF", "SENT_COUNTS", "SET_STORY", "STORY_SNAPSHOT", "RESPLIT", "FIND",
+SCRIPTS = ("PUT", "DELETE", "DELETE_MANY", "RECORDS", "HANDLES", "STORY_OF", "SENT_COUNTS", "SET_STORY", "STORY_SNAPSHOT", "RESPLIT", "FIND",
            "INGEST", "MAINTAIN")

@@ -61,9 +61,9 @@ class OldArticles:
 
 
 def expire(index: "RedisIndex") -> list[str]:
-    """``RedisIndex.expire``: delete what is older than ``retain_days`` before the newest stored day, each
-    through :func:`dedup.stories.remove` (which re-splits the stories it held together)."""
-    from ..stories import finish_splits, remove  # late import: stories imports the index package
+    """``RedisIndex.expire``: delete what is older than ``retain_days`` before the newest stored day, then
+    re-split the stories they held together, each once (:func:`dedup.stories.finish_splits`)."""
+    from ..stories import finish_splits  # late import: stories imports the index package
 
     retain = index.settings.retain_days
     if retain <= 0:
@@ -75,8 +75,12 @@ def expire(index: "RedisIndex") -> list[str]:
     cutoff = max(counts) - retain
     found = dated_before(index._r, index.namespace, cutoff, index._blobs,
                          expect=sum(n for d, n in counts.items() if d < cutoff))
-    for aid in found.ids:
-        remove(index, aid, index.settings)
+    # every old article first, then one re-split per story they leave (the parts are the same as deleting
+    # and re-splitting one article at a time: what was apart stays apart), not one per deleted article: a
+    # story whose articles all expire is not split at all.  A stop in between leaves the re-splits owed
+    # (pending_splits), for the next pass or the next process to open the index.
+    index.delete_many(found.ids)
+    finish_splits(index, index.settings)
     if found.floor is not None:  # only now: a pass that stopped half-way leaves the floor where it was
         index._r.eval(RAISE_FLOOR, 1, index._meta_key, index._epoch, found.floor)
     return found.ids

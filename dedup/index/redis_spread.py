@@ -358,6 +358,11 @@ class SpreadIndex(RedisIndex):
         self._apply(todo, {hb: day_tag(entry.signature.day)}, {hb: blob})
         self.flush()
 
+    def delete_many(self, article_ids: list[str]) -> int:
+        """One at a time: a delete here is a story-slot script plus the band groups' writes (see delete).
+        Their stories owe their re-splits, as with the slot layout's batch."""
+        return sum(self.delete(aid) is not None for aid in article_ids)
+
     @_guard
     def delete(self, article_id: str) -> Entry | None:
         from .codec import decode_entry
