@@ -322,15 +322,16 @@ def _between_commit_and_buckets(idx: SpreadIndex) -> bool:
 
 def test_a_client_killed_between_commit_and_buckets_leaves_nothing_a_sweep_cannot_mend(redis_url, tmp_path):
     """Freeze a CLI process (SIGSTOP) at random moments until it is caught between committing an
-    article and writing all of its buckets, SIGKILL it there, sweep, check the invariant; three
-    times, each run going on from where the last stopped.  Then ingest the whole file again: the
-    one-process partition."""
+    article and writing all of its buckets, SIGKILL it there, sweep, check the invariant; until it has
+    been caught twice (at most eight runs: on a slow VM a run may finish before it is caught), each run
+    going on from where the last stopped.  Then ingest the whole file again: the one-process partition."""
     lines = data_file("meter-dev.jsonl").read_text(encoding="utf-8").splitlines()[:400]
     path = tmp_path / "in.jsonl"
     path.write_text("\n".join(lines) + "\n", encoding="utf-8")
-    caught = 0
+    caught = runs = 0
     with SpreadIndex(SETTINGS, url=redis_url, namespace="kill") as idx:
-        for _ in range(3):
+        while caught < 2 and runs < 8:
+            runs += 1
             proc = _run_cli(redis_url, "kill", path)
             for _ in range(2000):
                 if proc.poll() is not None:
@@ -345,7 +346,7 @@ def test_a_client_killed_between_commit_and_buckets_leaves_nothing_a_sweep_canno
             proc.wait(timeout=60)
             idx.sweep(age_s=0)
             check_buckets(redis_url, "kill")
-    assert caught >= 2, f"caught the client between commit and buckets {caught} times of 3"
+    assert caught >= 2, f"caught the client between commit and buckets {caught} times in {runs} runs"
     proc = _run_cli(redis_url, "kill", path)
     _, err = proc.communicate(timeout=300)
     assert proc.returncode == 0, err
