@@ -40,8 +40,7 @@ sys.path.insert(0, str(ROOT / "bench"))
 from redis_index import load_articles, load_scripts, start_server  # noqa: E402
 
 from dedup.index.redis import RedisIndex  # noqa: E402
-from dedup.index.redis_keys import key  # noqa: E402
-from dedup.index.redis_retention import dated_before  # noqa: E402
+from dedup.index.redis_retention import day_counts, older_than  # noqa: E402
 from dedup.service import Deduper  # noqa: E402
 from dedup.settings import Settings  # noqa: E402
 from dedup.stories import assign, remove  # noqa: E402
@@ -81,9 +80,7 @@ def main() -> None:
                     if e.signature.day != day and day is not None:
                         # the same cutoff the batched pass uses: the newest stored day (this one) - retain
                         cutoff = e.signature.day - args.retain
-                        counts = {int(d): int(n) for d, n in b._r.hgetall(key("single", "days")).items()}
-                        old = dated_before(b._r, "single", cutoff, b._blobs,
-                                           expect=sum(n for d, n in counts.items() if d < cutoff)).ids
+                        old = older_than(b, cutoff, day_counts(b)).ids
                         if old:
                             t = time.perf_counter()
                             for aid in old:

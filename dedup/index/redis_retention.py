@@ -69,12 +69,10 @@ def expire(index: "RedisIndex") -> list[str]:
     if retain <= 0:
         return []
     finish_splits(index, index.settings)  # a long-running worker also picks up what a crashed one left
-    counts = {int(d): int(n) for d, n in index._r.hgetall(key(index.namespace, "days")).items()}
+    counts = day_counts(index)
     if not counts or min(counts) >= max(counts) - retain:
         return []
-    cutoff = max(counts) - retain
-    found = dated_before(index._r, index.namespace, cutoff, index._blobs,
-                         expect=sum(n for d, n in counts.items() if d < cutoff))
+    found = older_than(index, max(counts) - retain, counts)
     # every old article first, then one re-split per story they leave (the parts are the same as deleting
     # and re-splitting one article at a time: what was apart stays apart), not one per deleted article: a
     # story whose articles all expire is not split at all.  A stop in between leaves the re-splits owed
@@ -84,6 +82,18 @@ def expire(index: "RedisIndex") -> list[str]:
     if found.floor is not None:  # only now: a pass that stopped half-way leaves the floor where it was
         index._r.eval(RAISE_FLOOR, 1, index._meta_key, index._epoch, found.floor)
     return found.ids
+
+
+def day_counts(index: "RedisIndex") -> dict[int, int]:
+    """Stored articles per publication day (``{ns}:days``)."""
+    return {int(d): int(n) for d, n in index._r.hgetall(key(index.namespace, "days")).items()}
+
+
+def older_than(index: "RedisIndex", cutoff: int, counts: dict[int, int]) -> OldArticles:
+    """:func:`dated_before` for ``index``, stopping once it has found as many as ``counts`` (day_counts)
+    holds before ``cutoff``."""
+    return dated_before(index._r, index.namespace, cutoff, index._blobs,
+                        expect=sum(n for d, n in counts.items() if d < cutoff))
 
 
 def dated_before(r: Any, namespace: str, cutoff: int,
