@@ -10,6 +10,7 @@ buckets, and every bucket entry is a stored article.
 from __future__ import annotations
 
 import dataclasses
+import datetime
 import itertools
 import json
 import os
@@ -588,37 +589,56 @@ def _stored_and_clustered_from_scratch(dd: Deduper, versions: list[Article]) -> 
     assert partition(dd.index.story_of([a.id for a in now])) == cluster(Deduper(MEMORY), now)
 
 
-def test_retention_while_the_story_slot_moves_fails_cleanly_and_ends_as_a_fresh_clustering(redis_cluster):
+def _straddling(items: list[Article]) -> list[Article]:
+    """``items`` (in date order) re-dated 25 to a day from the first one's day, every other one a day
+    later: most stories then straddle two days, so a retention pass leaves many of them to re-split."""
+    base = items[0].published
+    assert base is not None
+    return [dataclasses.replace(a, published=base + datetime.timedelta(days=n // 25 + n % 2))
+            for n, a in enumerate(items)]
+
+
+@pytest.mark.parametrize("dating, retain, start", [("meter", 40, "delete"), ("straddling", 2, "resplit")])
+def test_retention_while_the_story_slot_moves_fails_cleanly_and_ends_as_a_fresh_clustering(redis_cluster, dating,
+                                                                                           retain, start):
     # Retention runs inside ingest when a newer day arrives: it deletes the pass's articles one by one (this
     # layout), then re-splits each story they leave with two articles or more.  The move starts at a pass's
-    # first delete, so passes stop part-way through their deletes (and the next pass finds the rest) or
-    # before a re-split, which stays recorded as owed (dedup.stories.finish_splits).  After the move and
-    # reopening the index, what is stored is clustered as one process clusters it from scratch; with the
-    # failed articles added again and one more pass of retention, what is stored is exactly the window.
+    # first delete (METER's own dates), so passes stop part-way through their deletes (and the next pass
+    # finds the rest) or before a re-split, which stays recorded as owed (dedup.stories.finish_splits); or
+    # at its first re-split (straddling dates, which leave many stories to re-split), so that re-splits
+    # stop part-way: each one writes all its parts or none (before, one stopped after an article had left
+    # its story's member hash, and the article's own record of its story kept it there for good).  After
+    # the move and reopening the index, what is stored is clustered as one process clusters it from
+    # scratch; with the failed articles added again and one more pass of retention, what is stored is
+    # exactly the window.
     url, _ = redis_cluster
-    settings = Settings(retain_days=40)
+    settings = Settings(retain_days=retain)
     items = sorted(itertools.islice(read_paths([str(data_file("meter-dev.jsonl"))]), 200),
                    key=lambda a: (a.published, a.id))
+    if dating == "straddling":
+        items = _straddling(items)
     days = sorted({a.published.date() for a in items})
     assert len(days) >= 6
-    start = next(n for n, a in enumerate(items) if a.published.date() == days[3])
-    with Deduper(settings, url=url, namespace="mvret") as dd:
-        for a in items[:start]:
+    first = next(n for n, a in enumerate(items) if a.published.date() == days[3])
+    ns = f"mvret{dating}"
+    with Deduper(settings, url=url, namespace=ns) as dd:
+        for a in items[:first]:
             dd.add(a)
-        with _MovingOnSteps(url, dd.index, "mvret", start="delete") as moving:
-            failed = _failing_on_the_move(dd.add, items[start:], "mvret")
-    assert failed and "delete" in moving.cut  # ingests failed, and passes stopped part-way through their deletes
-    with Deduper(settings, url=url, namespace="mvret") as dd:  # opening finishes re-splits left undone
+        with _MovingOnSteps(url, dd.index, ns, start=start) as moving:
+            failed = _failing_on_the_move(dd.add, items[first:], ns)
+    # ingests failed, and passes stopped part-way through their deletes, or at a re-split
+    assert failed and start in moving.cut
+    with Deduper(settings, url=url, namespace=ns) as dd:  # opening finishes re-splits left undone
         dd.index.sweep(age_s=0)
         _stored_and_clustered_from_scratch(dd, items)
         for a in failed:
             dd.add(a)
         dd.index.expire()
         newest = max(a.published.date() for a in items)
-        window = [a for a in items if (newest - a.published.date()).days <= 40]
+        window = [a for a in items if (newest - a.published.date()).days <= retain]
         assert sorted(a.id for a in items if a.id in dd.index) == sorted(a.id for a in window)
         _stored_and_clustered_from_scratch(dd, window)
-    assert check_buckets(url, "mvret") == len(window)
+    assert check_buckets(url, ns) == len(window)
 
 
 def test_replacements_while_the_story_slot_moves_fail_cleanly_and_end_as_a_fresh_clustering(redis_cluster,

@@ -59,10 +59,10 @@ local function leave(story, ids, into)
   end
 end
 
--- known: optional id -> {4-byte handle, its info value} the caller already has.  Only stored
--- articles have a story.
-local function set_story(story, ids, known)
-  local by_old, order, moves, members = {}, {}, {}, {}
+-- What moving `ids` into `story` will write, read before anything is written.  known: optional id ->
+-- {4-byte handle, its info value} the caller already has.  Only stored articles have a story.
+local function plan_story(story, ids, known)
+  local p = {story = story, by_old = {}, order = {}, moves = {}, members = {}}
   for _, id in ipairs(ids) do
     local hb, v
     local k = known and known[id]
@@ -75,19 +75,51 @@ local function set_story(story, ids, known)
     if v then
       local old = info_story(v)
       if old ~= '' and old ~= story then
-        if not by_old[old] then by_old[old] = {}; order[#order + 1] = old end
-        table.insert(by_old[old], id)
+        if not p.by_old[old] then p.by_old[old] = {}; p.order[#p.order + 1] = old end
+        table.insert(p.by_old[old], id)
       end
-      if old ~= story then moves[#moves + 1] = {hb, string.sub(v, 1, 4) .. story} end
-      members[#members + 1] = id
-      members[#members + 1] = ''
+      if old ~= story then p.moves[#p.moves + 1] = {hb, string.sub(v, 1, 4) .. story} end
+      p.members[#p.members + 1] = id
+      p.members[#p.members + 1] = ''
     end
   end
-  if #members == 0 then return end
-  for _, old in ipairs(order) do leave(old, by_old[old], story) end
-  redis.call('HSET', K_story(story), unpack(members))
-  for _, mv in ipairs(moves) do redis.call('HSET', shard_i(mv[1]), mv[1], mv[2]) end
-  touch(story)
+  return p
+end
+
+-- Moves articles between stories, one plan_story per target story, all read before any is written.
+-- Resharding: on a master whose slot is moving, Redis stops a script at the first key that has left (or
+-- that it would create) and keeps what the script wrote before it.  A re-split stopped after one
+-- article had left its story hash, and before its handle-table value named the new story, left the two
+-- disagreeing for good (the story re-split later no longer listed it).  So every key the moves will
+-- write is touched first (EXISTS stops the script the same way): stopped there, it has written nothing
+-- of them.  The handle-table shards were read by plan_story already.
+local function set_stories(plans)
+  local keys, leaving = {K_STORIES}, {}
+  for _, p in ipairs(plans) do
+    if #p.members > 0 then
+      keys[#keys + 1] = K_story(p.story)
+      for _, old in ipairs(p.order) do leaving[old] = (leaving[old] or 0) + #p.by_old[old] end
+    end
+  end
+  for old, n in pairs(leaving) do
+    local k = K_story(old)
+    keys[#keys + 1] = k
+    -- a story the moves empty hands its re-split debt on (leave)
+    if redis.call('HLEN', k) <= n then keys[#keys + 1] = K_SPLIT end
+  end
+  for _, k in ipairs(keys) do redis.call('EXISTS', k) end
+  for _, p in ipairs(plans) do
+    if #p.members > 0 then
+      for _, old in ipairs(p.order) do leave(old, p.by_old[old], p.story) end
+      redis.call('HSET', K_story(p.story), unpack(p.members))
+      for _, mv in ipairs(p.moves) do redis.call('HSET', shard_i(mv[1]), mv[1], mv[2]) end
+      touch(p.story)
+    end
+  end
+end
+
+local function set_story(story, ids, known)
+  set_stories({plan_story(story, ids, known)})
 end
 
 -- {handle (decimal), record} of a stored id, false when absent (the handle names the record's key)

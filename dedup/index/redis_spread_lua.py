@@ -152,7 +152,9 @@ table.sort(stories)
 if own ~= '' and not seen[own] then stories[#stories + 1] = own end
 if #stories < 2 then return stories end
 begin_write()
-for j = 2, #stories do set_story(stories[1], redis.call('HKEYS', K_story(stories[j]))) end
+local plans = {}
+for j = 2, #stories do plans[#plans + 1] = plan_story(stories[1], redis.call('HKEYS', K_story(stories[j]))) end
+set_stories(plans)
 finish()
 return stories
 """
