@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import datetime
 import itertools
 import json
 import os
@@ -849,6 +850,43 @@ def test_a_retention_pass_deletes_in_batches_then_resplits_each_story_once_into_
         assert "DELETE" not in scripts and scripts.count("DELETE_MANY") == -(-len(old) // 16)
         assert resplits and len(resplits) == len(set(resplits))  # each story re-split once
         assert dd.index.pending_splits() == []
+
+
+def straddling(items: list[Article]) -> list[Article]:
+    """``items`` (in date order) re-dated 25 to a day from the first one's day, every other one a day
+    later: most stories then straddle two days, so a retention pass leaves many of them to re-split."""
+    base = items[0].published
+    assert base is not None
+    return [dataclasses.replace(a, published=base + datetime.timedelta(days=n // 25 + n % 2))
+            for n, a in enumerate(items)]
+
+
+def bulk_with_retention_scenario(url: str, settings: Settings, namespace: str) -> None:
+    """With retention on, ``add_many`` gives the one-at-a-time assignments and keeps the same articles
+    in the same stories, and most articles go in chunks: a batch breaks only at an article whose newer
+    publication day starts a retention pass, which runs right after that article, as one at a time."""
+    items = straddling(sorted(itertools.islice(read_paths([str(data_file("meter-dev.jsonl"))]), 200),
+                              key=lambda a: (a.published, a.id)))
+    with Deduper(settings, url=url, namespace=f"{namespace}-one") as one:
+        expected = [(a.id, r.story, r.action, tuple(r.merged)) for a in items for r in [one.add(a)]]
+        kept = sorted(a.id for a in items if a.id in one.index)
+        stories = partition(one.index.story_of(kept))
+    assert len(kept) < len(items) / 2  # retention deleted most of them
+    with Deduper(settings, url=url, namespace=namespace) as dd:
+        singles: list[str] = []  # articles ingested on their own
+        real = dd.index.ingest
+        dd.index.ingest = lambda e, decide: singles.append(e.id) or real(e, decide)  # type: ignore[method-assign]
+        got = [(o.article.id, o.assignment.story, o.assignment.action, tuple(o.assignment.merged))
+               for o in dd.add_many(items)]
+        assert got == expected
+        assert sorted(a.id for a in items if a.id in dd.index) == kept
+        assert partition(dd.index.story_of(kept)) == stories
+        assert dd.index.pending_splits() == []
+        assert len(singles) < len(items) / 4  # one at a time, all 200 went on their own
+
+
+def test_with_retention_on_a_batch_goes_in_chunks_between_passes_with_the_one_at_a_time_outcome(redis_url):
+    bulk_with_retention_scenario(redis_url, Settings(retain_days=2), "bret")
 
 
 # -- deletion and persistence -------------------------------------------------------------

@@ -10,7 +10,6 @@ buckets, and every bucket entry is a stored article.
 from __future__ import annotations
 
 import dataclasses
-import datetime
 import itertools
 import json
 import os
@@ -35,7 +34,8 @@ from dedup.settings import Settings
 from dedup.stories import make_decider
 
 from .conftest import ROOT, data_file
-from .test_index_redis import articles, cluster, entry, finish_all, partition, retention_scenario, two_parts
+from .test_index_redis import (articles, bulk_with_retention_scenario, cluster, entry, finish_all, partition,
+                              retention_scenario, straddling, two_parts)
 
 SETTINGS = Settings(redis_layout="spread")
 MEMORY = Settings()
@@ -589,15 +589,6 @@ def _stored_and_clustered_from_scratch(dd: Deduper, versions: list[Article]) -> 
     assert partition(dd.index.story_of([a.id for a in now])) == cluster(Deduper(MEMORY), now)
 
 
-def _straddling(items: list[Article]) -> list[Article]:
-    """``items`` (in date order) re-dated 25 to a day from the first one's day, every other one a day
-    later: most stories then straddle two days, so a retention pass leaves many of them to re-split."""
-    base = items[0].published
-    assert base is not None
-    return [dataclasses.replace(a, published=base + datetime.timedelta(days=n // 25 + n % 2))
-            for n, a in enumerate(items)]
-
-
 @pytest.mark.parametrize("dating, retain, start", [("meter", 40, "delete"), ("straddling", 2, "resplit")])
 def test_retention_while_the_story_slot_moves_fails_cleanly_and_ends_as_a_fresh_clustering(redis_cluster, dating,
                                                                                            retain, start):
@@ -616,7 +607,7 @@ def test_retention_while_the_story_slot_moves_fails_cleanly_and_ends_as_a_fresh_
     items = sorted(itertools.islice(read_paths([str(data_file("meter-dev.jsonl"))]), 200),
                    key=lambda a: (a.published, a.id))
     if dating == "straddling":
-        items = _straddling(items)
+        items = straddling(items)
     days = sorted({a.published.date() for a in items})
     assert len(days) >= 6
     first = next(n for n, a in enumerate(items) if a.published.date() == days[3])
@@ -728,6 +719,10 @@ def test_retention_drops_old_articles_and_their_records_from_the_group_slots(red
     with SpreadIndex(settings, url=redis_url, namespace="ret") as idx:
         retention_scenario(idx)
     assert check_buckets(redis_url, "ret", settings) == 2
+
+
+def test_with_retention_on_a_batch_goes_in_chunks_between_passes_with_the_one_at_a_time_outcome(redis_url):
+    bulk_with_retention_scenario(redis_url, dataclasses.replace(SETTINGS, retain_days=2), "bret")
 
 
 def test_a_process_that_keeps_ingesting_sweeps_once_a_minute(redis_url, monkeypatch):

@@ -428,33 +428,71 @@ class _Bulk:
 
 def ingest_in_order(index: "RedisIndex", entries: list[Entry], decide: Decide,
                     single: Callable[[Entry], Assignment], chunk: int) -> list[Assignment | DedupError]:
-    """``RedisIndex.ingest_many``: every article through ``single`` when retention is on (it may delete
-    between two articles) or when the batch holds one article (``single`` may take one round trip where a
-    chunk takes two); otherwise :func:`ingest_chunks`.  Bad ids and errors come back in place."""
-    out: list[Assignment | DedupError | None] = [None] * len(entries)
+    """``RedisIndex.ingest_many``: in runs between retention passes when retention is on
+    (:func:`in_retention_runs`); a batch (or run) of one article through ``single``, which may take one
+    round trip where a chunk takes two; otherwise :func:`ingest_chunks`.  Bad ids and errors come back
+    in place."""
+    if index.settings.retain_days > 0:
+        return in_retention_runs(index, entries, lambda run: _in_order(index, run, decide, single, chunk))
+    return _in_order(index, entries, decide, single, chunk)
 
-    def one(i: int) -> None:
+
+def _in_order(index: "RedisIndex", entries: list[Entry], decide: Decide,
+              single: Callable[[Entry], Assignment], chunk: int) -> list[Assignment | DedupError]:
+    out: list[Assignment | DedupError | None] = [None] * len(entries)
+    pending: list[int] = []
+    for i, e in enumerate(entries):
         try:
-            out[i] = single(entries[i])
+            check_id(e.id)
+            pending.append(i)
         except DedupError as exc:
             out[i] = exc
-
-    if index.settings.retain_days > 0:
-        for i in range(len(entries)):
-            one(i)
-    else:
-        pending: list[int] = []
-        for i, e in enumerate(entries):
-            try:
-                check_id(e.id)
-                pending.append(i)
-            except DedupError as exc:
-                out[i] = exc
-        if len(pending) == 1:
-            one(pending[0])
-        elif pending:
-            ingest_chunks(index, entries, pending, decide, single, out, chunk)
+    if len(pending) == 1:
+        try:
+            out[pending[0]] = single(entries[pending[0]])
+        except DedupError as exc:
+            out[pending[0]] = exc
+    elif pending:
+        ingest_chunks(index, entries, pending, decide, single, out, chunk)
     return [o if o is not None else DedupError("not ingested") for o in out]
+
+
+def _newer(day: int | None, seen: int | None) -> bool:
+    """Would ingesting an article of publication day ``day`` start a retention pass (``RedisIndex._retain``)?"""
+    return day is not None and (seen is None or day > seen)
+
+
+def in_retention_runs(index: "RedisIndex", entries: list[Entry],
+                      ingest_run: Callable[[list[Entry]], list[Assignment | DedupError]]
+                      ) -> list[Assignment | DedupError]:
+    """A batch with retention on, with the one-at-a-time outcome.
+
+    Ingesting one article runs a retention pass after writing it when its
+    publication day is newer than any this client has seen.  So the batch
+    goes in runs, each ending at such an article: no pass can delete
+    between two articles of a run, which therefore goes in chunks
+    (``ingest_run``), and the pass follows it, as it would follow that
+    article.  A feed in publication order breaks a batch once per new day,
+    not at every article (every article went one at a time before: a
+    worker's batches lost their chunking whenever retention was on).  The
+    pass is skipped when that article failed (the next newer one starts
+    it), and its error takes the article's place, as one at a time.
+    """
+    out: list[Assignment | DedupError] = []
+    pos = 0
+    while pos < len(entries):
+        seen = index._newest_day_seen
+        end = next((i for i in range(pos, len(entries)) if _newer(entries[i].signature.day, seen)), len(entries) - 1)
+        run = ingest_run(entries[pos:end + 1])
+        day = entries[end].signature.day
+        if day is not None and _newer(day, seen) and isinstance(run[-1], Assignment):
+            try:
+                index._retain(day)
+            except DedupError as exc:
+                run[-1] = exc
+        out += run
+        pos = end + 1
+    return out
 
 
 def ingest_chunks(index: "RedisIndex", entries: list[Entry], todo: list[int], decide: Decide,

@@ -52,10 +52,11 @@ from redis.exceptions import AskError, ClusterDownError, MovedError, NoScriptErr
 from ..records import Assignment, DedupError, Entry
 from ..settings import Settings
 from . import redis_spread_lua
-from .base import Decide, StoryIndex
+from .base import Decide
 from .redis import MAX_INGEST_ATTEMPTS, SIG_CACHE_SIZE, RedisIndex, _s
 from .redis_errors import _guard, slot_moving
 from .redis_keys import UNDATED_TAG, band_namespace, check_id, day_tag, key, tag_within
+from .redis_bulk import in_retention_runs
 from .redis_spread_bulk import ingest_chunks
 from .redis_spread_sweep import finish_todo
 from .redis_wire import DirectScripts, PipelineBroken
@@ -569,12 +570,13 @@ class SpreadIndex(RedisIndex):
         chunk: int = 64,
     ) -> list[Assignment | DedupError]:
         """A batch in chunks: each chunk is read, decided in input order and committed in four round trips
-        (:mod:`dedup.index.redis_spread_bulk`).  With retention on, one article at a time (retention may
-        delete between two articles)."""
+        (:mod:`dedup.index.redis_spread_bulk`).  With retention on, in runs between retention passes
+        (:func:`dedup.index.redis_bulk.in_retention_runs`)."""
+        single = fallback or (lambda e: self.ingest(e, decide))
         try:
             if self.settings.retain_days > 0:
-                return StoryIndex.ingest_many(self, entries, decide, fallback)
-            return ingest_chunks(self, entries, decide, fallback or (lambda e: self.ingest(e, decide)), chunk)
+                return in_retention_runs(self, list(entries), lambda run: ingest_chunks(self, run, decide, single, chunk))
+            return ingest_chunks(self, entries, decide, single, chunk)
         finally:
             self.flush()
             self._sweep_now_and_then()
