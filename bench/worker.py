@@ -20,6 +20,7 @@ what a second worker adds.
 from __future__ import annotations
 
 import argparse
+import importlib
 import json
 import os
 import random
@@ -102,7 +103,7 @@ def start_redis(workdir: str) -> tuple[subprocess.Popen, str]:
 
 def have_redis_index() -> bool:
     try:
-        import dedup.index.redis  # noqa: F401
+        importlib.import_module("dedup.index.redis")  # needs the redis client package
     except ImportError:
         return False
     return True
