@@ -553,10 +553,13 @@ class RedisIndex(RedisStories, StoryIndex):
         a conflict the written prefix stays and the rest is read and decided
         again, so the outcome is the one-at-a-time outcome.  Articles already stored (or repeated
         in the batch) go through ``fallback`` (``dedup.stories.assign``:
-        unchanged / replaced) at their place in the order; retention, which
-        may delete between two articles, makes every article go one at a time,
-        and so does a batch of one (a worker's batch on a quiet stream), which
-        :meth:`ingest` may store in one round trip where a chunk takes two.
+        unchanged / replaced) at their place in the order.  With retention on,
+        the batch goes in runs, each ending at an article whose newer day
+        starts a retention pass, which runs right after it
+        (:func:`~dedup.index.redis_bulk.in_retention_runs`).  A batch (or run)
+        of one article (a worker's batch on a quiet stream) goes through
+        :meth:`ingest`, which may store it in one round trip where a chunk
+        takes two.
         Errors are returned in place of the assignment, so a batch goes on.
         """
         return ingest_in_order(self, entries, decide, fallback or (lambda e: self.ingest(e, decide)), chunk)
