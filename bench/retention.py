@@ -87,7 +87,7 @@ def main() -> None:
                                 remove(b, aid, settings)
                             single.append(time.perf_counter() - t)
                             t = time.perf_counter()
-                            assign(a, e, keep)  # runs the pass first
+                            assign(a, e, keep)  # ingests it, then runs the pass
                             batched.append(time.perf_counter() - t)
                             print(f"day {e.signature.day - entries[0].signature.day}: {len(old)} old articles, "
                                   f"batched {batched[-1]:.2f} s (the ingest that ran the pass), "
