@@ -852,6 +852,12 @@ def test_a_retention_pass_deletes_in_batches_then_resplits_each_story_once_into_
         assert dd.index.pending_splits() == []
 
 
+def meter_in_date_order(n: int = 200) -> list[Article]:
+    """The first ``n`` METER articles, in publication order (then by id)."""
+    return sorted(itertools.islice(read_paths([str(data_file("meter-dev.jsonl"))]), n),
+                  key=lambda a: (a.published, a.id))
+
+
 def straddling(items: list[Article]) -> list[Article]:
     """``items`` (in date order) re-dated 25 to a day from the first one's day, every other one a day
     later: most stories then straddle two days, so a retention pass leaves many of them to re-split."""
@@ -865,8 +871,7 @@ def bulk_with_retention_scenario(url: str, settings: Settings, namespace: str) -
     """With retention on, ``add_many`` gives the one-at-a-time assignments and keeps the same articles
     in the same stories, and most articles go in chunks: a batch breaks only at an article whose newer
     publication day starts a retention pass, which runs right after that article, as one at a time."""
-    items = straddling(sorted(itertools.islice(read_paths([str(data_file("meter-dev.jsonl"))]), 200),
-                              key=lambda a: (a.published, a.id)))
+    items = straddling(meter_in_date_order())
     with Deduper(settings, url=url, namespace=f"{namespace}-one") as one:
         expected = [(a.id, r.story, r.action, tuple(r.merged)) for a in items for r in [one.add(a)]]
         kept = sorted(a.id for a in items if a.id in one.index)

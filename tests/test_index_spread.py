@@ -10,7 +10,6 @@ buckets, and every bucket entry is a stored article.
 from __future__ import annotations
 
 import dataclasses
-import itertools
 import json
 import os
 import signal
@@ -34,8 +33,8 @@ from dedup.settings import Settings
 from dedup.stories import make_decider
 
 from .conftest import ROOT, data_file
-from .test_index_redis import (articles, bulk_with_retention_scenario, cluster, entry, finish_all, partition,
-                              retention_scenario, straddling, two_parts)
+from .test_index_redis import (articles, bulk_with_retention_scenario, cluster, entry, finish_all,
+                              meter_in_date_order, partition, retention_scenario, straddling, two_parts)
 
 SETTINGS = Settings(redis_layout="spread")
 MEMORY = Settings()
@@ -604,8 +603,7 @@ def test_retention_while_the_story_slot_moves_fails_cleanly_and_ends_as_a_fresh_
     # exactly the window.
     url, _ = redis_cluster
     settings = Settings(retain_days=retain)
-    items = sorted(itertools.islice(read_paths([str(data_file("meter-dev.jsonl"))]), 200),
-                   key=lambda a: (a.published, a.id))
+    items = meter_in_date_order()
     if dating == "straddling":
         items = straddling(items)
     days = sorted({a.published.date() for a in items})

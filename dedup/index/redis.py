@@ -49,7 +49,7 @@ from .base import Decide, StoryIndex
 from .codec import CODEC_VERSION, decode_entry, decode_signatures, encode_entry, record_id
 from .redis_bulk import ingest_in_order
 from .redis_errors import IndexMismatch, IndexUnavailable, _guard, _permanent_hint, _RetryTransient, retries_within
-from .redis_retention import expire
+from .redis_retention import expire, starts_pass
 from .redis_wire import DirectScripts
 from .redis_keys import LAYOUT_VERSION, check_id, key
 from .redis_mirror import BucketMirror
@@ -566,7 +566,7 @@ class RedisIndex(RedisStories, StoryIndex):
 
     def _retain(self, day: int) -> None:
         """Apply ``retain_days`` once per newer publication day this worker sees (cheap otherwise)."""
-        if self.settings.retain_days <= 0 or (self._newest_day_seen is not None and day <= self._newest_day_seen):
+        if self.settings.retain_days <= 0 or not starts_pass(day, self._newest_day_seen):
             return
         self._newest_day_seen = day
         self.expire()

@@ -37,6 +37,7 @@ import numpy as np
 from ..records import Assignment, DedupError, Entry, Signature
 from .base import Decide
 from .redis_keys import bucket_family, check_id, day_tag, period_entry, read_families
+from .redis_retention import starts_pass
 from .redis_wire import PipelineBroken, ScriptsMissing
 
 if TYPE_CHECKING:
@@ -457,11 +458,6 @@ def _in_order(index: "RedisIndex", entries: list[Entry], decide: Decide,
     return [o if o is not None else DedupError("not ingested") for o in out]
 
 
-def _newer(day: int | None, seen: int | None) -> bool:
-    """Would ingesting an article of publication day ``day`` start a retention pass (``RedisIndex._retain``)?"""
-    return day is not None and (seen is None or day > seen)
-
-
 def in_retention_runs(index: "RedisIndex", entries: list[Entry],
                       ingest_run: Callable[[list[Entry]], list[Assignment | DedupError]]
                       ) -> list[Assignment | DedupError]:
@@ -482,10 +478,11 @@ def in_retention_runs(index: "RedisIndex", entries: list[Entry],
     pos = 0
     while pos < len(entries):
         seen = index._newest_day_seen
-        end = next((i for i in range(pos, len(entries)) if _newer(entries[i].signature.day, seen)), len(entries) - 1)
+        starter = next((i for i in range(pos, len(entries)) if starts_pass(entries[i].signature.day, seen)), None)
+        end = len(entries) - 1 if starter is None else starter
         run = ingest_run(entries[pos:end + 1])
         day = entries[end].signature.day
-        if day is not None and _newer(day, seen) and isinstance(run[-1], Assignment):
+        if starter is not None and day is not None and isinstance(run[-1], Assignment):
             try:
                 index._retain(day)
             except DedupError as exc:

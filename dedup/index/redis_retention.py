@@ -60,6 +60,12 @@ class OldArticles:
     shards_read: int  # handle shards the pass read (what the floor and the early stop save)
 
 
+def starts_pass(day: int | None, seen: int | None) -> bool:
+    """Does ingesting an article of publication day ``day`` start a retention pass, for a client whose
+    newest day seen so far is ``seen``?  Once per newer day (``RedisIndex._retain``); undated never."""
+    return day is not None and (seen is None or day > seen)
+
+
 def expire(index: "RedisIndex") -> list[str]:
     """``RedisIndex.expire``: delete what is older than ``retain_days`` before the newest stored day, then
     re-split the stories they held together, each once (:func:`dedup.stories.finish_splits`)."""
