@@ -31,7 +31,7 @@ from typing import Callable, Iterator
 
 from dedup.records import Article, Entry, Signature
 from dedup.service import Deduper
-from dedup.stories import assign, make_decider
+from dedup.stories import assign
 from dedup.text import line_hashes, normalize
 from dedup.web.views import Dashboard, Filters
 
@@ -85,14 +85,13 @@ def load(dd: Deduper, articles: Iterator[Article], sign_all: bool, t0: float, ch
     title, source, date and sentence hashes -- everything the list and
     story pages read -- so the index and the pages do the same work.
     """
-    decide = make_decider(dd.index, dd.settings)
     shared: dict[str, Signature] = {}
     batch: list[Entry] = []
     done = 0
 
     def flush() -> None:
         nonlocal done
-        for result in dd.index.ingest_many(batch, decide, fallback=lambda e: assign(dd.index, e, dd.settings)):
+        for result in dd.index.ingest_many(batch, fallback=lambda e: assign(dd.index, e, dd.settings)):
             if isinstance(result, Exception):
                 sys.exit(f"load failed: {result}")
         done += len(batch)

@@ -85,7 +85,6 @@ from dedup.records import Article, Entry  # noqa: E402
 from dedup.service import Deduper  # noqa: E402
 from dedup.settings import Settings  # noqa: E402
 from dedup.signature import as_lean_minhash  # noqa: E402
-from dedup.stories import make_decider  # noqa: E402
 
 
 NAMES = 2_000_000
@@ -249,10 +248,9 @@ class Reference:
         """One more reference run; returns its articles/s."""
         self.client.flushall()  # its own throwaway server
         with RedisIndex(self.settings, url=self.url, namespace="ref") as idx:
-            decide = make_decider(idx, self.settings)
             t = time.perf_counter()
             for j in range(0, len(self.entries), 1024):
-                idx.ingest_many(self.entries[j:j + 1024], decide)
+                idx.ingest_many(self.entries[j:j + 1024])
             seconds = time.perf_counter() - t
         self.seconds += seconds
         self.articles += len(self.entries)
@@ -376,7 +374,6 @@ def main() -> None:
                   f"{'stories':>10}{'server us/art':>15}{'client us/art':>15}{'HGET/art':>10}{'us/HGET':>9}"
                   f"{'us/HSET':>9}{'Lua us/art':>12}{'keys':>10}")
             with RedisIndex(settings, url=f"redis://127.0.0.1:{port}/0", namespace="curve") as idx:
-                decide = make_decider(idx, settings)
                 lsh = datasketch_lsh(port) if args.datasketch else None
                 done = 0
                 rows: list[Segment] = []
@@ -401,7 +398,7 @@ def main() -> None:
                                     session.insert(aid, m)
                         else:
                             for j in range(0, len(part), 1024):
-                                idx.ingest_many(part[j:j + 1024], decide)
+                                idx.ingest_many(part[j:j + 1024])
                         took = time.perf_counter() - t
                         seconds += took
                         cpu += time.process_time() - c

@@ -54,7 +54,7 @@ from dedup.records import Article, Entry  # noqa: E402
 from dedup.service import Deduper  # noqa: E402
 from dedup.settings import Settings  # noqa: E402
 from dedup.signature import as_lean_minhash  # noqa: E402
-from dedup.stories import assign, make_decider  # noqa: E402
+from dedup.stories import assign  # noqa: E402
 
 DATA = ROOT.parent / "shared" / "data"
 
@@ -142,7 +142,7 @@ def ingest_timed(idx: Any, entries: list[Entry], settings: Settings, bulk: bool)
     lat: list[float] = []
     t0 = time.perf_counter()
     if bulk:
-        idx.ingest_many(entries, make_decider(idx, settings), fallback=lambda e: assign(idx, e, settings))
+        idx.ingest_many(entries, fallback=lambda e: assign(idx, e, settings))
     else:
         for e in entries:
             t = time.perf_counter()
@@ -172,12 +172,12 @@ def run_cold(url: str, entries: list[Entry], settings: Settings, client: redis.R
     features, signed again).  Returns its articles/s."""
     client.flushall()
     with RedisIndex(settings, url=url, namespace="bench") as writer:
-        writer.ingest_many(entries[0::2], make_decider(writer, settings))
+        writer.ingest_many(entries[0::2])
     with RedisIndex(settings, url=url, namespace="bench") as idx:
         rest = entries[1::2]
         t0 = time.perf_counter()
         if bulk:
-            idx.ingest_many(rest, make_decider(idx, settings), fallback=lambda e: assign(idx, e, settings))
+            idx.ingest_many(rest, fallback=lambda e: assign(idx, e, settings))
         else:
             for e in rest:
                 assign(idx, e, settings)

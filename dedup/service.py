@@ -17,12 +17,12 @@ from typing import Iterable, Iterator, TypeVar
 
 import numpy as np
 
-from .index import StoryIndex, open_index
+from .index import MemoryIndex, StoryIndex, open_index
 from .novelty import rank_story
 from .records import Article, Assignment, BadInput, Entry, Signature, Story
 from .settings import Settings
 from .signature import idf, sign_articles
-from .stories import assign, make_decider, remove
+from .stories import assign, remove
 from .text import line_hashes, normalize
 
 
@@ -62,8 +62,6 @@ def collector_paused() -> Iterator[None]:
 
 def _init_worker(settings: Settings) -> None:
     global _WORKER
-    from .index.memory import MemoryIndex
-
     _WORKER = Deduper(settings, index=MemoryIndex(settings))  # only prepare() is used in workers
 
 
@@ -255,8 +253,6 @@ class Deduper:
         one article at a time; stored ids still go through ``assign``
         (unchanged / replaced).
         """
-        decide = make_decider(self.index, self.settings)
-
         def one(entry: Entry) -> Assignment:
             return assign(self.index, entry, self.settings)
 
@@ -265,7 +261,7 @@ class Deduper:
 
         def flush() -> Iterator[Outcome]:
             entries = [p for _, p in buffer if isinstance(p, Entry)]
-            results = iter(self.index.ingest_many(entries, decide, fallback=one))
+            results = iter(self.index.ingest_many(entries, fallback=one))
             for item, prepared in buffer:
                 if isinstance(item, BadInput):
                     yield Outcome(item.where, None, error=item)

@@ -1,16 +1,9 @@
-"""Story assignment: which story an arriving article belongs to.
+"""An article's life in an index: ingest (unchanged, replaced or new), delete, and the re-split after a delete.
 
-Two articles are *linked* when LSH makes them candidates and verification
-accepts the pair (published within the window, cosine of their weighted word
-vectors at least ``min_cosine``, and text reuse at least ``min_reuse``).
-Stories are the connected components of the link graph.
-
-Both tests depend only on the two articles, and LSH candidacy is symmetric,
-so the final set of links, and therefore the stories, do not depend on the
-order in which articles arrive: an arriving article starts a story, joins
-the one it links to, or merges the several it bridges.  Only story *ids*
-depend on order (a story is named after the article that started it; a
-merge keeps the smallest id), never the grouping.
+The decision where a fresh article goes is :mod:`dedup.clustering`'s; this
+module handles what comes around it: an id that is stored already, and a
+story that lost the article holding it together (re-split into the
+connected components of its remaining members' links).
 """
 
 from __future__ import annotations
@@ -18,87 +11,14 @@ from __future__ import annotations
 import time
 from collections.abc import Sequence
 
+from .clustering import fresh_story_id, verify_pairs
 from .index.base import StoryIndex
-from .index.memory import within_window
-from .records import Assignment, Entry, Signature
+from .records import Assignment, Entry
 from .settings import Settings
-from .signature import band_hashes, pair_cosines, pair_reuses
+from .signature import band_hashes
 
 
-def verify(a: Signature, b: Signature, settings: Settings) -> tuple[bool, float, float]:
-    """Is the pair one story?  Returns (linked, cosine, reuse); reuse is 0 when not computed."""
-    return verify_many(a, [b], settings)[0]
-
-
-def verify_many(a: Signature, others: list[Signature], settings: Settings) -> list[tuple[bool, float, float]]:
-    """:func:`verify` of ``a`` against each of ``others``, with the vector work batched."""
-    return verify_pairs([a] * len(others), others, settings)
-
-
-def verify_pairs(a: Sequence[Signature], b: Sequence[Signature], settings: Settings) -> list[tuple[bool, float, float]]:
-    """:func:`verify` of ``a[k]`` and ``b[k]`` for every k, all pairs in one batch of vector work.
-
-    Cheapest test first: the publication window, then cosine for those in
-    it, then text reuse only for the pairs whose cosine passed.  A pair's
-    verdict is the same whatever pairs share its batch.
-    """
-    out: list[tuple[bool, float, float]] = [(False, 0.0, 0.0)] * len(a)
-    w = settings.window_days
-    near = [k for k, (x, y) in enumerate(zip(a, b)) if within_window(x.day, y.day, w)]
-    if not near:
-        return out
-    cos = pair_cosines([a[k] for k in near], [b[k] for k in near])
-    close = []
-    for k, c in zip(near, cos):
-        out[k] = (False, c, 0.0)
-        if c >= settings.min_cosine:
-            close.append(k)
-    if close:
-        for k, r in zip(close, pair_reuses([a[k] for k in close], [b[k] for k in close])):
-            out[k] = (r >= settings.min_reuse, out[k][1], r)
-    return out
-
-
-def fresh_story_id(index: StoryIndex, wanted: str) -> str:
-    """A story id not in use: the founding article's id, suffixed if a live story already has it."""
-    candidate, n = wanted, 1
-    while index.members(candidate):
-        n += 1
-        candidate = f"{wanted}~{n}"
-    return candidate
-
-
-def make_decider(index: StoryIndex, settings: Settings):
-    """The ``decide`` callback :meth:`StoryIndex.ingest` calls with the candidates it found."""
-
-    def decide(entry: Entry, sigs: dict[str, Signature], stories: dict[str, str],
-               verdicts: dict[str, tuple[bool, float, float]] | None = None) -> Assignment:
-        ids = sorted(sigs)
-        if verdicts is None:
-            verdicts = verify_many(entry.signature, [sigs[c] for c in ids], settings)
-        else:  # an index that verified a whole batch of pairs at once (verify_pairs) passes them in
-            verdicts = [verdicts[c] for c in ids]
-        links = [(cid, round(cos, 4), round(r, 4)) for cid, (ok, cos, r) in zip(ids, verdicts) if ok]
-        linked = sorted({stories[c] for c, _, _ in links if c in stories})
-        if not linked:
-            return Assignment(entry.id, fresh_story_id(index, entry.id), "new", links=links)
-        story = linked[0]
-        merged = linked[1:]
-        return Assignment(entry.id, story, "merged" if merged else "joined", merged=merged, links=links)
-
-    # without candidates this decider always starts a story named after the article (when no story has
-    # that name): an index may then store the article without calling it (the Redis index does, in one round trip)
-    decide.alone_is_new = True  # type: ignore[attr-defined]
-    # its answer depends only on its arguments and on whether a story is named after the article: an index
-    # may decide ahead, on the candidates it expects, and have the server write it only if those are the
-    # candidates (the Redis index's bucket copy, redis_mirror)
-    decide.decides_ahead = True  # type: ignore[attr-defined]
-    # an index that ingests a batch can verify all its candidate pairs in one go and pass the verdicts in
-    decide.verify_pairs = lambda a, b: verify_pairs(a, b, settings)  # type: ignore[attr-defined]
-    return decide
-
-
-def _same_content(a: Entry, b: Entry) -> bool:
+def same_content(a: Entry, b: Entry) -> bool:
     return (
         a.text == b.text
         and a.title == b.title
@@ -116,16 +36,16 @@ def assign(index: StoryIndex, entry: Entry, settings: Settings) -> Assignment:
     story if the old version was what held it together.
     """
     if index.ingest_checks_stored:  # the index answers unchanged / replaced itself, without an extra read
-        return index.ingest(entry, make_decider(index, settings))
+        return index.ingest(entry)
     replaced = False
     if entry.id in index:
         old = index.entries([entry.id]).get(entry.id)
-        if old is not None and _same_content(old, entry):
+        if old is not None and same_content(old, entry):
             story = index.story_of([entry.id]).get(entry.id, "")
             return Assignment(entry.id, story, "unchanged")
         remove(index, entry.id, settings)
         replaced = True
-    result = index.ingest(entry, make_decider(index, settings))
+    result = index.ingest(entry)
     if replaced:
         result.action = "replaced"
     return result
@@ -203,7 +123,7 @@ def resplit(index: StoryIndex, story: str, settings: Settings) -> list[str]:
         if not rest:
             return []
         parts = components(rest, index, settings)
-        named = [(fresh_story_id(index, min(part)), part) for part in parts[1:]]
+        named = [(fresh_story_id(min(part), index.members(min(part)), index.story_taken), part) for part in parts[1:]]
         last = attempt == RESPLIT_ATTEMPTS - 1
         if index.resplit(story, None if last else version, named):
             return [story] + [sid for sid, _ in named]
@@ -223,5 +143,4 @@ def finish_splits(index: StoryIndex, settings: Settings) -> list[str]:
     return done
 
 
-__all__ = ["verify", "verify_many", "verify_pairs", "assign", "remove", "resplit", "finish_splits", "components",
-           "make_decider"]
+__all__ = ["assign", "remove", "resplit", "finish_splits", "components", "same_content"]

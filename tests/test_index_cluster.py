@@ -18,7 +18,6 @@ from redis.cluster import RedisCluster
 from dedup.index.redis import RedisIndex
 from dedup.service import Deduper
 from dedup.settings import Settings
-from dedup.stories import make_decider
 
 from .test_index_redis import articles, cluster, partition
 
@@ -34,7 +33,7 @@ def test_cluster_clusters_like_one_process_streaming_and_bulk(redis_cluster, see
         assert cluster(dd, items) == mem
     with Deduper(SETTINGS, url=url, namespace="cl1") as fresh:  # empty signature cache: reads them
         copy = dataclasses.replace(fresh.prepare(items[-1]), id="copy")
-        assert fresh.index.ingest(copy, make_decider(fresh.index, SETTINGS)).story == \
+        assert fresh.index.ingest(copy).story == \
             fresh.index.story_of([items[-1].id])[items[-1].id]
     with Deduper(SETTINGS, url=url, namespace="cl2") as dd:
         outcomes = list(dd.add_many(items))

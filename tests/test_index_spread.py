@@ -30,7 +30,6 @@ from dedup.readers import read_paths
 from dedup.records import Article
 from dedup.service import Deduper
 from dedup.settings import Settings
-from dedup.stories import make_decider
 
 from .conftest import ROOT, data_file
 from .test_index_redis import (articles, bulk_with_retention_scenario, cluster, entry, finish_all,
@@ -141,7 +140,7 @@ def test_bulk_ingest_gives_the_one_at_a_time_assignments(redis_url, seed_paths, 
     expected = [(a.id, r.story, r.action, tuple(r.merged)) for a, r in ((a, one.add(a)) for a in items)]
     with Deduper(SETTINGS, url=redis_url, namespace="bulk") as dd:
         real = dd.index.ingest_many
-        dd.index.ingest_many = lambda es, d, fallback=None: real(es, d, fallback, chunk=chunk)
+        dd.index.ingest_many = lambda es, fallback=None: real(es, fallback, chunk=chunk)
         got = [(o.article.id, o.assignment.story, o.assignment.action, tuple(o.assignment.merged))
                for o in dd.add_many(items)]
     assert got == expected
@@ -171,11 +170,11 @@ def test_an_article_committed_while_we_decide_is_linked_by_our_bucket_write(redi
         def read_then_rival_lands(fields):
             seen = read(fields)
             if not other.story_of(["rival"]):
-                other.ingest(entry("rival", 5), make_decider(other, SETTINGS))
+                other.ingest(entry("rival", 5))
             return seen
 
         idx._read_buckets = read_then_rival_lands
-        result = idx.ingest(entry("me", 5), make_decider(idx, SETTINGS))
+        result = idx.ingest(entry("me", 5))
         # as if the rival had been seen: "me" joins its story, which keeps its name
         assert (result.story, result.action, result.merged) == ("rival", "joined", [])
         assert [c for c, _, _ in result.links] == ["rival"]
@@ -189,7 +188,7 @@ class Crash(Exception):
 
 def test_sweep_finishes_what_a_dead_client_left_between_commit_and_buckets(redis_url):
     with SpreadIndex(SETTINGS, url=redis_url, namespace="crash") as idx:
-        idx.ingest(entry("first", 5), make_decider(idx, SETTINGS))
+        idx.ingest(entry("first", 5))
         doomed = SpreadIndex(SETTINGS, url=redis_url, namespace="crash")
 
         def die(*_a, **_k):
@@ -198,7 +197,7 @@ def test_sweep_finishes_what_a_dead_client_left_between_commit_and_buckets(redis
 
         doomed._apply = die
         with pytest.raises(Crash):  # committed, not in its buckets
-            doomed.ingest(entry("second", 5), make_decider(doomed, SETTINGS))
+            doomed.ingest(entry("second", 5))
         with pytest.raises(Crash):  # deleted, still in its buckets
             doomed.delete("first")
         doomed._r.close()
@@ -207,7 +206,7 @@ def test_sweep_finishes_what_a_dead_client_left_between_commit_and_buckets(redis
         assert idx.sweep() == 0  # a minute has not passed: the client may be alive and slow
         assert idx.sweep(age_s=0) == 2
         assert idx.candidates(entry("q", 5).signature) == {"second"}
-        third = idx.ingest(entry("third", 5), make_decider(idx, SETTINGS))
+        third = idx.ingest(entry("third", 5))
         assert third.action == "joined" and idx.members(third.story) == ["second", "third"]
     assert check_buckets(redis_url, "crash") == 2
 
@@ -222,13 +221,13 @@ def test_sweep_links_an_article_left_half_done_with_one_that_arrived_meanwhile(r
             doomed._done.clear()
             raise Crash
 
-        idx.ingest(entry("a", 5), make_decider(idx, SETTINGS))
+        idx.ingest(entry("a", 5))
         idx.flush()  # a live client clears its finished entries with its next commit, or now
         read = doomed._read_buckets
         doomed._read_buckets = lambda fields: {}  # as if 'a' came in after the read
         doomed._apply = die_half_way
         with pytest.raises(Crash):
-            doomed.ingest(entry("b", 5), make_decider(doomed, SETTINGS))
+            doomed.ingest(entry("b", 5))
         doomed._read_buckets = read
         doomed._r.close()
         assert partition(idx.story_of(["a", "b"])) == {frozenset({"a"}), frozenset({"b"})}
@@ -246,7 +245,7 @@ def test_a_late_link_that_failed_is_made_by_the_sweep_even_though_the_client_liv
 
     with SpreadIndex(SETTINGS, url=redis_url, namespace="latefail") as idx, \
             SpreadIndex(SETTINGS, url=redis_url, namespace="latefail") as other:
-        other.ingest(entry("a", 5), make_decider(other, SETTINGS))
+        other.ingest(entry("a", 5))
         bands, story = idx._bands, idx._story
 
         def link_fails(name, *args):
@@ -259,11 +258,11 @@ def test_a_late_link_that_failed_is_made_by_the_sweep_even_though_the_client_liv
         idx._story = link_fails
         with pytest.raises(IndexUnavailable):
             if bulk:  # a chunk of two: the one-at-a-time path takes a lone article
-                idx.ingest_many([entry("b", 5), entry("d", 70)], make_decider(idx, SETTINGS))
+                idx.ingest_many([entry("b", 5), entry("d", 70)])
             else:
-                idx.ingest(entry("b", 5), make_decider(idx, SETTINGS))
+                idx.ingest(entry("b", 5))
         idx._bands, idx._story = bands, story
-        idx.ingest(entry("c", 90), make_decider(idx, SETTINGS))  # its commit clears what idx finished
+        idx.ingest(entry("c", 90))  # its commit clears what idx finished
         other.flush()
         idx.flush()  # now only what was left unfinished is in the todo zset
         assert partition(idx.story_of(["a", "b", "c"])) == {frozenset({"a"}), frozenset({"b"}), frozenset({"c"})}
@@ -735,12 +734,12 @@ def test_a_process_that_keeps_ingesting_sweeps_once_a_minute(redis_url, monkeypa
 
         doomed._apply = die
         with pytest.raises(Crash):
-            doomed.ingest(entry("orphan", 5), make_decider(doomed, SETTINGS))
+            doomed.ingest(entry("orphan", 5))
         doomed._r.close()
-        idx.ingest(entry("other", 9), make_decider(idx, SETTINGS))
+        idx.ingest(entry("other", 9))
         assert idx.candidates(entry("q", 5).signature) == set()  # not a minute yet: left alone
         monkeypatch.setattr(spread, "SWEEP_AGE_S", 0.0)  # as if the minute had passed
         idx._next_sweep = 0.0
-        idx.ingest(entry("another", 13), make_decider(idx, SETTINGS))
+        idx.ingest(entry("another", 13))
         assert idx.candidates(entry("q", 5).signature) == {"orphan"}
     check_buckets(redis_url, "minute")

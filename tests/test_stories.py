@@ -73,7 +73,7 @@ def test_deleting_the_bridge_splits_the_story_again():
 def _components_by_asking_the_index(ids, index, settings):
     """The link graph's parts among ``ids`` the direct way: each member's candidates from the index,
     each candidate pair verified on its own (what components() must agree with)."""
-    from dedup.stories import verify
+    from dedup.clustering import verify
 
     sigs = index.signatures(ids)
     part = {a: {a} for a in ids}
@@ -149,7 +149,7 @@ def test_arrival_order_does_not_change_the_stories(rnd: random.Random):
 
 
 def test_verifying_all_candidates_at_once_gives_each_pair_its_own_verdict():
-    from dedup.stories import verify, verify_many
+    from dedup.clustering import verify, verify_many
 
     dd = Deduper()
     sigs = [dataclasses.replace(dd.prepare(a).signature, day=100) for a in seeds()]
@@ -159,7 +159,7 @@ def test_verifying_all_candidates_at_once_gives_each_pair_its_own_verdict():
     assert batch == [verify(sigs[0], o, dd.settings) for o in others]
     # one article against all (the streaming path searches untagged) = the same pairs inside a batch
     # with other articles' pairs (the bulk path tags each value with its article)
-    from dedup.stories import verify_pairs
+    from dedup.clustering import verify_pairs
     mixed = verify_pairs([sigs[0], sigs[1]] * len(others), [x for o in others for x in (o, sigs[2])], dd.settings)
     assert mixed[0::2] == batch
     assert batch[1][0] and not batch[-1][0]  # the rewrite links; the same text a month later does not
@@ -170,7 +170,7 @@ def test_verifying_all_candidates_at_once_gives_each_pair_its_own_verdict():
 def test_a_pairs_verdict_does_not_depend_on_the_batch_it_is_verified_in(rnd: random.Random):
     """The batch ingest verifies all candidate pairs of a run at once (verify_pairs); each pair must get
     exactly the verdict, cosine and reuse it gets alone, in either order."""
-    from dedup.stories import verify, verify_pairs
+    from dedup.clustering import verify, verify_pairs
 
     dd = Deduper()
     sigs = [dd.prepare(a).signature for a in seeds() + _meter_slice()]

@@ -1,37 +1,27 @@
 """The storage interface every index implements.
 
 An index keeps, per article, its record and :class:`~dedup.records.Signature`,
-the LSH buckets that find it, and which story it belongs to.  It knows
-nothing about *how* stories are decided: :mod:`dedup.stories` does that
-through these primitives, so the in-process and the Redis index cluster
-identically and are run through the same tests.
+the LSH buckets that find it, and which story it belongs to.  It stores and
+fetches; it never decides: for a run of arriving articles it reads what it
+holds for their candidates (:meth:`StoryIndex.read`), the core's
+:func:`dedup.clustering.plan_run` decides, and the index writes the plan
+(:meth:`StoryIndex.commit`).  So the in-process and the Redis indexes cluster
+identically and run through the same contract tests.
 
-Implementations may override :meth:`StoryIndex.ingest` to do the whole
-query-verify-insert step atomically (the Redis index does), as long as the
-outcome equals the default's.
+An index shared by several processes overrides :meth:`StoryIndex.ingest` and
+:meth:`StoryIndex.ingest_many` to read and write with a re-check of what it
+read (the Redis index does), planning with the same function.
 """
 
 from __future__ import annotations
 
 import hashlib
 from abc import ABC, abstractmethod
-from typing import Callable, Iterable, Protocol, Sequence
+from typing import Callable, Iterable, Sequence
 
+from ..clustering import RunPlan, Seen, plan_run
 from ..records import Assignment, DedupError, Entry, Signature
 from ..settings import Settings
-
-class Decide(Protocol):
-    """What an index calls to assign an article once it has found its candidates (dedup.stories.make_decider).
-
-    ``sigs`` and ``stories`` hold the candidates' signatures and stories by id.  An index that verified
-    a whole batch of candidate pairs at once (the decider's ``verify_pairs``) passes ``verdicts``, the
-    (linked, cosine, reuse) of the candidates in ``sigs``, so the decider does not verify them again;
-    ``sigs`` may then hold only the linked candidates (the others cannot change the decision).
-    """
-
-    def __call__(self, entry: Entry, sigs: dict[str, Signature], stories: dict[str, str],
-                 verdicts: dict[str, tuple[bool, float, float]] | None = None) -> Assignment: ...
-
 
 class StoryIndex(ABC):
     """Articles, their signatures, LSH buckets and story membership."""
@@ -166,40 +156,69 @@ class StoryIndex(ABC):
     def __exit__(self, *exc: object) -> None:
         self.close()
 
-    # -- the one compound step ---------------------------------------------
-    def ingest(self, entry: Entry, decide: Decide) -> Assignment:
-        """Query, verify and insert one article; returns where it went.
+    # -- reading for and writing a plan ----------------------------------------
+    def story_taken(self, story_id: str) -> bool:
+        """Whether a live story has this id (asked when naming a new story, see clustering.fresh_story_id)."""
+        return bool(self.members(story_id))
 
-        ``decide`` (from :mod:`dedup.stories`) gets the entry, the candidates'
-        signatures and their stories and returns the assignment; the index
-        then stores the article and applies the story change.
-        """
-        cands = self.candidates(entry.signature)
-        cands.discard(entry.id)
-        sigs = self.signatures(cands)
-        stories = self.story_of(sigs)
-        assignment = decide(entry, sigs, stories)
-        self.put(entry)
-        folded: list[str] = [entry.id]
-        for old in assignment.merged:
-            folded.extend(self.members(old))
-        self.set_story(assignment.story, folded)
-        return assignment
+    def read(self, run: Sequence[Entry]) -> list[Seen]:
+        """What the index holds for each article of ``run``: whether its id is stored, its candidates'
+        signatures and stories, and the members of a story named after it.  This default reads through
+        the primitives above, one article at a time."""
+        out = []
+        for e in run:
+            if e.id in self:
+                out.append(Seen(stored=True))
+                continue
+            cands = self.candidates(e.signature)
+            cands.discard(e.id)
+            sigs = self.signatures(cands)
+            out.append(Seen(sigs=sigs, stories=self.story_of(sigs), own=self.members(e.id)))
+        return out
+
+    def commit(self, run: Sequence[Entry], plan: RunPlan) -> None:
+        """Store the planned articles of ``run`` and apply their story changes, in order.  An index that
+        one process writes needs no re-check: nothing changed since :meth:`read`."""
+        for d in plan.decisions:
+            entry = run[d.at]
+            self.put(entry)
+            folded: list[str] = [entry.id]
+            for old in d.assignment.merged:
+                folded.extend(self.members(old))
+            self.set_story(d.assignment.story, folded)
+
+    def ingest(self, entry: Entry) -> Assignment:
+        """Read, plan and write one article whose id is not stored; returns where it went."""
+        plan = plan_run([entry], self.read([entry]), self.settings, self.story_taken)
+        if not plan.decisions:
+            raise DedupError(f"article {entry.id!r} is stored already: replace it through dedup.stories.assign")
+        self.commit([entry], plan)
+        return plan.decisions[0].assignment
 
     def ingest_many(
-        self, entries: Sequence[Entry], decide: Decide, fallback: Callable[[Entry], Assignment] | None = None
+        self, entries: Sequence[Entry], fallback: Callable[[Entry], Assignment] | None = None
     ) -> list[Assignment | DedupError]:
         """Ingest a batch in input order; errors are returned in place of assignments.
 
-        The default goes one article at a time through ``fallback``
-        (``dedup.stories.assign``); the Redis index overrides it to batch
-        round trips while giving the same outcome.
+        Runs of fresh articles are read, planned and written together; an
+        article whose id is stored already or repeated goes through
+        ``fallback`` (``dedup.stories.assign``: unchanged / replaced) at its
+        place, so the outcome is the one-at-a-time outcome.
         """
-        single = fallback or (lambda e: self.ingest(e, decide))
+        single = fallback or self.ingest
         out: list[Assignment | DedupError] = []
-        for e in entries:
-            try:
-                out.append(single(e))
-            except DedupError as exc:
-                out.append(exc)
+        pos = 0
+        while pos < len(entries):
+            run = entries[pos:pos + self.ingest_batch]
+            seen = self.read(run)
+            plan = plan_run(run, seen, self.settings, self.story_taken)
+            self.commit(run, plan)
+            out += [d.assignment for d in plan.decisions]
+            pos += plan.stop
+            if plan.stop < len(run):
+                try:
+                    out.append(single(entries[pos]))
+                except DedupError as exc:
+                    out.append(exc)
+                pos += 1
         return out

@@ -4,19 +4,15 @@ from __future__ import annotations
 
 import itertools
 from collections import Counter, defaultdict
-from typing import Callable, Iterable, Sequence
+from typing import Iterable, Sequence
 
 import numpy as np
 
-from ..records import Assignment, DedupError, Entry, Signature
+from ..clustering import RunPlan, Seen
+from ..records import Entry, Signature
 from ..settings import Settings
 from .bandtable import BandTable
-from .base import Decide, StoryIndex
-
-
-def within_window(a: int | None, b: int | None, window_days: int) -> bool:
-    """Undated articles can match anything; dated ones only within the window."""
-    return a is None or b is None or abs(a - b) <= window_days
+from .base import StoryIndex
 
 
 _BAND_BITS = 9  # band number: up to 511 bands
@@ -37,13 +33,11 @@ class MemoryIndex(StoryIndex):
     each day of its window (and undated), and gets exactly the articles
     that share a band *and* fall in the window.
 
-    :meth:`ingest_many` looks up and inserts the buckets of a whole batch
-    with a handful of numpy calls (articles of the batch find each other
-    by one sort of their keys); decisions still run one article after
-    another in input order, so the outcome is the one-at-a-time outcome.
-    Measured at 100k synthetic articles (same process, back to back):
-    bucket look-up + insert went from ~65 to ~35 us per article, and the
-    whole index step (with verification and stories) from ~156 to ~120 us.
+    :meth:`read` looks up the stored candidates of a whole run with a
+    handful of numpy calls and :meth:`commit` inserts the run's buckets
+    together (the run's articles find each other in the core's plan, by
+    their band keys); the decisions follow input order, so the outcome is
+    the one-at-a-time outcome.
     """
 
     def __init__(self, settings: Settings) -> None:
@@ -168,131 +162,43 @@ class MemoryIndex(StoryIndex):
         ids = self._ids
         return {ids[n] for n in nums.tolist()}  # type: ignore[misc]  # live numbers only
 
-    # -- the batch path -----------------------------------------------------
-    def ingest_many(
-        self, entries: Sequence[Entry], decide: Decide, fallback: Callable[[Entry], Assignment] | None = None
-    ) -> list[Assignment | DedupError]:
-        """Ingest in input order, buckets a run of new articles at a time.
-
-        A *run* is a stretch of articles whose ids are neither stored nor
-        repeated in it; anything else goes through ``fallback``
-        (``dedup.stories.assign``: unchanged / replaced) at its place.
-        For a run, the stored candidates of every article come from one
-        table look-up, the candidates inside the run (earlier articles of
-        the run sharing a band in the window) from one sort of the run's
-        keys, and the run's buckets are inserted together at its end.  The
-        decisions run article by article, each seeing the stories the
-        earlier ones made, exactly as :meth:`StoryIndex.ingest` would.
-        """
-        single = fallback or (lambda e: self.ingest(e, decide))
-        out: list[Assignment | DedupError] = []
-        run: list[Entry] = []
-        seen: set[str] = set()
-        for e in entries:
-            if e.id in self._entries or e.id in seen:
-                out += self._ingest_run(run, decide)
-                run, seen = [], set()
-                try:
-                    out.append(single(e))
-                except DedupError as exc:
-                    out.append(exc)
-                continue
-            run.append(e)
-            seen.add(e.id)
-        out += self._ingest_run(run, decide)
-        return out
-
-    def _ingest_run(self, run: list[Entry], decide: Decide) -> list[Assignment | DedupError]:
-        if not run:
-            return []
-        n, bands = len(run), self.settings.bands
-        values = self._values(np.stack([e.signature.minhash for e in run]))
-        days = [e.signature.day for e in run]
-        q_run, q_num = (a.tolist() for a in self._query(values, days))
-        within = self._pairs_within(values, days)
+    # -- reading for and writing a plan ----------------------------------------
+    def read(self, run: Sequence[Entry]) -> list[Seen]:
+        """The stored candidates of every fresh article of ``run`` from one table look-up."""
+        out = [Seen(stored=e.id in self._entries) for e in run]
+        fresh = [k for k, s in enumerate(out) if not s.stored]
+        if not fresh:
+            return out
+        values = self._values(np.stack([run[k].signature.minhash for k in fresh]))
+        q, nums = self._query(values, [run[k].signature.day for k in fresh])
         ids, stored, story_of = self._ids, self._entries, self._story_of
-        cand_ids = [ids[num] for num in q_num] + [run[j].id for _, j in within]
-        owner = q_run + [i for i, _ in within]
-        # Every candidate pair of the run verified in one batch when the decider can (a pair's verdict
-        # depends on the pair alone); then only the linked candidates go to the decider: the others
-        # cannot change its decision, and most candidates are not linked.
-        verify_pairs = getattr(decide, "verify_pairs", None)
-        links: list[dict[str, tuple[bool, float, float]] | None] = [None] * n
-        found: list[list[str]] = [[] for _ in range(n)]
-        if verify_pairs is None:
-            for i, c in zip(owner, cand_ids):
-                found[i].append(c)
-        else:
-            sigs_of = [e.signature for e in run]
-            verdicts = verify_pairs(
-                [sigs_of[i] for i in owner],
-                [stored[c].signature for c in cand_ids[: len(q_num)]] + [sigs_of[j] for _, j in within],
-            )
-            links = [{} for _ in range(n)]
-            for i, c, v in zip(owner, cand_ids, verdicts):
-                if v[0]:
-                    links[i][c] = v  # type: ignore[index]
-                    found[i].append(c)
-        out: list[Assignment | DedupError] = []
-        done: list[int] = []  # run positions stored, to be bucketed
-        try:
-            for i, e in enumerate(run):
-                sigs: dict[str, Signature] = {}
-                stories: dict[str, str] = {}
-                for c in found[i]:
-                    other = stored.get(c)
-                    if other is None:  # an earlier article of the run that failed is not stored
-                        continue
-                    sigs[c] = other.signature
-                    story = story_of.get(c)
-                    if story is not None:
-                        stories[c] = story
-                try:
-                    assignment = decide(e, sigs, stories) if links[i] is None else decide(e, sigs, stories, links[i])
-                except DedupError as exc:
-                    out.append(exc)
-                    continue
-                self._store(e)
-                done.append(i)
-                folded = [e.id]
-                for old in assignment.merged:
-                    folded.extend(self.members(old))
-                self.set_story(assignment.story, folded)
-                out.append(assignment)
-        finally:
-            if done:
-                at = np.asarray(done)
-                codes = np.asarray([_day_code(days[i]) for i in done], dtype=np.int64)
-                nums = np.asarray([self._num[run[i].id] for i in done], dtype=np.int64)
-                self._table.add(self._keys(values[at], codes).ravel(), np.repeat(nums, bands))
+        for i, num in zip(q.tolist(), nums.tolist()):
+            s = out[fresh[i]]
+            c = ids[num]
+            s.sigs[c] = stored[c].signature  # type: ignore[index]
+            story = story_of.get(c)  # type: ignore[arg-type]
+            if story is not None:
+                s.stories[c] = story  # type: ignore[index]
+        for k in fresh:
+            out[k].own = self.members(run[k].id)
         return out
 
-    def _pairs_within(self, values: np.ndarray, days: list[int | None]) -> list[tuple[int, int]]:
-        """(i, j) with j < i for articles of a run that share a band within the window."""
-        n, bands = values.shape
-        if n < 2:
-            return []
-        w = self.settings.window_days
-        # sort the run's (band, value) pairs; equal neighbours are shared buckets
-        flat = (values << np.uint64(_BAND_BITS)) | self._band
-        flat = flat.ravel()
-        order = np.argsort(flat, kind="stable")
-        same = np.flatnonzero(flat[order][1:] == flat[order][:-1])
-        if not len(same):
-            return []
-        owner = order // bands
-        pairs: set[tuple[int, int]] = set()
-        # walk each run of equal keys (they are short: a bucket rarely holds many articles of one batch)
-        starts = same[np.r_[True, np.diff(same) > 1]]
-        stops = same[np.r_[np.diff(same) > 1, True]] + 2
-        for a, b in zip(starts.tolist(), stops.tolist()):
-            group = sorted(set(owner[a:b].tolist()))
-            for x in range(len(group)):
-                for y in range(x):
-                    i, j = group[x], group[y]
-                    if within_window(days[i], days[j], w):
-                        pairs.add((i, j))
-        return sorted(pairs)
+    def commit(self, run: Sequence[Entry], plan: RunPlan) -> None:
+        """Store the planned articles and their stories in order, then their buckets in one insert."""
+        if not plan.decisions:
+            return
+        for d in plan.decisions:
+            e = run[d.at]
+            self._store(e)
+            folded = [e.id]
+            for old in d.assignment.merged:
+                folded.extend(self.members(old))
+            self.set_story(d.assignment.story, folded)
+        done = [run[d.at] for d in plan.decisions]
+        values = self._values(np.stack([e.signature.minhash for e in done]))
+        codes = np.asarray([_day_code(e.signature.day) for e in done], dtype=np.int64)
+        nums = np.asarray([self._num[e.id] for e in done], dtype=np.int64)
+        self._table.add(self._keys(values, codes).ravel(), np.repeat(nums, self.settings.bands))
 
     # -- stories ----------------------------------------------------------
     def story_of(self, ids: Iterable[str]) -> dict[str, str]:

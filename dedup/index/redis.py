@@ -42,10 +42,12 @@ from redis.backoff import ExponentialBackoff
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
+from ..clustering import Seen, decide_one
 from ..records import Assignment, DedupError, Entry, Signature
 from ..settings import Settings
+from ..stories import remove, same_content
 from . import mask_url, redis_lua
-from .base import Decide, StoryIndex
+from .base import StoryIndex
 from .codec import CODEC_VERSION, decode_entry, decode_signatures, encode_entry, record_id
 from .redis_bulk import ingest_in_order
 from .redis_errors import IndexMismatch, IndexUnavailable, _guard, _permanent_hint, _RetryTransient, retries_within
@@ -144,7 +146,6 @@ class RedisIndex(RedisStories, StoryIndex):
         self._epoch = ""  # the namespace's epoch as this client knows it ('': none yet), see _claim
         self._guarded = threading.local()  # depth of guarded calls, see _guard
         self._direct: DirectScripts | None = None
-        self._members_hint: dict[str, list[str]] = {}
         self._versions: tuple[tuple[Any, ...], list[tuple[str, int]]] | None = None  # see story_versions
         self._sig_cache: dict[bytes, tuple[str, Signature]] = {}  # handle -> (id, signature)
         self._field_template: np.ndarray | None = None  # see _fields
@@ -214,7 +215,6 @@ class RedisIndex(RedisStories, StoryIndex):
 
     def _forget(self) -> None:
         """Drop everything cached about the namespace's previous epoch, and send the new one from now on."""
-        self._members_hint = {}
         self._versions = None
         self._sig_cache.clear()
         self._mirror.clear()
@@ -364,12 +364,10 @@ class RedisIndex(RedisStories, StoryIndex):
             self._mirror.clear()  # it guesses only with cached signatures
         self._sig_cache[handle] = (entry.id, entry.signature)  # our own writes are the likeliest next candidates
 
-    def _guess(self, entry: Entry, keys: list[bytes], decide: Decide) -> tuple[Assignment, dict[bytes, str]] | None:
+    def _guess(self, entry: Entry, keys: list[bytes]) -> tuple[Assignment, dict[bytes, str]] | None:
         """The decision on the candidates the copy expects FIND to answer, with them (handle -> story);
-        None when the decider cannot decide ahead or the copy declines (see BucketMirror.expected).  An
-        empty expectation is a guess too: a new story named after the article."""
-        if not getattr(decide, "decides_ahead", False):
-            return None
+        None when the copy declines (see BucketMirror.expected).  An empty expectation is a guess too: a
+        new story named after the article."""
         cache = self._sig_cache
         expected = self._mirror.expected(keys, entry.signature.day, self.settings.window_days, cache)
         if expected is None:
@@ -377,7 +375,7 @@ class RedisIndex(RedisStories, StoryIndex):
         sigs = {cache[h][0]: cache[h][1] for h in expected}
         stories = {cache[h][0]: s for h, s in expected.items() if s}
         # FIND writes the decision only if no story is named after the article: decide as if none is
-        return self._decide_with([], decide, entry, sigs, stories), expected
+        return decide_one(entry, Seen(sigs=sigs, stories=stories), self.settings, self.story_taken), expected
 
     def _blobs(self, handles: list[bytes]) -> dict[bytes, tuple[str, bytes]]:
         """The records of these handles (absent ones left out), each with the key it was read from."""
@@ -426,14 +424,14 @@ class RedisIndex(RedisStories, StoryIndex):
         return sigs, stories
 
     @_guard
-    def ingest(self, entry: Entry, decide: Decide) -> Assignment:
+    def ingest(self, entry: Entry) -> Assignment:
         """Read (one script), decide in Python, write with a re-check (one script); retry on conflict.
 
         An article that is already stored comes back ``unchanged`` (same
         content) or is replaced (``replaced``), as :func:`dedup.stories.assign`
         does: FIND's answer says whether the id is stored, so that check costs
-        no round trip.  With the standard decider (``decide.alone_is_new``),
-        an article without candidates is stored by FIND itself: one round trip.
+        no round trip.  An article without candidates is stored by FIND itself
+        (a new story named after it): one round trip.
         And when the client's copy of the buckets (:mod:`~dedup.index.redis_mirror`)
         says which candidates FIND will find, the decision on them goes with
         FIND, which writes it if they are the ones it finds: one round trip too.
@@ -441,18 +439,15 @@ class RedisIndex(RedisStories, StoryIndex):
         check_id(entry.id)
         blob = self._record(entry)
         sig = entry.signature
-        # FIND may write (modes 3 and 4) with the standard decider; on a connection of our own its writes
-        # leave their splits to MAINTAIN (see _upkeep)
-        writes = getattr(decide, "alone_is_new", False)
+        # FIND may write (modes 3 and 4); on a connection of our own its writes leave their splits to
+        # MAINTAIN (see _upkeep)
         defer = "d" if self._direct is not None else ""
         fields = self._fields(sig)
         keys = self._mirror.keys(fields)
-        args = [fields, self._day_arg(sig), self.settings.window_days, entry.id, f"3{defer}" if writes else 2]
-        if writes:
-            args.append(blob)
+        args = [fields, self._day_arg(sig), self.settings.window_days, entry.id, f"3{defer}", blob]
         replaced = False
         for attempt in range(MAX_INGEST_ATTEMPTS):
-            guess = self._guess(entry, keys, decide) if writes else None
+            guess = self._guess(entry, keys)
             if guess is None:
                 reply = self._run("FIND", *args)
             else:
@@ -475,7 +470,8 @@ class RedisIndex(RedisStories, StoryIndex):
                                        lambda h: (self._mirror.keys(self._fields(known[h][1])), known[h][1].day)
                                        if h in known else None)
                     sigs, stories = self._candidates_of(found, known)
-                    assignment = self._decide_with(found.own, decide, entry, sigs, stories)
+                    assignment = decide_one(entry, Seen(sigs=sigs, stories=stories, own=found.own), self.settings,
+                                            self.story_taken)
                     _, status, _, handles = self._write([(entry, blob, fields, assignment, found.cands,
                                                           found.version, found.buckets)])
                     if status == "ok":  # (bulk loads do not feed the copy: it cost them 8%)
@@ -538,8 +534,7 @@ class RedisIndex(RedisStories, StoryIndex):
 
     @_guard
     def ingest_many(
-        self, entries: list[Entry], decide: Decide, fallback: Callable[[Entry], Assignment] | None = None,
-        chunk: int = 64,
+        self, entries: list[Entry], fallback: Callable[[Entry], Assignment] | None = None, chunk: int = 64,
     ) -> list[Assignment | DedupError]:
         """Ingest a batch in input order with one round trip per chunk instead of two per article.
 
@@ -562,7 +557,7 @@ class RedisIndex(RedisStories, StoryIndex):
         takes two.
         Errors are returned in place of the assignment, so a batch goes on.
         """
-        return ingest_in_order(self, entries, decide, fallback or (lambda e: self.ingest(e, decide)), chunk)
+        return ingest_in_order(self, entries, fallback or self.ingest, chunk)
 
     def _retain(self, day: int) -> None:
         """Apply ``retain_days`` once per newer publication day this worker sees (cheap otherwise)."""
@@ -589,12 +584,10 @@ class RedisIndex(RedisStories, StoryIndex):
         """The id is stored (before this ingest, or by another worker meanwhile): same content is done
         (``unchanged``), a new version removes the old one, re-splitting its story.  Returns the
         assignment when done, and whether an old version was removed."""
-        from ..stories import _same_content, remove  # late import: stories imports the index package
-
         old = self.entries([entry.id]).get(entry.id)
         if old is None:
             return None, False
-        if _same_content(old, entry):
+        if same_content(old, entry):
             return Assignment(entry.id, self.story_of([entry.id]).get(entry.id, ""), "unchanged"), False
         remove(self, entry.id, self.settings)
         return None, True

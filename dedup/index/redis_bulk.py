@@ -29,24 +29,19 @@ Cluster) the chunks go one after another.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Callable
 
 import numpy as np
 
-from ..records import Assignment, DedupError, Entry, Signature
-from .base import Decide
+from ..clustering import Overlay, Seen, first_stop, plan_run
+from ..records import Assignment, DedupError, Entry
 from .redis_keys import bucket_family, check_id, day_tag, period_entry, read_families
 from .redis_retention import starts_pass
 from .redis_wire import PipelineBroken, ScriptsMissing
 
 if TYPE_CHECKING:
     from .redis import Decided, Found, RedisIndex
-
-
-def within_window(a: int | None, b: int | None, window: int) -> bool:
-    """The exact publication-window test (undated articles match everything)."""
-    return a is None or b is None or abs(a - b) <= window
 
 
 def _with_digest(buckets: bytes, bands: int, handles: set[bytes]) -> bytes:
@@ -60,26 +55,12 @@ def _with_digest(buckets: bytes, bands: int, handles: set[bytes]) -> bytes:
 
 
 @dataclass
-class _Layer:
-    """Articles decided but not in the FIND answers at hand (one chunk's worth)."""
-
-    sig: dict[str, Signature] = field(default_factory=dict)  # id -> signature
-    story: dict[str, str] = field(default_factory=dict)  # id -> story as decided
-    renamed: dict[str, str] = field(default_factory=dict)  # story merged away -> where it went
-    bands: dict[bytes, list[str]] = field(default_factory=dict)  # bucket field -> ids, in write order
-    # every story an article was decided into: a story id one of the layer's articles resolves to is
-    # always one of these (a merge renames into the merging article's story), so a fresh article whose
-    # id is not among them has no member in the layer
-    named: set[str] = field(default_factory=set)
-
-
-@dataclass
 class _Chunk:
     """A decided chunk, ready for INGEST."""
 
     decided: list["Decided"]
     todo: list[int]  # the chunk's articles (indexes into entries), decided or not
-    layer: _Layer
+    layer: Overlay  # what the chunk's plan adds, for the chunk planned after it
     # per decided article: the previous chunk's articles it saw as candidates -> their story as decided,
     # and its bands that hold articles of the previous chunk (band number -> their ids)
     prev_cands: list[dict[str, str]]
@@ -90,15 +71,14 @@ class _Chunk:
 class _Bulk:
     """One ``ingest_many`` call: reads, decides and writes ``todo`` in order, filling ``out``."""
 
-    def __init__(self, index: "RedisIndex", entries: list[Entry], decide: Decide,
+    def __init__(self, index: "RedisIndex", entries: list[Entry],
                  single: Callable[[Entry], Assignment], out: list[Any], chunk: int) -> None:
-        self.index, self.entries, self.decide, self.single, self.out = index, entries, decide, single, out
+        self.index, self.entries, self.single, self.out = index, entries, single, out
         self.chunk = chunk
         s = index.settings
         self.bands, self.fw, self.window = s.bands, 2 + 4 * s.rows, s.window_days
         self.blobs: dict[int, bytes] = {}
         self.fields: dict[int, bytes] = {}  # sent to FIND, then to INGEST
-        self.verify_pairs = getattr(decide, "verify_pairs", None)
         self.attempt = 0
 
     # -- preparing and reading ------------------------------------------------------
@@ -136,107 +116,34 @@ class _Bulk:
         return args
 
     # -- deciding -------------------------------------------------------------------
-    def _decide(self, todo: list[int], founds: list["Found"], prev: _Layer, reach: int | None = None) -> _Chunk:
-        """Decide ``todo`` in order from FIND's answers plus ``prev`` (written after those answers were read);
-        ``reach`` is ``_first_stop(todo, founds, prev)`` when the caller has it already."""
-        index, entries, window = self.index, self.entries, self.window
-        cur = _Layer()
-        layers = (prev, cur)
-
-        def resolve(story: str) -> str:
-            while True:
-                nxt = cur.renamed.get(story) or prev.renamed.get(story)
-                if nxt is None:
-                    return story
-                story = nxt
-
-        known = index._known({h for f in founds for h in f.cands})
-        # Decided up to the first article already stored or repeated (then the rest is read again): only
-        # those get their stored candidates verified here, in one batch when the decider can.
+    def _decide(self, todo: list[int], founds: list["Found"], prev: Overlay, reach: int | None = None) -> _Chunk:
+        """Plan ``todo`` in order (:func:`dedup.clustering.plan_run`) from FIND's answers plus ``prev``
+        (written after those answers were read); ``reach`` is ``_first_stop(todo, founds, prev)`` when the
+        caller has it already."""
+        index, entries = self.index, self.entries
         if reach is None:
             reach = self._first_stop(todo, founds, prev)
-        stored_cands = [index._candidates_of(found, known) for found in founds[:reach]]
-        verify_pairs = self.verify_pairs
-        verdicts: list[dict[str, tuple[bool, float, float]]] = [{} for _ in stored_cands]
-        if verify_pairs is not None:
-            flat = [(k, c, sig) for k, (sigs, _) in enumerate(stored_cands) for c, sig in sigs.items()]
-            for (k, c, _), v in zip(flat, verify_pairs([entries[todo[k]].signature for k, _, _ in flat],
-                                                        [sig for _, _, sig in flat])):
-                verdicts[k][c] = v
+        run = [entries[i] for i in todo[:reach]]
+        known = index._known({h for f in founds[:reach] for h in f.cands})
+        seen = []
+        for found in founds[:reach]:
+            sigs, stories = index._candidates_of(found, known)
+            seen.append(Seen(sigs=sigs, stories=stories, own=found.own))
+        plan = plan_run(run, seen, index.settings, index.story_taken, prev)
         decided: list[Decided] = []
-        prev_cands: list[dict[str, str]] = []
-        prev_bands: list[list[tuple[int, list[str]]]] = []
-        stop = len(todo)
-        fw = self.fw
-        for k, (i, found) in enumerate(zip(todo, founds)):
-            e = entries[i]
-            if found.stored or e.id in cur.sig or e.id in prev.sig:
-                stop = k  # write what is decided, then handle this one on its own
-                break
-            # past `reach` only when an earlier copy of the id failed to decide: read and verify it here
-            batched = k < reach
-            sigs, stories = stored_cands[k] if batched else index._candidates_of(found, known)
-            stories = {c: resolve(s) for c, s in stories.items()}
-            expected = {h: resolve(s) for h, s in found.cands.items()}
-            packed = self.fields[i]
-            fields = [packed[b * fw:(b + 1) * fw] for b in range(self.bands)]
-            seen: set[str] = set()
-            in_chunk: dict[str, Signature] = {}
-            from_prev: dict[str, str] = {}
-            shared = [(b, prev.bands[f]) for b, f in enumerate(fields) if f in prev.bands] if prev.bands else []
-            for f in fields:
-                for layer in layers:
-                    for c in layer.bands.get(f, ()):
-                        if c in seen:
-                            continue
-                        seen.add(c)
-                        other = layer.sig[c]
-                        if within_window(e.signature.day, other.day, window):
-                            sigs[c] = other
-                            in_chunk[c] = other
-                            stories[c] = resolve(layer.story[c])
-                            if layer is prev:
-                                from_prev[c] = stories[c]
-            given = None
-            if verify_pairs is not None and batched:
-                given = verdicts[k]
-                if in_chunk:
-                    given.update(zip(in_chunk, verify_pairs([e.signature] * len(in_chunk), list(in_chunk.values()))))
-                # only the linked candidates go to the decider: the others cannot change its decision
-                sigs = {c: sig for c, sig in sigs.items() if given[c][0]}
-                stories = {c: s for c, s in stories.items() if c in sigs}
-            own_now = [] if (e.id in cur.renamed or e.id in prev.renamed) else list(found.own)
-            if e.id in cur.named or e.id in prev.named:
-                own_now += [c for layer in layers for c in layer.sig if resolve(layer.story[c]) == e.id]
-            try:
-                assignment = index._decide_with(sorted(own_now), self.decide, e, sigs, stories,
-                                                *(() if given is None else (given,)))
-            except DedupError as exc:
-                self.out[i] = exc
-                continue
-            for old in assignment.merged:
-                cur.renamed[old] = assignment.story
-            cur.sig[e.id] = e.signature
-            cur.story[e.id] = assignment.story
-            cur.named.add(assignment.story)
-            for f in fields:
-                cur.bands.setdefault(f, []).append(e.id)
-            decided.append((e, self.blobs[i], packed, assignment, expected, found.version, found.buckets))
-            prev_cands.append(from_prev)
-            prev_bands.append(shared)
-            self.out[i] = assignment
-        return _Chunk(decided, todo, cur, prev_cands, prev_bands, stop)
+        for d in plan.decisions:
+            i, found = todo[d.at], founds[d.at]
+            expected = {h: d.resolve(s) for h, s in found.cands.items()}
+            decided.append((entries[i], self.blobs[i], self.fields[i], d.assignment, expected, found.version,
+                            found.buckets))
+            self.out[i] = d.assignment
+        return _Chunk(decided, todo, plan.overlay, [d.from_earlier for d in plan.decisions],
+                      [d.shared_earlier for d in plan.decisions], reach)
 
-    def _first_stop(self, todo: list[int], founds: list["Found"], prev: _Layer) -> int:
+    def _first_stop(self, todo: list[int], founds: list["Found"], prev: Overlay) -> int:
         """Position in ``todo`` of the first article already stored or repeated (in ``todo`` or in
-        ``prev``), or ``len(todo)``: ``_decide`` stops there at the earliest."""
-        seen = set(prev.sig)
-        for k, (i, found) in enumerate(zip(todo, founds)):
-            aid = self.entries[i].id
-            if found.stored or aid in seen:
-                return k
-            seen.add(aid)
-        return len(todo)
+        ``prev``), or ``len(todo)``: ``_decide`` stops there."""
+        return first_stop([self.entries[i] for i in todo], [Seen(stored=f.stored) for f in founds], prev)
 
     # -- after the previous chunk was written -----------------------------------------
     def _patch(self, nxt: _Chunk, prev: _Chunk, v0: bytes, handles: list[bytes]) -> None:
@@ -300,7 +207,7 @@ class _Bulk:
             part, queue = self._take(queue)
             founds = self._read(part)
             self._encode(part)
-            ok, queue = self._write_alone(self._decide(part, founds, _Layer()), queue)
+            ok, queue = self._write_alone(self._decide(part, founds, Overlay()), queue)
             if not ok:
                 return queue
         return []
@@ -339,7 +246,7 @@ class _Bulk:
         try:
             while True:
                 nxt = []
-                prev = pending.layer if pending is not None else _Layer()
+                prev = pending.layer if pending is not None else Overlay()
                 # a chunk that stops early is written on its own: nothing is read behind it
                 reach = self._first_stop(part, founds, prev)
                 if queue and reach == len(part):
@@ -427,19 +334,18 @@ class _Bulk:
                     f"updates in namespace {self.index.namespace!r}; retry it")
 
 
-def ingest_in_order(index: "RedisIndex", entries: list[Entry], decide: Decide,
+def ingest_in_order(index: "RedisIndex", entries: list[Entry],
                     single: Callable[[Entry], Assignment], chunk: int) -> list[Assignment | DedupError]:
     """``RedisIndex.ingest_many``: in runs between retention passes when retention is on
     (:func:`in_retention_runs`); a batch (or run) of one article through ``single``, which may take one
     round trip where a chunk takes two; otherwise :func:`ingest_chunks`.  Bad ids and errors come back
     in place."""
     if index.settings.retain_days > 0:
-        return in_retention_runs(index, entries, lambda run: _in_order(index, run, decide, single, chunk))
-    return _in_order(index, entries, decide, single, chunk)
+        return in_retention_runs(index, entries, lambda run: _in_order(index, run, single, chunk))
+    return _in_order(index, entries, single, chunk)
 
 
-def _in_order(index: "RedisIndex", entries: list[Entry], decide: Decide,
-              single: Callable[[Entry], Assignment], chunk: int) -> list[Assignment | DedupError]:
+def _in_order(index: "RedisIndex", entries: list[Entry], single: Callable[[Entry], Assignment], chunk: int) -> list[Assignment | DedupError]:
     out: list[Assignment | DedupError | None] = [None] * len(entries)
     pending: list[int] = []
     for i, e in enumerate(entries):
@@ -454,7 +360,7 @@ def _in_order(index: "RedisIndex", entries: list[Entry], decide: Decide,
         except DedupError as exc:
             out[pending[0]] = exc
     elif pending:
-        ingest_chunks(index, entries, pending, decide, single, out, chunk)
+        ingest_chunks(index, entries, pending, single, out, chunk)
     return [o if o is not None else DedupError("not ingested") for o in out]
 
 
@@ -492,7 +398,7 @@ def in_retention_runs(index: "RedisIndex", entries: list[Entry],
     return out
 
 
-def ingest_chunks(index: "RedisIndex", entries: list[Entry], todo: list[int], decide: Decide,
+def ingest_chunks(index: "RedisIndex", entries: list[Entry], todo: list[int],
                   single: Callable[[Entry], Assignment], out: list[Any], chunk: int) -> None:
     """Read, decide and write the articles ``todo`` (indexes into ``entries``) in order, filling ``out``."""
-    _Bulk(index, entries, decide, single, out, chunk).run(todo)
+    _Bulk(index, entries, single, out, chunk).run(todo)

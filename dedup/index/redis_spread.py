@@ -49,10 +49,10 @@ import redis
 from redis.cluster import RedisCluster
 from redis.exceptions import AskError, ClusterDownError, MovedError, NoScriptError, TryAgainError
 
+from ..clustering import Seen, decide_one, verify_many
 from ..records import Assignment, DedupError, Entry
 from ..settings import Settings
 from . import redis_spread_lua
-from .base import Decide
 from .redis import MAX_INGEST_ATTEMPTS, SIG_CACHE_SIZE, RedisIndex, _s
 from .redis_errors import _guard, slot_moving
 from .redis_keys import UNDATED_TAG, band_namespace, check_id, day_tag, key, tag_within
@@ -437,7 +437,7 @@ class SpreadIndex(RedisIndex):
 
     # -- the compound step --------------------------------------------------------
     @_guard
-    def ingest(self, entry: Entry, decide: Decide) -> Assignment:
+    def ingest(self, entry: Entry) -> Assignment:
         """Steps 1-6 of the module docstring; a conflict at the commit starts over."""
         check_id(entry.id)
         blob = self._record(entry)
@@ -447,7 +447,7 @@ class SpreadIndex(RedisIndex):
         window = self.settings.window_days
         tag = day_tag(sig.day)
         replaced = False
-        alone_ok = getattr(decide, "alone_is_new", False)
+        alone_ok = True
         trust_cache = True
         for attempt in range(MAX_INGEST_ATTEMPTS):
             seen = self._read_buckets(fields)
@@ -472,7 +472,8 @@ class SpreadIndex(RedisIndex):
                     known = self._known(set(cands))
                     sigs = {known[h][0]: known[h][1] for h in cands if h in known}
                     stories = {known[h][0]: cands[h] for h in cands if h in known and cands[h]}
-                    assignment = self._decide_with(own, decide, entry, sigs, stories)
+                    assignment = decide_one(entry, Seen(sigs=sigs, stories=stories, own=own), self.settings,
+                                            self.story_taken)
                     expected = [x for h in cands if h in known for x in (h, cands[h])]
                     mode = "new" if assignment.action == "new" else "join"
                     reply = self._story("S_COMMIT", *self._take_done(), 1, entry.id, blob, packed, assignment.story,
@@ -551,8 +552,6 @@ class SpreadIndex(RedisIndex):
         """Verify the article against the committed ones among ``handles`` and link those that are one
         story with it (S_LINK).  Returns the stories S_LINK folded (the first is where they went; empty
         when nothing linked, or the article is gone) and the links made."""
-        from ..stories import verify_many  # late import: stories imports the index package
-
         _, _, infos = self._lookup("", handles)
         known = self._known({h for h, info in zip(handles, infos) if info})
         if not known:
@@ -566,17 +565,16 @@ class SpreadIndex(RedisIndex):
 
     @_guard
     def ingest_many(
-        self, entries: list[Entry], decide: Decide, fallback: Callable[[Entry], Assignment] | None = None,
-        chunk: int = 64,
+        self, entries: list[Entry], fallback: Callable[[Entry], Assignment] | None = None, chunk: int = 64,
     ) -> list[Assignment | DedupError]:
         """A batch in chunks: each chunk is read, decided in input order and committed in four round trips
         (:mod:`dedup.index.redis_spread_bulk`).  With retention on, in runs between retention passes
         (:func:`dedup.index.redis_bulk.in_retention_runs`)."""
-        single = fallback or (lambda e: self.ingest(e, decide))
+        single = fallback or self.ingest
         try:
             if self.settings.retain_days > 0:
-                return in_retention_runs(self, list(entries), lambda run: ingest_chunks(self, run, decide, single, chunk))
-            return ingest_chunks(self, entries, decide, single, chunk)
+                return in_retention_runs(self, list(entries), lambda run: ingest_chunks(self, run, single, chunk))
+            return ingest_chunks(self, entries, single, chunk)
         finally:
             self.flush()
             self._sweep_now_and_then()

@@ -21,9 +21,8 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any, Callable
 
+from ..clustering import Seen, plan_run
 from ..records import Assignment, DedupError, Entry, Signature
-from .base import Decide
-from .redis_bulk import within_window
 from .redis_keys import check_id, day_tag, tag_within
 
 if TYPE_CHECKING:
@@ -32,8 +31,7 @@ if TYPE_CHECKING:
 MAX_CONFLICTS = 5  # a chunk whose first article keeps conflicting goes one article at a time
 
 
-def ingest_chunks(index: "SpreadIndex", entries: list[Entry], decide: Decide,
-                  single: Callable[[Entry], Assignment], chunk: int) -> list[Assignment | DedupError]:
+def ingest_chunks(index: "SpreadIndex", entries: list[Entry], single: Callable[[Entry], Assignment], chunk: int) -> list[Assignment | DedupError]:
     out: list[Any] = [None] * len(entries)
     todo: list[int] = []
     for i, e in enumerate(entries):
@@ -51,7 +49,7 @@ def ingest_chunks(index: "SpreadIndex", entries: list[Entry], decide: Decide,
                 break
             ids.add(entries[i].id)
             part.append(i)
-        done, status = _chunk(index, entries, part, decide, out)
+        done, status = _chunk(index, entries, part, out)
         pos += done
         if status == "exists" or (status == "conflict" and done == 0 and conflicts >= MAX_CONFLICTS):
             i = todo[pos]
@@ -69,8 +67,7 @@ def ingest_chunks(index: "SpreadIndex", entries: list[Entry], decide: Decide,
     return [o if o is not None else DedupError("not ingested") for o in out]
 
 
-def _chunk(index: "SpreadIndex", entries: list[Entry], part: list[int], decide: Decide,
-           out: list[Any]) -> tuple[int, str]:
+def _chunk(index: "SpreadIndex", entries: list[Entry], part: list[int], out: list[Any]) -> tuple[int, str]:
     """Read, decide, commit and write the buckets of ``part``; returns (articles committed, status)."""
     from .redis_spread import entries_in
 
@@ -89,53 +86,30 @@ def _chunk(index: "SpreadIndex", entries: list[Entry], part: list[int], decide: 
     infos = {h: info for i, (_, _, inf) in zip(part, looked) for h, info in zip(near[i], inf) if info}
     known = index._known(set(infos))
 
-    renamed: dict[str, str] = {}
-
-    def resolve(story: str) -> str:
-        while story in renamed:
-            story = renamed[story]
-        return story
-
-    chunk_sig: dict[str, Signature] = {}
-    chunk_story: dict[str, str] = {}
-    by_field: dict[bytes, list[str]] = {}
-    decided: list[tuple[int, int, Assignment, list[Any]]] = []  # (position in part, entry, assignment, expected)
-    stop = len(part)  # position of the first article already stored
-    for k, (i, (own_hb, own, _)) in enumerate(zip(part, looked)):
-        e = entries[i]
+    run: list[Entry] = []
+    seen_run: list[Seen] = []
+    for i, (own_hb, own, _) in zip(part, looked):
         if own_hb is not None:
-            stop = k  # commit what is decided, then this one goes on its own
-            break
+            break  # commit what is planned, then this one goes on its own
         sigs: dict[str, Signature] = {}
         stories: dict[str, str] = {}
-        expected: list[Any] = []
         for h in near[i]:
             if h in infos and h in known:
                 cid, sig = known[h]
-                story = resolve(index._info_story(infos[h]))
                 sigs[cid] = sig
+                story = index._info_story(infos[h])
                 if story:
                     stories[cid] = story
-                expected += [h, story]
-        for f in fields[i]:
-            for c in by_field.get(f, ()):
-                if c not in sigs and within_window(e.signature.day, chunk_sig[c].day, window):
-                    sigs[c] = chunk_sig[c]
-                    stories[c] = resolve(chunk_story[c])
-        own_now = [] if e.id in renamed else list(own)
-        own_now += [c for c in chunk_sig if resolve(chunk_story[c]) == e.id]
-        try:
-            assignment = index._decide_with(sorted(own_now), decide, e, sigs, stories)
-        except DedupError as exc:
-            out[i] = exc  # reported; the rest of the chunk goes on
-            continue
-        for old in assignment.merged:
-            renamed[old] = assignment.story
-        chunk_sig[e.id] = e.signature
-        chunk_story[e.id] = assignment.story
-        for f in fields[i]:
-            by_field.setdefault(f, []).append(e.id)
-        decided.append((k, i, assignment, expected))
+        run.append(entries[i])
+        seen_run.append(Seen(sigs=sigs, stories=stories, own=own))
+    stop = len(run)
+    plan = plan_run(run, seen_run, index.settings, index.story_taken)
+    decided: list[tuple[int, int, Assignment, list[Any]]] = []  # (position in part, entry, assignment, expected)
+    for d in plan.decisions:
+        i = part[d.at]
+        expected = [x for h in near[i] if h in infos and h in known
+                    for x in (h, d.resolve(index._info_story(infos[h])))]
+        decided.append((d.at, i, d.assignment, expected))
     if not decided:
         return stop, ("exists" if stop < len(part) else "ok")
 

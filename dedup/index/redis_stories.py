@@ -13,8 +13,6 @@ from __future__ import annotations
 
 from typing import Any, Callable, Iterable
 
-from ..records import Assignment, Entry
-from .base import Decide
 from .redis_errors import _guard
 
 
@@ -31,13 +29,10 @@ class RedisStories:
     _k: Callable[..., str]
     _run: Callable[..., Any]
     _meta_key: str
-    _members_hint: dict[str, list[str]]  # see _decide_with
     _versions: tuple[tuple[Any, ...], list[tuple[str, int]]] | None  # see story_versions
 
     @_guard
     def members(self, story_id: str) -> list[str]:
-        if story_id in self._members_hint:
-            return list(self._members_hint[story_id])
         return sorted(_s(m) for m in self._r.hkeys(self._k("s", story_id)))
 
     @_guard
@@ -51,19 +46,10 @@ class RedisStories:
             pipe.hkeys(self._k("s", sid))
         out: dict[str, list[str]] = {}
         for sid, found in zip(sids, pipe.execute()):
-            ids = list(self._members_hint[sid]) if sid in self._members_hint else sorted(_s(m) for m in found)
+            ids = sorted(_s(m) for m in found)
             if ids:
                 out[sid] = ids
         return out
-
-    def _decide_with(self, own: list[str], decide: Decide, entry: Entry, *args: Any) -> Assignment:
-        """Run the decider, answering its question whether a story is named after the article
-        (:meth:`members`) from ``own``, the members just read, instead of another round trip."""
-        self._members_hint = {entry.id: own}
-        try:
-            return decide(entry, *args)
-        finally:
-            self._members_hint = {}
 
     @_guard
     def story_versions(self, limit: int | None = None) -> list[tuple[str, int]]:
