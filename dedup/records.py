@@ -17,6 +17,14 @@ class DedupError(Exception):
     """Base class of every error dedup raises on purpose."""
 
 
+class IndexUnavailable(DedupError):
+    """The shared index cannot be reached (after retries); the message names the URL, password masked."""
+
+
+class IndexMismatch(DedupError):
+    """The shared index was built with other signature settings, so its buckets would never match."""
+
+
 class BadInput(DedupError):
     """An input item cannot be clustered.
 

@@ -296,6 +296,35 @@ class Deduper:
     def story_of(self, article_id: str) -> str | None:
         return self.index.story_of([article_id]).get(article_id)
 
+    def stories_of(self, article_ids: Iterable[str]) -> dict[str, str]:
+        """The story of each stored id (ids not stored are left out)."""
+        return self.index.story_of(article_ids)
+
+    def members(self, story_id: str) -> list[str]:
+        """Article ids of a story (empty when unknown)."""
+        return self.index.members(story_id)
+
+    def members_many(self, story_ids: Iterable[str]) -> dict[str, list[str]]:
+        """Article ids of several stories in one read (unknown stories left out)."""
+        return self.index.members_many(story_ids)
+
+    def articles(self, article_ids: Iterable[str]) -> dict[str, Entry]:
+        """Stored articles by id (ids not stored are left out)."""
+        return self.index.entries(article_ids)
+
+    def sentence_counts(self, hashes: Iterable[int]) -> list[int]:
+        """How many stored articles hold each sentence hash: the boilerplate evidence ranking uses."""
+        return self.index.sentence_counts(hashes)
+
+    def story_versions(self, limit: int | None = None) -> list[tuple[str, int]]:
+        """``(story id, version)``, most recently changed first: a version changes with every change of
+        the story, so anything derived from a story can be cached under it."""
+        return self.index.story_versions(limit)
+
+    def article_count(self) -> int:
+        """How many articles the index holds (no ``__len__``: an empty Deduper must not be falsy)."""
+        return len(self.index)
+
     def story(self, story_id: str) -> Story | None:
         """A story with its variants ranked by unique information, or None."""
         ids = self.index.members(story_id)

@@ -34,7 +34,7 @@ from wordfreq import freq_to_zipf, zipf_to_freq
 from wordfreq.numbers import digit_freq, smash_numbers
 from datasketch import LeanMinHash, MinHash
 
-from .index.bandtable import BandTable, fmix64
+from .hashtable import BandTable, fmix64
 from .records import Signature
 from .settings import Settings
 from .text import _DROP, _EURO, _POUND, normalize, token_text
@@ -177,7 +177,7 @@ class _Lexicon:
     """Every token seen so far, numbered, with its idf, CRC32, mixed CRC32 and stop-word flag in arrays.
 
     Tokens are found by their 64-bit key (:func:`_token_spans`) in a
-    :class:`~dedup.index.bandtable.BandTable` (key -> row), so a whole batch
+    :class:`~dedup.hashtable.BandTable` (key -> row), so a whole batch
     of tokens is looked up with a few vectorized probes and no Python string
     is made per token: making and looking up those strings took ~60-90
     of the ~300 us an article took at 100k (now ~20).  A token's facts are computed

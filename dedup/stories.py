@@ -9,13 +9,15 @@ connected components of its remaining members' links).
 from __future__ import annotations
 
 import time
-from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
 from .clustering import fresh_story_id, verify_pairs
-from .index.base import StoryIndex
 from .records import Assignment, Entry
 from .settings import Settings
 from .signature import band_hashes
+
+if TYPE_CHECKING:  # the indexes call these functions; they only need an index's methods
+    from .index.base import StoryIndex
 
 
 def same_content(a: Entry, b: Entry) -> bool:

@@ -32,8 +32,7 @@ from typing import Any, Callable
 
 import redis
 
-from .index.redis import IndexUnavailable
-from .records import BadInput
+from .records import BadInput, IndexUnavailable
 from .service import Deduper
 from .settings import DeclaredSettings
 from .streams import (
@@ -547,7 +546,7 @@ class Worker:
             try:
                 self.client.ping()
                 ensure_group(self.client, self.ws.input_stream, self.ws.group)
-                len(self.dd.index)  # one GET on the Redis index, free in process
+                self.dd.article_count()  # one GET on the Redis index, free in process
                 if not first:
                     log.info("reconnected to Redis")
                 return

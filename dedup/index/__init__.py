@@ -5,6 +5,7 @@ from __future__ import annotations
 from urllib.parse import urlsplit, urlunsplit
 
 from ..settings import Settings
+from ..stories import finish_splits
 from .base import StoryIndex
 from .memory import MemoryIndex
 
@@ -35,8 +36,6 @@ def open_index(settings: Settings, url: str | None = None, namespace: str = "ded
         layout = settings.redis_layout
         if layout == "auto":
             layout = "spread" if url.startswith("redis+cluster://") else "slot"
-        from ..stories import finish_splits  # (stories imports this package)
-
         cls = SpreadIndex if layout == "spread" else RedisIndex
         index = cls(settings, url=url, namespace=namespace)
         try:

@@ -11,7 +11,7 @@ import numpy as np
 from ..clustering import RunPlan, Seen
 from ..records import Entry, Signature
 from ..settings import Settings
-from .bandtable import BandTable
+from ..hashtable import BandTable
 from .base import StoryIndex
 
 
@@ -27,7 +27,7 @@ def _day_code(day: int | None) -> int:
 class MemoryIndex(StoryIndex):
     """Everything in process memory; lost when the process ends.
 
-    LSH buckets are one :class:`~dedup.index.bandtable.BandTable` (numpy
+    LSH buckets are one :class:`~dedup.hashtable.BandTable` (numpy
     arrays) keyed by ``day code << 41 | band value << 9 | band``: a key
     names the publication day too, so a query asks for its band values on
     each day of its window (and undated), and gets exactly the articles

@@ -21,7 +21,7 @@ from redis.exceptions import TimeoutError as RedisTimeoutError
 from redis.exceptions import TryAgainError
 from redis.retry import Retry
 
-from ..records import DedupError
+from ..records import DedupError, IndexMismatch, IndexUnavailable
 from . import mask_url
 
 if TYPE_CHECKING:
@@ -31,14 +31,6 @@ T = TypeVar("T")
 
 EPOCH_MOVED = "DEDUP-EPOCH"  # a story-slot script refused the epoch this client sent (see RedisIndex._claim)
 CLAIM_ATTEMPTS = 3  # calls redone after the namespace emptied and was claimed again meanwhile
-
-
-class IndexUnavailable(DedupError):
-    """Redis cannot be reached (after retries); the message names the URL, password masked."""
-
-
-class IndexMismatch(DedupError):
-    """The namespace was built with other signature settings, so its buckets would never match."""
 
 
 def _permanent_hint(exc: BaseException) -> str | None:

@@ -29,6 +29,7 @@ from __future__ import annotations
 import dataclasses
 from typing import TYPE_CHECKING, Any, Callable
 
+from ..stories import finish_splits
 from .codec import record_id
 from .redis_keys import key
 from .redis_lua_lib import INFO_SPAN, NODAY
@@ -69,8 +70,6 @@ def starts_pass(day: int | None, seen: int | None) -> bool:
 def expire(index: "RedisIndex") -> list[str]:
     """``RedisIndex.expire``: delete what is older than ``retain_days`` before the newest stored day, then
     re-split the stories they held together, each once (:func:`dedup.stories.finish_splits`)."""
-    from ..stories import finish_splits  # late import: stories imports the index package
-
     retain = index.settings.retain_days
     if retain <= 0:
         return []

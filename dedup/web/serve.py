@@ -22,7 +22,7 @@ def run(dd: Deduper, host: str, port: int, admin_token: str | None) -> None:
     from .app import create_app
 
     mode = "admin API enabled" if admin_token else "read-only (no --admin-token)"
-    click.echo(f"dashboard on http://{host}:{port}/  ({len(dd.index):,} articles; {mode})", err=True)
+    click.echo(f"dashboard on http://{host}:{port}/  ({dd.article_count():,} articles; {mode})", err=True)
     app = create_app(dd, admin_token=admin_token)
     # search facts are read in the background so the first search does not pay for all articles
     threading.Thread(target=app.state.dashboard.warm, name="dashboard-warm", daemon=True).start()

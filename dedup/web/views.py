@@ -234,13 +234,13 @@ class Dashboard:
 
     def _refresh_facts(self, versions: list[tuple[str, int]]) -> dict[str, _Facts]:
         """Facts of these stories, reading from the index only those whose version moved."""
-        index = self.dd.index
+        dd = self.dd
         stale = [sid for sid, v in versions if (got := self._facts.get(sid)) is None or got.version != v]
         wanted = dict(versions)
         for i in range(0, len(stale), self.CHUNK):
             chunk = stale[i : i + self.CHUNK]
-            members = index.members_many(chunk)
-            entries = index.entries([a for sid in chunk for a in members.get(sid, ())])
+            members = dd.members_many(chunk)
+            entries = dd.articles([a for sid in chunk for a in members.get(sid, ())])
             for sid in chunk:
                 es = [entries[a] for a in members.get(sid, ()) if a in entries]
                 if not es:
@@ -272,7 +272,7 @@ class Dashboard:
         catches arrivals, merges, replacements and deletions without a change
         log the index would have to keep.
         """
-        h = hashlib.sha1(str(len(self.dd.index)).encode())
+        h = hashlib.sha1(str(self.dd.article_count()).encode())
         for sid, v in top:
             h.update(f"|{sid}:{v}".encode())
         return h.hexdigest()[:16]
@@ -280,17 +280,17 @@ class Dashboard:
     def version(self) -> str:
         """The current list version (what ``?since=`` compares against): two cheap index reads."""
         with self.lock:
-            return self._fingerprint(self.dd.index.story_versions(limit=PER_PAGE))
+            return self._fingerprint(self.dd.story_versions(limit=PER_PAGE))
 
     def _rows(self, page: list[tuple[str, int]]) -> list[StorySummary]:
         """Outlines of a page of stories: cached ones free, the rest in three batched index reads."""
-        index = self.dd.index
+        dd = self.dd
         missing = [(sid, v) for sid, v in page if (sid, v) not in self._outlines]
         if missing:
-            members = index.members_many([sid for sid, _ in missing])
-            entries = index.entries([a for sid, _ in missing for a in members.get(sid, ())])
+            members = dd.members_many([sid for sid, _ in missing])
+            entries = dd.articles([a for sid, _ in missing for a in members.get(sid, ())])
             hashes = sorted({h for e in entries.values() for h in e.sentence_hashes})
-            counts = dict(zip(hashes, index.sentence_counts(hashes)))
+            counts = dict(zip(hashes, dd.sentence_counts(hashes)))
             for sid, v in missing:
                 es = [entries[a] for a in members.get(sid, ()) if a in entries]
                 if es:
@@ -311,7 +311,7 @@ class Dashboard:
         """One page of stories, most recently active first; rows are cached outlines, never rankings."""
         f = filters.normalized()
         with self.lock:
-            versions = self.dd.index.story_versions()
+            versions = self.dd.story_versions()
             version = self._fingerprint(versions[:PER_PAGE])
             chosen = self._scan(versions, f) if f.active else versions
             total = len(chosen)
@@ -329,7 +329,7 @@ class Dashboard:
         server warms up in the background.
         """
         with self.lock:
-            versions = self.dd.index.story_versions()
+            versions = self.dd.story_versions()
         for i in range(0, len(versions), self.CHUNK):
             with self.lock:
                 self._refresh_facts(versions[i : i + self.CHUNK])
@@ -346,7 +346,7 @@ class Dashboard:
         so checking costs nothing extra on a list request).
         """
         with self.lock:
-            top = self.dd.index.story_versions()[:limit]
+            top = self.dd.story_versions()[:limit]
             if self._sources is not None and self._sources[0] == top:
                 return list(self._sources[1])
             facts = self._refresh_facts(top)
@@ -362,7 +362,7 @@ class Dashboard:
             st = self.dd.story(story_id)
             if st is None:
                 raise NotFound(story_id)
-            entries = self.dd.index.entries(v.id for v in st.articles)
+            entries = self.dd.articles(v.id for v in st.articles)
         variants = []
         for v in st.articles:
             e = entries.get(v.id)
@@ -392,13 +392,13 @@ class Dashboard:
     def compare(self, story_id: str, a: str, b: str) -> CompareView:
         """Two variants side by side, aligned sentence by sentence with difflib."""
         with self.lock:
-            members = set(self.dd.index.members(story_id))
+            members = set(self.dd.members(story_id))
             if not members:
                 raise NotFound(story_id)
             for aid in (a, b):
                 if aid not in members:
                     raise NotFound(aid)
-            entries = self.dd.index.entries([a, b])
+            entries = self.dd.articles([a, b])
         ea, eb = entries[a], entries[b]
         sa = display_sentences(ea.text, ea.title)
         sb = display_sentences(eb.text, eb.title)
@@ -419,7 +419,7 @@ class Dashboard:
     # -- article ------------------------------------------------------------
     def article(self, article_id: str) -> dict[str, str]:
         with self.lock:
-            e = self.dd.index.entries([article_id]).get(article_id)
+            e = self.dd.articles([article_id]).get(article_id)
             if e is None:
                 raise NotFound(article_id)
             story = self.dd.story_of(article_id) or ""

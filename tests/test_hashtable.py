@@ -9,7 +9,7 @@ import numpy as np
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from dedup.index.bandtable import BandTable
+from dedup.hashtable import BandTable
 
 
 def _lookup(table: BandTable, keys: list[int]) -> dict[int, list[int]]:

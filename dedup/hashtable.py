@@ -1,10 +1,9 @@
-"""A multimap from 64-bit LSH bucket keys to article numbers, held in two numpy arrays.
+"""A multimap from 64-bit keys to row numbers, held in two numpy arrays.
 
-The in-process index used Python dicts for its buckets: ~96 dict look-ups
-per article, each a few cache misses in a structure of ~2.5 kB per
-article (dict slots plus an int object per key).  At 100k articles that
-was a third of the index's time, all of it waiting on memory.  Here the
-buckets are an open-addressing table (linear probing) of ``uint64`` keys
+The in-process index keeps its LSH buckets here and signing its word
+table.  Python dicts would take ~96 look-ups per article, each a few cache
+misses in a structure of ~2.5 kB per article (dict slots plus an int
+object per key).  This is an open-addressing table (linear probing) of ``uint64`` keys
 and ``int64`` article numbers: 16 bytes a slot, and a whole batch of keys
 is looked up or inserted with a few vectorized probes, so the CPU overlaps
 the cache misses instead of taking them one after another.
