@@ -286,5 +286,22 @@ def decide_one(entry: Entry, seen: Seen, settings: Settings, story_taken: Callab
     return plan_run([entry], [seen], settings, story_taken, overlay=False).decisions[0].assignment
 
 
-__all__ = ["within_window", "verify", "verify_many", "verify_pairs", "band_keys", "Seen", "Overlay", "Decision",
+def with_late_links(assignment: Assignment, folded: Sequence[str], links: list[tuple[str, float, float]]
+                    ) -> Assignment:
+    """An assignment after links found once it was written (an index whose buckets are written after the
+    commit, the Redis spread layout): ``folded`` are the stories those links joined, the first being where
+    they all went ([] when the article was deleted meanwhile), ``links`` the links made."""
+    links = assignment.links + links
+    if not folded:
+        return Assignment(assignment.article_id, assignment.story, assignment.action, merged=assignment.merged,
+                          links=links)
+    founded = assignment.action == "new"
+    story = folded[0]
+    others = set(folded[1:]) - ({assignment.story} if founded else set())
+    merged = sorted((set(assignment.merged) | others | ({assignment.story} if not founded else set())) - {story})
+    action = "merged" if merged else ("joined" if story != assignment.story or not founded else "new")
+    return Assignment(assignment.article_id, story, action, merged=merged, links=links)
+
+
+__all__ = ["with_late_links", "within_window", "verify", "verify_many", "verify_pairs", "band_keys", "Seen", "Overlay", "Decision",
            "RunPlan", "plan_run", "decide_one", "decide", "fresh_story_id", "first_stop"]

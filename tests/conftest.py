@@ -112,6 +112,17 @@ def data_file(name: str) -> Path:
     return path
 
 
+def meter_articles(n: int = 160) -> list:
+    """The first ``n`` meter-dev articles, with only what a feed carries (id, title, text)."""
+    import json
+
+    from dedup.records import Article
+
+    with data_file("meter-dev.jsonl").open(encoding="utf-8") as f:
+        rows = [json.loads(line) for _, line in zip(range(n), f)]
+    return [Article(id=r["id"], text=r["text"], title=r["title"]) for r in rows]
+
+
 def _cluster_port() -> int:
     """A free port whose cluster-bus twin (port + 10000) is free too."""
     for _ in range(100):

@@ -1,7 +1,6 @@
-"""Story assignment: incremental, idempotent, and independent of arrival order."""
+"""An article's life in an index: ingest (unchanged, replaced), delete and re-split, arrival order."""
 
 import dataclasses
-import json
 import random
 
 from hypothesis import given, settings, strategies as st
@@ -9,7 +8,7 @@ from hypothesis import given, settings, strategies as st
 from dedup import Article, Deduper
 from dedup.readers import read_paths
 
-from .conftest import SEEDS
+from .conftest import SEEDS, meter_articles
 
 
 def seeds():
@@ -92,7 +91,7 @@ def test_a_story_splits_into_the_parts_its_candidate_links_connect():
     from dedup.stories import components
 
     dd = Deduper()
-    for a in seeds() + _meter_slice():
+    for a in seeds() + meter_articles():
         dd.add(a)
     stories = [dd.index.members(s) for s in dd.index.story_ids()]
     big = [m for m in stories if len(m) >= 3]
@@ -125,17 +124,10 @@ def test_members_sharing_only_their_last_band_are_candidates_and_members_sharing
     assert components(["a", "b", "c"], idx, dd.settings) == [["a", "b"], ["c"]]
 
 
-def _meter_slice(n=160):
-    from .conftest import DATA
-    path = DATA / "meter-dev.jsonl"
-    rows = [json.loads(l) for l in path.open()][:n] if path.exists() else []
-    return [Article(id=r["id"], text=r["text"], title=r["title"]) for r in rows]
-
-
 @settings(max_examples=8, deadline=None)
 @given(st.randoms(use_true_random=False))
 def test_arrival_order_does_not_change_the_stories(rnd: random.Random):
-    arts = seeds() + _meter_slice()
+    arts = seeds() + meter_articles()
     base = Deduper()
     for a in arts:
         base.add(a)
@@ -146,35 +138,3 @@ def test_arrival_order_does_not_change_the_stories(rnd: random.Random):
         other.add(a)
     ids = [a.id for a in arts]
     assert partition(base, ids) == partition(other, ids)
-
-
-def test_verifying_all_candidates_at_once_gives_each_pair_its_own_verdict():
-    from dedup.clustering import verify, verify_many
-
-    dd = Deduper()
-    sigs = [dataclasses.replace(dd.prepare(a).signature, day=100) for a in seeds()]
-    far = dataclasses.replace(sigs[1], day=130)
-    others = [*sigs, far]
-    batch = verify_many(sigs[0], others, dd.settings)
-    assert batch == [verify(sigs[0], o, dd.settings) for o in others]
-    # one article against all (the streaming path searches untagged) = the same pairs inside a batch
-    # with other articles' pairs (the bulk path tags each value with its article)
-    from dedup.clustering import verify_pairs
-    mixed = verify_pairs([sigs[0], sigs[1]] * len(others), [x for o in others for x in (o, sigs[2])], dd.settings)
-    assert mixed[0::2] == batch
-    assert batch[1][0] and not batch[-1][0]  # the rewrite links; the same text a month later does not
-
-
-@settings(max_examples=20, deadline=None)
-@given(st.randoms(use_true_random=False))
-def test_a_pairs_verdict_does_not_depend_on_the_batch_it_is_verified_in(rnd: random.Random):
-    """The batch ingest verifies all candidate pairs of a run at once (verify_pairs); each pair must get
-    exactly the verdict, cosine and reuse it gets alone, in either order."""
-    from dedup.clustering import verify, verify_pairs
-
-    dd = Deduper()
-    sigs = [dd.prepare(a).signature for a in seeds() + _meter_slice()]
-    pairs = [(rnd.choice(sigs), rnd.choice(sigs)) for _ in range(rnd.randint(1, 40))]
-    batch = verify_pairs([a for a, _ in pairs], [b for _, b in pairs], dd.settings)
-    assert batch == [verify(a, b, dd.settings) for a, b in pairs]
-    assert batch == verify_pairs([b for _, b in pairs], [a for a, _ in pairs], dd.settings)

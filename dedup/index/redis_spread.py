@@ -49,7 +49,7 @@ import redis
 from redis.cluster import RedisCluster
 from redis.exceptions import AskError, ClusterDownError, MovedError, NoScriptError, TryAgainError
 
-from ..clustering import Seen, decide_one, verify_many
+from ..clustering import Seen, decide_one, verify_many, with_late_links
 from ..records import Assignment, DedupError, Entry
 from ..settings import Settings
 from . import redis_spread_lua
@@ -526,14 +526,7 @@ class SpreadIndex(RedisIndex):
             return assignment
         if stories:
             self._note_story(hb, stories[0], stories[1:])
-        links = assignment.links + new_links
-        if not stories:  # deleted meanwhile
-            return Assignment(entry.id, assignment.story, assignment.action, merged=assignment.merged, links=links)
-        story = stories[0]
-        folded = set(stories[1:]) - ({assignment.story} if founded else set())
-        merged = sorted((set(assignment.merged) | folded | ({assignment.story} if not founded else set())) - {story})
-        action = "merged" if merged else ("joined" if story != assignment.story or not founded else "new")
-        return Assignment(entry.id, story, action, merged=merged, links=links)
+        return with_late_links(assignment, stories, new_links)
 
     @contextlib.contextmanager
     def _kept_on_failure(self) -> Iterator[None]:
