@@ -12,7 +12,7 @@ import time
 from typing import TYPE_CHECKING
 
 from .clustering import fresh_story_id, verify_pairs
-from .records import Assignment, Entry
+from .records import Assignment, DedupError, Entry
 from .settings import Settings
 from .signature import band_hashes
 
@@ -30,27 +30,32 @@ def same_content(a: Entry, b: Entry) -> bool:
     )
 
 
+REPLACE_ATTEMPTS = 10  # a stored id found again after its old version was removed (another writer)
+
+
 def assign(index: StoryIndex, entry: Entry, settings: Settings) -> Assignment:
     """Put one article into its story.  Idempotent by article id.
 
     The same article again changes nothing (``unchanged``); a new version of
     a known id replaces the old one (``replaced``), re-splitting the old
-    story if the old version was what held it together.
+    story if the old version was what held it together.  The index says
+    whether the id is stored as it ingests (on Redis, in the same read).
     """
-    if index.ingest_checks_stored:  # the index answers unchanged / replaced itself, without an extra read
-        return index.ingest(entry)
     replaced = False
-    if entry.id in index:
+    for _ in range(REPLACE_ATTEMPTS):
+        result = index.ingest(entry)
+        if result is not None:
+            if replaced:
+                result.action = "replaced"
+            return result
         old = index.entries([entry.id]).get(entry.id)
-        if old is not None and same_content(old, entry):
-            story = index.story_of([entry.id]).get(entry.id, "")
-            return Assignment(entry.id, story, "unchanged")
+        if old is None:  # deleted meanwhile: ingest it again
+            continue
+        if same_content(old, entry):
+            return Assignment(entry.id, index.story_of([entry.id]).get(entry.id, ""), "unchanged")
         remove(index, entry.id, settings)
         replaced = True
-    result = index.ingest(entry)
-    if replaced:
-        result.action = "replaced"
-    return result
+    raise DedupError(f"article {entry.id!r}: other writers kept storing it meanwhile; retry the article")
 
 
 def components(ids: list[str], index: StoryIndex, settings: Settings) -> list[list[str]]:

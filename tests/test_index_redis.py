@@ -690,7 +690,7 @@ def test_same_article_stored_concurrently_by_another_worker_is_reported_unchange
             RedisIndex(SETTINGS, url=redis_url, namespace="dup") as other:
         other.ingest(entry("anchor", 5, terms=(90, 91)))  # a candidate: the read comes back for a decision
         watch_decisions(monkeypatch, lambda n: n == 1 and other.ingest(entry("a", 5)))
-        result = idx.ingest(entry("a", 5))
+        result = assign(idx, entry("a", 5), SETTINGS)
         other.delete("anchor")
         assert result.action == "unchanged" and result.story == "a"
         assert len(idx) == 1 and idx.members("a") == ["a"] and idx.sentence_counts([11]) == [1]

@@ -27,9 +27,6 @@ class StoryIndex(ABC):
     """Articles, their signatures, LSH buckets and story membership."""
 
     settings: Settings
-    # True when ingest() itself handles an id that is already stored the way dedup.stories.assign
-    # does (same content: ``unchanged``; new version: replaced, action ``replaced``)
-    ingest_checks_stored = False
     # how many prepared articles Deduper.add_many hands to one ingest_many call
     ingest_batch = 64
 
@@ -187,13 +184,21 @@ class StoryIndex(ABC):
                 folded.extend(self.members(old))
             self.set_story(d.assignment.story, folded)
 
-    def ingest(self, entry: Entry) -> Assignment:
-        """Read, plan and write one article whose id is not stored; returns where it went."""
+    def ingest(self, entry: Entry) -> Assignment | None:
+        """Read, plan and write one article; returns where it went, or None when its id is stored
+        already (:func:`dedup.stories.assign` then tells unchanged from replaced)."""
         plan = plan_run([entry], self.read([entry]), self.settings, self.story_taken)
         if not plan.decisions:
-            raise DedupError(f"article {entry.id!r} is stored already: replace it through dedup.stories.assign")
+            return None
         self.commit([entry], plan)
         return plan.decisions[0].assignment
+
+    def ingest_or_fail(self, entry: Entry) -> Assignment:
+        """:meth:`ingest` for a batch given no fallback: an id stored already is an error."""
+        result = self.ingest(entry)
+        if result is None:
+            raise DedupError(f"article {entry.id!r} is stored already: send it through Deduper.add to replace it")
+        return result
 
     def ingest_many(
         self, entries: Sequence[Entry], fallback: Callable[[Entry], Assignment] | None = None
@@ -205,7 +210,7 @@ class StoryIndex(ABC):
         ``fallback`` (``dedup.stories.assign``: unchanged / replaced) at its
         place, so the outcome is the one-at-a-time outcome.
         """
-        single = fallback or self.ingest
+        single = fallback or self.ingest_or_fail
         out: list[Assignment | DedupError] = []
         pos = 0
         while pos < len(entries):

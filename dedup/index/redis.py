@@ -45,7 +45,6 @@ from redis.exceptions import TimeoutError as RedisTimeoutError
 from ..clustering import Seen, decide_one
 from ..records import Assignment, DedupError, Entry, Signature
 from ..settings import Settings
-from ..stories import remove, same_content
 from . import mask_url, redis_lua
 from .base import StoryIndex
 from .codec import CODEC_VERSION, decode_entry, decode_signatures, encode_entry, record_id
@@ -293,7 +292,6 @@ class RedisIndex(RedisStories, StoryIndex):
         return int(self._r.get(self._k("n")) or 0)
 
     # -- candidates -----------------------------------------------------------
-    ingest_checks_stored = True  # see ingest()
     # ingest_many pipelines its chunks of 64 (redis_bulk): the longer the batch, the fewer pipeline restarts
     ingest_batch = 1024
 
@@ -424,7 +422,7 @@ class RedisIndex(RedisStories, StoryIndex):
         return sigs, stories
 
     @_guard
-    def ingest(self, entry: Entry) -> Assignment:
+    def ingest(self, entry: Entry) -> Assignment | None:
         """Read (one script), decide in Python, write with a re-check (one script); retry on conflict.
 
         An article that is already stored comes back ``unchanged`` (same
@@ -445,7 +443,6 @@ class RedisIndex(RedisStories, StoryIndex):
         fields = self._fields(sig)
         keys = self._mirror.keys(fields)
         args = [fields, self._day_arg(sig), self.settings.window_days, entry.id, f"3{defer}", blob]
-        replaced = False
         for attempt in range(MAX_INGEST_ATTEMPTS):
             guess = self._guess(entry, keys)
             if guess is None:
@@ -477,16 +474,10 @@ class RedisIndex(RedisStories, StoryIndex):
                     if status == "ok":  # (bulk loads do not feed the copy: it cost them 8%)
                         self._mirror.written(handles[0], keys, sig.day, assignment.story, assignment.merged)
                 if status == "exists":
-                    existing, removed = self._already_there(entry)
-                    if existing is not None:
-                        return existing
-                    replaced = replaced or removed
-                    continue
+                    return None
                 if status != "ok":
                     self._backoff(attempt)
                     continue
-            if replaced:
-                assignment.action = "replaced"
             if entry.signature.day is not None:
                 self._retain(entry.signature.day)
             return assignment
@@ -557,7 +548,7 @@ class RedisIndex(RedisStories, StoryIndex):
         takes two.
         Errors are returned in place of the assignment, so a batch goes on.
         """
-        return ingest_in_order(self, entries, fallback or self.ingest, chunk)
+        return ingest_in_order(self, entries, fallback or self.ingest_or_fail, chunk)
 
     def _retain(self, day: int) -> None:
         """Apply ``retain_days`` once per newer publication day this worker sees (cheap otherwise)."""
@@ -579,15 +570,3 @@ class RedisIndex(RedisStories, StoryIndex):
         seconds.  Undated articles are never expired.
         """
         return expire(self)
-
-    def _already_there(self, entry: Entry) -> tuple[Assignment | None, bool]:
-        """The id is stored (before this ingest, or by another worker meanwhile): same content is done
-        (``unchanged``), a new version removes the old one, re-splitting its story.  Returns the
-        assignment when done, and whether an old version was removed."""
-        old = self.entries([entry.id]).get(entry.id)
-        if old is None:
-            return None, False
-        if same_content(old, entry):
-            return Assignment(entry.id, self.story_of([entry.id]).get(entry.id, ""), "unchanged"), False
-        remove(self, entry.id, self.settings)
-        return None, True

@@ -437,7 +437,7 @@ class SpreadIndex(RedisIndex):
 
     # -- the compound step --------------------------------------------------------
     @_guard
-    def ingest(self, entry: Entry) -> Assignment:
+    def ingest(self, entry: Entry) -> Assignment | None:
         """Steps 1-6 of the module docstring; a conflict at the commit starts over."""
         check_id(entry.id)
         blob = self._record(entry)
@@ -446,7 +446,6 @@ class SpreadIndex(RedisIndex):
         fields = self._split(packed)
         window = self.settings.window_days
         tag = day_tag(sig.day)
-        replaced = False
         alone_ok = True
         trust_cache = True
         for attempt in range(MAX_INGEST_ATTEMPTS):
@@ -481,11 +480,7 @@ class SpreadIndex(RedisIndex):
                                         *expected)
             status = _s(reply[0])
             if status == "exists":
-                existing, removed = self._already_there(entry)
-                if existing is not None:
-                    return existing
-                replaced = replaced or removed
-                continue
+                return None
             if status != "ok":
                 if not near:
                     alone_ok = False  # a story is named after the article: decide with the lookup
@@ -498,8 +493,6 @@ class SpreadIndex(RedisIndex):
             with self._kept_on_failure():
                 before = self._apply(reply[3:], {hb: tag}, {hb: blob})[0]
                 assignment = self._link_late(entry, hb, seen, before, assignment)
-            if replaced:
-                assignment.action = "replaced"
             if sig.day is not None:
                 self._retain(sig.day)
             self._sweep_now_and_then()
@@ -563,7 +556,7 @@ class SpreadIndex(RedisIndex):
         """A batch in chunks: each chunk is read, decided in input order and committed in four round trips
         (:mod:`dedup.index.redis_spread_bulk`).  With retention on, in runs between retention passes
         (:func:`dedup.index.redis_bulk.in_retention_runs`)."""
-        single = fallback or self.ingest
+        single = fallback or self.ingest_or_fail
         try:
             if self.settings.retain_days > 0:
                 return in_retention_runs(self, list(entries), lambda run: ingest_chunks(self, run, single, chunk))
