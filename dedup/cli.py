@@ -18,7 +18,7 @@ from typing import Any, Callable, Iterable, TextIO
 import click
 
 from .evaluate import evaluate, pair_report
-from .readers import read_labels, read_paths
+from .readers import read_labels, read_pairs, read_paths
 from .records import Article, BadInput, Story
 from .service import Deduper, Outcome
 from .settings import Settings
@@ -57,6 +57,12 @@ def settings_options(fn: Callable) -> Callable:
              "for a Redis Cluster) instead of an in-process one.",
     )(fn)
     return fn
+
+
+class InputError(click.ClickException):
+    """Input the command cannot work on at all (not one bad item of a batch): one line, exit 2."""
+
+    exit_code = 2
 
 
 def _settings(kwargs: dict[str, Any]) -> Settings:
@@ -245,7 +251,10 @@ def eval_cmd(gold: str, extra: tuple[str, ...], pairs_path: str | None, **kwargs
 
     The gold file's "cluster" field is the story label; it is read only for
     scoring.  EXTRA files are clustered in the same run as background
-    traffic (their unlabelled articles are not scored).
+    traffic (their unlabelled articles are not scored).  A gold file without
+    "cluster" labels needs --pairs, and is then scored by its pairs only.
+    Unreadable or malformed gold, extra or pairs files stop before
+    clustering with the file and line, exit status 2.
 
     \b
     Examples:
@@ -253,21 +262,32 @@ def eval_cmd(gold: str, extra: tuple[str, ...], pairs_path: str | None, **kwargs
       dedup eval ../shared/data/meter-dev.jsonl ../shared/data/bbc-distractors.jsonl
       dedup eval ../shared/data/semeval-dev-articles.jsonl --pairs ../shared/data/semeval-dev-pairs.jsonl
     """
-    labels: dict[str, str | None] = {}
-    for path in (gold, *extra):
-        for k, v in read_labels(path).items():
-            labels.setdefault(k, v)
+    try:
+        labels = read_labels(gold)
+        if not labels:
+            raise BadInput(gold, "holds no articles", "eval needs a JSONL file of labelled articles")
+        labelled = any(v is not None for v in labels.values())
+        if not labelled and not pairs_path:
+            raise BadInput(gold, "no article has a 'cluster' field, the gold story label eval scores against",
+                           "label the articles, pass --pairs FILE, or use `dedup cluster` for unlabelled ones")
+        for path in extra:
+            for k, v in read_labels(path).items():
+                labels.setdefault(k, v)
+        pairs = read_pairs(pairs_path) if pairs_path else None
+    except BadInput as exc:
+        raise InputError(str(exc)) from None
     with _open(kwargs) as dd:
         start = time.perf_counter()
         outcomes = run_batch(dd, read_paths([gold, *extra]), Progress(sys.stderr.isatty()))
         seconds = time.perf_counter() - start
         ids = [o.assignment.article_id for o in outcomes if o.assignment is not None]
         story_of = dd.index.story_of(ids)
-    result: dict[str, Any] = evaluate(labels, story_of)
+    # gold without story labels is scored by its pairs alone: no clustering scores over nothing
+    result: dict[str, Any] = evaluate(labels, story_of) if labelled else {"articles": 0}
     result["rejected"] = sum(1 for o in outcomes if o.error is not None)
     result["articles_per_second"] = round(len(ids) / seconds, 1) if seconds else None
-    if pairs_path:
-        result["pairs"] = pair_report(pairs_path, story_of)
+    if pairs is not None:
+        result["pairs"] = pair_report(pairs, story_of)
     click.echo(json.dumps(result, indent=2))
 
 

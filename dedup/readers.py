@@ -175,12 +175,61 @@ def _read_file(path: Path) -> Iterator[Article | BadInput]:
     yield from read_bytes(data, str(path), path.suffix)
 
 
+def read_objects(path: str, what: str) -> Iterator[tuple[str, dict[str, Any]]]:
+    """``(file:line, object)`` for each line of a JSONL file that must be whole, such as labels.
+
+    Unlike :func:`read_paths`, which reports a bad item and goes on, the first
+    problem raises :class:`BadInput`: a score over part of the labels would
+    measure something else.
+    """
+    try:
+        data = Path(path).read_bytes()
+    except OSError as exc:
+        raise BadInput(path, f"cannot read {what}: {exc.strerror or exc}", "check the path") from None
+    if b"\0" in data:
+        raise BadInput(path, f"{what} is binary, not JSONL", "pass a JSONL file, one JSON object per line")
+    for lineno, raw in enumerate(data.split(b"\n"), start=1):
+        if not raw.strip():
+            continue
+        where = f"{path}:{lineno}"
+        try:
+            obj = json.loads(raw)
+        except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+            why = f"{exc.msg} at column {exc.colno}" if isinstance(exc, json.JSONDecodeError) else "not UTF-8"
+            raise BadInput(where, f"{what} must be JSONL, one JSON object per line; this line is not JSON ({why})",
+                           "fix or remove the line") from None
+        if not isinstance(obj, dict):
+            raise BadInput(where, f"expected a JSON object, got {type(obj).__name__}", "one JSON object per line")
+        yield where, obj
+
+
 def read_labels(path: str) -> dict[str, str | None]:
-    """Gold story labels (``cluster`` field) of a labelled JSONL file, for ``dedup eval``."""
+    """Gold story labels (``cluster`` field) of a labelled JSONL file, for ``dedup eval``.
+
+    Articles without a ``cluster`` field map to None (unlabelled background).
+    Raises :class:`BadInput` naming the file and line of the first problem.
+    """
     labels: dict[str, str | None] = {}
-    with open(path, "rb") as fh:
-        for raw in fh:
-            if raw.strip():
-                obj = json.loads(raw)
-                labels[str(_first(obj, ID_FIELDS))] = obj.get("cluster")
+    for where, obj in read_objects(path, "a labelled file"):
+        raw_id = _first(obj, ID_FIELDS)
+        if raw_id is None or not str(raw_id).strip():
+            raise BadInput(where, "missing id", "add an 'id' field")
+        label = obj.get("cluster")
+        labels[str(raw_id).strip()] = None if label is None else str(label)
     return labels
+
+
+def read_pairs(path: str, score_field: str = "overall") -> list[tuple[str, str, float]]:
+    """Labelled pairs ``(id1, id2, score)`` of a pairs JSONL file (``dedup eval --pairs``); raises BadInput."""
+    pairs = []
+    for where, obj in read_objects(path, "a pairs file"):
+        missing = [k for k in ("id1", "id2", score_field) if k not in obj]
+        if missing:
+            raise BadInput(where, f"pair without {', '.join(repr(k) for k in missing)}",
+                           f"every line needs 'id1', 'id2' and a numeric {score_field!r}")
+        try:
+            score = float(obj[score_field])
+        except (TypeError, ValueError):
+            raise BadInput(where, f"{score_field!r} is {obj[score_field]!r}, not a number") from None
+        pairs.append((str(obj["id1"]), str(obj["id2"]), score))
+    return pairs

@@ -77,15 +77,82 @@ def test_every_command_has_help_with_an_example(path):
 
 
 def test_eval_reports_pairwise_ari_and_bcubed_on_seeds_labels(tmp_path):
-    gold = tmp_path / "gold.jsonl"
-    with gold.open("w") as fh:
-        for p in sorted(SEEDS.glob("*.txt")):
-            story = "nato-jan" if p.name[:3] in ("000", "001") else p.name[:3]
-            fh.write(json.dumps({"id": p.stem, "text": p.read_text(), "cluster": story}) + "\n")
-    out = json.loads(run("eval", str(gold)).output)
+    out = json.loads(run("eval", str(_seed_gold(tmp_path / "gold.jsonl"))).output)
     assert out["pairwise_f1"] == 1.0 and out["ari"] == 1.0 and out["bcubed_f1"] == 1.0
 
 
 def test_eval_on_meter_dev_reaches_the_quality_bar():
     out = json.loads(run("eval", str(data_file("meter-dev.jsonl"))).output)
     assert out["pairwise_f1"] >= 0.92 and out["ari"] >= 0.92, out
+
+
+def _seed_gold(path, with_labels=True):
+    """The seed articles as a JSONL file, labelled with their true stories (000 and 001 are one)."""
+    with path.open("w") as fh:
+        for p in sorted(SEEDS.glob("*.txt")):
+            row = {"id": p.stem, "text": p.read_text()}
+            if with_labels:
+                row["cluster"] = "nato-jan" if p.name[:3] in ("000", "001") else p.name[:3]
+            fh.write(json.dumps(row) + "\n")
+    return path
+
+
+def _one_line_error(r):
+    """An input error: exit 2, one line on stderr naming the problem, no traceback."""
+    assert r.exit_code == 2, r.output
+    assert "Traceback" not in r.output and r.stderr.count("\n") == 1, r.stderr
+    return r.stderr
+
+
+def test_eval_missing_gold_file_is_a_one_line_error(tmp_path):
+    err = _one_line_error(CliRunner().invoke(cli, ["eval", str(tmp_path / "gold.jsonl")]))
+    assert "gold.jsonl" in err and "cannot read" in err
+
+
+def test_eval_missing_pairs_file_is_a_one_line_error_before_clustering(tmp_path):
+    gold = _seed_gold(tmp_path / "gold.jsonl")
+    err = _one_line_error(CliRunner().invoke(cli, ["eval", str(gold), "--pairs", str(tmp_path / "pairs.jsonl")]))
+    assert "pairs.jsonl" in err and "cannot read" in err
+
+
+def test_eval_text_file_is_refused_as_not_jsonl(tmp_path):
+    story = tmp_path / "story.txt"
+    story.write_text("Floods closed the M62 near Leeds on Monday.\n")
+    err = _one_line_error(CliRunner().invoke(cli, ["eval", str(story)]))
+    assert f"{story}:1" in err and "must be JSONL" in err
+
+
+def test_eval_malformed_line_names_file_and_line(tmp_path):
+    gold = _seed_gold(tmp_path / "gold.jsonl")
+    gold.write_text(gold.read_text() + '{"id": "broken", "text": \n')
+    n = len(gold.read_text().splitlines())
+    err = _one_line_error(CliRunner().invoke(cli, ["eval", str(gold)]))
+    assert f"gold.jsonl:{n}" in err and "not JSON" in err
+
+
+def test_eval_malformed_pairs_line_names_the_missing_field(tmp_path):
+    gold = _seed_gold(tmp_path / "gold.jsonl")
+    pairs = tmp_path / "pairs.jsonl"
+    pairs.write_text('{"id1": "000_ap_nato", "id2": "001_guardian_nato", "overall": 1.0}\n{"id1": "a", "id2": "b"}\n')
+    err = _one_line_error(CliRunner().invoke(cli, ["eval", str(gold), "--pairs", str(pairs)]))
+    assert "pairs.jsonl:2" in err and "'overall'" in err
+
+
+def test_eval_refuses_a_gold_file_without_cluster_labels(tmp_path):
+    """Zero labelled articles would score a perfect 1.0 while measuring nothing."""
+    gold = _seed_gold(tmp_path / "gold.jsonl", with_labels=False)
+    r = CliRunner().invoke(cli, ["eval", str(gold)])
+    err = _one_line_error(r)
+    assert "'cluster'" in err and r.stdout == ""
+
+
+def test_eval_of_unlabelled_gold_with_pairs_reports_pairs_only(tmp_path):
+    gold = _seed_gold(tmp_path / "gold.jsonl", with_labels=False)
+    ids = sorted(p.stem for p in SEEDS.glob("*.txt"))
+    pairs = tmp_path / "pairs.jsonl"
+    pairs.write_text(json.dumps({"id1": ids[0], "id2": ids[1], "overall": 1.0}) + "\n"
+                     + json.dumps({"id1": ids[0], "id2": ids[2], "overall": 4.0}) + "\n")
+    out = json.loads(run("eval", str(gold), "--pairs", str(pairs)).output)
+    assert "pairwise_f1" not in out and out["articles"] == 0
+    assert out["pairs"]["by_score"] == [{"score": 1.0, "pairs": 1, "merged": 1, "merged_share": 1.0},
+                                        {"score": 4.0, "pairs": 1, "merged": 0, "merged_share": 0.0}]

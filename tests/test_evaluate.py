@@ -42,3 +42,10 @@ def test_property_tests_run_without_a_wall_clock_deadline():
     from hypothesis import HealthCheck, settings
 
     assert settings().deadline is None and HealthCheck.too_slow in settings().suppress_health_check
+
+
+def test_nothing_labelled_is_an_error_not_a_perfect_score():
+    import pytest
+
+    with pytest.raises(ValueError, match="cluster"):
+        evaluate({"a": None, "b": None}, {"a": "s", "b": "s"})
