@@ -158,9 +158,14 @@ def cluster(paths: tuple[str, ...], fmt: str, skip_bad: bool, progress: bool | N
             **kwargs: Any) -> None:
     """Cluster articles from files, directories, JSON/JSONL or stdin (-) into stories.
 
-    Text files become one article each (id = file name without extension);
-    JSON and JSONL items need an "id" and a "text" or "body".  Bad items are
-    reported on stderr with file and line, and the rest of the batch goes on.
+    Directories are read recursively for .txt, .json, .jsonl and .ndjson
+    files; other files are named on stderr as skipped.  A text file is one
+    article, its id the path under the folder given without extension
+    (mon/story.txt -> mon/story; a file named directly: its name).  JSON and
+    JSONL items need an "id" and a "text" or "body".  Bad items (binary
+    files too) are reported on stderr with file and line, and the rest of
+    the batch goes on; an id seen twice is warned about, the later replacing
+    the earlier.  Output fields: docs/output.md.
 
     \b
     Examples:

@@ -156,3 +156,31 @@ def test_eval_of_unlabelled_gold_with_pairs_reports_pairs_only(tmp_path):
     assert "pairwise_f1" not in out and out["articles"] == 0
     assert out["pairs"]["by_score"] == [{"score": 1.0, "pairs": 1, "merged": 1, "merged_share": 1.0},
                                         {"score": 4.0, "pairs": 1, "merged": 0, "merged_share": 0.0}]
+
+
+def test_folders_by_day_keep_same_named_files_apart_and_skips_are_named(tmp_path):
+    for day, text in (("mon", "Floods closed the M62 near Leeds on Monday."),
+                      ("tue", "Snow closed schools across Kent on Tuesday morning.")):
+        (tmp_path / day).mkdir()
+        (tmp_path / day / "story.txt").write_text(text)
+    (tmp_path / "README.md").write_text("How this folder was collected.")
+    r = CliRunner().invoke(cli, ["cluster", "--format", "jsonl", str(tmp_path)])
+    assert r.exit_code == 0
+    assert [json.loads(l)["id"] for l in r.stdout.splitlines()] == ["mon/story", "tue/story"]
+    assert "skipped 1 file(s)" in r.stderr and "README.md" in r.stderr
+
+
+def test_a_repeated_id_is_warned_about_on_stderr(tmp_path):
+    feed = tmp_path / "feed.jsonl"
+    feed.write_text('{"id": "a", "text": "Floods closed the M62 near Leeds on Monday."}\n'
+                    '{"id": "a", "text": "Snow closed schools across Kent on Tuesday."}\n')
+    r = CliRunner().invoke(cli, ["cluster", "--format", "jsonl", str(feed)])
+    assert r.exit_code == 0
+    assert "warning:" in r.stderr and "feed.jsonl:1" in r.stderr and "feed.jsonl:2" in r.stderr
+
+
+def test_a_binary_file_is_rejected_naming_it(tmp_path):
+    ls = tmp_path / "ls.txt"
+    ls.write_bytes(b"\x7fELF" + b"\0" * 64)
+    r = CliRunner().invoke(cli, ["cluster", "--format", "csv", str(ls)])
+    assert r.exit_code == 1 and f"error: {ls}: binary data" in r.stderr and "\0" not in r.stdout
