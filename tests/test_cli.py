@@ -1,6 +1,9 @@
 """The dedup command line: contracts, bad input and help."""
 
+import csv
+import io
 import json
+import re
 
 import click
 import pytest
@@ -32,10 +35,41 @@ def test_json_contract_lists_stories_with_ranked_articles():
     assert big["articles"][0]["id"].startswith("000") and big["articles"][0]["unique_sentences"]
 
 
-def test_table_and_csv_formats():
-    assert "most complete" in run("cluster", str(SEEDS)).output
-    lines = run("cluster", "--format", "csv", str(SEEDS)).output.splitlines()
-    assert lines[0].startswith("id,cluster,rank") and len(lines) == 6
+def test_table_lists_stories_with_the_most_complete_variant_marked():
+    out = run("cluster", str(SEEDS)).output
+    assert out.startswith("STORY ") and out.count("STORY ") == 4 and "most complete" in out
+
+
+def test_csv_has_the_jsonl_fields_with_lists_joined():
+    jsonl = [json.loads(l) for l in run("cluster", "--format", "jsonl", str(SEEDS)).output.splitlines()]
+    table = list(csv.DictReader(io.StringIO(run("cluster", "--format", "csv", str(SEEDS)).output)))
+    assert list(table[0]) == list(jsonl[0]) and len(table) == len(jsonl) == 5
+    for row, obj in zip(table, jsonl):
+        assert row["unique_sentences"] == " | ".join(obj["unique_sentences"])
+        assert row["most_complete"] == str(obj["most_complete"]).lower()
+        assert (row["id"], row["cluster"], row["action"]) == (obj["id"], obj["cluster"], obj["action"])
+        assert float(row["coverage"]) == obj["coverage"] and int(row["rank"]) == obj["rank"]
+
+
+def test_a_one_article_story_lists_no_unique_sentences_in_any_format():
+    """With nothing to compare against, no sentence is unique: the same in every format."""
+    doc = json.loads(run("cluster", "--format", "json", str(SEEDS)).output)
+    single = [s for s in doc["stories"] if s["size"] == 1]
+    assert single and all(s["articles"][0]["unique_sentences"] == [] for s in single)
+    rows = [json.loads(l) for l in run("cluster", "--format", "jsonl", str(SEEDS)).output.splitlines()]
+    assert all(r["unique_sentences"] == [] for r in rows if r["story_size"] == 1)
+
+
+def test_output_goes_to_a_file_with_o(tmp_path):
+    target = tmp_path / "out.jsonl"
+    r = run("cluster", "--format", "jsonl", "-o", str(target), str(SEEDS))
+    assert r.exit_code == 0 and r.stdout == ""
+    assert len(target.read_text().splitlines()) == 5
+
+
+def test_an_unwritable_output_file_is_an_input_error_before_any_work(tmp_path):
+    r = CliRunner().invoke(cli, ["cluster", "-o", str(tmp_path / "no" / "such" / "dir.csv"), str(SEEDS)])
+    assert r.exit_code == 2 and "-o/--output" in r.stderr and "Traceback" not in r.output
 
 
 def test_bad_items_are_reported_and_the_batch_goes_on(tmp_path):
@@ -184,3 +218,30 @@ def test_a_binary_file_is_rejected_naming_it(tmp_path):
     ls.write_bytes(b"\x7fELF" + b"\0" * 64)
     r = CliRunner().invoke(cli, ["cluster", "--format", "csv", str(ls)])
     assert r.exit_code == 1 and f"error: {ls}: binary data" in r.stderr and "\0" not in r.stdout
+
+
+def test_progress_bars_cover_clustering_ranking_and_writing_with_totals():
+    r = CliRunner().invoke(cli, ["cluster", "--progress", "--format", "jsonl", str(SEEDS)])
+    assert r.exit_code == 0
+    for phase, total in (("clustering", "5/5"), ("ranking", "4/4"), ("writing", "5/5")):
+        assert re.search(rf"{phase}: 100%\|[^|]*\| {total} \[\d\d:\d\d<\d\d:\d\d", r.stderr), phase  # ETA after <
+
+
+def test_no_progress_off_a_terminal_or_with_no_progress():
+    assert "clustering" not in CliRunner().invoke(cli, ["cluster", str(SEEDS)]).stderr
+    assert "clustering" not in CliRunner().invoke(cli, ["cluster", "--no-progress", str(SEEDS)]).stderr
+
+
+def test_boolean_settings_are_flags():
+    r = run("settings", "--store-features")
+    assert json.loads(r.output)["store_features"] is True
+    assert json.loads(run("settings", "--no-store-features").output)["store_features"] is False
+
+
+def test_help_puts_redis_tuning_in_its_own_section_and_leaves_out_unused_settings():
+    cluster_help = run("cluster", "--help").output
+    options, shared = cluster_help.split("Shared index (Redis):")
+    assert "--redis-retry-s" in shared and "--redis-retry-s" not in options and "--port" in options
+    delete_help = run("delete", "--help").output
+    assert "--jobs" not in delete_help and "--max-chars" not in delete_help and "--same-sentence" not in delete_help
+    assert "--format" in delete_help and "--output" in delete_help
