@@ -245,3 +245,57 @@ def test_help_puts_redis_tuning_in_its_own_section_and_leaves_out_unused_setting
     delete_help = run("delete", "--help").output
     assert "--jobs" not in delete_help and "--max-chars" not in delete_help and "--same-sentence" not in delete_help
     assert "--format" in delete_help and "--output" in delete_help
+
+
+# -- the shared index: stories, show, delete ------------------------------------
+@pytest.fixture
+def shared(redis_url):
+    """The seed articles clustered into the test Redis; yields its URL."""
+    assert run("cluster", "--redis", redis_url, "--format", "jsonl", str(SEEDS)).exit_code == 0
+    return redis_url
+
+
+def test_stories_lists_the_largest_first_and_filters_by_size(shared):
+    rows = [json.loads(l) for l in run("stories", "--redis", shared, "--format", "jsonl").output.splitlines()]
+    assert [r["story_size"] for r in rows] == [2, 2, 1, 1, 1] and rows[0]["action"] is None
+    doc = json.loads(run("stories", "--redis", shared, "--min-size", "2", "--format", "json").output)
+    assert [s["size"] for s in doc["stories"]] == [2]
+    assert len(json.loads(run("stories", "--redis", shared, "--limit", "2", "--format", "json").output)["stories"]) == 2
+
+
+def test_stories_sorted_by_recent_put_the_latest_publication_first(redis_url, tmp_path):
+    feed = tmp_path / "feed.jsonl"
+    feed.write_text("".join(json.dumps({"id": i, "published": day, "text": text}) + "\n" for i, day, text in (
+        ("floods", "2020-01-20", "Floods closed the M62 near Leeds on Monday after heavy rain."),
+        ("snow", "2020-01-22", "Snow closed schools across Kent as temperatures fell below zero."),
+        ("budget", "2020-01-21", "The chancellor delayed the budget vote until the spring session."))))
+    assert run("cluster", "--redis", redis_url, str(feed)).exit_code == 0
+    doc = json.loads(run("stories", "--redis", redis_url, "--sort", "recent", "--format", "json").output)
+    assert [s["articles"][0]["id"] for s in doc["stories"]] == ["snow", "budget", "floods"]
+
+
+def test_show_finds_a_story_by_its_id_or_by_one_of_its_articles(shared):
+    ids = sorted(p.stem for p in SEEDS.glob("*.txt"))
+    by_article = json.loads(run("show", "--redis", shared, "--format", "json", ids[1]).output)
+    (story,) = by_article["stories"]
+    assert {a["id"] for a in story["articles"]} == {ids[0], ids[1]}
+    assert json.loads(run("show", "--redis", shared, "--format", "json", story["id"]).output) == by_article
+    r = CliRunner().invoke(cli, ["show", "--redis", shared, "nope"])
+    assert r.exit_code == 1 and "'nope' is neither a story nor an article" in r.stderr
+
+
+def test_the_shared_index_commands_need_redis():
+    for cmd in (["stories"], ["show", "x"], ["delete", "x"]):
+        r = CliRunner().invoke(cli, cmd)
+        assert r.exit_code == 2 and "--redis" in r.stderr, cmd
+
+
+def test_delete_prints_in_every_format(shared):
+    ids = sorted(p.stem for p in SEEDS.glob("*.txt"))
+    r = CliRunner().invoke(cli, ["delete", "--redis", shared, "--format", "jsonl", ids[1], "nope"])
+    assert r.exit_code == 1 and "'nope' is not in the index" in r.stderr
+    assert [json.loads(l) for l in r.stdout.splitlines()] == [{"id": ids[1], "stories": [ids[0]]}]
+    r = CliRunner().invoke(cli, ["delete", "--redis", shared, "--format", "csv", ids[0]])
+    assert r.stdout.splitlines() == ["id,stories", f"{ids[0]},"]
+    r = CliRunner().invoke(cli, ["delete", "--redis", shared, ids[2]])
+    assert r.stdout == f"deleted {ids[2]}; its story is now no story (it was the only article)\n"
