@@ -4,6 +4,8 @@ import csv
 import io
 import json
 import re
+import shlex
+from pathlib import Path
 
 import click
 import pytest
@@ -11,7 +13,7 @@ from click.testing import CliRunner
 
 from dedup.cli import cli
 
-from .conftest import SEEDS, data_file
+from .conftest import ROOT, SEEDS, data_file
 
 
 def run(*args, input=None):
@@ -299,3 +301,92 @@ def test_delete_prints_in_every_format(shared):
     assert r.stdout.splitlines() == ["id,stories", f"{ids[0]},"]
     r = CliRunner().invoke(cli, ["delete", "--redis", shared, ids[2]])
     assert r.stdout == f"deleted {ids[2]}; its story is now no story (it was the only article)\n"
+
+
+# -- output schemas (docs/output.md, docs/schemas/) --------------------------------
+SCHEMAS = ROOT / "docs" / "schemas"
+DOC_FORMATS = {"cluster": "article", "stories": "article", "show": "article", "delete": "deletion"}
+
+
+def _validator(name):
+    from jsonschema import Draft202012Validator
+    from referencing import Registry, Resource
+
+    docs = {p.name: json.loads(p.read_text()) for p in SCHEMAS.glob("*.json")}
+    registry = Registry().with_resources((n, Resource.from_contents(d)) for n, d in docs.items())
+    return Draft202012Validator(docs[name + ".json"], registry=registry)
+
+
+def _from_csv_cell(cell: str, prop: dict):
+    """A CSV cell back to the JSON value the schema describes (lists joined with ' | ')."""
+    kind = prop.get("type") or ("string" if None not in prop.get("enum", [None]) else None)
+    if kind == "array":
+        return cell.split(" | ") if cell else []
+    if cell == "" and kind in (None, "integer", "number"):
+        return None
+    return {"boolean": lambda c: {"true": True, "false": False}[c], "integer": int, "number": float}.get(
+        kind, lambda c: c)(cell)
+
+
+def check_output(text: str, fmt: str, command: str) -> int:
+    """Validate one command's output against its schema; returns how many records it held."""
+    if fmt == "table":
+        assert text.startswith("STORY ") or text.startswith("deleted "), text[:80]
+        return text.count("\n")
+    row = DOC_FORMATS[command]
+    if fmt == "json":
+        _validator("deletions" if row == "deletion" else "stories").validate(json.loads(text))
+        return 1
+    validator = _validator(row)
+    if fmt == "jsonl":
+        records = [json.loads(line) for line in text.splitlines()]
+    else:
+        props = validator.schema["properties"]
+        table = list(csv.DictReader(io.StringIO(text)))
+        assert list(table[0]) == validator.schema["required"]
+        records = [{k: _from_csv_cell(v, props[k]) for k, v in r.items()} for r in table]
+    for r in records:
+        validator.validate(r)
+        if fmt == "jsonl":
+            assert list(r) == validator.schema["required"]  # the same order as the CSV columns
+    return len(records)
+
+
+@pytest.mark.parametrize("fmt", ["table", "json", "jsonl", "csv"])
+def test_cluster_output_matches_its_schema_in_every_format(fmt):
+    assert check_output(run("cluster", "--format", fmt, str(SEEDS)).output, fmt, "cluster")
+
+
+@pytest.mark.parametrize("fmt", ["json", "jsonl", "csv"])
+def test_stories_show_and_delete_output_match_their_schemas(shared, fmt):
+    ids = sorted(p.stem for p in SEEDS.glob("*.txt"))
+    assert check_output(run("stories", "--redis", shared, "--format", fmt).output, fmt, "stories")
+    assert check_output(run("show", "--redis", shared, "--format", fmt, ids[0]).output, fmt, "show")
+    assert check_output(run("delete", "--redis", shared, "--format", fmt, ids[0]).output, fmt, "delete")
+
+
+def test_docs_describe_every_field_of_every_schema():
+    doc = (ROOT / "docs" / "output.md").read_text()
+    for path in SCHEMAS.glob("*.json"):
+        assert f"schemas/{path.name}" in doc, path.name
+        for name in json.loads(path.read_text()).get("properties", {}):
+            assert f"`{name}`" in doc, (path.name, name)
+
+
+def test_the_examples_in_docs_output_md_run_and_match_the_schemas(redis_url, tmp_path, monkeypatch):
+    monkeypatch.chdir(ROOT)
+    monkeypatch.setenv("DEDUP_REDIS_URL", redis_url)
+    block = (ROOT / "docs" / "output.md").read_text().split("```console\n", 1)[1].split("```", 1)[0]
+    commands = [shlex.split(line[2:]) for line in block.splitlines() if line.startswith("$ dedup ")]
+    assert len(commands) >= 8
+    for argv in commands:
+        args = argv[1:]
+        target = None
+        if "-o" in args:
+            at = args.index("-o") + 1
+            target = args[at] = str(tmp_path / args[at])
+        r = CliRunner().invoke(cli, args)
+        assert r.exit_code == 0, (argv, r.output)
+        fmt = args[args.index("--format") + 1] if "--format" in args else "table"
+        text = Path(target).read_text() if target else r.stdout
+        assert check_output(text, fmt, args[0]), argv
