@@ -390,3 +390,16 @@ def test_the_examples_in_docs_output_md_run_and_match_the_schemas(redis_url, tmp
         fmt = args[args.index("--format") + 1] if "--format" in args else "table"
         text = Path(target).read_text() if target else r.stdout
         assert check_output(text, fmt, args[0]), argv
+
+
+def test_the_dashboard_does_not_import_the_cli():
+    """dedup.web and dedup.cli share dedup.console; an import of cli from web, even inside a function, is a cycle."""
+    import ast
+
+    for path in (ROOT / "dedup" / "web").glob("*.py"):
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.ImportFrom):
+                name = "." * node.level + (node.module or "")
+                assert name not in ("..cli", "dedup.cli"), f"{path.name} imports {name}"
+            elif isinstance(node, ast.Import):
+                assert all(a.name != "dedup.cli" for a in node.names), path.name
