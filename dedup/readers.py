@@ -166,7 +166,7 @@ def read_bytes(data: bytes, name: str, suffix: str = "", article_id: str | None 
     """
     problem = binary_problem(data)
     if problem:
-        yield BadInput(name, problem, "pass UTF-8 text, JSON or JSONL (convert UTF-16 or Latin-1 files to UTF-8)")
+        yield BadInput(name, problem, "pass UTF-8 text, JSON or JSONL; convert UTF-16 or Latin-1 files to UTF-8")
         return
     suffix = suffix.lower()
     if suffix in (".jsonl", ".ndjson"):
