@@ -4,10 +4,10 @@ FROM python:3.11-slim
 ENV PYTHONDONTWRITEBYTECODE=1 PYTHONUNBUFFERED=1 PIP_NO_CACHE_DIR=1
 WORKDIR /app
 
-# dependencies first, so code edits do not reinstall them
+# the worker needs prometheus_client (worker extra), the dashboard FastAPI, uvicorn and jinja2 (web extra)
 COPY pyproject.toml ./
 COPY dedup ./dedup
-RUN pip install '.[worker]'
+RUN pip install '.[worker,web]'
 
 COPY worker.py ./
 RUN useradd --system --no-create-home dedup

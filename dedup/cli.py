@@ -1,7 +1,8 @@
 """The ``dedup`` command line: parse arguments, call :class:`~dedup.service.Deduper`, format results.
 
-Every clustering setting is a flag and a ``DEDUP_*`` environment variable,
-generated from :class:`~dedup.settings.Settings`.
+Every setting is a flag and a ``DEDUP_*`` environment variable, generated
+from :class:`~dedup.settings.Settings`; the output formats are documented in
+docs/output.md with JSON Schemas in docs/schemas/.
 """
 
 from __future__ import annotations
@@ -12,56 +13,124 @@ import json
 import os
 import sys
 import time
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Callable, Iterable, TextIO
+from typing import Any, Callable, Iterable, Iterator, TextIO
 
 import click
 
+from .console import progress, run_batch, say, show_progress
 from .evaluate import evaluate, pair_report
-from .readers import read_labels, read_paths
-from .records import Article, BadInput, Story
+from .readers import read_labels, read_pairs, read_paths
+from .records import BadInput, RankedVariant, Story
 from .service import Deduper, Outcome
 from .settings import Settings
 from .worker import WorkerSettings, run_worker, worker_options
 
 CONTEXT = {"help_option_names": ["-h", "--help"], "max_content_width": 100}
 
+# help sections, in the order --help prints them
+OPTIONS = "Options"
+CLUSTERING = "Clustering settings"
+SHARED = "Shared index (Redis)"
+SECTIONS = (OPTIONS, CLUSTERING, SHARED)
+# settings that only tune the Redis index; every one says "Shared (Redis) index only"
+REDIS_GROUPS = {"redis", "storage"}
+# what each kind of command reads of the clustering settings (the fingerprint groups open an index)
+ALL_GROUPS = ("signature", "clustering", "ranking", "runtime", "input")
+FORMATS = ("table", "json", "jsonl", "csv")
+# one article row of jsonl and csv output, in order (docs/schemas/article.json)
+ROW_FIELDS = ("id", "cluster", "action", "story_size", "rank", "most_complete", "unique_information", "coverage",
+              "unique_sentences", "title", "source", "published")
+LIST_SEPARATOR = " | "  # joins a list in one CSV cell
 
-def settings_options(fn: Callable) -> Callable:
-    """Add one option per Settings field, plus --redis and --namespace."""
-    for f in reversed(Settings.declared()):
+
+class SectionOption(click.Option):
+    """An option that --help lists under a section of its own (clustering settings, shared index)."""
+
+    def __init__(self, *args: Any, section: str = OPTIONS, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.section = section
+
+
+class SectionedCommand(click.Command):
+    def format_options(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
+        rows: dict[str, list[tuple[str, str]]] = {s: [] for s in SECTIONS}
+        for param in self.get_params(ctx):
+            record = param.get_help_record(ctx) if isinstance(param, click.Option) else None
+            if record:
+                rows[getattr(param, "section", OPTIONS)].append(record)
+        for title in SECTIONS:
+            if rows[title]:
+                with formatter.section(title):
+                    formatter.write_dl(rows[title])
+
+
+class DedupGroup(click.Group):
+    command_class = SectionedCommand
+
+
+class InputError(click.ClickException):
+    """Input the command cannot work on at all (not one bad item of a batch): one line, exit 2."""
+
+    exit_code = 2
+
+
+def settings_options(*groups: str) -> Callable[[Callable], Callable]:
+    """Options for the Settings fields of ``groups``, the shared-index tuning settings, --redis and --namespace.
+
+    Settings a command does not list still come from their ``DEDUP_*`` variables.
+    """
+    def add(fn: Callable) -> Callable:
+        for f in reversed(Settings.declared()):
+            group = f.metadata["group"]
+            if group not in REDIS_GROUPS and group not in groups:
+                continue
+            flag = "--" + f.name.replace("_", "-")
+            kind: dict[str, Any] = (
+                {"param_decls": [f"{flag}/--no-{flag[2:]}"]} if isinstance(f.default, bool)
+                else {"param_decls": [flag], "type": type(f.default)}
+            )
+            fn = click.option(
+                *kind.pop("param_decls"), f.name, cls=SectionOption,
+                section=SHARED if group in REDIS_GROUPS else CLUSTERING,
+                default=None, envvar=Settings.env_name(f.name), show_envvar=True,
+                help=f"{f.metadata['help']} [default: {f.default}]", **kind,
+            )(fn)
         fn = click.option(
-            "--" + f.name.replace("_", "-"),
-            f.name,
-            type=type(f.default),
-            default=None,
-            envvar=Settings.env_name(f.name),
-            show_envvar=True,
-            help=f"{f.metadata['help']} [default: {f.default}]",
+            "--namespace", default="dedup", envvar="DEDUP_NAMESPACE", show_envvar=True, show_default=True,
+            cls=SectionOption, section=SHARED,
+            help="Key prefix of the shared index; several indexes can live in one Redis.",
         )(fn)
-    fn = click.option(
-        "--namespace",
-        default="dedup",
-        envvar="DEDUP_NAMESPACE",
-        show_envvar=True,
-        show_default=True,
-        help="Key prefix of the shared index; several indexes can live in one Redis.",
+        fn = click.option(
+            "--redis", "redis_url", default=None, envvar="DEDUP_REDIS_URL", show_envvar=True,
+            cls=SectionOption, section=SHARED,
+            help="Use the shared Redis index at this URL (redis://, rediss://, unix://, or redis+cluster://host:port "
+                 "for a Redis Cluster) instead of an in-process one.",
+        )(fn)
+        return fn
+    return add
+
+
+def output_options(fn: Callable) -> Callable:
+    """--format and -o/--output, the same on every command that prints results."""
+    fn = click.option("-o", "--output", "output", type=click.Path(dir_okay=False, writable=True), default=None,
+                      help="Write the results to FILE instead of standard output.")(fn)
+    return click.option(
+        "--format", "fmt", type=click.Choice(FORMATS), default="table", show_default=True,
+        envvar="DEDUP_FORMAT", show_envvar=True, help="Output format (fields: docs/output.md).",
     )(fn)
-    fn = click.option(
-        "--redis",
-        "redis_url",
-        default=None,
-        envvar="DEDUP_REDIS_URL",
-        show_envvar=True,
-        help="Use the shared Redis index at this URL (redis://, rediss://, unix://, or redis+cluster://host:port "
-             "for a Redis Cluster) instead of an in-process one.",
-    )(fn)
-    return fn
+
+
+def progress_option(fn: Callable) -> Callable:
+    return click.option("--progress/--no-progress", default=None, envvar="DEDUP_PROGRESS", show_envvar=True,
+                        help="Progress bars on stderr [default: when stderr is a terminal].")(fn)
 
 
 def _settings(kwargs: dict[str, Any]) -> Settings:
+    names = {f.name for f in Settings.declared()}
     try:
-        return Settings.from_values(kwargs)
+        return Settings.from_env(**{k: v for k, v in kwargs.items() if k in names})
     except ValueError as exc:
         raise click.UsageError(str(exc)) from exc
 
@@ -79,142 +148,86 @@ def _open(kwargs: dict[str, Any]) -> Deduper:
         raise
 
 
-class Progress:
-    """A one-line progress counter on stderr, shown only on a terminal or when asked."""
-
-    def __init__(self, enabled: bool, stream: TextIO = sys.stderr) -> None:
-        self.enabled = enabled
-        self.stream = stream
-        self.start = time.monotonic()
-        self.last = 0.0
-        self.n = 0
-
-    def tick(self) -> None:
-        self.n += 1
-        now = time.monotonic()
-        if self.enabled and now - self.last > 0.2:
-            self.last = now
-            rate = self.n / max(now - self.start, 1e-9)
-            self.stream.write(f"\r{self.n:,} articles  {rate:,.0f}/s")
-            self.stream.flush()
-
-    def done(self) -> None:
-        if self.enabled and self.n:
-            rate = self.n / max(time.monotonic() - self.start, 1e-9)
-            self.stream.write(f"\r{self.n:,} articles  {rate:,.0f}/s  done\n")
-            self.stream.flush()
+def _shared(kwargs: dict[str, Any], command: str) -> Deduper:
+    if not kwargs.get("redis_url"):
+        raise click.UsageError(f"{command} works on a shared index: pass --redis URL (or set DEDUP_REDIS_URL)")
+    return _open(kwargs)
 
 
-def run_batch(dd: Deduper, items: Iterable[Article | BadInput], progress: Progress) -> list[Outcome]:
-    """Ingest everything, reporting bad items and warnings on stderr as they come."""
-    outcomes = []
-    for outcome in dd.add_many(items):
-        progress.tick()
-        if outcome.article is not None:
-            for w in outcome.article.warnings:
-                click.echo(f"warning: {w}", err=True)
-        if outcome.error is not None:
-            click.echo(f"error: {outcome.error}", err=True)
-        outcomes.append(outcome)
-    progress.done()
-    return outcomes
+@contextmanager
+def _output(path: str | None) -> Iterator[TextIO]:
+    """Standard output, or FILE opened before any work so a bad path fails at once."""
+    if path in (None, "-"):
+        yield sys.stdout
+        return
+    try:
+        fh = open(path, "w", encoding="utf-8", newline="")
+    except OSError as exc:
+        raise InputError(f"cannot write {path}: {exc.strerror or exc} (check the -o/--output path)") from None
+    with fh:
+        yield fh
 
 
-def story_dict(story: Story) -> dict[str, Any]:
-    d = dataclasses.asdict(story)
-    d["size"] = story.size
+# -- output -------------------------------------------------------------------
+def variant_dict(story: Story, v: RankedVariant) -> dict[str, Any]:
+    d = dataclasses.asdict(v)
+    if story.size == 1:  # nothing to compare with: no sentence is "unique" to it
+        d["unique_sentences"] = []
     return d
 
 
-@click.group(context_settings=CONTEXT)
-@click.version_option(package_name="dedup")
-def cli() -> None:
-    """Cluster news articles into stories and show what each rewrite adds.
-
-    \b
-    Example:
-      dedup cluster seeds/
-    """
+def story_dict(story: Story) -> dict[str, Any]:
+    return {"id": story.id, "size": story.size, "headline": story.headline, "sources": story.sources,
+            "first_published": story.first_published, "last_published": story.last_published,
+            "articles": [variant_dict(story, v) for v in story.articles]}
 
 
-@cli.command(context_settings=CONTEXT)
-@click.argument("paths", nargs=-1, required=True)
-@click.option(
-    "--format", "fmt", type=click.Choice(["table", "json", "jsonl", "csv"]), default="table", show_default=True,
-    envvar="DEDUP_FORMAT", show_envvar=True, help="Output format.",
-)
-@click.option("--skip-bad", is_flag=True, envvar="DEDUP_SKIP_BAD", help="Exit 0 even when some items were rejected.")
-@click.option("--progress/--no-progress", default=None, envvar="DEDUP_PROGRESS", show_envvar=True,
-              help="Progress on stderr [default: when stderr is a terminal].")
-@click.option("--serve", is_flag=True, help="Then browse the batch in the dashboard (see `dedup serve`; DEDUP_PORT, default 8000).")
-@settings_options
-def cluster(paths: tuple[str, ...], fmt: str, skip_bad: bool, progress: bool | None, serve: bool,
-            **kwargs: Any) -> None:
-    """Cluster articles from files, directories, JSON/JSONL or stdin (-) into stories.
-
-    Text files become one article each (id = file name without extension);
-    JSON and JSONL items need an "id" and a "text" or "body".  Bad items are
-    reported on stderr with file and line, and the rest of the batch goes on.
-
-    \b
-    Examples:
-      dedup cluster seeds/
-      dedup cluster --format jsonl articles.jsonl > assignments.jsonl
-      cat feed.jsonl | dedup cluster --format json -
-      dedup cluster --serve seeds/
-    """
-    with _open(kwargs) as dd:
-        show = sys.stderr.isatty() if progress is None else progress
-        outcomes = run_batch(dd, read_paths(paths), Progress(show))
-        errors = [o for o in outcomes if o.error is not None]
-        done = [o for o in outcomes if o.assignment is not None]
-        story_of = dd.index.story_of([o.assignment.article_id for o in done])
-        stories: dict[str, Story] = {}
-        for sid in dict.fromkeys(story_of[o.assignment.article_id] for o in done if o.assignment.article_id in story_of):
-            st = dd.story(sid)
-            if st is not None:
-                stories[sid] = st
-        _emit(fmt, done, errors, story_of, stories, sys.stdout)
-        if serve:
-            from .web.serve import run as serve_dashboard
-
-            sys.stdout.flush()
-            serve_dashboard(dd, "127.0.0.1", int(os.environ.get("DEDUP_PORT", "8000")),
-                            os.environ.get("DEDUP_ADMIN_TOKEN") or None)
-    if errors and not skip_bad:
-        click.echo(f"{len(errors)} item(s) rejected; use --skip-bad to exit 0 anyway", err=True)
-        sys.exit(1)
+def article_row(story: Story, v: RankedVariant, action: str | None) -> dict[str, Any]:
+    d = variant_dict(story, v)
+    row = {"id": v.id, "cluster": story.id, "action": action, "story_size": story.size}
+    row.update((k, d[k]) for k in ROW_FIELDS if k not in row)
+    return row
 
 
-def _emit(fmt: str, done: list[Outcome], errors: list[Outcome], story_of: dict[str, str],
-          stories: dict[str, Story], out: TextIO) -> None:
-    variant = {(sid, v.id): v for sid, st in stories.items() for v in st.articles}
-    if fmt == "jsonl":
-        for o in done:
-            aid = o.assignment.article_id
-            sid = story_of.get(aid, o.assignment.story)
-            v = variant.get((sid, aid))
-            row = {"id": aid, "cluster": sid, "action": o.assignment.action,
-                   "story_size": stories[sid].size if sid in stories else 1,
-                   "rank": v.rank if v else None,
-                   "unique_sentences": v.unique_sentences if v else []}
-            out.write(json.dumps(row, ensure_ascii=False) + "\n")
-    elif fmt == "json":
-        doc = {"stories": [story_dict(s) for s in stories.values()],
-               "errors": [{"where": o.error.where, "reason": o.error.reason} for o in errors]}
-        out.write(json.dumps(doc, ensure_ascii=False, indent=2) + "\n")
-    elif fmt == "csv":
+def csv_cell(value: Any) -> Any:
+    if isinstance(value, list):
+        return LIST_SEPARATOR.join(str(x) for x in value)
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    return "" if value is None else value
+
+
+def write_records(fmt: str, out: TextIO, rows: Iterable[dict[str, Any]], fields: Iterable[str], show: bool,
+                  total: int) -> None:
+    """One JSON object per line, or CSV with a header, of ``rows``."""
+    fields = list(fields)
+    if fmt == "csv":
         w = csv.writer(out)
-        w.writerow(["id", "cluster", "rank", "story_size", "unique_sentences", "unique_information", "source", "title"])
-        for o in done:
-            aid = o.assignment.article_id
-            sid = story_of.get(aid, o.assignment.story)
-            v = variant.get((sid, aid))
-            w.writerow([aid, sid, v.rank if v else "", stories[sid].size if sid in stories else 1,
-                        len(v.unique_sentences) if v else 0, v.unique_information if v else 0,
-                        v.source if v else "", v.title if v else ""])
+        w.writerow(fields)
+    for row in progress(rows, "writing", show, total=total):
+        if fmt == "csv":
+            w.writerow([csv_cell(row[k]) for k in fields])
+        else:
+            out.write(json.dumps(row, ensure_ascii=False) + "\n")
+
+
+def emit_stories(fmt: str, out: TextIO, stories: list[Story], show: bool,
+                 order: list[tuple[str, str, str | None]] | None = None, errors: Iterable[BadInput] = ()) -> None:
+    """Stories in any format; ``order`` gives the article rows of jsonl/csv as (article, story, action)."""
+    if fmt == "table":
+        out.write(render_table(stories))
+    elif fmt == "json":
+        doc = {"stories": [story_dict(s) for s in progress(stories, "writing", show, unit="story")],
+               "errors": [{"where": e.where, "reason": e.reason} for e in errors]}
+        out.write(json.dumps(doc, ensure_ascii=False, indent=2) + "\n")
     else:
-        out.write(render_table(list(stories.values())))
+        by_id = {s.id: s for s in stories}
+        variant = {(s.id, v.id): v for s in stories for v in s.articles}
+        if order is None:
+            order = [(v.id, s.id, None) for s in stories for v in s.articles]
+        rows = (article_row(by_id[sid], variant[(sid, aid)], action) for aid, sid, action in order
+                if (sid, aid) in variant)
+        write_records(fmt, out, rows, ROW_FIELDS, show, total=len(order))
 
 
 def render_table(stories: list[Story]) -> str:
@@ -228,24 +241,99 @@ def render_table(stories: list[Story]) -> str:
             mark = "  * most complete" if v.most_complete else ""
             lines.append(f"  {v.rank}. {v.id}  unique information {v.unique_information:.1f}, "
                          f"covers {v.coverage:.0%} of the story{mark}")
-            if st.size > 1:
-                for s in v.unique_sentences:
-                    lines.append(f"       + {s}")
+            for s in variant_dict(st, v)["unique_sentences"]:
+                lines.append(f"       + {s}")
         lines.append("")
     return "\n".join(lines)
+
+
+def rank_stories(dd: Deduper, story_ids: Iterable[str], show: bool) -> list[Story]:
+    """The ranked stories of ``story_ids`` (ranking reads every member's sentences)."""
+    story_ids = list(dict.fromkeys(story_ids))
+    ranked = (dd.story(sid) for sid in story_ids)
+    return [s for s in progress(ranked, "ranking", show, total=len(story_ids), unit="story") if s is not None]
+
+
+# -- commands -----------------------------------------------------------------
+@click.group(cls=DedupGroup, context_settings=CONTEXT)
+@click.version_option(package_name="dedup")
+def cli() -> None:
+    """Cluster news articles into stories and show what each rewrite adds.
+
+    \b
+    Example:
+      dedup cluster seeds/
+    """
+
+
+@cli.command(context_settings=CONTEXT)
+@click.argument("paths", nargs=-1, required=True)
+@output_options
+@click.option("--skip-bad", is_flag=True, envvar="DEDUP_SKIP_BAD", help="Exit 0 even when some items were rejected.")
+@progress_option
+@click.option("--serve", is_flag=True, help="Then browse the batch in the dashboard (see `dedup serve`).")
+@click.option("--host", default="127.0.0.1", envvar="DEDUP_HOST", show_envvar=True, show_default=True,
+              help="With --serve: the address the dashboard listens on (0.0.0.0: every interface).")
+@click.option("--port", default=8000, envvar="DEDUP_PORT", show_envvar=True, show_default=True,
+              help="With --serve: the dashboard's port.")
+@settings_options(*ALL_GROUPS)
+def cluster(paths: tuple[str, ...], fmt: str, output: str | None, skip_bad: bool, progress: bool | None,
+            serve: bool, host: str, port: int, **kwargs: Any) -> None:
+    """Cluster articles from files, directories, JSON/JSONL or stdin (-) into stories.
+
+    Directories are read recursively for .txt, .json, .jsonl and .ndjson
+    files; other files are named on stderr as skipped.  A text file is one
+    article, its id the path under the folder given without extension
+    (mon/story.txt -> mon/story; a file named directly: its name).  JSON and
+    JSONL items need an "id" and a "text" or "body".  Bad items (binary
+    files too) are reported on stderr with file and line, and the rest of
+    the batch goes on; an id seen twice is warned about, the later replacing
+    the earlier.  Output fields: docs/output.md.
+
+    \b
+    Examples:
+      dedup cluster seeds/
+      dedup cluster --format jsonl articles.jsonl -o assignments.jsonl
+      cat feed.jsonl | dedup cluster --format json -
+      dedup cluster --serve --port 8080 seeds/
+    """
+    show = show_progress(progress)
+    with _output(output) as out, _open(kwargs) as dd:
+        outcomes = run_batch(dd, read_paths(paths), show)
+        errors = [o.error for o in outcomes if o.error is not None]
+        done = [o.assignment for o in outcomes if o.assignment is not None]
+        story_of = dd.index.story_of([a.article_id for a in done])
+        order = [(a.article_id, story_of[a.article_id], a.action) for a in done if a.article_id in story_of]
+        stories = rank_stories(dd, (sid for _, sid, _ in order), show)
+        emit_stories(fmt, out, stories, show, order, errors)
+        if serve:
+            from .web.serve import run as serve_dashboard
+
+            out.flush()
+            serve_dashboard(dd, host, port, os.environ.get("DEDUP_ADMIN_TOKEN") or None)
+    if errors and not skip_bad:
+        click.echo(f"{len(errors)} item(s) rejected; use --skip-bad to exit 0 anyway", err=True)
+        sys.exit(1)
 
 
 @cli.command("eval", context_settings=CONTEXT)
 @click.argument("gold")
 @click.argument("extra", nargs=-1)
-@click.option("--pairs", "pairs_path", default=None, envvar="DEDUP_PAIRS", show_envvar=True, help="JSONL of labelled pairs (id1, id2, overall): report merges by score.")
-@settings_options
-def eval_cmd(gold: str, extra: tuple[str, ...], pairs_path: str | None, **kwargs: Any) -> None:
+@click.option("--pairs", "pairs_path", default=None, envvar="DEDUP_PAIRS", show_envvar=True,
+              help="JSONL of labelled pairs (id1, id2, overall): report merges by score.")
+@click.option("-o", "--output", "output", default=None, help="Write the scores to FILE instead of standard output.")
+@progress_option
+@settings_options(*ALL_GROUPS)
+def eval_cmd(gold: str, extra: tuple[str, ...], pairs_path: str | None, output: str | None,
+             progress: bool | None, **kwargs: Any) -> None:
     """Cluster a labelled JSONL file and print quality scores as JSON.
 
     The gold file's "cluster" field is the story label; it is read only for
     scoring.  EXTRA files are clustered in the same run as background
-    traffic (their unlabelled articles are not scored).
+    traffic (their unlabelled articles are not scored).  A gold file without
+    "cluster" labels needs --pairs, and is then scored by its pairs only.
+    Unreadable or malformed gold, extra or pairs files stop before
+    clustering with the file and line, exit status 2.
 
     \b
     Examples:
@@ -253,58 +341,137 @@ def eval_cmd(gold: str, extra: tuple[str, ...], pairs_path: str | None, **kwargs
       dedup eval ../shared/data/meter-dev.jsonl ../shared/data/bbc-distractors.jsonl
       dedup eval ../shared/data/semeval-dev-articles.jsonl --pairs ../shared/data/semeval-dev-pairs.jsonl
     """
-    labels: dict[str, str | None] = {}
-    for path in (gold, *extra):
-        for k, v in read_labels(path).items():
-            labels.setdefault(k, v)
-    with _open(kwargs) as dd:
+    try:
+        labels = read_labels(gold)
+        if not labels:
+            raise BadInput(gold, "holds no articles", "eval needs a JSONL file of labelled articles")
+        labelled = any(v is not None for v in labels.values())
+        if not labelled and not pairs_path:
+            raise BadInput(gold, "no article has a 'cluster' field, the gold story label eval scores against",
+                           "label the articles, pass --pairs FILE, or use `dedup cluster` for unlabelled ones")
+        for path in extra:
+            for k, v in read_labels(path).items():
+                labels.setdefault(k, v)
+        pairs = read_pairs(pairs_path) if pairs_path else None
+    except BadInput as exc:
+        raise InputError(str(exc)) from None
+    with _output(output) as out, _open(kwargs) as dd:
         start = time.perf_counter()
-        outcomes = run_batch(dd, read_paths([gold, *extra]), Progress(sys.stderr.isatty()))
+        outcomes = run_batch(dd, read_paths([gold, *extra]), show_progress(progress))
         seconds = time.perf_counter() - start
         ids = [o.assignment.article_id for o in outcomes if o.assignment is not None]
         story_of = dd.index.story_of(ids)
-    result: dict[str, Any] = evaluate(labels, story_of)
-    result["rejected"] = sum(1 for o in outcomes if o.error is not None)
-    result["articles_per_second"] = round(len(ids) / seconds, 1) if seconds else None
-    if pairs_path:
-        result["pairs"] = pair_report(pairs_path, story_of)
-    click.echo(json.dumps(result, indent=2))
+        # gold without story labels is scored by its pairs alone: no clustering scores over nothing
+        result: dict[str, Any] = evaluate(labels, story_of) if labelled else {"articles": 0}
+        result["rejected"] = sum(1 for o in outcomes if o.error is not None)
+        result["articles_per_second"] = round(len(ids) / seconds, 1) if seconds else None
+        if pairs is not None:
+            result["pairs"] = pair_report(pairs, story_of)
+        out.write(json.dumps(result, indent=2) + "\n")
 
 
 @cli.command(context_settings=CONTEXT)
 @click.argument("article_ids", nargs=-1, required=True)
-@settings_options
-def delete(article_ids: tuple[str, ...], **kwargs: Any) -> None:
+@output_options
+@settings_options("signature", "clustering")
+def delete(article_ids: tuple[str, ...], fmt: str, output: str | None, **kwargs: Any) -> None:
     """Remove articles (a kill or retraction) from the shared index and re-rank their stories.
 
+    Prints, per article deleted, the stories its old story became (none when
+    it was alone).  Exits 1 when some id was not in the index.
+
     \b
-    Example:
+    Examples:
       dedup delete --redis redis://localhost:6379/0 ap-2020-0121-nato
+      dedup delete --redis redis://localhost:6379/0 --format jsonl a1 a2 -o deleted.jsonl
     """
-    if not kwargs.get("redis_url"):
-        raise click.UsageError("delete works on a shared index: pass --redis URL (or set DEDUP_REDIS_URL)")
-    missing = 0
-    with _open(kwargs) as dd:
+    rows, errors = [], []
+    with _output(output) as out, _shared(kwargs, "delete") as dd:
         for aid in article_ids:
             try:
-                stories = dd.delete(aid)
+                rows.append({"id": aid, "stories": dd.delete(aid)})
             except KeyError:
-                click.echo(f"error: article {aid!r} is not in the index", err=True)
-                missing += 1
-                continue
-            click.echo(json.dumps({"deleted": aid, "stories": stories}))
-    if missing:
+                errors.append(BadInput(aid, "not in the index"))
+                say(f"error: article {aid!r} is not in the index")
+        if fmt == "table":
+            for r in rows:
+                now = ", ".join(r["stories"]) if r["stories"] else "no story (it was the only article)"
+                out.write(f"deleted {r['id']}; its story is now {now}\n")
+        elif fmt == "json":
+            doc = {"deleted": rows, "errors": [{"where": e.where, "reason": e.reason} for e in errors]}
+            out.write(json.dumps(doc, ensure_ascii=False, indent=2) + "\n")
+        else:
+            write_records(fmt, out, rows, ("id", "stories"), False, total=len(rows))
+    if errors:
         sys.exit(1)
 
 
 @cli.command(context_settings=CONTEXT)
+@click.option("--limit", type=click.IntRange(min=1), default=20, show_default=True, help="List at most this many.")
+@click.option("--min-size", type=click.IntRange(min=1), default=1, show_default=True,
+              help="Only stories of at least this many articles.")
+@click.option("--sort", type=click.Choice(["size", "recent"]), default="size", show_default=True,
+              help="Largest first, or latest published article first.")
+@output_options
+@progress_option
+@settings_options("signature", "ranking")
+def stories(limit: int, min_size: int, sort: str, fmt: str, output: str | None, progress: bool | None,
+            **kwargs: Any) -> None:
+    """List the stories of the shared index, each with its ranked articles.
+
+    --sort recent ranks every story of at least --min-size articles to find
+    the latest; --sort size ranks only the stories it lists.
+
+    \b
+    Examples:
+      dedup stories --redis redis://localhost:6379/0
+      dedup stories --redis redis://localhost:6379/0 --min-size 2 --sort recent --limit 5 --format jsonl
+    """
+    show = show_progress(progress)
+    with _output(output) as out, _shared(kwargs, "stories") as dd:
+        sizes = {sid: n for sid, n in dd.story_sizes().items() if n >= min_size}
+        if sort == "size":
+            listed = rank_stories(dd, sorted(sizes, key=lambda s: (-sizes[s], s))[:limit], show)
+        else:
+            ranked = rank_stories(dd, sorted(sizes), show)
+            listed = sorted(ranked, key=lambda s: (s.last_published, s.id), reverse=True)[:limit]
+        emit_stories(fmt, out, listed, show)
+
+
+@cli.command(context_settings=CONTEXT)
+@click.argument("id_", metavar="ID")
+@output_options
+@settings_options("signature", "ranking")
+def show(id_: str, fmt: str, output: str | None, **kwargs: Any) -> None:
+    """Show a story of the shared index, given its id or the id of one of its articles.
+
+    \b
+    Examples:
+      dedup show --redis redis://localhost:6379/0 ap-2020-0121-nato
+      dedup show --redis redis://localhost:6379/0 --format json 0f3a9c
+    """
+    with _output(output) as out, _shared(kwargs, "show") as dd:
+        story = dd.story(id_)
+        if story is None:
+            sid = dd.story_of(id_)
+            story = dd.story(sid) if sid is not None else None
+        if story is None:
+            raise click.ClickException(f"{id_!r} is neither a story nor an article in the index "
+                                       "(list them with `dedup stories`)")
+        emit_stories(fmt, out, [story], False)
+
+
+@cli.command(context_settings=CONTEXT)
 @click.argument("paths", nargs=-1)
-@click.option("--host", default="127.0.0.1", envvar="DEDUP_HOST", show_envvar=True, show_default=True)
+@click.option("--host", default="127.0.0.1", envvar="DEDUP_HOST", show_envvar=True, show_default=True,
+              help="Address to listen on (0.0.0.0: every interface, as in a container).")
 @click.option("--port", default=8000, envvar="DEDUP_PORT", show_envvar=True, show_default=True)
 @click.option("--admin-token", default=None, envvar="DEDUP_ADMIN_TOKEN", show_envvar=True,
               help="Enables POST/DELETE /api/articles for holders of this token; read-only without it.")
-@settings_options
-def serve(paths: tuple[str, ...], host: str, port: int, admin_token: str | None, **kwargs: Any) -> None:
+@progress_option
+@settings_options(*ALL_GROUPS)
+def serve(paths: tuple[str, ...], host: str, port: int, admin_token: str | None, progress: bool | None,
+          **kwargs: Any) -> None:
     """Serve the dashboard (story list, story pages, JSON API) over the index, after loading PATHS if given.
 
     \b
@@ -315,12 +482,12 @@ def serve(paths: tuple[str, ...], host: str, port: int, admin_token: str | None,
     from .web.serve import serve_command
 
     with _open(kwargs) as dd:
-        serve_command(dd, paths, host, port, admin_token)
+        serve_command(dd, paths, host, port, admin_token, progress)
 
 
 @cli.command("settings", context_settings=CONTEXT)
 @click.option("--markdown", is_flag=True, help="Print the settings table for the README.")
-@settings_options
+@settings_options(*ALL_GROUPS)
 def settings_cmd(markdown: bool, **kwargs: Any) -> None:
     """Show the effective settings (defaults, DEDUP_* variables and flags applied).
 
@@ -428,7 +595,7 @@ def enqueue(paths: tuple[str, ...], include_bad: bool, redis_url: str | None, st
 @cli.command("worker", context_settings=CONTEXT)
 @click.option("--burst", is_flag=True, envvar="DEDUP_BURST", help="Process what is queued, then exit.")
 @worker_options
-@settings_options
+@settings_options(*ALL_GROUPS)
 def worker_command(burst: bool, **kwargs: Any) -> None:
     """Cluster articles from a Redis stream and publish each assignment on another.
 

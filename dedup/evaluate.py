@@ -12,12 +12,13 @@ an unlabelled one.
 
 from __future__ import annotations
 
-import json
 import math
 from collections import Counter, defaultdict
-from typing import Hashable, Sequence
+from typing import Hashable, Iterable, Sequence
 
 from sklearn.metrics import adjusted_rand_score
+
+from .readers import read_pairs
 
 
 def _pairs(n: int) -> int:
@@ -71,6 +72,8 @@ def evaluate(labels: dict[str, str | None], story_of: dict[str, str]) -> dict[st
     from ``story_of`` (rejected as bad input) counts as a story of its own.
     """
     scored = sorted(i for i, g in labels.items() if g is not None)
+    if not scored:
+        raise ValueError("no labelled article to score: give the gold articles a 'cluster' field")
     gold = [labels[i] for i in scored]
     pred = [story_of.get(i, f"<missing:{i}>") for i in scored]
     result = scores(gold, pred)
@@ -83,23 +86,24 @@ def evaluate(labels: dict[str, str | None], story_of: dict[str, str]) -> dict[st
     return result
 
 
-def pair_report(pairs_path: str, story_of: dict[str, str], score_field: str = "overall") -> dict:
-    """How many labelled pairs (e.g. SemEval's) were put in one story, by their score."""
+def pair_report(pairs: str | Iterable[tuple[str, str, float]], story_of: dict[str, str],
+                score_field: str = "overall") -> dict:
+    """How many labelled pairs (e.g. SemEval's) were put in one story, by their score.
+
+    ``pairs`` is a pairs JSONL file or its :func:`~dedup.readers.read_pairs`.
+    """
+    if isinstance(pairs, str):
+        pairs = read_pairs(pairs, score_field)
     buckets: dict[float, list[int]] = defaultdict(lambda: [0, 0])
     missing = 0
-    with open(pairs_path, "rb") as fh:
-        for raw in fh:
-            if not raw.strip():
-                continue
-            obj = json.loads(raw)
-            a, b = str(obj["id1"]), str(obj["id2"])
-            if a not in story_of or b not in story_of:
-                missing += 1
-                continue
-            score = math.floor(float(obj[score_field]) * 2) / 2  # half-point buckets: 3.5 holds [3.5, 4)
-            buckets[score][1] += 1
-            if story_of[a] == story_of[b]:
-                buckets[score][0] += 1
+    for a, b, overall in pairs:
+        if a not in story_of or b not in story_of:
+            missing += 1
+            continue
+        score = math.floor(overall * 2) / 2  # half-point buckets: 3.5 holds [3.5, 4)
+        buckets[score][1] += 1
+        if story_of[a] == story_of[b]:
+            buckets[score][0] += 1
     rows = [
         {"score": k, "pairs": v[1], "merged": v[0], "merged_share": round(v[0] / v[1], 4) if v[1] else 0.0}
         for k, v in sorted(buckets.items())

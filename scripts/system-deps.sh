@@ -1,15 +1,17 @@
 #!/usr/bin/env bash
 # Install the system programs the tests talk to, when missing: redis-server (and chromium for the dashboard tests).
 set -euo pipefail
+# another apt-get or unattended-upgrades may hold the dpkg lock: wait for it instead of failing at once
+apt=(apt-get -o DPkg::Lock::Timeout=300)
 need=()
 command -v redis-server >/dev/null 2>&1 || need+=(redis-server)
 if [ -f tests/test_web.py ] && ! command -v chromium >/dev/null 2>&1; then need+=(chromium); fi
 [ ${#need[@]} -eq 0 ] && exit 0
 if command -v apt-get >/dev/null 2>&1 && [ "$(id -u)" = 0 ]; then
   echo "installing ${need[*]} with apt-get" >&2
-  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need[@]}" >/dev/null
+  "${apt[@]}" update -qq && DEBIAN_FRONTEND=noninteractive "${apt[@]}" install -y -qq "${need[@]}" >/dev/null
 elif command -v apt-get >/dev/null 2>&1 && command -v sudo >/dev/null 2>&1; then
-  sudo apt-get update -qq && sudo DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need[@]}" >/dev/null
+  sudo "${apt[@]}" update -qq && sudo DEBIAN_FRONTEND=noninteractive "${apt[@]}" install -y -qq "${need[@]}" >/dev/null
 else
   echo "missing: ${need[*]}. Install them (Debian/Ubuntu: apt-get install ${need[*]}; macOS: brew install redis chromium)" >&2
   exit 1

@@ -14,6 +14,11 @@ import time
 from pathlib import Path
 
 import pytest
+from hypothesis import HealthCheck, settings
+
+# Property tests check results, not speed: on a loaded machine a wall-clock deadline only makes them flaky.
+settings.register_profile("dedup", deadline=None, suppress_health_check=[HealthCheck.too_slow])
+settings.load_profile("dedup")
 
 ROOT = Path(__file__).resolve().parent.parent
 SEEDS = ROOT / "seeds"

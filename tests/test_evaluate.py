@@ -35,3 +35,17 @@ def test_unlabelled_articles_are_not_scored_but_foreign_merges_are_counted():
     labels = {"a": "g1", "b": "g1", "x": None}
     r = evaluate(labels, {"a": "s", "b": "s", "x": "s"})
     assert r["articles"] == 2 and r["pairwise_f1"] == 1.0 and r["foreign_merges"] == 2
+
+
+def test_property_tests_run_without_a_wall_clock_deadline():
+    """A loaded machine must not fail a property test for being slow (profile loaded in conftest.py)."""
+    from hypothesis import HealthCheck, settings
+
+    assert settings().deadline is None and HealthCheck.too_slow in settings().suppress_health_check
+
+
+def test_nothing_labelled_is_an_error_not_a_perfect_score():
+    import pytest
+
+    with pytest.raises(ValueError, match="cluster"):
+        evaluate({"a": None, "b": None}, {"a": "s", "b": "s"})

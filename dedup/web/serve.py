@@ -6,7 +6,6 @@ are loaded only when someone asks for the dashboard.
 
 from __future__ import annotations
 
-import sys
 import threading
 from typing import Iterable
 
@@ -29,14 +28,15 @@ def run(dd: Deduper, host: str, port: int, admin_token: str | None) -> None:
     uvicorn.run(app, host=host, port=port, log_level="warning", timeout_graceful_shutdown=5)  # open event streams
 
 
-def serve_command(dd: Deduper, paths: Iterable[str], host: str, port: int, admin_token: str | None) -> None:
+def serve_command(dd: Deduper, paths: Iterable[str], host: str, port: int, admin_token: str | None,
+                  progress: bool | None = None) -> None:
     """Optionally preload ``paths`` into the index, then serve it."""
     paths = list(paths)
     if paths:
-        from ..cli import Progress, run_batch
+        from ..console import run_batch, show_progress
         from ..readers import read_paths
 
-        outcomes = run_batch(dd, read_paths(paths), Progress(sys.stderr.isatty()))
+        outcomes = run_batch(dd, read_paths(paths), show_progress(progress))
         bad = sum(1 for o in outcomes if o.error is not None)
         click.echo(f"loaded {len(outcomes) - bad:,} article(s), {bad} rejected", err=True)
     run(dd, host, port, admin_token)
