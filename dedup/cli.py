@@ -302,7 +302,7 @@ def cluster(paths: tuple[str, ...], fmt: str, output: str | None, skip_bad: bool
         outcomes = run_batch(dd, read_paths(paths), show)
         errors = [o.error for o in outcomes if o.error is not None]
         done = [o.assignment for o in outcomes if o.assignment is not None]
-        story_of = dd.index.story_of([a.article_id for a in done])
+        story_of = dd.stories_of([a.article_id for a in done])
         order = [(a.article_id, story_of[a.article_id], a.action) for a in done if a.article_id in story_of]
         stories = rank_stories(dd, (sid for _, sid, _ in order), show)
         emit_stories(fmt, out, stories, show, order, errors)
@@ -360,7 +360,7 @@ def eval_cmd(gold: str, extra: tuple[str, ...], pairs_path: str | None, output: 
         outcomes = run_batch(dd, read_paths([gold, *extra]), show_progress(progress))
         seconds = time.perf_counter() - start
         ids = [o.assignment.article_id for o in outcomes if o.assignment is not None]
-        story_of = dd.index.story_of(ids)
+        story_of = dd.stories_of(ids)
         # gold without story labels is scored by its pairs alone: no clustering scores over nothing
         result: dict[str, Any] = evaluate(labels, story_of) if labelled else {"articles": 0}
         result["rejected"] = sum(1 for o in outcomes if o.error is not None)
