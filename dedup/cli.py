@@ -35,7 +35,7 @@ CLUSTERING = "Clustering settings"
 SHARED = "Shared index (Redis)"
 SECTIONS = (OPTIONS, CLUSTERING, SHARED)
 # settings that only tune the Redis index; every one says "Shared (Redis) index only"
-REDIS_GROUPS = {"redis", "storage"}
+REDIS_GROUPS = {"redis"}
 # what each kind of command reads of the clustering settings (the fingerprint groups open an index)
 ALL_GROUPS = ("signature", "clustering", "ranking", "runtime", "input")
 FORMATS = ("table", "json", "jsonl", "csv")
@@ -140,6 +140,8 @@ def _open(kwargs: dict[str, Any]) -> Deduper:
         return Deduper(_settings(kwargs), url=kwargs.get("redis_url"), namespace=kwargs.get("namespace", "dedup"))
     except ImportError as exc:
         raise click.ClickException(f"--redis needs the Redis index: {exc}") from exc
+    except ValueError as exc:  # a setting that does not apply here, or a bad URL scheme
+        raise click.UsageError(str(exc)) from exc
     except Exception as exc:  # connection problems name the URL
         if kwargs.get("redis_url"):
             from .index import mask_url

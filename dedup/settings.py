@@ -101,7 +101,7 @@ class Settings(DeclaredSettings):
         0,
         "Shared (Redis) index only: keep articles published at most this many days before the newest one "
         "seen; older ones are deleted and their stories re-split as new days arrive. 0 keeps everything.",
-        group="storage",
+        group="redis",
     )
     store_features: bool = _setting(
         False,
@@ -109,7 +109,7 @@ class Settings(DeclaredSettings):
         "article, about +50% memory) instead of signing the text again when another process first reads "
         "them (~0.25-1 ms per record). Worth it with several workers on a busy stream; either way the "
         "clusters are the same, and a namespace may hold both kinds of record.",
-        group="storage",
+        group="redis",
     )
     redis_spin_us: int = _setting(
         1000,
@@ -117,7 +117,7 @@ class Settings(DeclaredSettings):
         "it sleeps, in microseconds. Waking a sleeping process costs ~40 us per round trip on a VM, about "
         "15% of a streamed article; polling spends that CPU instead. 0 always sleeps (one CPU, or a box "
         "whose CPUs are all busy); never polls when the process may only run on one CPU.",
-        group="storage",
+        group="redis",
     )
     redis_retry_s: float = _setting(
         5.0,
@@ -126,7 +126,7 @@ class Settings(DeclaredSettings):
         "0.1 s, doubling to at most 2 s between tries. On a cluster, set it above cluster-node-timeout "
         "plus a few seconds to ride out a failover (Redis's default timeout of 15 s wants ~20). The "
         "worker retries a message whatever this is; the CLI stops its batch when it runs out.",
-        group="storage",
+        group="redis",
     )
     redis_mirror: int = _setting(
         20000,
@@ -134,7 +134,7 @@ class Settings(DeclaredSettings):
         "copy of (~3 kB each), so that it can decide a streamed article on the candidates it expects and "
         "send the decision with the candidate read: one round trip instead of two when the server finds "
         "exactly those candidates (it checks; otherwise the article takes the usual two). 0 turns it off.",
-        group="storage",
+        group="redis",
     )
     redis_layout: str = _setting(
         "auto",
@@ -145,7 +145,7 @@ class Settings(DeclaredSettings):
         "for redis+cluster:// "
         "URLs and 'slot' otherwise. Part of a namespace's fingerprint: reopen a namespace with the "
         "layout it was built with.",
-        group="storage",
+        group="redis",
     )
     # -- input ------------------------------------------------------------
     max_chars: int = _setting(
@@ -191,6 +191,10 @@ class Settings(DeclaredSettings):
                     raise ValueError(f"{cls.env_name(f.name)}={raw!r} is not a valid {type(f.default).__name__}") from exc
         values.update({k: v for k, v in overrides.items() if v is not None})
         return cls(**values)
+
+    def shared_only(self) -> list[str]:
+        """The settings given a value other than their default that only the shared (Redis) index uses."""
+        return [f.name for f in fields(self) if f.metadata.get("group") == "redis" and getattr(self, f.name) != f.default]
 
     def fingerprint(self) -> dict[str, Any]:
         """The settings an index depends on: changing them needs a new index."""

@@ -403,3 +403,8 @@ def test_the_dashboard_does_not_import_the_cli():
                 assert name not in ("..cli", "dedup.cli"), f"{path.name} imports {name}"
             elif isinstance(node, ast.Import):
                 assert all(a.name != "dedup.cli" for a in node.names), path.name
+
+
+def test_a_shared_index_setting_without_redis_is_a_usage_error(tmp_path):
+    result = CliRunner().invoke(cli, ["cluster", "--retain-days", "3", str(SEEDS)])
+    assert result.exit_code == 2 and "--retain-days" in result.output and "Traceback" not in result.output

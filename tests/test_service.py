@@ -67,3 +67,10 @@ def test_jobs_in_worker_processes_give_the_same_outcomes_as_one_process(seed_pat
         for part in ("minhash", "term_ids", "term_weights", "shingles"):
             assert np.array_equal(getattr(a.signature, part), getattr(b.signature, part))
         assert a.signature.day == b.signature.day
+
+
+def test_a_setting_of_the_shared_index_is_refused_in_process():
+    """--retain-days, --redis-mirror and the other Redis settings would do nothing in process: refused, named."""
+    with pytest.raises(ValueError, match="--retain-days.*shared"):
+        Deduper(Settings(retain_days=3))
+    Deduper(Settings(retain_days=0)).close()  # the default is no request

@@ -28,6 +28,11 @@ def open_index(settings: Settings, url: str | None = None, namespace: str = "ded
     ``unix://``, Redis Cluster for ``redis+cluster://host:port`` (any node; the others are discovered),
     in the key layout ``settings.redis_layout`` chooses (see :mod:`dedup.index.redis_spread`)."""
     if not url:
+        ignored = settings.shared_only()
+        if ignored:
+            flags = ", ".join("--" + name.replace("_", "-") for name in ignored)
+            raise ValueError(f"{flags} (or DEDUP_{ignored[0].upper()}...) applies only to the shared (Redis) index: "
+                             "give --redis URL, or leave it at its default")
         return MemoryIndex(settings)
     if url.startswith(("redis://", "rediss://", "unix://", "redis+cluster://")):
         from .redis import RedisIndex  # imported lazily: the CLI's default path needs no server
