@@ -72,20 +72,50 @@ def verify_many(a: Signature, others: Sequence[Signature], settings: Settings) -
     return verify_pairs([a] * len(others), others, settings)
 
 
-def band_keys(signatures: Sequence[Signature], settings: Settings) -> list[list[bytes]]:
-    """Per signature, one key per LSH band: the band number and the band's raw hash values.
+def band_keys(signatures: Sequence[Signature], settings: Settings) -> np.ndarray:
+    """Per signature, one key per LSH band (an ``(n, bands)`` array): two signatures are LSH candidates
+    when they share a key and are within the window.
 
-    Two signatures are LSH candidates when they share a key (and are within
-    the window); the Redis index names its buckets by the same bytes.
+    With one row per band a key is an integer, ``value * bands + band``; with several, the band's raw
+    values and its number as bytes (the Redis index names its buckets by the same bytes).  Either way
+    two keys are equal exactly when the band and its values are.
     """
     bands, rows = settings.bands, settings.rows
     if not signatures:
-        return []
+        return np.empty((0, bands), dtype=np.uint64)
     m = np.stack([s.minhash[: bands * rows] for s in signatures]).astype("<u4").reshape(len(signatures), bands, rows)
+    if rows == 1:
+        return m[:, :, 0].astype(np.uint64) * np.uint64(bands) + np.arange(bands, dtype=np.uint64)
     keyed = np.empty((len(signatures), bands), dtype=[("band", "<u2"), ("value", "<u4", (rows,))])
     keyed["band"] = np.arange(bands)
     keyed["value"] = m
-    return [[k.tobytes() for k in row] for row in keyed]
+    return keyed.view(f"V{keyed.dtype.itemsize}")
+
+
+def pairs_within(keys: np.ndarray, days: Sequence[int | None], window_days: int) -> list[tuple[int, int]]:
+    """``(later, earlier)`` positions of the rows of ``keys`` that share a key and are within the window:
+    the candidate pairs inside a run, found with one sort of its keys."""
+    n = len(keys)
+    if n < 2:
+        return []
+    flat = keys.ravel()
+    if flat.dtype.kind == "V":  # byte keys: their distinct values numbered, equal exactly when equal
+        flat = np.unique(flat, return_inverse=True)[1].ravel()
+    order = np.argsort(flat, kind="stable")
+    same = np.flatnonzero(flat[order][1:] == flat[order][:-1])
+    if not len(same):
+        return []
+    owner = order // keys.shape[1]
+    starts = same[np.r_[True, np.diff(same) > 1]]
+    stops = same[np.r_[np.diff(same) > 1, True]] + 2
+    pairs: set[tuple[int, int]] = set()
+    for lo, hi in zip(starts.tolist(), stops.tolist()):  # runs of equal keys are short
+        group = sorted(set(owner[lo:hi].tolist()))
+        for x in range(1, len(group)):
+            for y in range(x):
+                if within_window(days[group[x]], days[group[y]], window_days):
+                    pairs.add((group[x], group[y]))
+    return sorted(pairs)
 
 
 @dataclass
@@ -106,7 +136,7 @@ class Overlay:
     sig: dict[str, Signature] = field(default_factory=dict)  # id -> signature, in planning order
     story: dict[str, str] = field(default_factory=dict)  # id -> story as planned
     renamed: dict[str, str] = field(default_factory=dict)  # story merged away -> the story it went into
-    keys: dict[bytes, list[str]] = field(default_factory=dict)  # band key -> ids, in planning order
+    keys: dict[int | bytes, list[str]] = field(default_factory=dict)  # band key -> ids, in planning order
     # every story an article was planned into: a fresh article whose id is not among them has no
     # member here, so only then is the overlay searched for members of a story named after it
     named: set[str] = field(default_factory=set)
@@ -182,7 +212,7 @@ def first_stop(run: Sequence[Entry], seen: Sequence[Seen], earlier: Overlay | No
 
 
 def plan_run(run: Sequence[Entry], seen: Sequence[Seen], settings: Settings,
-             story_taken: Callable[[str], bool], earlier: Overlay | None = None, *, overlay: bool = True) -> RunPlan:
+             story_taken: Callable[[str], bool], earlier: Overlay | None = None, *, overlay: bool = False) -> RunPlan:
     """Decide a run of arriving articles in order, up to the first one stored already or repeated.
 
     ``seen[k]`` is what the store holds for ``run[k]``; ``earlier`` holds
@@ -193,9 +223,10 @@ def plan_run(run: Sequence[Entry], seen: Sequence[Seen], settings: Settings,
     one batch (a pair's verdict does not depend on its batch), so the plan
     is the one deciding article by article would give.  ``story_taken``
     answers whether a live story has a given id; it is asked only when a
-    story is already named after an article that starts a new one.  With
-    ``overlay=False`` the plan's overlay holds no band keys, so no run can be
-    planned on it (it saves computing them for a lone article).
+    story is already named after an article that starts a new one.  Only
+    with ``overlay=True`` does the plan's overlay hold the band keys a later
+    run needs to be planned on it (an index that writes a run before it
+    reads the next one saves building them).
     """
     earlier = earlier if earlier is not None else Overlay()
     stop = first_stop(run, seen, earlier)
@@ -205,31 +236,23 @@ def plan_run(run: Sequence[Entry], seen: Sequence[Seen], settings: Settings,
         return plan
     window = settings.window_days
     todo = run[:stop]
-    grouped = overlay or len(todo) > 1 or bool(earlier.keys)
-    keys = band_keys([e.signature for e in todo], settings) if grouped else [[] for _ in todo]
-
     # candidates from the overlays: articles of the run before this one, and the earlier run's, sharing a band
-    peers: list[dict[str, bool]] = []  # per article: peer id -> it is from the earlier run
-    shared: list[list[tuple[int, list[str]]]] = []
-    run_keys: dict[bytes, list[int]] = {}
-    for k, e in enumerate(todo):
-        mine: dict[str, bool] = {}
-        bands_earlier: list[tuple[int, list[str]]] = []
-        for b, key in enumerate(keys[k]):
-            if earlier.keys:
+    peers: list[dict[str, bool]] = [{} for _ in todo]  # per article: peer id -> it is from the earlier run
+    shared: list[list[tuple[int, list[str]]]] = [[] for _ in todo]
+    keys = band_keys([e.signature for e in todo], settings) if (overlay or len(todo) > 1 or earlier.keys) else None
+    rows = keys.tolist() if keys is not None and (overlay or earlier.keys) else None
+    if earlier.keys and rows is not None:
+        for k, e in enumerate(todo):
+            for b, key in enumerate(rows[k]):
                 ids = earlier.keys.get(key)
                 if ids:
-                    bands_earlier.append((b, ids))
+                    shared[k].append((b, ids))
                     for c in ids:
-                        if c not in mine and within_window(e.signature.day, earlier.sig[c].day, window):
-                            mine[c] = True
-            for j in run_keys.get(key, ()):
-                c = todo[j].id
-                if c not in mine and within_window(e.signature.day, todo[j].signature.day, window):
-                    mine[c] = False
-            run_keys.setdefault(key, []).append(k)
-        peers.append(mine)
-        shared.append(bands_earlier)
+                        if c not in peers[k] and within_window(e.signature.day, earlier.sig[c].day, window):
+                            peers[k][c] = True
+    if keys is not None:
+        for k, j in pairs_within(keys, [e.signature.day for e in todo], window):
+            peers[k].setdefault(todo[j].id, False)
 
     # every pair not yet verified, in one batch
     sig_of = {e.id: e.signature for e in todo}
@@ -275,15 +298,16 @@ def plan_run(run: Sequence[Entry], seen: Sequence[Seen], settings: Settings,
         cur.sig[e.id] = e.signature
         cur.story[e.id] = assignment.story
         cur.named.add(assignment.story)
-        for key in keys[k]:
-            cur.keys.setdefault(key, []).append(e.id)
+        if overlay and rows is not None:
+            for key in rows[k]:
+                cur.keys.setdefault(key, []).append(e.id)
         plan.decisions.append(Decision(k, assignment, from_earlier, shared[k], renames))
     return plan
 
 
 def decide_one(entry: Entry, seen: Seen, settings: Settings, story_taken: Callable[[str], bool]) -> Assignment:
     """:func:`plan_run` of a single fresh article (its id not stored)."""
-    return plan_run([entry], [seen], settings, story_taken, overlay=False).decisions[0].assignment
+    return plan_run([entry], [seen], settings, story_taken).decisions[0].assignment
 
 
 def with_late_links(assignment: Assignment, folded: Sequence[str], links: list[tuple[str, float, float]]

@@ -98,7 +98,7 @@ def test_planning_in_pieces_on_the_overlay_gives_the_plan_of_the_whole_run(rnd, 
         for e in part:
             cands = {c: s for c, s in sigs.items() if set(band_keys([s], SETTINGS)[0]) & set(band_keys([e.signature], SETTINGS)[0])}
             seen.append(Seen(sigs=cands, stories={c: resolve(written, written.story[c]) for c in cands}))
-        plan = plan_run(part, seen, SETTINGS, nothing_taken, earlier)
+        plan = plan_run(part, seen, SETTINGS, nothing_taken, earlier, overlay=True)
         pieces += [d.assignment for d in plan.decisions]
         for d in plan.decisions:
             written.sig[part[d.at].id] = part[d.at].signature

@@ -129,7 +129,7 @@ class _Bulk:
         for found in founds[:reach]:
             sigs, stories = index._candidates_of(found, known)
             seen.append(Seen(sigs=sigs, stories=stories, own=found.own))
-        plan = plan_run(run, seen, index.settings, index.story_taken, prev)
+        plan = plan_run(run, seen, index.settings, index.story_taken, prev, overlay=True)
         decided: list[Decided] = []
         for d in plan.decisions:
             i, found = todo[d.at], founds[d.at]
