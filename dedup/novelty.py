@@ -4,9 +4,11 @@ Within one story, every variant is split into sentences and a scikit-learn
 TF-IDF model is fitted on the story's sentences, so words that every
 variant repeats weigh little and the words of an addition weigh much.  A
 sentence is *unique* to its variant when no sentence of another variant
-reaches ``same_sentence`` cosine with it.  A variant's *unique information*
-is the IDF mass of the words its unique sentences bring that no other
-variant uses; variants are ranked by it.  The *most complete* variant is
+reaches ``same_sentence`` cosine with it (each sentence's nearest neighbour
+is found with sparse products, a block at a time, so memory and time grow
+with the story, not its square).  A variant's *unique information* counts
+its unique sentences, each by how far it is from the nearest sentence of
+another variant; variants are ranked by it.  The *most complete* variant is
 the one that covers most of the story's vocabulary.
 
 Boilerplate never counts: lines shaped like notices were removed by
@@ -21,6 +23,7 @@ import math
 from dataclasses import dataclass
 
 import numpy as np
+import scipy.sparse as sp
 from sklearn.feature_extraction.text import TfidfVectorizer
 
 from .records import Entry, RankedVariant, Story
@@ -33,25 +36,34 @@ class _Variant:
     entry: Entry
     sentences: list[str]  # normalized, for matching
     shown: list[str]  # as they appear in the article
+    reportable: list[bool]  # long enough to be reported as unique
+
+
+def _words(sentence: str) -> int:
+    """Content words of a sentence that hold a letter: figures alone ("24 January 2020") state nothing."""
+    return sum(1 for w in content_words(sentence) if not w.isdigit() and any(c.isalpha() for c in w))
 
 
 def _select(entries: list[Entry], settings: Settings, counts: dict[int, int]) -> list[_Variant]:
-    """Each variant's countable sentences: long enough, and not boilerplate shared with other stories.
+    """Each variant's sentences, boilerplate shared with other stories left out.
 
-    Ranking and the cheap outline both start here, so they see the same sentences.
+    Ranking and the cheap outline both start here, so they see the same
+    sentences.  Short sentences stay: one can still say what a sentence of
+    another variant says ("The trial was adjourned."), so it is matched
+    against; it is only never *reported* as unique when it has fewer than
+    ``min_sentence_words`` content words.
     """
     size = len(entries)
     variants: list[_Variant] = []
     for e in entries:
-        sents, shown = [], []
+        sents, shown, reportable = [], [], []
         for display, s, line in display_sentences(e.text, e.title):
-            if len(content_words(s)) < settings.min_sentence_words:
-                continue
             if counts.get(line, 0) > size:
                 continue
             sents.append(s)
             shown.append(display)
-        variants.append(_Variant(e, sents, shown))
+            reportable.append(_words(s) >= settings.min_sentence_words)
+        variants.append(_Variant(e, sents, shown, reportable))
     return variants
 
 
@@ -133,6 +145,34 @@ def outline_story(story_id: str, entries: list[Entry], settings: Settings,
     )
 
 
+# Sentence pairs held at once while finding each sentence's nearest neighbour: bounds the memory of a
+# block of the sparse similarity product (a few bytes per pair) whatever the story's size.
+_PAIRS_PER_BLOCK = 4_000_000
+
+
+def _nearest_other(X, bounds: list[tuple[int, int]]) -> np.ndarray:
+    """Per sentence (row of ``X``, unit rows grouped by variant), its best cosine with another variant's.
+
+    Each variant's rows are multiplied by the other variants' rows only, a
+    block of rows at a time, and each block keeps only its row maxima: no
+    sentence x sentence matrix is ever held, and a variant is never compared
+    with itself, so one huge article beside a few small rewrites costs time
+    and memory in proportion to its size, not its square.
+    """
+    best = np.zeros(X.shape[0])
+    for start, end in bounds:
+        if start == end or end - start == X.shape[0]:
+            continue
+        others = sp.vstack([X[:start], X[end:]], format="csr").T.tocsc()
+        step = max(1, _PAIRS_PER_BLOCK // others.shape[1])
+        for lo in range(start, end, step):
+            hi = min(end, lo + step)
+            block = (X[lo:hi] @ others).tocsr()
+            if block.nnz:
+                best[lo:hi] = block.max(axis=1).toarray().ravel()
+    return best
+
+
 def rank_story(story_id: str, entries: list[Entry], settings: Settings, counts: dict[int, int] | None = None) -> Story:
     """Rank the variants of one story by the unique information they add.
 
@@ -143,42 +183,37 @@ def rank_story(story_id: str, entries: list[Entry], settings: Settings, counts: 
     entries = sorted(entries, key=lambda e: e.id)
     variants = _select(entries, settings, counts or {})
 
-    owners = np.array([i for i, v in enumerate(variants) for _ in v.sentences], dtype=int)
     all_sents = [s for v in variants for s in v.sentences]
     all_shown = [s for v in variants for s in v.shown]
+    reportable = np.array([r for v in variants for r in v.reportable], dtype=bool)
+    bounds, start = [], 0
+    for v in variants:
+        bounds.append((start, start + len(v.sentences)))
+        start += len(v.sentences)
     unique: list[list[int]] = [[] for _ in variants]
     info = np.zeros(len(variants))
     coverage = _coverage(variants)
+    X = None
     if all_sents:
         vec = TfidfVectorizer(
             tokenizer=content_words, lowercase=False, token_pattern=None, sublinear_tf=True
         )
         try:
-            X = vec.fit_transform(all_sents)
+            X = vec.fit_transform(all_sents).tocsr()
         except ValueError:  # no vocabulary at all
             X = None
-        if X is not None:
-            sim = (X @ X.T).toarray()
-            idf = vec.idf_
-            present = (X > 0).astype(np.int8).tocsc()
-            variant_terms = [set() for _ in variants]
-            rows, cols = present.nonzero()
-            for r, c in zip(rows, cols):
-                variant_terms[owners[r]].add(c)
-            for i in range(len(variants)):
-                mine = owners == i
-                others = ~mine
-                if len(variants) == 1:
-                    unique[i] = list(np.flatnonzero(mine))
-                elif others.any():
-                    best_other = sim[np.ix_(mine, others)].max(axis=1)
-                    unique[i] = [int(j) for j, b in zip(np.flatnonzero(mine), best_other) if b < settings.same_sentence]
-                other_terms = set().union(*(t for k, t in enumerate(variant_terms) if k != i))
-                new_terms: set[int] = set()
-                for j in unique[i]:
-                    new_terms.update(X[j].indices)
-                new_terms -= other_terms
-                info[i] = float(idf[list(new_terms)].sum()) if new_terms else 0.0
+    if X is not None:
+        best_other = _nearest_other(X, bounds)
+        for i, (lo, hi) in enumerate(bounds):
+            if len(variants) == 1:
+                mine = np.arange(lo, hi)
+            else:
+                mine = lo + np.flatnonzero(best_other[lo:hi] < settings.same_sentence)
+            unique[i] = [int(j) for j in mine if reportable[j]]
+            # Each unique sentence counts by how far it is from anything another variant says: a count of
+            # new statements, softened for those that half-repeat one.  Summing words instead would let
+            # one long sentence outweigh several short new quotes.
+            info[i] = float(np.sum(1.0 - best_other[unique[i]])) if unique[i] else 0.0
 
     order = sorted(range(len(variants)), key=lambda i: (-info[i], -coverage[i], variants[i].entry.id))
     most_complete = _most_complete(variants, coverage)

@@ -96,3 +96,58 @@ def test_outline_names_the_same_most_complete_variant_and_headline_as_ranking():
             want = [sum(idf[w] for w in {w for s in v.sentences for w in content_words(s)}) / total for v in variants]
             assert np.allclose(_coverage(variants), want), sid
     assert multi >= 10
+
+
+# A story around one huge article: ranking must grow with the story's size, not its square.  The child
+# process generates a 1.5-million-character article (under the default --max-chars) and three rewrites
+# of parts of it, each with a sentence of its own, clusters them through Deduper and ranks the story.
+# Peak memory is the child's peak resident set (getrusage RUSAGE_CHILDREN): it counts everything the
+# process holds, scipy's and scikit-learn's C buffers included, which tracemalloc would not all see.
+_HUGE_STORY = r"""
+import itertools, json, random, sys, time
+from dedup import Deduper
+from dedup.records import Article
+
+OWN = ["Harbour officials closed Dunmore pier after the storm.", "Firefighters rescued two climbers near Glencoe.",
+       "Councillors approved the Riverside library budget."]
+rnd = random.Random(7)
+vocab = ["".join(rnd.choices("abcdefghijklmnopqrstuvwxyz", k=rnd.randint(4, 10))) for _ in range(20000)]
+cum = list(itertools.accumulate(1 / (r + 1) for r in range(len(vocab))))  # Zipf-like word frequencies
+sentences, size = [], 0
+while size < 1_500_000:
+    s = " ".join(rnd.choices(vocab, cum_weights=cum, k=rnd.randint(8, 24))).capitalize() + "."
+    sentences.append(s)
+    size += len(s) + 1
+text = "\n".join(" ".join(sentences[i : i + 4]) for i in range(0, len(sentences), 4))
+start = time.perf_counter()
+dd = Deduper()
+dd.add(Article(id="huge", text=text, title="Huge"))
+for k in range(3):
+    part = sentences[k * 500 : k * 500 + 300]
+    own = OWN[k]
+    dd.add(Article(id=f"part{k}", text="\n".join(part + [own]), title=f"Part {k}"))
+story = dd.story(dd.story_of("huge"))
+json.dump({"seconds": time.perf_counter() - start, "chars": len(text),
+           "unique": {v.id: v.unique_sentences for v in story.articles}}, sys.stdout)
+"""
+
+
+def test_a_huge_article_clusters_and_ranks_in_bounded_time_and_memory():
+    import json
+    import os
+    import resource
+    import subprocess
+    import sys
+
+    env = dict(os.environ, PYTHONPATH=str(SEEDS.parent))
+    out = subprocess.run([sys.executable, "-c", _HUGE_STORY], capture_output=True, text=True, env=env, check=True)
+    peak_mb = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024  # Linux reports kilobytes
+    result = json.loads(out.stdout)
+    assert result["chars"] >= 1_500_000
+    assert set(result["unique"]) == {"huge", "part0", "part1", "part2"}  # one story
+    own = ["Harbour officials closed Dunmore pier after the storm.", "Firefighters rescued two climbers near Glencoe.",
+           "Councillors approved the Riverside library budget."]
+    for k in range(3):  # each rewrite's own sentence is found, and only it
+        assert result["unique"][f"part{k}"] == [own[k]]
+    assert result["seconds"] < 60
+    assert peak_mb < 1024
