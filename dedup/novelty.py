@@ -20,6 +20,7 @@ recurring caption), so its sentences are skipped too.
 from __future__ import annotations
 
 import math
+import re
 from dataclasses import dataclass
 
 import numpy as np
@@ -28,7 +29,7 @@ from sklearn.feature_extraction.text import TfidfVectorizer
 
 from .records import Entry, RankedVariant, Story
 from .settings import Settings
-from .text import content_words, display_sentences
+from .text import _BYLINE, content_words, display_sentences
 
 
 @dataclass
@@ -102,11 +103,47 @@ def _most_complete(variants: list[_Variant], coverage: list[float]) -> int:
     return max(range(len(variants)), key=lambda i: (coverage[i], -len(variants[i].entry.id)))
 
 
-def _headline(variants: list[_Variant], best: int) -> str:
-    if best < 0:
+# Headlines are short: a wire or newspaper headline runs to a dozen words or so, a lede to 25-40.
+_HEADLINE_WORDS = 20
+# PA's editorial notes open a take: "(with pix)", "(Advisory: note references to ...)", "(corrected ...)",
+# sometimes as a paragraph of their own; and rules of dashes set off a headline.
+_ADVISORY = re.compile(r"^\((?:[^()]|\([^()]*\))*\)[.:]?\s*")
+_RULE = re.compile(r"^[-_=*~]{3,}\s*|\s*[-_=*~]{3,}$")
+# A wire headline set in capitals ("SALESMAN GETS LIFE FOR KILLING DOG BREEDER"), which can run straight
+# into the byline and the lede when a feed joins the lines: words without a lower-case letter, at least
+# four of them (newspapers capitalise only the first word or two of a lede: "NEIL HAMILTON dropped ...").
+_CAPS_HEADLINE = re.compile(r"^(?:[^\sa-z]*[A-Z0-9][^\sa-z]*\s+){3,}[^\sa-z]*[A-Z0-9][^\sa-z]*(?=\s|$)")
+
+
+def _headline_of(entry: Entry) -> str:
+    """The variant's own headline: its title, else a headline-shaped first line, else ""."""
+    if entry.title.strip():
+        return _RULE.sub("", " ".join(entry.title.split())) or " ".join(entry.title.split())
+    lines = (_RULE.sub("", _ADVISORY.sub("", " ".join(line.split()))) for line in entry.text.split("\n"))
+    first = next((line for line in lines if line and not _BYLINE.match(line)), "")
+    if len(first.split()) <= _HEADLINE_WORDS and not first.rstrip("\"'\u201d\u2019)").endswith("."):
+        return first
+    caps = _CAPS_HEADLINE.match(first)
+    return caps[0] if caps else ""
+
+
+def _headline(variants: list[_Variant], coverage: list[float]) -> str:
+    """The headline of the most complete variant that has one.
+
+    Continuation pages and newspaper rewrites often carry none, and a
+    sidebar's headline names its own angle, so the variants are tried from
+    the most complete down.  With no headline anywhere, the most complete
+    variant's first sentence stands in, cut to a headline's length.
+    """
+    if not variants:
         return ""
-    v = variants[best]
-    return v.entry.title or (v.shown[:1] or [""])[0]
+    order = sorted(range(len(variants)), key=lambda i: (-coverage[i], len(variants[i].entry.id), variants[i].entry.id))
+    for i in order:
+        found = _headline_of(variants[i].entry)
+        if found:
+            return found
+    words = (variants[order[0]].shown[:1] or [""])[0].split()
+    return " ".join(words[:_HEADLINE_WORDS]) + (" \u2026" if len(words) > _HEADLINE_WORDS else "")
 
 
 @dataclass
@@ -132,11 +169,12 @@ def outline_story(story_id: str, entries: list[Entry], settings: Settings,
     """
     entries = sorted(entries, key=lambda e: e.id)
     variants = _select(entries, settings, counts or {})
-    best = _most_complete(variants, _coverage(variants))
+    coverage = _coverage(variants)
+    best = _most_complete(variants, coverage)
     dates = sorted(e.published for e in entries if e.published)
     return Outline(
         id=story_id,
-        headline=_headline(variants, best),
+        headline=_headline(variants, coverage),
         most_complete=variants[best].entry.id if best >= 0 else "",
         size=len(entries),
         sources=sorted({e.source for e in entries if e.source}),
@@ -234,7 +272,7 @@ def rank_story(story_id: str, entries: list[Entry], settings: Settings, counts: 
             )
         )
     dates = sorted(e.published for e in entries if e.published)
-    headline = _headline(variants, most_complete)
+    headline = _headline(variants, coverage)
     return Story(
         id=story_id,
         articles=ranked,

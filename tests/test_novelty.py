@@ -151,3 +151,61 @@ def test_a_huge_article_clusters_and_ranks_in_bounded_time_and_memory():
         assert result["unique"][f"part{k}"] == [own[k]]
     assert result["seconds"] < 60
     assert peak_mb < 1024
+
+
+def _entry(id_, text, title=""):
+    """An index entry for ranking alone: ranking reads the text, never the signature."""
+    import numpy as np
+
+    from dedup.records import Entry, Signature
+    sig = Signature(np.zeros(32, np.uint32), np.zeros(0, np.uint32), np.zeros(0, np.float32), np.zeros(0, np.uint32), None)
+    return Entry(id_, title, text, "", "", "", sig, [])
+
+
+_CORE = ("A former salesman was jailed for life for the murders of a dog breeder and her mother.\n"
+         "Kevin Cotterell pleaded guilty at Norwich Crown Court to stabbing both women at their cottage.\n")
+
+
+def test_the_headline_is_the_title_of_the_most_complete_variant_that_has_one():
+    main = _entry("pa-1", _CORE + "Detectives still do not know why he killed the two women.", "SALESMAN GETS LIFE")
+    sidebar = _entry("pa-2", _CORE[:90], "POLICE TRY TO UNRAVEL KILLER'S MISSING YEARS")
+    paper = _entry("paper", _CORE + "Detectives still do not know why he killed the two women. Neighbours wept outside.")
+    story = rank_story("s", [main, sidebar, paper], Settings())
+    # the newspaper covers most but has no headline; the sidebar has one but covers less
+    assert next(v.id for v in story.articles if v.most_complete) == "paper"
+    assert story.headline == "SALESMAN GETS LIFE"
+
+
+def test_a_wire_headline_in_capitals_is_found_where_a_feed_ran_it_into_the_lede():
+    joined = "(with pix) SALESMAN GETS LIFE FOR KILLING DOG BREEDER By Brian Farmer, PA News " + _CORE
+    assert rank_story("s", [_entry("a", joined)], Settings()).headline == "SALESMAN GETS LIFE FOR KILLING DOG BREEDER"
+    on_its_own = "(Advisory: not for publication).\n\nSALESMAN GETS LIFE\n\nBy Brian Farmer, PA News\n\n" + _CORE
+    assert rank_story("s", [_entry("a", on_its_own)], Settings()).headline == "SALESMAN GETS LIFE"
+
+
+def test_without_any_headline_the_lede_stands_in_cut_to_a_headlines_length():
+    lede = ("NEIL HAMILTON dropped one of his main claims for damages against Mohamed Al Fayed yesterday after "
+            "just 22 minutes of cross-examination by the defence in the High Court in London.")
+    headline = rank_story("s", [_entry("a", lede)], Settings()).headline
+    assert headline.startswith("NEIL HAMILTON dropped one of his main claims") and headline.endswith("\u2026")
+    assert len(headline.split()) <= 21
+
+
+def test_short_quoted_statements_count_but_fragments_do_not():
+    a = _entry("a", _CORE + "He said: ``The operation was not for anorexia.'' ``No.''")
+    b = _entry("b", _CORE + "The trial was adjourned until tomorrow. He stood up on 24 January 2020.")
+    story = rank_story("s", [a, b], Settings())
+    unique = {v.id: v.unique_sentences for v in story.articles}
+    assert unique["a"] == ["He said: ``The operation was not for anorexia.''"]
+    assert unique["b"] == ["The trial was adjourned until tomorrow.", "He stood up on 24 January 2020."]
+
+
+def test_a_variant_with_more_new_sentences_ranks_first_even_when_they_are_shorter():
+    many = _entry("many", _CORE + "``I felt humiliated.'' ``Officers laughed at me.'' ``My sergeant ignored complaints.'' "
+                  "``I left the quiz early.''")
+    long_ = _entry("long", _CORE + "The court heard that the defendant, who had worked for the kitchenware firm for "
+                   "eleven years and travelled across Norfolk, Suffolk and Cambridgeshire selling brushes and "
+                   "cleaning products door to door, had previous convictions for two burglaries in 1983.")
+    story = rank_story("s", [long_, many], Settings())
+    assert [v.id for v in story.articles] == ["many", "long"]
+    assert len(story.articles[0].unique_sentences) == 4
