@@ -105,6 +105,7 @@ def _most_complete(variants: list[_Variant], coverage: list[float]) -> int:
 
 # Headlines are short: a wire or newspaper headline runs to a dozen words or so, a lede to 25-40.
 _HEADLINE_WORDS = 20
+_HEAD_CHARS = 4000  # room for a long advisory paragraph, a headline and a byline
 # PA's editorial notes open a take: "(with pix)", "(Advisory: note references to ...)", "(corrected ...)",
 # sometimes as a paragraph of their own; and rules of dashes set off a headline.
 _ADVISORY = re.compile(r"^\((?:[^()]|\([^()]*\))*\)[.:]?\s*")
@@ -119,7 +120,11 @@ def _headline_of(entry: Entry) -> str:
     """The variant's own headline: its title, else a headline-shaped first line, else ""."""
     if entry.title.strip():
         return _RULE.sub("", " ".join(entry.title.split())) or " ".join(entry.title.split())
-    lines = (_RULE.sub("", _ADVISORY.sub("", " ".join(line.split()))) for line in entry.text.split("\n"))
+    # A headline opens the text: only its head is read, and a line the cut runs through is left out.
+    head = entry.text[:_HEAD_CHARS].split("\n")
+    if len(entry.text) > _HEAD_CHARS:
+        head.pop()
+    lines = (_RULE.sub("", _ADVISORY.sub("", " ".join(line.split()))) for line in head)
     first = next((line for line in lines if line and not _BYLINE.match(line)), "")
     if len(first.split()) <= _HEADLINE_WORDS and not first.rstrip("\"'\u201d\u2019)").endswith("."):
         return first

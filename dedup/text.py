@@ -301,7 +301,7 @@ _BEFORE_FIGURES = frozenset("no nos art fig vol p pp para ch cl jan feb mar apr 
 _NAME_PARTS = frozenset("inc ltd corp co bros plc llc etc".split())
 _OPENERS = frozenset(
     "The A An He She It They We I You His Her Its Their Our My This That These Those There But And "
-    "In On At After When While As If So Then Police Officers".split()
+    "In On At After When While As If So Then".split()
 )
 
 
