@@ -147,7 +147,7 @@ def _headline(variants: list[_Variant], coverage: list[float]) -> str:
         found = _headline_of(variants[i].entry)
         if found:
             return found
-    words = (variants[order[0]].shown[:1] or [""])[0].split()
+    words = _RULE.sub("", _ADVISORY.sub("", (variants[order[0]].shown[:1] or [""])[0])).split()
     return " ".join(words[:_HEADLINE_WORDS]) + (" \u2026" if len(words) > _HEADLINE_WORDS else "")
 
 
