@@ -40,9 +40,19 @@ class _Variant:
     reportable: list[bool]  # long enough to be reported as unique
 
 
-def _words(sentence: str) -> int:
-    """Content words of a sentence that hold a letter: figures alone ("24 January 2020") state nothing."""
-    return sum(1 for w in content_words(sentence) if not w.isdigit() and any(c.isalpha() for c in w))
+_LOWER_WORD = re.compile(r"(?:^|\s)[\"'`(\u201c\u2018]*[a-z]")
+
+
+def _is_statement(sentence: str, min_words: int) -> bool:
+    """Whether a sentence can be reported as something a variant says.
+
+    It needs ``min_words`` content words holding a letter (figures alone,
+    "24 January 2020", state nothing) and a word in lower case: a line of
+    capitalised words alone is a heading, a label or a caption ("World
+    News", "Jens Stoltenberg", "SALESMAN GETS LIFE"), not reporting.
+    """
+    words = sum(1 for w in content_words(sentence) if not w.isdigit() and any(c.isalpha() for c in w))
+    return words >= min_words and _LOWER_WORD.search(sentence) is not None
 
 
 def _select(entries: list[Entry], settings: Settings, counts: dict[int, int]) -> list[_Variant]:
@@ -63,7 +73,7 @@ def _select(entries: list[Entry], settings: Settings, counts: dict[int, int]) ->
                 continue
             sents.append(s)
             shown.append(display)
-            reportable.append(_words(s) >= settings.min_sentence_words)
+            reportable.append(_is_statement(s, settings.min_sentence_words))
         variants.append(_Variant(e, sents, shown, reportable))
     return variants
 
