@@ -37,7 +37,7 @@ class _Variant:
     entry: Entry
     sentences: list[str]  # normalized, for matching
     shown: list[str]  # as they appear in the article
-    reportable: list[bool]  # long enough to be reported as unique
+    reportable: list[bool]  # a statement, which may be reported as unique (see _is_statement)
 
 
 _LOWER_WORD = re.compile(r"(?:^|\s)[\"'`(\u201c\u2018]*[a-z]")
