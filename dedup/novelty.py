@@ -212,9 +212,18 @@ def _nearest_other(X, bounds: list[tuple[int, int]]) -> np.ndarray:
     with itself, so one huge article beside a few small rewrites costs time
     and memory in proportion to its size, not its square.
     """
-    best = np.zeros(X.shape[0])
+    n = X.shape[0]
+    best = np.zeros(n)
+    if n * n <= _PAIRS_PER_BLOCK:
+        # A usual story fits one product; masking a variant's pairs with itself is then cheaper than
+        # slicing the matrix per variant.
+        sims = (X @ X.T).tocoo()
+        owner = np.repeat(np.arange(len(bounds)), [end - start for start, end in bounds])
+        other = owner[sims.row] != owner[sims.col]
+        np.maximum.at(best, sims.row[other], sims.data[other])
+        return best
     for start, end in bounds:
-        if start == end or end - start == X.shape[0]:
+        if start == end or end - start == n:
             continue
         others = sp.vstack([X[:start], X[end:]], format="csr").T.tocsc()
         step = max(1, _PAIRS_PER_BLOCK // others.shape[1])

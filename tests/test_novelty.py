@@ -218,3 +218,37 @@ def test_a_variant_with_more_new_sentences_ranks_first_even_when_they_are_shorte
     story = rank_story("s", [long_, many], Settings())
     assert [v.id for v in story.articles] == ["many", "long"]
     assert len(story.articles[0].unique_sentences) == 4
+
+
+from hypothesis import given, settings as hsettings, strategies as st  # noqa: E402
+
+
+@hsettings(max_examples=60, deadline=None)
+@given(st.lists(st.integers(0, 6), min_size=1, max_size=5), st.integers(0, 2**32 - 1), st.sampled_from([1, 7, 10**9]))
+def test_nearest_sentence_of_another_variant_is_the_dense_answer_whatever_the_blocks(sizes, seed, pairs):
+    """Blocked sparse products (and the one-product path for small stories) give the dense row maxima."""
+    import numpy as np
+    import scipy.sparse as sp
+
+    import dedup.novelty as N
+
+    rng = np.random.default_rng(seed)
+    n = sum(sizes)
+    rows = rng.random((n, 8)) * (rng.random((n, 8)) < 0.3)  # sparse rows, some empty, as TF-IDF gives
+    norms = np.linalg.norm(rows, axis=1, keepdims=True)
+    X = sp.csr_matrix(np.divide(rows, norms, out=np.zeros_like(rows), where=norms > 0))
+    bounds, start = [], 0
+    for k in sizes:
+        bounds.append((start, start + k))
+        start += k
+    owner = np.repeat(np.arange(len(sizes)), sizes)
+    dense = X.toarray() @ X.toarray().T
+    dense[owner[:, None] == owner[None, :]] = 0.0
+    want = dense.max(axis=1) if n else np.zeros(0)
+    old = N._PAIRS_PER_BLOCK
+    N._PAIRS_PER_BLOCK = pairs
+    try:
+        got = N._nearest_other(X, bounds)
+    finally:
+        N._PAIRS_PER_BLOCK = old
+    assert np.allclose(got, want)
