@@ -113,8 +113,8 @@ def _most_complete(variants: list[_Variant], coverage: list[float]) -> int:
     return max(range(len(variants)), key=lambda i: (coverage[i], -len(variants[i].entry.id)))
 
 
-# Headlines are short: a wire or newspaper headline runs to a dozen words or so, a lede to 25-40.
-_HEADLINE_WORDS = 20
+# Headlines are set in a few lines of large type: wire titles run to 3-10 words, a lede to 25-40.
+_HEADLINE_WORDS = 14
 _HEAD_CHARS = 4000  # room for a long advisory paragraph, a headline and a byline
 # PA's editorial notes open a take: "(with pix)", "(Advisory: note references to ...)", "(corrected ...)",
 # sometimes as a paragraph of their own; and rules of dashes set off a headline.
@@ -126,17 +126,32 @@ _RULE = re.compile(r"^[-_=*~]{3,}\s*|\s*[-_=*~]{3,}$")
 _CAPS_HEADLINE = re.compile(r"^(?:[^\sa-z]*[A-Z0-9][^\sa-z]*\s+){3,}[^\sa-z]*[A-Z0-9][^\sa-z]*(?=\s|$)")
 
 
-def _headline_of(entry: Entry) -> str:
-    """The variant's own headline: its title, else a headline-shaped first line, else ""."""
-    if entry.title.strip():
-        return _RULE.sub("", " ".join(entry.title.split())) or " ".join(entry.title.split())
-    # A headline opens the text: only its head is read, and a line the cut runs through is left out.
+def _clean_line(line: str) -> str:
+    return _RULE.sub("", _ADVISORY.sub("", " ".join(line.split())))
+
+
+def _title(entry: Entry) -> str:
+    return _clean_line(entry.title) or " ".join(entry.title.split())
+
+
+def _first_line_headline(entry: Entry) -> str:
+    """A headline the text opens with, judged by its shape, or "".
+
+    The first line (past editorial notes and a byline) is a headline when it
+    is short, does not end a sentence or open a list (no final "." or ":"),
+    and the next line does not carry on in lower case (a sentence wrapped at
+    the line's end).  A longer line can still open with a capitals headline.
+    """
     head = entry.text[:_HEAD_CHARS].split("\n")
     if len(entry.text) > _HEAD_CHARS:
-        head.pop()
-    lines = (_RULE.sub("", _ADVISORY.sub("", " ".join(line.split()))) for line in head)
-    first = next((line for line in lines if line and not _BYLINE.match(line)), "")
-    if len(first.split()) <= _HEADLINE_WORDS and not first.rstrip("\"'\u201d\u2019)").endswith("."):
+        head.pop()  # the cut runs through it
+    lines = [line for line in map(_clean_line, head) if line and not _BYLINE.match(line)]
+    if not lines:
+        return ""
+    first = lines[0]
+    after = lines[1] if len(lines) > 1 else ""
+    if (len(first.split()) <= _HEADLINE_WORDS and not first.rstrip("\"'\u201d\u2019)").endswith((".", ":"))
+            and not after[:1].islower()):
         return first
     caps = _CAPS_HEADLINE.match(first)
     return caps[0] if caps else ""
@@ -147,17 +162,20 @@ def _headline(variants: list[_Variant], coverage: list[float]) -> str:
 
     Continuation pages and newspaper rewrites often carry none, and a
     sidebar's headline names its own angle, so the variants are tried from
-    the most complete down.  With no headline anywhere, the most complete
-    variant's first sentence stands in, cut to a headline's length.
+    the most complete down: first for a title, which is a headline by
+    declaration, then for a first line shaped like one.  With no headline
+    anywhere, the most complete variant's first sentence stands in, cut to a
+    headline's length.
     """
     if not variants:
         return ""
     order = sorted(range(len(variants)), key=lambda i: (-coverage[i], len(variants[i].entry.id), variants[i].entry.id))
-    for i in order:
-        found = _headline_of(variants[i].entry)
-        if found:
-            return found
-    words = _RULE.sub("", _ADVISORY.sub("", (variants[order[0]].shown[:1] or [""])[0])).split()
+    for find in (_title, _first_line_headline):
+        for i in order:
+            found = find(variants[i].entry)
+            if found:
+                return found
+    words = _clean_line((variants[order[0]].shown[:1] or [""])[0]).split()
     return " ".join(words[:_HEADLINE_WORDS]) + (" \u2026" if len(words) > _HEADLINE_WORDS else "")
 
 
