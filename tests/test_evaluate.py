@@ -124,3 +124,26 @@ def test_eval_novelty_on_novelty_dev_reaches_the_bar():
     assert r["unique_precision"] >= 0.9 and r["unique_recall"] >= 0.9
     assert r["richest_first"] >= 0.9
     assert r["footer_reports"] == 0
+
+
+def test_a_file_that_is_not_a_novelty_gold_file_is_refused_with_what_it_should_hold(tmp_path):
+    import json
+
+    import pytest
+    from click.testing import CliRunner
+
+    from dedup.cli import cli
+    from dedup.evaluate import read_novelty_gold
+    from dedup.records import BadInput
+
+    labels = tmp_path / "labels.json"
+    labels.write_text(json.dumps({"a": "story-1"}))
+    broken = tmp_path / "broken.json"
+    broken.write_text("{not json")
+    for path in (labels, broken, tmp_path / "missing.json"):
+        with pytest.raises(BadInput, match=str(path)):
+            read_novelty_gold(str(path))
+    articles = tmp_path / "articles.jsonl"
+    articles.write_text(json.dumps({"id": "a", "text": "The minister resigned today."}) + "\n")
+    out = CliRunner().invoke(cli, ["eval", "--novelty", str(labels), str(articles)])
+    assert out.exit_code == 2 and "not a novelty gold file" in out.output
