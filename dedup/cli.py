@@ -20,7 +20,7 @@ from typing import Any, Callable, Iterable, Iterator, TextIO
 import click
 
 from .console import progress, run_batch, say, show_progress
-from .evaluate import evaluate, pair_report
+from .evaluate import evaluate, novelty_scores, pair_report, read_novelty_gold
 from .readers import read_labels, read_pairs, read_paths
 from .records import BadInput, RankedVariant, Story
 from .service import Deduper, Outcome
@@ -323,11 +323,13 @@ def cluster(paths: tuple[str, ...], fmt: str, output: str | None, skip_bad: bool
 @click.argument("extra", nargs=-1)
 @click.option("--pairs", "pairs_path", default=None, envvar="DEDUP_PAIRS", show_envvar=True,
               help="JSONL of labelled pairs (id1, id2, overall): report merges by score.")
+@click.option("--novelty", "novelty_path", default=None,
+              help="Novelty gold JSON (unique sentences per article, footers): rank every story and score it.")
 @click.option("-o", "--output", "output", default=None, help="Write the scores to FILE instead of standard output.")
 @progress_option
 @settings_options(*ALL_GROUPS)
-def eval_cmd(gold: str, extra: tuple[str, ...], pairs_path: str | None, output: str | None,
-             progress: bool | None, **kwargs: Any) -> None:
+def eval_cmd(gold: str, extra: tuple[str, ...], pairs_path: str | None, novelty_path: str | None,
+             output: str | None, progress: bool | None, **kwargs: Any) -> None:
     """Cluster a labelled JSONL file and print quality scores as JSON.
 
     The gold file's "cluster" field is the story label; it is read only for
@@ -342,19 +344,21 @@ def eval_cmd(gold: str, extra: tuple[str, ...], pairs_path: str | None, output: 
       dedup eval ../shared/data/meter-dev.jsonl
       dedup eval ../shared/data/meter-dev.jsonl ../shared/data/bbc-distractors.jsonl
       dedup eval ../shared/data/semeval-dev-articles.jsonl --pairs ../shared/data/semeval-dev-pairs.jsonl
+      dedup eval --novelty ../shared/data/novelty-dev-gold.json ../shared/data/novelty-dev.jsonl
     """
     try:
         labels = read_labels(gold)
         if not labels:
             raise BadInput(gold, "holds no articles", "eval needs a JSONL file of labelled articles")
         labelled = any(v is not None for v in labels.values())
-        if not labelled and not pairs_path:
+        if not labelled and not pairs_path and not novelty_path:
             raise BadInput(gold, "no article has a 'cluster' field, the gold story label eval scores against",
                            "label the articles, pass --pairs FILE, or use `dedup cluster` for unlabelled ones")
         for path in extra:
             for k, v in read_labels(path).items():
                 labels.setdefault(k, v)
         pairs = read_pairs(pairs_path) if pairs_path else None
+        novelty = read_novelty_gold(novelty_path) if novelty_path else None
     except BadInput as exc:
         raise InputError(str(exc)) from None
     with _output(output) as out, _open(kwargs) as dd:
@@ -369,6 +373,9 @@ def eval_cmd(gold: str, extra: tuple[str, ...], pairs_path: str | None, output: 
         result["articles_per_second"] = round(len(ids) / seconds, 1) if seconds else None
         if pairs is not None:
             result["pairs"] = pair_report(pairs, story_of)
+        if novelty is not None:
+            ranked = rank_stories(dd, sorted(set(story_of.values())), show_progress(progress))
+            result["novelty"] = novelty_scores(novelty, ranked)
         out.write(json.dumps(result, indent=2) + "\n")
 
 

@@ -12,6 +12,7 @@ an unlabelled one.
 
 from __future__ import annotations
 
+import json
 import math
 from collections import Counter, defaultdict
 from typing import Hashable, Iterable, Sequence
@@ -19,6 +20,8 @@ from typing import Hashable, Iterable, Sequence
 from sklearn.metrics import adjusted_rand_score
 
 from .readers import read_pairs
+from .records import BadInput, Story
+from .text import normalize_chars, tokens
 
 
 def _pairs(n: int) -> int:
@@ -120,4 +123,103 @@ def pair_report(pairs: str | Iterable[tuple[str, str, float]], story_of: dict[st
     }
 
 
-__all__ = ["scores", "evaluate", "pair_report", "pair_counts", "bcubed_f1"]
+def word_set(sentence: str) -> frozenset[str]:
+    """The words of a sentence, case, quotes and punctuation ignored (PA's ``#`` read as ``£``)."""
+    return frozenset(tokens(normalize_chars(sentence)))
+
+
+def jaccard(a: frozenset[str], b: frozenset[str]) -> float:
+    return len(a & b) / len(a | b) if a or b else 0.0
+
+
+SAME_SENTENCE_JACCARD = 0.6  # the gold file's definition of a reported sentence matching a gold one
+
+
+def read_novelty_gold(path: str) -> dict:
+    """A novelty gold file (``dedup eval --novelty``); raises BadInput when it cannot be scored against."""
+    fix = 'a JSON object {"footers": [...], "articles": {id: {"story", "unique": [...], "n_unique"}}}'
+    try:
+        with open(path, "rb") as fh:
+            gold = json.load(fh)
+    except OSError as exc:
+        raise BadInput(path, f"cannot read it: {exc.strerror or exc}") from None
+    except ValueError as exc:
+        raise BadInput(path, f"is not JSON: {exc}", fix) from None
+    articles = gold.get("articles") if isinstance(gold, dict) else None
+    if not isinstance(articles, dict) or not all(
+        isinstance(a, dict) and {"story", "unique", "n_unique"} <= a.keys() for a in articles.values()
+    ):
+        raise BadInput(path, "is not a novelty gold file", fix)
+    return gold
+
+
+def novelty_scores(gold: dict, stories: Iterable[Story]) -> dict:
+    """Score ranked stories against a novelty gold file (``{"footers", "articles"}``).
+
+    - precision: share of the sentences reported as unique, over the gold
+      articles, whose word set overlaps a gold unique sentence *of the same
+      article* by at least 0.6 Jaccard;
+    - recall: share of gold unique sentences matched by a reported one of
+      their article;
+    - richest_first: share of gold stories whose variant with the most gold
+      unique sentences (strictly more than any other) is ranked first in its
+      predicted story;
+    - footer_reports: reported sentences that are a footer's words (at least
+      0.6 of their words in one footer), and the share of gold articles with any.
+
+    ``stories_intact`` counts gold stories whose articles all landed in one
+    predicted story with nothing else: only there do the gold answers hold
+    exactly, so a low count explains low figures.
+    """
+    articles: dict[str, dict] = gold["articles"]
+    footers = [word_set(f) for f in gold.get("footers", [])]
+    placed: dict[str, tuple[str, int, list[str], int]] = {}  # id -> (story, rank, unique sentences, story size)
+    for st in stories:
+        for v in st.articles:
+            placed[v.id] = (st.id, v.rank, v.unique_sentences, st.size)
+
+    reported = matched_reported = gold_total = matched_gold = 0
+    footer_sentences = 0
+    footer_articles = 0
+    for aid, g in articles.items():
+        wanted = [word_set(s) for s in g["unique"]]
+        got = [word_set(s) for s in placed.get(aid, ("", 0, [], 0))[2]]
+        reported += len(got)
+        gold_total += len(wanted)
+        matched_reported += sum(1 for r in got if any(jaccard(r, w) >= SAME_SENTENCE_JACCARD for w in wanted))
+        matched_gold += sum(1 for w in wanted if any(jaccard(r, w) >= SAME_SENTENCE_JACCARD for r in got))
+        in_footer = sum(
+            1 for r in got if r and any(len(r & f) >= SAME_SENTENCE_JACCARD * len(r) for f in footers)
+        )
+        footer_sentences += in_footer
+        footer_articles += bool(in_footer)
+
+    by_story: dict[str, list[str]] = defaultdict(list)
+    for aid, g in articles.items():
+        by_story[g["story"]].append(aid)
+    richest = first = intact = 0
+    for members in by_story.values():
+        counts = sorted((articles[a]["n_unique"] for a in members), reverse=True)
+        homes = {placed[a][0] if a in placed else None for a in members}
+        if None not in homes and len(homes) == 1 and placed[members[0]][3] == len(members):
+            intact += 1
+        if len(counts) > 1 and counts[0] == counts[1]:
+            continue  # no single richest variant
+        richest += 1
+        top = max(members, key=lambda a: articles[a]["n_unique"])
+        first += top in placed and placed[top][1] == 1
+    return {
+        "unique_precision": round(matched_reported / reported, 4) if reported else 1.0,
+        "unique_recall": round(matched_gold / gold_total, 4) if gold_total else 1.0,
+        "reported_sentences": reported,
+        "gold_sentences": gold_total,
+        "richest_first": round(first / richest, 4) if richest else 1.0,
+        "stories": len(by_story),
+        "stories_intact": intact,
+        "footer_reports": footer_sentences,
+        "articles_with_footer_reported": round(footer_articles / len(articles), 4) if articles else 0.0,
+    }
+
+
+__all__ = ["scores", "evaluate", "pair_report", "pair_counts", "bcubed_f1", "novelty_scores", "read_novelty_gold",
+           "word_set", "jaccard"]

@@ -86,8 +86,10 @@ class Settings(DeclaredSettings):
         "Sentence TF-IDF cosine at or above which a sentence of another variant 'says the same'.",
         group="ranking",
     )
+    # two content words make a statement ("The trial was adjourned", "The operation was not for anorexia");
+    # one is an answer or a fragment ("He said: No.")
     min_sentence_words: int = _setting(
-        4, "Sentences with fewer content words are never reported as unique.", group="ranking"
+        2, "Sentences with fewer content words are never reported as unique.", group="ranking"
     )
     # -- runtime ----------------------------------------------------------
     jobs: int = _setting(

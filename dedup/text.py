@@ -61,9 +61,6 @@ _NOTICE = re.compile(
 )
 _PHOTO_CREDIT = re.compile(r"\((?:AP|AFP|Reuters|NATO|dpa|EPA|Getty)[^)]{0,60}(?:Photo|/)[^)]{0,60}\)\s*$", re.I)
 
-_SENTENCE_END = re.compile(r"(?<=[.!?\"'\u201d\u2019)\]])\s+(?=[\"'\u201c\u2018(\[]?[A-Z0-9])")
-_ENDS_SENTENCE = re.compile(r"[.!?][\"'\u201d\u2019)\]]*$")
-_ABBREV = re.compile(r"\b(?:Mr|Mrs|Ms|Dr|St|Jan|Feb|Mar|Apr|Jun|Jul|Aug|Sep|Sept|Oct|Nov|Dec|No|Gen|Col|Lt|Sgt|Capt|Rep|Sen|Gov|Prof|Inc|Ltd|Co|Corp|vs|U\.S|U\.K|a\.m|p\.m)\.$")
 
 _TOKEN = re.compile(r"[a-z0-9£$€]+(?:[.,][0-9]+)*(?:'[a-z]+)?")
 STOP_WORDS = frozenset(ENGLISH_STOP_WORDS) | {"said", "says", "told", "mr", "mrs", "ms", "year", "years"}
@@ -283,33 +280,71 @@ def normalize(text: str, title: str = "") -> tuple[str, list[str]]:
     return "\n".join(paragraphs), dropped
 
 
-# Both end-of-sentence tests look at the end of a growing buffer only; the regexes would scan it all.
-_CLOSERS = "\"'\u201d\u2019)]"
-_ABBREV_REACH = 8  # _ABBREV matches at most "Sept." at the very end; its \b still sees the character before
+# A possible sentence end: one or more stops, any closing quotes or brackets (PA closes a quote with
+# two apostrophes), spaces, then what can open a sentence: opening quotes or brackets (PA opens with
+# two backticks) and a capital or a figure.  Whether it *is* an end depends on the word before the stop.
+_BOUNDARY = re.compile(
+    r"(?P<stop>[.!?]+)(?P<close>[\"'\u201d\u2019)\]]*)\s+(?=[`\"'\u201c\u2018(\[]*(?P<next>[A-Z0-9][\w'\u2019-]*))"
+)
+_OPENING_MARKS = "`\"'\u201c\u2018(["
+_WORD_REACH = 24  # longer than any abbreviation listed below: a longer word is not one
+# Titles stand before a name, so a stop after one never ends a sentence ("Mr. Smith", "Dr. No").
+_TITLES = frozenset(
+    "mr mrs ms messrs dr prof rev revd fr st gen col lt sgt capt cpl maj adm cmdr insp supt det "
+    "rep sen gov pres hon rt sr jr mt ft".split()
+)
+# These stand before a figure ("No. 10", "Jan. 5", "Art. 3"); before a word they may end a sentence.
+_BEFORE_FIGURES = frozenset("no nos art fig vol p pp para ch cl jan feb mar apr jun jul aug sep sept oct nov dec".split())
+# Initials ("J. K. Rowling"), dotted acronyms ("U.S.", "a.m.") and company suffixes ("Acme Inc.") often go
+# on with a capitalised word inside the sentence; they end it only when the next word is one that opens
+# sentences and is rarely part of a name.
+_NAME_PARTS = frozenset("inc ltd corp co bros plc llc etc".split())
+_OPENERS = frozenset(
+    "The A An He She It They We I You His Her Its Their Our My This That These Those There But And "
+    "In On At After When While As If So Then".split()
+)
 
 
-def _ends_sentence(buf: str) -> bool:
-    """``_ENDS_SENTENCE.search(buf)`` for a one-line ``buf``: a stop, then closing quotes or brackets."""
-    return buf.rstrip(_CLOSERS).endswith((".", "!", "?"))
+def _ends_here(par: str, m: re.Match[str]) -> bool:
+    """Whether the candidate boundary ``m`` in ``par`` ends a sentence (see the word lists above)."""
+    if m["stop"] != "." or m["close"]:
+        return True  # "?", "!", "..." or a closed quote: the writer ended the sentence
+    # Only a short window before the stop is looked at, so each test costs the same on any paragraph.
+    before = par[max(0, m.start() - _WORD_REACH) : m.start()].split()
+    word = before[-1].lstrip(_OPENING_MARKS) if before else ""
+    if not word:
+        return True
+    key = word.rstrip(".").casefold()
+    if key in _TITLES:
+        return False
+    if key in _BEFORE_FIGURES and m["next"][0].isdigit():
+        return False
+    if key in _NAME_PARTS or (len(word) == 1 and word.isalpha()) or "." in word:
+        return m["next"] in _OPENERS
+    return True
 
 
 def split_sentences(text: str) -> list[str]:
-    """Split clean text (one paragraph per line) into sentences."""
+    """Split clean text (one paragraph per line) into sentences.
+
+    A sentence ends at a stop followed by space and a capital or a figure,
+    possibly through quotes on either side (``...night.'' He``, ``insulted.
+    ``I``), unless the word before the stop is an abbreviation that goes
+    on (``Mr.``, ``No. 10``, ``U.S. Army``).  A line never continues into
+    the next.  Every piece is a stripped substring of its line, and the
+    pieces hold all of its words in order.
+    """
     out: list[str] = []
     for par in text.split("\n"):
         par = par.strip()
         if not par:
             continue
-        pieces = _SENTENCE_END.split(par)
-        buf = ""
-        for piece in pieces:
-            buf = f"{buf} {piece}" if buf else piece
-            if not _ends_sentence(buf) or _ABBREV.search(buf, len(buf) - _ABBREV_REACH):
-                continue
-            out.append(buf.strip())
-            buf = ""
-        if buf:
-            out.append(buf.strip())
+        start = 0
+        for m in _BOUNDARY.finditer(par):
+            if _ends_here(par, m):
+                out.append(par[start : m.end("close")])
+                start = m.end()
+        out.append(par[start:])
     return out
 
 
