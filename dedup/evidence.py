@@ -36,6 +36,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+import re
 from functools import lru_cache
 
 import numpy as np
@@ -65,40 +66,51 @@ class TextFeatures:
 
 
 @lru_cache(maxsize=1 << 16)
-def _idf(term: str) -> float:
-    return idf(term)
+def _term(token: str) -> tuple[int, float] | None:
+    """(CRC32, IDF) of a lower-case token, None for a stop word or a single character."""
+    if token in _DROP:
+        return None
+    return term_hash(token), idf(token)
 
 
-def _written_as_name(word: str, first: bool, headline: bool) -> bool:
-    """A word carrying a name or a figure: it holds a digit, or it is capitalized where
-    capitals are not the sentence's form (not its first word, not a title-case or capitals line)."""
-    if any(c.isdigit() for c in word):
-        return True
-    return not first and not headline and word[:1].isupper()
+# dedup.text's token pattern with both cases: on ASCII text, its matches lower-cased are the
+# tokens of the lower-cased text, and each keeps the case it was written in.
+_CASED_TOKEN = re.compile(r"[A-Za-z0-9$]+(?:[.,][0-9]+)*(?:'[A-Za-z]+)?")
+_DIGIT = re.compile(r"[0-9]")
+
+
+def _word_tokens(word: str) -> list[str]:
+    if word.isascii():
+        return [t.lower() for t in _CASED_TOKEN.findall(word)]
+    return tokens(word)
 
 
 def text_features(clean: str) -> TextFeatures:
-    """The :class:`TextFeatures` of a normalized text (:func:`dedup.text.normalize`)."""
+    """The :class:`TextFeatures` of a normalized text (:func:`dedup.text.normalize`).
+
+    A word is a name or figure when it holds a digit, or is capitalized where capitals are not the
+    sentence's own form: not its first word, and not in a line written in title case or capitals.
+    """
     ids: list[int] = []
     weights: list[float] = []
     names: list[bool] = []
     for line in clean.split("\n"):
         for sentence in split_sentences(line):
-            words = [w.strip("\"'()[]{}.,;:!?-") for w in sentence.split()]
-            words = [w for w in words if w]
+            words = sentence.split()
             # In a headline written in title case or capitals, capitals say nothing about names.
-            capitals = sum(1 for w in words if w[:1].isupper())
-            headline = capitals * 2 > len(words)
+            headline = sum(1 for w in words if w.lstrip("\"'([{")[:1].isupper()) * 2 > len(words)
             for k, word in enumerate(words):
-                flag = None
-                for t in tokens(word):
-                    if t in _DROP:
+                named = None
+                for t in _word_tokens(word):
+                    term = _term(t)
+                    if term is None:
                         continue
-                    if flag is None:
-                        flag = _written_as_name(word, k == 0, headline)
-                    ids.append(term_hash(t))
-                    weights.append(_idf(t))
-                    names.append(flag)
+                    if named is None:
+                        named = bool(_DIGIT.search(word)) or (
+                            k > 0 and not headline and word.lstrip("\"'([{")[:1].isupper())
+                    ids.append(term[0])
+                    weights.append(term[1])
+                    names.append(named)
     crc = np.array(ids, dtype=np.uint32)
     shingles = _trigram_mix(crc) & HASH_MASK if len(crc) >= 3 else crc & HASH_MASK
     return TextFeatures(
@@ -184,6 +196,11 @@ def _template(a: TextFeatures, b: TextFeatures, gap: int) -> tuple[np.ndarray, n
     common = np.intersect1d(a.shingles, b.shingles)
     if not len(common) or min(len(a.words), len(b.words)) < 3:
         return keep_a, keep_b, set()
+    # cheap test first: a run at an edge of both texts starts within ``gap`` of that edge in both
+    at_head = all(np.isin(f.shingles[: gap + 1], common).any() for f in (a, b))
+    at_tail = all(np.isin(f.shingles[-gap - 1:], common).any() for f in (a, b))
+    if not at_head and not at_tail:
+        return keep_a, keep_b, set()
     (head_a, tail_a), (head_b, tail_b) = _edge_only(a, common, gap), _edge_only(b, common, gap)
     template_head, template_tail = head_a & head_b, tail_a & tail_b
     if not template_head and not template_tail:
@@ -201,18 +218,24 @@ def _template(a: TextFeatures, b: TextFeatures, gap: int) -> tuple[np.ndarray, n
 def pair_evidence(a: Signature, b: Signature, fa: TextFeatures, fb: TextFeatures,
                   settings: Settings) -> PairEvidence:
     """The :class:`PairEvidence` of two articles (their signatures and :func:`text_features`)."""
-    cos = pair_cosines([a], [b])[0]
-    keep_a, keep_b, template = _template(fa, fb, settings.template_gap)
-    n = min(len(a.shingles), len(b.shingles))
-    if template:
-        rest = _weighted_cosine(fa, keep_a, fb, keep_b)
-        if rest < settings.min_cosine:  # the remainders report different things: the runs are template
-            shared = len(set(np.intersect1d(a.shingles, b.shingles).tolist()) - template)
-            return PairEvidence(rest, shared / n if n else 0.0, _shared_names(fa, keep_a, fb, keep_b), len(template))
-    reuse = pair_reuses([a], [b])[0]
-    everything_a = np.ones(len(fa.words), dtype=bool)
-    everything_b = np.ones(len(fb.words), dtype=bool)
-    return PairEvidence(cos, reuse, _shared_names(fa, everything_a, fb, everything_b), 0)
+    return _evidence(a, b, fa, fb, pair_cosines([a], [b])[0], pair_reuses([a], [b])[0], settings, True)
+
+
+def _evidence(a: Signature, b: Signature, fa: TextFeatures, fb: TextFeatures, cos: float, reuse: float,
+              settings: Settings, names: bool) -> PairEvidence:
+    """:func:`pair_evidence` from the signatures' cosine and reuse; ``names`` False skips the name sum."""
+    everything = (np.ones(len(fa.words), dtype=bool), np.ones(len(fb.words), dtype=bool))
+    if reuse > 0:
+        keep_a, keep_b, template = _template(fa, fb, settings.template_gap)
+        if template:
+            rest = _weighted_cosine(fa, keep_a, fb, keep_b)
+            if rest < settings.min_cosine:  # the remainders report different things: the runs are template
+                shared = len(set(np.intersect1d(a.shingles, b.shingles).tolist()) - template)
+                n = min(len(a.shingles), len(b.shingles))
+                # setting a template aside only ever removes evidence
+                return PairEvidence(min(cos, rest), min(reuse, shared / n),
+                                    _shared_names(fa, keep_a, fb, keep_b) if names else 0.0, len(template))
+    return PairEvidence(cos, reuse, _shared_names(fa, everything[0], fb, everything[1]) if names else 0.0, 0)
 
 
 def _shared_names(a: TextFeatures, keep_a: np.ndarray, b: TextFeatures, keep_b: np.ndarray) -> float:
@@ -233,16 +256,28 @@ def links(a: Sequence[Signature], b: Sequence[Signature], fa: Sequence[TextFeatu
     Story: within the window, ``cosine >= min_cosine`` and template-blind
     ``reuse >= min_reuse``.  Event: a story link, or within the window,
     ``cosine >= event_min_cosine`` and ``names >= event_min_names``.
+    Cosine and reuse are computed for the whole batch at once, as
+    :func:`dedup.stories.verify_pairs` does; the text features are read only
+    for pairs whose cosine reaches a threshold (setting a template aside
+    never raises it).  A pair's verdict does not depend on its batch.
     """
-    out = []
-    for x, y, f, g in zip(a, b, fa, fb):
-        if not within_window(x.day, y.day, settings.window_days):
-            out.append((False, False))
-            continue
-        e = pair_evidence(x, y, f, g, settings)
+    out = [(False, False)] * len(a)
+    near = [k for k, (x, y) in enumerate(zip(a, b)) if within_window(x.day, y.day, settings.window_days)]
+    if not near:
+        return out
+    floor = min(settings.min_cosine, settings.event_min_cosine)
+    close = [(k, c) for k, c in zip(near, pair_cosines([a[k] for k in near], [b[k] for k in near])) if c >= floor]
+    if not close:
+        return out
+    reuse = pair_reuses([a[k] for k, _ in close], [b[k] for k, _ in close])
+    for (k, c), r in zip(close, reuse):
+        e = _evidence(a[k], b[k], fa[k], fb[k], c, r, settings, False)
         story = e.cosine >= settings.min_cosine and e.reuse >= settings.min_reuse
-        event = story or (e.cosine >= settings.event_min_cosine and e.names >= settings.event_min_names)
-        out.append((story, event))
+        event = story
+        if not story and e.cosine >= settings.event_min_cosine:
+            e = _evidence(a[k], b[k], fa[k], fb[k], c, r, settings, True)
+            event = e.names >= settings.event_min_names
+        out[k] = (story, event)
     return out
 
 
