@@ -40,7 +40,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from dedup.evaluate import scores  # noqa: E402
-from dedup.evidence import links, text_features  # noqa: E402
+from dedup.evidence import links, pair_evidence, text_features  # noqa: E402
 from dedup.index.memory import within_window  # noqa: E402
 from dedup.readers import read_labels, read_paths  # noqa: E402
 from dedup.records import Article  # noqa: E402
@@ -288,6 +288,16 @@ def feed_boilerplate(corpora: dict[str, Corpus], data: Path, settings: Settings)
               f"other lines flagged {len(found - footers)} {sorted(found - footers, key=len)[:3]}")
 
 
+def seed_pairs(c: Corpus, settings: Settings) -> None:
+    """Every seed pair's evidence: which content figures could tell the seeds' events apart."""
+    for i in range(len(c.ids)):
+        for j in range(i + 1, len(c.ids)):
+            e = pair_evidence(c.sigs[i], c.sigs[j], c.feats[i], c.feats[j], settings)
+            story, event = links([c.sigs[i]], [c.sigs[j]], [c.feats[i]], [c.feats[j]], settings)[0]
+            print(f"  {c.ids[i][:3]}-{c.ids[j][:3]}: cosine {e.cosine:.3f} reuse {e.reuse:.3f} names {e.names:5.1f}"
+                  f" -> story {story!s:5} event {event}")
+
+
 def show(title: str, figures: dict) -> None:
     print(title)
     for k, v in figures.items():
@@ -354,6 +364,8 @@ def main() -> None:
                  run(corpora, data, rule, settings, candidates))
     print("\nwhat LSH candidacy loses (rule 'evidence')")
     lsh_loss(corpora, data, settings)
+    print("\nseed pairs (rule 'evidence')")
+    seed_pairs(corpora["seeds"], settings)
     print("\nfeed-level template lines (recurring across the rule's stories, per source)")
     feed_boilerplate(corpora, data, settings)
     if not args.no_sensitivity:
