@@ -80,6 +80,24 @@ class Settings(DeclaredSettings):
     window_days: int = _setting(
         1, "Two articles can be one story only if published at most this many days apart."
     )
+    event_min_cosine: float = _setting(
+        0.24,
+        "Least cosine of the IDF-weighted word vectors for two articles within the window to be one event "
+        "(independent reports of one news event) without sharing text; names must back it (event_min_names).",
+    )
+    event_min_names: float = _setting(
+        8.0,
+        "Least summed IDF of the distinct words two articles both write as a name (capitalized mid-sentence) "
+        "or figure for an event link: one rare name (IDF 8 = never seen in English text) or a few "
+        "uncommon ones. A beat's shared vocabulary ('jury', 'chart') is not written as a name.",
+    )
+    template_gap: int = _setting(
+        7,
+        "Largest gap, in trigrams, inside a run of shared trigrams at the head or tail of two articles "
+        "for it to count as one outlet template block: k differing words leave a gap of k + 3, so 7 "
+        "lets a block hold a differing time and day stamp of up to four words. A template "
+        "block is not text reuse when the rest of the two articles is below min_cosine.",
+    )
     # -- novelty ranking --------------------------------------------------
     same_sentence: float = _setting(
         0.5,

@@ -1,0 +1,296 @@
+"""Pair evidence for the two levels: text reuse blind to outlet templates, and event links.
+
+A *story* groups rewrites: two articles share text.  An *event* groups the
+stories that report one news event, written independently: they share what
+the event is about -- its names, places and figures -- but no text.  Every
+rule here is a pure, symmetric function of the two articles, so the links,
+and the connected components built from them, do not depend on arrival order.
+
+**Template blocks.**  Web outlets wrap every article in the same template
+lines (an archive notice at the tail, a subscription plea at the head).  Two
+unrelated articles of one outlet then share a run of trigrams that carries
+none of either story.  A run of shared trigrams is treated as a template when
+it sits at the same edge (head or tail) of both articles and what remains of
+the two articles outside their template runs is not about the same thing
+(cosine of the remainders below ``min_cosine``).  A rewrite that keeps its
+source's lead verbatim also shares a head run, but its remainder still
+reports the same story, so the run counts as reuse.
+
+**Event links.**  Two articles published within the window are one event when
+their word vectors are close (``event_min_cosine``, below which independent
+reports of one event and unrelated reports of one beat -- two court cases,
+two pop stars -- overlap) *and* they share specific names or figures: the
+summed IDF of the words both hold and one of them writes as a name
+(capitalized mid-sentence) or that hold a digit must reach ``event_min_names``.  Topic vocabulary shared by
+a whole beat ("jury", "sentenced") is never written as a name, so it raises
+the cosine but not the name evidence; the names are what keep two stories of
+one beat from chaining into one event.
+
+What the rules need beyond :class:`~dedup.records.Signature` is computed from
+the normalized text by :func:`text_features`: the content words in text order
+(for the positions of the shared trigrams), their IDF, and which of them are
+written as names.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+import re
+from functools import lru_cache
+
+import numpy as np
+
+from .index.memory import within_window
+from .records import Signature
+from .settings import Settings
+from .signature import HASH_MASK, _trigram_mix, idf, pair_cosines, pair_reuses, term_hash
+from .text import _DROP, split_sentences, tokens
+
+
+@dataclass(frozen=True)
+class TextFeatures:
+    """What the pair rules read of one article beyond its signature, all in text order.
+
+    ``words`` are the 24-bit term ids of the content words (as in
+    ``Signature.term_ids``), ``weights`` their IDF, ``names`` whether each
+    was written as a name or holds a digit, ``shingles`` the hash of the
+    trigram starting at each word (as in ``Signature.shingles``; an article
+    of fewer than three content words has its words instead).
+    """
+
+    words: np.ndarray  # uint32
+    weights: np.ndarray  # float64
+    names: np.ndarray  # bool
+    shingles: np.ndarray  # uint32
+
+
+@lru_cache(maxsize=1 << 16)
+def _term(token: str) -> tuple[int, float] | None:
+    """(CRC32, IDF) of a lower-case token, None for a stop word or a single character."""
+    if token in _DROP:
+        return None
+    return term_hash(token), idf(token)
+
+
+# dedup.text's token pattern with both cases: on ASCII text, its matches lower-cased are the
+# tokens of the lower-cased text, and each keeps the case it was written in.
+_CASED_TOKEN = re.compile(r"[A-Za-z0-9$]+(?:[.,][0-9]+)*(?:'[A-Za-z]+)?")
+_DIGIT = re.compile(r"[0-9]")
+
+
+def _word_tokens(word: str) -> list[str]:
+    if word.isascii():
+        return [t.lower() for t in _CASED_TOKEN.findall(word)]
+    return tokens(word)
+
+
+def text_features(clean: str) -> TextFeatures:
+    """The :class:`TextFeatures` of a normalized text (:func:`dedup.text.normalize`).
+
+    A word is a name or figure when it holds a digit, or is capitalized where capitals are not the
+    sentence's own form: not its first word, and not in a line written in title case or capitals.
+    """
+    ids: list[int] = []
+    weights: list[float] = []
+    names: list[bool] = []
+    for line in clean.split("\n"):
+        for sentence in split_sentences(line):
+            words = sentence.split()
+            # In a headline written in title case or capitals, capitals say nothing about names.
+            headline = sum(1 for w in words if w.lstrip("\"'([{")[:1].isupper()) * 2 > len(words)
+            for k, word in enumerate(words):
+                named = None
+                for t in _word_tokens(word):
+                    term = _term(t)
+                    if term is None:
+                        continue
+                    if named is None:
+                        named = bool(_DIGIT.search(word)) or (
+                            k > 0 and not headline and word.lstrip("\"'([{")[:1].isupper())
+                    ids.append(term[0])
+                    weights.append(term[1])
+                    names.append(named)
+    crc = np.array(ids, dtype=np.uint32)
+    shingles = _trigram_mix(crc) & HASH_MASK if len(crc) >= 3 else crc & HASH_MASK
+    return TextFeatures(
+        words=crc & HASH_MASK,
+        weights=np.array(weights, dtype=np.float64),
+        names=np.array(names, dtype=bool),
+        shingles=shingles.astype(np.uint32),
+    )
+
+
+def _edge_runs(positions: np.ndarray, length: int, gap: int) -> tuple[np.ndarray, np.ndarray]:
+    """Which of the sorted ``positions`` (of shared trigrams) form the run at the head, and which the
+    run at the tail, of a sequence of ``length`` trigrams: consecutive positions at most ``gap``
+    apart, the first (last) at most ``gap`` from the edge.  One run may be both."""
+    head = np.zeros(len(positions), dtype=bool)
+    tail = np.zeros(len(positions), dtype=bool)
+    if not len(positions):
+        return head, tail
+    breaks = np.flatnonzero(np.diff(positions) > gap)
+    if positions[0] <= gap:
+        head[: (breaks[0] + 1 if len(breaks) else len(positions))] = True
+    if length - 1 - positions[-1] <= gap:
+        tail[(breaks[-1] + 1 if len(breaks) else 0):] = True
+    return head, tail
+
+
+def _weighted_cosine(a: TextFeatures, keep_a: np.ndarray, b: TextFeatures, keep_b: np.ndarray) -> float:
+    """Cosine of the (1 + log tf) * idf vectors of the kept words of ``a`` and ``b``."""
+
+    def vector(f: TextFeatures, keep: np.ndarray) -> dict[int, float]:
+        ids, counts = np.unique(f.words[keep], return_counts=True)
+        w = dict(zip(f.words[keep].tolist(), f.weights[keep].tolist()))
+        return {i: (1.0 + np.log(n)) * w[i] for i, n in zip(ids.tolist(), counts.tolist())}
+
+    va, vb = vector(a, keep_a), vector(b, keep_b)
+    na = sum(x * x for x in va.values()) ** 0.5
+    nb = sum(x * x for x in vb.values()) ** 0.5
+    if not na or not nb:
+        return 0.0
+    dot = sum(x * vb[i] for i, x in sorted(va.items()) if i in vb)
+    return float(dot / (na * nb))
+
+
+@dataclass(frozen=True)
+class PairEvidence:
+    """What two articles share, with outlet templates left out.
+
+    ``cosine`` is the signatures' cosine, or, when a template was found, the
+    cosine of what is left of the two texts without it; ``reuse`` the share of
+    the shorter article's trigrams the other has, template trigrams not
+    counted; ``names`` the summed IDF of the distinct words both hold,
+    outside templates, that one of them writes as a name or figure;
+    ``template`` how many shared trigrams were set aside as template.
+    """
+
+    cosine: float
+    reuse: float
+    names: float
+    template: int
+
+
+def _edge_only(f: TextFeatures, common: np.ndarray, gap: int) -> tuple[set[int], set[int]]:
+    """The shared trigram hashes every occurrence of which, in ``f``, lies in its head run; and those
+    every occurrence of which lies in its tail run."""
+    pos = np.flatnonzero(np.isin(f.shingles, common))
+    head, tail = _edge_runs(pos, len(f.shingles), gap)
+    hashes = f.shingles[pos].tolist()
+    only_head = {h for h, x in zip(hashes, head) if x} - {h for h, x in zip(hashes, head) if not x}
+    only_tail = {h for h, x in zip(hashes, tail) if x} - {h for h, x in zip(hashes, tail) if not x}
+    return only_head, only_tail
+
+
+def _template(a: TextFeatures, b: TextFeatures, gap: int) -> tuple[np.ndarray, np.ndarray, set[int]]:
+    """The shared trigrams found only in a run at the same edge of both texts (head of both, or tail
+    of both), and the word masks of ``a`` and ``b`` outside the blocks those runs cover.
+
+    A block must be the smaller part of each text: a template is glued onto an article, and a text
+    that is mostly the other's head or tail (a snap, a page, a re-send) is that article's content.
+    Returns no trigrams when there is no such block.
+    """
+    keep_a = np.ones(len(a.words), dtype=bool)
+    keep_b = np.ones(len(b.words), dtype=bool)
+    common = np.intersect1d(a.shingles, b.shingles)
+    if not len(common) or min(len(a.words), len(b.words)) < 3:
+        return keep_a, keep_b, set()
+    # cheap test first: a run at an edge of both texts starts within ``gap`` of that edge in both
+    at_head = all(np.isin(f.shingles[: gap + 1], common).any() for f in (a, b))
+    at_tail = all(np.isin(f.shingles[-gap - 1:], common).any() for f in (a, b))
+    if not at_head and not at_tail:
+        return keep_a, keep_b, set()
+    (head_a, tail_a), (head_b, tail_b) = _edge_only(a, common, gap), _edge_only(b, common, gap)
+    template_head, template_tail = head_a & head_b, tail_a & tail_b
+    if not template_head and not template_tail:
+        return keep_a, keep_b, set()
+    for f, keep in ((a, keep_a), (b, keep_b)):
+        if template_head:
+            keep[: np.flatnonzero(np.isin(f.shingles, list(template_head))).max() + 3] = False
+        if template_tail:
+            keep[np.flatnonzero(np.isin(f.shingles, list(template_tail))).min():] = False
+        if keep.sum() * 2 <= len(keep):  # the block is not the smaller part of this text
+            return np.ones(len(a.words), dtype=bool), np.ones(len(b.words), dtype=bool), set()
+    return keep_a, keep_b, template_head | template_tail
+
+
+def pair_evidence(a: Signature, b: Signature, fa: TextFeatures, fb: TextFeatures,
+                  settings: Settings) -> PairEvidence:
+    """The :class:`PairEvidence` of two articles (their signatures and :func:`text_features`)."""
+    return _evidence(a, b, fa, fb, pair_cosines([a], [b])[0], pair_reuses([a], [b])[0], settings, True)
+
+
+def _evidence(a: Signature, b: Signature, fa: TextFeatures, fb: TextFeatures, cos: float, reuse: float,
+              settings: Settings, names: bool) -> PairEvidence:
+    """:func:`pair_evidence` from the signatures' cosine and reuse; ``names`` False skips the name sum."""
+    everything = (np.ones(len(fa.words), dtype=bool), np.ones(len(fb.words), dtype=bool))
+    if reuse > 0:
+        keep_a, keep_b, template = _template(fa, fb, settings.template_gap)
+        if template:
+            rest = _weighted_cosine(fa, keep_a, fb, keep_b)
+            if rest < settings.min_cosine:  # the remainders report different things: the runs are template
+                shared = len(set(np.intersect1d(a.shingles, b.shingles).tolist()) - template)
+                n = min(len(a.shingles), len(b.shingles))
+                # setting a template aside only ever removes evidence
+                return PairEvidence(min(cos, rest), min(reuse, shared / n),
+                                    _shared_names(fa, keep_a, fb, keep_b) if names else 0.0, len(template))
+    return PairEvidence(cos, reuse, _shared_names(fa, everything[0], fb, everything[1]) if names else 0.0, 0)
+
+
+def _shared_names(a: TextFeatures, keep_a: np.ndarray, b: TextFeatures, keep_b: np.ndarray) -> float:
+    """Summed IDF of the distinct words both texts hold (kept words only) that at least one of them
+    writes as a name or figure: a headline in title case, or a title-only item, still shares the
+    names the other text writes mid-sentence."""
+    idf_of = dict(zip(a.words[keep_a].tolist(), a.weights[keep_a].tolist()))
+    idf_of.update(zip(b.words[keep_b].tolist(), b.weights[keep_b].tolist()))
+    words_a, words_b = set(a.words[keep_a].tolist()), set(b.words[keep_b].tolist())
+    named = set(a.words[keep_a & a.names].tolist()) | set(b.words[keep_b & b.names].tolist())
+    return float(sum(idf_of[i] for i in sorted(words_a & words_b & named)))
+
+
+def links(a: Sequence[Signature], b: Sequence[Signature], fa: Sequence[TextFeatures],
+          fb: Sequence[TextFeatures], settings: Settings) -> list[tuple[bool, bool]]:
+    """(story link, event link) of every pair ``(a[k], b[k])``; an event link holds for every story link.
+
+    Story: within the window, ``cosine >= min_cosine`` and template-blind
+    ``reuse >= min_reuse``.  Event: a story link, or within the window,
+    ``cosine >= event_min_cosine`` and ``names >= event_min_names``.
+    Cosine and reuse are computed for the whole batch at once, as
+    :func:`dedup.stories.verify_pairs` does; the text features are read only
+    for pairs whose cosine reaches a threshold (setting a template aside
+    never raises it).  A pair's verdict does not depend on its batch.
+    """
+    out = [(False, False)] * len(a)
+    near = [k for k, (x, y) in enumerate(zip(a, b)) if within_window(x.day, y.day, settings.window_days)]
+    if not near:
+        return out
+    floor = min(settings.min_cosine, settings.event_min_cosine)
+    close = [(k, c) for k, c in zip(near, pair_cosines([a[k] for k in near], [b[k] for k in near])) if c >= floor]
+    if not close:
+        return out
+    reuse = pair_reuses([a[k] for k, _ in close], [b[k] for k, _ in close])
+    for (k, c), r in zip(close, reuse):
+        e = _evidence(a[k], b[k], fa[k], fb[k], c, r, settings, False)
+        story = e.cosine >= settings.min_cosine and e.reuse >= settings.min_reuse
+        event = story
+        if not story and e.cosine >= settings.event_min_cosine:
+            e = _evidence(a[k], b[k], fa[k], fb[k], c, r, settings, True)
+            event = e.names >= settings.event_min_names
+        out[k] = (story, event)
+    return out
+
+
+def event_links(a: Sequence[Signature], b: Sequence[Signature], fa: Sequence[TextFeatures],
+                fb: Sequence[TextFeatures], settings: Settings) -> list[bool]:
+    """Whether each pair ``(a[k], b[k])`` is one event (see :func:`links`)."""
+    return [event for _, event in links(a, b, fa, fb, settings)]
+
+
+def story_links(a: Sequence[Signature], b: Sequence[Signature], fa: Sequence[TextFeatures],
+                fb: Sequence[TextFeatures], settings: Settings) -> list[bool]:
+    """Whether each pair ``(a[k], b[k])`` is one story, outlet templates not counted as reuse."""
+    return [story for story, _ in links(a, b, fa, fb, settings)]
+
+
+__all__ = ["TextFeatures", "PairEvidence", "text_features", "pair_evidence", "links", "event_links", "story_links"]
