@@ -41,7 +41,7 @@ from functools import lru_cache
 
 import numpy as np
 
-from .index.memory import within_window
+from .clustering import within_window
 from .records import Signature
 from .settings import Settings
 from .signature import HASH_MASK, _trigram_mix, idf, pair_cosines, pair_reuses, term_hash
