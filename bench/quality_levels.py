@@ -41,13 +41,12 @@ sys.path.insert(0, str(ROOT))
 
 from dedup.evaluate import scores  # noqa: E402
 from dedup.evidence import links, pair_evidence, text_features  # noqa: E402
-from dedup.index.memory import within_window  # noqa: E402
+from dedup.clustering import verify_pairs, within_window  # noqa: E402
 from dedup.readers import read_labels, read_paths  # noqa: E402
 from dedup.records import Article  # noqa: E402
 from dedup.service import Deduper  # noqa: E402
 from dedup.settings import Settings  # noqa: E402
 from dedup.signature import band_hashes, sign_many  # noqa: E402
-from dedup.stories import verify_pairs  # noqa: E402
 from dedup.text import normalize  # noqa: E402
 
 PREFILTER = 0.12  # below every cosine threshold of the +-20% table (0.8 x 0.2 = 0.16)
