@@ -40,7 +40,7 @@ REDIS_GROUPS = {"redis"}
 ALL_GROUPS = ("signature", "clustering", "ranking", "runtime", "input")
 FORMATS = ("table", "json", "jsonl", "csv")
 # one article row of jsonl and csv output, in order (docs/schemas/article.json)
-ROW_FIELDS = ("id", "cluster", "action", "story_size", "rank", "most_complete", "unique_information", "coverage",
+ROW_FIELDS = ("id", "cluster", "event", "action", "story_size", "rank", "most_complete", "unique_information", "coverage",
               "unique_sentences", "title", "source", "published")
 LIST_SEPARATOR = " | "  # joins a list in one CSV cell
 
@@ -178,15 +178,15 @@ def variant_dict(story: Story, v: RankedVariant) -> dict[str, Any]:
     return d
 
 
-def story_dict(story: Story) -> dict[str, Any]:
-    return {"id": story.id, "size": story.size, "headline": story.headline, "sources": story.sources,
+def story_dict(story: Story, event: str) -> dict[str, Any]:
+    return {"id": story.id, "event": event, "size": story.size, "headline": story.headline, "sources": story.sources,
             "first_published": story.first_published, "last_published": story.last_published,
             "articles": [variant_dict(story, v) for v in story.articles]}
 
 
-def article_row(story: Story, v: RankedVariant, action: str | None) -> dict[str, Any]:
+def article_row(story: Story, v: RankedVariant, action: str | None, event: str) -> dict[str, Any]:
     d = variant_dict(story, v)
-    row = {"id": v.id, "cluster": story.id, "action": action, "story_size": story.size}
+    row = {"id": v.id, "cluster": story.id, "event": event, "action": action, "story_size": story.size}
     row.update((k, d[k]) for k in ROW_FIELDS if k not in row)
     return row
 
@@ -213,13 +213,18 @@ def write_records(fmt: str, out: TextIO, rows: Iterable[dict[str, Any]], fields:
             out.write(json.dumps(row, ensure_ascii=False) + "\n")
 
 
-def emit_stories(fmt: str, out: TextIO, stories: list[Story], show: bool,
+def emit_stories(fmt: str, out: TextIO, stories: list[Story], events: dict[str, str], show: bool,
                  order: list[tuple[str, str, str | None]] | None = None, errors: Iterable[BadInput] = ()) -> None:
-    """Stories in any format; ``order`` gives the article rows of jsonl/csv as (article, story, action)."""
+    """Stories in any format, each with its event (``events``: story id -> event id); ``order`` gives the
+    article rows of jsonl/csv as (article, story, action)."""
     if fmt == "table":
-        out.write(render_table(stories))
+        out.write(render_table(stories, events))
     elif fmt == "json":
-        doc = {"stories": [story_dict(s) for s in progress(stories, "writing", show, unit="story")],
+        grouped: dict[str, list[str]] = {}
+        for s in stories:
+            grouped.setdefault(events[s.id], []).append(s.id)
+        doc = {"stories": [story_dict(s, events[s.id]) for s in progress(stories, "writing", show, unit="story")],
+               "events": [{"id": e, "stories": sorted(ids)} for e, ids in sorted(grouped.items())],
                "errors": [{"where": e.where, "reason": e.reason} for e in errors]}
         out.write(json.dumps(doc, ensure_ascii=False, indent=2) + "\n")
     else:
@@ -227,18 +232,26 @@ def emit_stories(fmt: str, out: TextIO, stories: list[Story], show: bool,
         variant = {(s.id, v.id): v for s in stories for v in s.articles}
         if order is None:
             order = [(v.id, s.id, None) for s in stories for v in s.articles]
-        rows = (article_row(by_id[sid], variant[(sid, aid)], action) for aid, sid, action in order
+        rows = (article_row(by_id[sid], variant[(sid, aid)], action, events[sid]) for aid, sid, action in order
                 if (sid, aid) in variant)
         write_records(fmt, out, rows, ROW_FIELDS, show, total=len(order))
 
 
-def render_table(stories: list[Story]) -> str:
-    """Human-readable stories: largest first, variants ranked, unique sentences listed."""
+def render_table(stories: list[Story], events: dict[str, str]) -> str:
+    """Human-readable stories: largest first, variants ranked, unique sentences listed, and the other
+    stories of the same event (related coverage) named under each."""
     lines: list[str] = []
+    by_event: dict[str, list[Story]] = {}
+    for st in stories:
+        by_event.setdefault(events[st.id], []).append(st)
     for st in sorted(stories, key=lambda s: (-s.size, s.id)):
         src = f"; {', '.join(st.sources)}" if st.sources else ""
         lines.append(f"STORY {st.id}  ({st.size} article{'s' if st.size != 1 else ''}{src})")
         lines.append(f"  {st.headline}")
+        related = [o for o in by_event[events[st.id]] if o.id != st.id]
+        for o in sorted(related, key=lambda o: (-o.size, o.id)):
+            lines.append(f"  related coverage (same event): {o.id} ({o.size} article{'s' if o.size != 1 else ''})"
+                         f"  {o.headline}")
         for v in st.articles:
             mark = "  * most complete" if v.most_complete else ""
             lines.append(f"  {v.rank}. {v.id}  unique information {v.unique_information:.1f}, "
@@ -307,7 +320,7 @@ def cluster(paths: tuple[str, ...], fmt: str, output: str | None, skip_bad: bool
         story_of = dd.stories_of([a.article_id for a in done])
         order = [(a.article_id, story_of[a.article_id], a.action) for a in done if a.article_id in story_of]
         stories = rank_stories(dd, (sid for _, sid, _ in order), show)
-        emit_stories(fmt, out, stories, show, order, errors)
+        emit_stories(fmt, out, stories, dd.events(s.id for s in stories), show, order, errors)
         if serve:
             from .web.serve import run as serve_dashboard
 
@@ -325,16 +338,19 @@ def cluster(paths: tuple[str, ...], fmt: str, output: str | None, skip_bad: bool
               help="JSONL of labelled pairs (id1, id2, overall): report merges by score.")
 @click.option("--novelty", "novelty_path", default=None,
               help="Novelty gold JSON (unique sentences per article, footers): rank every story and score it.")
+@click.option("--level", type=click.Choice(["story", "event"]), default="story", show_default=True,
+              help="Score the stories (rewrites of one copy) or the events (all coverage of one news event).")
 @click.option("-o", "--output", "output", default=None, help="Write the scores to FILE instead of standard output.")
 @progress_option
 @settings_options(*ALL_GROUPS)
-def eval_cmd(gold: str, extra: tuple[str, ...], pairs_path: str | None, novelty_path: str | None,
+def eval_cmd(gold: str, extra: tuple[str, ...], pairs_path: str | None, novelty_path: str | None, level: str,
              output: str | None, progress: bool | None, **kwargs: Any) -> None:
     """Cluster a labelled JSONL file and print quality scores as JSON.
 
-    The gold file's "cluster" field is the story label; it is read only for
-    scoring.  EXTRA files are clustered in the same run as background
-    traffic (their unlabelled articles are not scored).  A gold file without
+    The gold file's "cluster" field is the label; it is read only for
+    scoring, against the stories or, with --level event, the events.
+    EXTRA files are clustered in the same run as background traffic (their
+    unlabelled articles are not scored).  A gold file without
     "cluster" labels needs --pairs, and is then scored by its pairs only.
     Unreadable or malformed gold, extra or pairs files stop before
     clustering with the file and line, exit status 2.
@@ -342,6 +358,7 @@ def eval_cmd(gold: str, extra: tuple[str, ...], pairs_path: str | None, novelty_
     \b
     Examples:
       dedup eval ../shared/data/meter-dev.jsonl
+      dedup eval --level event ../shared/data/meter-dev.jsonl
       dedup eval ../shared/data/meter-dev.jsonl ../shared/data/bbc-distractors.jsonl
       dedup eval ../shared/data/semeval-dev-articles.jsonl --pairs ../shared/data/semeval-dev-pairs.jsonl
       dedup eval --novelty ../shared/data/novelty-dev-gold.json ../shared/data/novelty-dev.jsonl
@@ -367,12 +384,17 @@ def eval_cmd(gold: str, extra: tuple[str, ...], pairs_path: str | None, novelty_
         seconds = time.perf_counter() - start
         ids = [o.assignment.article_id for o in outcomes if o.assignment is not None]
         story_of = dd.stories_of(ids)
+        group_of = story_of
+        if level == "event":
+            event = dd.events(story_of.values())
+            group_of = {a: event[s] for a, s in story_of.items()}
         # gold without story labels is scored by its pairs alone: no clustering scores over nothing
-        result: dict[str, Any] = evaluate(labels, story_of) if labelled else {"articles": 0}
+        result: dict[str, Any] = {"level": level}
+        result.update(evaluate(labels, group_of) if labelled else {"articles": 0})
         result["rejected"] = sum(1 for o in outcomes if o.error is not None)
         result["articles_per_second"] = round(len(ids) / seconds, 1) if seconds else None
         if pairs is not None:
-            result["pairs"] = pair_report(pairs, story_of)
+            result["pairs"] = pair_report(pairs, group_of)
         if novelty is not None:
             ranked = rank_stories(dd, sorted(set(story_of.values())), show_progress(progress))
             result["novelty"] = novelty_scores(novelty, ranked)
@@ -444,7 +466,7 @@ def stories(limit: int, min_size: int, sort: str, fmt: str, output: str | None, 
         else:
             ranked = rank_stories(dd, sorted(sizes), show)
             listed = sorted(ranked, key=lambda s: (s.last_published, s.id), reverse=True)[:limit]
-        emit_stories(fmt, out, listed, show)
+        emit_stories(fmt, out, listed, dd.events(s.id for s in listed), show)
 
 
 @cli.command(context_settings=CONTEXT)
@@ -467,7 +489,7 @@ def show(id_: str, fmt: str, output: str | None, **kwargs: Any) -> None:
         if story is None:
             raise click.ClickException(f"{id_!r} is neither a story nor an article in the index "
                                        "(list them with `dedup stories`)")
-        emit_stories(fmt, out, [story], False)
+        emit_stories(fmt, out, [story], dd.events([story.id]), False)
 
 
 @cli.command(context_settings=CONTEXT)

@@ -17,6 +17,7 @@ from typing import Iterable, Iterator, TypeVar
 
 import numpy as np
 
+from .events import group_events
 from .index import MemoryIndex, StoryIndex, open_index
 from .novelty import rank_story
 from .records import Article, Assignment, BadInput, Entry, Signature, Story
@@ -348,6 +349,16 @@ class Deduper:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+    def events(self, story_ids: Iterable[str] | None = None) -> dict[str, str]:
+        """The event of each story (story id -> event id): the stories that report one news event,
+        grouped by topical evidence (:mod:`dedup.events`).  Among ``story_ids`` (default: every story the
+        index holds); reads all their articles."""
+        story_ids = self.index.story_ids() if story_ids is None else list(dict.fromkeys(story_ids))
+        members = self.index.members_many(story_ids)
+        story_of = {a: sid for sid, ids in members.items() for a in ids}
+        entries = self.index.entries(list(story_of))
+        return group_events([entries[a] for a in sorted(entries)], story_of, self.settings)
 
     def story_sizes(self) -> dict[str, int]:
         """Every story's id and number of articles, without ranking any (one batched read on Redis)."""

@@ -37,6 +37,20 @@ def test_json_contract_lists_stories_with_ranked_articles():
     assert big["articles"][0]["id"].startswith("000") and big["articles"][0]["unique_sentences"]
 
 
+def test_seed_stories_nest_in_their_events():
+    """000/001 are rewrites of one AP story; 002 and 003 two wires' reports of one NATO meeting (one event,
+    two stories); 004 a 2018 story on the same subject, alone."""
+    doc = json.loads(run("cluster", "--format", "json", str(SEEDS)).output)
+    stories = sorted(sorted(a["id"][:3] for a in s["articles"]) for s in doc["stories"])
+    assert stories == [["000", "001"], ["002"], ["003"], ["004"]]
+    members = {s["id"]: [a["id"][:3] for a in s["articles"]] for s in doc["stories"]}
+    events = sorted(sorted(x for sid in e["stories"] for x in members[sid]) for e in doc["events"])
+    assert events == [["000", "001"], ["002", "003"], ["004"]]
+    assert all(s["event"] in {e["id"] for e in doc["events"]} for s in doc["stories"])
+    table = run("cluster", str(SEEDS)).output
+    assert "related coverage (same event): 003_" in table
+
+
 def test_table_lists_stories_with_the_most_complete_variant_marked():
     out = run("cluster", str(SEEDS)).output
     assert out.startswith("STORY ") and out.count("STORY ") == 4 and "most complete" in out
