@@ -157,3 +157,33 @@ def test_a_stored_record_decodes_and_encodes_to_the_same_bytes():
     assert back.signature.day == 20000 and record_id(STORED, "k") == "wire/1"
     assert encode_entry(want) == STORED and encode_entry(back) == STORED
 
+
+def test_the_scripts_read_a_record_where_the_codec_wrote_each_part(redis_url):
+    """The scripts' record constants (lua_scripts prelude) come from the codec's layout declaration."""
+    import redis
+
+    from dedup.index.lua_scripts import SLOT
+
+    seed = seed_entries()[0]
+    undated = dataclasses.replace(seed, id="undated", signature=dataclasses.replace(seed.signature, day=None))
+    entries = [stored_entry(), seed, undated,
+               dataclasses.replace(seed, signature=dataclasses.replace(seed.signature, source_crc=None))]
+    blobs = [STORED, encode_entry(seed), encode_entry(undated), encode_entry(entries[3])]
+    assert blobs[1] != blobs[3] and len(set(blobs)) == 4  # features left out, and kept
+    script = SLOT.HELPERS + """
+local out = {}
+for i = 4, #ARGV do
+  local r = rec(ARGV[i])
+  out[#out + 1] = {r.day or 'undated', rec_day(ARGV[i]) or 'undated', r.m, r.h, r.id}
+end
+return out
+"""
+    client = redis.Redis.from_url(redis_url)
+    got = client.eval(script, 1, "{x}:meta", "x", 32, 1, *blobs)
+    client.close()
+    for e, (day, day_alone, minhash, sentences, aid) in zip(entries, got):
+        want_day = b"undated" if e.signature.day is None else e.signature.day
+        assert day == day_alone == want_day
+        assert minhash == e.signature.minhash.astype("<u4").tobytes()
+        assert sentences == np.asarray(e.sentence_hashes, dtype="<u4").tobytes()
+        assert aid == e.id.encode()
