@@ -102,22 +102,27 @@ def parts(libs: tuple[str, ...], body: str) -> list[tuple[str, str]]:
 
 class ScriptSet:
     """The scripts of one key layout: each is an attribute holding its text (``SLOT.FIND``), ``SCRIPTS``
-    names them, ``HELPERS`` is the text the story-slot ones start with."""
+    names them, ``HELPERS`` is the text the story-slot ones start with.  ``own`` gives a script other
+    helpers than ``libs``; a ``standalone`` script is its body alone, and not one of ``SCRIPTS``."""
 
-    def __init__(self, libs: tuple[str, ...], names: tuple[str, ...], own: dict[str, tuple[str, ...]]) -> None:
+    def __init__(self, libs: tuple[str, ...], names: tuple[str, ...], own: dict[str, tuple[str, ...]],
+                 standalone: tuple[str, ...] = ()) -> None:
         self.SCRIPTS = names
         self.HELPERS = PRELUDE + "".join(source(lib) for lib in libs)
         self.LIBS = {name: own.get(name, libs) for name in names}
         for name in names:
             setattr(self, name, "".join(text for _, text in parts(self.LIBS[name], name.lower())))
+        for name in standalone:
+            setattr(self, name, source(name.lower()))
 
 
+# CLAIM takes none of the other scripts' arguments (see lua/claim.lua)
 SLOT = ScriptSet(SLOT_LIBS, ("PUT", "DELETE", "DELETE_MANY", "RECORDS", "HANDLES", "STORY_OF", "SENT_COUNTS",
-                             "SET_STORY", "STORY_SNAPSHOT", "RESPLIT", "FIND", "INGEST", "MAINTAIN"), {})
+                             "SET_STORY", "STORY_SNAPSHOT", "RESPLIT", "FIND", "INGEST", "MAINTAIN"), {},
+                 standalone=("CLAIM",))
 # The slot layout's read-only and story scripts (RECORDS, STORY_OF, SENT_COUNTS, SET_STORY, STORY_SNAPSHOT,
 # RESPLIT) touch no bucket and serve the spread layout unchanged.  BAND runs in a band group's slot, with
 # the group's tag as namespace: the bucket helpers of the one-slot layout, on one family 'b' per group.
 SPREAD = ScriptSet(SPREAD_LIBS, ("S_PUT", "S_DELETE", "S_LOOKUP", "S_COMMIT", "S_LINK", "S_CLEAR", "S_TODO", "BAND"),
                    {"BAND": BAND_LIBS})
-# not one of SCRIPTS: it takes none of their arguments (see lua/claim.lua)
-CLAIM = SLOT.CLAIM = source("claim")
+CLAIM = SLOT.CLAIM
