@@ -1,10 +1,12 @@
 #!/usr/bin/env bash
-# Install the system programs the tests talk to, when missing: redis-server (and chromium for the dashboard tests).
+# Install the system programs the tests talk to, when missing: redis-server, luacheck (Debian package lua-check,
+# for the Lua scripts) and chromium for the dashboard tests.
 set -euo pipefail
 # another apt-get or unattended-upgrades may hold the dpkg lock: wait for it instead of failing at once
 apt=(apt-get -o DPkg::Lock::Timeout=300)
 need=()
 command -v redis-server >/dev/null 2>&1 || need+=(redis-server)
+command -v luacheck >/dev/null 2>&1 || need+=(lua-check)
 if [ -f tests/test_web.py ] && ! command -v chromium >/dev/null 2>&1; then need+=(chromium); fi
 [ ${#need[@]} -eq 0 ] && exit 0
 if command -v apt-get >/dev/null 2>&1 && [ "$(id -u)" = 0 ]; then
@@ -13,6 +15,6 @@ if command -v apt-get >/dev/null 2>&1 && [ "$(id -u)" = 0 ]; then
 elif command -v apt-get >/dev/null 2>&1 && command -v sudo >/dev/null 2>&1; then
   sudo "${apt[@]}" update -qq && sudo DEBIAN_FRONTEND=noninteractive "${apt[@]}" install -y -qq "${need[@]}" >/dev/null
 else
-  echo "missing: ${need[*]}. Install them (Debian/Ubuntu: apt-get install ${need[*]}; macOS: brew install redis chromium)" >&2
+  echo "missing: ${need[*]}. Install them (Debian/Ubuntu: apt-get install ${need[*]}; macOS: brew install redis luacheck chromium)" >&2
   exit 1
 fi

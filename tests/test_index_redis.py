@@ -27,8 +27,7 @@ from dedup.index.redis import IndexMismatch, IndexUnavailable, RedisIndex
 from dedup.index.codec import HEADER, HEADER_SIZE
 from dedup.index.redis_keys import (KINDS, PERIOD_DAYS, bucket_family, day_tag, key, period_entry, read_families,
                                     shard_index)
-from dedup.index.redis_lua import LOAD
-from dedup.index.redis_lua_lib import INFO_SPAN, PERIOD_SHARDS0
+from dedup.index.lua_scripts import INFO_SPAN, LOAD, PERIOD_SHARDS0
 from dedup.index.redis_retention import RAISE_FLOOR, dated_before
 from dedup.readers import read_paths
 from dedup.records import Article, Assignment, BadInput, Entry, Signature
@@ -266,11 +265,11 @@ def test_the_retention_floor_only_rises_and_belongs_to_its_epoch(redis_url):
 def test_python_and_lua_agree_on_bucket_families(redis_url):
     """The bulk path works out which periods a lookup reads as the scripts do (redis_keys.read_families)."""
     from dedup.index.redis_keys import UNDATED_TAG
-    from dedup.index.redis_lua_lib import HELPERS
+    from dedup.index.lua_scripts import SLOT
 
     tags = [0, 1, 15, 16, 17, 1249, 1250, 20_000, 65519, 65520, 65533, 65534, UNDATED_TAG]
     windows = [0, 1, 2, 15, 16, 40, 32767]
-    script = HELPERS + """
+    script = SLOT.HELPERS + """
 local out = {}
 for i = 4, #ARGV, 2 do
   local fams = window_fams(tonumber(ARGV[i]), tonumber(ARGV[i + 1]))
@@ -1394,11 +1393,9 @@ def test_a_pipelined_chunk_adds_the_chunk_before_to_the_other_periods_it_read(re
 def test_every_story_slot_script_checks_the_epoch_before_anything_else():
     # a script that read or wrote before the check could act on an emptied namespace with a stale client's
     # handles (see check_epoch); the band script runs in other slots and has no epoch
-    from dedup.index import redis_lua, redis_spread_lua
-    from dedup.index.redis_lua_lib import HELPERS
-    from dedup.index.redis_spread_lua import SPREAD_HELPERS
+    from dedup.index.lua_scripts import SLOT, SPREAD
 
-    for module, helpers in ((redis_lua, HELPERS), (redis_spread_lua, SPREAD_HELPERS)):
+    for module, helpers in ((SLOT, SLOT.HELPERS), (SPREAD, SPREAD.HELPERS)):
         for name in module.SCRIPTS:
             text = getattr(module, name)
             if name == "BAND":

@@ -689,12 +689,12 @@ def test_without_the_wire_fast_path_the_calls_go_through_redis_py(redis_cluster,
 
 def test_python_and_lua_agree_on_day_tags_and_the_window(redis_url):
     """The client filters bucket entries by day tag as the scripts do (redis_keys.tag_within)."""
-    from dedup.index.redis_lua_lib import HELPERS
+    from dedup.index.lua_scripts import SLOT
     from dedup.index.redis_keys import day_tag, tag_within
 
     days = [None, 0, 1, 2, 65533, 65534, 65535, 65536, 70000, 20_000, 20_001]
     cases = [(day_tag(a), b, w) for a in days for b in days for w in (0, 1, 3, 40000)]
-    script = HELPERS + """
+    script = SLOT.HELPERS + """
 local out = {}
 for i = 4, #ARGV, 3 do
   local day = nil

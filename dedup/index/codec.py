@@ -6,9 +6,11 @@ real hash table and pays a dictionary entry per field (~1 kB per article
 with eleven fields), where one string costs one key.
 
 Layout (little-endian), so the Lua scripts can read what they need with
-``struct.unpack`` and ``string.sub``::
+``struct.unpack`` and ``string.sub``; declared once, in :data:`HEADER_FIELDS`, :data:`ARRAYS` and
+:data:`STRINGS`, from which both this codec and the scripts' constants
+(:mod:`dedup.index.lua_scripts`) are built::
 
-    header (50 bytes): u8 version, u8 flags (bit 0: dated, bit 1: features left out),
+    header (46 bytes): u8 version, u8 flags (bit 0: dated, bit 1: features left out),
                        i32 day, u32 n_minhash, u32 n_terms, u32 n_shingles, u32 n_sentences,
                        u32 len(id), len(title), len(source), len(published), len(url), len(ztext)
     signature:         minhash u32[n_minhash], term ids u24[n_terms],
@@ -49,6 +51,7 @@ from __future__ import annotations
 
 import struct
 import zlib
+from collections import namedtuple
 from typing import Any, NamedTuple
 
 import numpy as np
@@ -60,8 +63,27 @@ from ..signature import quantized_weights, sign_articles, source_crc, weight_lev
 CODEC_VERSION = "4"
 _VERSION_BYTE = 4
 DATED, DERIVED = 1, 2  # header flag bits
-HEADER = struct.Struct("<BBiIIIIIIIIII")
-HEADER_SIZE = HEADER.size  # 50; the Lua twin hard-codes it (redis_lua.HDR)
+
+# The record layout.  The header's fields in order, each with its struct code (little-endian, no padding):
+HEADER_FIELDS = (
+    ("version", "B"), ("flags", "B"), ("day", "i"),
+    ("n_minhash", "I"), ("n_terms", "I"), ("n_shingles", "I"), ("n_sentences", "I"),
+    ("len_id", "I"), ("len_title", "I"), ("len_source", "I"), ("len_published", "I"), ("len_url", "I"),
+    ("len_ztext", "I"),
+)
+# then the arrays, in order: name (as errors name the part), bytes per item, the header field counting them;
+# the first four are the signature (signature_size)
+ARRAYS = (
+    ("minhash", 4, "n_minhash"), ("term ids", 3, "n_terms"), ("term weights", 1, "n_terms"),
+    ("shingles", 3, "n_shingles"), ("sentence hashes", 4, "n_sentences"),
+)
+# then the strings, each as long as its header field says: UTF-8 texts, and zlib of the article's text last
+STRINGS = (("id", "len_id"), ("title", "len_title"), ("source", "len_source"), ("published", "len_published"),
+           ("url", "len_url"), ("ztext", "len_ztext"))
+HEADER = struct.Struct("<" + "".join(code for _, code in HEADER_FIELDS))
+HEADER_SIZE = HEADER.size
+Header = namedtuple("Header", [name for name, _ in HEADER_FIELDS])  # a header's values by field name
+ITEM_SIZE = {name: size for name, size, _ in ARRAYS}
 # zlib level of the stored text: on the bench corpus (2.2 kB texts) level 3 takes 33 us and 1,140 bytes an
 # article, level 6 (zlib's default) 41 us and 1,114 bytes: 2% of a streamed article's time for 1% of its
 # bytes in Redis.  Any level decodes the same way.
@@ -124,41 +146,38 @@ def encode_entry(entry: Entry, keep_features: bool = False) -> bytes:
         features = [_u3(sig.term_ids, "term ids"), np.asarray(levels, dtype=np.uint8).tobytes(),
                     _u3(sig.shingles, "shingles")]
         n_terms, n_shingles = len(sig.term_ids), len(sig.shingles)
-    header = HEADER.pack(
-        _VERSION_BYTE, flags, 0 if sig.day is None else int(sig.day),
-        len(sig.minhash), n_terms, n_shingles, len(sent) // 4,
-        *(len(s) for s in strings), len(ztext),
-    )
+    lengths = {field: len(s) for (_, field), s in zip(STRINGS, [*strings, ztext])}
+    header = HEADER.pack(*Header(version=_VERSION_BYTE, flags=flags, day=0 if sig.day is None else int(sig.day),
+                                 n_minhash=len(sig.minhash), n_terms=n_terms, n_shingles=n_shingles,
+                                 n_sentences=len(sent) // 4, **lengths))
     return b"".join([header, _u4(sig.minhash, "minhash"), *features, sent, *strings, ztext])
 
 
 def signature_size(n_minhash: int, n_terms: int, n_shingles: int) -> int:
-    """Bytes of the signature part of a record (the Lua twin: ``rec`` in redis_lua)."""
-    return 4 * n_minhash + 4 * n_terms + 3 * n_shingles
+    """Bytes of the signature part of a record (the Lua twin: ``rec`` in lua/lib_records.lua)."""
+    return (ITEM_SIZE["minhash"] * n_minhash + (ITEM_SIZE["term ids"] + ITEM_SIZE["term weights"]) * n_terms
+            + ITEM_SIZE["shingles"] * n_shingles)
 
 
-def _header(blob: bytes, key: str) -> tuple[int, ...]:
+def _header(blob: bytes, key: str) -> Header:
     if len(blob) < HEADER_SIZE:
         raise CorruptRecord(key, "header", f"is {len(blob)} bytes, shorter than the {HEADER_SIZE}-byte header")
-    fields = HEADER.unpack_from(blob)
-    if fields[0] != _VERSION_BYTE:
-        raise CorruptRecord(key, "header", f"has format version {fields[0]}, expected {_VERSION_BYTE}")
-    return fields
+    head = Header._make(HEADER.unpack_from(blob))
+    if head.version != _VERSION_BYTE:
+        raise CorruptRecord(key, "header", f"has format version {head.version}, expected {_VERSION_BYTE}")
+    return head
 
 
-def _array(blob: bytes, start: int, n: int, dtype: str, key: str, field: str) -> np.ndarray:
-    end = start + 4 * n
+def _array(blob: bytes, start: int, n: int, size: int, key: str, field: str) -> np.ndarray:
+    """n little-endian unsigned values of `size` bytes (4, 3 or 1), as uint32 (uint8 for one byte)."""
+    end = start + size * n
     if end > len(blob):
         raise CorruptRecord(key, field, f"runs past the end of the record ({end} > {len(blob)} bytes)")
-    # copy: frombuffer views are read-only and tie the array to the reply buffer
-    return np.frombuffer(blob, dtype=dtype, count=n, offset=start).astype(np.dtype(dtype).newbyteorder("="))
-
-
-def _array3(blob: bytes, start: int, n: int, key: str, field: str) -> np.ndarray:
-    """n 24-bit little-endian values as uint32."""
-    end = start + 3 * n
-    if end > len(blob):
-        raise CorruptRecord(key, field, f"runs past the end of the record ({end} > {len(blob)} bytes)")
+    # copies: frombuffer views are read-only and tie the array to the reply buffer
+    if size == 4:
+        return np.frombuffer(blob, dtype="<u4", count=n, offset=start).astype(np.uint32)
+    if size == 1:
+        return np.frombuffer(blob, dtype=np.uint8, count=n, offset=start).copy()
     out = np.zeros((n, 4), dtype=np.uint8)
     out[:, :3] = np.frombuffer(blob, dtype=np.uint8, count=3 * n, offset=start).reshape(n, 3)
     return out.view("<u4").reshape(n).astype(np.uint32)
@@ -178,34 +197,29 @@ class _Parsed(NamedTuple):
 
 
 def _parse(blob: bytes, key: str, num_perm: int) -> _Parsed:
-    _, flags, day, nm, nt, nsh, nh, *lengths = _header(blob, key)
-    if nm != num_perm:
-        raise CorruptRecord(key, "minhash", f"holds {nm} hash values, expected num_perm={num_perm}")
+    head = _header(blob, key)
+    if head.n_minhash != num_perm:
+        raise CorruptRecord(key, "minhash", f"holds {head.n_minhash} hash values, expected num_perm={num_perm}")
     pos = HEADER_SIZE
-    minhash = _array(blob, pos, nm, "<u4", key, "minhash")
-    pos += 4 * nm
-    ids = _array3(blob, pos, nt, key, "term ids")
-    pos += 3 * nt
-    if pos + nt > len(blob):
-        raise CorruptRecord(key, "term weights", f"runs past the end of the record ({pos + nt} > {len(blob)} bytes)")
-    levels = np.frombuffer(blob, dtype=np.uint8, count=nt, offset=pos).copy()
-    if nt and not levels.all():
-        raise CorruptRecord(key, "term weights", "holds a zero weight level")
-    pos += nt
-    shingles = _array3(blob, pos, nsh, key, "shingles")
-    pos += 3 * nsh
-    sentences = _array(blob, pos, nh, "<u4", key, "sentence hashes")
-    pos += 4 * nh
+    arrays = {}
+    for name, size, count in ARRAYS:
+        n = getattr(head, count)
+        arrays[name] = _array(blob, pos, n, size, key, name)
+        pos += size * n
+        if name == "term weights" and n and not arrays[name].all():
+            raise CorruptRecord(key, name, "holds a zero weight level")
+    lengths = [getattr(head, field) for _, field in STRINGS]
     if pos + sum(lengths) != len(blob):
         raise CorruptRecord(key, "strings", f"lengths add up to {pos + sum(lengths)} bytes, record has {len(blob)}")
     strings = []
     for n in lengths:
         strings.append(blob[pos:pos + n])
         pos += n
-    derived = bool(flags & DERIVED)
-    if derived and (nt or nsh):
+    derived = bool(head.flags & DERIVED)
+    if derived and (head.n_terms or head.n_shingles):
         raise CorruptRecord(key, "header", "says the features were left out but holds some")
-    return _Parsed(day if flags & DATED else None, derived, minhash, ids, levels, shingles, sentences, strings)
+    return _Parsed(head.day if head.flags & DATED else None, derived, arrays["minhash"], arrays["term ids"],
+                   arrays["term weights"], arrays["shingles"], arrays["sentence hashes"], strings)
 
 
 def _text(p: _Parsed, key: str) -> str:
@@ -255,8 +269,10 @@ def decode_signature(blob: bytes, key: str, settings: Settings) -> Signature:
 
 def record_id(blob: bytes, key: str) -> str:
     """The article id stored in a record (the client maps candidate handles to ids with it)."""
-    _, _, _, nm, nt, nsh, nh, lid, *_ = _header(blob, key)
-    pos = HEADER_SIZE + signature_size(nm, nt, nsh) + 4 * nh
+    head = _header(blob, key)
+    pos = HEADER_SIZE + signature_size(head.n_minhash, head.n_terms, head.n_shingles) \
+        + ITEM_SIZE["sentence hashes"] * head.n_sentences
+    lid = head.len_id
     if pos + lid > len(blob):
         raise CorruptRecord(key, "id", f"runs past the end of the record ({pos + lid} > {len(blob)} bytes)")
     return blob[pos:pos + lid].decode("utf-8", errors="replace")

@@ -2,7 +2,7 @@
 
 Layout: see :mod:`dedup.index.redis_keys` (and ``docs/redis.md``).  Records
 are compact bytes (:mod:`dedup.index.codec`), never pickle.  Every write
-that touches several keys is one Lua script (:mod:`dedup.index.redis_lua`),
+that touches several keys is one Lua script (:mod:`dedup.index.lua_scripts`),
 so a crash or a lost connection never leaves half an article behind.
 
 Ingesting one article takes at most two round trips: one script returns the
@@ -45,9 +45,10 @@ from redis.exceptions import TimeoutError as RedisTimeoutError
 from ..clustering import Seen, decide_one
 from ..records import Assignment, DedupError, Entry, Signature
 from ..settings import Settings
-from . import mask_url, redis_lua
+from . import mask_url
 from .base import StoryIndex
 from .codec import CODEC_VERSION, decode_entry, decode_signatures, encode_entry, record_id
+from .lua_scripts import SLOT as redis_lua
 from .redis_bulk import ingest_in_order
 from .redis_errors import IndexMismatch, IndexUnavailable, _guard, _permanent_hint, _RetryTransient, retries_within
 from .redis_retention import expire, starts_pass

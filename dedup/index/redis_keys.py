@@ -21,7 +21,7 @@ key                         type        contents
 ``{ns}:a:{handle}``         string      article record (:mod:`dedup.index.codec`),
                                         keyed by the article's integer handle
 ``{ns}:h:{shard}``          hash        article id -> handle (decimal), linear-hashed by a
-                                        hash of the id (see ``idhash`` in redis_lua_lib)
+                                        hash of the id (see ``idhash`` in lua/lib_shards.lua)
 ``{ns}:b:{period}:{shard}`` hash        LSH buckets of the articles published in one
                                         period of ``PERIOD_DAYS`` days (``u``: undated),
                                         linear-hashed into small shards: field = u16
@@ -69,8 +69,8 @@ settings), forgets every handle, version and story it cached, and redoes the
 call.  A read-only script on a namespace with no ``meta`` passes: there is
 nothing to read, and no read recreates a key.
 
-The Lua scripts build the same keys (see :data:`LUA_KEY_HELPERS`); that
-helper and :func:`key` are the only two places that know the layout, and
+The Lua scripts build the same keys (``lua/lib_keys.lua``); those
+helpers and :func:`key` are the only two places that know the layout, and
 ``tests/test_index_redis.py`` checks they agree.
 """
 
@@ -129,7 +129,7 @@ def shard_index(h: int, level: int, split: int, initial: int) -> int:
 
 
 # A bucket entry is a 4-byte handle + a 2-byte day tag, so readers filter by the publication window
-# without reading anything per candidate (the Lua twins: day_tag / tag_within in redis_lua_lib).
+# without reading anything per candidate (the Lua twins: day_tag / tag_within in lua/lib_buckets.lua).
 UNDATED_TAG = 65535
 
 
@@ -148,7 +148,7 @@ PERIOD_DAYS = 16
 
 def bucket_family(tag: int) -> str:
     """The bucket family of an entry with day tag ``tag``: ``b:<period>``, ``b:u`` when undated
-    (the Lua twin is ``bfam`` in redis_lua_lib)."""
+    (the Lua twin is ``bfam`` in lua/lib_buckets.lua)."""
     return "b:u" if tag == UNDATED_TAG else f"b:{tag // PERIOD_DAYS}"
 
 
@@ -190,23 +190,3 @@ def check_id(article_id: str) -> None:
     raise BadInput(f"article {article_id!r}", "the id is empty or contains a NUL character",
                    "use ids without control characters")
 
-
-# Lua twin of key(): every script starts with these helpers.  ``P`` is "{ns}:".  ARGV[1] is the namespace,
-# for the story-slot scripts followed by a space and the epoch the client knows (see above).
-LUA_KEY_HELPERS = """
-local NS, EPOCH = ARGV[1], ''
-do
-  local sp = string.find(NS, ' ', 1, true)
-  if sp then EPOCH = string.sub(NS, sp + 1); NS = string.sub(NS, 1, sp - 1) end
-end
-local P = '{' .. NS .. '}:'
-local function K_article(h) return P .. 'a:' .. h end
-local function K_story(s) return P .. 's:' .. s end
-local function K_shard(fam, i) return P .. fam .. ':' .. string.format('%d', i) end
-local K_LH = P .. 'lh'
-local K_STORIES = P .. 'stories'
-local K_COUNT = P .. 'n'
-local K_DAYS = P .. 'days'
-local K_TODO = P .. 'todo'
-local K_SPLIT = P .. 'split'
-"""

@@ -32,7 +32,7 @@ from typing import TYPE_CHECKING, Any, Callable
 from ..stories import finish_splits
 from .codec import record_id
 from .redis_keys import key
-from .redis_lua_lib import INFO_SPAN, NODAY
+from .lua_scripts import INFO_SPAN, NODAY
 
 if TYPE_CHECKING:
     from .redis import RedisIndex

@@ -52,7 +52,7 @@ from redis.exceptions import AskError, ClusterDownError, MovedError, NoScriptErr
 from ..clustering import Seen, decide_one, verify_many, with_late_links
 from ..records import Assignment, DedupError, Entry
 from ..settings import Settings
-from . import redis_spread_lua
+from .lua_scripts import SPREAD as redis_spread_lua
 from .redis import MAX_INGEST_ATTEMPTS, SIG_CACHE_SIZE, RedisIndex, _s
 from .redis_errors import _guard, slot_moving
 from .redis_keys import UNDATED_TAG, band_namespace, check_id, day_tag, key, tag_within

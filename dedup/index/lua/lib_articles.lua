@@ -1,15 +1,7 @@
-"""The Lua of articles and stories: storing and deleting an article, moving articles between stories,
-and finding an article's candidates.
+-- Articles and stories: storing and deleting an article, moving articles between stories, and finding
+-- an article's candidates.  Story-slot scripts only: the band script of the spread layout does without it.
 
-The last part of the helpers every story-slot script starts with
-(:data:`dedup.index.redis_lua_lib.HELPERS`); it builds on the parts before it there (key names, record
-parsing, linear-hashed shards, the handle table, buckets by period).  The band script of the spread
-layout does without it.
-"""
-
-from __future__ import annotations
-
-ARTICLES = r"""-- distinct 4-byte sentence hashes of a '<u4' byte string
+-- distinct 4-byte sentence hashes of a '<u4' byte string
 local function sent_fields(h)
   local out, seen = {}, {}
   for i = 1, #h - 3, 4 do
@@ -25,8 +17,8 @@ end
 -- shards of one family spanning the whole index.  A sentence's count is the sum over the periods
 -- (SENT_COUNTS), read only when a story is ranked.
 local function efam(tag)
-  if tag == UNDATED then return 'e:u' end
-  return with_num('e:', (tag - tag % PERIOD) / PERIOD)
+  if tag == UNDATED_TAG then return 'e:u' end
+  return with_num('e:', (tag - tag % PERIOD_DAYS) / PERIOD_DAYS)
 end
 
 local function sent_add(fam, f)
@@ -193,6 +185,9 @@ local function del_article(id)
   return blob or false
 end
 
+-- put counts its new bucket fields in steps of GROW (see there)
+local GROW = LOAD / 2
+
 -- vals: optional field -> current value (false if absent) of this record's buckets, read just before;
 -- absent: true when the caller knows the id is not stored; story: the story it goes into (its info
 -- is written with it, so set_story then has nothing to move); fields: its bucket fields when the
@@ -352,4 +347,3 @@ local function find(fields, day, window, own)
   end
   return out, all[1], others_digest(fams, fields, {}, all)
 end
-"""

@@ -1,0 +1,11 @@
+-- Not one of SCRIPTS (it takes none of their arguments): KEYS[1] = {ns}:meta, ARGV: fingerprint, a new
+-- epoch, a random handle to start from -> {fingerprint, epoch} as stored.  Claims an empty namespace (one
+-- without meta) for these settings and this epoch, atomically, or answers who claimed it (RedisIndex._claim).
+-- Handles of a new epoch start at a random point: a band write of the spread layout held up for longer than
+-- the sweep (it runs in another slot, so no epoch check can stop it) would otherwise find the handles of
+-- the previous epoch given out again.
+redis.call('HSETNX', KEYS[1], 'fingerprint', ARGV[1])
+if redis.call('HSETNX', KEYS[1], 'epoch', ARGV[2]) == 1 then
+  redis.call('HSET', KEYS[1], 'seq', ARGV[3], 'seq0', ARGV[3])
+end
+return redis.call('HMGET', KEYS[1], 'fingerprint', 'epoch')
