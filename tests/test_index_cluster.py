@@ -27,7 +27,7 @@ SETTINGS = Settings(redis_layout="slot")
 def test_cluster_clusters_like_one_process_streaming_and_bulk(redis_cluster, seed_paths):
     url, nodes = redis_cluster
     items = articles(seed_paths, meter_n=150)
-    mem = cluster(Deduper(SETTINGS), items)
+    mem = cluster(Deduper(), items)
     with Deduper(SETTINGS, url=url, namespace="cl1") as dd:
         assert isinstance(dd.index._r, RedisCluster)
         assert cluster(dd, items) == mem
@@ -102,7 +102,7 @@ def ride_out_failover(base, seed_paths, layout: str, node_timeout_ms: int, retry
             assert r.get_node_from_key(dd.index._meta_key).port != node.port  # a replica serves it now
             ids = [a.id for a in items]
             assert len(dd.index) == len(items)
-            assert partition(dd.index.story_of(ids)) == cluster(Deduper(SETTINGS), items)
+            assert partition(dd.index.story_of(ids)) == cluster(Deduper(), items)
             return took
     finally:
         for n in nodes:
