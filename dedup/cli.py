@@ -25,6 +25,8 @@ from .readers import read_labels, read_pairs, read_paths
 from .records import BadInput, RankedVariant, Story
 from .service import Deduper, Outcome
 from .settings import Settings
+from .streams import article_json, cluster_slot_problem, connect, enqueue as xadd_all
+from .urls import mask_url
 from .worker import WorkerSettings, run_worker, worker_options
 
 CONTEXT = {"help_option_names": ["-h", "--help"], "max_content_width": 100}
@@ -144,7 +146,6 @@ def _open(kwargs: dict[str, Any]) -> Deduper:
         raise click.UsageError(str(exc)) from exc
     except Exception as exc:  # connection problems name the URL
         if kwargs.get("redis_url"):
-            from .index import mask_url
 
             raise click.ClickException(f"cannot open the index at {mask_url(kwargs['redis_url'])}: {exc}") from exc
         raise
@@ -577,8 +578,6 @@ def enqueue(paths: tuple[str, ...], include_bad: bool, redis_url: str | None, st
       dedup enqueue --redis redis://localhost:6379/0 feed.jsonl
       cat feed.jsonl | dedup enqueue --redis redis://localhost:6379/0 -
     """
-    from .streams import article_json, connect, enqueue as xadd_all
-
     url = streams_url or redis_url
     if not url:
         raise click.UsageError("enqueue needs a Redis: pass --redis URL or --streams-url URL (or DEDUP_REDIS_URL)")
@@ -650,8 +649,6 @@ def worker_command(burst: bool, **kwargs: Any) -> None:
     url = ws.streams_url or kwargs.get("redis_url")
     if not url:
         raise click.UsageError("the worker needs Redis for its streams: pass --redis URL or --streams-url URL")
-    from .streams import cluster_slot_problem
-
     problem = cluster_slot_problem(url, ws.stream_keys())
     if problem:
         raise click.UsageError(problem)

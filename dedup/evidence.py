@@ -44,8 +44,8 @@ import numpy as np
 from .clustering import within_window
 from .records import Signature
 from .settings import Settings
-from .signature import HASH_MASK, _trigram_mix, idf, pair_cosines, pair_reuses, term_hash
-from .text import _DROP, split_sentences, tokens
+from .signature import HASH_MASK, trigram_mix, idf, pair_cosines, pair_reuses, term_hash
+from .text import NON_CONTENT, split_sentences, tokens
 
 
 @dataclass(frozen=True)
@@ -68,7 +68,7 @@ class TextFeatures:
 @lru_cache(maxsize=1 << 16)
 def _term(token: str) -> tuple[int, float] | None:
     """(CRC32, IDF) of a lower-case token, None for a stop word or a single character."""
-    if token in _DROP:
+    if token in NON_CONTENT:
         return None
     return term_hash(token), idf(token)
 
@@ -112,7 +112,7 @@ def text_features(clean: str) -> TextFeatures:
                     weights.append(term[1])
                     names.append(named)
     crc = np.array(ids, dtype=np.uint32)
-    shingles = _trigram_mix(crc) & HASH_MASK if len(crc) >= 3 else crc & HASH_MASK
+    shingles = trigram_mix(crc) & HASH_MASK if len(crc) >= 3 else crc & HASH_MASK
     return TextFeatures(
         words=crc & HASH_MASK,
         weights=np.array(weights, dtype=np.float64),

@@ -29,7 +29,7 @@ from sklearn.feature_extraction.text import TfidfVectorizer
 
 from .records import Entry, RankedVariant, Story
 from .settings import Settings
-from .text import _BYLINE, content_words, display_sentences
+from .text import BYLINE, content_words, display_sentences
 
 
 @dataclass
@@ -145,7 +145,7 @@ def _first_line_headline(entry: Entry) -> str:
     head = entry.text[:_HEAD_CHARS].split("\n")
     if len(entry.text) > _HEAD_CHARS:
         head.pop()  # the cut runs through it
-    lines = [line for line in map(_clean_line, head) if line and not _BYLINE.match(line)]
+    lines = [line for line in map(_clean_line, head) if line and not BYLINE.match(line)]
     if not lines:
         return ""
     first = lines[0]

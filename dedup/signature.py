@@ -37,7 +37,7 @@ from datasketch import LeanMinHash, MinHash
 from .hashtable import BandTable, fmix64
 from .records import Signature
 from .settings import Settings
-from .text import _DROP, _EURO, _POUND, normalize, token_text
+from .text import NON_CONTENT, EURO_MARK, POUND_MARK, normalize, token_text
 
 IDF_CEILING = 8.0  # zipf 8 ~ "the"; a word never seen in English text gets idf 8
 IDF_FLOOR = 0.3
@@ -221,7 +221,7 @@ class _Lexicon:
         self.idf[n:end] = [max(IDF_CEILING - _zipf(t), IDF_FLOOR) for t in terms]
         self.crc[n:end] = hashes
         self.mixed[n:end] = _fmix(hashes)
-        self.content[n:end] = [t not in _DROP for t in terms]
+        self.content[n:end] = [t not in NON_CONTENT for t in terms]
         self.table.add(keys, np.arange(n, end))
 
     def rows(self, buf: bytes, starts: np.ndarray, ends: np.ndarray, keys: np.ndarray) -> np.ndarray:
@@ -232,7 +232,7 @@ class _Lexicon:
             new, first = np.unique(keys[missing], return_index=True)
             at = missing[first]
             terms = [
-                buf[s:e].decode("ascii").replace(_POUND, "£").replace(_EURO, "€")
+                buf[s:e].decode("ascii").replace(POUND_MARK, "£").replace(EURO_MARK, "€")
                 for s, e in zip(starts[at].tolist(), ends[at].tolist())
             ]
             self.add(terms, new)
@@ -269,7 +269,7 @@ def as_lean_minhash(sig: Signature, seed: int) -> LeanMinHash:
 _MIX = (np.uint32(0x9E3779B1), np.uint32(0x85EBCA77), np.uint32(0xC2B2AE3D))
 
 
-def _trigram_mix(h: np.ndarray) -> np.ndarray:
+def trigram_mix(h: np.ndarray) -> np.ndarray:
     """Hash of each run of three consecutive word hashes (positions 0..len-3)."""
     with np.errstate(over="ignore"):
         return h[:-2] * _MIX[0] + ((h[1:-1] << np.uint32(7)) | (h[1:-1] >> np.uint32(25))) * _MIX[1] + h[2:] * _MIX[2]
@@ -451,7 +451,7 @@ def sign_many(clean_texts: list[str], days: list[int | None], settings: Settings
     word_crc = lex.crc[rows.astype(np.int64)]
     word_seg_i = word_seg.astype(np.int64)
     if len(word_crc) >= 3:
-        tri = _trigram_mix(word_crc) & HASH_MASK
+        tri = trigram_mix(word_crc) & HASH_MASK
         inside = word_seg_i[:-2] == word_seg_i[2:]
         tri, tri_seg = tri[inside], word_seg_i[:-2][inside]
     else:

@@ -47,7 +47,7 @@ _DATELINE = re.compile(
     r"\((?:AP|AFP|Reuters|PA|dpa|UPI|Bloomberg|CNN|NHK)\)\s*[-:\u2013\u2014]+\s*",
 )
 _DATELINE_PLAIN = re.compile(r"^[A-Z][A-Z]{2,}(?: [A-Z]{2,}){0,2}\s+[-\u2013\u2014]\s+(?=[A-Z])")
-_BYLINE = re.compile(r"^(?:By\s+[A-Z][\w.'-]+(?:\s+[A-Z][\w.'-]+){0,3}(?:,\s*[\w .]+)?|\(reopens\)|\(?ends\)?|\(more\))\s*$", re.I)
+BYLINE = re.compile(r"^(?:By\s+[A-Z][\w.'-]+(?:\s+[A-Z][\w.'-]+){0,3}(?:,\s*[\w .]+)?|\(reopens\)|\(?ends\)?|\(more\))\s*$", re.I)
 
 # Vocabulary of notices an outlet glues on; a short line dense in it is boilerplate.
 _NOTICE = re.compile(
@@ -253,7 +253,7 @@ def clean_paragraphs(text: str) -> tuple[list[str], list[str]]:
             if not par:
                 continue
         if (may_be_notice and _is_boilerplate(par, hints, single_spaced)) or (
-            len(par) < 80 and par[0] in _BYLINE_FIRST and _BYLINE.match(par)
+            len(par) < 80 and par[0] in _BYLINE_FIRST and BYLINE.match(par)
         ):
             dropped.append(par)
         else:
@@ -349,7 +349,7 @@ def split_sentences(text: str) -> list[str]:
 
 
 # Stop words plus every one-character token: one set test per token instead of two tests.
-_DROP = STOP_WORDS | frozenset("abcdefghijklmnopqrstuvwxyz0123456789£$€")
+NON_CONTENT = STOP_WORDS | frozenset("abcdefghijklmnopqrstuvwxyz0123456789£$€")
 
 
 # Tokenization without the regex on the common path.  _TOKEN's alphabet is [a-z0-9£$€.,'] (after
@@ -363,10 +363,10 @@ _DROP = STOP_WORDS | frozenset("abcdefghijklmnopqrstuvwxyz0123456789£$€")
 # encode(..., "replace")).  That skips casefolding non-ASCII text, which only matters for these
 # characters, the only ones whose casefold holds an ASCII letter (checked by a test).
 _FOLDS_TO_ASCII = "\u00df\u0130\u0149\u017f\u01f0\u1e96\u1e97\u1e98\u1e99\u1e9a\u1e9e\u212a\ufb00\ufb01\ufb02\ufb03\ufb04\ufb05\ufb06"
-_POUND, _EURO = "\x01", "\x02"
+POUND_MARK, EURO_MARK = "\x01", "\x02"
 _LOWERED_TOKEN_BYTES = bytes(
     b + 32 if 65 <= b <= 90
-    else b if b >= 0x80 or chr(b) in "abcdefghijklmnopqrstuvwxyz0123456789$.,'" + _POUND + _EURO
+    else b if b >= 0x80 or chr(b) in "abcdefghijklmnopqrstuvwxyz0123456789$.,'" + POUND_MARK + EURO_MARK
     else 32
     for b in range(256)
 )
@@ -381,7 +381,7 @@ _TOKEN_PLACEHELD = re.compile(r"[a-z0-9\x01$\x02]+(?:[.,][0-9]+)*(?:'[a-z]+)?")
 
 
 def _joined(words: list[str]) -> str:
-    return " ".join(words).replace("£", _POUND).replace("€", _EURO)
+    return " ".join(words).replace("£", POUND_MARK).replace("€", EURO_MARK)
 
 
 def token_text(text: str) -> str:
@@ -392,14 +392,14 @@ def token_text(text: str) -> str:
     tokens with numpy (:mod:`dedup.signature`) without ever making a
     Python string per token; :func:`tokens` splits it.
     """
-    if _POUND in text or _EURO in text:  # the placeholders are taken
+    if POUND_MARK in text or EURO_MARK in text:  # the placeholders are taken
         return _joined(_tokens_slow(text))
     if text.isascii():
         data = text.encode()
     elif any(c in text for c in _FOLDS_TO_ASCII):
         return _joined(_tokens_slow(text))
     else:
-        data = text.replace("£", _POUND).replace("€", _EURO).encode("ascii", "replace")
+        data = text.replace("£", POUND_MARK).replace("€", EURO_MARK).encode("ascii", "replace")
     pieces = data.translate(_LOWERED_TOKEN_BYTES).decode()
     # ".", "," and "'" belong to a token only between two of its characters ("1.5", "1,000", "it's"):
     # never before a space, after one, or at either end.  Blank them there; that leaves few pieces
@@ -435,8 +435,8 @@ def token_text(text: str) -> str:
 def tokens(text: str) -> list[str]:
     """Exactly ``_TOKEN.findall(text.casefold())``, several times faster on prose (see above)."""
     joined = token_text(text)
-    if _POUND in joined or _EURO in joined:
-        joined = joined.replace(_POUND, "£").replace(_EURO, "€")
+    if POUND_MARK in joined or EURO_MARK in joined:
+        joined = joined.replace(POUND_MARK, "£").replace(EURO_MARK, "€")
     return joined.split()
 
 
@@ -449,7 +449,7 @@ def _find_all(text: str, char: str):
 
 def content_words(text: str) -> list[str]:
     """Tokens that carry meaning: no stop words, no single characters."""
-    drop = _DROP
+    drop = NON_CONTENT
     return [t for t in tokens(text) if t not in drop]
 
 
@@ -494,7 +494,7 @@ def display_sentences(text: str, title: str = "") -> list[tuple[str, str, int]]:
     out: list[tuple[str, str, int]] = []
     first_norm = ""
     for n, par, norm in pars:
-        if (hints and _is_boilerplate(norm, hints, True)) or (norm[0] in _BYLINE_FIRST and _BYLINE.match(norm)):
+        if (hints and _is_boilerplate(norm, hints, True)) or (norm[0] in _BYLINE_FIRST and BYLINE.match(norm)):
             continue
         if n == 0 and title:
             first_norm = norm.casefold()

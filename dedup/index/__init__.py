@@ -2,25 +2,14 @@
 
 from __future__ import annotations
 
-from urllib.parse import urlsplit, urlunsplit
-
 from ..settings import Settings
 from ..stories import finish_splits
 from .base import StoryIndex
 from .memory import MemoryIndex
+from .redis import RedisIndex
+from .redis_spread import SpreadIndex
 
-__all__ = ["StoryIndex", "MemoryIndex", "open_index", "mask_url"]
-
-
-def mask_url(url: str) -> str:
-    """``url`` with any password replaced by ``***``: URLs end up in messages and logs."""
-    parts = urlsplit(url)
-    if parts.password is None:
-        return url
-    host = parts.hostname or ""
-    if parts.port:
-        host = f"{host}:{parts.port}"
-    return urlunsplit(parts._replace(netloc=f"{parts.username or ''}:***@{host}"))
+__all__ = ["StoryIndex", "MemoryIndex", "open_index"]
 
 
 def open_index(settings: Settings, url: str | None = None, namespace: str = "dedup") -> StoryIndex:
@@ -35,9 +24,6 @@ def open_index(settings: Settings, url: str | None = None, namespace: str = "ded
                              "give --redis URL, or leave it at its default")
         return MemoryIndex(settings)
     if url.startswith(("redis://", "rediss://", "unix://", "redis+cluster://")):
-        from .redis import RedisIndex  # imported lazily: the CLI's default path needs no server
-        from .redis_spread import SpreadIndex
-
         layout = settings.redis_layout
         if layout == "auto":
             layout = "spread" if url.startswith("redis+cluster://") else "slot"

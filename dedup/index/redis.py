@@ -45,21 +45,20 @@ from redis.exceptions import TimeoutError as RedisTimeoutError
 from ..clustering import Seen, decide_one
 from ..records import Assignment, DedupError, Entry, Signature
 from ..settings import Settings
-from . import mask_url
+from ..urls import mask_url
 from .base import StoryIndex
 from .codec import CODEC_VERSION, decode_entry, decode_signatures, encode_entry, record_id
 from .lua_scripts import SLOT as redis_lua
-from .redis_bulk import ingest_in_order
-from .redis_errors import IndexMismatch, IndexUnavailable, _guard, _permanent_hint, _RetryTransient, retries_within
+from .redis_bulk import MAX_INGEST_ATTEMPTS, ingest_in_order
+from .redis_errors import IndexMismatch, IndexUnavailable, guarded, permanent_hint, RetryTransient, retries_within
 from .redis_retention import expire, starts_pass
 from .redis_wire import DirectScripts
 from .redis_keys import LAYOUT_VERSION, check_id, key
 from .redis_mirror import BucketMirror
-from .redis_stories import RedisStories, _s
+from .redis_stories import RedisStories, text_of
 
 CLUSTER_SCHEME = "redis+cluster://"
 
-MAX_INGEST_ATTEMPTS = 200
 SIG_CACHE_SIZE = 100_000  # signatures kept by handle (~3 kB each in memory)
 # articles per DELETE_MANY call: a delete is ~0.2-0.5 ms of server time (its buckets, sentence counts and
 # story), so a call holds other clients up for tens of milliseconds at most
@@ -114,9 +113,9 @@ class RedisIndex(RedisStories, StoryIndex):
         self.namespace = namespace
         # capped exponential backoff for settings.redis_retry_s seconds: rides out a restart or a
         # failover, but not a refused password or an untrusted certificate, which no retry cures
-        self._reconnect = ExponentialBackoff(cap=2.0, base=0.05)  # a cluster's too (_guard)
+        self._reconnect = ExponentialBackoff(cap=2.0, base=0.05)  # a cluster's too (guarded)
         self._retries = retries_within(settings.redis_retry_s, self._reconnect) if retries is None else retries
-        retry = _RetryTransient(self._reconnect, self._retries)
+        retry = RetryTransient(self._reconnect, self._retries)
         self._r: Any
         try:
             if url.startswith(CLUSTER_SCHEME):
@@ -144,7 +143,7 @@ class RedisIndex(RedisStories, StoryIndex):
         self._claim_script = self._r.register_script(redis_lua.CLAIM)
         self._meta_key = self._k("meta")
         self._epoch = ""  # the namespace's epoch as this client knows it ('': none yet), see _claim
-        self._guarded = threading.local()  # depth of guarded calls, see _guard
+        self._guarded = threading.local()  # depth of guarded calls, see guarded
         self._direct: DirectScripts | None = None
         self._versions: tuple[tuple[Any, ...], list[tuple[str, int]]] | None = None  # see story_versions
         self._sig_cache: dict[bytes, tuple[str, Signature]] = {}  # handle -> (id, signature)
@@ -157,7 +156,7 @@ class RedisIndex(RedisStories, StoryIndex):
             self._claim()
         except (RedisConnectionError, RedisTimeoutError) as exc:
             self._r.close()
-            hint = _permanent_hint(exc) or "start redis-server or fix --redis (rediss:// if the server speaks TLS)"
+            hint = permanent_hint(exc) or "start redis-server or fix --redis (rediss:// if the server speaks TLS)"
             raise IndexUnavailable(f"cannot connect to Redis at {mask_url(url)}: {exc}; {hint}") from exc
         except Exception:
             self._r.close()
@@ -192,20 +191,20 @@ class RedisIndex(RedisStories, StoryIndex):
 
         The first client to find no ``{ns}:meta`` writes it with the settings' fingerprint and a random
         epoch (one script: atomic); the others read both.  Run on open, and again when a script refused
-        the epoch this client sent (see _guard): the namespace emptied meanwhile, its meta key went with
+        the epoch this client sent (see guarded): the namespace emptied meanwhile, its meta key went with
         the last article, and handles, versions and the clock started again.  A new epoch voids what
         this client cached about the old one (_forget)."""
         fp = json.dumps({**self.settings.fingerprint(), "codec": CODEC_VERSION, "layout": self._layout_id()},
                         sort_keys=True)
         stored, epoch = self._claim_script(keys=[self._meta_key], args=[fp, secrets.token_hex(8), first_handle()])
-        if _s(stored) != fp:
+        if text_of(stored) != fp:
             raise IndexMismatch(
                 f"namespace {self.namespace!r} at {mask_url(self.url)} was built with signature settings "
-                f"{_s(stored)}, not {fp}: use those settings, pick another --namespace, or delete the "
+                f"{text_of(stored)}, not {fp}: use those settings, pick another --namespace, or delete the "
                 f"namespace (redis-cli --scan --pattern '{self.namespace}:*' | xargs redis-cli del) and re-ingest"
             )
-        if _s(epoch) != self._epoch:
-            self._epoch = _s(epoch)
+        if text_of(epoch) != self._epoch:
+            self._epoch = text_of(epoch)
             self._forget()
 
     def _wired(self) -> bool:
@@ -230,19 +229,19 @@ class RedisIndex(RedisStories, StoryIndex):
             self._r.script_load(self._scripts["MAINTAIN"].script)
 
     # -- articles -----------------------------------------------------------
-    @_guard
+    @guarded
     def put(self, entry: Entry) -> None:
         check_id(entry.id)
         self._run("PUT", entry.id, self._record(entry))
 
-    @_guard
+    @guarded
     def delete(self, article_id: str) -> Entry | None:
         found = self._run("DELETE", article_id)
         if not found:
             return None
-        return decode_entry(found[1], self._k("a", _s(found[0])), self.settings)
+        return decode_entry(found[1], self._k("a", text_of(found[0])), self.settings)
 
-    @_guard
+    @guarded
     def delete_many(self, article_ids: list[str]) -> int:
         """Delete these articles, DELETE_CHUNK to a script call; how many were stored.  The stories they
         leave are not re-split here: each owes it (``pending_splits``), and :func:`dedup.stories.finish_splits`
@@ -262,13 +261,13 @@ class RedisIndex(RedisStories, StoryIndex):
         if not ids:
             return {}
         found = self._run("RECORDS", *ids)
-        return {i: (self._k("a", _s(f[0])), f[1]) for i, f in zip(ids, found) if f}
+        return {i: (self._k("a", text_of(f[0])), f[1]) for i, f in zip(ids, found) if f}
 
-    @_guard
+    @guarded
     def entries(self, ids: Iterable[str]) -> dict[str, Entry]:
         return {i: decode_entry(b, k, self.settings) for i, (k, b) in self._records(ids).items()}
 
-    @_guard
+    @guarded
     def signatures(self, ids: Iterable[str]) -> dict[str, Signature]:
         """By handle, from the client's cache where it has them (see _known): a re-split reads the
         signatures of a whole story, mostly articles this client wrote or read lately, and a record
@@ -277,18 +276,18 @@ class RedisIndex(RedisStories, StoryIndex):
         known = self._known(set(handles.values()))
         return {i: known[h][1] for i, h in handles.items() if h in known}
 
-    @_guard
+    @guarded
     def __contains__(self, article_id: object) -> bool:
         return isinstance(article_id, str) and bool(self._handles([article_id]))
 
-    @_guard
+    @guarded
     def _handles(self, ids: list[str]) -> dict[str, bytes]:
         """The 4-byte handles of the stored ones among ``ids`` (the id table is sharded: read by script)."""
         if not ids:
             return {}
         return {i: int(h).to_bytes(4, "little") for i, h in zip(ids, self._run("HANDLES", *ids)) if h}
 
-    @_guard
+    @guarded
     def __len__(self) -> int:
         return int(self._r.get(self._k("n")) or 0)
 
@@ -310,25 +309,25 @@ class RedisIndex(RedisStories, StoryIndex):
         out["value"] = signature.minhash[:bands * rows].reshape(bands, rows)
         return out.tobytes()
 
-    @_guard
+    @guarded
     def candidates(self, signature: Signature) -> set[str]:
         found = self._run(
             "FIND", self._fields(signature), self._day_arg(signature),
             self.settings.window_days, "", 0,
         )
-        return {_s(i) for i in found}
+        return {text_of(i) for i in found}
 
     # -- stories --------------------------------------------------------------
-    @_guard
+    @guarded
     def story_of(self, ids: Iterable[str]) -> dict[str, str]:
         ids = list(dict.fromkeys(ids))
         if not ids:
             return {}
         values = self._run("STORY_OF", *ids)
-        return {i: _s(v) for i, v in zip(ids, values) if v}
+        return {i: text_of(v) for i, v in zip(ids, values) if v}
 
     # -- boilerplate evidence ---------------------------------------------------
-    @_guard
+    @guarded
     def sentence_counts(self, hashes: Iterable[int]) -> list[int]:
         fields = [int(h).to_bytes(4, "little") for h in hashes]
         if not fields:
@@ -354,8 +353,8 @@ class RedisIndex(RedisStories, StoryIndex):
         n_own = int(reply[3])
         rest = reply[4 + n_own:]
         return Found(stored=bool(int(reply[0])), buckets=reply[1], version=reply[2],
-                     own=sorted(_s(m) for m in reply[4:4 + n_own]),
-                     cands={rest[j]: _s(rest[j + 1]) for j in range(0, len(rest), 2)})
+                     own=sorted(text_of(m) for m in reply[4:4 + n_own]),
+                     cands={rest[j]: text_of(rest[j + 1]) for j in range(0, len(rest), 2)})
 
     def _remember(self, handle: bytes, entry: Entry) -> None:
         if len(self._sig_cache) >= SIG_CACHE_SIZE:
@@ -422,7 +421,7 @@ class RedisIndex(RedisStories, StoryIndex):
                     stories[cid] = story
         return sigs, stories
 
-    @_guard
+    @guarded
     def ingest(self, entry: Entry) -> Assignment | None:
         """Read (one script), decide in Python, write with a re-check (one script); retry on conflict.
 
@@ -518,13 +517,13 @@ class RedisIndex(RedisStories, StoryIndex):
         done, status, v0, *handles = reply
         for (entry, *_), h in zip(decided, handles):
             self._remember(h, entry)
-        return int(done), _s(status), v0, handles
+        return int(done), text_of(status), v0, handles
 
     def _write(self, decided: list[Decided]) -> tuple[int, str, bytes, list[bytes]]:
         """Run INGEST for decided articles in order; returns its answer as :meth:`_written` reads it."""
         return self._written(decided, self._run("INGEST", *self._ingest_args(decided)))
 
-    @_guard
+    @guarded
     def ingest_many(
         self, entries: list[Entry], fallback: Callable[[Entry], Assignment] | None = None, chunk: int = 64,
     ) -> list[Assignment | DedupError]:
@@ -558,7 +557,7 @@ class RedisIndex(RedisStories, StoryIndex):
         self._newest_day_seen = day
         self.expire()
 
-    @_guard
+    @guarded
     def expire(self) -> list[str]:
         """Delete articles published more than ``retain_days`` before the newest stored one.
 

@@ -40,6 +40,8 @@ from .redis_keys import bucket_family, check_id, day_tag, period_entry, read_fam
 from .redis_retention import starts_pass
 from .redis_wire import PipelineBroken, ScriptsMissing
 
+MAX_INGEST_ATTEMPTS = 200  # reads and writes of one article (or chunk) that another writer got in the way of
+
 if TYPE_CHECKING:
     from .redis import Decided, Found, RedisIndex
 
@@ -182,8 +184,6 @@ class _Bulk:
 
     # -- the loop -------------------------------------------------------------------------------------
     def run(self, todo: list[int]) -> None:
-        from .redis import MAX_INGEST_ATTEMPTS  # late import: redis imports this module
-
         queue = list(todo)
         while queue:
             direct = self.index._direct

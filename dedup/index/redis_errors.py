@@ -1,6 +1,6 @@
 """Errors of the Redis index and the guard that turns Redis's failures into them.
 
-Every public method of :class:`~dedup.index.redis.RedisIndex` runs under :func:`_guard`, so the CLI, the
+Every public method of :class:`~dedup.index.redis.RedisIndex` runs under :func:`guarded`, so the CLI, the
 worker and the dashboard see one of two errors whatever went wrong underneath: :class:`IndexUnavailable`
 (the server, the connection or a slot: retry later) or :class:`IndexMismatch` (the namespace belongs to
 other settings: fix the settings or the namespace).  Kept apart from the index so the rules for what is
@@ -22,7 +22,7 @@ from redis.exceptions import TryAgainError
 from redis.retry import Retry
 
 from ..records import DedupError, IndexMismatch, IndexUnavailable
-from . import mask_url
+from ..urls import mask_url
 
 if TYPE_CHECKING:
     from .redis import RedisIndex
@@ -33,7 +33,7 @@ EPOCH_MOVED = "DEDUP-EPOCH"  # a story-slot script refused the epoch this client
 CLAIM_ATTEMPTS = 3  # calls redone after the namespace emptied and was claimed again meanwhile
 
 
-def _permanent_hint(exc: BaseException) -> str | None:
+def permanent_hint(exc: BaseException) -> str | None:
     """What to fix for a connection error no retry cures (wrong password, untrusted TLS certificate); None otherwise."""
     text = str(exc)
     if isinstance(exc, AuthenticationError) or "WRONGPASS" in text:
@@ -56,12 +56,12 @@ def retries_within(seconds: float, backoff: Any) -> int:
     return n
 
 
-class _RetryTransient(Retry):
+class RetryTransient(Retry):
     """redis-py's retry with backoff, except for errors no retry cures (they are raised at once)."""
 
     def call_with_retry(self, do: Callable[[], T], fail: Callable[[Exception], Any], *args: Any, **kwargs: Any) -> T:
         def fail_fast(exc: Exception, *count: Any) -> Any:
-            if _permanent_hint(exc) is not None:
+            if permanent_hint(exc) is not None:
                 raise exc
             return fail(exc, *count)
 
@@ -73,7 +73,7 @@ class _RetryTransient(Retry):
 SLOT_MOVING = "non local key"
 
 
-def _guard(fn: Callable[..., T]) -> Callable[..., T]:
+def guarded(fn: Callable[..., T]) -> Callable[..., T]:
     """Turn a connection failure that outlived the retries into an error naming the server, and a
     script stopped by a slot on the move into one that says so (both mean: retry later, see
     docs/redis.md, "Resharding").

@@ -52,11 +52,12 @@ from redis.exceptions import AskError, ClusterDownError, MovedError, NoScriptErr
 from ..clustering import Seen, decide_one, verify_many, with_late_links
 from ..records import Assignment, DedupError, Entry
 from ..settings import Settings
+from .codec import decode_entry
 from .lua_scripts import SPREAD as redis_spread_lua
-from .redis import MAX_INGEST_ATTEMPTS, SIG_CACHE_SIZE, RedisIndex, _s
-from .redis_errors import _guard, slot_moving
-from .redis_keys import UNDATED_TAG, band_namespace, check_id, day_tag, key, tag_within
-from .redis_bulk import in_retention_runs
+from .redis import SIG_CACHE_SIZE, RedisIndex, text_of
+from .redis_errors import guarded, slot_moving
+from .redis_keys import UNDATED_TAG, band_namespace, check_id, day_tag, entries_in, key, tag_within
+from .redis_bulk import MAX_INGEST_ATTEMPTS, in_retention_runs
 from .redis_spread_bulk import ingest_chunks
 from .redis_spread_sweep import finish_todo
 from .redis_wire import DirectScripts, PipelineBroken
@@ -68,15 +69,6 @@ from .redis_wire import DirectScripts, PipelineBroken
 # 575-604, 16 groups 739 (docs/redis.md, "The spread layout").  Part of the namespace's fingerprint.
 BAND_GROUPS = 6
 SWEEP_AGE_S = 60.0  # a todo entry this old belongs to a client that crashed or hung
-
-
-def entries_in(value: bytes | None) -> dict[bytes, int]:
-    """Handle -> day tag of a bucket value (6-byte entries)."""
-    out: dict[bytes, int] = {}
-    if value:
-        for j in range(0, len(value), 6):
-            out.setdefault(value[j:j + 4], int.from_bytes(value[j + 4:j + 6], "little"))
-    return out
 
 
 def _on_the_move(exc: BaseException) -> bool:
@@ -257,7 +249,7 @@ class SpreadIndex(RedisIndex):
         gone: dict[bytes, bytes] = {}
         finished: list[tuple[bytes, bytes]] = []
         for j in range(0, len(todo), 3):
-            op, member, score = _s(todo[j]), todo[j + 1], todo[j + 2]
+            op, member, score = text_of(todo[j]), todo[j + 1], todo[j + 2]
             hb, fields = member[:4], self._split(member[4:])
             if op == "+":
                 tag = (tags or {}).get(hb, UNDATED_TAG).to_bytes(2, "little")
@@ -308,7 +300,7 @@ class SpreadIndex(RedisIndex):
         blobs = self._blobs(list(handles.values()))
         return {i: blobs[h] for i, h in handles.items() if h in blobs}
 
-    @_guard
+    @guarded
     def flush(self) -> None:
         """Clear the todo entries this client finished (otherwise sent with its next commit)."""
         if self._done:
@@ -347,7 +339,7 @@ class SpreadIndex(RedisIndex):
                 self._renamed[old] = story
 
     # -- articles ---------------------------------------------------------------
-    @_guard
+    @guarded
     def put(self, entry: Entry) -> None:
         check_id(entry.id)
         blob = self._record(entry)
@@ -364,10 +356,8 @@ class SpreadIndex(RedisIndex):
         Their stories owe their re-splits, as with the slot layout's batch."""
         return sum(self.delete(aid) is not None for aid in article_ids)
 
-    @_guard
+    @guarded
     def delete(self, article_id: str) -> Entry | None:
-        from .codec import decode_entry
-
         for _ in range(MAX_INGEST_ATTEMPTS):
             hb = self._handles([article_id]).get(article_id)
             if hb is None:
@@ -375,7 +365,7 @@ class SpreadIndex(RedisIndex):
             found = self._blobs([hb]).get(hb)
             blob, *todo = self._story("S_DELETE", article_id, int.from_bytes(hb, "little"),
                                       found[1] if found else b"")
-            if todo and _s(todo[0]) == "moved":  # replaced meanwhile: delete the version stored now
+            if todo and text_of(todo[0]) == "moved":  # replaced meanwhile: delete the version stored now
                 continue
             self._apply(todo)
             self.flush()
@@ -391,7 +381,7 @@ class SpreadIndex(RedisIndex):
     @staticmethod
     def _parse_lookup(reply: list[Any]) -> tuple[bytes | None, list[str], list[Any]]:
         n_own = int(reply[1])
-        return reply[0] or None, sorted(_s(m) for m in reply[2:2 + n_own]), reply[2 + n_own:]
+        return reply[0] or None, sorted(text_of(m) for m in reply[2:2 + n_own]), reply[2 + n_own:]
 
     def _lookup_many(self, asks: list[tuple[str, list[bytes]]]) -> list[tuple[bytes | None, list[str], list[Any]]]:
         """:meth:`_lookup` of several ids in one round trip (read-only, so a failed pipeline is simply redone)."""
@@ -415,14 +405,14 @@ class SpreadIndex(RedisIndex):
 
     @staticmethod
     def _info_story(info: bytes) -> str:
-        return _s(info[4:])
+        return text_of(info[4:])
 
     @staticmethod
     def _info_day(info: bytes) -> int | None:
         d = int.from_bytes(info[:4], "little", signed=True)
         return None if d == -(2**31) else d
 
-    @_guard
+    @guarded
     def candidates(self, signature: Any) -> set[str]:
         day, window = signature.day, self.settings.window_days
         near = [h for h, t in self._read_buckets(self._split(self._fields(signature))).items()
@@ -436,7 +426,7 @@ class SpreadIndex(RedisIndex):
         return {cid for cid, _ in self._known(live).values()}
 
     # -- the compound step --------------------------------------------------------
-    @_guard
+    @guarded
     def ingest(self, entry: Entry) -> Assignment | None:
         """Steps 1-6 of the module docstring; a conflict at the commit starts over."""
         check_id(entry.id)
@@ -478,7 +468,7 @@ class SpreadIndex(RedisIndex):
                     reply = self._story("S_COMMIT", *self._take_done(), 1, entry.id, blob, packed, assignment.story,
                                         mode, len(assignment.merged), *assignment.merged, len(expected) // 2,
                                         *expected)
-            status = _s(reply[0])
+            status = text_of(reply[0])
             if status == "exists":
                 return None
             if status != "ok":
@@ -546,10 +536,10 @@ class SpreadIndex(RedisIndex):
         links = [(cid, round(cos, 4), round(r, 4)) for (cid, _), (ok, cos, r) in zip(known.values(), verdicts) if ok]
         if not links:
             return [], []
-        stories = [_s(s) for s in self._story("S_LINK", article_id, int(founded), *[c for c, _, _ in links])]
+        stories = [text_of(s) for s in self._story("S_LINK", article_id, int(founded), *[c for c, _, _ in links])]
         return stories, links
 
-    @_guard
+    @guarded
     def ingest_many(
         self, entries: list[Entry], fallback: Callable[[Entry], Assignment] | None = None, chunk: int = 64,
     ) -> list[Assignment | DedupError]:
@@ -566,7 +556,7 @@ class SpreadIndex(RedisIndex):
             self._sweep_now_and_then()
 
     # -- crash recovery -------------------------------------------------------------
-    @_guard
+    @guarded
     def sweep(self, age_s: float | None = None, limit: int = 1000) -> int:
         """Finish todo entries at least ``age_s`` old (default a minute), left by a client that crashed
         between committing an article (or deleting one) and writing its buckets.  Returns how many it

@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING, Any, Callable
 
 from ..clustering import Seen, plan_run
 from ..records import Assignment, DedupError, Entry, Signature
-from .redis_keys import check_id, day_tag, tag_within
+from .redis_keys import check_id, day_tag, entries_in, tag_within
 
 if TYPE_CHECKING:
     from .redis_spread import SpreadIndex
@@ -69,7 +69,6 @@ def ingest_chunks(index: "SpreadIndex", entries: list[Entry], single: Callable[[
 
 def _chunk(index: "SpreadIndex", entries: list[Entry], part: list[int], out: list[Any]) -> tuple[int, str]:
     """Read, decide, commit and write the buckets of ``part``; returns (articles committed, status)."""
-    from .redis_spread import entries_in
 
     window, nb = index.settings.window_days, index.settings.bands
     fields = {i: index._split(index._fields(entries[i].signature)) for i in part}

@@ -21,7 +21,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from .redis_keys import day_tag, tag_within
+from .redis_keys import day_tag, entries_in, tag_within
 
 if TYPE_CHECKING:
     from .redis_spread import SpreadIndex
@@ -29,7 +29,6 @@ if TYPE_CHECKING:
 
 def finish_todo(index: "SpreadIndex", age_s: float, limit: int) -> int:
     """Finish up to ``limit`` todo entries at least ``age_s`` seconds old; returns how many."""
-    from .redis_spread import entries_in  # late import: redis_spread imports this module
 
     found = index._story("S_TODO", int(age_s * 1e6), limit)
     if not found:

@@ -5,7 +5,7 @@ layout), kept apart because it is the part of the index that does not touch
 buckets: it reads and rewrites the story hashes ``s:<story>``, the
 ``stories`` zset and ``split``, the stories waiting for a re-split (see
 :mod:`dedup.index.redis_keys`).
-Every method runs under ``_guard``, so a lost server is retried and reported
+Every method runs under ``guarded``, so a lost server is retried and reported
 the way the rest of the index reports it.
 """
 
@@ -13,10 +13,10 @@ from __future__ import annotations
 
 from typing import Any, Callable, Iterable
 
-from .redis_errors import _guard
+from .redis_errors import guarded
 
 
-def _s(value: bytes | str) -> str:
+def text_of(value: bytes | str) -> str:
     """Text of a Redis reply (ids and story ids are UTF-8; a stray byte must not stop a read)."""
     return value.decode("utf-8", errors="replace") if isinstance(value, bytes) else value
 
@@ -31,11 +31,11 @@ class RedisStories:
     _meta_key: str
     _versions: tuple[tuple[Any, ...], list[tuple[str, int]]] | None  # see story_versions
 
-    @_guard
+    @guarded
     def members(self, story_id: str) -> list[str]:
-        return sorted(_s(m) for m in self._r.hkeys(self._k("s", story_id)))
+        return sorted(text_of(m) for m in self._r.hkeys(self._k("s", story_id)))
 
-    @_guard
+    @guarded
     def members_many(self, story_ids: Iterable[str]) -> dict[str, list[str]]:
         """One pipelined round trip of HKEYS for all stories instead of one round trip per story."""
         sids = list(dict.fromkeys(story_ids))
@@ -46,12 +46,12 @@ class RedisStories:
             pipe.hkeys(self._k("s", sid))
         out: dict[str, list[str]] = {}
         for sid, found in zip(sids, pipe.execute()):
-            ids = sorted(_s(m) for m in found)
+            ids = sorted(text_of(m) for m in found)
             if ids:
                 out[sid] = ids
         return out
 
-    @_guard
+    @guarded
     def story_versions(self, limit: int | None = None) -> list[tuple[str, int]]:
         """The ``stories`` zset's scores are the ``clock`` tick (a field of ``meta``) of each story's last change.
 
@@ -66,7 +66,7 @@ class RedisStories:
             if limit <= 0:
                 return []
             pairs = self._r.zrevrange(self._k("stories"), 0, limit - 1, withscores=True)
-            return [(_s(sid), int(score)) for sid, score in pairs]
+            return [(text_of(sid), int(score)) for sid, score in pairs]
         pipe = self._r.pipeline(transaction=True)
         pipe.hmget(self._meta_key, "clock", "epoch")  # the clock starts again in a new epoch
         pipe.get(self._k("n"))
@@ -75,22 +75,22 @@ class RedisStories:
         if self._versions is None or self._versions[0] != token:
             pairs = self._r.zrevrange(self._k("stories"), 0, -1, withscores=True)
             # stored under the token read *before* the list: a change in between only causes a re-read
-            self._versions = (token, [(_s(sid), int(score)) for sid, score in pairs])
+            self._versions = (token, [(text_of(sid), int(score)) for sid, score in pairs])
         return list(self._versions[1])
 
-    @_guard
+    @guarded
     def set_story(self, story_id: str, ids: Iterable[str]) -> None:
         ids = list(ids)
         if ids:
             self._run("SET_STORY", story_id, *ids)
 
-    @_guard
+    @guarded
     def story_snapshot(self, story_id: str) -> tuple[list[str], object]:
         """Members and version (the story's clock tick) in one script call: one consistent read."""
         version, *members = self._run("STORY_SNAPSHOT", story_id)
-        return sorted(_s(m) for m in members), _s(version)
+        return sorted(text_of(m) for m in members), text_of(version)
 
-    @_guard
+    @guarded
     def resplit(self, story_id: str, version: object, parts: list[tuple[str, list[str]]]) -> bool:
         """All parts in one script, written only if the story is still at ``version``."""
         args: list[str] = [story_id, "*" if version is None else str(version)]
@@ -98,10 +98,10 @@ class RedisStories:
             args += [sid, str(len(ids)), *ids]
         return int(self._run("RESPLIT", *args)) == 1
 
-    @_guard
+    @guarded
     def pending_splits(self) -> list[str]:
-        return [_s(s) for s in self._r.hkeys(self._k("split"))]
+        return [text_of(s) for s in self._r.hkeys(self._k("split"))]
 
-    @_guard
+    @guarded
     def story_ids(self) -> list[str]:
-        return [_s(s) for s in self._r.zrevrange(self._k("stories"), 0, -1)]
+        return [text_of(s) for s in self._r.zrevrange(self._k("stories"), 0, -1)]

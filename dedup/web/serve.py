@@ -11,6 +11,8 @@ from typing import Iterable
 
 import click
 
+from ..console import run_batch, show_progress
+from ..readers import read_paths
 from ..service import Deduper
 
 
@@ -33,9 +35,6 @@ def serve_command(dd: Deduper, paths: Iterable[str], host: str, port: int, admin
     """Optionally preload ``paths`` into the index, then serve it."""
     paths = list(paths)
     if paths:
-        from ..console import run_batch, show_progress
-        from ..readers import read_paths
-
         outcomes = run_batch(dd, read_paths(paths), show_progress(progress))
         bad = sum(1 for o in outcomes if o.error is not None)
         click.echo(f"loaded {len(outcomes) - bad:,} article(s), {bad} rejected", err=True)

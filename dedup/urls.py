@@ -1,0 +1,19 @@
+"""Index URLs as they may appear in messages and logs."""
+
+from __future__ import annotations
+
+from urllib.parse import urlsplit, urlunsplit
+
+
+def mask_url(url: str) -> str:
+    """``url`` with any password replaced by ``***``: URLs end up in messages and logs."""
+    parts = urlsplit(url)
+    if parts.password is None:
+        return url
+    host = parts.hostname or ""
+    if parts.port:
+        host = f"{host}:{parts.port}"
+    return urlunsplit(parts._replace(netloc=f"{parts.username or ''}:***@{host}"))
+
+
+__all__ = ["mask_url"]
