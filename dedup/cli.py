@@ -517,6 +517,27 @@ def serve(paths: tuple[str, ...], host: str, port: int, admin_token: str | None,
         serve_command(dd, paths, host, port, admin_token, progress)
 
 
+@cli.command(context_settings=CONTEXT)
+@click.option("--yes", is_flag=True, help="Confirm: delete every article, story and bucket of the namespace.")
+@settings_options("signature")
+def drop(yes: bool, **kwargs: Any) -> None:
+    """Delete a whole namespace of the shared index (all its keys, in either layout).
+
+    Other namespaces in the same Redis are left alone.  Without --yes
+    nothing is deleted.
+
+    \b
+    Examples:
+      dedup drop --redis redis://localhost:6379/0 --namespace trial --yes
+    """
+    if not yes:
+        raise click.UsageError(f"drop deletes every key of namespace {kwargs.get('namespace', 'dedup')!r}: "
+                               "add --yes to confirm")
+    with _shared(kwargs, "drop") as dd:
+        n = dd.drop()
+    say(f"dropped namespace {kwargs.get('namespace', 'dedup')!r}: {n} key(s) deleted")
+
+
 @cli.command("settings", context_settings=CONTEXT)
 @click.option("--markdown", is_flag=True, help="Print the settings table for the README.")
 @settings_options(*ALL_GROUPS)

@@ -353,12 +353,19 @@ class Deduper:
     def events(self, story_ids: Iterable[str] | None = None) -> dict[str, str]:
         """The event of each story (story id -> event id): the stories that report one news event,
         grouped by topical evidence (:mod:`dedup.events`).  Among ``story_ids`` (default: every story the
-        index holds); reads all their articles."""
+        index holds); reads all their articles.  Every story asked for has an event."""
         story_ids = self.index.story_ids() if story_ids is None else list(dict.fromkeys(story_ids))
         members = self.index.members_many(story_ids)
         story_of = {a: sid for sid, ids in members.items() for a in ids}
         entries = self.index.entries(list(story_of))
-        return group_events([entries[a] for a in sorted(entries)], story_of, self.settings)
+        grouped = group_events([entries[a] for a in sorted(entries)], story_of, self.settings)
+        # a story another writer emptied meanwhile is its own event
+        return {sid: grouped.get(sid, sid) for sid in story_ids}
+
+    def drop(self) -> int:
+        """Delete everything the index holds: with a shared index, the whole namespace.  Returns how many
+        entries went (articles in process, Redis keys in a shared index)."""
+        return self.index.drop()
 
     def story_sizes(self) -> dict[str, int]:
         """Every story's id and number of articles, without ranking any (one batched read on Redis)."""

@@ -95,8 +95,9 @@ class Settings(DeclaredSettings):
         7,
         "Largest gap, in trigrams, inside a run of shared trigrams at the head or tail of two articles "
         "for it to count as one outlet template block: k differing words leave a gap of k + 3, so 7 "
-        "lets a block hold a differing time and day stamp of up to four words. A template "
-        "block is not text reuse when the rest of the two articles is below min_cosine.",
+        "lets a block hold a differing time and day stamp of up to four words. When the rest of the two "
+        "articles is below min_cosine, the block is set aside before an event link is weighed (story "
+        "verification counts every shared trigram).",
     )
     # -- novelty ranking --------------------------------------------------
     same_sentence: float = _setting(

@@ -422,3 +422,21 @@ def test_the_dashboard_does_not_import_the_cli():
 def test_a_shared_index_setting_without_redis_is_a_usage_error(tmp_path):
     result = CliRunner().invoke(cli, ["cluster", "--retain-days", "3", str(SEEDS)])
     assert result.exit_code == 2 and "--retain-days" in result.output and "Traceback" not in result.output
+
+
+def test_drop_deletes_one_namespace_and_leaves_the_others(redis_url):
+    import redis as redis_client
+
+    for ns in ("gone", "kept"):
+        assert run("cluster", "--redis", redis_url, "--namespace", ns, str(SEEDS)).exit_code == 0
+    refused = CliRunner().invoke(cli, ["drop", "--redis", redis_url, "--namespace", "gone"])
+    assert refused.exit_code == 2 and "--yes" in refused.output
+    r = CliRunner().invoke(cli, ["drop", "--redis", redis_url, "--namespace", "gone", "--yes"])
+    assert r.exit_code == 0, r.output
+    client = redis_client.Redis.from_url(redis_url)
+    left = [k.decode() for k in client.scan_iter()]
+    assert left and all(k.startswith("{kept") for k in left), left
+    client.close()
+    # the dropped namespace opens empty
+    listed = CliRunner().invoke(cli, ["stories", "--redis", redis_url, "--namespace", "gone", "--format", "jsonl"])
+    assert listed.exit_code == 0 and listed.output.strip() == ""

@@ -167,3 +167,13 @@ def test_in_process_window_reads_only_days_in_reach_however_long_the_window():
         probe = idx._entries["a0"].signature
         got = idx.candidates(probe)
         assert got == ({"a0", "a1", "a3"} if settings is near else {"a0", "a1", "a2", "a3"})
+
+
+def test_drop_leaves_an_empty_index_that_takes_articles_again(index):
+    index.put(entry("a", 5))
+    index.set_story("a", ["a"])
+    assert index.drop() > 0
+    assert len(index) == 0 and "a" not in index and index.story_ids() == []
+    assert index.candidates(entry("q", 5).signature) == set()
+    index.put(entry("b", 5))
+    assert index.candidates(entry("q", 5).signature) == {"b"}

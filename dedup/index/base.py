@@ -143,6 +143,11 @@ class StoryIndex(ABC):
     def sentence_counts(self, hashes: Iterable[int]) -> list[int]:
         """How many stored articles contain each sentence hash."""
 
+    @abstractmethod
+    def drop(self) -> int:
+        """Delete everything the index holds (articles, buckets, stories, counters); returns how many
+        entries went (articles in process, keys in Redis)."""
+
     # -- lifecycle --------------------------------------------------------
     def close(self) -> None:
         """Release connections; the in-process index has none."""

@@ -247,6 +247,11 @@ class MemoryIndex(StoryIndex):
             ids = ids[:limit]
         return [(sid, self._touched.get(sid, 0)) for sid in ids]
 
+    def drop(self) -> int:
+        n = len(self._entries)
+        self.__init__(self.settings)  # type: ignore[misc]
+        return n
+
     # -- boilerplate evidence ---------------------------------------------
     def sentence_counts(self, hashes: Iterable[int]) -> list[int]:
         return [self._sentences.get(h, 0) for h in hashes]

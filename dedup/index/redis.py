@@ -201,7 +201,7 @@ class RedisIndex(RedisStories, StoryIndex):
             raise IndexMismatch(
                 f"namespace {self.namespace!r} at {mask_url(self.url)} was built with signature settings "
                 f"{text_of(stored)}, not {fp}: use those settings, pick another --namespace, or delete the "
-                f"namespace (redis-cli --scan --pattern '{self.namespace}:*' | xargs redis-cli del) and re-ingest"
+                f"namespace with those settings (dedup drop --namespace {self.namespace} --yes) and re-ingest"
             )
         if text_of(epoch) != self._epoch:
             self._epoch = text_of(epoch)
@@ -570,3 +570,28 @@ class RedisIndex(RedisStories, StoryIndex):
         seconds.  Undated articles are never expired.
         """
         return expire(self)
+
+    @guarded
+    def drop(self) -> int:
+        """Delete every key of the namespace, in either layout (``{ns}:...`` and the spread layout's band
+        slots ``{ns:b<group>...}:...``; a namespace holds no ':' so no other index matches); returns how
+        many.  Other clients of the namespace find it empty on their next call, as after its last delete."""
+        deleted = 0
+        for pattern in (f"{{{self.namespace}}}:*", f"{{{self.namespace}:b*}}:*"):
+            batch: list[bytes] = []
+            for k in self._r.scan_iter(match=pattern, count=1000):
+                batch.append(k)
+                if len(batch) >= 500:
+                    deleted += self._unlink(batch)
+                    batch = []
+            if batch:
+                deleted += self._unlink(batch)
+        self._epoch = ""
+        self._forget()
+        return deleted
+
+    def _unlink(self, keys: list[bytes]) -> int:
+        pipe = self._r.pipeline(transaction=False)  # on a cluster the keys are in many slots: one each
+        for k in keys:
+            pipe.unlink(k)
+        return sum(int(n) for n in pipe.execute())
