@@ -11,7 +11,7 @@ Pairs are evaluated two ways:
 * **LSH candidates**: pairs sharing a band value of the MinHash, as the
   indexes find them (``band_hashes``).
 
-Rules compared: ``current`` (``dedup.stories.verify_pairs``; events = stories)
+Rules compared: ``current`` (``dedup.clustering.verify_pairs``; events = stories)
 and ``evidence`` (:func:`dedup.evidence.links`).  Stories are the connected
 components of story links, events those of story and event links.  For each:
 meter-dev story precision, event P/R/F1/ARI (METER's ``cluster`` is the event

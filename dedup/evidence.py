@@ -257,7 +257,7 @@ def links(a: Sequence[Signature], b: Sequence[Signature], fa: Sequence[TextFeatu
     ``reuse >= min_reuse``.  Event: a story link, or within the window,
     ``cosine >= event_min_cosine`` and ``names >= event_min_names``.
     Cosine and reuse are computed for the whole batch at once, as
-    :func:`dedup.stories.verify_pairs` does; the text features are read only
+    :func:`dedup.clustering.verify_pairs` does; the text features are read only
     for pairs whose cosine reaches a threshold (setting a template aside
     never raises it).  A pair's verdict does not depend on its batch.
     """
