@@ -745,7 +745,7 @@ def test_another_process_reads_back_the_very_signatures_whichever_way_records_ar
     text again; with --store-features it keeps the term vector and trigrams (~1.1 kB more).  Either way
     the reader verifies with bit-identical signatures, so workers agree on every pair."""
     settings = dataclasses.replace(SETTINGS, store_features=store_features)
-    dd = Deduper(settings)
+    dd = Deduper(SETTINGS)  # in process only to sign: the Redis settings go to the indexes
     entries = [dd.prepare(a) for a in articles(seed_paths, meter_n=120)]
     ns = f"feat{int(store_features)}"
     with RedisIndex(settings, url=redis_url, namespace=ns) as writer:

@@ -239,7 +239,7 @@ def _ref_clean_paragraphs(text):
         par = _ref_strip_dateline(" ".join(raw.split()))
         if not par:
             continue
-        if (hints and _ref_is_boilerplate_line(par, hints)) or (len(par) < 80 and T._BYLINE.match(par)):
+        if (hints and _ref_is_boilerplate_line(par, hints)) or (len(par) < 80 and T.BYLINE.match(par)):
             dropped.append(par)
         else:
             kept.append(par)
@@ -258,7 +258,7 @@ def _ref_display_sentences(text, title=""):
         if not par:
             continue
         norm = _ref_strip_dateline(" ".join(_ref_normalize_chars(par).split()))
-        if not norm or _ref_is_boilerplate_line(norm) or T._BYLINE.match(norm):
+        if not norm or _ref_is_boilerplate_line(norm) or T.BYLINE.match(norm):
             continue
         if n == 0 and title:
             first_norm = norm.casefold()
