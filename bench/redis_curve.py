@@ -36,7 +36,7 @@ keeps its speed as it grows, whatever the machine does.  ``paired`` is a
 second estimate beside it: each piece of ``--ref-every`` articles of the
 growing index over the mean of the references run just before and just
 after it, the median of a segment's pieces, which one reference run that
-stalls moves little (on the ninth session's VM it scattered as much as
+stalls moves little (on a busy VM it can scatter as much as
 ``relative``; docs/redis.md, "Growth curve").  A segment's rate averages
 over all of it, so each row names the index sizes it spans: the first
 one's starts from an empty index.

@@ -564,10 +564,10 @@ class RedisIndex(RedisStories, StoryIndex):
         Relative to the newest *stored* day, not the wall clock, so replaying
         an archive keeps a sliding window instead of deleting everything.
         They go in batches (:meth:`delete_many`), then each story they held
-        together is re-split once (:func:`dedup.stories.finish_splits`): the
-        pass used to re-split a story after each of its articles, which on a
-        day's worth of articles held the first ingest of the next day up for
-        seconds.  Undated articles are never expired.
+        together is re-split once (:func:`dedup.stories.finish_splits`), not
+        once per article it lost: a day's worth of deletes then holds the
+        first ingest of the next day up for milliseconds, not seconds.
+        Undated articles are never expired.
         """
         return expire(self)
 
