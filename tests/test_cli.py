@@ -3,8 +3,11 @@
 import csv
 import io
 import json
+import os
 import re
 import shlex
+import subprocess
+import sys
 from pathlib import Path
 
 import click
@@ -440,3 +443,62 @@ def test_drop_deletes_one_namespace_and_leaves_the_others(redis_url):
     # the dropped namespace opens empty
     listed = CliRunner().invoke(cli, ["stories", "--redis", redis_url, "--namespace", "gone", "--format", "jsonl"])
     assert listed.exit_code == 0 and listed.output.strip() == ""
+
+
+# -- the README's examples --------------------------------------------------------------------
+def readme_examples() -> list[tuple[list[str], list[str]]]:
+    """(command line, the output lines the README shows) of every ``$ dedup ...`` line in README.md."""
+    out: list[tuple[list[str], list[str]]] = []
+    for block in (ROOT / "README.md").read_text(encoding="utf-8").split("```")[1::2]:
+        for line in block.splitlines():
+            if line.startswith("$ dedup "):
+                out.append((shlex.split(line[2:]), []))
+            elif out and line.strip() and not line.startswith("$ "):
+                out[-1][1].append(line)
+    return out
+
+
+def shown_in(shown: list[str], actual: list[str]) -> list[str]:
+    """The shown lines not found in ``actual``, in order; '...' in a shown line stands for any text."""
+    missing, pos = [], 0
+    for line in shown:
+        pieces = [p.strip() for p in line.split("...") if p.strip()]
+        if not pieces:
+            continue
+        for j in range(pos, len(actual)):
+            at = 0
+            for p in pieces:
+                at = actual[j].find(p, at)
+                if at < 0:
+                    break
+                at += len(p)
+            if at >= 0:
+                pos = j + 1
+                break
+        else:
+            missing.append(line)
+    return missing
+
+
+def test_the_readme_examples_run_and_print_what_the_readme_shows(redis_url, tmp_path, monkeypatch):
+    (tmp_path / "seeds").symlink_to(SEEDS)
+    gold = {"000": "a", "001": "a", "002": "b", "003": "c", "004": "d"}
+    with (tmp_path / "gold.jsonl").open("w", encoding="utf-8") as f:
+        for p in sorted(SEEDS.glob("*.txt")):
+            f.write(json.dumps({"id": p.stem, "text": p.read_text(encoding="utf-8"), "cluster": gold[p.stem[:3]]}) + "\n")
+    monkeypatch.chdir(tmp_path)
+    examples = readme_examples()
+    assert len(examples) >= 7
+    ran = 0
+    for argv, shown in examples:
+        args = [redis_url if a == "redis://localhost:6379/0" else a for a in argv[1:]]
+        if args[0] == "serve":  # a server that runs until stopped: tests/test_web.py starts it
+            continue
+        # a process of its own, as typed: the worker logs to the process's stderr
+        done = subprocess.run([sys.executable, "-m", "dedup", *args], capture_output=True, text=True, timeout=120,
+                              env={**os.environ, "PYTHONPATH": str(ROOT), "TOKEN": "t"})
+        output = done.stdout + done.stderr
+        assert done.returncode == 0, (argv, output[-2000:])
+        assert shown_in(shown, output.splitlines()) == [], (argv, output[-2000:])
+        ran += 1
+    assert ran >= 6
