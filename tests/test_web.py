@@ -22,7 +22,7 @@ from dedup.cli import cli
 from dedup.readers import read_paths
 from dedup.records import Article
 from dedup.service import Deduper
-from dedup.web import create_app
+from dedup.web import create_app, views
 from dedup.web.views import Segment, highlight
 
 S0, S1, S2, S3, S4 = (
@@ -30,6 +30,7 @@ S0, S1, S2, S3, S4 = (
     "003_31e74b4a56cebf45", "004_d2e7bef4c6cefe34",
 )
 TOKEN = "t0ken-for-tests"
+ALL = {"min_size": 1}  # single-article stories too (the list hides them by default)
 CHROMIUM = "/usr/bin/chromium"
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -76,7 +77,7 @@ def test_highlight_marks_sentences_in_place():
 
 # -- list ------------------------------------------------------------------
 def test_api_lists_stories_most_recent_first(client):
-    data = client.get("/api/stories").json()
+    data = client.get("/api/stories", params=ALL).json()
     assert data["total"] == 4
     ids = [s["id"] for s in data["stories"]]
     assert set(ids) == {S0, S2, S3, S4}
@@ -88,10 +89,10 @@ def test_api_lists_stories_most_recent_first(client):
 
 
 def test_search_filters_and_paging(client, dd):
-    found = client.get("/api/stories", params={"q": "turkey"}).json()
+    found = client.get("/api/stories", params={"min_size": 1, "q": "turkey"}).json()
     assert S0 in [s["id"] for s in found["stories"]]
     assert S2 not in [s["id"] for s in found["stories"]]
-    none = client.get("/", params={"q": "zebra-crossing-nowhere"})
+    none = client.get("/", params={"min_size": 1, "q": "zebra-crossing-nowhere"})
     assert none.status_code == 200 and "No stories match these filters" in none.text
     assert '<option value="Reuters">' not in none.text
 
@@ -99,17 +100,17 @@ def test_search_filters_and_paging(client, dd):
                    "Rescuers evacuated twelve crew members by helicopter.", title="Ship aground in fjord",
                    source="Reuters", published=dt.datetime(2021, 3, 7, 9, 30)))
     assert '<option value="Reuters">Reuters</option>' in client.get("/").text  # the cached menu learns it
-    by_source = client.get("/api/stories", params={"source": "reuters"}).json()
+    by_source = client.get("/api/stories", params={"min_size": 1, "source": "reuters"}).json()
     assert [s["id"] for s in by_source["stories"]] == ["wire-1"]
-    assert client.get("/api/stories", params={"after": "2021-03-07"}).json()["total"] == 1
-    assert client.get("/api/stories", params={"after": "2021-03-08"}).json()["total"] == 0
-    assert client.get("/api/stories", params={"before": "2021-03-06"}).json()["total"] == 0
+    assert client.get("/api/stories", params={"min_size": 1, "after": "2021-03-07"}).json()["total"] == 1
+    assert client.get("/api/stories", params={"min_size": 1, "after": "2021-03-08"}).json()["total"] == 0
+    assert client.get("/api/stories", params={"min_size": 1, "before": "2021-03-06"}).json()["total"] == 0
 
-    p1 = client.get("/api/stories", params={"per_page": 2}).json()
-    p3 = client.get("/api/stories", params={"per_page": 2, "page": 3}).json()
+    p1 = client.get("/api/stories", params={"min_size": 1, "per_page": 2}).json()
+    p3 = client.get("/api/stories", params={"min_size": 1, "per_page": 2, "page": 3}).json()
     assert (p1["pages"], len(p1["stories"]), len(p3["stories"])) == (3, 2, 1)
-    html = client.get("/", params={"per_page": 2, "page": 2}).text
-    assert 'rel="next" href="/?page=3&amp;per_page=2"' in html
+    html = client.get("/", params={"min_size": 1, "per_page": 2, "page": 2}).text
+    assert 'rel="next" href="/?min_size=1&amp;page=3&amp;per_page=2"' in html
 
 
 def test_list_never_ranks_and_reuses_outlines(seed_paths, monkeypatch):
@@ -126,12 +127,12 @@ def test_list_never_ranks_and_reuses_outlines(seed_paths, monkeypatch):
     real_outline = views.outline_story
     monkeypatch.setattr(views, "outline_story", lambda sid, *a: outlined.append(sid) or real_outline(sid, *a))
     c = TestClient(create_app(dd))
-    assert c.get("/", params={"per_page": 5}).status_code == 200
+    assert c.get("/", params={"min_size": 1, "per_page": 5}).status_code == 200
     assert ranked == [] and len(outlined) == 5
-    assert c.get("/api/stories", params={"per_page": 5}).json()["stories"][0]["id"] == "a29"
+    assert c.get("/api/stories", params={"min_size": 1, "per_page": 5}).json()["stories"][0]["id"] == "a29"
     assert len(outlined) == 5  # same versions: served from the cache
     dd.add(Article("a28b", "Unrelated item number 28 about topic28 and place28 with detail28, now updated."))
-    first = c.get("/api/stories", params={"per_page": 5}).json()["stories"][0]
+    first = c.get("/api/stories", params={"min_size": 1, "per_page": 5}).json()["stories"][0]
     assert first["id"] == "a28" and first["size"] == 2  # the grown story is re-outlined, not served stale
     assert outlined[5:] == ["a28"]
     assert ranked == []
@@ -139,9 +140,9 @@ def test_list_never_ranks_and_reuses_outlines(seed_paths, monkeypatch):
 
 def test_search_sees_replaced_text(client, dd):
     """Search facts are cached per story version; replacing an article's text must show up."""
-    assert client.get("/api/stories", params={"q": "quokka"}).json()["total"] == 0
+    assert client.get("/api/stories", params={"min_size": 1, "q": "quokka"}).json()["total"] == 0
     dd.add(Article(S2, seed_text("002") + "\n\nA quokka was seen near the summit venue.", title="Replaced"))
-    found = client.get("/api/stories", params={"q": "QUOKKA"}).json()
+    found = client.get("/api/stories", params={"min_size": 1, "q": "QUOKKA"}).json()
     assert [s["id"] for s in found["stories"]] == [dd.story_of(S2)]
     assert found["stories"][0]["headline"] == "Replaced"
 
@@ -154,13 +155,13 @@ def test_warm_dashboard_searches_without_reading_articles(dd, monkeypatch):
     real = dd.index.entries
     monkeypatch.setattr(dd.index, "entries", lambda ids: reads.append(list(ids)) or real(ids))
     c = TestClient(app)
-    found = c.get("/api/stories", params={"q": "turkey"}).json()["stories"]
+    found = c.get("/api/stories", params={"min_size": 1, "q": "turkey"}).json()["stories"]
     assert [s["id"] for s in found] == [S4, S0]
-    assert c.get("/api/stories", params={"source": "nobody"}).json()["total"] == 0
-    # one batched read, for the outlines of the found stories only: no scan of article texts
-    assert [sorted(r) for r in reads] == [[S0, S1, S4]]
-    c.get("/api/stories", params={"q": "turkey"})
-    assert len(reads) == 1  # second time: facts and outlines both cached
+    assert c.get("/api/stories", params={"min_size": 1, "source": "nobody"}).json()["total"] == 0
+    # batched reads of the found stories only (their outlines, then their events): no scan of article texts
+    assert [sorted(r) for r in reads] == [[S0, S1, S4], [S0, S1, S4]]
+    c.get("/api/stories", params={"min_size": 1, "q": "turkey"})
+    assert len(reads) == 2  # second time: facts, outlines and events all cached
 
 
 @pytest.mark.parametrize("where", ["redis", "cluster"])
@@ -172,34 +173,34 @@ def test_redis_dashboard_lists_like_the_in_process_one(seed_paths, where, reques
     shared = Deduper(url=url, namespace=f"dash{where}")
     assert all(o.error is None for o in shared.add_many(read_paths(seed_paths)))
     red = TestClient(create_app(shared))
-    for params in ({}, {"q": "turkey"}, {"source": "nobody"}, {"per_page": 2, "page": 2}):
+    for params in (ALL, {**ALL, "q": "turkey"}, {**ALL, "source": "nobody"}, {**ALL, "per_page": 2, "page": 2}):
         a, b = mem.get("/api/stories", params=params).json(), red.get("/api/stories", params=params).json()
         assert a["stories"] == b["stories"] and a["total"] == b["total"], params
-    before = red.get("/api/stories").json()["version"]
+    before = red.get("/api/stories", params=ALL).json()["version"]
     shared.add(Article("r1", "Heavy snow shut the Brenner pass for a day; lorries queued for miles.",
                        title="Brenner closed", source="Wire"))
-    after = red.get("/api/stories", params={"since": before}).json()
+    after = red.get("/api/stories", params={"min_size": 1, "since": before}).json()
     assert after["changed"] and after["stories"][0]["headline"] == "Brenner closed"
-    assert [s["id"] for s in red.get("/api/stories", params={"source": "wire"}).json()["stories"]] == ["r1"]
-    story = red.get("/api/stories").json()["stories"][-1]["id"]
+    assert [s["id"] for s in red.get("/api/stories", params={"min_size": 1, "source": "wire"}).json()["stories"]] == ["r1"]
+    story = red.get("/api/stories", params=ALL).json()["stories"][-1]["id"]
     page = red.get(f"/api/stories/{story}")
     assert page.status_code == 200 and page.json() == mem.get(f"/api/stories/{story}").json()
     shared.close()
 
 
 def test_since_reports_changes(client, dd):
-    first = client.get("/api/stories").json()
-    same = client.get("/api/stories", params={"since": first["version"]}).json()
+    first = client.get("/api/stories", params=ALL).json()
+    same = client.get("/api/stories", params={"min_size": 1, "since": first["version"]}).json()
     assert same == {"changed": False, "version": first["version"]}
     dd.add(Article("later", "Volcanic ash closed three airports in Iceland; airlines cancelled flights to Europe."))
-    after = client.get("/api/stories", params={"since": first["version"]}).json()
+    after = client.get("/api/stories", params={"min_size": 1, "since": first["version"]}).json()
     assert after["changed"] is True and after["version"] != first["version"]
     assert after["stories"][0]["id"] == "later"
 
 
 def test_event_stream_pushes_the_list_when_it_changes(client, dd):
-    listing = client.get("/api/stories").json()
-    r = client.get("/api/stories/events", params={"max_seconds": 0})
+    listing = client.get("/api/stories", params=ALL).json()
+    r = client.get("/api/stories/events", params={"min_size": 1, "max_seconds": 0})
     assert r.status_code == 200 and r.headers["content-type"].startswith("text/event-stream")
     events = [e for e in r.text.split("\n\n") if "event: stories" in e]
     assert len(events) == 1
@@ -208,12 +209,99 @@ def test_event_stream_pushes_the_list_when_it_changes(client, dd):
     # a client that already shows this version gets nothing, by ?since= or by Last-Event-ID on reconnect
     assert "event: stories" not in client.get("/api/stories/events",
                                               params={"since": listing["version"], "max_seconds": 0}).text
-    assert "event: stories" not in client.get("/api/stories/events", params={"max_seconds": 0},
+    assert "event: stories" not in client.get("/api/stories/events", params={"min_size": 1, "max_seconds": 0},
                                               headers={"Last-Event-ID": listing["version"]}).text
     dd.add(Article("pushed", "Fog grounded every flight at Schiphol on Tuesday morning for four hours."))
-    r = client.get("/api/stories/events", params={"since": listing["version"], "max_seconds": 0, "q": "schiphol"})
+    r = client.get("/api/stories/events", params={"min_size": 1, "since": listing["version"], "max_seconds": 0, "q": "schiphol"})
     data = json.loads(r.text.split("event: stories\ndata: ", 1)[1].split("\n", 1)[0])
     assert [s["id"] for s in data["stories"]] == ["pushed"]  # the stream honours the page's filters
+
+
+# -- opaque ids --------------------------------------------------------------
+ODD_IDS = ["bbc/politics/417", "PA/courts/02.11.99/boat/boat1", "with space & ampersand", "Ünïcödé/日本/é",
+           "a/../b", "..", ".", "a%2Fb", "trailing/", "x/compare", "q?x=1#frag", "100%"]
+PLACES = ["Lisbon", "Gdansk", "Tromso", "Valletta", "Tallinn", "Bilbao", "Palermo", "Split", "Aarhus", "Nantes",
+          "Graz", "Porto"]
+TOPICS = [
+    "A cargo ship ran aground in fog, spilling diesel near protected oyster beds.",
+    "Striking nurses marched on parliament demanding a nine percent pay rise.",
+    "Astronomers photographed a comet passing unusually close to the northern lights.",
+    "The football club sacked its manager after eleven straight defeats.",
+    "Wildfire smoke closed schools while firefighters dug breaks through pine forest.",
+    "A museum returned bronze sculptures looted during a colonial expedition.",
+    "Bakers protested a flour tax by handing out free bread outside the ministry.",
+    "Engineers found cracks in a motorway bridge and diverted lorries overnight.",
+    "A chess prodigy aged nine beat three grandmasters at the spring open.",
+    "Beekeepers reported record honey yields after a warm wet summer.",
+    "Hackers leaked payroll data from the regional water utility.",
+    "The tram network added night services to cut drink driving.",
+]
+
+
+def hrefs(html: str) -> list[str]:
+    import html as html_mod
+
+    return [html_mod.unescape(h) for h in re.findall(r'href="([^"]+)"', html)]
+
+
+@pytest.fixture
+def live(dd):
+    """An HTTP client on a real server over ``dd``: the test client decodes a path twice, uvicorn once, as
+    every server does, so quoted ids are tested the way browsers send them."""
+    import httpx
+
+    from dedup.web.testing import LiveServer
+
+    with LiveServer(dd, admin_token=TOKEN) as srv, httpx.Client(base_url=srv.url, timeout=30) as c:
+        yield c
+
+
+def test_any_id_opens_links_and_deletes(dd, live):
+    """Ids are opaque: slashes, spaces, Unicode, dot segments and escapes all open, link and delete."""
+    from urllib.parse import quote
+
+    c = live
+    for odd, place, topic in zip(ODD_IDS, PLACES, TOPICS):
+        dd.add(Article(odd, f"{topic} Officials in {place} commented on Monday.", title=f"{place} harbour reopens",
+                       source="Wire"))
+    listing = c.get("/", params={"min_size": 1, "per_page": 50})
+    assert listing.status_code == 200
+    story_links = [h for h in hrefs(listing.text) if h.startswith("/story")]
+    assert len(story_links) == 4 + len(ODD_IDS)
+    for link in story_links:
+        assert c.get(link).status_code == 200, link
+    for odd, place in zip(ODD_IDS, PLACES):
+        sid = dd.story_of(odd)
+        assert sid == odd  # a founding article names its story
+        page = c.get(views.story_url(sid))
+        assert page.status_code == 200 and f"{place} harbour reopens" in page.text, odd
+        art = c.get(views.article_url(odd))
+        assert art.status_code == 200 and f"{place} harbour reopens" in art.text, odd
+        assert views.story_url(sid) in hrefs(art.text)  # the article links back to its story
+        for link in hrefs(page.text):
+            if link.startswith(("/story", "/article", "/event", "/compare")):
+                assert c.get(link).status_code == 200, (odd, link)
+        if odd not in (".", ".."):  # a client sends a dot segment as a path step; those go by query
+            assert c.get(f"/api/stories/{quote(odd, safe='')}").json()["id"] == odd
+            assert c.get(f"/api/articles/{quote(odd, safe='')}").json()["story"] == odd
+    assert c.get("/story", params={"id": ".."}).status_code == 200
+    assert c.get("/story/bbc/politics/417").status_code == 200  # slashes as typed work too
+    for odd in ODD_IDS:
+        target = f"/api/articles/{quote(odd, safe='')}" if odd not in (".", "..") else None
+        if target:
+            r = c.delete(target, headers=auth())
+            assert r.status_code == 200 and r.json()["deleted"] == odd, odd
+            assert odd not in dd.index
+
+
+def test_member_id_redirects_to_its_story(dd, live):
+    dd.add(Article("reuters/2024/abc", seed_text("003").replace("North Atlantic Treaty Organisation", "NATO", 1)))
+    assert dd.story_of("reuters/2024/abc") == S3
+    c = live
+    r = c.get(views.story_url("reuters/2024/abc"), follow_redirects=False)
+    assert r.status_code == 307 and r.headers["location"] == views.story_url(S3)
+    assert c.get(views.story_url("reuters/2024/abc"), follow_redirects=True).status_code == 200
+    assert c.get("/story/reuters/2024/abc", follow_redirects=True).url.path == f"/story/{S3}"
 
 
 # -- story, compare, article -------------------------------------------------
@@ -240,15 +328,25 @@ def test_single_article_story_marks_nothing(client):
     assert '<mark class="unique">' not in html
 
 
-def test_compare_marks_differences(client):
-    c = client.get(f"/api/stories/{S0}/compare", params={"a": S0, "b": S1}).json()
-    kinds = {r["kind"] for r in c["rows"]}
-    assert kinds & {"replace", "delete", "insert"}
-    only_a = " ".join(t for r in c["rows"] if r["kind"] != "equal" for t in r["a"])
-    assert "Turkey" in only_a
-    html = client.get(f"/story/{S0}/compare", params={"a": S0, "b": S1}).text
-    assert "<del class=\"only\">" in html and "<ins class=\"only\">" in html
-    assert client.get(f"/api/stories/{S0}/compare", params={"a": S0, "b": S2}).status_code == 404
+def test_compare_aligns_with_the_rankings_similarity(client):
+    """Real rewrites (seeds 000 and 001) align: reworded sentences pair up, additions stand alone."""
+    c = client.get("/api/compare", params={"story": S0, "a": S0, "b": S1}).json()
+    rows = c["rows"]
+    assert {r["kind"] for r in rows} == {"aligned", "reworded", "only-left", "only-right"}
+    assert c["counts"]["aligned"] + c["counts"]["reworded"] >= 8 and c["similarity"] > 0.3
+    reworded = next(r for r in rows if r["a"].startswith("But the operation was suspended"))
+    assert reworded["kind"] == "reworded" and reworded["b"].startswith("But the operation was put on hold")
+    assert any(r["kind"] == "only-left" and "Turkey is crucial" in r["a"] for r in rows)
+    assert any(r["kind"] == "only-right" and "little appetite" in r["b"] for r in rows)
+    # the ranking's own verdict: a sentence it calls unique to one variant is never paired here
+    story = client.get(f"/api/stories/{S0}").json()
+    unique = {u for v in story["variants"] for u in v["unique_sentences"]}
+    assert not [r for r in rows if r["kind"] in ("aligned", "reworded") and (r["a"] in unique or r["b"] in unique)]
+    html = client.get("/compare", params={"story": S0, "a": S0, "b": S1}).text
+    assert '<del class="only">' in html and '<ins class="only">' in html and 'class="reworded"' in html
+    assert client.get("/api/compare", params={"story": S0, "a": S0, "b": S2}).status_code == 404
+    old = client.get(f"/story/{S0}/compare", params={"a": S0, "b": S1}, follow_redirects=False)
+    assert old.status_code == 307 and old.headers["location"].startswith("/compare?story=")
 
 
 def test_article_page_and_404s(client):
@@ -263,7 +361,7 @@ def test_article_page_and_404s(client):
 def test_openapi_docs(client):
     assert client.get("/docs").status_code == 200
     paths = client.get("/openapi.json").json()["paths"]
-    assert {"/api/stories", "/api/stories/{story_id}", "/api/articles"} <= set(paths)
+    assert {"/api/stories", "/api/stories/{story_id}", "/api/articles", "/api/compare", "/api/event"} <= set(paths)
 
 
 # -- admin -----------------------------------------------------------------
@@ -285,7 +383,7 @@ def test_admin_ingest_and_delete(client, dd):
                                            "text": "Floods closed the main bridge in Porto after heavy rain."},
                     headers=auth())
     assert r.status_code == 201 and r.json()["action"] == "new"
-    assert "x1" in [s["id"] for s in client.get("/api/stories").json()["stories"]]
+    assert "x1" in [s["id"] for s in client.get("/api/stories", params=ALL).json()["stories"]]
 
     rewrite = seed_text("003").replace("North Atlantic Treaty Organisation", "NATO alliance", 1)
     r = client.post("/api/articles", json={"id": "003-rewrite", "text": rewrite}, headers={"X-Admin-Token": TOKEN})
@@ -307,7 +405,7 @@ def test_everything_is_escaped(client, dd):
                    title=EVIL_TITLE, source="<b>Src</b>"))
     assert dd.story_of("evil") == dd.story_of("evil-2")
     sid = dd.story_of("evil")
-    pages = [client.get("/", params={"q": "harbour"}).text, client.get(f"/story/{sid}").text,
+    pages = [client.get("/", params={"min_size": 1, "q": "harbour"}).text, client.get(f"/story/{sid}").text,
              client.get(f"/story/{sid}/compare", params={"a": "evil", "b": "evil-2"}).text,
              client.get("/article/evil").text]
     for html in pages:
@@ -385,20 +483,23 @@ def test_browser_flow(browser, seed_paths):
         errors: list[str] = []
         page.on("pageerror", lambda e: errors.append(str(e)))
 
-        page.goto(srv.url + "/")
+        page.goto(srv.url + "/?min_size=1")
         assert page.locator("#stories tbody tr[data-story]").count() == 4
 
         page.click("text=NATO Secretary General seeks")
         page.wait_for_url(re.compile(rf"/story/{S0}$"))
         for vid, wanted in ((S0, ["Turkey", "NATO-EU cooperation"]), (S1, ["little appetite", "a big problem"])):
-            marks = page.locator(f'section[data-id="{vid}"] ul.unique mark.unique')
+            variant = page.locator(f'details.variant[data-id="{vid}"]')
+            if variant.get_attribute("open") is None:  # rows after the first expand on a click
+                variant.locator("summary").first.click()
+            marks = variant.locator("ul.unique mark.unique")
             texts = " ".join(marks.all_inner_texts())
             assert marks.first.is_visible()
             for w in wanted:
                 assert w in texts, (vid, w)
-        assert "Turkey" not in " ".join(page.locator(f'section[data-id="{S1}"] mark.unique').all_inner_texts())
+        assert "Turkey" not in " ".join(page.locator(f'details.variant[data-id="{S1}"] mark.unique').all_inner_texts())
 
-        page.goto(srv.url + "/")
+        page.goto(srv.url + "/?min_size=1")
         page.fill('input[name="q"]', "Turkey")
         page.press('input[name="q"]', "Enter")
         page.wait_for_url(re.compile(r"q=Turkey"))
@@ -406,7 +507,7 @@ def test_browser_flow(browser, seed_paths):
         assert page.locator(f'tr[data-story="{S2}"]').count() == 0
 
         # Live: the open list page shows a new story and a grown one without reloading.
-        page.goto(srv.url + "/")
+        page.goto(srv.url + "/?min_size=1")
         page.evaluate("window.__same_page = true")
         post_article(srv.url, {"id": "live-1", "title": "Live <b>arrival</b>: ferry strike in Calais",
                                "text": "Dock workers in Calais walked out on Friday, stranding lorries at the port."})
@@ -423,7 +524,7 @@ def test_browser_flow(browser, seed_paths):
         old_browser = browser.new_page(viewport={"width": 1200, "height": 900})
         old_browser.add_init_script("delete window.EventSource")
         old_browser.on("pageerror", lambda e: errors.append(str(e)))
-        old_browser.goto(srv.url + "/")
+        old_browser.goto(srv.url + "/?min_size=1")
         post_article(srv.url, {"id": "live-2", "title": "Polled arrival: tram strike in Lyon",
                                "text": "Tram drivers in Lyon stopped work on Monday over a new rota, halting lines."})
         old_browser.wait_for_selector('tr[data-story="live-2"]', timeout=10_000)
@@ -433,7 +534,7 @@ def test_browser_flow(browser, seed_paths):
         # Escaping in a real browser: hostile titles and bodies never run.
         dd_post = {"id": "evil", "title": EVIL_TITLE, "text": EVIL_TEXT}
         post_article(srv.url, dd_post)
-        for path in ("/", "/article/evil", f"/story/{dd.story_of('evil')}", "/?q=harbour"):
+        for path in ("/?min_size=1", "/article/evil", f"/story/{dd.story_of('evil')}", "/?q=harbour&min_size=1"):
             page.goto(srv.url + path)
             assert page.evaluate("window.__xss === undefined"), path
         assert "<script>" in page.locator("#stories a").first.inner_text()
@@ -459,7 +560,7 @@ def test_browser_sees_an_article_enqueued_for_the_worker_arrive(browser, seed_pa
                     + "\n" + json.dumps({"id": "002-rewrite", "text": rewrite}) + "\n")
     with LiveServer(dd, poll_seconds=0.3) as srv:
         page = browser.new_page(viewport={"width": 1200, "height": 900})
-        page.goto(srv.url + "/")
+        page.goto(srv.url + "/?min_size=1")
         assert page.locator("#stories tbody tr[data-story]").count() == 4
         page.evaluate("window.__same_page = true")
         subprocess.run([sys.executable, "-m", "dedup", "enqueue", "--redis", redis_url, str(feed)],
