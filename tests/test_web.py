@@ -304,6 +304,111 @@ def test_member_id_redirects_to_its_story(dd, live):
     assert c.get("/story/reuters/2024/abc", follow_redirects=True).url.path == f"/story/{S3}"
 
 
+# -- errors, headers, limits ---------------------------------------------------
+def test_errors_are_pages_for_people_and_json_for_the_api(dd):
+    c = TestClient(create_app(dd), raise_server_exceptions=False)
+    for path, status in (("/nope", 404), ("/story/nope", 404), ("/article/nope", 404), ("/?page=abc", 400)):
+        r = c.get(path)
+        assert r.status_code == status and r.headers["content-type"].startswith("text/html"), path
+        assert f'data-status="{status}"' in r.text and "Back to the stories" in r.text, path
+    assert c.post("/").status_code == 405 and "Method not allowed" in c.post("/").text
+    for path, status in (("/api/nope", 404), ("/api/stories/nope", 404), ("/api/stories?page=abc", 422)):
+        r = c.get(path)
+        assert r.status_code == status and r.headers["content-type"] == "application/json", path
+        assert "detail" in r.json()
+    c.app.state.dashboard.story = lambda sid: 1 / 0
+    r = c.get(f"/story/{S0}")
+    assert r.status_code == 500 and "Server error" in r.text and "ZeroDivisionError" in r.text
+    assert c.get(f"/api/stories/{S0}").json() == {
+        "detail": "The dashboard failed on this request (ZeroDivisionError); the server log has details."}
+
+
+def test_filters_are_validated_with_visible_messages(client):
+    cases = {"after": "01/01/2000", "before": "not-a-date", "q": "\x00", "sort": "loudest"}
+    for name, value in cases.items():
+        html = client.get("/", params={"min_size": 1, name: value})
+        assert html.status_code == 400, name
+        message = re.search(r'<div class="messages" role="alert" id="messages"><ul><li>(.*?)</li>', html.text).group(1)
+        assert message.startswith(f"{name}=") and ":" in message, message
+        assert html.text.count('<tr data-story=') == 4  # the bad value is dropped, not applied
+        api = client.get("/api/stories", params={"min_size": 1, name: value})
+        assert api.status_code == 422 and api.json()["detail"][0].startswith(f"{name}="), name
+    assert "write it as YYYY-MM-DD" in client.get("/", params={"after": "01/01/2000"}).text
+    past = client.get("/", params={"min_size": 1, "page": 100000})
+    assert past.status_code == 200 and "page=100000 is past the last page (1): showing page 1" in past.text
+    assert 'page <span id="page">1</span> of <span id="pages">1</span>' in past.text
+    assert client.get("/api/stories", params={"min_size": 1, "page": 100000}).json()["messages"] == [
+        "page=100000 is past the last page (1): showing page 1"]
+    assert client.get("/api/stories", params={"min_size": 1, "q": "\x00"}).status_code == 422
+
+
+def test_security_headers_and_head(client):
+    for path in ("/", f"/story/{S0}", "/api/stories", "/nope", "/docs"):
+        r = client.get(path)
+        assert r.headers["x-frame-options"] == "DENY" and r.headers["x-content-type-options"] == "nosniff", path
+        assert "frame-ancestors 'none'" in r.headers["content-security-policy"], path
+    page = client.get("/")
+    nonce = re.search(r"'nonce-([^']+)'", page.headers["content-security-policy"]).group(1)
+    assert f'<script nonce="{nonce}">' in page.text
+    assert "'unsafe-inline'" not in page.headers["content-security-policy"].split("script-src")[1].split(";")[0]
+    assert nonce != re.search(r"'nonce-([^']+)'", client.get("/").headers["content-security-policy"]).group(1)
+    for path in ("/", f"/story/{S0}", "/api/stories", f"/article/{S1}"):
+        head, get = client.head(path), client.get(path)
+        assert head.status_code == 200 and head.content == b"", path
+        assert head.headers["content-type"] == get.headers["content-type"], path
+    assert client.head("/story/nope").status_code == 404
+
+
+def test_body_limit_is_enforced_before_reading(dd):
+    import socket
+
+    from dedup.web.testing import LiveServer
+
+    small = TestClient(create_app(dd, admin_token=TOKEN, max_body=1000))
+    big = {"id": "big", "text": "word " * 400}
+    r = small.post("/api/articles", json=big, headers=auth())
+    assert r.status_code == 413 and "over the limit of 1,000 bytes" in r.json()["detail"]
+
+    def chunks():  # no Content-Length: the limit is counted as the body arrives
+        for _ in range(10):
+            yield b" " * 200
+    assert small.post("/api/articles", content=chunks(), headers=auth()).status_code == 413
+    assert "big" not in dd.index
+    # A client announcing 200 MB is answered at once: the server does not wait for (or read) the body.
+    with LiveServer(dd, admin_token=TOKEN) as srv, socket.create_connection(("127.0.0.1", srv.port), timeout=10) as s:
+        s.sendall(b"POST /api/articles HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer " + TOKEN.encode()
+                  + b"\r\nContent-Type: application/json\r\nContent-Length: 200000000\r\n\r\n")
+        assert s.recv(200).startswith(b"HTTP/1.1 413")
+
+
+def test_redis_down_gives_503_and_recovers_without_restart(seed_paths, tmp_path):
+    """Stop the index's redis-server under a running dashboard: 503 pages that say why; start it: 200 again."""
+    from dedup.settings import Settings
+
+    from .conftest import RedisServer
+
+    server = RedisServer(tmp_path / "redis").start()
+    try:
+        dd = Deduper(Settings(redis_retry_s=0.3), url=server.url, namespace="down")
+        assert all(o.error is None for o in dd.add_many(read_paths(seed_paths)))
+        c = TestClient(create_app(dd))
+        assert c.get("/").status_code == 200 and c.get(f"/story/{S0}").status_code == 200
+        server.stop()
+        for path in ("/", f"/story/{S0}", "/?q=turkey"):
+            r = c.get(path)
+            assert r.status_code == 503 and r.headers["content-type"].startswith("text/html"), path
+            assert "cannot be reached" in r.text and r.headers["retry-after"] == "5", path
+        api = c.get("/api/stories")
+        assert api.status_code == 503 and "cannot be reached" in api.json()["detail"]
+        server.start()
+        assert c.get("/").status_code == 200
+        assert all(o.error is None for o in dd.add_many(read_paths(seed_paths)))  # the empty server fills again
+        assert c.get(f"/story/{S0}").status_code == 200
+        dd.close()
+    finally:
+        server.stop()
+
+
 # -- story, compare, article -------------------------------------------------
 def test_story_page_highlights_unique_sentences(client):
     data = client.get(f"/api/stories/{S0}").json()

@@ -172,7 +172,9 @@ def create_app(deduper: Deduper, admin_token: str | None = None, poll_seconds: f
         """JSON ``{"detail": ...}`` for the API, an HTML page for people."""
         if _api(request):
             return JSONResponse({"detail": message}, status_code=status, headers=headers)
-        return page(request, "error.html", status, title=title, message=message, code=status)
+        response = page(request, "error.html", status, title=title, message=message, code=status)
+        response.headers.update(headers or {})
+        return response
 
     @app.exception_handler(NotFound)
     async def not_found(request: Request, exc: NotFound) -> Response:
