@@ -13,6 +13,7 @@ import os
 import re
 import urllib.request
 from pathlib import Path
+from urllib.parse import quote
 
 import pytest
 from click.testing import CliRunner
@@ -258,8 +259,7 @@ def live(dd):
 
 def test_any_id_opens_links_and_deletes(dd, live):
     """Ids are opaque: slashes, spaces, Unicode, dot segments and escapes all open, link and delete."""
-    from urllib.parse import quote
-
+    
     c = live
     for odd, place, topic in zip(ODD_IDS, PLACES, TOPICS):
         dd.add(Article(odd, f"{topic} Officials in {place} commented on Monday.", title=f"{place} harbour reopens",
@@ -407,6 +407,73 @@ def test_redis_down_gives_503_and_recovers_without_restart(seed_paths, tmp_path)
         dd.close()
     finally:
         server.stop()
+
+
+# -- list: order, size floor, row facts ------------------------------------------
+def test_relative_span():
+    now = dt.datetime(2024, 3, 10, 12, 0, tzinfo=dt.timezone.utc)
+    assert views.relative_span("2024-03-10T09:00:00", "2024-03-10T11:00:00", now) == "over 2 hours, latest 1 hour ago"
+    assert views.relative_span("2024-03-08T12:00:00+00:00", "2024-03-08T12:00:00+00:00", now) == "2 days ago"
+    assert views.relative_span("1999-11-02", "1999-11-04", now) == "over 2 days, latest 24 years ago"
+    assert views.relative_span("", "", now) == "undated"
+
+
+def test_list_sorts_hides_singletons_and_counts_related_coverage(client, dd):
+    when = dt.datetime(2024, 5, 1, 8, 0)
+    for n, src in enumerate(("Reuters", "AFP", "Reuters")):  # a three-article story from two sources
+        dd.add(Article(f"wire/ship/{n}", "A cargo ship ran aground off the coast of Norway on Sunday, blocking the "
+                       "fjord. Rescuers evacuated twelve crew members by helicopter. " + "Tugs stood by." * n,
+                       title="Ship aground in fjord", source=src, published=when + dt.timedelta(hours=3 * n)))
+    ship = dd.story_of("wire/ship/0")
+    assert len(dd.members(ship)) == 3
+    default = client.get("/api/stories").json()
+    assert [s["id"] for s in default["stories"]] == [ship, S0]  # singletons hidden, latest activity first
+    assert default["hidden"] == 3
+    html = client.get("/").text
+    assert 'id="sizes" href="/?min_size=1">show single-article stories (3)</a>' in html
+    everything = client.get("/api/stories", params={"min_size": 1}).json()
+    assert everything["total"] == 5 and everything["hidden"] == 0
+    assert [s["id"] for s in client.get("/api/stories", params={"min_size": 1, "sort": "size"}).json()["stories"]][:2] \
+        == [ship, S0]
+    first_seen = client.get("/api/stories", params={"min_size": 1, "sort": "first"}).json()["stories"]
+    assert first_seen[0]["id"] == ship  # the only dated story is the newest first seen; undated ones follow
+    assert 'href="/?sort=size" data-sort="size"' in html and "<strong aria-current=\"true\">latest activity" in html
+    row = default["stories"][0]
+    assert (row["size"], row["source_count"], row["url"]) == (3, 2, f"/story/{quote(ship, safe='')}")
+    assert row["span"].startswith("over 6 hours, latest ") and row["span"].endswith(" ago")
+    # S2 and S3 report one event: each counts the other as related coverage when both are listed
+    rows = {s["id"]: s for s in everything["stories"]}
+    assert (rows[S2]["related"], rows[S3]["related"], rows[S0]["related"], rows[ship]["related"]) == (1, 1, 0, 0)
+    assert rows[S2]["event"] == rows[S3]["event"]
+    listed = client.get("/", params={"min_size": 1}).text
+    assert f'<a href="{rows[S3]["event_url"].replace("&", "&amp;")}">1 related</a>' in listed
+
+
+def test_event_page_shows_full_coverage(client):
+    data = client.get("/api/event", params={"story": S3, "min_size": 1}).json()
+    assert {s["id"] for s in data["stories"]} == {S2, S3} and data["story"] == S3
+    assert all(s["adds"] for s in data["stories"])  # two takes on one event: each says something the other does not
+    html = client.get("/event", params={"story": S3, "min_size": 1}).text
+    assert html.count('<section class="card') == 2 and "Full coverage" in html and "Adds" in html
+    alone = client.get("/api/event", params={"story": S0, "min_size": 1}).json()
+    assert [s["id"] for s in alone["stories"]] == [S0] and alone["stories"][0]["adds"] == []
+    assert client.get("/event", params={"story": "nope"}).status_code == 404
+
+
+def test_story_page_fits_a_screen(client):
+    html = client.get(f"/story/{S0}").text
+    assert 'id="story-header"' in html and "2 articles from" in html
+    assert html.count("<details class=\"variant\"") == 2 and html.count(" open>") == 1  # only the first is expanded
+    assert 'table class="variants"' in html and "full coverage</a>" in html
+
+
+def test_docs_are_self_hosted(client):
+    html = client.get("/docs").text
+    assets = re.findall(r'(?:src|href)="([^"]+)"', html)
+    assert assets and all(a.startswith("/docs/assets/") for a in assets), assets
+    for a in assets:
+        assert client.get(a).status_code == 200, a
+    assert client.get("/redoc").status_code == 404
 
 
 # -- story, compare, article -------------------------------------------------
