@@ -13,7 +13,7 @@ import os
 import re
 import urllib.request
 from pathlib import Path
-from urllib.parse import quote
+from urllib.parse import quote, urlencode
 
 import pytest
 from click.testing import CliRunner
@@ -463,7 +463,8 @@ def test_event_page_shows_full_coverage(client):
 def test_story_page_fits_a_screen(client):
     html = client.get(f"/story/{S0}").text
     assert 'id="story-header"' in html and "2 articles from" in html
-    assert html.count("<details class=\"variant\"") == 2 and html.count(" open>") == 1  # only the first is expanded
+    assert html.count("<details class=\"variant\"") == 2 and " open>" not in html  # one line per variant until opened
+    assert '<summary class="preview">Senior NATO and Iraqi officials were meeting' in html  # what each adds, at a glance
     assert 'table class="variants"' in html and "full coverage</a>" in html
 
 
@@ -743,3 +744,111 @@ def test_browser_sees_an_article_enqueued_for_the_worker_arrive(browser, seed_pa
         page.wait_for_function(
             f"document.querySelector('tr[data-story=\"{S2}\"] .size').textContent === '2'", timeout=15_000)
         assert page.evaluate("window.__same_page") is True
+
+
+# -- real feed data in a real browser -------------------------------------------
+AXE = ROOT / "tests" / "node" / "node_modules" / "axe-core" / "axe.min.js"
+
+
+def feed_dashboard() -> Deduper:
+    """meter-dev and bbc-distractors, 2,337 articles whose ids carry slashes (``bbc/politics/417``)."""
+    from .conftest import data_file
+
+    dd = Deduper()
+    outcomes = list(dd.add_many(read_paths([str(data_file("meter-dev.jsonl")),
+                                            str(data_file("bbc-distractors.jsonl"))])))
+    assert all(o.error is None for o in outcomes) and dd.article_count() == 2337
+    return dd
+
+
+def page_links(page) -> list[str]:
+    """Every same-site link of the page, as the browser resolved it."""
+    return page.eval_on_selector_all(
+        "a[href]", "(as) => as.map(a => a.href).filter(h => h.startsWith(location.origin))")
+
+
+def serious_violations(page) -> list[str]:
+    if not AXE.exists():
+        pytest.fail(f"{AXE} is missing: run `npm install --prefix tests/node` (axe-core, declared in "
+                    "tests/node/package.json)")
+    page.add_script_tag(path=str(AXE))
+    found = page.evaluate("async () => (await axe.run(document, {resultTypes: ['violations']})).violations"
+                          ".filter(v => v.impact === 'serious' || v.impact === 'critical')"
+                          ".map(v => v.id + ': ' + v.help + ' (' + v.nodes.length + ')')")
+    return found
+
+
+def test_browser_on_feed_data_every_link_answers_and_pages_are_accessible(browser):
+    from dedup.web.testing import LiveServer
+
+    dd = feed_dashboard()
+    with LiveServer(dd, admin_token=TOKEN) as srv:
+        # axe is injected as a script: the context lets it past the page's CSP, which would refuse it
+        context = browser.new_context(viewport={"width": 1280, "height": 900}, bypass_csp=True)
+        page = context.new_page()
+        errors: list[str] = []
+        page.on("pageerror", lambda e: errors.append(str(e)))
+        page.goto(srv.url + "/")
+        stories = page.eval_on_selector_all("#stories tbody tr[data-story]", "(trs) => trs.map(t => t.dataset.story)")
+        assert len(stories) == 20 and all("/" in sid for sid in stories)  # real slash ids, multi-article first
+        assert not serious_violations(page)
+        checked: dict[str, int] = {}
+
+        def check(urls: list[str]) -> None:
+            for url in urls:
+                if url not in checked:
+                    checked[url] = page.request.get(url, max_redirects=0).status
+        list_links = page_links(page)
+        check(list_links)
+        story_links = [u for u in list_links if "/story/" in u]
+        assert len(story_links) == 20
+        for url in story_links:
+            page.goto(url)
+            assert page.locator("#headline").count() == 1, url
+            check(page_links(page))
+        bad = {u: status for u, status in checked.items() if status != 200}
+        assert not bad, bad
+        # every article of every opened story was linked and checked, besides compare and event pages
+        assert sum("/article/" in u for u in checked) == sum(len(dd.members(sid)) for sid in stories)
+        assert any("/compare?" in u for u in checked) and any("/event?" in u for u in checked)
+
+        big = max(stories, key=lambda sid: len(dd.members(sid)))
+        page.goto(srv.url + views.story_url(big))
+        assert page.locator("details.variant").count() == len(dd.members(big))
+        assert not serious_violations(page)
+        related = page.goto(srv.url + "/?min_size=1") and page.locator("#stories a", has_text="related").first
+        related.click()
+        page.wait_for_url(re.compile(r"/event\?"))
+        assert page.locator("#event section.card").count() >= 2
+        assert not serious_violations(page)
+        page.goto(srv.url + "/compare?" + urlencode({"story": big, "a": dd.members(big)[0], "b": dd.members(big)[1]}))
+        assert page.locator("#diff tr.aligned, #diff tr.reworded").count() > 0
+        assert not serious_violations(page)
+        page.set_content('<html><body><img src="x.png"><input type="text"></body></html>')
+        assert serious_violations(page)  # the checker does report: an unlabelled field and an image without alt
+        assert not errors, errors
+        context.close()
+
+
+def test_browser_shows_503_while_redis_is_down_and_recovers(browser, seed_paths, tmp_path):
+    from dedup.settings import Settings
+    from dedup.web.testing import LiveServer
+
+    from .conftest import RedisServer
+
+    server = RedisServer(tmp_path / "redis").start()
+    try:
+        dd = Deduper(Settings(redis_retry_s=0.3), url=server.url, namespace="down")
+        assert all(o.error is None for o in dd.add_many(read_paths(seed_paths)))
+        with LiveServer(dd) as srv:
+            page = browser.new_page()
+            assert page.goto(srv.url + f"/story/{S0}").status == 200
+            server.stop()
+            response = page.reload()
+            assert response.status == 503 and "cannot be reached" in page.locator("#error").inner_text()
+            server.start()
+            assert all(o.error is None for o in dd.add_many(read_paths(seed_paths)))
+            assert page.reload().status == 200 and page.locator("#headline").count() == 1
+        dd.close()
+    finally:
+        server.stop()
