@@ -852,3 +852,22 @@ def test_browser_shows_503_while_redis_is_down_and_recovers(browser, seed_paths,
         dd.close()
     finally:
         server.stop()
+
+
+def test_browser_renders_the_api_docs_offline(browser, dd):
+    """Swagger UI comes from the package and runs under the page's CSP, with every other host unreachable."""
+    from dedup.web.testing import LiveServer
+
+    with LiveServer(dd) as srv:
+        page = browser.new_page()
+        outside: list[str] = []
+        page.route(re.compile(r"^(?!" + re.escape(srv.url) + ")"), lambda route: outside.append(route.request.url)
+                   or route.abort())
+        problems: list[str] = []
+        page.on("console", lambda m: problems.append(m.text) if m.type == "error" else None)
+        page.on("pageerror", lambda e: problems.append(str(e)))
+        page.goto(srv.url + "/docs")
+        page.wait_for_selector(".swagger-ui .info .title", timeout=15_000)
+        assert "dedup dashboard" in page.locator(".swagger-ui .info .title").inner_text()
+        assert page.locator(".opblock-summary-path", has_text="/api/stories").count() >= 1
+        assert not outside and not problems, (outside, problems)
