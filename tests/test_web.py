@@ -525,6 +525,11 @@ def test_compare_aligns_with_the_rankings_similarity(client):
 def test_article_page_and_404s(client):
     html = client.get(f"/article/{S1}").text
     assert "little appetite among European allies" in html
+    client.app.state.dashboard.dd.add(Article("no/title", "Gales closed the Humber bridge to lorries on Tuesday "
+                                              "while ferries stayed in port along the whole east coast of England."))
+    untitled = client.get("/article/no%2Ftitle").text
+    assert '<h1 id="article-title">Gales closed the Humber bridge to lorries on Tuesday while ferries stayed in ' \
+           'port \u2026</h1>' in untitled  # no title: the opening, cut to a headline's length
     assert client.get(f"/api/articles/{S1}").json()["story"] == S0
     assert client.get("/article/nope").status_code == 404
     assert client.get("/story/nope").status_code == 404

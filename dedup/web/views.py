@@ -681,7 +681,9 @@ class Dashboard:
             if e is None:
                 raise NotFound(article_id)
             story = self.dd.story_of(article_id) or ""
-        return {"id": e.id, "title": e.title, "text": e.text, "source": e.source,
+        opening = (display_sentences(e.text)[:1] or [("", "", 0)])[0][0].split()
+        heading = e.title or " ".join(opening[:14]) + (" \u2026" if len(opening) > 14 else "")
+        return {"id": e.id, "title": e.title, "heading": heading or e.id, "text": e.text, "source": e.source,
                 "published": e.published, "url": e.url, "story": story}
 
     # -- admin --------------------------------------------------------------
