@@ -286,12 +286,16 @@ def test_any_id_opens_links_and_deletes(dd, live):
             assert c.get(f"/api/articles/{quote(odd, safe='')}").json()["story"] == odd
     assert c.get("/story", params={"id": ".."}).status_code == 200
     assert c.get("/story/bbc/politics/417").status_code == 200  # slashes as typed work too
+    assert c.get("/api/story", params={"id": ".."}).json()["id"] == ".."
+    assert c.get("/api/article", params={"id": "."}).json()["story"] == "."
     for odd in ODD_IDS:
-        target = f"/api/articles/{quote(odd, safe='')}" if odd not in (".", "..") else None
-        if target:
-            r = c.delete(target, headers=auth())
-            assert r.status_code == 200 and r.json()["deleted"] == odd, odd
-            assert odd not in dd.index
+        if odd in (".", ".."):
+            r = c.delete("/api/article", params={"id": odd}, headers=auth())
+        else:
+            r = c.delete(f"/api/articles/{quote(odd, safe='')}", headers=auth())
+        assert r.status_code == 200 and r.json()["deleted"] == odd, odd
+        assert odd not in dd.index
+    assert c.delete("/api/article", params={"id": ".."}, headers=auth()).status_code == 404
 
 
 def test_member_id_redirects_to_its_story(dd, live):

@@ -314,6 +314,21 @@ def create_app(deduper: Deduper, admin_token: str | None = None, poll_seconds: f
         f, _ = _filters(q, source, after, before, 1, per_page, sort, min_size)
         return to_json(dash.event(story, dash.listed_with(story, f)))
 
+    @app.get("/api/story", tags=["stories"])
+    def api_story_by_query(id: str) -> dict[str, Any]:
+        """:func:`api_story` with the id in the query: for ids a path cannot carry (``.``, ``..``, ``events``)."""
+        return to_json(dash.story(id))
+
+    @app.get("/api/article", tags=["articles"])
+    def api_article_by_query(id: str) -> dict[str, str]:
+        """A stored article, the id in the query."""
+        return dash.article(id)
+
+    @app.delete("/api/article", tags=["admin"], dependencies=[Depends(require_admin)])
+    def api_delete_by_query(id: str) -> dict[str, Any]:
+        """Remove an article, the id in the query."""
+        return {"deleted": id, "stories": dash.delete(id)}
+
     @app.get("/api/stories/{story_id:path}", tags=["stories"])
     def api_story(story_id: str) -> dict[str, Any]:
         """A story's variants ranked by unique information, shared core and timeline (any id, ``/`` as ``%2F``)."""
