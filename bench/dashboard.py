@@ -174,6 +174,9 @@ def measure(dash: Dashboard, runs: int, sid: str, query: str) -> None:
         (f"HTML /?page={deep}", get("/", page=deep)),
         ("HTML /?q=", get("/", q=query)),
         ("HTML /story", get(f"/story/{sid}")),
+        ("HTML /?sort=size", get("/", sort="size")),
+        ("HTML /?min_size=1", get("/", min_size=1)),
+        ("HTML /event", get("/event", story=sid, min_size=1)),
     ]
     print(f"{'request':18s} {'first':>9s} {'p50':>9s} {'p99':>9s}   (ms; p50/p99 of {runs} runs after the first)")
     for name, fn in cases:

@@ -323,3 +323,65 @@ def rank_story(story_id: str, entries: list[Entry], settings: Settings, counts: 
         first_published=dates[0] if dates else "",
         last_published=dates[-1] if dates else "",
     )
+
+
+# Cosine at or above which two aligned sentences count as the same wording, not a rewording.
+SAME_WORDING = 0.9
+
+
+@dataclass
+class AlignedRow:
+    """One row of two variants side by side: ``kind`` is aligned, reworded, only-left or only-right."""
+
+    kind: str
+    left: str
+    right: str
+    similarity: float
+
+
+def align_variants(entries: list[Entry], left: str, right: str, settings: Settings,
+                   counts: dict[int, int] | None = None) -> tuple[list[AlignedRow], float]:
+    """Align two variants of a story sentence by sentence, with the similarity the ranking uses.
+
+    The TF-IDF model is fitted on the whole story's sentences exactly as in
+    :func:`rank_story`, so a pair the ranking calls "says the same" (cosine
+    at or above ``same_sentence``) is aligned here too.  Pairs are chosen in
+    reading order (the best-scoring monotone alignment); a pair at or above
+    :data:`SAME_WORDING` is *aligned*, a lower one *reworded*.  Returns the
+    rows and the share of sentences that found a partner.
+    """
+    entries = sorted(entries, key=lambda e: e.id)
+    variants = _select(entries, settings, counts or {})
+    by_id = {v.entry.id: v for v in variants}
+    a, b = by_id[left], by_id[right]
+    all_sents = [s for v in variants for s in v.sentences]
+    vec = TfidfVectorizer(tokenizer=content_words, lowercase=False, token_pattern=None, sublinear_tf=True)
+    try:
+        vec.fit(all_sents)
+        sims = (vec.transform(a.sentences) @ vec.transform(b.sentences).T).toarray()
+    except ValueError:  # no vocabulary at all
+        sims = np.zeros((len(a.sentences), len(b.sentences)))
+    n, m = sims.shape
+    # Best total similarity over monotone pairings that only pair sentences saying the same thing.
+    score = np.zeros((n + 1, m + 1))
+    for i in range(n - 1, -1, -1):
+        for j in range(m - 1, -1, -1):
+            best = max(score[i + 1, j], score[i, j + 1])
+            if sims[i, j] >= settings.same_sentence:
+                best = max(best, sims[i, j] + score[i + 1, j + 1])
+            score[i, j] = best
+    rows: list[AlignedRow] = []
+    i = j = 0
+    while i < n or j < m:
+        if i < n and j < m and sims[i, j] >= settings.same_sentence and score[i, j] == sims[i, j] + score[i + 1, j + 1]:
+            kind = "aligned" if sims[i, j] >= SAME_WORDING else "reworded"
+            rows.append(AlignedRow(kind, a.shown[i], b.shown[j], round(float(sims[i, j]), 3)))
+            i, j = i + 1, j + 1
+        elif i < n and (j == m or score[i, j] == score[i + 1, j]):
+            rows.append(AlignedRow("only-left", a.shown[i], "", 0.0))
+            i += 1
+        else:
+            rows.append(AlignedRow("only-right", "", b.shown[j], 0.0))
+            j += 1
+    paired = sum(2 for r in rows if r.kind in ("aligned", "reworded"))
+    return rows, round(paired / (n + m), 3) if n + m else 1.0

@@ -1,12 +1,18 @@
-"""Regenerate docs/dashboard.png: the seed story {000, 001} in the dashboard, shot by Debian's Chromium.
+"""Regenerate the dashboard screenshots in docs/ from meter-dev + bbc-distractors, shot by Debian's Chromium.
 
-Run: PYTHONPATH=. python docs/screenshot.py   (never downloads a browser)
+dashboard-list.png (the list, biggest stories first), dashboard-story.png (a 25-variant story) and
+dashboard-event.png (full coverage of an event).
+
+Run: PYTHONPATH=. python docs/screenshot.py [DATA_DIR]   (never downloads a browser; DATA_DIR defaults to
+../shared/data beside the repository, or $DEDUP_DATA_DIR)
 """
 
 from __future__ import annotations
 
+import os
 import sys
 from pathlib import Path
+from urllib.parse import quote
 
 from playwright.sync_api import sync_playwright
 
@@ -17,20 +23,30 @@ from dedup.web.testing import LiveServer
 ROOT = Path(__file__).resolve().parent.parent
 ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
         "--disable-sync", "--no-first-run"]
+STORY = "PA/courts/27.09.99/pinochet/pinochet1"  # 25 variants from PA and the papers
 
 
-def main(out: Path = ROOT / "docs" / "dashboard.png") -> None:
+def main(data: Path, out: Path = ROOT / "docs") -> None:
     dd = Deduper()
-    list(dd.add_many(read_paths(sorted(str(p) for p in (ROOT / "seeds").glob("*.txt")))))
-    story = dd.story_of("000_e9c91ff9978c02d9")
+    list(dd.add_many(read_paths([str(data / "meter-dev.jsonl"), str(data / "bbc-distractors.jsonl")])))
+    story = dd.story_of(STORY)
+    if story is None:
+        raise SystemExit(f"{STORY} is not in {data}: point DATA_DIR at the folder holding meter-dev.jsonl")
     with LiveServer(dd) as srv, sync_playwright() as p:
         browser = p.chromium.launch(executable_path="/usr/bin/chromium", args=ARGS)
-        page = browser.new_page(viewport={"width": 1200, "height": 1400})
-        page.goto(f"{srv.url}/story/{story}")
-        page.screenshot(path=str(out))
+        page = browser.new_page(viewport={"width": 1280, "height": 900})
+        page.goto(f"{srv.url}/?sort=size")
+        page.screenshot(path=str(out / "dashboard-list.png"))
+        page.goto(f"{srv.url}/story/{quote(story, safe='')}")
+        page.screenshot(path=str(out / "dashboard-story.png"))
+        page.goto(f"{srv.url}/?min_size=1")
+        page.locator("#stories a", has_text="related").first.click()
+        page.wait_for_load_state()
+        page.screenshot(path=str(out / "dashboard-event.png"))
         browser.close()
-    print(out, file=sys.stderr)
+    print(*(out / f"dashboard-{n}.png" for n in ("list", "story", "event")), file=sys.stderr)
 
 
 if __name__ == "__main__":
-    main()
+    default = Path(os.environ.get("DEDUP_DATA_DIR", ROOT.parent / "shared" / "data"))
+    main(Path(sys.argv[1]) if len(sys.argv) > 1 else default)

@@ -13,26 +13,112 @@ story page ranks (TF-IDF), one story at a time.
 
 from __future__ import annotations
 
-import difflib
+import datetime as dt
 import hashlib
 import math
 import threading
-from dataclasses import asdict, dataclass, field
+import unicodedata
+from dataclasses import asdict, dataclass, field, replace
 from collections import OrderedDict
 from typing import Any
+from urllib.parse import quote, urlencode
 
 from ..records import Article, Assignment, BadInput, Entry
 from ..readers import article_from_json
-from ..novelty import outline_story
+from ..novelty import align_variants, outline_story, rank_story
 from ..service import Deduper
 from ..text import display_sentences
 
 PER_PAGE = 20
 MAX_PER_PAGE = 200
+#: list orders an editor can choose, by their ``?sort=`` value
+SORTS = {"activity": "latest activity", "size": "most articles", "first": "newest first seen"}
+#: an editor looks for stories many outlets ran, so single-article stories are hidden unless asked for
+MIN_SIZE = 2
 
 
 class NotFound(KeyError):
     """A story or article id that is not in the index; pages answer 404."""
+
+
+def _path_id(kind: str, item_id: str) -> str:
+    """``/kind/ID`` with the id as one quoted segment, or ``/kind?id=ID`` where a path cannot carry it.
+
+    Ids are opaque: slashes, spaces and ``%`` are quoted (``/`` as ``%2F``,
+    which the server decodes back).  An id that is a whole dot segment
+    (``.``, ``..``) or empty would be rewritten by browsers, so it goes in
+    the query instead.
+    """
+    if item_id in ("", ".", ".."):
+        return f"/{kind}?" + urlencode({"id": item_id})
+    return f"/{kind}/" + quote(item_id, safe="")
+
+
+def story_url(story_id: str) -> str:
+    return _path_id("story", story_id)
+
+
+def article_url(article_id: str) -> str:
+    return _path_id("article", article_id)
+
+
+def compare_url(story_id: str, a: str = "", b: str = "") -> str:
+    params = {"story": story_id, **({"a": a} if a else {}), **({"b": b} if b else {})}
+    return "/compare?" + urlencode(params)
+
+
+def event_url(story_id: str, list_query: str = "") -> str:
+    """The event page of a story; ``list_query`` names the list whose stories the event is looked for among."""
+    return "/event?" + urlencode({"story": story_id}) + (f"&{list_query}" if list_query else "")
+
+
+def _parse_day(value: str, name: str, problems: list[str]) -> str:
+    """An ISO date (``YYYY-MM-DD``) as given, or "" with a message naming the input and the fix."""
+    if not value:
+        return ""
+    try:
+        return dt.date.fromisoformat(value).isoformat()
+    except ValueError:
+        problems.append(f"{name}={value!r} is not a date: write it as YYYY-MM-DD, e.g. 2024-03-07")
+        return ""
+
+
+def _ago(when: dt.datetime, now: dt.datetime) -> str:
+    """Relative time an editor reads at a glance: "5 minutes ago", "3 days ago", "2 years ago"."""
+    seconds = (now - when).total_seconds()
+    future = seconds < 0
+    text = _duration(abs(seconds))
+    if text == "now":
+        return "just now"
+    return f"in {text}" if future else f"{text} ago"
+
+
+def _duration(seconds: float) -> str:
+    for unit, size in (("year", 365 * 86400), ("month", 30 * 86400), ("week", 7 * 86400), ("day", 86400),
+                       ("hour", 3600), ("minute", 60)):
+        if seconds >= size:
+            n = int(seconds // size)
+            return f"{n} {unit}{'s' if n != 1 else ''}"
+    return "now"
+
+
+def _when(value: str) -> dt.datetime | None:
+    try:
+        got = dt.datetime.fromisoformat(value)
+    except ValueError:
+        return None
+    return got if got.tzinfo else got.replace(tzinfo=dt.timezone.utc)
+
+
+def relative_span(first: str, last: str, now: dt.datetime | None = None) -> str:
+    """A story's time span in relative time: how long it ran and how long ago its latest article came."""
+    a, b = _when(first) if first else None, _when(last) if last else None
+    if a is None or b is None:
+        return "undated"
+    now = now or dt.datetime.now(dt.timezone.utc)
+    length = _duration((b - a).total_seconds())
+    latest = _ago(b, now)
+    return latest if length == "now" else f"over {length}, latest {latest}"
 
 
 @dataclass
@@ -45,20 +131,62 @@ class Filters:
     before: str = ""  # ISO date or datetime prefix, inclusive
     page: int = 1
     per_page: int = PER_PAGE
+    sort: str = "activity"  # one of SORTS
+    min_size: int = MIN_SIZE
 
     @property
     def active(self) -> bool:
         return bool(self.q.strip() or self.source.strip() or self.after.strip() or self.before.strip())
 
+    @property
+    def scans(self) -> bool:
+        """Whether the list needs every story's facts (filters, a size floor or an order other than activity)."""
+        return self.active or self.min_size > 1 or self.sort != "activity"
+
     def normalized(self) -> "Filters":
+        return self.checked()[0]
+
+    def checked(self) -> tuple["Filters", list[str]]:
+        """These filters made valid, and a message per value that had to be dropped (naming it and the fix)."""
+        problems: list[str] = []
+        q = self.q.strip()
+        if any(unicodedata.category(c) == "Cc" for c in q):
+            problems.append(f"q={q!r} holds control characters: search for words only")
+            q = ""
+        sort = self.sort or "activity"
+        if sort not in SORTS:
+            problems.append(f"sort={sort!r} is not a list order: use one of {', '.join(SORTS)}")
+            sort = "activity"
+        after = _parse_day(self.after.strip(), "after", problems)
+        before = _parse_day(self.before.strip(), "before", problems)
+        if after and before and after > before:
+            problems.append(f"after={after} is later than before={before}: swap the two dates")
+            after = before = ""
         return Filters(
-            q=self.q.strip(),
+            q=q,
             source=self.source.strip(),
-            after=self.after.strip(),
-            before=self.before.strip(),
+            after=after,
+            before=before,
             page=max(1, int(self.page or 1)),
             per_page=min(MAX_PER_PAGE, max(1, int(self.per_page or PER_PAGE))),
-        )
+            sort=sort,
+            min_size=max(1, int(self.min_size or 1)),
+        ), problems
+
+    def query(self, page: int | None = None, **changes: Any) -> str:
+        """The list URL's query string for these filters (defaults left out), with ``changes`` applied."""
+        f = replace(self, **changes)
+        page = f.page if page is None else page
+        params = {k: v for k, v in (("q", f.q), ("source", f.source), ("after", f.after), ("before", f.before)) if v}
+        if f.sort != "activity":
+            params["sort"] = f.sort
+        if f.min_size != MIN_SIZE:
+            params["min_size"] = str(f.min_size)
+        if page > 1:
+            params["page"] = str(page)
+        if f.per_page != PER_PAGE:
+            params["per_page"] = str(f.per_page)
+        return urlencode(params)
 
 
 @dataclass
@@ -78,6 +206,12 @@ class StorySummary(StoryHeader):
     """One row of the story list."""
 
     most_complete: str
+    url: str = ""
+    source_count: int = 0
+    span: str = ""  # relative time span, as of the request
+    event: str = ""  # the event among the listed stories
+    related: int = 0  # other listed stories of the same event
+    event_url: str = ""
 
 
 @dataclass
@@ -90,6 +224,8 @@ class StoryPage:
     total: int
     version: str
     filters: Filters
+    messages: list[str] = field(default_factory=list)
+    hidden: int = 0  # stories under the size floor
 
 
 @dataclass
@@ -113,6 +249,8 @@ class VariantView:
     most_complete: bool
     unique_sentences: list[str]
     segments: list[Segment]
+    words: int = 0
+    url_page: str = ""  # the article's page on the dashboard
 
 
 @dataclass
@@ -126,11 +264,12 @@ class StoryView(StoryHeader):
 
 @dataclass
 class DiffRow:
-    """One aligned row of a side-by-side comparison; ``kind`` is difflib's opcode tag."""
+    """One row of a side-by-side comparison; ``kind`` is aligned, reworded, only-left or only-right."""
 
-    kind: str  # equal | replace | delete | insert
-    a: list[str]
-    b: list[str]
+    kind: str
+    a: str
+    b: str
+    similarity: float
 
 
 @dataclass
@@ -139,7 +278,31 @@ class CompareView:
     a: dict[str, str]
     b: dict[str, str]
     rows: list[DiffRow]
-    similarity: float
+    similarity: float  # share of both variants' sentences that found a partner
+    counts: dict[str, int] = field(default_factory=dict)
+
+
+@dataclass
+class EventStory:
+    """One story of an event, with what it adds to the event's coverage."""
+
+    id: str
+    url: str
+    headline: str
+    size: int
+    sources: list[str]
+    span: str
+    adds: list[str]  # unique sentences of its most complete variant that no other story of the event says
+
+
+@dataclass
+class EventView:
+    """Full coverage: the stories that report one news event, side by side."""
+
+    id: str
+    story: str  # the story the page was opened from
+    stories: list[EventStory]
+    candidates: int  # stories the event was looked for among
 
 
 def to_json(obj: Any) -> Any:
@@ -187,6 +350,7 @@ class _Facts:
     first: str  # earliest publication ("" when undated)
     last: str
     text: str  # casefolded titles and texts, for ?q=
+    size: int = 0
 
 
 class Dashboard:
@@ -209,6 +373,8 @@ class Dashboard:
     OUTLINE_CACHE = 20_000
     #: stories read per batch when (re)building filter facts
     CHUNK = 500
+    #: list pages whose events are kept (LRU): pages differ by filters and order
+    EVENT_CACHE = 256
 
     def __init__(self, deduper: Deduper) -> None:
         self.dd = deduper
@@ -216,17 +382,20 @@ class Dashboard:
         self._outlines: OrderedDict[tuple[str, int], StorySummary] = OrderedDict()
         self._facts: dict[str, _Facts] = {}
         self._sources: tuple[list[tuple[str, int]], list[str]] | None = None
+        self._events: OrderedDict[tuple[tuple[str, int], ...], dict[str, str]] = OrderedDict()
 
     # -- list ---------------------------------------------------------------
     def _matches(self, facts: _Facts, f: Filters) -> bool:
+        if facts.size < f.min_size:
+            return False
         if f.source and f.source.casefold() not in facts.sources:
             return False
         if f.after or f.before:
             if not facts.last:
                 return False
-            if f.after and facts.last[: len(f.after)] < f.after:
+            if f.after and facts.last[:10] < f.after:
                 return False
-            if f.before and facts.first[: len(f.before)] > f.before:
+            if f.before and facts.first[:10] > f.before:
                 return False
         if f.q and f.q.casefold() not in facts.text:
             return False
@@ -254,15 +423,24 @@ class Dashboard:
                     first=days[0] if days else "",
                     last=days[-1] if days else "",
                     text="\0".join(f"{e.title}\0{e.text}" for e in es).casefold(),
+                    size=len(es),
                 )
         return {sid: self._facts[sid] for sid, _ in versions if sid in self._facts}
 
-    def _scan(self, versions: list[tuple[str, int]], f: Filters) -> list[tuple[str, int]]:
-        """Stories (in list order) whose articles pass the filters, from the cached facts."""
+    def _scan(self, versions: list[tuple[str, int]], f: Filters) -> tuple[list[tuple[str, int]], int]:
+        """Stories whose articles pass the filters, in the asked order, from the cached facts; and how many
+        passed all but the size floor."""
         facts = self._refresh_facts(versions)
         if len(self._facts) > len(facts):  # forget deleted stories
             self._facts = {sid: self._facts[sid] for sid in facts}
-        return [(sid, v) for sid, v in versions if sid in facts and self._matches(facts[sid], f)]
+        any_size = replace(f, min_size=1)
+        passing = [(sid, v) for sid, v in versions if sid in facts and self._matches(facts[sid], any_size)]
+        chosen = [(sid, v) for sid, v in passing if facts[sid].size >= f.min_size]
+        if f.sort == "size":  # stable: equal sizes keep latest activity first
+            chosen.sort(key=lambda sv: -facts[sv[0]].size)
+        elif f.sort == "first":  # undated stories last
+            chosen.sort(key=lambda sv: facts[sv[0]].first or "", reverse=True)
+        return chosen, len(passing) - len(chosen)
 
     def _fingerprint(self, top: list[tuple[str, int]]) -> str:
         """A fingerprint of what the first list page shows.
@@ -308,17 +486,49 @@ class Dashboard:
         return rows
 
     def list_stories(self, filters: Filters) -> StoryPage:
-        """One page of stories, most recently active first; rows are cached outlines, never rankings."""
-        f = filters.normalized()
+        """One page of stories in the asked order; rows are cached outlines, never rankings.
+
+        Invalid filter values are dropped and a page past the end shows the
+        last page; ``messages`` says which and why.
+        """
+        f, messages = filters.checked()
         with self.lock:
             versions = self.dd.story_versions()
             version = self._fingerprint(versions[:PER_PAGE])
-            chosen = self._scan(versions, f) if f.active else versions
+            chosen, hidden = self._scan(versions, f) if f.scans else (versions, 0)
             total = len(chosen)
             pages = max(1, math.ceil(total / f.per_page))
+            if f.page > pages:
+                messages.append(f"page={f.page} is past the last page ({pages}): showing page {pages}")
+                f = replace(f, page=pages)
             start = (f.page - 1) * f.per_page
-            rows = self._rows(chosen[start : start + f.per_page])
-        return StoryPage(rows, f.page, pages, total, version, f)
+            page = chosen[start : start + f.per_page]
+            rows = self._rows(page)
+            events = self._page_events(page)
+        now = dt.datetime.now(dt.timezone.utc)
+        by_event: dict[str, int] = {}
+        for ev in events.values():
+            by_event[ev] = by_event.get(ev, 0) + 1
+        listed = f.query()
+        rows = [replace(r, url=story_url(r.id), source_count=len(r.sources),
+                        span=relative_span(r.first_published, r.last_published, now),
+                        event=events.get(r.id, ""), related=by_event.get(events.get(r.id, ""), 1) - 1,
+                        event_url=event_url(r.id, listed))
+                for r in rows]
+        return StoryPage(rows, f.page, pages, total, version, f, messages, hidden)
+
+    def _page_events(self, page: list[tuple[str, int]]) -> dict[str, str]:
+        """The event of each listed story, among the listed stories; kept while the page's versions hold."""
+        key = tuple(page)
+        if not page:
+            return {}
+        if key in self._events:
+            self._events.move_to_end(key)
+            return self._events[key]
+        events = self._events[key] = self.dd.events([sid for sid, _ in page])
+        while len(self._events) > self.EVENT_CACHE:
+            self._events.popitem(last=False)
+        return events
 
     def warm(self) -> int:
         """Read every story's filter facts ahead of the first search; returns how many stories.
@@ -373,6 +583,7 @@ class Dashboard:
                     url=e.url if e else "", unique_information=v.unique_information, coverage=v.coverage,
                     most_complete=v.most_complete, unique_sentences=list(v.unique_sentences),
                     segments=highlight(text, v.unique_sentences) if st.size > 1 else [Segment(text)],
+                    words=len(text.split()), url_page=article_url(v.id),
                 )
             )
         core: list[str] = []
@@ -390,31 +601,78 @@ class Dashboard:
                          variants, core, timeline)
 
     def compare(self, story_id: str, a: str, b: str) -> CompareView:
-        """Two variants side by side, aligned sentence by sentence with difflib."""
+        """Two variants side by side, aligned sentence by sentence with the ranking's TF-IDF similarity."""
         with self.lock:
-            members = set(self.dd.members(story_id))
+            members = self.dd.members(story_id)
             if not members:
                 raise NotFound(story_id)
             for aid in (a, b):
                 if aid not in members:
                     raise NotFound(aid)
-            entries = self.dd.articles([a, b])
-        ea, eb = entries[a], entries[b]
-        sa = display_sentences(ea.text, ea.title)
-        sb = display_sentences(eb.text, eb.title)
-        # Match on the normalized form (quotes, spaces, datelines) so cosmetic edits are not "differences".
-        matcher = difflib.SequenceMatcher(None, [n.casefold() for _, n, _ in sa], [n.casefold() for _, n, _ in sb],
-                                          autojunk=False)
-        rows = [
-            DiffRow(tag, [s for s, _, _ in sa[i1:i2]], [s for s, _, _ in sb[j1:j2]])
-            for tag, i1, i2, j1, j2 in matcher.get_opcodes()
-        ]
+            entries = self.dd.articles(members)
+            hashes = sorted({h for e in entries.values() for h in e.sentence_hashes})
+            counts = dict(zip(hashes, self.dd.sentence_counts(hashes)))
+        rows, ratio = align_variants(list(entries.values()), a, b, self.dd.settings, counts)
+        kinds: dict[str, int] = {k: 0 for k in ("aligned", "reworded", "only-left", "only-right")}
+        for r in rows:
+            kinds[r.kind] += 1
 
         def head(e: Entry) -> dict[str, str]:
             return {"id": e.id, "title": e.title or (display_sentences(e.text)[:1] or [("", "", 0)])[0][0],
-                    "source": e.source, "published": e.published}
+                    "source": e.source, "published": e.published, "url": article_url(e.id)}
 
-        return CompareView(story_id, head(ea), head(eb), rows, round(matcher.ratio(), 3))
+        return CompareView(story_id, head(entries[a]), head(entries[b]),
+                           [DiffRow(r.kind, r.left, r.right, r.similarity) for r in rows], ratio, kinds)
+
+    # -- event --------------------------------------------------------------
+    def listed_with(self, story_id: str, filters: Filters) -> list[str]:
+        """The stories of the list page (under ``filters``) that holds ``story_id``; the first page if none does."""
+        f = filters.normalized()
+        with self.lock:
+            versions = self.dd.story_versions()
+            chosen = self._scan(versions, f)[0] if f.scans else versions
+        ids = [sid for sid, _ in chosen]
+        at = ids.index(story_id) if story_id in ids else 0
+        start = at - at % f.per_page
+        return ids[start : start + f.per_page]
+
+    def event(self, story_id: str, among: list[str]) -> EventView:
+        """The stories of ``story_id``'s event among ``among`` (and itself), each with what it adds.
+
+        What a story adds is the unique sentences of its most complete
+        variant that no other story of the event carries, judged by the
+        ranking's sentence similarity over the event's most complete variants.
+        """
+        with self.lock:
+            if not self.dd.members(story_id):
+                raise NotFound(story_id)
+            candidates = list(dict.fromkeys([story_id, *among]))
+            events = self.dd.events(candidates)
+            event = events.get(story_id, story_id)
+            ids = [sid for sid in candidates if events.get(sid) == event] or [story_id]
+            stories = [st for st in (self.dd.story(sid) for sid in ids) if st is not None]
+            best = {st.id: next((v.id for v in st.articles if v.most_complete), st.articles[0].id) for st in stories}
+            entries = self.dd.articles(best.values())
+            hashes = sorted({h for e in entries.values() for h in e.sentence_hashes})
+            counts = dict(zip(hashes, self.dd.sentence_counts(hashes)))
+        adds: dict[str, list[str]] = {sid: [] for sid in best}
+        if len(stories) > 1:
+            # the event's stories compared as variants of one story: one most complete article each
+            owner = {aid: sid for sid, aid in best.items()}
+            ranked = rank_story(event, [entries[a] for a in best.values() if a in entries], self.dd.settings, counts)
+            for v in ranked.articles:
+                adds[owner[v.id]] = list(v.unique_sentences)
+        now = dt.datetime.now(dt.timezone.utc)
+        stories.sort(key=lambda st: (-st.size, st.id))
+        return EventView(event, story_id, [
+            EventStory(st.id, story_url(st.id), st.headline, st.size, st.sources,
+                       relative_span(st.first_published, st.last_published, now), adds.get(st.id, []))
+            for st in stories], len(candidates))
+
+    def story_of(self, article_id: str) -> str | None:
+        """The story an article id belongs to, if it is stored."""
+        with self.lock:
+            return self.dd.story_of(article_id)
 
     # -- article ------------------------------------------------------------
     def article(self, article_id: str) -> dict[str, str]:
@@ -423,7 +681,9 @@ class Dashboard:
             if e is None:
                 raise NotFound(article_id)
             story = self.dd.story_of(article_id) or ""
-        return {"id": e.id, "title": e.title, "text": e.text, "source": e.source,
+        opening = (display_sentences(e.text)[:1] or [("", "", 0)])[0][0].split()
+        heading = e.title or " ".join(opening[:14]) + (" \u2026" if len(opening) > 14 else "")
+        return {"id": e.id, "title": e.title, "heading": heading or e.id, "text": e.text, "source": e.source,
                 "published": e.published, "url": e.url, "story": story}
 
     # -- admin --------------------------------------------------------------
@@ -441,4 +701,5 @@ class Dashboard:
                 raise NotFound(article_id) from exc
 
 
-__all__ = ["Dashboard", "Filters", "NotFound", "BadInput", "highlight", "to_json", "PER_PAGE"]
+__all__ = ["Dashboard", "Filters", "NotFound", "BadInput", "highlight", "to_json", "PER_PAGE", "SORTS", "MIN_SIZE",
+           "story_url", "article_url", "compare_url", "event_url", "relative_span"]
