@@ -100,6 +100,14 @@ def parts(libs: tuple[str, ...], body: str) -> list[tuple[str, str]]:
     return [("prelude", PRELUDE), *((lib, source(lib)) for lib in libs), (body, source(body))]
 
 
+# The '#!lua flags=' line of the scripts that declare Redis 7 script flags; the others run in Redis's
+# compatibility mode.  BAND is allow-oom: an 'add' completes an article the story slot has committed
+# (S_COMMIT), so a server at its maxmemory must not refuse it, or the article would be stored without its
+# buckets until the sweep; past the limit it adds at most the buckets and records of one commit (see
+# redis_errors.out_of_memory).
+FLAGS = {"BAND": "allow-oom"}
+
+
 class ScriptSet:
     """The scripts of one key layout: each is an attribute holding its text (``SLOT.FIND``), ``SCRIPTS``
     names them, ``HELPERS`` is the text the story-slot ones start with.  ``own`` gives a script other
@@ -111,7 +119,8 @@ class ScriptSet:
         self.HELPERS = PRELUDE + "".join(source(lib) for lib in libs)
         self.LIBS = {name: own.get(name, libs) for name in names}
         for name in names:
-            setattr(self, name, "".join(text for _, text in parts(self.LIBS[name], name.lower())))
+            flags = f"#!lua flags={FLAGS[name]}\n" if name in FLAGS else ""  # (a shebang is the first line or none)
+            setattr(self, name, flags + "".join(text for _, text in parts(self.LIBS[name], name.lower())))
         for name in standalone:
             setattr(self, name, source(name.lower()))
 

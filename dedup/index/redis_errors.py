@@ -90,14 +90,15 @@ def out_of_memory(client: Any, url: str, namespace: str) -> IndexFull:
     """The error for an OOM reply.
 
     Nothing of the refused write is in the index, and no article is half written, because a script
-    runs whole or not at all.  Redis 7 refuses a script declared with ``#!lua`` and without the
-    ``allow-oom`` flag before it runs; one without ``#!lua`` (most of the index's) only at its first
-    command that may grow memory, and only if it has written nothing yet: once a script has written,
-    Redis lets it finish, even past ``maxmemory``.  In the slot layout an article is one script.  In
-    the spread layout it is a commit in the story slot (S_COMMIT, declared ``#!lua``, as it clears
-    todo entries before its first such command) and then its buckets and links (BAND, S_LINK), which
-    complete what was committed and are declared ``allow-oom``.  Articles stored before the refusal
-    are complete, so a run after memory was freed stores the rest and reports those ``unchanged``."""
+    runs whole or not at all.  Redis 7 refuses a script without ``#!lua flags=`` (the index's story-slot
+    scripts) only at its first command that may grow memory, and only if it has written nothing yet:
+    once a script has written, Redis lets it finish, even past ``maxmemory``.  In the slot layout an
+    article is one script.  In the spread layout it is a commit in the story slot (S_COMMIT, whose
+    first write is such a command) and then its buckets (BAND), which complete what was committed and
+    are declared ``#!lua flags=allow-oom`` so that a full server takes them.  Late links (S_LINK, only
+    with concurrent writers) may be refused; their todo entries stay, and the sweep makes them.
+    Articles stored before the refusal are complete, so a run after memory was freed stores the rest
+    and reports those ``unchanged``."""
     mem = _memory(client)
     limit = f" of {mem['maxmemory_human']}" if mem.get("maxmemory_human") else ""
     policy = f", policy {mem['maxmemory_policy']}" if mem.get("maxmemory_policy") else ""
