@@ -266,13 +266,24 @@ def small_redis(tmp_path):
     server.stop()
 
 
-def fill_memory(client) -> int:
-    """Write filler keys until the server refuses a write (it is at its maxmemory); returns how many."""
+def fill_memory(url: str) -> int:
+    """Write filler keys until the server refuses one, then put its maxmemory 256 kB under what it holds:
+    over its limit, it refuses every write that may grow memory, however small.  Returns the keys written.
+
+    (Filling alone leaves it at the edge: a command's own arguments count towards the limit while it
+    runs, so a refused 64 kB value leaves room for small writes such as a script call.)"""
     import redis
 
-    for n in range(100_000):
-        try:
-            client.set(f"filler:{n}", b"x" * 65536)
-        except redis.exceptions.OutOfMemoryError:
-            return n
-    raise RuntimeError("the server took 6 GB of filler without refusing a write: is maxmemory set?")
+    client = redis.Redis.from_url(url)
+    try:
+        for n in range(200_000):
+            try:
+                client.set(f"filler:{n}", b"x" * 65536)
+            except redis.exceptions.OutOfMemoryError:
+                break
+        else:
+            raise RuntimeError("the server took every filler value without refusing a write: is maxmemory set?")
+        client.config_set("maxmemory", int(client.info("memory")["used_memory"]) - 256 * 1024)
+        return n
+    finally:
+        client.close()

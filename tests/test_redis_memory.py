@@ -95,7 +95,7 @@ def test_a_full_server_stops_the_cli_with_one_line_and_a_later_run_ends_like_in_
 def test_writes_refused_for_memory_are_reported_as_index_full(small_redis, seed_paths):
     client = redis.Redis.from_url(small_redis.url)
     with Deduper(url=small_redis.url, namespace="seeds") as dd:
-        fill_memory(client)
+        fill_memory(small_redis.url)
         with pytest.raises(IndexFull, match="maxmemory"):
             list(dd.add_many(read_paths(seed_paths)))
         assert len(dd.index) == 0, "the refused write stored nothing"
@@ -111,16 +111,19 @@ def test_the_worker_leaves_unwritten_messages_pending_and_goes_on_when_memory_fr
     caplog.set_level(logging.INFO, logger="dedup.worker")
     index = redis.Redis.from_url(small_redis.url)
     streams = redis.Redis.from_url(redis_url)
-    dd = Deduper(url=small_redis.url, namespace="w")
-    fill_memory(index)
+    Deduper(url=small_redis.url, namespace="w").close()  # claimed (a new namespace is a write)
+    fill_memory(small_redis.url)
+    dd = Deduper(url=small_redis.url, namespace="w")  # opening a claimed one only reads
     worker = Worker(dd, connect(redis_url, 100), WorkerSettings(block_ms=100, backoff_max_s=0.3),
                     install_signals=False)
     thread = threading.Thread(target=worker.run, daemon=True)
     thread.start()
     try:
         articles = [a for a in read_paths(seed_paths)]
+        enqueue = streams.pipeline(transaction=True)  # all at once: the worker reads them as one batch
         for a in articles:
-            streams.xadd("dedup:in", {"article": json.dumps({"id": a.id, "text": a.text, "title": a.title})})
+            enqueue.xadd("dedup:in", {"article": json.dumps({"id": a.id, "text": a.text, "title": a.title})})
+        enqueue.execute()
 
         def wait(what, timeout: float = 30):
             deadline = time.monotonic() + timeout
