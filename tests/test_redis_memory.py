@@ -162,7 +162,7 @@ def test_a_policy_that_evicts_the_index_is_refused_on_open(small_redis, seed_pat
         assert policy in str(err.value) and "CONFIG SET maxmemory-policy noeviction" in str(err.value)
     assert client.keys("*") == [], "refused before writing anything"
     line = one_line_error(cli("cluster", "--redis", small_redis.url, "--namespace", "ev", *seed_paths))
-    assert policy in line and "--redis-allow-eviction true" in line
+    assert policy in line and "--redis-allow-eviction (DEDUP_REDIS_ALLOW_EVICTION=true)" in line
     client.close()
 
 
@@ -173,7 +173,7 @@ def test_the_operator_may_allow_an_evicting_policy(small_redis, seed_paths, capl
     with Deduper(Settings(redis_allow_eviction=True), url=small_redis.url, namespace="ev") as dd:
         assert len(list(dd.add_many(read_paths(seed_paths)))) == len(seed_paths)
     assert any("allkeys-lru" in r.getMessage() for r in caplog.records)
-    for args, env in [(["--redis-allow-eviction", "true"], {}), ([], {"DEDUP_REDIS_ALLOW_EVICTION": "true"})]:
+    for args, env in [(["--redis-allow-eviction"], {}), ([], {"DEDUP_REDIS_ALLOW_EVICTION": "true"})]:
         out = cli("cluster", "--redis", small_redis.url, "--namespace", "ev2", *args, *seed_paths, env=env)
         assert out.returncode == 0, out.stderr
         assert "allkeys-lru" in out.stderr  # the warning, one line

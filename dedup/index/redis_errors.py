@@ -163,7 +163,7 @@ def check_eviction(client: Any, url: str, allow: bool) -> None:
         f"Redis at {mask_url(url)} runs with maxmemory-policy {evicting[0]}: at maxmemory it evicts keys of any "
         "kind, and an index that lost some of its keys gives wrong stories without an error. Set "
         "CONFIG SET maxmemory-policy noeviction (then a full server refuses writes with a clear error), or "
-        "pass --redis-allow-eviction true (DEDUP_REDIS_ALLOW_EVICTION=true) if losing articles is acceptable")
+        "pass --redis-allow-eviction (DEDUP_REDIS_ALLOW_EVICTION=true) if losing articles is acceptable")
 
 
 def permanent_hint(exc: BaseException) -> str | None:
