@@ -22,7 +22,7 @@ import click
 from .console import progress, run_batch, say, show_progress
 from .evaluate import evaluate, novelty_scores, pair_report, read_novelty_gold
 from .readers import read_labels, read_pairs, read_paths
-from .records import BadInput, RankedVariant, Story
+from .records import BadInput, DedupError, RankedVariant, Story
 from .service import Deduper, Outcome
 from .settings import Settings
 from .streams import article_json, cluster_slot_problem, connect, enqueue as xadd_all
@@ -677,7 +677,11 @@ def worker_command(burst: bool, **kwargs: Any) -> None:
 
 
 def main() -> None:
-    cli(prog_name="dedup")
+    try:
+        cli(prog_name="dedup")
+    except DedupError as exc:  # raised mid-command (a full or unreachable server): its message names the fix
+        click.echo(f"Error: {exc}", err=True)
+        sys.exit(1)
 
 
 if __name__ == "__main__":

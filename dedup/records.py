@@ -25,6 +25,20 @@ class IndexMismatch(DedupError):
     """The shared index was built with other signature settings, so its buckets would never match."""
 
 
+class AccessDenied(IndexUnavailable):
+    """The shared index's server refused the URL's password, or the user's ACL forbids a key or command
+    the index needs.  An :class:`IndexUnavailable`: the worker waits for the operator to fix the URL or the
+    ACL, as it waits for a server that is down, and leaves its messages pending meanwhile."""
+
+
+class IndexFull(DedupError):
+    """The shared index's server is at its memory limit and refused a write; nothing of that write was stored."""
+
+
+class EvictionUnsafe(DedupError):
+    """The shared index's server may evict the index's keys when full, which would corrupt its stories silently."""
+
+
 class BadInput(DedupError):
     """An input item cannot be clustered.
 

@@ -168,6 +168,13 @@ class Settings(DeclaredSettings):
         "layout it was built with.",
         group="redis",
     )
+    redis_allow_eviction: bool = _setting(
+        False,
+        "Shared (Redis) index only: open an index on a server whose maxmemory-policy may evict its keys "
+        "(allkeys-*), which is refused otherwise: an evicted key silently drops articles from their stories. "
+        "Keep it off and run Redis with maxmemory-policy noeviction.",
+        group="redis",
+    )
     # -- input ------------------------------------------------------------
     max_chars: int = _setting(
         2_000_000, "Articles longer than this many characters are rejected as bad input.", group="input"

@@ -32,7 +32,7 @@ from typing import Any, Callable
 
 import redis
 
-from .records import BadInput, IndexUnavailable
+from .records import BadInput, IndexFull, IndexUnavailable
 from .service import Deduper
 from .settings import DeclaredSettings
 from .streams import (
@@ -58,6 +58,11 @@ Message = tuple[bytes, dict[bytes, bytes] | None]
 # IndexUnavailable).  Neither is the message's fault, so neither costs an
 # attempt: the worker waits for both and re-reads what it had not acknowledged.
 REDIS_AWAY: tuple[type[BaseException], ...] = (*CONNECTION_ERRORS, IndexUnavailable)
+# Redis is at its maxmemory (policy noeviction) and refuses writes: the index's (IndexFull), or the
+# streams' when publishing.  Not the message's fault either: the batch stays unacknowledged and is
+# redone, without spending attempts, once memory is freed (what the index stored comes back unchanged).
+REDIS_FULL: tuple[type[BaseException], ...] = (IndexFull, redis.exceptions.OutOfMemoryError)
+NOT_THE_MESSAGE = REDIS_AWAY + REDIS_FULL
 
 
 def _ws(default: Any, help: str) -> Any:
@@ -303,6 +308,13 @@ class Worker:
                 log.warning("Redis connection lost (%s); reconnecting", exc)
                 self._until_connected()
                 self._pel_cursor = b"0"  # redo what was read but not acknowledged
+            except REDIS_FULL as exc:
+                delay = self.backoff.next()
+                reason = str(exc) if isinstance(exc, IndexFull) else (
+                    "the streams' Redis is out of memory (maxmemory reached): raise its maxmemory or free memory")
+                log.warning("%s; the batch stays unacknowledged, retrying in %.1fs", reason, delay)
+                self._sleep(delay)
+                self._pel_cursor = b"0"
             except redis.exceptions.ResponseError as exc:
                 if "NOGROUP" not in str(exc):
                     raise
@@ -455,15 +467,15 @@ class Worker:
             articles.append((mid, article))
         try:
             outcomes = list(self.dd.add_many([a for _, a in articles]))
-        except REDIS_AWAY:
-            raise  # not the batch's fault: the loop reconnects and redelivers
+        except NOT_THE_MESSAGE:
+            raise  # not the batch's fault: the loop waits and redelivers
         except Exception as exc:  # noqa: BLE001 - find the message at fault one at a time
             log.warning("batch of %d failed as a whole (%s: %s); clustering its messages one by one",
                         len(articles), type(exc).__name__, exc)
             for mid, article in articles:
                 try:
                     results[mid] = (article, self.dd.add(article))
-                except REDIS_AWAY:
+                except NOT_THE_MESSAGE:
                     raise
                 except Exception as one:  # noqa: BLE001 - this message's failure: retried, then dead-lettered
                     results[mid] = (article, one)
@@ -484,8 +496,8 @@ class Worker:
         except BadInput as exc:
             self._dead(pipe, mid, fields, code_of(exc), str(exc), attempts=1)
             return "dead"
-        except REDIS_AWAY:
-            raise  # not this message's fault: the loop reconnects and redelivers
+        except NOT_THE_MESSAGE:
+            raise  # not this message's fault: the loop waits and redelivers
         except Exception as exc:  # noqa: BLE001 - any other failure is retried, then dead-lettered
             attempts = int(self.client.hincrby(self.attempts_key, mid, 1))
             detail = f"{type(exc).__name__}: {exc}"

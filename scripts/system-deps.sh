@@ -1,11 +1,13 @@
 #!/usr/bin/env bash
-# Install the system programs the tests talk to, when missing: redis-server, luacheck (Debian package lua-check,
-# for the Lua scripts), chromium for the dashboard tests and axe-core (npm, tests/node) that they inject.
+# Install the system programs the tests talk to, when missing: redis-server (Debian's is built with TLS), openssl
+# (the TLS tests make a throwaway CA with it), luacheck (Debian package lua-check, for the Lua scripts),
+# chromium for the dashboard tests and axe-core (npm, tests/node) that they inject.
 set -euo pipefail
 # another apt-get or unattended-upgrades may hold the dpkg lock: wait for it instead of failing at once
 apt=(apt-get -o DPkg::Lock::Timeout=300)
 need=()
 command -v redis-server >/dev/null 2>&1 || need+=(redis-server)
+command -v openssl >/dev/null 2>&1 || need+=(openssl)
 command -v luacheck >/dev/null 2>&1 || need+=(lua-check)
 if [ -f tests/test_web.py ] && ! command -v chromium >/dev/null 2>&1; then need+=(chromium); fi
 axe=false

@@ -194,3 +194,96 @@ def redis_cluster(tmp_path_factory):
     finally:
         for n in nodes:
             n.stop()
+
+
+# -- TLS, ACL users and memory limits -----------------------------------------------------------------
+def make_test_ca(d: Path) -> dict[str, Path]:
+    """A throwaway CA and a server certificate it signed for 127.0.0.1 / localhost (openssl CLI)."""
+    d.mkdir(parents=True, exist_ok=True)
+
+    def openssl(*args: str) -> None:
+        subprocess.run(["openssl", *args], cwd=d, check=True, capture_output=True)
+
+    openssl("req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", "ca.key", "-out", "ca.crt",
+            "-days", "2", "-subj", "/CN=dedup test CA")
+    openssl("req", "-newkey", "rsa:2048", "-nodes", "-keyout", "server.key", "-out", "server.csr",
+            "-subj", "/CN=127.0.0.1")
+    (d / "san.ext").write_text("subjectAltName=IP:127.0.0.1,DNS:localhost\n")
+    openssl("x509", "-req", "-in", "server.csr", "-CA", "ca.crt", "-CAkey", "ca.key", "-CAcreateserial",
+            "-out", "server.crt", "-days", "2", "-extfile", "san.ext")
+    return {"ca": d / "ca.crt", "cert": d / "server.crt", "key": d / "server.key"}
+
+
+class SecureRedis:
+    """A redis-server that speaks only TLS (plain port off), with a password on the default user (the
+    admin here) and ACL users made by :meth:`add_user`."""
+
+    ADMIN_PASSWORD = "admin-Pw-9f3c"
+
+    def __init__(self, workdir: Path) -> None:
+        self.files = make_test_ca(workdir / "ca")
+        self.ca = self.files["ca"]
+        port = free_port()
+        self.server = RedisServer(
+            workdir / "data", port, "--port", "0", "--tls-port", str(port),
+            "--tls-cert-file", str(self.files["cert"]), "--tls-key-file", str(self.files["key"]),
+            "--tls-ca-cert-file", str(self.ca), "--tls-auth-clients", "no",
+            "--requirepass", self.ADMIN_PASSWORD)
+        self.port = port
+
+    def url(self, user: str = "", password: str = "", ca: bool = True) -> str:
+        auth = f"{user}:{password}@" if password else ""
+        return f"rediss://{auth}127.0.0.1:{self.port}/0" + (f"?ssl_ca_certs={self.ca}" if ca else "")
+
+    def admin(self):
+        import redis
+
+        return redis.Redis.from_url(self.url(password=self.ADMIN_PASSWORD))
+
+    def add_user(self, user: str, password: str, rule: str) -> None:
+        client = self.admin()
+        try:
+            client.acl_setuser(user, reset=True)  # no rule left from an earlier test
+            client.execute_command("ACL", "SETUSER", user, "on", f">{password}", *rule.split())
+        finally:
+            client.close()
+
+
+@pytest.fixture(scope="module")
+def secure_redis(tmp_path_factory):
+    """A TLS-only redis-server with a throwaway CA and ACLs (see :class:`SecureRedis`)."""
+    secure = SecureRedis(tmp_path_factory.mktemp("secure"))
+    secure.server.start()
+    yield secure
+    secure.server.stop()
+
+
+@pytest.fixture
+def small_redis(tmp_path):
+    """A redis-server of its own with ``maxmemory 4mb`` and ``maxmemory-policy noeviction``."""
+    server = RedisServer(tmp_path / "small", None, "--maxmemory", "4mb", "--maxmemory-policy", "noeviction").start()
+    yield server
+    server.stop()
+
+
+def fill_memory(url: str) -> int:
+    """Write filler keys until the server refuses one, then put its maxmemory 256 kB under what it holds:
+    over its limit, it refuses every write that may grow memory, however small.  Returns the keys written.
+
+    (Filling alone leaves it at the edge: a command's own arguments count towards the limit while it
+    runs, so a refused 64 kB value leaves room for small writes such as a script call.)"""
+    import redis
+
+    client = redis.Redis.from_url(url)
+    try:
+        for n in range(200_000):
+            try:
+                client.set(f"filler:{n}", b"x" * 65536)
+            except redis.exceptions.OutOfMemoryError:
+                break
+        else:
+            raise RuntimeError("the server took every filler value without refusing a write: is maxmemory set?")
+        client.config_set("maxmemory", int(client.info("memory")["used_memory"]) - 256 * 1024)
+        return n
+    finally:
+        client.close()

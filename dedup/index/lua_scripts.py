@@ -95,9 +95,19 @@ def source(name: str) -> str:
     return resources.files(__package__).joinpath("lua", name + ".lua").read_text(encoding="utf-8")
 
 
+# The '#!lua flags=' line of the scripts that declare Redis 7 script flags; the others run in Redis's
+# compatibility mode.  BAND is allow-oom: an 'add' completes an article the story slot has committed
+# (S_COMMIT), so a server at its maxmemory must not refuse it, or the article would be stored without its
+# buckets until the sweep; past the limit it adds at most the buckets and records of one commit (see
+# redis_errors.out_of_memory).
+FLAGS = {"band": "allow-oom"}
+
+
 def parts(libs: tuple[str, ...], body: str) -> list[tuple[str, str]]:
-    """The pieces a script is assembled from, (name, text) in order: the prelude, the helpers, the body."""
-    return [("prelude", PRELUDE), *((lib, source(lib)) for lib in libs), (body, source(body))]
+    """The pieces a script is assembled from, (name, text) in order: the prelude (after the script's flags,
+    if any: a shebang is the first line or none), the helpers, the body."""
+    flags = f"#!lua flags={FLAGS[body]}\n" if body in FLAGS else ""
+    return [("prelude", flags + PRELUDE), *((lib, source(lib)) for lib in libs), (body, source(body))]
 
 
 class ScriptSet:

@@ -37,7 +37,7 @@ from typing import Any, Callable, Iterable, NamedTuple, TypeVar
 import numpy as np
 import redis
 from redis.cluster import RedisCluster
-from redis.exceptions import RedisClusterException
+from redis.exceptions import AuthenticationError, RedisClusterException
 from redis.backoff import ExponentialBackoff
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
@@ -50,7 +50,8 @@ from .base import StoryIndex
 from .codec import CODEC_VERSION, decode_entry, decode_signatures, encode_entry, record_id
 from .lua_scripts import SLOT as redis_lua
 from .redis_bulk import MAX_INGEST_ATTEMPTS, ingest_in_order
-from .redis_errors import IndexMismatch, IndexUnavailable, guarded, permanent_hint, RetryTransient, retries_within
+from .redis_errors import (AccessDenied, IndexMismatch, IndexUnavailable, RetryTransient, check_eviction, guarded,
+                           permanent_hint, refused, retries_within)
 from .redis_retention import expire, starts_pass
 from .redis_wire import DirectScripts
 from .redis_keys import LAYOUT_VERSION, check_id, key
@@ -153,11 +154,20 @@ class RedisIndex(RedisStories, StoryIndex):
         self._mirror = BucketMirror(settings.redis_mirror if self.layout == "slot" else 0, 2 + 4 * settings.rows)
         self._newest_day_seen: int | None = None  # retention runs when a newer day arrives
         try:
+            # before the claim writes anything
+            check_eviction(self._r, url, settings.redis_allow_eviction)
             self._claim()
         except (RedisConnectionError, RedisTimeoutError) as exc:
             self._r.close()
             hint = permanent_hint(exc) or "start redis-server or fix --redis (rediss:// if the server speaks TLS)"
-            raise IndexUnavailable(f"cannot connect to Redis at {mask_url(url)}: {exc}; {hint}") from exc
+            error = AccessDenied if isinstance(exc, AuthenticationError) else IndexUnavailable
+            raise error(f"cannot connect to Redis at {mask_url(url)}: {exc}; {hint}") from exc
+        except redis.ResponseError as exc:
+            core = refused(self, exc)  # (reads INFO for the message: before closing)
+            self._r.close()
+            if core is None:
+                raise
+            raise core from None
         except Exception:
             self._r.close()
             raise

@@ -1,14 +1,13 @@
 -- ARGV: ns, bands, rows, nclear, (member, score)..., count, then per article:
 --       id, record, fields, story, mode, nmerged, merged..., ncand, (handle, story)...
--- Clears finished todo entries, then commits the articles in order, each into its `story` (their
--- buckets follow, written by the client).  mode 'alone': the client found no candidate and no story
+-- Commits the articles in order, each into its `story` (their buckets follow, written by the client),
+-- then clears finished todo entries.  mode 'alone': the client found no candidate and no story
 -- named after the article, so it starts one named after it; 'new' / 'join': the client decided on
 -- candidates, which must still be in the stories it saw (and a new story id still free).  Stops at the
 -- first article already stored ('exists') or decided on what changed meanwhile ('conflict').
 -- -> {'ok' | 'exists' | 'conflict', articles committed, their handles..., todo...}
 check_epoch(true)
 local nclear = tonumber(ARGV[4])
-todo_clear(5, nclear)
 local i = 5 + 2 * nclear
 local count = tonumber(ARGV[i])
 i = i + 1
@@ -36,6 +35,10 @@ for done = 0, count - 1 do
   handles[#handles + 1] = hb
   join_story(id, hb, info, story, merged)
 end
+-- after the commit: a server at its maxmemory refuses a script at its first write that may grow memory
+-- (begin_write's HINCRBY), and only if the script has written nothing yet; clearing first would have it
+-- take every commit (see redis_errors.out_of_memory)
+todo_clear(5, nclear)
 finish()
 local out = {status, #handles}
 for _, hb in ipairs(handles) do out[#out + 1] = hb end
