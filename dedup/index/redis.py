@@ -208,7 +208,7 @@ class RedisIndex(RedisStories, StoryIndex):
             self._forget()
 
     def _wired(self) -> bool:
-        """Whether script calls skip redis-py's command layer (see redis_wire): on a single server, in the
+        """Whether script calls go over the index's own connection (see redis_wire): on a single server, in the
         slot layout (a cluster keeps redis-py, and so does the spread layout, which has wires of its own)."""
         return not isinstance(self._r, RedisCluster) and self.layout == "slot"
 
