@@ -354,9 +354,7 @@ def main() -> None:
     if args.control:
         control(args)
         return
-    # a client that waits for a reply sleeps rather than polls (redis_spin_us=0): polling would count the
-    # server's time in the client's CPU column, and a bulk load waits once per chunk, not per article
-    settings = dataclasses.replace(Settings(), redis_spin_us=0)
+    settings = Settings()
     synth = Synth()
     dd = Deduper(settings)
     # the reference's articles come from a generator of their own, so the growing index sees the same ones

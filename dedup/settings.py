@@ -132,14 +132,6 @@ class Settings(DeclaredSettings):
         "clusters are the same, and a namespace may hold both kinds of record.",
         group="redis",
     )
-    redis_spin_us: int = _setting(
-        1000,
-        "Shared (Redis) index only: how long a client waiting for a script's reply polls the socket before "
-        "it sleeps, in microseconds. Waking a sleeping process costs ~40 us per round trip on a VM, about "
-        "15% of a streamed article; polling spends that CPU instead. 0 always sleeps (one CPU, or a box "
-        "whose CPUs are all busy); never polls when the process may only run on one CPU.",
-        group="redis",
-    )
     redis_retry_s: float = _setting(
         5.0,
         "Shared (Redis) index only: how long, in seconds, a call keeps retrying a lost server (a restart, a "
@@ -199,8 +191,6 @@ class Settings(DeclaredSettings):
             raise ValueError("redis_retry_s must be 0 or more")
         if self.redis_mirror < 0:
             raise ValueError("redis_mirror must be 0 or more")
-        if self.redis_spin_us < 0:
-            raise ValueError("redis_spin_us must be 0 or more")
         if self.redis_layout not in ("auto", "slot", "spread"):
             raise ValueError(f"redis_layout must be auto, slot or spread, not {self.redis_layout!r}")
 

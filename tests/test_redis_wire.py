@@ -1,14 +1,15 @@
-"""The direct script path of the Redis index: reply parsing and falling back to redis-py."""
+"""The Redis index's own connection for script calls: pipelining, fallbacks to the redis-py client, recovery."""
 
 from __future__ import annotations
 
 import threading
+import time
 
 import pytest
 import redis
 
 from dedup.index.redis import RedisIndex
-from dedup.index.redis_wire import _Error, _Incomplete, _parse
+from dedup.index.redis_wire import PipelineBroken, ScriptsMissing
 from dedup.settings import Settings
 from dedup.stories import assign
 
@@ -18,17 +19,50 @@ from .test_index_redis import entry
 SETTINGS = Settings()
 
 
-def test_parser_reads_the_reply_types_the_scripts_return():
-    assert _parse(b":12\r\n", 0) == (12, 5)
-    assert _parse(b"$3\r\na\r\n\r\n", 0) == (b"a\r\n", 9)
-    assert _parse(b"$-1\r\n", 0) == (None, 5)
-    assert _parse(b"_\r\n", 0) == (None, 3)
-    assert _parse(b"*3\r\n:1\r\n$2\r\nok\r\n*1\r\n$0\r\n\r\n", 0)[0] == [1, b"ok", [b""]]
-    reply, _ = _parse(b"-ERR boom\r\n", 0)
-    assert isinstance(reply, _Error) and reply == "ERR boom"
-    for partial in (b"*2\r\n:1\r\n", b"$5\r\nab", b":1"):
-        with pytest.raises(_Incomplete):
-            _parse(partial, 0)
+def unknown_script(direct, like: str = "FIND") -> None:
+    """A call named BOOM whose digest the server does not know (answered NOSCRIPT)."""
+    direct._heads["BOOM"] = (b"EVALSHA", "0" * 40, *direct._heads[like][2:])
+
+
+def server_side(url: str, conn) -> dict:
+    """The server's CLIENT LIST entry of a redis-py connection."""
+    host, port = conn._sock.getsockname()[:2]
+    admin = redis.Redis.from_url(url)
+    try:
+        return next(c for c in admin.client_list() if c["addr"] == f"{host}:{port}")
+    finally:
+        admin.close()
+
+
+def test_replies_are_what_the_redis_py_client_returns(redis_url):
+    with RedisIndex(SETTINGS, url=redis_url, namespace="wire0") as idx:
+        assign(idx, entry("a", 1), SETTINGS)
+        assign(idx, entry("b", 1), SETTINGS)
+        idx.set_story("s", ["a"])
+        idx._load_scripts()
+        for name, args in (("STORY_OF", ["a", "b", "missing"]), ("RECORDS", ["a", "b"]), ("STORY_OF", [])):
+            done, reply = idx._direct.call(name, args)
+            assert done
+            assert reply == idx._scripts[name](keys=[idx._meta_key], args=[*idx._fixed_args(), *args])
+        assert idx._direct.call("STORY_OF", ["a"]) == (True, [b"s"])
+
+
+def test_the_connection_follows_the_url(redis_url):
+    """Made from the client's connection settings: user, password and database of the URL."""
+    admin = redis.Redis.from_url(redis_url)
+    admin.acl_setuser("wire", enabled=True, passwords=["+s3cret"], keys=["*"], commands=["+@all"])
+    url = redis_url.replace("redis://", "redis://wire:s3cret@").rsplit("/", 1)[0] + "/3"
+    try:
+        with RedisIndex(SETTINGS, url=url, namespace="wireurl") as idx:
+            assert assign(idx, entry("a", 1), SETTINGS).action == "new"
+            assert idx._direct.call("STORY_OF", ["a"]) == (True, [b"a"])
+            seen = server_side(redis_url, idx._direct._conn)
+            assert (seen["user"], seen["db"]) == ("wire", "3")
+        assert admin.exists("{wireurl}:meta") == 0
+        assert redis.Redis.from_url(redis_url.rsplit("/", 1)[0] + "/3").exists("{wireurl}:meta") == 1
+    finally:
+        admin.acl_deluser("wire")
+        admin.close()
 
 
 def test_scripts_flushed_from_the_server_are_loaded_again(redis_url):
@@ -44,25 +78,25 @@ def test_scripts_flushed_from_the_server_are_loaded_again(redis_url):
 
 def test_a_killed_connection_falls_back_and_reconnects(redis_url):
     with RedisIndex(SETTINGS, url=redis_url, namespace="wire2") as idx:
+        made = direct_calls(idx)
         assert assign(idx, entry("a", 1), SETTINGS).action == "new"
         conn = idx._direct._conn
-        assert conn is not None
-        client = redis.Redis.from_url(redis_url)
-        me = [c for c in client.client_list() if int(c["id"]) == conn.client_id] if hasattr(conn, "client_id") else []
-        if me:
-            client.client_kill_filter(_id=me[0]["id"])
-        else:
-            conn._sock.close()  # the same from this side
+        killed = server_side(redis_url, conn)
+        admin = redis.Redis.from_url(redis_url)
+        assert admin.client_kill_filter(_id=killed["id"]) == 1
+        admin.close()
         assert assign(idx, entry("b", 1), SETTINGS).action == "joined"
+        n = len(made)
         assert assign(idx, entry("c", 5000), SETTINGS).action == "new"
+        assert len(made) > n  # on the wire again
+        assert server_side(redis_url, idx._direct._conn)["id"] != killed["id"]  # a new connection
         assert idx.story_of(["a", "b", "c"]) == {"a": "a", "b": "a", "c": "c"}
         assert len(idx) == 3
 
 
 def test_error_replies_raise_what_redis_py_raises(redis_url):
     with RedisIndex(SETTINGS, url=redis_url, namespace="wire3") as idx:
-        idx._direct._heads["BOOM"] = idx._direct._heads["FIND"].replace(idx._scripts["FIND"].sha.encode(),
-                                                                      b"0" * 40)
+        unknown_script(idx._direct)
         done, _ = idx._direct.call("BOOM", [])
         assert not done  # NOSCRIPT: left to redis-py
         redis.Redis.from_url(redis_url).set("{wire3}:lh", "not a hash")  # every script reads the shard state
@@ -70,6 +104,16 @@ def test_error_replies_raise_what_redis_py_raises(redis_url):
             idx.entries(["a"])  # the first call loads the script (through redis-py)
         with pytest.raises(redis.ResponseError, match="WRONGTYPE"):
             idx._direct.call("RECORDS", ["a"])
+        assert idx._direct._pending == 0 and not idx._direct._lock.locked()  # free for the next call
+
+
+def test_an_argument_redis_py_cannot_encode_is_left_to_it(redis_url):
+    with RedisIndex(SETTINGS, url=redis_url, namespace="wire9") as idx:
+        idx._load_scripts()
+        assert idx._direct.call("STORY_OF", [None]) == (False, None)
+        with pytest.raises(redis.DataError):
+            idx._run("STORY_OF", None)
+        assert idx._direct.call("STORY_OF", ["a"]) == (True, [b""])
 
 
 def test_pipelined_calls_come_back_in_order_and_free_the_connection(redis_url):
@@ -77,19 +121,20 @@ def test_pipelined_calls_come_back_in_order_and_free_the_connection(redis_url):
     chunk between the two); after the last one the connection serves ordinary calls again."""
     with RedisIndex(SETTINGS, url=redis_url, namespace="wire4") as idx:
         idx.put(entry("a", 1))
+        idx.set_story("s", ["a"])
         idx.story_of(["a"])  # loads the script
-        assert idx._direct.send([("STORY_OF", ["a"]), ("STORY_OF", ["missing"])])
+        assert idx._direct.send([("STORY_OF", ["a"]), ("STORY_OF", ["missing"]), ("STORY_OF", ["a", "a"])])
         assert not idx._direct.send([("STORY_OF", ["a"])])  # one batch in flight at a time
+        assert idx._direct.call("STORY_OF", ["a"]) == (False, None)  # meanwhile, calls take redis-py's route
+        assert idx._direct.recv() == [b"s"]
         assert idx._direct.recv() == [b""]
-        assert idx._direct.recv() == [b""]
-        assert idx._direct.call("STORY_OF", ["a"]) == (True, [b""])
+        assert idx._direct.recv() == [b"s", b"s"]
+        assert idx._direct.call("STORY_OF", ["a"]) == (True, [b"s"])
 
 
 def test_a_pipeline_that_breaks_says_so_and_leaves_the_index_usable(redis_url):
     """NOSCRIPT or a dropped connection mid-batch: recv raises PipelineBroken (the caller writes again
     through redis-py), the rest of the batch is abandoned, and later calls work."""
-    from dedup.index.redis_wire import PipelineBroken, ScriptsMissing
-
     with RedisIndex(SETTINGS, url=redis_url, namespace="wire5") as idx:
         idx.story_of(["a"])
         redis.Redis.from_url(redis_url).script_flush()
@@ -103,6 +148,24 @@ def test_a_pipeline_that_breaks_says_so_and_leaves_the_index_usable(redis_url):
             idx._direct.recv()
         assert not isinstance(broken.value, ScriptsMissing)  # a lost connection is not a missing script
         assert idx._direct.call("STORY_OF", ["a"]) == (True, [b""])  # a new connection
+
+
+def test_a_reply_that_does_not_come_within_the_socket_timeout_breaks_the_pipeline(redis_url):
+    """Waiting is a blocking read under the client's socket timeout: a stalled server gives PipelineBroken,
+    not a hang, and the next call reconnects."""
+    admin = redis.Redis.from_url(redis_url)
+    with RedisIndex(SETTINGS, url=redis_url, namespace="wire10", socket_timeout=0.3) as idx:
+        idx._load_scripts()
+        assert idx._direct.call("STORY_OF", ["a"]) == (True, [b""])
+        admin.client_pause(1500)
+        t0 = time.monotonic()
+        assert idx._direct.send([("STORY_OF", ["a"])])
+        with pytest.raises(PipelineBroken, match="[Tt]imeout"):
+            idx._direct.recv()
+        assert time.monotonic() - t0 < 1.2
+        admin.client_unpause()
+        assert idx._direct.call("STORY_OF", ["a"]) == (True, [b""])
+    admin.close()
 
 
 def test_push_writes_behind_calls_in_flight_and_replies_stay_in_order(redis_url):
@@ -125,6 +188,22 @@ def test_push_writes_behind_calls_in_flight_and_replies_stay_in_order(redis_url)
         assert direct.call("STORY_OF", ["a"]) == (True, [b"s"])
 
 
+def test_many_calls_in_flight_lose_no_reply(redis_url):
+    """Hundreds of calls written in a few pushes, read back one by one: every reply, each to its call."""
+    with RedisIndex(SETTINGS, url=redis_url, namespace="wire11") as idx:
+        for n in range(20):
+            idx.put(entry(f"a{n}", n))
+            idx.set_story(f"s{n}", [f"a{n}"])
+        idx._load_scripts()
+        direct = idx._direct
+        asked = [[f"a{(7 * k + j) % 23}" for j in range(k % 5)] for k in range(600)]
+        for start in range(0, 600, 150):
+            assert direct.push([("STORY_OF", ids) for ids in asked[start:start + 150]])
+        got = [direct.recv() for _ in asked]
+        assert got == [[f"s{i[1:]}".encode() if int(i[1:]) < 20 else b"" for i in ids] for ids in asked]
+        assert direct._pending == 0 and not direct.ready()
+
+
 def test_a_posted_call_is_answered_in_front_of_the_next_call_and_dropped(redis_url):
     """post() sends upkeep nobody waits for (MAINTAIN: the splits a streamed article's FIND left).  The
     next call is written behind it and gets its own answer, the posted one (an error too) being read and
@@ -144,83 +223,35 @@ def test_a_posted_call_is_answered_in_front_of_the_next_call_and_dropped(redis_u
         assert others == [(False, None)]
         assert direct.call("STORY_OF", ["a"]) == (True, [b"s"])  # its own answer, not the posted one's
         assert direct._pending == 0
-        direct._heads["BOOM"] = direct._heads["FIND"].replace(idx._scripts["FIND"].sha.encode(), b"0" * 40)
+        unknown_script(direct)
         assert direct.post("BOOM", [])  # answered NOSCRIPT
         assert direct.call("STORY_OF", ["a"]) == (True, [b"s"])
+        assert direct.posted_noscript  # the caller loads the scripts before its next post
         assert direct.post("STORY_OF", ["a"])
         direct.settle()
         assert direct._pending == 0 and direct.send([("STORY_OF", ["a"])]) and direct.recv() == [b"s"]
 
 
-def test_waiting_for_a_reply_polls_the_socket_then_leaves_it_to_recv():
-    """_poll_read: what arrives within the budget is read at once, nothing within it gives None (the caller
-    then sleeps in recv()), and a closed peer gives None so recv() reports the close; sockets it cannot
-    read directly (blocking, TLS) are not touched."""
-    import socket
-    import threading
-    import time
-
-    from dedup.index.redis_wire import _poll_read
-
-    mine, peer = socket.socketpair()
-    try:
-        mine.settimeout(5.0)  # what redis-py does: a non-blocking descriptor under a timeout
-        t0 = time.perf_counter()
-        assert _poll_read(mine, 0.002) is None
-        assert time.perf_counter() - t0 < 1.0
-        later = threading.Timer(0.005, peer.sendall, [b"+OK\r\n"])
-        later.start()
-        assert _poll_read(mine, 2.0) == b"+OK\r\n"
-        later.join()
-
-        class Wrapped(socket.socket):  # stands for ssl.SSLSocket: bytes on the descriptor are not the reply
-            pass
-
-        wrapped = Wrapped(fileno=socket.dup(mine.fileno()))
-        wrapped.settimeout(5.0)
-        peer.sendall(b"x")
-        assert _poll_read(wrapped, 0.01) is None
-        wrapped.close()
-        mine.settimeout(None)  # blocking: polling would block instead
-        assert _poll_read(mine, 0.01) is None
-        assert mine.recv(10) == b"x"
-        mine.settimeout(5.0)
-        peer.close()
-        assert _poll_read(mine, 0.5) is None
-        assert mine.recv(10) == b""
-    finally:
-        mine.close()
-        peer.close()
-
-
-def test_a_client_on_one_cpu_never_polls(redis_url, monkeypatch):
-    from dedup.index import redis_wire
-
-    with RedisIndex(Settings(redis_spin_us=500), url=redis_url, namespace="wire7") as idx:
-        assert idx._direct._spin == (0.0005 if redis_wire._cpus() > 1 else 0.0)
-    monkeypatch.setattr(redis_wire, "_cpus", lambda: 1)
-    with RedisIndex(Settings(redis_spin_us=500), url=redis_url, namespace="wire7") as idx:
-        assert idx._direct._spin == 0.0
-        assert assign(idx, entry("a", 1), SETTINGS).action == "new"  # and calls still work, sleeping
-    with RedisIndex(Settings(redis_spin_us=0), url=redis_url, namespace="wire7") as idx:
-        assert idx._direct._spin == 0.0
-        assert assign(idx, entry("b", 1), SETTINGS).action == "joined"
-
-
 def test_ready_says_whether_a_reply_can_be_read_without_waiting(redis_url):
     """A bulk load encodes the next chunk's records while ready() is False, so ready() must not claim a
     reply before one is there, and must see it once it is."""
-    import time
-
-    with RedisIndex(SETTINGS, url=redis_url, namespace="wire8") as idx:
+    admin = redis.Redis.from_url(redis_url)
+    with RedisIndex(SETTINGS, url=redis_url, namespace="wire12") as idx:
         idx._load_scripts()
         direct = idx._direct
+        assert direct.call("STORY_OF", ["a"]) == (True, [b""])
+        admin.client_pause(300)  # the reply cannot be there before the pause ends
         assert direct.send([("STORY_OF", ["a"])])
+        assert not direct.ready()
         deadline = time.monotonic() + 5
         while not direct.ready():
             assert time.monotonic() < deadline
         assert direct.ready()  # still: nothing was read
         assert direct.recv() == [b""]
-        assert direct.send([("STORY_OF", ["a"])])
-        assert direct.recv() == [b""]
         assert not direct.ready()  # everything read, nothing in flight
+        assert direct.send([("STORY_OF", ["a"])])
+        direct._conn._sock.close()
+        assert direct.ready()  # a closed connection: recv says so at once
+        with pytest.raises(PipelineBroken):
+            direct.recv()
+    admin.close()

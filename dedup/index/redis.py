@@ -218,7 +218,7 @@ class RedisIndex(RedisStories, StoryIndex):
             self._forget()
 
     def _wired(self) -> bool:
-        """Whether script calls skip redis-py's command layer (see redis_wire): on a single server, in the
+        """Whether script calls go over the index's own connection (see redis_wire): on a single server, in the
         slot layout (a cluster keeps redis-py, and so does the spread layout, which has wires of its own)."""
         return not isinstance(self._r, RedisCluster) and self.layout == "slot"
 
@@ -232,7 +232,7 @@ class RedisIndex(RedisStories, StoryIndex):
             self._direct.close()
         self._direct = None if not self._wired() else DirectScripts(
             self._r, {name: sc.sha for name, sc in self._scripts.items()},
-            [self._meta_key, *self._fixed_args()], spin_us=self.settings.redis_spin_us)
+            [self._meta_key, *self._fixed_args()])
         if self._direct is not None:
             # MAINTAIN is only ever posted (see _upkeep), and a posted call has no redis-py to fall back on
             # to load its script: load it now (and again when a posted one found none, a restarted server)
