@@ -232,7 +232,7 @@ class RedisIndex(RedisStories, StoryIndex):
             self._direct.close()
         self._direct = None if not self._wired() else DirectScripts(
             self._r, {name: sc.sha for name, sc in self._scripts.items()},
-            [self._meta_key, *self._fixed_args()])
+            [self._meta_key, *self._fixed_args()], spin_us=self.settings.redis_spin_us)
         if self._direct is not None:
             # MAINTAIN is only ever posted (see _upkeep), and a posted call has no redis-py to fall back on
             # to load its script: load it now (and again when a posted one found none, a restarted server)

@@ -138,7 +138,7 @@ class SpreadIndex(RedisIndex):
                 fixed = [self._meta_key, *self._fixed_args()]
             else:
                 shas, fixed = {"BAND": self._band_sha}, []
-            ds = cache[name] = DirectScripts(client, shas, fixed)
+            ds = cache[name] = DirectScripts(client, shas, fixed, spin_us=self.settings.redis_spin_us)
         return ds
 
     def _story(self, name: str, *args: Any) -> Any:
