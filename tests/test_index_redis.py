@@ -37,7 +37,7 @@ from dedup.signature import band_hashes, quantized_weights
 from dedup import clustering
 from dedup.stories import assign
 
-from .conftest import ROOT, RedisServer, data_file, direct_calls, free_port
+from .conftest import ROOT, RedisServer, data_file, direct_calls, free_port, make_test_ca
 
 SETTINGS = Settings()
 
@@ -475,17 +475,7 @@ def test_cli_cluster_with_redis_matches_in_process(redis_url, seed_paths):
 def tls_redis(tmp_path_factory):
     """A redis-server that speaks only TLS (plain port off) and wants a password, with a throwaway CA."""
     d = tmp_path_factory.mktemp("tls")
-
-    def openssl(*args: str) -> None:
-        subprocess.run(["openssl", *args], cwd=d, check=True, capture_output=True)
-
-    openssl("req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", "ca.key", "-out", "ca.crt",
-            "-days", "2", "-subj", "/CN=dedup test CA")
-    openssl("req", "-newkey", "rsa:2048", "-nodes", "-keyout", "server.key", "-out", "server.csr",
-            "-subj", "/CN=127.0.0.1")
-    (d / "san.ext").write_text("subjectAltName=IP:127.0.0.1,DNS:localhost\n")
-    openssl("x509", "-req", "-in", "server.csr", "-CA", "ca.crt", "-CAkey", "ca.key", "-CAcreateserial",
-            "-out", "server.crt", "-days", "2", "-extfile", "san.ext")
+    make_test_ca(d)
     port = free_port()
     server = RedisServer(d / "data", port, "--port", "0", "--tls-port", str(port),
                          "--tls-cert-file", str(d / "server.crt"), "--tls-key-file", str(d / "server.key"),
