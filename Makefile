@@ -23,11 +23,14 @@ test: install system-deps
 system-deps:
 	@./scripts/system-deps.sh
 
-## Quality on the labelled data (read from ../shared/data, never copied here).
+## Quality on the labelled data, stories and events (read from ../shared/data, never copied here).
 eval: install
 	$(BIN)/dedup eval ../shared/data/meter-dev.jsonl
 	$(BIN)/dedup eval ../shared/data/meter-dev.jsonl ../shared/data/bbc-distractors.jsonl
 	$(BIN)/dedup eval ../shared/data/semeval-dev-articles.jsonl --pairs ../shared/data/semeval-dev-pairs.jsonl
+	$(BIN)/dedup eval --level event ../shared/data/meter-dev.jsonl ../shared/data/bbc-distractors.jsonl
+	$(BIN)/dedup eval --level event ../shared/data/semeval-dev-articles.jsonl --pairs ../shared/data/semeval-dev-pairs.jsonl
+	$(BIN)/dedup eval --novelty ../shared/data/novelty-dev-gold.json ../shared/data/novelty-dev.jsonl
 
 bench: install
 	$(BIN)/python bench/ingest.py
