@@ -2,7 +2,8 @@
 
 Two articles are *linked* when LSH makes them candidates and verification
 accepts the pair (published within the window, cosine of their weighted word
-vectors at least ``min_cosine``, text reuse at least ``min_reuse``).  Stories
+vectors at least ``min_cosine``, text reuse at least ``min_reuse``, an outlet
+template they share not counted: :mod:`dedup.templates`).  Stories
 are the connected components of the link graph.  Both tests depend only on
 the two articles and LSH candidacy is symmetric, so the final stories do not
 depend on arrival order; only story *ids* do (a story is named after the
@@ -28,6 +29,7 @@ import numpy as np
 from .records import Assignment, Entry, Signature
 from .settings import Settings
 from .signature import pair_cosines, pair_reuses
+from .templates import sequence_of, template_blind
 
 Verdict = tuple[bool, float, float]  # (linked, cosine, reuse); reuse is 0 when it was not computed
 
@@ -41,7 +43,9 @@ def verify_pairs(a: Sequence[Signature], b: Sequence[Signature], settings: Setti
     """Is each pair ``(a[k], b[k])`` one story?  All pairs in one batch of vector work.
 
     Cheapest test first: the publication window, then cosine for those in
-    it, then text reuse only for the pairs whose cosine passed.  A pair's
+    it, then text reuse only for the pairs whose cosine passed, and last,
+    for the pairs that pass, whether their shared text is only an outlet
+    template (:mod:`dedup.templates`).  A pair's
     verdict is the same whatever pairs share its batch, and the same both
     ways round.
     """
@@ -58,8 +62,21 @@ def verify_pairs(a: Sequence[Signature], b: Sequence[Signature], settings: Setti
             close.append(k)
     if close:
         for k, r in zip(close, pair_reuses([a[k] for k in close], [b[k] for k in close])):
-            out[k] = (r >= settings.min_reuse, out[k][1], r)
+            c = out[k][1]
+            if r >= settings.min_reuse:  # reuse an outlet template alone gives is no reuse
+                c, r = _template_blind(a[k], b[k], c, r, settings)
+            out[k] = (c >= settings.min_cosine and r >= settings.min_reuse, c, r)
     return out
+
+
+def _template_blind(a: Signature, b: Signature, cos: float, reuse: float, settings: Settings) -> tuple[float, float]:
+    """Cosine and reuse of a pair with an outlet template set aside (:mod:`dedup.templates`); the
+    given ones for a signature made by hand, which records no words."""
+    sa, sb = sequence_of(a), sequence_of(b)
+    if sa is None or sb is None:
+        return cos, reuse
+    blind = template_blind(sa, sb, a.shingles, b.shingles, cos, reuse, settings.template_gap, settings.min_cosine)
+    return blind.cosine, blind.reuse
 
 
 def verify(a: Signature, b: Signature, settings: Settings) -> Verdict:

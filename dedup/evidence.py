@@ -6,15 +6,9 @@ the event is about -- its names, places and figures -- but no text.  Every
 rule here is a pure, symmetric function of the two articles, so the links,
 and the connected components built from them, do not depend on arrival order.
 
-**Template blocks.**  Web outlets wrap every article in the same template
-lines (an archive notice at the tail, a subscription plea at the head).  Two
-unrelated articles of one outlet then share a run of trigrams that carries
-none of either story.  A run of shared trigrams is treated as a template when
-it sits at the same edge (head or tail) of both articles and what remains of
-the two articles outside their template runs is not about the same thing
-(cosine of the remainders below ``min_cosine``).  A rewrite that keeps its
-source's lead verbatim also shares a head run, but its remainder still
-reports the same story, so the run counts as reuse.
+**Templates.**  Text two articles of one outlet share only as its template
+(:mod:`dedup.templates`) is not reuse, at either level: a story link counts
+reuse without it, and an event link reads names outside it.
 
 **Event links.**  Two articles published within the window are one event when
 their word vectors are close (``event_min_cosine``, below which independent
@@ -45,11 +39,12 @@ from .clustering import within_window
 from .records import Signature
 from .settings import Settings
 from .signature import HASH_MASK, trigram_mix, idf, pair_cosines, pair_reuses, term_hash
+from .templates import WordSequence, template_blind
 from .text import NON_CONTENT, split_sentences, tokens
 
 
 @dataclass(frozen=True)
-class TextFeatures:
+class TextFeatures(WordSequence):
     """What the pair rules read of one article beyond its signature, all in text order.
 
     ``words`` are the 24-bit term ids of the content words (as in
@@ -59,10 +54,7 @@ class TextFeatures:
     of fewer than three content words has its words instead).
     """
 
-    words: np.ndarray  # uint32
-    weights: np.ndarray  # float64
     names: np.ndarray  # bool
-    shingles: np.ndarray  # uint32
 
 
 @lru_cache(maxsize=1 << 16)
@@ -121,39 +113,6 @@ def text_features(clean: str) -> TextFeatures:
     )
 
 
-def _edge_runs(positions: np.ndarray, length: int, gap: int) -> tuple[np.ndarray, np.ndarray]:
-    """Which of the sorted ``positions`` (of shared trigrams) form the run at the head, and which the
-    run at the tail, of a sequence of ``length`` trigrams: consecutive positions at most ``gap``
-    apart, the first (last) at most ``gap`` from the edge.  One run may be both."""
-    head = np.zeros(len(positions), dtype=bool)
-    tail = np.zeros(len(positions), dtype=bool)
-    if not len(positions):
-        return head, tail
-    breaks = np.flatnonzero(np.diff(positions) > gap)
-    if positions[0] <= gap:
-        head[: (breaks[0] + 1 if len(breaks) else len(positions))] = True
-    if length - 1 - positions[-1] <= gap:
-        tail[(breaks[-1] + 1 if len(breaks) else 0):] = True
-    return head, tail
-
-
-def _weighted_cosine(a: TextFeatures, keep_a: np.ndarray, b: TextFeatures, keep_b: np.ndarray) -> float:
-    """Cosine of the (1 + log tf) * idf vectors of the kept words of ``a`` and ``b``."""
-
-    def vector(f: TextFeatures, keep: np.ndarray) -> dict[int, float]:
-        ids, counts = np.unique(f.words[keep], return_counts=True)
-        w = dict(zip(f.words[keep].tolist(), f.weights[keep].tolist()))
-        return {i: (1.0 + np.log(n)) * w[i] for i, n in zip(ids.tolist(), counts.tolist())}
-
-    va, vb = vector(a, keep_a), vector(b, keep_b)
-    na = sum(x * x for x in va.values()) ** 0.5
-    nb = sum(x * x for x in vb.values()) ** 0.5
-    if not na or not nb:
-        return 0.0
-    dot = sum(x * vb[i] for i, x in sorted(va.items()) if i in vb)
-    return float(dot / (na * nb))
-
-
 @dataclass(frozen=True)
 class PairEvidence:
     """What two articles share, with outlet templates left out.
@@ -172,49 +131,6 @@ class PairEvidence:
     template: int
 
 
-def _edge_only(f: TextFeatures, common: np.ndarray, gap: int) -> tuple[set[int], set[int]]:
-    """The shared trigram hashes every occurrence of which, in ``f``, lies in its head run; and those
-    every occurrence of which lies in its tail run."""
-    pos = np.flatnonzero(np.isin(f.shingles, common))
-    head, tail = _edge_runs(pos, len(f.shingles), gap)
-    hashes = f.shingles[pos].tolist()
-    only_head = {h for h, x in zip(hashes, head) if x} - {h for h, x in zip(hashes, head) if not x}
-    only_tail = {h for h, x in zip(hashes, tail) if x} - {h for h, x in zip(hashes, tail) if not x}
-    return only_head, only_tail
-
-
-def _template(a: TextFeatures, b: TextFeatures, gap: int) -> tuple[np.ndarray, np.ndarray, set[int]]:
-    """The shared trigrams found only in a run at the same edge of both texts (head of both, or tail
-    of both), and the word masks of ``a`` and ``b`` outside the blocks those runs cover.
-
-    A block must be the smaller part of each text: a template is glued onto an article, and a text
-    that is mostly the other's head or tail (a snap, a page, a re-send) is that article's content.
-    Returns no trigrams when there is no such block.
-    """
-    keep_a = np.ones(len(a.words), dtype=bool)
-    keep_b = np.ones(len(b.words), dtype=bool)
-    common = np.intersect1d(a.shingles, b.shingles)
-    if not len(common) or min(len(a.words), len(b.words)) < 3:
-        return keep_a, keep_b, set()
-    # cheap test first: a run at an edge of both texts starts within ``gap`` of that edge in both
-    at_head = all(np.isin(f.shingles[: gap + 1], common).any() for f in (a, b))
-    at_tail = all(np.isin(f.shingles[-gap - 1:], common).any() for f in (a, b))
-    if not at_head and not at_tail:
-        return keep_a, keep_b, set()
-    (head_a, tail_a), (head_b, tail_b) = _edge_only(a, common, gap), _edge_only(b, common, gap)
-    template_head, template_tail = head_a & head_b, tail_a & tail_b
-    if not template_head and not template_tail:
-        return keep_a, keep_b, set()
-    for f, keep in ((a, keep_a), (b, keep_b)):
-        if template_head:
-            keep[: np.flatnonzero(np.isin(f.shingles, list(template_head))).max() + 3] = False
-        if template_tail:
-            keep[np.flatnonzero(np.isin(f.shingles, list(template_tail))).min():] = False
-        if keep.sum() * 2 <= len(keep):  # the block is not the smaller part of this text
-            return np.ones(len(a.words), dtype=bool), np.ones(len(b.words), dtype=bool), set()
-    return keep_a, keep_b, template_head | template_tail
-
-
 def pair_evidence(a: Signature, b: Signature, fa: TextFeatures, fb: TextFeatures,
                   settings: Settings) -> PairEvidence:
     """The :class:`PairEvidence` of two articles (their signatures and :func:`text_features`)."""
@@ -224,18 +140,9 @@ def pair_evidence(a: Signature, b: Signature, fa: TextFeatures, fb: TextFeatures
 def _evidence(a: Signature, b: Signature, fa: TextFeatures, fb: TextFeatures, cos: float, reuse: float,
               settings: Settings, names: bool) -> PairEvidence:
     """:func:`pair_evidence` from the signatures' cosine and reuse; ``names`` False skips the name sum."""
-    everything = (np.ones(len(fa.words), dtype=bool), np.ones(len(fb.words), dtype=bool))
-    if reuse > 0:
-        keep_a, keep_b, template = _template(fa, fb, settings.template_gap)
-        if template:
-            rest = _weighted_cosine(fa, keep_a, fb, keep_b)
-            if rest < settings.min_cosine:  # the remainders report different things: the runs are template
-                shared = len(set(np.intersect1d(a.shingles, b.shingles).tolist()) - template)
-                n = min(len(a.shingles), len(b.shingles))
-                # setting a template aside only ever removes evidence
-                return PairEvidence(min(cos, rest), min(reuse, shared / n),
-                                    _shared_names(fa, keep_a, fb, keep_b) if names else 0.0, len(template))
-    return PairEvidence(cos, reuse, _shared_names(fa, everything[0], fb, everything[1]) if names else 0.0, 0)
+    blind = template_blind(fa, fb, a.shingles, b.shingles, cos, reuse, settings.template_gap, settings.min_cosine)
+    return PairEvidence(blind.cosine, blind.reuse,
+                        _shared_names(fa, blind.keep_a, fb, blind.keep_b) if names else 0.0, blind.template)
 
 
 def _shared_names(a: TextFeatures, keep_a: np.ndarray, b: TextFeatures, keep_b: np.ndarray) -> float:

@@ -96,8 +96,8 @@ class Settings(DeclaredSettings):
         "Largest gap, in trigrams, inside a run of shared trigrams at the head or tail of two articles "
         "for it to count as one outlet template block: k differing words leave a gap of k + 3, so 7 "
         "lets a block hold a differing time and day stamp of up to four words. When the rest of the two "
-        "articles is below min_cosine, the block is set aside before an event link is weighed (story "
-        "verification counts every shared trigram).",
+        "articles is below min_cosine, the block is set aside: it is not reuse for a story link, and its "
+        "names do not count for an event link.",
     )
     # -- novelty ranking --------------------------------------------------
     same_sentence: float = _setting(
@@ -126,8 +126,8 @@ class Settings(DeclaredSettings):
     )
     store_features: bool = _setting(
         False,
-        "Shared (Redis) index only: records keep each article's term vector and trigrams (~1.1 kB more per "
-        "article, about +50% memory) instead of signing the text again when another process first reads "
+        "Shared (Redis) index only: records keep each article's term vector, trigrams and word hashes (~1.7 kB "
+        "more per article) instead of signing the text again when another process first reads "
         "them (~0.25-1 ms per record). Worth it with several workers on a busy stream; either way the "
         "clusters are the same, and a namespace may hold both kinds of record.",
         group="redis",

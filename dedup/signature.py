@@ -465,6 +465,7 @@ def sign_many(clean_texts: list[str], days: list[int | None], settings: Settings
     gram_seg = (grams >> np.uint64(32)).astype(np.int64)
     grams = (grams & np.uint64(0xFFFFFFFF)).astype(np.uint32)
     gram_starts = _segments(gram_seg, m)
+    word_starts = np.concatenate([[0], np.cumsum(lengths)])
 
     for j, i in enumerate(keep):
         out[i] = Signature(
@@ -474,6 +475,7 @@ def sign_many(clean_texts: list[str], days: list[int | None], settings: Settings
             term_levels=levels[vec_starts[j] : vec_starts[j + 1]],
             shingles=grams[gram_starts[j] : gram_starts[j + 1]],
             day=days[i],
+            words=word_crc[word_starts[j] : word_starts[j + 1]],
         )
     return out
 

@@ -31,7 +31,7 @@ def test_round_trip_gives_back_the_very_same_signature_and_fields():
         assert e.signature.source_crc is not None  # prepare records what it signed
         blob = encode_entry(e)
         back = decode_entry(blob, "k", SETTINGS)
-        for part in ("minhash", "term_ids", "term_weights", "shingles", "term_levels"):
+        for part in ("minhash", "term_ids", "term_weights", "shingles", "term_levels", "words"):
             got, want = getattr(back.signature, part), getattr(e.signature, part)
             assert got.dtype == want.dtype and np.array_equal(got, want), part
         assert back.signature.day == e.signature.day
@@ -51,7 +51,10 @@ def test_a_prepared_article_is_stored_without_its_features_and_signed_again_on_r
     assert flags & DERIVED and nt == nsh == 0
     assert len(blob) == HEADER_SIZE + 4 * nm + 4 * nh + sum(lengths)
     full = encode_entry(dataclasses.replace(e, signature=dataclasses.replace(e.signature, source_crc=None)))
-    assert len(full) - len(blob) == 4 * len(e.signature.term_ids) + 3 * len(e.signature.shingles)
+    # the words in text order ride along with the features: the template test reads them
+    assert len(full) - len(blob) == 4 * len(e.signature.term_ids) + 3 * len(e.signature.shingles) \
+        + 4 * len(e.signature.words)
+    assert np.array_equal(decode_signature(full, "k", SETTINGS).words, e.signature.words)
     assert not blob.startswith(b"\x80")  # not a pickle
 
 
@@ -130,14 +133,15 @@ def test_damaged_records_name_the_key_and_the_part():
         decode_signature(blob[:end - 1], "k", SETTINGS)
 
 
-# A record as codec version 4 writes it (features kept, dated), pinned: records already stored in Redis must
+# A record as codec version 5 writes it (features kept, dated), pinned: records already stored in Redis must
 # keep decoding, whatever builds the codec from its layout declaration.
 STORED = bytes.fromhex(
-    "0401204e0000200000000200000002000000020000000600000005000000020000000a00000008000000130000000000000041e2"
-    "010082c40300c3a6050004890700456b0900864d0b00c72f0d0008120f0049f410008ad61200cbb814000c9b16004d7d18008e5f"
-    "1a00cf411c0010241e005106200092e82100d3ca230014ad2500558f270096712900d7532b0018362d0059182f009afa3000dbdc"
-    "32001cbf34005da136009e833800df653a00010000701101ff03050000ffffff07000000ffffffff776972652f315469746c6541"
-    "50323032342d31302d3034687474703a2f2f78785e0b49ad2851c84f53c82cd1030017ba03c6")
+    "0501204e0000200000000200000002000000020000000600000005000000020000000a0000000800000013000000000000000000"
+    "000041e2010082c40300c3a6050004890700456b0900864d0b00c72f0d0008120f0049f410008ad61200cbb814000c9b16004d7d"
+    "18008e5f1a00cf411c0010241e005106200092e82100d3ca230014ad2500558f270096712900d7532b0018362d0059182f009afa"
+    "3000dbdc32001cbf34005da136009e833800df653a00010000701101ff03050000ffffff07000000ffffffff776972652f315469"
+    "746c654150323032342d31302d3034687474703a2f2f78785e0b49ad2851c84f53c82cd1030017ba03c6"
+)
 
 
 def stored_entry() -> Entry:

@@ -732,7 +732,7 @@ def test_damaged_record_raises_an_error_naming_key_and_field(redis_url):
 def test_another_process_reads_back_the_very_signatures_whichever_way_records_are_stored(
         redis_url, seed_paths, store_features):
     """By default a record keeps the minhash and the text, and a reader with an empty cache signs the
-    text again; with --store-features it keeps the term vector and trigrams (~1.1 kB more).  Either way
+    text again; with --store-features it keeps the term vector, trigrams and word hashes.  Either way
     the reader verifies with bit-identical signatures, so workers agree on every pair."""
     settings = dataclasses.replace(SETTINGS, store_features=store_features)
     dd = Deduper(SETTINGS)  # in process only to sign: the Redis settings go to the indexes
@@ -747,7 +747,7 @@ def test_another_process_reads_back_the_very_signatures_whichever_way_records_ar
         got = reader.signatures([e.id for e in entries])
         again = reader.entries([entries[0].id])[entries[0].id]
     for e in entries:
-        for part in ("minhash", "term_ids", "term_weights", "shingles"):
+        for part in ("minhash", "term_ids", "term_weights", "shingles", "words"):
             assert np.array_equal(getattr(got[e.id], part), getattr(e.signature, part)), (e.id, part)
         assert got[e.id].day == e.signature.day
     assert np.array_equal(again.signature.shingles, entries[0].signature.shingles)

@@ -10,16 +10,19 @@ Layout (little-endian), so the Lua scripts can read what they need with
 :data:`STRINGS`, from which both this codec and the scripts' constants
 (:mod:`dedup.index.lua_scripts`) are built::
 
-    header (46 bytes): u8 version, u8 flags (bit 0: dated, bit 1: features left out),
+    header (50 bytes): u8 version, u8 flags (bit 0: dated, bit 1: features left out),
                        i32 day, u32 n_minhash, u32 n_terms, u32 n_shingles, u32 n_sentences,
-                       u32 len(id), len(title), len(source), len(published), len(url), len(ztext)
+                       u32 len(id), len(title), len(source), len(published), len(url), len(ztext),
+                       u32 n_words
     signature:         minhash u32[n_minhash], term ids u24[n_terms],
                        term weight levels u8[n_terms], shingles u24[n_shingles]
     rest:              sentence hashes u32[n_sentences], id, title, source,
                        published, url (UTF-8), zlib(text)
+    trailer:           words u32[n_words] (with the features only: the word CRCs in
+                       text order that the template test reads, ``Signature.words``)
 
-**Features left out.**  The term vector and trigram hashes that verification
-compares (~1.1 kB of a ~2.5 kB record) are a pure function of the title
+**Features left out.**  The term vector, trigram and word hashes that verification
+compares (~1.7 kB of a ~3 kB record) are a pure function of the title
 and text, which the record keeps anyway for the dashboard.  When the
 signature says it was signed from exactly this title and text
 (``Signature.source_crc``, set by :meth:`dedup.service.Deduper.prepare`),
@@ -60,8 +63,8 @@ from ..records import DedupError, Entry, Signature
 from ..settings import Settings
 from ..signature import quantized_weights, sign_articles, source_crc, weight_levels
 
-CODEC_VERSION = "4"
-_VERSION_BYTE = 4
+CODEC_VERSION = "5"
+_VERSION_BYTE = 5
 DATED, DERIVED = 1, 2  # header flag bits
 
 # The record layout.  The header's fields in order, each with its struct code (little-endian, no padding):
@@ -69,7 +72,7 @@ HEADER_FIELDS = (
     ("version", "B"), ("flags", "B"), ("day", "i"),
     ("n_minhash", "I"), ("n_terms", "I"), ("n_shingles", "I"), ("n_sentences", "I"),
     ("len_id", "I"), ("len_title", "I"), ("len_source", "I"), ("len_published", "I"), ("len_url", "I"),
-    ("len_ztext", "I"),
+    ("len_ztext", "I"), ("n_words", "I"),
 )
 # then the arrays, in order: name (as errors name the part), bytes per item, the header field counting them;
 # the first four are the signature (signature_size)
@@ -80,6 +83,8 @@ ARRAYS = (
 # then the strings, each as long as its header field says: UTF-8 texts, and zlib of the article's text last
 STRINGS = (("id", "len_id"), ("title", "len_title"), ("source", "len_source"), ("published", "len_published"),
            ("url", "len_url"), ("ztext", "len_ztext"))
+# then the trailer: arrays after the strings, which the scripts never read (they stop at the id)
+TRAILER = (("words", 4, "n_words"),)
 HEADER = struct.Struct("<" + "".join(code for _, code in HEADER_FIELDS))
 HEADER_SIZE = HEADER.size
 Header = namedtuple("Header", [name for name, _ in HEADER_FIELDS])  # a header's values by field name
@@ -137,6 +142,7 @@ def encode_entry(entry: Entry, keep_features: bool = False) -> bytes:
         flags |= DERIVED
         features = [b""]
         n_terms = n_shingles = 0
+        words = b""
     else:
         levels = sig.term_levels
         if levels is None or len(levels) != len(sig.term_weights):
@@ -146,11 +152,12 @@ def encode_entry(entry: Entry, keep_features: bool = False) -> bytes:
         features = [_u3(sig.term_ids, "term ids"), np.asarray(levels, dtype=np.uint8).tobytes(),
                     _u3(sig.shingles, "shingles")]
         n_terms, n_shingles = len(sig.term_ids), len(sig.shingles)
+        words = b"" if sig.words is None else _u4(sig.words, "words")
     lengths = {field: len(s) for (_, field), s in zip(STRINGS, [*strings, ztext])}
     header = HEADER.pack(*Header(version=_VERSION_BYTE, flags=flags, day=0 if sig.day is None else int(sig.day),
                                  n_minhash=len(sig.minhash), n_terms=n_terms, n_shingles=n_shingles,
-                                 n_sentences=len(sent) // 4, **lengths))
-    return b"".join([header, _u4(sig.minhash, "minhash"), *features, sent, *strings, ztext])
+                                 n_sentences=len(sent) // 4, n_words=len(words) // 4, **lengths))
+    return b"".join([header, _u4(sig.minhash, "minhash"), *features, sent, *strings, ztext, words])
 
 
 def signature_size(n_minhash: int, n_terms: int, n_shingles: int) -> int:
@@ -194,6 +201,7 @@ class _Parsed(NamedTuple):
     shingles: np.ndarray
     sentences: np.ndarray
     strings: list[bytes]  # id, title, source, published, url, ztext
+    words: np.ndarray | None
 
 
 def _parse(blob: bytes, key: str, num_perm: int) -> _Parsed:
@@ -209,17 +217,23 @@ def _parse(blob: bytes, key: str, num_perm: int) -> _Parsed:
         if name == "term weights" and n and not arrays[name].all():
             raise CorruptRecord(key, name, "holds a zero weight level")
     lengths = [getattr(head, field) for _, field in STRINGS]
-    if pos + sum(lengths) != len(blob):
-        raise CorruptRecord(key, "strings", f"lengths add up to {pos + sum(lengths)} bytes, record has {len(blob)}")
+    trailer = sum(size * getattr(head, count) for _, size, count in TRAILER)
+    if pos + sum(lengths) + trailer != len(blob):
+        raise CorruptRecord(key, "strings", f"lengths add up to {pos + sum(lengths) + trailer} bytes, "
+                            f"record has {len(blob)}")
     strings = []
     for n in lengths:
         strings.append(blob[pos:pos + n])
         pos += n
+    for name, size, count in TRAILER:
+        arrays[name] = _array(blob, pos, getattr(head, count), size, key, name)
+        pos += size * getattr(head, count)
     derived = bool(head.flags & DERIVED)
-    if derived and (head.n_terms or head.n_shingles):
+    if derived and (head.n_terms or head.n_shingles or head.n_words):
         raise CorruptRecord(key, "header", "says the features were left out but holds some")
     return _Parsed(head.day if head.flags & DATED else None, derived, arrays["minhash"], arrays["term ids"],
-                   arrays["term weights"], arrays["shingles"], arrays["sentence hashes"], strings)
+                   arrays["term weights"], arrays["shingles"], arrays["sentence hashes"], strings,
+                   arrays["words"] if head.n_words else None)
 
 
 def _text(p: _Parsed, key: str) -> str:
@@ -238,7 +252,7 @@ def _signatures(parsed: list[tuple[_Parsed, str, str, str]], settings: Settings)
             todo.append(i)
         else:
             out[i] = Signature(minhash=p.minhash, term_ids=p.ids, term_weights=quantized_weights(p.levels),
-                               shingles=p.shingles, day=p.day, term_levels=p.levels)
+                               shingles=p.shingles, day=p.day, term_levels=p.levels, words=p.words)
     if todo:
         signed = sign_articles([parsed[i][3] for i in todo], [parsed[i][2] for i in todo],
                                [parsed[i][0].day for i in todo], settings)
