@@ -77,6 +77,14 @@ def _word_tokens(word: str) -> list[str]:
     return tokens(word)
 
 
+@lru_cache(maxsize=1 << 18)
+def _word(word: str) -> tuple[tuple[tuple[int, float], ...], bool, bool]:
+    """What :func:`text_features` reads of one whitespace-delimited word, cached (words repeat):
+    its content terms' (CRC32, IDF), whether it holds a digit, whether it starts with a capital."""
+    terms = tuple(term for term in map(_term, _word_tokens(word)) if term is not None)
+    return terms, bool(_DIGIT.search(word)), word.lstrip("\"'([{")[:1].isupper()
+
+
 def text_features(clean: str) -> TextFeatures:
     """The :class:`TextFeatures` of a normalized text (:func:`dedup.text.normalize`).
 
@@ -88,20 +96,14 @@ def text_features(clean: str) -> TextFeatures:
     names: list[bool] = []
     for line in clean.split("\n"):
         for sentence in split_sentences(line):
-            words = sentence.split()
+            words = [_word(w) for w in sentence.split()]
             # In a headline written in title case or capitals, capitals say nothing about names.
-            headline = sum(1 for w in words if w.lstrip("\"'([{")[:1].isupper()) * 2 > len(words)
-            for k, word in enumerate(words):
-                named = None
-                for t in _word_tokens(word):
-                    term = _term(t)
-                    if term is None:
-                        continue
-                    if named is None:
-                        named = bool(_DIGIT.search(word)) or (
-                            k > 0 and not headline and word.lstrip("\"'([{")[:1].isupper())
-                    ids.append(term[0])
-                    weights.append(term[1])
+            headline = sum(upper for _, _, upper in words) * 2 > len(words)
+            for k, (terms, digit, upper) in enumerate(words):
+                named = digit or (k > 0 and not headline and upper)
+                for crc, weight in terms:
+                    ids.append(crc)
+                    weights.append(weight)
                     names.append(named)
     crc = np.array(ids, dtype=np.uint32)
     shingles = trigram_mix(crc) & HASH_MASK if len(crc) >= 3 else crc & HASH_MASK
