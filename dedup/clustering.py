@@ -29,7 +29,7 @@ import numpy as np
 from .records import Assignment, Entry, Signature
 from .settings import Settings
 from .signature import pair_cosines, pair_reuses
-from .templates import sequence_of, template_blind
+from .templates import SignedSequence, at_same_edge, template_blind
 
 Verdict = tuple[bool, float, float]  # (linked, cosine, reuse); reuse is 0 when it was not computed
 
@@ -72,10 +72,10 @@ def verify_pairs(a: Sequence[Signature], b: Sequence[Signature], settings: Setti
 def _template_blind(a: Signature, b: Signature, cos: float, reuse: float, settings: Settings) -> tuple[float, float]:
     """Cosine and reuse of a pair with an outlet template set aside (:mod:`dedup.templates`); the
     given ones for a signature made by hand, which records no words."""
-    sa, sb = sequence_of(a), sequence_of(b)
-    if sa is None or sb is None:
+    if not at_same_edge(a, b, settings.template_gap):  # most pairs: no block can be at an edge of both
         return cos, reuse
-    blind = template_blind(sa, sb, a.shingles, b.shingles, cos, reuse, settings.template_gap, settings.min_cosine)
+    blind = template_blind(SignedSequence(a), SignedSequence(b), a.shingles, b.shingles, cos, reuse,
+                           settings.template_gap, settings.min_cosine)
     return blind.cosine, blind.reuse
 
 

@@ -39,12 +39,12 @@ from .clustering import within_window
 from .records import Signature
 from .settings import Settings
 from .signature import HASH_MASK, trigram_mix, idf, pair_cosines, pair_reuses, term_hash
-from .templates import WordSequence, template_blind
+from .templates import template_blind
 from .text import NON_CONTENT, split_sentences, tokens
 
 
 @dataclass(frozen=True)
-class TextFeatures(WordSequence):
+class TextFeatures:
     """What the pair rules read of one article beyond its signature, all in text order.
 
     ``words`` are the 24-bit term ids of the content words (as in
@@ -54,7 +54,10 @@ class TextFeatures(WordSequence):
     of fewer than three content words has its words instead).
     """
 
+    words: np.ndarray  # uint32
+    weights: np.ndarray  # float64
     names: np.ndarray  # bool
+    shingles: np.ndarray  # uint32
 
 
 @lru_cache(maxsize=1 << 16)

@@ -19,6 +19,8 @@ here is pure and symmetric in its two articles.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import cached_property
+from typing import Protocol
 
 import numpy as np
 
@@ -26,39 +28,71 @@ from .records import Signature
 from .signature import HASH_MASK, trigram_mix
 
 
-@dataclass(frozen=True)
-class WordSequence:
+class WordSequence(Protocol):
     """An article's content words in text order: ``words`` their 24-bit term ids, ``weights`` a weight
     per word (its IDF, up to a factor common to the article), ``shingles`` the hash of the trigram
     starting at each word (an article of fewer than three words has its words instead)."""
 
-    words: np.ndarray  # uint32
-    weights: np.ndarray  # float64
-    shingles: np.ndarray  # uint32
+    @property
+    def words(self) -> np.ndarray: ...  # uint32
+
+    @property
+    def weights(self) -> np.ndarray: ...  # float64
+
+    @property
+    def shingles(self) -> np.ndarray: ...  # uint32
 
 
-def sequence_of(sig: Signature) -> WordSequence | None:
-    """The :class:`WordSequence` of a signature that records its words (``Signature.words``), else None.
+class SignedSequence:
+    """The :class:`WordSequence` of a signature that records its words (``Signature.words``).
 
     The per-word weight is read back from the signature's term vector,
     whose weight of a term is ``(1 + log tf) * idf`` scaled to unit norm:
     dividing by ``1 + log tf`` leaves the IDF times the article's scale,
-    which no cosine sees.  The trigrams are hashed as signing hashes
-    them, so they are the values of ``Signature.shingles``, in text order.
+    which no cosine sees; it is worked out only when a cosine asks.  The
+    trigrams are hashed as signing hashes them, so they are the values of
+    ``Signature.shingles``, in text order.
     """
-    if sig.words is None:
-        return None
-    crc = np.asarray(sig.words, dtype=np.uint32)
-    words = crc & HASH_MASK
-    ids, counts = np.unique(words, return_counts=True)
-    at = np.searchsorted(sig.term_ids, ids)
-    found = (at < len(sig.term_ids)) & (sig.term_ids[np.minimum(at, len(sig.term_ids) - 1)] == ids) \
-        if len(sig.term_ids) else np.zeros(len(ids), dtype=bool)
-    per_term = np.zeros(len(ids), dtype=np.float64)
-    per_term[found] = sig.term_weights[at[found]] / (1.0 + np.log(counts[found]))
-    weights = per_term[np.searchsorted(ids, words)]
-    shingles = (trigram_mix(crc) & HASH_MASK) if len(crc) >= 3 else words
-    return WordSequence(words, weights, shingles.astype(np.uint32))
+
+    def __init__(self, sig: Signature) -> None:
+        assert sig.words is not None
+        self._sig = sig
+        crc = np.asarray(sig.words, dtype=np.uint32)
+        self.words = crc & HASH_MASK
+        self.shingles = ((trigram_mix(crc) & HASH_MASK) if len(crc) >= 3 else self.words).astype(np.uint32)
+
+    @cached_property
+    def weights(self) -> np.ndarray:
+        sig, words = self._sig, self.words
+        ids, counts = np.unique(words, return_counts=True)
+        at = np.searchsorted(sig.term_ids, ids)
+        found = (at < len(sig.term_ids)) & (sig.term_ids[np.minimum(at, len(sig.term_ids) - 1)] == ids) \
+            if len(sig.term_ids) else np.zeros(len(ids), dtype=bool)
+        per_term = np.zeros(len(ids), dtype=np.float64)
+        per_term[found] = sig.term_weights[at[found]] / (1.0 + np.log(counts[found]))
+        return per_term[np.searchsorted(ids, words)]
+
+
+def sequence_of(sig: Signature) -> SignedSequence | None:
+    """The :class:`SignedSequence` of a signature, None for one made by hand (no words recorded)."""
+    return None if sig.words is None else SignedSequence(sig)
+
+
+def at_same_edge(a: Signature, b: Signature, gap: int) -> bool:
+    """Whether some trigram within ``gap`` of the head of both texts, or of the tail of both, is shared:
+    a cheap test that :func:`edge_blocks` can find a block, from a few trigrams of each signature's
+    words looked up in the other's sorted trigrams."""
+    if a.words is None or b.words is None:
+        return False
+
+    def near(sig: Signature, other: Signature, head: bool) -> bool:
+        crc = np.asarray(sig.words[: gap + 3] if head else sig.words[-gap - 3:], dtype=np.uint32)
+        grams = (trigram_mix(crc) & HASH_MASK) if len(crc) >= 3 else crc & HASH_MASK
+        at = np.searchsorted(other.shingles, grams)
+        return bool((other.shingles[np.minimum(at, len(other.shingles) - 1)] == grams).any()) \
+            if len(other.shingles) else False
+
+    return (near(a, b, True) and near(b, a, True)) or (near(a, b, False) and near(b, a, False))
 
 
 def _edge_runs(positions: np.ndarray, length: int, gap: int) -> tuple[np.ndarray, np.ndarray]:
@@ -77,20 +111,26 @@ def _edge_runs(positions: np.ndarray, length: int, gap: int) -> tuple[np.ndarray
     return head, tail
 
 
-def _edge_only(shingles: np.ndarray, common: np.ndarray, gap: int) -> tuple[set[int], set[int]]:
-    """The shared trigram hashes every occurrence of which lies in the head run; and those every
-    occurrence of which lies in the tail run."""
-    pos = np.flatnonzero(np.isin(shingles, common))
+def _members(values: np.ndarray, sorted_set: np.ndarray) -> np.ndarray:
+    """Which of ``values`` are in ``sorted_set`` (sorted, distinct): a mask."""
+    if not len(sorted_set):
+        return np.zeros(len(values), dtype=bool)
+    at = np.minimum(np.searchsorted(sorted_set, values), len(sorted_set) - 1)
+    return sorted_set[at] == values
+
+
+def _edge_only(shingles: np.ndarray, shared: np.ndarray, gap: int) -> tuple[np.ndarray, np.ndarray]:
+    """Of the trigrams at the ``shared`` positions, the hashes every occurrence of which lies in the
+    head run, and those every occurrence of which lies in the tail run (each sorted, distinct)."""
+    pos = np.flatnonzero(shared)
     head, tail = _edge_runs(pos, len(shingles), gap)
-    hashes = shingles[pos].tolist()
-    only_head = {h for h, x in zip(hashes, head) if x} - {h for h, x in zip(hashes, head) if not x}
-    only_tail = {h for h, x in zip(hashes, tail) if x} - {h for h, x in zip(hashes, tail) if not x}
-    return only_head, only_tail
+    hashes = shingles[pos]
+    return (np.setdiff1d(hashes[head], hashes[~head]), np.setdiff1d(hashes[tail], hashes[~tail]))
 
 
-def edge_blocks(a: WordSequence, b: WordSequence, gap: int) -> tuple[np.ndarray, np.ndarray, set[int]]:
+def edge_blocks(a: WordSequence, b: WordSequence, gap: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """The shared trigrams found only in a run at the same edge of both texts (head of both, or tail
-    of both), and the word masks of ``a`` and ``b`` outside the blocks those runs cover.
+    of both), sorted, and the word masks of ``a`` and ``b`` outside the blocks those runs cover.
 
     A block must be the smaller part of each text: a template is glued onto an article, and a text
     that is mostly the other's head or tail (a snap, a page, a re-send) is that article's content.
@@ -98,43 +138,46 @@ def edge_blocks(a: WordSequence, b: WordSequence, gap: int) -> tuple[np.ndarray,
     """
     keep_a = np.ones(len(a.words), dtype=bool)
     keep_b = np.ones(len(b.words), dtype=bool)
+    none = np.empty(0, dtype=np.uint32)
     common = np.intersect1d(a.shingles, b.shingles)
     if not len(common) or min(len(a.words), len(b.words)) < 3:
-        return keep_a, keep_b, set()
+        return keep_a, keep_b, none
+    shared_a, shared_b = _members(a.shingles, common), _members(b.shingles, common)
     # cheap test first: a run at an edge of both texts starts within ``gap`` of that edge in both
-    at_head = all(np.isin(s.shingles[: gap + 1], common).any() for s in (a, b))
-    at_tail = all(np.isin(s.shingles[-gap - 1:], common).any() for s in (a, b))
+    at_head = shared_a[: gap + 1].any() and shared_b[: gap + 1].any()
+    at_tail = shared_a[-gap - 1:].any() and shared_b[-gap - 1:].any()
     if not at_head and not at_tail:
-        return keep_a, keep_b, set()
-    (head_a, tail_a), (head_b, tail_b) = _edge_only(a.shingles, common, gap), _edge_only(b.shingles, common, gap)
-    template_head, template_tail = head_a & head_b, tail_a & tail_b
-    if not template_head and not template_tail:
-        return keep_a, keep_b, set()
+        return keep_a, keep_b, none
+    (head_a, tail_a), (head_b, tail_b) = _edge_only(a.shingles, shared_a, gap), _edge_only(b.shingles, shared_b, gap)
+    template_head = np.intersect1d(head_a, head_b, assume_unique=True)
+    template_tail = np.intersect1d(tail_a, tail_b, assume_unique=True)
+    if not len(template_head) and not len(template_tail):
+        return keep_a, keep_b, none
     for s, keep in ((a, keep_a), (b, keep_b)):
-        if template_head:
-            keep[: np.flatnonzero(np.isin(s.shingles, list(template_head))).max() + 3] = False
-        if template_tail:
-            keep[np.flatnonzero(np.isin(s.shingles, list(template_tail))).min():] = False
+        if len(template_head):
+            keep[: np.flatnonzero(_members(s.shingles, template_head)).max() + 3] = False
+        if len(template_tail):
+            keep[np.flatnonzero(_members(s.shingles, template_tail)).min():] = False
         if keep.sum() * 2 <= len(keep):  # the block is not the smaller part of this text
-            return np.ones(len(a.words), dtype=bool), np.ones(len(b.words), dtype=bool), set()
-    return keep_a, keep_b, template_head | template_tail
+            return np.ones(len(a.words), dtype=bool), np.ones(len(b.words), dtype=bool), none
+    return keep_a, keep_b, np.union1d(template_head, template_tail)
 
 
 def weighted_cosine(a: WordSequence, keep_a: np.ndarray, b: WordSequence, keep_b: np.ndarray) -> float:
     """Cosine of the (1 + log tf) * weight vectors of the kept words of ``a`` and ``b``."""
 
-    def vector(s: WordSequence, keep: np.ndarray) -> dict[int, float]:
-        ids, counts = np.unique(s.words[keep], return_counts=True)
-        w = dict(zip(s.words[keep].tolist(), s.weights[keep].tolist()))
-        return {i: (1.0 + np.log(n)) * w[i] for i, n in zip(ids.tolist(), counts.tolist())}
+    def vector(s: WordSequence, keep: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        words, weights = s.words[keep], s.weights[keep]
+        # a word's weight as its last occurrence gives it (two words whose 24-bit ids collide share one)
+        ids, last, counts = np.unique(words[::-1], return_index=True, return_counts=True)
+        return ids, (1.0 + np.log(counts)) * weights[::-1][last]
 
-    va, vb = vector(a, keep_a), vector(b, keep_b)
-    na = sum(x * x for x in va.values()) ** 0.5
-    nb = sum(x * x for x in vb.values()) ** 0.5
+    (ia, va), (ib, vb) = vector(a, keep_a), vector(b, keep_b)
+    na, nb = float(np.sqrt(np.dot(va, va))), float(np.sqrt(np.dot(vb, vb)))
     if not na or not nb:
         return 0.0
-    dot = sum(x * vb[i] for i, x in sorted(va.items()) if i in vb)
-    return float(dot / (na * nb))
+    _, at_a, at_b = np.intersect1d(ia, ib, assume_unique=True, return_indices=True)
+    return float(np.dot(va[at_a], vb[at_b]) / (na * nb))
 
 
 @dataclass(frozen=True)
@@ -158,15 +201,17 @@ def template_blind(a: WordSequence, b: WordSequence, sorted_a: np.ndarray, sorte
     ``sorted_a``/``sorted_b`` are the articles' sorted distinct trigram hashes (what ``reuse`` was
     counted on); setting a template aside only ever lowers the cosine and the reuse.
     """
-    keep_a, keep_b, template = edge_blocks(a, b, settings_gap) if reuse > 0 else (None, None, set())
-    if template:
+    keep_a, keep_b, template = edge_blocks(a, b, settings_gap) if reuse > 0 else (None, None, [])
+    if len(template):
         rest = weighted_cosine(a, keep_a, b, keep_b)
         if rest < min_cosine:  # the remainders report different things: the runs are template
-            shared = len(set(np.intersect1d(sorted_a, sorted_b).tolist()) - template)
+            shared = len(np.setdiff1d(np.intersect1d(sorted_a, sorted_b, assume_unique=True), template,
+                                      assume_unique=True))
             n = min(len(sorted_a), len(sorted_b))
             return Blind(min(cos, rest), min(reuse, shared / n if n else 0.0), len(template), keep_a, keep_b)
     everything = np.ones(len(a.words), dtype=bool), np.ones(len(b.words), dtype=bool)
     return Blind(cos, reuse, 0, *everything)
 
 
-__all__ = ["WordSequence", "sequence_of", "edge_blocks", "weighted_cosine", "Blind", "template_blind"]
+__all__ = ["WordSequence", "SignedSequence", "sequence_of", "at_same_edge", "edge_blocks", "weighted_cosine", "Blind",
+           "template_blind"]
