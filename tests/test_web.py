@@ -880,3 +880,31 @@ def test_browser_renders_the_api_docs_offline(browser, dd):
         assert "dedup dashboard" in page.locator(".swagger-ui .info .title").inner_text()
         assert page.locator(".opblock-summary-path", has_text="/api/stories").count() >= 1
         assert not outside and not problems, (outside, problems)
+
+
+# -- wire vs other, exports, keyboard, admin kill ----------------------------
+def test_is_wire_matches_agency_names_not_lookalikes():
+    for name in ("AP", "Reuters", "reuters UK", "PA", "PA Media", "PA News", "AFP", "dpa", "AP/Berlin", " Reuters "):
+        assert views.is_wire(name), name
+    for name in ("", "Paris Match", "Apple Daily", "Reutersville Gazette", "guardian", "BBC News", "dpa2"):
+        assert not views.is_wire(name), name
+    assert views.is_wire("Wire One", ("Wire One",)) and not views.is_wire("PA", ("Wire One",))
+
+
+def test_list_counts_wire_and_other_articles(dd):
+    when = dt.datetime(2024, 5, 1, 8, 0)
+    for n, src in enumerate(("Reuters", "PA Media", "Daily Mirror", "guardian")):
+        dd.add(Article(f"fire/{n}", "A fire destroyed the old mill in Leeds overnight and firefighters fought the "
+                       "blaze for six hours. Nobody was hurt, the fire service said. " + "Smoke drifted." * n,
+                       title="Mill fire", source=src, published=when + dt.timedelta(hours=n)))
+    story = dd.story_of("fire/0")
+    client = TestClient(create_app(dd))
+    row = next(s for s in client.get("/api/stories").json()["stories"] if s["id"] == story)
+    assert (row["wire"], row["other"]) == (2, 2)
+    html = client.get("/").text
+    assert re.search(rf'data-story="{re.escape(story)}">.*?<td class="wire">2 wire, 2 other</td>', html, re.S)
+    seeds = next(s for s in client.get("/api/stories").json()["stories"] if s["id"] == S0)
+    assert (seeds["wire"], seeds["other"]) == (0, 2)  # the seeds name no source
+    own = TestClient(create_app(dd, wire_sources=("Daily Mirror",)))
+    row = next(s for s in own.get("/api/stories").json()["stories"] if s["id"] == story)
+    assert (row["wire"], row["other"]) == (1, 3)

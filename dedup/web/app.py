@@ -33,8 +33,8 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from ..records import BadInput, IndexMismatch, IndexUnavailable
 from ..service import Deduper
-from .views import (MIN_SIZE, PER_PAGE, SORTS, Dashboard, Filters, NotFound, article_url, compare_url, event_url,
-                    story_url, to_json)
+from .views import (MIN_SIZE, PER_PAGE, SORTS, WIRE_SOURCES, Dashboard, Filters, NotFound, article_url, compare_url,
+                    event_url, story_url, to_json)
 
 TEMPLATES = Path(__file__).parent / "templates"
 #: largest request body the write API reads; an article is a few kB, a long one well under 1 MB
@@ -126,15 +126,16 @@ def _api(request: Request) -> bool:
 
 
 def create_app(deduper: Deduper, admin_token: str | None = None, poll_seconds: float = 3.0,
-               max_body: int = MAX_BODY) -> FastAPI:
+               max_body: int = MAX_BODY, wire_sources: tuple[str, ...] = WIRE_SOURCES) -> FastAPI:
     """Build the dashboard over any Deduper (in-process or Redis).
 
     ``admin_token`` enables the write API (ingest, delete); without it the
     dashboard is read-only, so a public viewer cannot change the index.
     ``poll_seconds`` is how often the list page asks for news; ``max_body``
-    the largest request body accepted (413 beyond, before reading it).
+    the largest request body accepted (413 beyond, before reading it);
+    ``wire_sources`` the news agencies the list counts as wire (:data:`~dedup.web.views.WIRE_SOURCES`).
     """
-    dash = Dashboard(deduper)
+    dash = Dashboard(deduper, wire_sources)
     templates = _templates()
     app = FastAPI(
         title="dedup dashboard",

@@ -35,6 +35,16 @@ MAX_PER_PAGE = 200
 SORTS = {"activity": "latest activity", "size": "most articles", "first": "newest first seen"}
 #: an editor looks for stories many outlets ran, so single-article stories are hidden unless asked for
 MIN_SIZE = 2
+#: News agencies whose copy other outlets run: a source is wire when its name is one of these or starts
+#: with one followed by a space or punctuation ("PA", "PA Media", "Reuters UK", "AP/Berlin"), ignoring case.
+#: Generic agency names only, so a feed's own outlets are never guessed at; pass ``wire_sources`` to
+#: :class:`Dashboard` (``create_app``) for another list.
+WIRE_SOURCES = (
+    "AP", "Associated Press", "Reuters", "AFP", "Agence France-Presse", "PA", "PA Media", "Press Association",
+    "dpa", "Deutsche Presse-Agentur", "ANSA", "EFE", "Kyodo", "Xinhua", "UPI", "United Press International",
+    "AAP", "Australian Associated Press", "Canadian Press", "ANP", "APA", "Belga", "TASS", "Yonhap", "PTI",
+    "Press Trust of India",
+)
 
 
 class NotFound(KeyError):
@@ -52,6 +62,16 @@ def _path_id(kind: str, item_id: str) -> str:
     if item_id in ("", ".", ".."):
         return f"/{kind}?" + urlencode({"id": item_id})
     return f"/{kind}/" + quote(item_id, safe="")
+
+
+def is_wire(source: str, wire_sources: tuple[str, ...] = WIRE_SOURCES) -> bool:
+    """Whether ``source`` names a news agency of ``wire_sources`` (see :data:`WIRE_SOURCES`)."""
+    name = " ".join(source.split()).casefold()
+    for wire in wire_sources:
+        w = wire.casefold()
+        if name == w or (name.startswith(w) and not name[len(w)].isalnum()):
+            return True
+    return False
 
 
 def story_url(story_id: str) -> str:
@@ -212,6 +232,8 @@ class StorySummary(StoryHeader):
     event: str = ""  # the event among the listed stories
     related: int = 0  # other listed stories of the same event
     event_url: str = ""
+    wire: int = 0  # articles from a news agency (WIRE_SOURCES)
+    other: int = 0  # articles from other outlets
 
 
 @dataclass
@@ -376,8 +398,9 @@ class Dashboard:
     #: list pages whose events are kept (LRU): pages differ by filters and order
     EVENT_CACHE = 256
 
-    def __init__(self, deduper: Deduper) -> None:
+    def __init__(self, deduper: Deduper, wire_sources: tuple[str, ...] = WIRE_SOURCES) -> None:
         self.dd = deduper
+        self.wire_sources = tuple(wire_sources)
         self.lock = threading.RLock()
         self._outlines: OrderedDict[tuple[str, int], StorySummary] = OrderedDict()
         self._facts: dict[str, _Facts] = {}
@@ -473,8 +496,10 @@ class Dashboard:
                 es = [entries[a] for a in members.get(sid, ()) if a in entries]
                 if es:
                     o = outline_story(sid, es, self.dd.settings, counts)
+                    wire = sum(1 for e in es if is_wire(e.source, self.wire_sources))
                     self._outlines[(sid, v)] = StorySummary(
-                        o.id, o.headline, o.size, o.sources, o.first_published, o.last_published, o.most_complete)
+                        o.id, o.headline, o.size, o.sources, o.first_published, o.last_published, o.most_complete,
+                        wire=wire, other=len(es) - wire)
             while len(self._outlines) > self.OUTLINE_CACHE:
                 self._outlines.popitem(last=False)
         rows = []
@@ -702,4 +727,4 @@ class Dashboard:
 
 
 __all__ = ["Dashboard", "Filters", "NotFound", "BadInput", "highlight", "to_json", "PER_PAGE", "SORTS", "MIN_SIZE",
-           "story_url", "article_url", "compare_url", "event_url", "relative_span"]
+           "story_url", "article_url", "compare_url", "event_url", "relative_span", "WIRE_SOURCES", "is_wire"]
