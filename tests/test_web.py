@@ -908,3 +908,48 @@ def test_list_counts_wire_and_other_articles(dd):
     own = TestClient(create_app(dd, wire_sources=("Daily Mirror",)))
     row = next(s for s in own.get("/api/stories").json()["stories"] if s["id"] == story)
     assert (row["wire"], row["other"]) == (1, 3)
+
+
+def test_coverage_chart_buckets_articles_over_the_span():
+    hours = views.coverage_chart(["2024-05-01T08:10:00+00:00", "2024-05-01T08:50:00+00:00",
+                                  "2024-05-01T11:05:00+00:00", "", "not a date"])
+    assert hours.unit == "hour" and [b.count for b in hours.bars] == [2, 0, 0, 1]
+    assert hours.bars[0].height == views.CHART_HEIGHT - 2 and hours.bars[3].height == (views.CHART_HEIGHT - 2) / 2
+    assert hours.bars[0].start == "01 May 2024 08:00" and hours.bars[1].x > hours.bars[0].x + hours.bars[0].width
+    assert "3 dated articles" in hours.label and "most in one hour: 2, from 01 May 2024 08:00" in hours.label
+    assert "2 undated articles not shown" in hours.label
+    days = views.coverage_chart([f"2024-05-{d:02d}T12:00:00" for d in (1, 1, 1, 9, 20)])
+    assert days.unit == "day" and len(days.bars) == 20 and sum(b.count for b in days.bars) == 5
+    assert all(b.x + b.width <= views.CHART_WIDTH for b in days.bars)
+    weeks = views.coverage_chart(["1999-01-01", "1999-05-01"])
+    assert weeks.unit == "week" and len(weeks.bars) <= views.CHART_BARS
+    assert views.coverage_chart(["", ""]) is None
+
+
+def test_story_page_charts_coverage_and_gives_similarity_to_the_most_complete(client, dd):
+    when = dt.datetime(2024, 5, 1, 8, 0)
+    for n in range(3):
+        dd.add(Article(f"quake/{n}", "An earthquake of magnitude 6.1 shook central Chile on Tuesday, damaging old "
+                       "buildings in two towns. Power was cut to forty thousand homes, the grid operator said. "
+                       + ("Schools were closed for the day. " * (n == 1)) + ("Aftershocks followed at dawn." * (n == 2)),
+                       title="Chile earthquake", source="AP", published=when + dt.timedelta(hours=5 * n)))
+    story = dd.story_of("quake/0")
+    html = client.get(views.story_url(story)).text
+    svg = re.search(r'<svg role="img" aria-labelledby="chart-title"[^>]*>(.*?)</svg>', html, re.S)
+    assert svg and '<title id="chart-title">Coverage over time: 3 dated articles' in svg[1]
+    assert [int(c) for c in re.findall(r'data-count="(\d+)"', svg[1])] == [1, 1, 1]
+    assert "articles per hour" in html
+    data = client.get(f"/api/stories/{quote(story, safe='')}").json()
+    assert data["chart"]["unit"] == "hour" and len(data["chart"]["bars"]) == 11
+    best = next(v for v in data["variants"] if v["most_complete"])
+    assert best["similarity"] == 1.0
+    for v in data["variants"]:
+        if v["id"] != best["id"]:  # the compare page's figure for the same pair
+            pair = client.get("/api/compare", params={"story": story, "a": best["id"], "b": v["id"]}).json()
+            assert v["similarity"] == pair["similarity"] and 0.5 < v["similarity"] < 1.0
+    cells = re.findall(r'<td class="num similarity">(.*?)</td>', html, re.S)
+    assert cells.count("–") == 1 and sum("%</a>" in c for c in cells) == 2
+    seeds = client.get(f"/api/stories/{S0}").json()
+    assert seeds["chart"] is None and "<svg" not in client.get(f"/story/{S0}").text  # undated: no chart
+    assert {v["id"]: v["similarity"] for v in seeds["variants"]}[S1] == \
+        client.get("/api/compare", params={"story": S0, "a": S0, "b": S1}).json()["similarity"]

@@ -47,6 +47,13 @@ WIRE_SOURCES = (
 )
 
 
+CHART_WIDTH, CHART_HEIGHT = 240, 44
+#: chart buckets, smallest first: the first that needs at most CHART_BARS bars is used
+CHART_UNITS = (("hour", 3600), ("6 hours", 6 * 3600), ("day", 86400), ("week", 7 * 86400),
+               ("30 days", 30 * 86400), ("year", 365 * 86400))
+CHART_BARS = 24
+
+
 class NotFound(KeyError):
     """A story or article id that is not in the index; pages answer 404."""
 
@@ -273,6 +280,32 @@ class VariantView:
     segments: list[Segment]
     words: int = 0
     url_page: str = ""  # the article's page on the dashboard
+    similarity: float = 1.0  # share of its sentences and the most complete's that pair up (compare's alignment)
+
+
+@dataclass
+class Bar:
+    """One time bucket of the coverage chart, in SVG user units."""
+
+    start: str  # the bucket's first moment, as shown
+    count: int
+    x: float
+    y: float
+    width: float
+    height: float
+
+
+@dataclass
+class Chart:
+    """Articles per time bucket, drawn server-side as a small SVG; ``label`` says it in words."""
+
+    bars: list[Bar]
+    unit: str  # "hour", "6 hours", "day", ...
+    first: str
+    last: str
+    label: str
+    width: int = CHART_WIDTH
+    height: int = CHART_HEIGHT
 
 
 @dataclass
@@ -282,6 +315,7 @@ class StoryView(StoryHeader):
     variants: list[VariantView]
     core: list[str]  # most complete variant's sentences that other variants also carry
     timeline: list[dict[str, str]] = field(default_factory=list)
+    chart: Chart | None = None  # None when no article is dated
 
 
 @dataclass
@@ -358,6 +392,48 @@ def highlight(text: str, unique: list[str]) -> list[Segment]:
     return segments
 
 
+def _shown_time(when: dt.datetime, unit: int) -> str:
+    return when.strftime("%d %b %Y %H:%M" if unit < 86400 else "%d %b %Y")
+
+
+def coverage_chart(published: list[str]) -> Chart | None:
+    """Articles per time bucket over a story's span, the bucket size chosen so at most CHART_BARS bars show.
+
+    Undated articles are left out of the bars and counted in the label.
+    """
+    times = sorted(t for t in (_when(p) for p in published if p) if t is not None)
+    undated = len(published) - len(times)
+    if not times:
+        return None
+    first, last = times[0], times[-1]
+    origin = first.replace(minute=0, second=0, microsecond=0)
+    name, unit = CHART_UNITS[-1]
+    for name, unit in CHART_UNITS:
+        if unit >= 86400:
+            origin = first.replace(hour=0, minute=0, second=0, microsecond=0)
+        if (last - origin).total_seconds() // unit + 1 <= CHART_BARS:
+            break
+    n = int((last - origin).total_seconds() // unit) + 1
+    counts = [0] * n
+    for t in times:
+        counts[int((t - origin).total_seconds() // unit)] += 1
+    top = max(counts)
+    slot = CHART_WIDTH / n
+    gap = min(2.0, slot / 4)
+    bars = []
+    for i, c in enumerate(counts):
+        h = (CHART_HEIGHT - 2) * c / top if c else 0.0
+        bars.append(Bar(_shown_time(origin + dt.timedelta(seconds=unit * i), unit), c, round(i * slot + gap / 2, 2),
+                        round(CHART_HEIGHT - h, 2), round(slot - gap, 2), round(h, 2)))
+    peak = max(bars, key=lambda b: b.count)
+    words = (f"Coverage over time: {len(times)} dated article{'s' if len(times) != 1 else ''} "
+             f"from {_shown_time(first, unit)} to {_shown_time(last, unit)}, {n} bar{'s' if n != 1 else ''} "
+             f"of one {name} each; most in one {name}: {peak.count}, from {peak.start}")
+    if undated:
+        words += f"; {undated} undated article{'s' if undated != 1 else ''} not shown"
+    return Chart(bars, name, _shown_time(first, unit), _shown_time(last, unit), words + ".")
+
+
 def _day_key(published: str) -> str:
     return published[:10] if published else ""
 
@@ -397,6 +473,8 @@ class Dashboard:
     CHUNK = 500
     #: list pages whose events are kept (LRU): pages differ by filters and order
     EVENT_CACHE = 256
+    #: stories whose variant similarities are kept (LRU)
+    SIMILARITY_CACHE = 2_000
 
     def __init__(self, deduper: Deduper, wire_sources: tuple[str, ...] = WIRE_SOURCES) -> None:
         self.dd = deduper
@@ -406,6 +484,7 @@ class Dashboard:
         self._facts: dict[str, _Facts] = {}
         self._sources: tuple[list[tuple[str, int]], list[str]] | None = None
         self._events: OrderedDict[tuple[tuple[str, int], ...], dict[str, str]] = OrderedDict()
+        self._similarities: OrderedDict[tuple[Any, ...], dict[str, float]] = OrderedDict()
 
     # -- list ---------------------------------------------------------------
     def _matches(self, facts: _Facts, f: Filters) -> bool:
@@ -592,12 +671,30 @@ class Dashboard:
             return list(self._sources[1])
 
     # -- story --------------------------------------------------------------
+    def _similarity(self, story_id: str, anchor: str, entries: dict[str, Entry]) -> dict[str, float]:
+        """:meth:`Deduper.similarity_to` the most complete variant, kept while the story's texts are the same
+        (one alignment per variant is the story page's largest cost)."""
+        digest = hashlib.sha1()
+        for e in sorted(entries.values(), key=lambda e: e.id):
+            digest.update(f"{len(e.id)}:{e.id}{len(e.title)}:{e.title}{len(e.text)}:{e.text}".encode())
+        key = (story_id, anchor, digest.hexdigest())
+        got = self._similarities.get(key)
+        if got is None:
+            got = self._similarities[key] = self.dd.similarity_to(story_id, anchor)
+            while len(self._similarities) > self.SIMILARITY_CACHE:
+                self._similarities.popitem(last=False)
+        else:
+            self._similarities.move_to_end(key)
+        return got
+
     def story(self, story_id: str) -> StoryView:
         with self.lock:
             st = self.dd.story(story_id)
             if st is None:
                 raise NotFound(story_id)
             entries = self.dd.articles(v.id for v in st.articles)
+            best_id = next((v.id for v in st.articles if v.most_complete), "")
+            similar = self._similarity(story_id, best_id, entries) if st.size > 1 and best_id else {}
         variants = []
         for v in st.articles:
             e = entries.get(v.id)
@@ -608,7 +705,7 @@ class Dashboard:
                     url=e.url if e else "", unique_information=v.unique_information, coverage=v.coverage,
                     most_complete=v.most_complete, unique_sentences=list(v.unique_sentences),
                     segments=highlight(text, v.unique_sentences) if st.size > 1 else [Segment(text)],
-                    words=len(text.split()), url_page=article_url(v.id),
+                    words=len(text.split()), url_page=article_url(v.id), similarity=similar.get(v.id, 1.0),
                 )
             )
         core: list[str] = []
@@ -623,7 +720,7 @@ class Dashboard:
             key=lambda t: (t["published"] == "", t["published"], t["id"]),
         )
         return StoryView(st.id, st.headline, st.size, st.sources, st.first_published, st.last_published,
-                         variants, core, timeline)
+                         variants, core, timeline, coverage_chart([e.published for e in entries.values()]))
 
     def compare(self, story_id: str, a: str, b: str) -> CompareView:
         """Two variants side by side, aligned sentence by sentence with the ranking's TF-IDF similarity."""
@@ -727,4 +824,5 @@ class Dashboard:
 
 
 __all__ = ["Dashboard", "Filters", "NotFound", "BadInput", "highlight", "to_json", "PER_PAGE", "SORTS", "MIN_SIZE",
-           "story_url", "article_url", "compare_url", "event_url", "relative_span", "WIRE_SOURCES", "is_wire"]
+           "story_url", "article_url", "compare_url", "event_url", "relative_span", "WIRE_SOURCES", "is_wire",
+           "coverage_chart"]
