@@ -953,3 +953,45 @@ def test_story_page_charts_coverage_and_gives_similarity_to_the_most_complete(cl
     assert seeds["chart"] is None and "<svg" not in client.get(f"/story/{S0}").text  # undated: no chart
     assert {v["id"]: v["similarity"] for v in seeds["variants"]}[S1] == \
         client.get("/api/compare", params={"story": S0, "a": S0, "b": S1}).json()["similarity"]
+
+
+def test_story_and_event_export_as_json_and_csv(client, dd):
+    import csv
+    import io
+
+    dd.add(Article("x/1", seed_text("000").replace("NATO Secretary General", "=HYPERLINK(\"http://x\") NATO chief", 1),
+                   source="Reuters", title="=cmd|' /C calc'!A0"))
+    story = dd.story_of("x/1")
+    html = client.get(views.story_url(story)).text
+    links = dict(re.findall(r'<a href="(/api/export/story\?[^"]+)" download>(JSON|CSV)</a>', html))
+    assert sorted(links.values()) == ["CSV", "JSON"]
+    by_format = {fmt: client.get(link.replace("&amp;", "&")) for link, fmt in links.items()}
+    doc = by_format["JSON"].json()
+    api = client.get(f"/api/stories/{quote(story, safe='')}").json()
+    assert doc["story"] == story and [a["id"] for a in doc["articles"]] == [v["id"] for v in api["variants"]]
+    x = next(a for a in doc["articles"] if a["id"] == "x/1")
+    assert x["wire"] is True and x["text"].startswith('=HYPERLINK("http://x") NATO chief seeks')
+    assert x["title"].startswith("=cmd") and x["unique_sentences"] == next(
+        v for v in api["variants"] if v["id"] == "x/1")["unique_sentences"]
+    got = by_format["CSV"]
+    assert got.headers["content-type"].startswith("text/csv")
+    assert got.headers["content-disposition"].startswith('attachment; filename="story-') and "/" not in \
+        got.headers["content-disposition"].split("filename=")[1]
+    rows = list(csv.DictReader(io.StringIO(got.text)))
+    assert [r["id"] for r in rows] == [a["id"] for a in doc["articles"]]
+    row = next(r for r in rows if r["id"] == "x/1")
+    assert row["title"] == "'=cmd|' /C calc'!A0" and row["wire"] == "true"  # a formula is never live in a sheet
+    assert row["text"] == "'" + x["text"] and row["unique_sentences"] == "'" + "\n".join(x["unique_sentences"])
+    assert float(row["similarity"]) == x["similarity"]
+
+    event = client.get("/event", params={"story": S3, "min_size": 1}).text
+    links = dict(re.findall(r'<a href="(/api/export/event\?[^"]+)" download>(JSON|CSV)</a>', event))
+    by_format = {fmt: client.get(link.replace("&amp;", "&")) for link, fmt in links.items()}
+    doc = by_format["JSON"].json()
+    assert {st["id"] for st in doc["stories"]} == {S2, S3} and all(st["adds"] for st in doc["stories"])
+    rows = list(csv.DictReader(io.StringIO(by_format["CSV"].text)))
+    assert [(r["event"], r["story"], r["adds"].split("\n"), r["articles"].split("\n")) for r in rows] == \
+        [(doc["event"], st["id"], st["adds"], st["articles"]) for st in doc["stories"]]
+    bad = client.get("/api/export/story", params={"id": story, "format": "xml"})
+    assert bad.status_code == 422 and "format='xml'" in bad.json()["detail"] and "json, csv" in bad.json()["detail"]
+    assert client.get("/api/export/story", params={"id": "nope"}).status_code == 404

@@ -13,8 +13,10 @@ story page ranks (TF-IDF), one story at a time.
 
 from __future__ import annotations
 
+import csv
 import datetime as dt
 import hashlib
+import io
 import math
 import threading
 import unicodedata
@@ -349,6 +351,9 @@ class EventStory:
     sources: list[str]
     span: str
     adds: list[str]  # unique sentences of its most complete variant that no other story of the event says
+    first_published: str = ""
+    last_published: str = ""
+    articles: list[str] = field(default_factory=list)  # its article ids
 
 
 @dataclass
@@ -359,6 +364,63 @@ class EventView:
     story: str  # the story the page was opened from
     stories: list[EventStory]
     candidates: int  # stories the event was looked for among
+
+
+#: what an export file can be
+EXPORT_FORMATS = ("json", "csv")
+STORY_CSV = ("story", "headline", "rank", "id", "title", "source", "wire", "published", "url", "words",
+             "most_complete", "similarity", "unique_sentences", "text")
+EVENT_CSV = ("event", "story", "headline", "size", "sources", "first_published", "last_published", "adds",
+             "articles")
+
+
+def story_export(s: StoryView, wire_sources: tuple[str, ...] = WIRE_SOURCES) -> dict[str, Any]:
+    """A story as one JSON document: its header and every article with its text and what it adds."""
+    texts = {v.id: "".join(seg.text for seg in v.segments) for v in s.variants}
+    return {
+        "story": s.id, "headline": s.headline, "size": s.size, "sources": s.sources,
+        "first_published": s.first_published, "last_published": s.last_published,
+        "articles": [{"rank": v.rank, "id": v.id, "title": v.title, "source": v.source,
+                      "wire": is_wire(v.source, wire_sources), "published": v.published, "url": v.url,
+                      "words": v.words, "most_complete": v.most_complete, "similarity": v.similarity,
+                      "unique_sentences": v.unique_sentences, "text": texts[v.id]} for v in s.variants],
+    }
+
+
+def event_export(e: EventView) -> dict[str, Any]:
+    """An event as one JSON document: its stories, each with what it adds and its article ids."""
+    return {"event": e.id, "story": e.story, "candidates": e.candidates,
+            "stories": [{"id": st.id, "headline": st.headline, "size": st.size, "sources": st.sources,
+                         "first_published": st.first_published, "last_published": st.last_published,
+                         "adds": st.adds, "articles": st.articles} for st in e.stories]}
+
+
+def _cell(value: Any) -> str:
+    """A CSV cell; lists one item a line.  A cell a spreadsheet would run as a formula (``=``, ``+``, ``-``,
+    ``@``, tab, CR first) gets a leading ``'``, because feed text is untrusted."""
+    if isinstance(value, list):
+        value = "\n".join(str(v) for v in value)
+    text = str(value).lower() if isinstance(value, bool) else str(value)
+    return "'" + text if text[:1] in ("=", "+", "-", "@", "\t", "\r") else text
+
+
+def to_csv(header: tuple[str, ...], rows: list[dict[str, Any]]) -> str:
+    out = io.StringIO()
+    writer = csv.writer(out, lineterminator="\r\n")
+    writer.writerow(header)
+    for row in rows:
+        writer.writerow([_cell(row.get(k, "")) for k in header])
+    return out.getvalue()
+
+
+def story_csv(doc: dict[str, Any]) -> str:
+    """:func:`story_export` as CSV, one row per article."""
+    return to_csv(STORY_CSV, [{"story": doc["story"], "headline": doc["headline"], **a} for a in doc["articles"]])
+
+
+def event_csv(doc: dict[str, Any]) -> str:
+    """:func:`event_export` as CSV, one row per story."""
+    return to_csv(EVENT_CSV, [{"event": doc["event"], "story": st["id"], **st} for st in doc["stories"]])
 
 
 def to_json(obj: Any) -> Any:
@@ -788,7 +850,8 @@ class Dashboard:
         stories.sort(key=lambda st: (-st.size, st.id))
         return EventView(event, story_id, [
             EventStory(st.id, story_url(st.id), st.headline, st.size, st.sources,
-                       relative_span(st.first_published, st.last_published, now), adds.get(st.id, []))
+                       relative_span(st.first_published, st.last_published, now), adds.get(st.id, []),
+                       st.first_published, st.last_published, [v.id for v in st.articles])
             for st in stories], len(candidates))
 
     def story_of(self, article_id: str) -> str | None:
@@ -825,4 +888,4 @@ class Dashboard:
 
 __all__ = ["Dashboard", "Filters", "NotFound", "BadInput", "highlight", "to_json", "PER_PAGE", "SORTS", "MIN_SIZE",
            "story_url", "article_url", "compare_url", "event_url", "relative_span", "WIRE_SOURCES", "is_wire",
-           "coverage_chart"]
+           "coverage_chart", "EXPORT_FORMATS", "story_export", "event_export", "story_csv", "event_csv"]
