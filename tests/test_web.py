@@ -995,3 +995,94 @@ def test_story_and_event_export_as_json_and_csv(client, dd):
     bad = client.get("/api/export/story", params={"id": story, "format": "xml"})
     assert bad.status_code == 422 and "format='xml'" in bad.json()["detail"] and "json, csv" in bad.json()["detail"]
     assert client.get("/api/export/story", params={"id": "nope"}).status_code == 404
+
+
+def test_remove_button_shows_only_with_an_admin_token_and_its_call_needs_it(dd):
+    read_only = TestClient(create_app(dd)).get(f"/article/{S1}").text
+    assert 'id="kill"' not in read_only
+    admin = TestClient(create_app(dd, admin_token=TOKEN))
+    html = admin.get(f"/article/{S1}").text
+    assert f'<form class="card kill" id="kill" data-article="{S1}">' in html and 'type="password" name="token"' in html
+    assert '<script src="/static/dashboard.js" defer></script>' in html
+    script = admin.get("/static/dashboard.js")
+    assert script.status_code == 200 and "javascript" in script.headers["content-type"]
+    assert "script-src 'self'" in script.headers["content-security-policy"]
+    # the call the button makes
+    assert admin.delete("/api/article", params={"id": S1}).status_code == 401
+    assert admin.delete("/api/article", params={"id": S1}, headers=auth("wrong")).status_code == 403
+    assert dd.story_of(S1) is not None
+    assert admin.delete("/api/article", params={"id": S1}, headers=auth()).json()["deleted"] == S1
+    assert dd.story_of(S1) is None
+
+
+def test_browser_remove_button_works_only_with_the_token(browser, seed_paths):
+    from dedup.web.testing import LiveServer
+
+    dd = load_seeds(seed_paths)
+    dd.add(Article("kill me/1", seed_text("001").replace("NATO", "the alliance", 2), source="PA"))
+    story = dd.story_of("kill me/1")
+    with LiveServer(dd, admin_token=TOKEN) as srv:
+        page = browser.new_page()
+        errors: list[str] = []
+        page.on("pageerror", lambda e: errors.append(str(e)))
+        page.goto(srv.url + views.article_url("kill me/1"))
+        status = page.locator("#kill-status")
+        page.click("#kill button")
+        page.wait_for_function("document.getElementById('kill-status').textContent.startsWith('Not removed')")
+        assert "(401)" in status.inner_text() and "admin token required" in status.inner_text()
+        page.fill('#kill input[name="token"]', "wrong")
+        page.click("#kill button")
+        page.wait_for_function("document.getElementById('kill-status').textContent.includes('(403)')")
+        assert "wrong admin token" in status.inner_text() and dd.story_of("kill me/1") == story
+        page.fill('#kill input[name="token"]', TOKEN)
+        page.click("#kill button")
+        page.wait_for_url(re.compile(r"/story\?id="))
+        assert dd.story_of("kill me/1") is None and page.locator("#headline").count() == 1
+        assert "kill me/1" not in page.content()
+        assert not errors, errors
+
+
+def test_browser_keyboard_moves_between_rows_and_slash_searches(browser, seed_paths):
+    from dedup.web.testing import LiveServer
+
+    dd = load_seeds(seed_paths)
+    with LiveServer(dd) as srv:
+        page = browser.new_page()
+        errors: list[str] = []
+        page.on("pageerror", lambda e: errors.append(str(e)))
+        page.goto(srv.url + "/?min_size=1")
+        ids = page.eval_on_selector_all("#stories tbody tr[data-story]", "(trs) => trs.map(t => t.dataset.story)")
+        assert len(ids) == 4
+
+        def current() -> tuple[str | None, str | None, str]:
+            return page.evaluate("""() => {
+                const tr = document.querySelector('#stories tr.current');
+                const a = document.activeElement;
+                return [tr && tr.dataset.story, a.closest('tr') && a.closest('tr').dataset.story,
+                        tr ? getComputedStyle(tr.querySelector('td')).backgroundColor : ''];
+            }""")
+
+        assert current()[0] is None
+        page.keyboard.press("j")
+        assert current() == [ids[0], ids[0], "rgb(232, 238, 251)"]  # marked and focused: visible
+        page.keyboard.press("j")
+        page.keyboard.press("j")
+        assert current()[:2] == [ids[2], ids[2]]
+        page.keyboard.press("k")
+        assert current()[:2] == [ids[1], ids[1]]
+        assert page.locator("#stories tr.current").count() == 1
+        for _ in range(6):
+            page.keyboard.press("j")
+        assert current()[0] == ids[-1]  # stops at the last row
+        page.keyboard.press("Enter")
+        page.wait_for_url(re.compile("/story/"))
+        assert page.locator("#headline").count() == 1
+        page.go_back()
+        page.wait_for_selector("#stories")
+        picked = current()[0]
+        page.keyboard.press("/")
+        assert page.evaluate("document.activeElement.name") == "q"
+        page.keyboard.type("j/Turkey")  # typed into the box, not taken as shortcuts
+        assert page.input_value('input[name="q"]') == "j/Turkey"
+        assert current()[0] == picked
+        assert not errors, errors

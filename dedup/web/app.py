@@ -40,6 +40,7 @@ from .views import (EXPORT_FORMATS, MIN_SIZE, PER_PAGE, SORTS, WIRE_SOURCES, Das
                     to_json)
 
 TEMPLATES = Path(__file__).parent / "templates"
+STATIC = Path(__file__).parent / "static"
 #: largest request body the write API reads; an article is a few kB, a long one well under 1 MB
 MAX_BODY = 2_000_000
 #: streams that never end on their own: HEAD is refused there rather than held open
@@ -157,6 +158,7 @@ def create_app(deduper: Deduper, admin_token: str | None = None, poll_seconds: f
     app.state.dashboard = dash
     app.add_middleware(Guard, max_body=max_body)
     app.mount("/docs/assets", StaticFiles(directory=swagger_ui_bundle.swagger_ui_path), name="docs-assets")
+    app.mount("/static", StaticFiles(directory=STATIC), name="static")
 
     def require_admin(
         authorization: str | None = Header(default=None),
@@ -176,6 +178,7 @@ def create_app(deduper: Deduper, admin_token: str | None = None, poll_seconds: f
 
     def page(request: Request, name: str, status: int = 200, **ctx: Any) -> HTMLResponse:
         ctx.setdefault("nonce", request.state.nonce)
+        ctx.setdefault("admin", admin_token is not None)  # the remove button shows where it can work
         return templates.TemplateResponse(request, name, ctx, status_code=status)
 
     def error(request: Request, status: int, title: str, message: str,
