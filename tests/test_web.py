@@ -1086,3 +1086,25 @@ def test_browser_keyboard_moves_between_rows_and_slash_searches(browser, seed_pa
         assert page.input_value('input[name="q"]') == "j/Turkey"
         assert current()[0] == picked
         assert not errors, errors
+
+
+def test_event_page_reuses_the_lists_events_and_its_own_answer_until_a_story_changes(dd, monkeypatch):
+    dash = views.Dashboard(dd)
+    calls = {"events": 0, "story": 0}
+    for name in calls:
+        real = getattr(dd, name)
+
+        def counted(*args, _real=real, _name=name, **kw):
+            calls[_name] += 1
+            return _real(*args, **kw)
+        monkeypatch.setattr(dd, name, counted)
+    listed = views.Filters(min_size=1)
+    dash.list_stories(listed)
+    assert calls["events"] == 1
+    first = dash.event(S3, dash.listed_with(S3, listed))
+    assert {s.id for s in first.stories} == {S2, S3} and calls == {"events": 1, "story": 2}
+    again = dash.event(S3, dash.listed_with(S3, listed))
+    assert again == first and calls == {"events": 1, "story": 2}
+    dd.add(Article("003-again", seed_text("003").replace("NATO", "the alliance", 1)))  # S3 changes
+    changed = dash.event(S3, dash.listed_with(S3, listed))
+    assert calls == {"events": 2, "story": 4} and next(s for s in changed.stories if s.id == S3).size == 2

@@ -533,7 +533,7 @@ class Dashboard:
     OUTLINE_CACHE = 20_000
     #: stories read per batch when (re)building filter facts
     CHUNK = 500
-    #: list pages whose events are kept (LRU): pages differ by filters and order
+    #: list pages whose events are kept, and event pages (LRU): pages differ by filters and order
     EVENT_CACHE = 256
     #: stories whose variant similarities are kept (LRU)
     SIMILARITY_CACHE = 2_000
@@ -547,6 +547,7 @@ class Dashboard:
         self._sources: tuple[list[tuple[str, int]], list[str]] | None = None
         self._events: OrderedDict[tuple[tuple[str, int], ...], dict[str, str]] = OrderedDict()
         self._similarities: OrderedDict[tuple[Any, ...], dict[str, float]] = OrderedDict()
+        self._event_views: OrderedDict[tuple[str, tuple[tuple[str, int], ...]], EventView] = OrderedDict()
 
     # -- list ---------------------------------------------------------------
     def _matches(self, facts: _Facts, f: Filters) -> bool:
@@ -827,11 +828,29 @@ class Dashboard:
         variant that no other story of the event carries, judged by the
         ranking's sentence similarity over the event's most complete variants.
         """
+        now = dt.datetime.now(dt.timezone.utc)
         with self.lock:
             if not self.dd.members(story_id):
                 raise NotFound(story_id)
-            candidates = list(dict.fromkeys([story_id, *among]))
-            events = self.dd.events(candidates)
+            known = dict(self.dd.story_versions())
+            page = [(sid, known.get(sid, -1)) for sid in dict.fromkeys(among)]
+            key = (story_id, tuple(page))
+            view = self._event_views.get(key)
+            if view is None:
+                view = self._event_views[key] = self._event(story_id, page)
+                while len(self._event_views) > self.EVENT_CACHE:
+                    self._event_views.popitem(last=False)
+            else:
+                self._event_views.move_to_end(key)
+        return replace(view, stories=[replace(st, span=relative_span(st.first_published, st.last_published, now))
+                                      for st in view.stories])
+
+    def _event(self, story_id: str, page: list[tuple[str, int]]) -> EventView:
+        """:meth:`event` uncached; ``page`` holds the listed stories with their versions."""
+        with self.lock:
+            candidates = list(dict.fromkeys([story_id, *(sid for sid, _ in page)]))
+            # the list page computed these same events when it showed them
+            events = self._page_events(page) if story_id in dict(page) else self.dd.events(candidates)
             event = events.get(story_id, story_id)
             ids = [sid for sid in candidates if events.get(sid) == event] or [story_id]
             stories = [st for st in (self.dd.story(sid) for sid in ids) if st is not None]
@@ -846,11 +865,9 @@ class Dashboard:
             ranked = rank_story(event, [entries[a] for a in best.values() if a in entries], self.dd.settings, counts)
             for v in ranked.articles:
                 adds[owner[v.id]] = list(v.unique_sentences)
-        now = dt.datetime.now(dt.timezone.utc)
         stories.sort(key=lambda st: (-st.size, st.id))
         return EventView(event, story_id, [
-            EventStory(st.id, story_url(st.id), st.headline, st.size, st.sources,
-                       relative_span(st.first_published, st.last_published, now), adds.get(st.id, []),
+            EventStory(st.id, story_url(st.id), st.headline, st.size, st.sources, "", adds.get(st.id, []),
                        st.first_published, st.last_published, [v.id for v in st.articles])
             for st in stories], len(candidates))
 
