@@ -924,6 +924,8 @@ def test_coverage_chart_buckets_articles_over_the_span():
     weeks = views.coverage_chart(["1999-01-01", "1999-05-01"])
     assert weeks.unit == "week" and len(weeks.bars) <= views.CHART_BARS
     assert views.coverage_chart(["", ""]) is None
+    dates = views.coverage_chart(["1999-09-27", "1999-09-27", "1999-09-28"])
+    assert dates.unit == "day" and [b.count for b in dates.bars] == [2, 1] and dates.first == "27 Sep 1999"
 
 
 def test_story_page_charts_coverage_and_gives_similarity_to_the_most_complete(client, dd):

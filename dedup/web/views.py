@@ -469,8 +469,11 @@ def coverage_chart(published: list[str]) -> Chart | None:
         return None
     first, last = times[0], times[-1]
     origin = first.replace(minute=0, second=0, microsecond=0)
-    name, unit = CHART_UNITS[-1]
-    for name, unit in CHART_UNITS:
+    # feeds that give dates only (every time midnight) are counted by day at the finest
+    dates_only = all(t.hour == t.minute == t.second == 0 for t in times)
+    units = [(n, u) for n, u in CHART_UNITS if u >= 86400 or not dates_only]
+    name, unit = units[-1]
+    for name, unit in units:
         if unit >= 86400:
             origin = first.replace(hour=0, minute=0, second=0, microsecond=0)
         if (last - origin).total_seconds() // unit + 1 <= CHART_BARS:
