@@ -1110,3 +1110,19 @@ def test_event_page_reuses_the_lists_events_and_its_own_answer_until_a_story_cha
     dd.add(Article("003-again", seed_text("003").replace("NATO", "the alliance", 1)))  # S3 changes
     changed = dash.event(S3, dash.listed_with(S3, listed))
     assert calls == {"events": 2, "story": 4} and next(s for s in changed.stories if s.id == S3).size == 2
+
+
+def test_shared_core_leaves_out_headline_bylines_and_dates(client, dd):
+    body = ("SHIPYARD SAVED BY NEW ORDER\n\nBy John Deane, Chief Reporter, PA News\n\n27 September 1999\n\n"
+            "The Clyde shipyard won an order for three ferries on Monday, saving four hundred jobs.\n\n"
+            "Union leaders said the order secured work at the yard until the end of 2001.\n\n")
+    dd.add(Article("yard/pa", body + "The first ferry is due to be launched next spring, the company said.",
+                   title="SHIPYARD SAVED BY NEW ORDER", source="PA"))
+    dd.add(Article("yard/paper", body + "Workers cheered as the news was read out in the canteen.", source="mirror"))
+    story = dd.story_of("yard/pa")
+    assert dd.story_of("yard/paper") == story
+    core = client.get(f"/api/stories/{quote(story, safe='')}").json()["core"]
+    assert core[0].startswith("The Clyde shipyard won") and any(c.startswith("Union leaders said") for c in core)
+    assert not [c for c in core if "SHIPYARD" in c or "Deane" in c or c == "27 September 1999"]
+    assert views.is_core_statement("By the end of the day the strike was over, union officials said.")
+    assert not views.is_core_statement("From our correspondent in Paris")

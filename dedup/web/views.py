@@ -18,6 +18,7 @@ import datetime as dt
 import hashlib
 import io
 import math
+import re
 import threading
 import unicodedata
 from dataclasses import asdict, dataclass, field, replace
@@ -81,6 +82,23 @@ def is_wire(source: str, wire_sources: tuple[str, ...] = WIRE_SOURCES) -> bool:
         if name == w or (name.startswith(w) and not name[len(w)].isalnum()):
             return True
     return False
+
+
+# A credit line: "By John Deane, Chief Reporter, PA News", "From our correspondent in Paris".
+_CREDIT = re.compile(r"^(?:by|from)\s+\S+", re.I)
+_LOWER = re.compile(r"\b[a-z]{2,}")
+
+
+def is_core_statement(sentence: str, headings: tuple[str, ...] = ()) -> bool:
+    """Whether a sentence belongs in the shared core: reporting, not the headline (shown above it), a byline
+    or credit, a dateline or a date, or a label in capitals."""
+    text = " ".join(sentence.split())
+    if not text or text.casefold() in {" ".join(h.split()).casefold() for h in headings if h}:
+        return False
+    words = text.split()
+    if _CREDIT.match(text) and len(words) <= 12 and not text.endswith("."):
+        return False
+    return len(words) >= 4 and _LOWER.search(text) is not None
 
 
 def story_url(story_id: str) -> str:
@@ -779,7 +797,8 @@ class Dashboard:
         if best is not None and st.size > 1 and best.id in entries:
             e = entries[best.id]
             mine = set(best.unique_sentences)
-            core = [shown for shown, _, _ in display_sentences(e.text, e.title) if shown not in mine]
+            core = [shown for shown, _, _ in display_sentences(e.text, e.title)
+                    if shown not in mine and is_core_statement(shown, (st.headline, e.title))]
         timeline = sorted(
             ({"id": e.id, "published": e.published, "source": e.source,
               "title": next((v.title for v in st.articles if v.id == e.id), e.title)} for e in entries.values()),
