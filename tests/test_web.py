@@ -320,7 +320,7 @@ def test_errors_are_pages_for_people_and_json_for_the_api(dd):
         r = c.get(path)
         assert r.status_code == status and r.headers["content-type"] == "application/json", path
         assert "detail" in r.json()
-    c.app.state.dashboard.story = lambda sid: 1 / 0
+    c.app.state.dashboard.story = lambda sid, **kw: 1 / 0
     r = c.get(f"/story/{S0}")
     assert r.status_code == 500 and "Server error" in r.text and "ZeroDivisionError" in r.text
     assert c.get(f"/api/stories/{S0}").json() == {
@@ -680,6 +680,11 @@ def test_browser_flow(browser, seed_paths):
             for w in wanted:
                 assert w in texts, (vid, w)
         assert "Turkey" not in " ".join(page.locator(f'details.variant[data-id="{S1}"] mark.unique').all_inner_texts())
+        # the similarity column was not kept yet: the page's script asked for it and filled it in
+        page.wait_for_selector("table.variants[data-filled] td.similarity a", timeout=10_000)
+        shared = page.locator("td.similarity a").first
+        assert re.fullmatch(r"\d+%", shared.inner_text()) and "/compare?story=" in shared.get_attribute("href")
+        assert page.locator("td.similarity span[data-variant]").count() == 0
 
         page.goto(srv.url + "/?min_size=1")
         page.fill('input[name="q"]', "Turkey")
@@ -949,8 +954,15 @@ def test_story_page_charts_coverage_and_gives_similarity_to_the_most_complete(cl
         if v["id"] != best["id"]:  # the compare page's figure for the same pair
             pair = client.get("/api/compare", params={"story": story, "a": best["id"], "b": v["id"]}).json()
             assert v["similarity"] == pair["similarity"] and 0.5 < v["similarity"] < 1.0
+    # the page came first: it asked for the column apart instead of aligning every variant itself
     cells = re.findall(r'<td class="num similarity">(.*?)</td>', html, re.S)
-    assert cells.count("–") == 1 and sum("%</a>" in c for c in cells) == 2
+    assert cells.count("–") == 1 and sum('title="being computed">…</span>' in c for c in cells) == 2
+    assert f'data-similarity="{views.similarity_url(story)}"' in html
+    apart = client.get(views.similarity_url(story)).json()
+    assert apart["most_complete"] == best["id"] and apart["similarity"] == {v["id"]: v["similarity"] for v in data["variants"]}
+    html = client.get(views.story_url(story)).text  # kept now: the page shows it
+    cells = re.findall(r'<td class="num similarity">(.*?)</td>', html, re.S)
+    assert cells.count("–") == 1 and sum("%</a>" in c for c in cells) == 2 and "data-similarity=" not in html
     seeds = client.get(f"/api/stories/{S0}").json()
     assert seeds["chart"] is None and "<svg" not in client.get(f"/story/{S0}").text  # undated: no chart
     assert {v["id"]: v["similarity"] for v in seeds["variants"]}[S1] == \

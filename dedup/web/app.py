@@ -36,8 +36,8 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from ..records import BadInput, IndexMismatch, IndexUnavailable
 from ..service import Deduper
 from .views import (EXPORT_FORMATS, MIN_SIZE, PER_PAGE, SORTS, WIRE_SOURCES, Dashboard, Filters, NotFound,
-                    article_url, compare_url, event_csv, event_export, event_url, story_csv, story_export, story_url,
-                    to_json)
+                    article_url, compare_url, event_csv, event_export, event_url, similarity_url, story_csv,
+                    story_export, story_url, to_json)
 
 TEMPLATES = Path(__file__).parent / "templates"
 STATIC = Path(__file__).parent / "static"
@@ -80,6 +80,7 @@ def _templates() -> Jinja2Templates:
     env.globals["event_url"] = event_url
     env.globals["SORTS"] = SORTS
     env.globals["export_url"] = export_url
+    env.globals["similarity_url"] = similarity_url
     return Jinja2Templates(env=env)
 
 
@@ -358,6 +359,11 @@ def create_app(deduper: Deduper, admin_token: str | None = None, poll_seconds: f
         e = dash.event(story, dash.listed_with(story, f))
         return export("event", e.id, fmt, event_export(e), event_csv)
 
+    @app.get("/api/similarity", tags=["stories"])
+    def api_similarity(story: str) -> dict[str, Any]:
+        """Each variant's share of sentences shared with the most complete variant (the story page's column)."""
+        return to_json(dash.similarity(story))
+
     @app.get("/api/story", tags=["stories"])
     def api_story_by_query(id: str) -> dict[str, Any]:
         """:func:`api_story` with the id in the query: for ids a path cannot carry (``.``, ``..``, ``events``)."""
@@ -432,7 +438,8 @@ def create_app(deduper: Deduper, admin_token: str | None = None, poll_seconds: f
 
     def story_or_member(request: Request, story_id: str) -> Response:
         try:
-            return page(request, "story.html", s=dash.story(story_id))
+            # the similarity column, when not kept yet, is filled by the page's script from /api/similarity
+            return page(request, "story.html", s=dash.story(story_id, similarity=False))
         except NotFound:
             owner = dash.story_of(story_id)
             if owner is not None:  # an article's id: its story
@@ -453,7 +460,7 @@ def create_app(deduper: Deduper, admin_token: str | None = None, poll_seconds: f
 
     @app.get("/compare", response_class=HTMLResponse, include_in_schema=False)
     def compare_page(request: Request, story: str, a: str = "", b: str = "") -> HTMLResponse:
-        s = dash.story(story)
+        s = dash.story(story, similarity=False)
         ids = [v.id for v in s.variants]
         a = a or (ids[0] if ids else "")
         b = b or (ids[1] if len(ids) > 1 else a)

@@ -114,6 +114,10 @@ def compare_url(story_id: str, a: str = "", b: str = "") -> str:
     return "/compare?" + urlencode(params)
 
 
+def similarity_url(story_id: str) -> str:
+    return "/api/similarity?" + urlencode({"story": story_id})
+
+
 def event_url(story_id: str, list_query: str = "") -> str:
     """The event page of a story; ``list_query`` names the list whose stories the event is looked for among."""
     return "/event?" + urlencode({"story": story_id}) + (f"&{list_query}" if list_query else "")
@@ -300,7 +304,8 @@ class VariantView:
     segments: list[Segment]
     words: int = 0
     url_page: str = ""  # the article's page on the dashboard
-    similarity: float = 1.0  # share of its sentences and the most complete's that pair up (compare's alignment)
+    similarity: float | None = 1.0  # share of its sentences and the most complete's that pair up (compare's
+    # alignment); None while not computed yet
 
 
 @dataclass
@@ -336,6 +341,16 @@ class StoryView(StoryHeader):
     core: list[str]  # most complete variant's sentences that other variants also carry
     timeline: list[dict[str, str]] = field(default_factory=list)
     chart: Chart | None = None  # None when no article is dated
+    similarity_pending: bool = False  # the similarity column is asked for apart (Dashboard.similarity)
+
+
+@dataclass
+class SimilarityView:
+    """Each variant's share of sentences shared with the most complete variant (empty for one article)."""
+
+    story: str
+    most_complete: str
+    similarity: dict[str, float]
 
 
 @dataclass
@@ -755,30 +770,48 @@ class Dashboard:
             return list(self._sources[1])
 
     # -- story --------------------------------------------------------------
-    def _similarity(self, story_id: str, anchor: str, entries: dict[str, Entry]) -> dict[str, float]:
+    def _similarity(self, story_id: str, anchor: str, entries: dict[str, Entry],
+                    compute: bool = True) -> dict[str, float] | None:
         """:meth:`Deduper.similarity_to` the most complete variant, kept while the story's texts are the same
-        (one alignment per variant is the story page's largest cost)."""
+        (one alignment per variant is the story page's largest cost); None when not kept and not ``compute``."""
         digest = hashlib.sha1()
         for e in sorted(entries.values(), key=lambda e: e.id):
             digest.update(f"{len(e.id)}:{e.id}{len(e.title)}:{e.title}{len(e.text)}:{e.text}".encode())
         key = (story_id, anchor, digest.hexdigest())
         got = self._similarities.get(key)
-        if got is None:
+        if got is not None:
+            self._similarities.move_to_end(key)
+        elif compute:
             got = self._similarities[key] = self.dd.similarity_to(story_id, anchor)
             while len(self._similarities) > self.SIMILARITY_CACHE:
                 self._similarities.popitem(last=False)
-        else:
-            self._similarities.move_to_end(key)
         return got
 
-    def story(self, story_id: str) -> StoryView:
+    def similarity(self, story_id: str) -> SimilarityView:
+        """Each variant's sentences shared with the story's most complete variant (what the story page's
+        column shows; the page asks for it apart when it is not kept yet, so the page itself stays fast)."""
+        with self.lock:
+            members = self.dd.members(story_id)
+            if not members:
+                raise NotFound(story_id)
+            entries = self.dd.articles(members)
+            hashes = sorted({h for e in entries.values() for h in e.sentence_hashes})
+            counts = dict(zip(hashes, self.dd.sentence_counts(hashes)))
+            best = outline_story(story_id, list(entries.values()), self.dd.settings, counts).most_complete
+            got = self._similarity(story_id, best, entries) if len(entries) > 1 else {}
+        return SimilarityView(story_id, best, {aid: got.get(aid, 1.0) for aid in sorted(entries)} if got else {})
+
+    def story(self, story_id: str, similarity: bool = True) -> StoryView:
+        """The story page's view; without ``similarity`` the similarity column is filled only when it is kept
+        (``similarity_pending`` says it is not)."""
         with self.lock:
             st = self.dd.story(story_id)
             if st is None:
                 raise NotFound(story_id)
             entries = self.dd.articles(v.id for v in st.articles)
             best_id = next((v.id for v in st.articles if v.most_complete), "")
-            similar = self._similarity(story_id, best_id, entries) if st.size > 1 and best_id else {}
+            similar = (self._similarity(story_id, best_id, entries, compute=similarity)
+                       if st.size > 1 and best_id else {})
         variants = []
         for v in st.articles:
             e = entries.get(v.id)
@@ -789,7 +822,8 @@ class Dashboard:
                     url=e.url if e else "", unique_information=v.unique_information, coverage=v.coverage,
                     most_complete=v.most_complete, unique_sentences=list(v.unique_sentences),
                     segments=highlight(text, v.unique_sentences) if st.size > 1 else [Segment(text)],
-                    words=len(text.split()), url_page=article_url(v.id), similarity=similar.get(v.id, 1.0),
+                    words=len(text.split()), url_page=article_url(v.id),
+                    similarity=None if similar is None else similar.get(v.id, 1.0),
                 )
             )
         core: list[str] = []
@@ -805,7 +839,8 @@ class Dashboard:
             key=lambda t: (t["published"] == "", t["published"], t["id"]),
         )
         return StoryView(st.id, st.headline, st.size, st.sources, st.first_published, st.last_published,
-                         variants, core, timeline, coverage_chart([e.published for e in entries.values()]))
+                         variants, core, timeline, coverage_chart([e.published for e in entries.values()]),
+                         similar is None)
 
     def compare(self, story_id: str, a: str, b: str) -> CompareView:
         """Two variants side by side, aligned sentence by sentence with the ranking's TF-IDF similarity."""
@@ -926,5 +961,5 @@ class Dashboard:
 
 
 __all__ = ["Dashboard", "Filters", "NotFound", "BadInput", "highlight", "to_json", "PER_PAGE", "SORTS", "MIN_SIZE",
-           "story_url", "article_url", "compare_url", "event_url", "relative_span", "WIRE_SOURCES", "is_wire",
+           "story_url", "article_url", "compare_url", "event_url", "similarity_url", "relative_span", "WIRE_SOURCES", "is_wire",
            "coverage_chart", "EXPORT_FORMATS", "story_export", "event_export", "story_csv", "event_csv"]

@@ -37,6 +37,30 @@
     }
   });
 
+  // The story page's similarity column, when the server had not computed it yet: asked for apart, so the
+  // page itself never waits for one alignment per variant.
+  var variants = document.querySelector("table.variants[data-similarity]");
+  if (variants) {
+    fetch(variants.dataset.similarity)
+      .then(function (r) { return r.ok ? r.json() : null; })
+      .then(function (data) {
+        if (!data) return;
+        variants.querySelectorAll("td.similarity span[data-variant]").forEach(function (span) {
+          var id = span.dataset.variant;
+          var share = data.similarity[id];
+          if (share === undefined) { span.textContent = "–"; return; }
+          var a = document.createElement("a");
+          a.href = "/compare?story=" + encodeURIComponent(data.story) + "&a=" + encodeURIComponent(data.most_complete) +
+            "&b=" + encodeURIComponent(id);
+          a.title = "compare with the most complete version";
+          a.textContent = Math.round(share * 100) + "%";
+          span.replaceWith(a);
+        });
+        variants.dataset.filled = "true";
+      })
+      .catch(function () {});
+  }
+
   // Remove an article (DELETE /api/article) with the token typed in; the server decides, the page only says.
   var kill = document.getElementById("kill");
   if (kill) {
