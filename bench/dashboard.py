@@ -35,7 +35,7 @@ from fastapi.testclient import TestClient
 from dedup.records import Article
 from dedup.service import Deduper
 from dedup.web import create_app
-from dedup.web.views import Dashboard, Filters, event_url, story_url
+from dedup.web.views import Dashboard, Filters, event_url, similarity_url, story_url
 
 START = dt.datetime(2024, 1, 1, 6, 0, tzinfo=dt.timezone.utc)
 #: a few outlets are news agencies, so the list's wire counts have something to count
@@ -144,20 +144,23 @@ def measure(dd: Deduper, runs: int, sid: str, query: str) -> None:
     for name, fn in cases:
         cold, p50, p99 = timed(fn, runs)
         print(f"{name:20s} {cold:9.1f} {p50:9.1f} {p99:9.1f}", flush=True)
-    # Every story page and event page opened once, the way editors spread over the list: nothing cached
-    # for the story yet (its ranking, similarities and event are computed in the request).
+    # Story and event pages opened once each, the way editors spread over the list: nothing about the
+    # story is cached yet (its ranking, similarity column and event are computed in the request).
     first_page = [s.id for s in dash.list_stories(Filters(sort="size", per_page=200)).stories]
     rng = random.Random(1)
     spread = rng.sample(first_page, min(len(first_page), runs))
-    for name, url in (("HTML /story, each once", story_url), ("HTML /event, each once", lambda s: event_url(s))):
+    # the story page's similarity column, asked for by its script right after a first view
+    for name, url in (("HTML /story, each once", story_url), ("API similarity, once", similarity_url),
+                      ("HTML /event, each once", lambda s: event_url(s))):
         samples = []
         for s in spread:
             t = time.perf_counter()
             get(url(s))()
             samples.append((time.perf_counter() - t) * 1000)
         p50, p99 = percentiles(samples)
-        print(f"{name:20s} {'':>9s} {p50:9.1f} {p99:9.1f}   ({len(samples)} different stories, 2-{max(len(dd.members(x)) for x in spread)} articles)",
-              flush=True)
+        sizes = [len(dd.members(x)) for x in spread]
+        print(f"{name:22s} {'':>7s} {p50:9.1f} {p99:9.1f}   ({len(samples)} different stories, "
+              f"{min(sizes)}-{max(sizes)} articles)", flush=True)
 
 
 def main() -> None:
