@@ -649,6 +649,13 @@ def browser():
             b.close()
 
 
+def expect(locator):
+    """Playwright's ``expect``, imported only by browser tests, like the browser itself."""
+    from playwright.sync_api import expect as playwright_expect
+
+    return playwright_expect(locator)
+
+
 def post_article(base: str, article: dict[str, str]) -> dict:
     req = urllib.request.Request(f"{base}/api/articles", data=json.dumps(article).encode(), method="POST",
                                  headers={"Content-Type": "application/json", **auth()})
@@ -701,8 +708,8 @@ def test_browser_flow(browser, seed_paths):
         rewrite = seed_text("003").replace("North Atlantic Treaty Organisation", "NATO alliance", 1)
         post_article(srv.url, {"id": "003-rewrite", "text": rewrite})
         page.wait_for_selector('tr[data-story="live-1"]', timeout=10_000)
-        page.wait_for_function(
-            f"document.querySelector('tr[data-story=\"{S3}\"] .size').textContent === '2'", timeout=10_000)
+        # polled from the test side: the page's CSP refuses the eval a string predicate would need
+        expect(page.locator(f'tr[data-story="{S3}"] .size')).to_have_text("2", timeout=10_000)
         assert page.evaluate("window.__same_page") is True
         assert page.evaluate("window.__live") == "sse"  # pushed by server-sent events, not polled
         assert page.locator('tr[data-story="live-1"] a').inner_text() == "Live <b>arrival</b>: ferry strike in Calais"
@@ -755,8 +762,8 @@ def test_browser_sees_an_article_enqueued_for_the_worker_arrive(browser, seed_pa
         subprocess.run([sys.executable, str(ROOT / "worker.py"), "--redis", redis_url, "--namespace", "live",
                         "--burst"], check=True, timeout=120, cwd=ROOT)
         page.wait_for_selector('tr[data-story="wire-new"]', timeout=15_000)
-        page.wait_for_function(
-            f"document.querySelector('tr[data-story=\"{S2}\"] .size').textContent === '2'", timeout=15_000)
+        # polled from the test side: the page's CSP refuses the eval a string predicate would need
+        expect(page.locator(f'tr[data-story="{S2}"] .size')).to_have_text("2", timeout=15_000)
         assert page.evaluate("window.__same_page") is True
 
 
@@ -1030,8 +1037,6 @@ def test_remove_button_shows_only_with_an_admin_token_and_its_call_needs_it(dd):
 
 
 def test_browser_remove_button_works_only_with_the_token(browser, seed_paths):
-    from playwright.sync_api import expect
-
     from dedup.web.testing import LiveServer
 
     dd = load_seeds(seed_paths)
