@@ -845,6 +845,8 @@ def test_browser_on_feed_data_every_link_answers_and_pages_are_accessible(browse
         page.goto(srv.url + "/compare?" + urlencode({"story": big, "a": dd.members(big)[0], "b": dd.members(big)[1]}))
         assert page.locator("#diff tr.aligned, #diff tr.reworded").count() > 0
         assert not serious_violations(page)
+        page.goto(srv.url + views.article_url(dd.members(big)[0]))  # with the admin remove form
+        assert page.locator("#kill").count() == 1 and not serious_violations(page)
         page.set_content('<html><body><img src="x.png"><input type="text"></body></html>')
         assert serious_violations(page)  # the checker does report: an unlabelled field and an image without alt
         assert not errors, errors
