@@ -38,6 +38,8 @@ def main(data: Path, out: Path = ROOT / "docs") -> None:
         page.goto(f"{srv.url}/?sort=size")
         page.screenshot(path=str(out / "dashboard-list.png"))
         page.goto(f"{srv.url}/story/{quote(story, safe='')}")
+        # the similarity column of a story seen for the first time is filled by the page's script
+        page.wait_for_selector("table.variants[data-filled], table.variants:not([data-similarity])")
         page.screenshot(path=str(out / "dashboard-story.png"))
         page.goto(f"{srv.url}/?min_size=1")
         page.locator("#stories a", has_text="related").first.click()

@@ -320,7 +320,7 @@ def test_errors_are_pages_for_people_and_json_for_the_api(dd):
         r = c.get(path)
         assert r.status_code == status and r.headers["content-type"] == "application/json", path
         assert "detail" in r.json()
-    c.app.state.dashboard.story = lambda sid: 1 / 0
+    c.app.state.dashboard.story = lambda sid, **kw: 1 / 0
     r = c.get(f"/story/{S0}")
     assert r.status_code == 500 and "Server error" in r.text and "ZeroDivisionError" in r.text
     assert c.get(f"/api/stories/{S0}").json() == {
@@ -649,6 +649,13 @@ def browser():
             b.close()
 
 
+def expect(locator):
+    """Playwright's ``expect``, imported only by browser tests, like the browser itself."""
+    from playwright.sync_api import expect as playwright_expect
+
+    return playwright_expect(locator)
+
+
 def post_article(base: str, article: dict[str, str]) -> dict:
     req = urllib.request.Request(f"{base}/api/articles", data=json.dumps(article).encode(), method="POST",
                                  headers={"Content-Type": "application/json", **auth()})
@@ -680,6 +687,11 @@ def test_browser_flow(browser, seed_paths):
             for w in wanted:
                 assert w in texts, (vid, w)
         assert "Turkey" not in " ".join(page.locator(f'details.variant[data-id="{S1}"] mark.unique').all_inner_texts())
+        # the similarity column was not kept yet: the page's script asked for it and filled it in
+        page.wait_for_selector("table.variants[data-filled] td.similarity a", timeout=10_000)
+        shared = page.locator("td.similarity a").first
+        assert re.fullmatch(r"\d+%", shared.inner_text()) and "/compare?story=" in shared.get_attribute("href")
+        assert page.locator("td.similarity span[data-variant]").count() == 0
 
         page.goto(srv.url + "/?min_size=1")
         page.fill('input[name="q"]', "Turkey")
@@ -696,8 +708,8 @@ def test_browser_flow(browser, seed_paths):
         rewrite = seed_text("003").replace("North Atlantic Treaty Organisation", "NATO alliance", 1)
         post_article(srv.url, {"id": "003-rewrite", "text": rewrite})
         page.wait_for_selector('tr[data-story="live-1"]', timeout=10_000)
-        page.wait_for_function(
-            f"document.querySelector('tr[data-story=\"{S3}\"] .size').textContent === '2'", timeout=10_000)
+        # polled from the test side: the page's CSP refuses the eval a string predicate would need
+        expect(page.locator(f'tr[data-story="{S3}"] .size')).to_have_text("2", timeout=10_000)
         assert page.evaluate("window.__same_page") is True
         assert page.evaluate("window.__live") == "sse"  # pushed by server-sent events, not polled
         assert page.locator('tr[data-story="live-1"] a').inner_text() == "Live <b>arrival</b>: ferry strike in Calais"
@@ -750,8 +762,8 @@ def test_browser_sees_an_article_enqueued_for_the_worker_arrive(browser, seed_pa
         subprocess.run([sys.executable, str(ROOT / "worker.py"), "--redis", redis_url, "--namespace", "live",
                         "--burst"], check=True, timeout=120, cwd=ROOT)
         page.wait_for_selector('tr[data-story="wire-new"]', timeout=15_000)
-        page.wait_for_function(
-            f"document.querySelector('tr[data-story=\"{S2}\"] .size').textContent === '2'", timeout=15_000)
+        # polled from the test side: the page's CSP refuses the eval a string predicate would need
+        expect(page.locator(f'tr[data-story="{S2}"] .size')).to_have_text("2", timeout=15_000)
         assert page.evaluate("window.__same_page") is True
 
 
@@ -833,6 +845,8 @@ def test_browser_on_feed_data_every_link_answers_and_pages_are_accessible(browse
         page.goto(srv.url + "/compare?" + urlencode({"story": big, "a": dd.members(big)[0], "b": dd.members(big)[1]}))
         assert page.locator("#diff tr.aligned, #diff tr.reworded").count() > 0
         assert not serious_violations(page)
+        page.goto(srv.url + views.article_url(dd.members(big)[0]))  # with the admin remove form
+        assert page.locator("#kill").count() == 1 and not serious_violations(page)
         page.set_content('<html><body><img src="x.png"><input type="text"></body></html>')
         assert serious_violations(page)  # the checker does report: an unlabelled field and an image without alt
         assert not errors, errors
@@ -880,3 +894,257 @@ def test_browser_renders_the_api_docs_offline(browser, dd):
         assert "dedup dashboard" in page.locator(".swagger-ui .info .title").inner_text()
         assert page.locator(".opblock-summary-path", has_text="/api/stories").count() >= 1
         assert not outside and not problems, (outside, problems)
+
+
+# -- wire vs other, exports, keyboard, admin kill ----------------------------
+def test_is_wire_matches_agency_names_not_lookalikes():
+    for name in ("AP", "Reuters", "reuters UK", "PA", "PA Media", "PA News", "AFP", "dpa", "AP/Berlin", " Reuters "):
+        assert views.is_wire(name), name
+    for name in ("", "Paris Match", "Apple Daily", "Reutersville Gazette", "guardian", "BBC News", "dpa2"):
+        assert not views.is_wire(name), name
+    assert views.is_wire("Wire One", ("Wire One",)) and not views.is_wire("PA", ("Wire One",))
+
+
+def test_list_counts_wire_and_other_articles(dd):
+    when = dt.datetime(2024, 5, 1, 8, 0)
+    for n, src in enumerate(("Reuters", "PA Media", "Daily Mirror", "guardian")):
+        dd.add(Article(f"fire/{n}", "A fire destroyed the old mill in Leeds overnight and firefighters fought the "
+                       "blaze for six hours. Nobody was hurt, the fire service said. " + "Smoke drifted." * n,
+                       title="Mill fire", source=src, published=when + dt.timedelta(hours=n)))
+    story = dd.story_of("fire/0")
+    client = TestClient(create_app(dd))
+    row = next(s for s in client.get("/api/stories").json()["stories"] if s["id"] == story)
+    assert (row["wire"], row["other"]) == (2, 2)
+    html = client.get("/").text
+    assert re.search(rf'data-story="{re.escape(story)}">.*?<td class="wire">2 wire, 2 other</td>', html, re.S)
+    seeds = next(s for s in client.get("/api/stories").json()["stories"] if s["id"] == S0)
+    assert (seeds["wire"], seeds["other"]) == (0, 2)  # the seeds name no source
+    own = TestClient(create_app(dd, wire_sources=("Daily Mirror",)))
+    row = next(s for s in own.get("/api/stories").json()["stories"] if s["id"] == story)
+    assert (row["wire"], row["other"]) == (1, 3)
+
+
+def test_coverage_chart_buckets_articles_over_the_span():
+    hours = views.coverage_chart(["2024-05-01T08:10:00+00:00", "2024-05-01T08:50:00+00:00",
+                                  "2024-05-01T11:05:00+00:00", "", "not a date"])
+    assert hours.unit == "hour" and [b.count for b in hours.bars] == [2, 0, 0, 1]
+    assert hours.bars[0].height == views.CHART_HEIGHT - 2 and hours.bars[3].height == (views.CHART_HEIGHT - 2) / 2
+    assert hours.bars[0].start == "01 May 2024 08:00" and hours.bars[1].x > hours.bars[0].x + hours.bars[0].width
+    assert "3 dated articles" in hours.label and "most in one hour: 2, from 01 May 2024 08:00" in hours.label
+    assert "2 undated articles not shown" in hours.label
+    days = views.coverage_chart([f"2024-05-{d:02d}T12:00:00" for d in (1, 1, 1, 9, 20)])
+    assert days.unit == "day" and len(days.bars) == 20 and sum(b.count for b in days.bars) == 5
+    assert all(b.x + b.width <= views.CHART_WIDTH for b in days.bars)
+    weeks = views.coverage_chart(["1999-01-01", "1999-05-01"])
+    assert weeks.unit == "week" and len(weeks.bars) <= views.CHART_BARS
+    assert views.coverage_chart(["", ""]) is None
+    dates = views.coverage_chart(["1999-09-27", "1999-09-27", "1999-09-28"])
+    assert dates.unit == "day" and [b.count for b in dates.bars] == [2, 1] and dates.first == "27 Sep 1999"
+
+
+def test_story_page_charts_coverage_and_gives_similarity_to_the_most_complete(client, dd):
+    when = dt.datetime(2024, 5, 1, 8, 0)
+    for n in range(3):
+        dd.add(Article(f"quake/{n}", "An earthquake of magnitude 6.1 shook central Chile on Tuesday, damaging old "
+                       "buildings in two towns. Power was cut to forty thousand homes, the grid operator said. "
+                       + ("Schools were closed for the day. " * (n == 1)) + ("Aftershocks followed at dawn." * (n == 2)),
+                       title="Chile earthquake", source="AP", published=when + dt.timedelta(hours=5 * n)))
+    story = dd.story_of("quake/0")
+    html = client.get(views.story_url(story)).text
+    svg = re.search(r'<svg role="img" aria-labelledby="chart-title"[^>]*>(.*?)</svg>', html, re.S)
+    assert svg and '<title id="chart-title">Coverage over time: 3 dated articles' in svg[1]
+    assert [int(c) for c in re.findall(r'data-count="(\d+)"', svg[1])] == [1, 1, 1]
+    assert "articles per hour" in html
+    data = client.get(f"/api/stories/{quote(story, safe='')}").json()
+    assert data["chart"]["unit"] == "hour" and len(data["chart"]["bars"]) == 11
+    best = next(v for v in data["variants"] if v["most_complete"])
+    assert best["similarity"] == 1.0
+    for v in data["variants"]:
+        if v["id"] != best["id"]:  # the compare page's figure for the same pair
+            pair = client.get("/api/compare", params={"story": story, "a": best["id"], "b": v["id"]}).json()
+            assert v["similarity"] == pair["similarity"] and 0.5 < v["similarity"] < 1.0
+    # the page came first: it asked for the column apart instead of aligning every variant itself
+    cells = re.findall(r'<td class="num similarity">(.*?)</td>', html, re.S)
+    assert cells.count("–") == 1 and sum('title="being computed">…</span>' in c for c in cells) == 2
+    assert f'data-similarity="{views.similarity_url(story)}"' in html
+    apart = client.get(views.similarity_url(story)).json()
+    assert apart["most_complete"] == best["id"] and apart["similarity"] == {v["id"]: v["similarity"] for v in data["variants"]}
+    html = client.get(views.story_url(story)).text  # kept now: the page shows it
+    cells = re.findall(r'<td class="num similarity">(.*?)</td>', html, re.S)
+    assert cells.count("–") == 1 and sum("%</a>" in c for c in cells) == 2 and "data-similarity=" not in html
+    seeds = client.get(f"/api/stories/{S0}").json()
+    assert seeds["chart"] is None and "<svg" not in client.get(f"/story/{S0}").text  # undated: no chart
+    assert {v["id"]: v["similarity"] for v in seeds["variants"]}[S1] == \
+        client.get("/api/compare", params={"story": S0, "a": S0, "b": S1}).json()["similarity"]
+
+
+def test_story_and_event_export_as_json_and_csv(client, dd):
+    import csv
+    import io
+
+    dd.add(Article("x/1", seed_text("000").replace("NATO Secretary General", "=HYPERLINK(\"http://x\") NATO chief", 1),
+                   source="Reuters", title="=cmd|' /C calc'!A0"))
+    story = dd.story_of("x/1")
+    html = client.get(views.story_url(story)).text
+    links = dict(re.findall(r'<a href="(/api/export/story\?[^"]+)" download>(JSON|CSV)</a>', html))
+    assert sorted(links.values()) == ["CSV", "JSON"]
+    by_format = {fmt: client.get(link.replace("&amp;", "&")) for link, fmt in links.items()}
+    doc = by_format["JSON"].json()
+    api = client.get(f"/api/stories/{quote(story, safe='')}").json()
+    assert doc["story"] == story and [a["id"] for a in doc["articles"]] == [v["id"] for v in api["variants"]]
+    x = next(a for a in doc["articles"] if a["id"] == "x/1")
+    assert x["wire"] is True and x["text"].startswith('=HYPERLINK("http://x") NATO chief seeks')
+    assert x["title"].startswith("=cmd") and x["unique_sentences"] == next(
+        v for v in api["variants"] if v["id"] == "x/1")["unique_sentences"]
+    got = by_format["CSV"]
+    assert got.headers["content-type"].startswith("text/csv")
+    assert got.headers["content-disposition"].startswith('attachment; filename="story-') and "/" not in \
+        got.headers["content-disposition"].split("filename=")[1]
+    rows = list(csv.DictReader(io.StringIO(got.text)))
+    assert [r["id"] for r in rows] == [a["id"] for a in doc["articles"]]
+    row = next(r for r in rows if r["id"] == "x/1")
+    assert row["title"] == "'=cmd|' /C calc'!A0" and row["wire"] == "true"  # a formula is never live in a sheet
+    assert row["text"] == "'" + x["text"] and row["unique_sentences"] == "'" + "\n".join(x["unique_sentences"])
+    assert float(row["similarity"]) == x["similarity"]
+
+    event = client.get("/event", params={"story": S3, "min_size": 1}).text
+    links = dict(re.findall(r'<a href="(/api/export/event\?[^"]+)" download>(JSON|CSV)</a>', event))
+    by_format = {fmt: client.get(link.replace("&amp;", "&")) for link, fmt in links.items()}
+    doc = by_format["JSON"].json()
+    assert {st["id"] for st in doc["stories"]} == {S2, S3} and all(st["adds"] for st in doc["stories"])
+    rows = list(csv.DictReader(io.StringIO(by_format["CSV"].text)))
+    assert [(r["event"], r["story"], r["adds"].split("\n"), r["articles"].split("\n")) for r in rows] == \
+        [(doc["event"], st["id"], st["adds"], st["articles"]) for st in doc["stories"]]
+    bad = client.get("/api/export/story", params={"id": story, "format": "xml"})
+    assert bad.status_code == 422 and "format='xml'" in bad.json()["detail"] and "json, csv" in bad.json()["detail"]
+    assert client.get("/api/export/story", params={"id": "nope"}).status_code == 404
+
+
+def test_remove_button_shows_only_with_an_admin_token_and_its_call_needs_it(dd):
+    read_only = TestClient(create_app(dd)).get(f"/article/{S1}").text
+    assert 'id="kill"' not in read_only
+    admin = TestClient(create_app(dd, admin_token=TOKEN))
+    html = admin.get(f"/article/{S1}").text
+    assert f'<form class="card kill" id="kill" data-article="{S1}">' in html and 'type="password" name="token"' in html
+    assert '<script src="/static/dashboard.js" defer></script>' in html
+    script = admin.get("/static/dashboard.js")
+    assert script.status_code == 200 and "javascript" in script.headers["content-type"]
+    assert "script-src 'self'" in script.headers["content-security-policy"]
+    # the call the button makes
+    assert admin.delete("/api/article", params={"id": S1}).status_code == 401
+    assert admin.delete("/api/article", params={"id": S1}, headers=auth("wrong")).status_code == 403
+    assert dd.story_of(S1) is not None
+    assert admin.delete("/api/article", params={"id": S1}, headers=auth()).json()["deleted"] == S1
+    assert dd.story_of(S1) is None
+
+
+def test_browser_remove_button_works_only_with_the_token(browser, seed_paths):
+    from dedup.web.testing import LiveServer
+
+    dd = load_seeds(seed_paths)
+    dd.add(Article("kill me/1", seed_text("001").replace("NATO", "the alliance", 2), source="PA"))
+    story = dd.story_of("kill me/1")
+    with LiveServer(dd, admin_token=TOKEN) as srv:
+        page = browser.new_page()
+        errors: list[str] = []
+        page.on("pageerror", lambda e: errors.append(str(e)))
+        page.goto(srv.url + views.article_url("kill me/1"))
+        status = page.locator("#kill-status")
+        # waits poll from the test side: the page's CSP refuses the eval a string predicate would need
+        page.click("#kill button")
+        expect(status).to_contain_text("Not removed (401)")
+        assert "admin token required" in status.inner_text()
+        page.fill('#kill input[name="token"]', "wrong")
+        page.click("#kill button")
+        expect(status).to_contain_text("Not removed (403)")
+        assert "wrong admin token" in status.inner_text() and dd.story_of("kill me/1") == story
+        page.fill('#kill input[name="token"]', TOKEN)
+        page.click("#kill button")
+        page.wait_for_url(re.compile(r"/story\?id="))
+        assert dd.story_of("kill me/1") is None and page.locator("#headline").count() == 1
+        assert "kill me/1" not in page.content()
+        assert not errors, errors
+
+
+def test_browser_keyboard_moves_between_rows_and_slash_searches(browser, seed_paths):
+    from dedup.web.testing import LiveServer
+
+    dd = load_seeds(seed_paths)
+    with LiveServer(dd) as srv:
+        page = browser.new_page()
+        errors: list[str] = []
+        page.on("pageerror", lambda e: errors.append(str(e)))
+        page.goto(srv.url + "/?min_size=1")
+        ids = page.eval_on_selector_all("#stories tbody tr[data-story]", "(trs) => trs.map(t => t.dataset.story)")
+        assert len(ids) == 4
+
+        def current() -> tuple[str | None, str | None, str]:
+            return page.evaluate("""() => {
+                const tr = document.querySelector('#stories tr.current');
+                const a = document.activeElement;
+                return [tr && tr.dataset.story, a.closest('tr') && a.closest('tr').dataset.story,
+                        tr ? getComputedStyle(tr.querySelector('td')).backgroundColor : ''];
+            }""")
+
+        assert current()[0] is None
+        page.keyboard.press("j")
+        assert current() == [ids[0], ids[0], "rgb(232, 238, 251)"]  # marked and focused: visible
+        page.keyboard.press("j")
+        page.keyboard.press("j")
+        assert current()[:2] == [ids[2], ids[2]]
+        page.keyboard.press("k")
+        assert current()[:2] == [ids[1], ids[1]]
+        assert page.locator("#stories tr.current").count() == 1
+        for _ in range(6):
+            page.keyboard.press("j")
+        assert current()[0] == ids[-1]  # stops at the last row
+        page.keyboard.press("Enter")
+        page.wait_for_url(re.compile("/story/"))
+        assert page.locator("#headline").count() == 1
+        page.go_back()
+        page.wait_for_selector("#stories")
+        picked = current()[0]
+        page.keyboard.press("/")
+        assert page.evaluate("document.activeElement.name") == "q"
+        page.keyboard.type("j/Turkey")  # typed into the box, not taken as shortcuts
+        assert page.input_value('input[name="q"]') == "j/Turkey"
+        assert current()[0] == picked
+        assert not errors, errors
+
+
+def test_event_page_reuses_the_lists_events_and_its_own_answer_until_a_story_changes(dd, monkeypatch):
+    dash = views.Dashboard(dd)
+    calls = {"events": 0, "story": 0}
+    for name in calls:
+        real = getattr(dd, name)
+
+        def counted(*args, _real=real, _name=name, **kw):
+            calls[_name] += 1
+            return _real(*args, **kw)
+        monkeypatch.setattr(dd, name, counted)
+    listed = views.Filters(min_size=1)
+    dash.list_stories(listed)
+    assert calls["events"] == 1
+    first = dash.event(S3, dash.listed_with(S3, listed))
+    assert {s.id for s in first.stories} == {S2, S3} and calls == {"events": 1, "story": 2}
+    again = dash.event(S3, dash.listed_with(S3, listed))
+    assert again == first and calls == {"events": 1, "story": 2}
+    dd.add(Article("003-again", seed_text("003").replace("NATO", "the alliance", 1)))  # S3 changes
+    changed = dash.event(S3, dash.listed_with(S3, listed))
+    assert calls == {"events": 2, "story": 4} and next(s for s in changed.stories if s.id == S3).size == 2
+
+
+def test_shared_core_leaves_out_headline_bylines_and_dates(client, dd):
+    body = ("SHIPYARD SAVED BY NEW ORDER\n\nBy John Deane, Chief Reporter, PA News\n\n27 September 1999\n\n"
+            "The Clyde shipyard won an order for three ferries on Monday, saving four hundred jobs.\n\n"
+            "Union leaders said the order secured work at the yard until the end of 2001.\n\n")
+    dd.add(Article("yard/pa", body + "The first ferry is due to be launched next spring, the company said.",
+                   title="SHIPYARD SAVED BY NEW ORDER", source="PA"))
+    dd.add(Article("yard/paper", body + "Workers cheered as the news was read out in the canteen.", source="mirror"))
+    story = dd.story_of("yard/pa")
+    assert dd.story_of("yard/paper") == story
+    core = client.get(f"/api/stories/{quote(story, safe='')}").json()["core"]
+    assert core[0].startswith("The Clyde shipyard won") and any(c.startswith("Union leaders said") for c in core)
+    assert not [c for c in core if "SHIPYARD" in c or "Deane" in c or c == "27 September 1999"]
+    assert views.is_core_statement("By the end of the day the strike was over, union officials said.")
+    assert not views.is_core_statement("From our correspondent in Paris")

@@ -15,10 +15,12 @@ from __future__ import annotations
 import asyncio
 import hmac
 import json
+import re
 import secrets
 import time
 from pathlib import Path
 from typing import Any, AsyncIterator
+from urllib.parse import urlencode
 
 import jinja2
 import swagger_ui_bundle
@@ -33,10 +35,12 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from ..records import BadInput, IndexMismatch, IndexUnavailable
 from ..service import Deduper
-from .views import (MIN_SIZE, PER_PAGE, SORTS, Dashboard, Filters, NotFound, article_url, compare_url, event_url,
-                    story_url, to_json)
+from .views import (EXPORT_FORMATS, MIN_SIZE, PER_PAGE, SORTS, WIRE_SOURCES, Dashboard, Filters, NotFound,
+                    article_url, compare_url, event_csv, event_export, event_url, similarity_url, story_csv,
+                    story_export, story_url, to_json)
 
 TEMPLATES = Path(__file__).parent / "templates"
+STATIC = Path(__file__).parent / "static"
 #: largest request body the write API reads; an article is a few kB, a long one well under 1 MB
 MAX_BODY = 2_000_000
 #: streams that never end on their own: HEAD is refused there rather than held open
@@ -56,6 +60,12 @@ def _http_url(url: str) -> str:
     return url if url.lower().startswith(("http://", "https://")) else ""
 
 
+def export_url(kind: str, item_id: str, fmt: str, list_query: str = "") -> str:
+    """Where a story (``kind`` "story") or the event of a story ("event") downloads as ``fmt``."""
+    key = "id" if kind == "story" else "story"
+    return f"/api/export/{kind}?" + urlencode({key: item_id, "format": fmt}) + (f"&{list_query}" if list_query else "")
+
+
 def _templates() -> Jinja2Templates:
     env = jinja2.Environment(
         loader=jinja2.FileSystemLoader(str(TEMPLATES)),
@@ -69,6 +79,8 @@ def _templates() -> Jinja2Templates:
     env.globals["compare_url"] = compare_url
     env.globals["event_url"] = event_url
     env.globals["SORTS"] = SORTS
+    env.globals["export_url"] = export_url
+    env.globals["similarity_url"] = similarity_url
     return Jinja2Templates(env=env)
 
 
@@ -126,15 +138,16 @@ def _api(request: Request) -> bool:
 
 
 def create_app(deduper: Deduper, admin_token: str | None = None, poll_seconds: float = 3.0,
-               max_body: int = MAX_BODY) -> FastAPI:
+               max_body: int = MAX_BODY, wire_sources: tuple[str, ...] = WIRE_SOURCES) -> FastAPI:
     """Build the dashboard over any Deduper (in-process or Redis).
 
     ``admin_token`` enables the write API (ingest, delete); without it the
     dashboard is read-only, so a public viewer cannot change the index.
     ``poll_seconds`` is how often the list page asks for news; ``max_body``
-    the largest request body accepted (413 beyond, before reading it).
+    the largest request body accepted (413 beyond, before reading it);
+    ``wire_sources`` the news agencies the list counts as wire (:data:`~dedup.web.views.WIRE_SOURCES`).
     """
-    dash = Dashboard(deduper)
+    dash = Dashboard(deduper, wire_sources)
     templates = _templates()
     app = FastAPI(
         title="dedup dashboard",
@@ -146,6 +159,7 @@ def create_app(deduper: Deduper, admin_token: str | None = None, poll_seconds: f
     app.state.dashboard = dash
     app.add_middleware(Guard, max_body=max_body)
     app.mount("/docs/assets", StaticFiles(directory=swagger_ui_bundle.swagger_ui_path), name="docs-assets")
+    app.mount("/static", StaticFiles(directory=STATIC), name="static")
 
     def require_admin(
         authorization: str | None = Header(default=None),
@@ -165,6 +179,7 @@ def create_app(deduper: Deduper, admin_token: str | None = None, poll_seconds: f
 
     def page(request: Request, name: str, status: int = 200, **ctx: Any) -> HTMLResponse:
         ctx.setdefault("nonce", request.state.nonce)
+        ctx.setdefault("admin", admin_token is not None)  # the remove button shows where it can work
         return templates.TemplateResponse(request, name, ctx, status_code=status)
 
     def error(request: Request, status: int, title: str, message: str,
@@ -314,6 +329,41 @@ def create_app(deduper: Deduper, admin_token: str | None = None, poll_seconds: f
         f, _ = _filters(q, source, after, before, 1, per_page, sort, min_size)
         return to_json(dash.event(story, dash.listed_with(story, f)))
 
+    def export(kind: str, item_id: str, fmt: str, doc: dict[str, Any], as_csv: Any) -> Response:
+        name = re.sub(r"[^A-Za-z0-9._-]+", "_", item_id).strip("._")[:60] or kind
+        disposition = {"Content-Disposition": f'attachment; filename="{kind}-{name}.{fmt}"'}
+        if fmt == "csv":
+            return Response(as_csv(doc), media_type="text/csv; charset=utf-8", headers=disposition)
+        return JSONResponse(doc, headers=disposition)
+
+    def export_format(fmt: str) -> str:
+        if fmt not in EXPORT_FORMATS:
+            raise HTTPException(422, f"format={fmt!r} is not an export format: use one of {', '.join(EXPORT_FORMATS)}")
+        return fmt
+
+    format_q = Query("json", description=f"{' or '.join(EXPORT_FORMATS)}")
+
+    @app.get("/api/export/story", tags=["export"])
+    def api_export_story(id: str, format: str = format_q) -> Response:
+        """A story as a file: JSON (header and articles) or CSV (one row per article, lists one item a line)."""
+        fmt = export_format(format)
+        return export("story", id, fmt, story_export(dash.story(id), dash.wire_sources), story_csv)
+
+    @app.get("/api/export/event", tags=["export"])
+    def api_export_event(story: str, format: str = format_q, q: str = "", source: str = "", after: str = "",
+                         before: str = "", per_page: int = Query(PER_PAGE, ge=1, le=200), sort: str = sort_q,
+                         min_size: int = min_size_q) -> Response:
+        """The event of ``story`` (as ``/api/event`` finds it) as a file: JSON, or CSV with one row per story."""
+        fmt = export_format(format)
+        f, _ = _filters(q, source, after, before, 1, per_page, sort, min_size)
+        e = dash.event(story, dash.listed_with(story, f))
+        return export("event", e.id, fmt, event_export(e), event_csv)
+
+    @app.get("/api/similarity", tags=["stories"])
+    def api_similarity(story: str) -> dict[str, Any]:
+        """Each variant's share of sentences shared with the most complete variant (the story page's column)."""
+        return to_json(dash.similarity(story))
+
     @app.get("/api/story", tags=["stories"])
     def api_story_by_query(id: str) -> dict[str, Any]:
         """:func:`api_story` with the id in the query: for ids a path cannot carry (``.``, ``..``, ``events``)."""
@@ -388,7 +438,8 @@ def create_app(deduper: Deduper, admin_token: str | None = None, poll_seconds: f
 
     def story_or_member(request: Request, story_id: str) -> Response:
         try:
-            return page(request, "story.html", s=dash.story(story_id))
+            # the similarity column, when not kept yet, is filled by the page's script from /api/similarity
+            return page(request, "story.html", s=dash.story(story_id, similarity=False))
         except NotFound:
             owner = dash.story_of(story_id)
             if owner is not None:  # an article's id: its story
@@ -409,7 +460,7 @@ def create_app(deduper: Deduper, admin_token: str | None = None, poll_seconds: f
 
     @app.get("/compare", response_class=HTMLResponse, include_in_schema=False)
     def compare_page(request: Request, story: str, a: str = "", b: str = "") -> HTMLResponse:
-        s = dash.story(story)
+        s = dash.story(story, similarity=False)
         ids = [v.id for v in s.variants]
         a = a or (ids[0] if ids else "")
         b = b or (ids[1] if len(ids) > 1 else a)
@@ -420,7 +471,7 @@ def create_app(deduper: Deduper, admin_token: str | None = None, poll_seconds: f
                    per_page: int = Query(PER_PAGE, ge=1, le=200), sort: str = "activity",
                    min_size: int = Query(MIN_SIZE, ge=1)) -> HTMLResponse:
         f, _ = _filters(q, source, after, before, 1, per_page, sort, min_size)
-        return page(request, "event.html", e=dash.event(story, dash.listed_with(story, f)))
+        return page(request, "event.html", e=dash.event(story, dash.listed_with(story, f)), list_query=f.query())
 
     @app.get("/article", response_class=HTMLResponse, include_in_schema=False)
     def article_query_page(request: Request, id: str) -> HTMLResponse:

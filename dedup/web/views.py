@@ -13,9 +13,12 @@ story page ranks (TF-IDF), one story at a time.
 
 from __future__ import annotations
 
+import csv
 import datetime as dt
 import hashlib
+import io
 import math
+import re
 import threading
 import unicodedata
 from dataclasses import asdict, dataclass, field, replace
@@ -35,6 +38,23 @@ MAX_PER_PAGE = 200
 SORTS = {"activity": "latest activity", "size": "most articles", "first": "newest first seen"}
 #: an editor looks for stories many outlets ran, so single-article stories are hidden unless asked for
 MIN_SIZE = 2
+#: News agencies whose copy other outlets run: a source is wire when its name is one of these or starts
+#: with one followed by a space or punctuation ("PA", "PA Media", "Reuters UK", "AP/Berlin"), ignoring case.
+#: Generic agency names only, so a feed's own outlets are never guessed at; pass ``wire_sources`` to
+#: :class:`Dashboard` (``create_app``) for another list.
+WIRE_SOURCES = (
+    "AP", "Associated Press", "Reuters", "AFP", "Agence France-Presse", "PA", "PA Media", "Press Association",
+    "dpa", "Deutsche Presse-Agentur", "ANSA", "EFE", "Kyodo", "Xinhua", "UPI", "United Press International",
+    "AAP", "Australian Associated Press", "Canadian Press", "ANP", "APA", "Belga", "TASS", "Yonhap", "PTI",
+    "Press Trust of India",
+)
+
+
+CHART_WIDTH, CHART_HEIGHT = 240, 44
+#: chart buckets, smallest first: the first that needs at most CHART_BARS bars is used
+CHART_UNITS = (("hour", 3600), ("6 hours", 6 * 3600), ("day", 86400), ("week", 7 * 86400),
+               ("30 days", 30 * 86400), ("year", 365 * 86400))
+CHART_BARS = 24
 
 
 class NotFound(KeyError):
@@ -54,6 +74,33 @@ def _path_id(kind: str, item_id: str) -> str:
     return f"/{kind}/" + quote(item_id, safe="")
 
 
+def is_wire(source: str, wire_sources: tuple[str, ...] = WIRE_SOURCES) -> bool:
+    """Whether ``source`` names a news agency of ``wire_sources`` (see :data:`WIRE_SOURCES`)."""
+    name = " ".join(source.split()).casefold()
+    for wire in wire_sources:
+        w = wire.casefold()
+        if name == w or (name.startswith(w) and not name[len(w)].isalnum()):
+            return True
+    return False
+
+
+# A credit line: "By John Deane, Chief Reporter, PA News", "From our correspondent in Paris".
+_CREDIT = re.compile(r"^(?:by|from)\s+\S+", re.I)
+_LOWER = re.compile(r"\b[a-z]{2,}")
+
+
+def is_core_statement(sentence: str, headings: tuple[str, ...] = ()) -> bool:
+    """Whether a sentence belongs in the shared core: reporting, not the headline (shown above it), a byline
+    or credit, a dateline or a date, or a label in capitals."""
+    text = " ".join(sentence.split())
+    if not text or text.casefold() in {" ".join(h.split()).casefold() for h in headings if h}:
+        return False
+    words = text.split()
+    if _CREDIT.match(text) and len(words) <= 12 and not text.endswith("."):
+        return False
+    return len(words) >= 4 and _LOWER.search(text) is not None
+
+
 def story_url(story_id: str) -> str:
     return _path_id("story", story_id)
 
@@ -65,6 +112,10 @@ def article_url(article_id: str) -> str:
 def compare_url(story_id: str, a: str = "", b: str = "") -> str:
     params = {"story": story_id, **({"a": a} if a else {}), **({"b": b} if b else {})}
     return "/compare?" + urlencode(params)
+
+
+def similarity_url(story_id: str) -> str:
+    return "/api/similarity?" + urlencode({"story": story_id})
 
 
 def event_url(story_id: str, list_query: str = "") -> str:
@@ -212,6 +263,8 @@ class StorySummary(StoryHeader):
     event: str = ""  # the event among the listed stories
     related: int = 0  # other listed stories of the same event
     event_url: str = ""
+    wire: int = 0  # articles from a news agency (WIRE_SOURCES)
+    other: int = 0  # articles from other outlets
 
 
 @dataclass
@@ -251,6 +304,33 @@ class VariantView:
     segments: list[Segment]
     words: int = 0
     url_page: str = ""  # the article's page on the dashboard
+    similarity: float | None = 1.0  # share of its sentences and the most complete's that pair up (compare's
+    # alignment); None while not computed yet
+
+
+@dataclass
+class Bar:
+    """One time bucket of the coverage chart, in SVG user units."""
+
+    start: str  # the bucket's first moment, as shown
+    count: int
+    x: float
+    y: float
+    width: float
+    height: float
+
+
+@dataclass
+class Chart:
+    """Articles per time bucket, drawn server-side as a small SVG; ``label`` says it in words."""
+
+    bars: list[Bar]
+    unit: str  # "hour", "6 hours", "day", ...
+    first: str
+    last: str
+    label: str
+    width: int = CHART_WIDTH
+    height: int = CHART_HEIGHT
 
 
 @dataclass
@@ -260,6 +340,17 @@ class StoryView(StoryHeader):
     variants: list[VariantView]
     core: list[str]  # most complete variant's sentences that other variants also carry
     timeline: list[dict[str, str]] = field(default_factory=list)
+    chart: Chart | None = None  # None when no article is dated
+    similarity_pending: bool = False  # the similarity column is asked for apart (Dashboard.similarity)
+
+
+@dataclass
+class SimilarityView:
+    """Each variant's share of sentences shared with the most complete variant (empty for one article)."""
+
+    story: str
+    most_complete: str
+    similarity: dict[str, float]
 
 
 @dataclass
@@ -293,6 +384,9 @@ class EventStory:
     sources: list[str]
     span: str
     adds: list[str]  # unique sentences of its most complete variant that no other story of the event says
+    first_published: str = ""
+    last_published: str = ""
+    articles: list[str] = field(default_factory=list)  # its article ids
 
 
 @dataclass
@@ -303,6 +397,63 @@ class EventView:
     story: str  # the story the page was opened from
     stories: list[EventStory]
     candidates: int  # stories the event was looked for among
+
+
+#: what an export file can be
+EXPORT_FORMATS = ("json", "csv")
+STORY_CSV = ("story", "headline", "rank", "id", "title", "source", "wire", "published", "url", "words",
+             "most_complete", "similarity", "unique_sentences", "text")
+EVENT_CSV = ("event", "story", "headline", "size", "sources", "first_published", "last_published", "adds",
+             "articles")
+
+
+def story_export(s: StoryView, wire_sources: tuple[str, ...] = WIRE_SOURCES) -> dict[str, Any]:
+    """A story as one JSON document: its header and every article with its text and what it adds."""
+    texts = {v.id: "".join(seg.text for seg in v.segments) for v in s.variants}
+    return {
+        "story": s.id, "headline": s.headline, "size": s.size, "sources": s.sources,
+        "first_published": s.first_published, "last_published": s.last_published,
+        "articles": [{"rank": v.rank, "id": v.id, "title": v.title, "source": v.source,
+                      "wire": is_wire(v.source, wire_sources), "published": v.published, "url": v.url,
+                      "words": v.words, "most_complete": v.most_complete, "similarity": v.similarity,
+                      "unique_sentences": v.unique_sentences, "text": texts[v.id]} for v in s.variants],
+    }
+
+
+def event_export(e: EventView) -> dict[str, Any]:
+    """An event as one JSON document: its stories, each with what it adds and its article ids."""
+    return {"event": e.id, "story": e.story, "candidates": e.candidates,
+            "stories": [{"id": st.id, "headline": st.headline, "size": st.size, "sources": st.sources,
+                         "first_published": st.first_published, "last_published": st.last_published,
+                         "adds": st.adds, "articles": st.articles} for st in e.stories]}
+
+
+def _cell(value: Any) -> str:
+    """A CSV cell; lists one item a line.  A cell a spreadsheet would run as a formula (``=``, ``+``, ``-``,
+    ``@``, tab, CR first) gets a leading ``'``, because feed text is untrusted."""
+    if isinstance(value, list):
+        value = "\n".join(str(v) for v in value)
+    text = str(value).lower() if isinstance(value, bool) else str(value)
+    return "'" + text if text[:1] in ("=", "+", "-", "@", "\t", "\r") else text
+
+
+def to_csv(header: tuple[str, ...], rows: list[dict[str, Any]]) -> str:
+    out = io.StringIO()
+    writer = csv.writer(out, lineterminator="\r\n")
+    writer.writerow(header)
+    for row in rows:
+        writer.writerow([_cell(row.get(k, "")) for k in header])
+    return out.getvalue()
+
+
+def story_csv(doc: dict[str, Any]) -> str:
+    """:func:`story_export` as CSV, one row per article."""
+    return to_csv(STORY_CSV, [{"story": doc["story"], "headline": doc["headline"], **a} for a in doc["articles"]])
+
+
+def event_csv(doc: dict[str, Any]) -> str:
+    """:func:`event_export` as CSV, one row per story."""
+    return to_csv(EVENT_CSV, [{"event": doc["event"], "story": st["id"], **st} for st in doc["stories"]])
 
 
 def to_json(obj: Any) -> Any:
@@ -334,6 +485,51 @@ def highlight(text: str, unique: list[str]) -> list[Segment]:
     if pos < len(text):
         segments.append(Segment(text[pos:]))
     return segments
+
+
+def _shown_time(when: dt.datetime, unit: int) -> str:
+    return when.strftime("%d %b %Y %H:%M" if unit < 86400 else "%d %b %Y")
+
+
+def coverage_chart(published: list[str]) -> Chart | None:
+    """Articles per time bucket over a story's span, the bucket size chosen so at most CHART_BARS bars show.
+
+    Undated articles are left out of the bars and counted in the label.
+    """
+    times = sorted(t for t in (_when(p) for p in published if p) if t is not None)
+    undated = len(published) - len(times)
+    if not times:
+        return None
+    first, last = times[0], times[-1]
+    origin = first.replace(minute=0, second=0, microsecond=0)
+    # feeds that give dates only (every time midnight) are counted by day at the finest
+    dates_only = all(t.hour == t.minute == t.second == 0 for t in times)
+    units = [(n, u) for n, u in CHART_UNITS if u >= 86400 or not dates_only]
+    name, unit = units[-1]
+    for name, unit in units:
+        if unit >= 86400:
+            origin = first.replace(hour=0, minute=0, second=0, microsecond=0)
+        if (last - origin).total_seconds() // unit + 1 <= CHART_BARS:
+            break
+    n = int((last - origin).total_seconds() // unit) + 1
+    counts = [0] * n
+    for t in times:
+        counts[int((t - origin).total_seconds() // unit)] += 1
+    top = max(counts)
+    slot = CHART_WIDTH / n
+    gap = min(2.0, slot / 4)
+    bars = []
+    for i, c in enumerate(counts):
+        h = (CHART_HEIGHT - 2) * c / top if c else 0.0
+        bars.append(Bar(_shown_time(origin + dt.timedelta(seconds=unit * i), unit), c, round(i * slot + gap / 2, 2),
+                        round(CHART_HEIGHT - h, 2), round(slot - gap, 2), round(h, 2)))
+    peak = max(bars, key=lambda b: b.count)
+    words = (f"Coverage over time: {len(times)} dated article{'s' if len(times) != 1 else ''} "
+             f"from {_shown_time(first, unit)} to {_shown_time(last, unit)}, {n} bar{'s' if n != 1 else ''} "
+             f"of one {name} each; most in one {name}: {peak.count}, from {peak.start}")
+    if undated:
+        words += f"; {undated} undated article{'s' if undated != 1 else ''} not shown"
+    return Chart(bars, name, _shown_time(first, unit), _shown_time(last, unit), words + ".")
 
 
 def _day_key(published: str) -> str:
@@ -373,16 +569,21 @@ class Dashboard:
     OUTLINE_CACHE = 20_000
     #: stories read per batch when (re)building filter facts
     CHUNK = 500
-    #: list pages whose events are kept (LRU): pages differ by filters and order
+    #: list pages whose events are kept, and event pages (LRU): pages differ by filters and order
     EVENT_CACHE = 256
+    #: stories whose variant similarities are kept (LRU)
+    SIMILARITY_CACHE = 2_000
 
-    def __init__(self, deduper: Deduper) -> None:
+    def __init__(self, deduper: Deduper, wire_sources: tuple[str, ...] = WIRE_SOURCES) -> None:
         self.dd = deduper
+        self.wire_sources = tuple(wire_sources)
         self.lock = threading.RLock()
         self._outlines: OrderedDict[tuple[str, int], StorySummary] = OrderedDict()
         self._facts: dict[str, _Facts] = {}
         self._sources: tuple[list[tuple[str, int]], list[str]] | None = None
         self._events: OrderedDict[tuple[tuple[str, int], ...], dict[str, str]] = OrderedDict()
+        self._similarities: OrderedDict[tuple[Any, ...], dict[str, float]] = OrderedDict()
+        self._event_views: OrderedDict[tuple[str, tuple[tuple[str, int], ...]], EventView] = OrderedDict()
 
     # -- list ---------------------------------------------------------------
     def _matches(self, facts: _Facts, f: Filters) -> bool:
@@ -473,8 +674,10 @@ class Dashboard:
                 es = [entries[a] for a in members.get(sid, ()) if a in entries]
                 if es:
                     o = outline_story(sid, es, self.dd.settings, counts)
+                    wire = sum(1 for e in es if is_wire(e.source, self.wire_sources))
                     self._outlines[(sid, v)] = StorySummary(
-                        o.id, o.headline, o.size, o.sources, o.first_published, o.last_published, o.most_complete)
+                        o.id, o.headline, o.size, o.sources, o.first_published, o.last_published, o.most_complete,
+                        wire=wire, other=len(es) - wire)
             while len(self._outlines) > self.OUTLINE_CACHE:
                 self._outlines.popitem(last=False)
         rows = []
@@ -567,12 +770,48 @@ class Dashboard:
             return list(self._sources[1])
 
     # -- story --------------------------------------------------------------
-    def story(self, story_id: str) -> StoryView:
+    def _similarity(self, story_id: str, anchor: str, entries: dict[str, Entry],
+                    compute: bool = True) -> dict[str, float] | None:
+        """:meth:`Deduper.similarity_to` the most complete variant, kept while the story's texts are the same
+        (one alignment per variant is the story page's largest cost); None when not kept and not ``compute``."""
+        digest = hashlib.sha1()
+        for e in sorted(entries.values(), key=lambda e: e.id):
+            digest.update(f"{len(e.id)}:{e.id}{len(e.title)}:{e.title}{len(e.text)}:{e.text}".encode())
+        key = (story_id, anchor, digest.hexdigest())
+        got = self._similarities.get(key)
+        if got is not None:
+            self._similarities.move_to_end(key)
+        elif compute:
+            got = self._similarities[key] = self.dd.similarity_to(story_id, anchor)
+            while len(self._similarities) > self.SIMILARITY_CACHE:
+                self._similarities.popitem(last=False)
+        return got
+
+    def similarity(self, story_id: str) -> SimilarityView:
+        """Each variant's sentences shared with the story's most complete variant (what the story page's
+        column shows; the page asks for it apart when it is not kept yet, so the page itself stays fast)."""
+        with self.lock:
+            members = self.dd.members(story_id)
+            if not members:
+                raise NotFound(story_id)
+            entries = self.dd.articles(members)
+            hashes = sorted({h for e in entries.values() for h in e.sentence_hashes})
+            counts = dict(zip(hashes, self.dd.sentence_counts(hashes)))
+            best = outline_story(story_id, list(entries.values()), self.dd.settings, counts).most_complete
+            got = self._similarity(story_id, best, entries) if len(entries) > 1 else {}
+        return SimilarityView(story_id, best, {aid: got.get(aid, 1.0) for aid in sorted(entries)} if got else {})
+
+    def story(self, story_id: str, similarity: bool = True) -> StoryView:
+        """The story page's view; without ``similarity`` the similarity column is filled only when it is kept
+        (``similarity_pending`` says it is not)."""
         with self.lock:
             st = self.dd.story(story_id)
             if st is None:
                 raise NotFound(story_id)
             entries = self.dd.articles(v.id for v in st.articles)
+            best_id = next((v.id for v in st.articles if v.most_complete), "")
+            similar = (self._similarity(story_id, best_id, entries, compute=similarity)
+                       if st.size > 1 and best_id else {})
         variants = []
         for v in st.articles:
             e = entries.get(v.id)
@@ -584,6 +823,7 @@ class Dashboard:
                     most_complete=v.most_complete, unique_sentences=list(v.unique_sentences),
                     segments=highlight(text, v.unique_sentences) if st.size > 1 else [Segment(text)],
                     words=len(text.split()), url_page=article_url(v.id),
+                    similarity=None if similar is None else similar.get(v.id, 1.0),
                 )
             )
         core: list[str] = []
@@ -591,14 +831,16 @@ class Dashboard:
         if best is not None and st.size > 1 and best.id in entries:
             e = entries[best.id]
             mine = set(best.unique_sentences)
-            core = [shown for shown, _, _ in display_sentences(e.text, e.title) if shown not in mine]
+            core = [shown for shown, _, _ in display_sentences(e.text, e.title)
+                    if shown not in mine and is_core_statement(shown, (st.headline, e.title))]
         timeline = sorted(
             ({"id": e.id, "published": e.published, "source": e.source,
               "title": next((v.title for v in st.articles if v.id == e.id), e.title)} for e in entries.values()),
             key=lambda t: (t["published"] == "", t["published"], t["id"]),
         )
         return StoryView(st.id, st.headline, st.size, st.sources, st.first_published, st.last_published,
-                         variants, core, timeline)
+                         variants, core, timeline, coverage_chart([e.published for e in entries.values()]),
+                         similar is None)
 
     def compare(self, story_id: str, a: str, b: str) -> CompareView:
         """Two variants side by side, aligned sentence by sentence with the ranking's TF-IDF similarity."""
@@ -643,11 +885,29 @@ class Dashboard:
         variant that no other story of the event carries, judged by the
         ranking's sentence similarity over the event's most complete variants.
         """
+        now = dt.datetime.now(dt.timezone.utc)
         with self.lock:
             if not self.dd.members(story_id):
                 raise NotFound(story_id)
-            candidates = list(dict.fromkeys([story_id, *among]))
-            events = self.dd.events(candidates)
+            known = dict(self.dd.story_versions())
+            page = [(sid, known.get(sid, -1)) for sid in dict.fromkeys(among)]
+            key = (story_id, tuple(page))
+            view = self._event_views.get(key)
+            if view is None:
+                view = self._event_views[key] = self._event(story_id, page)
+                while len(self._event_views) > self.EVENT_CACHE:
+                    self._event_views.popitem(last=False)
+            else:
+                self._event_views.move_to_end(key)
+        return replace(view, stories=[replace(st, span=relative_span(st.first_published, st.last_published, now))
+                                      for st in view.stories])
+
+    def _event(self, story_id: str, page: list[tuple[str, int]]) -> EventView:
+        """:meth:`event` uncached; ``page`` holds the listed stories with their versions."""
+        with self.lock:
+            candidates = list(dict.fromkeys([story_id, *(sid for sid, _ in page)]))
+            # the list page computed these same events when it showed them
+            events = self._page_events(page) if story_id in dict(page) else self.dd.events(candidates)
             event = events.get(story_id, story_id)
             ids = [sid for sid in candidates if events.get(sid) == event] or [story_id]
             stories = [st for st in (self.dd.story(sid) for sid in ids) if st is not None]
@@ -662,11 +922,10 @@ class Dashboard:
             ranked = rank_story(event, [entries[a] for a in best.values() if a in entries], self.dd.settings, counts)
             for v in ranked.articles:
                 adds[owner[v.id]] = list(v.unique_sentences)
-        now = dt.datetime.now(dt.timezone.utc)
         stories.sort(key=lambda st: (-st.size, st.id))
         return EventView(event, story_id, [
-            EventStory(st.id, story_url(st.id), st.headline, st.size, st.sources,
-                       relative_span(st.first_published, st.last_published, now), adds.get(st.id, []))
+            EventStory(st.id, story_url(st.id), st.headline, st.size, st.sources, "", adds.get(st.id, []),
+                       st.first_published, st.last_published, [v.id for v in st.articles])
             for st in stories], len(candidates))
 
     def story_of(self, article_id: str) -> str | None:
@@ -702,4 +961,5 @@ class Dashboard:
 
 
 __all__ = ["Dashboard", "Filters", "NotFound", "BadInput", "highlight", "to_json", "PER_PAGE", "SORTS", "MIN_SIZE",
-           "story_url", "article_url", "compare_url", "event_url", "relative_span"]
+           "story_url", "article_url", "compare_url", "event_url", "similarity_url", "relative_span", "WIRE_SOURCES", "is_wire",
+           "coverage_chart", "EXPORT_FORMATS", "story_export", "event_export", "story_csv", "event_csv"]
