@@ -350,17 +350,36 @@ def align_variants(entries: list[Entry], left: str, right: str, settings: Settin
     :data:`SAME_WORDING` is *aligned*, a lower one *reworded*.  Returns the
     rows and the share of sentences that found a partner.
     """
+    return align_with(entries, left, [right], settings, counts)[right]
+
+
+def align_with(entries: list[Entry], left: str, rights: list[str], settings: Settings,
+               counts: dict[int, int] | None = None) -> dict[str, tuple[list[AlignedRow], float]]:
+    """:func:`align_variants` of ``left`` with each of ``rights``, the story's TF-IDF model fitted once."""
     entries = sorted(entries, key=lambda e: e.id)
     variants = _select(entries, settings, counts or {})
     by_id = {v.entry.id: v for v in variants}
-    a, b = by_id[left], by_id[right]
     all_sents = [s for v in variants for s in v.sentences]
     vec = TfidfVectorizer(tokenizer=content_words, lowercase=False, token_pattern=None, sublinear_tf=True)
+    a = by_id[left]
     try:
         vec.fit(all_sents)
-        sims = (vec.transform(a.sentences) @ vec.transform(b.sentences).T).toarray()
+        left_rows = vec.transform(a.sentences)
     except ValueError:  # no vocabulary at all
-        sims = np.zeros((len(a.sentences), len(b.sentences)))
+        left_rows = None
+    out = {}
+    for right in rights:
+        b = by_id[right]
+        if left_rows is None:
+            sims = np.zeros((len(a.sentences), len(b.sentences)))
+        else:
+            sims = (left_rows @ vec.transform(b.sentences).T).toarray()
+        out[right] = _align(a, b, sims, settings)
+    return out
+
+
+def _align(a: _Variant, b: _Variant, sims: np.ndarray, settings: Settings) -> tuple[list[AlignedRow], float]:
+    """The best-scoring monotone alignment of the sentences of ``a`` and ``b`` given their similarities."""
     n, m = sims.shape
     # Best total similarity over monotone pairings that only pair sentences saying the same thing.
     score = np.zeros((n + 1, m + 1))

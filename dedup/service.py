@@ -19,7 +19,7 @@ import numpy as np
 
 from .events import group_events
 from .index import MemoryIndex, StoryIndex, open_index
-from .novelty import align_variants, rank_story
+from .novelty import align_with, rank_story
 from .records import Article, Assignment, BadInput, Entry, Signature, Story
 from .settings import Settings
 from .signature import idf, sign_articles
@@ -340,15 +340,16 @@ class Deduper:
         """Per variant of a story, how much it says what its variant ``anchor`` says: the share of the two
         variants' sentences that pair up under the ranking's TF-IDF similarity
         (:func:`~dedup.novelty.align_variants`, as on the compare page); 1.0 for ``anchor`` itself.  Empty
-        when ``anchor`` is not in the story.  Costs one alignment per variant."""
+        when ``anchor`` is not in the story.  The story's TF-IDF model is fitted once for all of them."""
         ids = self.index.members(story_id)
         if anchor not in ids:
             return {}
         entries = list(self.index.entries(ids).values())
         hashes = sorted({h for e in entries for h in e.sentence_hashes})
         counts = dict(zip(hashes, self.index.sentence_counts(hashes)))
-        return {e.id: 1.0 if e.id == anchor else align_variants(entries, anchor, e.id, self.settings, counts)[1]
-                for e in entries}
+        others = [e.id for e in entries if e.id != anchor]
+        aligned = align_with(entries, anchor, others, self.settings, counts)
+        return {e.id: 1.0 if e.id == anchor else aligned[e.id][1] for e in entries}
 
     def stories(self, limit: int | None = None, offset: int = 0) -> list[Story]:
         ids = self.index.story_ids()

@@ -272,3 +272,18 @@ def test_nearest_sentence_of_another_variant_is_the_dense_answer_whatever_the_bl
     finally:
         N._PAIRS_PER_BLOCK = old
     assert np.allclose(got, want)
+
+
+def test_aligning_one_variant_with_several_gives_each_pair_alone():
+    """The story page's similarity column fits the story's model once; each variant's figure is the
+    one the compare page shows for that pair."""
+    from dedup.novelty import align_variants, align_with
+
+    dd = Deduper()
+    for a in read_paths([str(SEEDS)]):
+        dd.add(a)
+    entries = list(dd.articles(dd.members(dd.story_of("000_e9c91ff9978c02d9"))).values())
+    anchor, other = sorted(e.id for e in entries)
+    together = align_with(entries, anchor, [other, anchor], dd.settings)
+    assert together[other] == align_variants(entries, anchor, other, dd.settings)
+    assert together[anchor][1] == 1.0 and 0.0 < together[other][1] < 1.0
