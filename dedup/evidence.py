@@ -40,7 +40,7 @@ from .records import Signature
 from .settings import Settings
 from .signature import HASH_MASK, trigram_mix, idf, pair_cosines, pair_reuses, term_hash
 from .templates import template_blind
-from .text import NON_CONTENT, split_sentences, tokens
+from .text import NON_CONTENT, headline_line, split_sentences, tokens
 
 
 @dataclass(frozen=True)
@@ -58,6 +58,7 @@ class TextFeatures:
     weights: np.ndarray  # float64
     names: np.ndarray  # bool
     shingles: np.ndarray  # uint32
+    lead: int = 0  # words of the headline line (dedup.text.headline_line), 0 without one
 
 
 @lru_cache(maxsize=1 << 16)
@@ -97,7 +98,10 @@ def text_features(clean: str) -> TextFeatures:
     ids: list[int] = []
     weights: list[float] = []
     names: list[bool] = []
-    for line in clean.split("\n"):
+    lead = 0
+    for n, line in enumerate(clean.split("\n")):
+        if n == 1 and headline_line(clean):
+            lead = len(ids)
         for sentence in split_sentences(line):
             words = [_word(w) for w in sentence.split()]
             # In a headline written in title case or capitals, capitals say nothing about names.
@@ -115,6 +119,7 @@ def text_features(clean: str) -> TextFeatures:
         weights=np.array(weights, dtype=np.float64),
         names=np.array(names, dtype=bool),
         shingles=shingles.astype(np.uint32),
+        lead=lead,
     )
 
 

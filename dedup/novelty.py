@@ -29,7 +29,7 @@ from sklearn.feature_extraction.text import TfidfVectorizer
 
 from .records import Entry, RankedVariant, Story
 from .settings import Settings
-from .text import BYLINE, content_words, display_sentences
+from .text import BYLINE, HEADLINE_WORDS, content_words, display_sentences
 
 
 @dataclass
@@ -114,7 +114,6 @@ def _most_complete(variants: list[_Variant], coverage: list[float]) -> int:
 
 
 # Headlines are set in a few lines of large type: wire titles run to 3-10 words, a lede to 25-40.
-_HEADLINE_WORDS = 14
 _HEAD_CHARS = 4000  # room for a long advisory paragraph, a headline and a byline
 # PA's editorial notes open a take: "(with pix)", "(Advisory: note references to ...)", "(corrected ...)",
 # sometimes as a paragraph of their own; and rules of dashes set off a headline.
@@ -150,7 +149,7 @@ def _first_line_headline(entry: Entry) -> str:
         return ""
     first = lines[0]
     after = lines[1] if len(lines) > 1 else ""
-    if (len(first.split()) <= _HEADLINE_WORDS and not first.rstrip("\"'\u201d\u2019)").endswith((".", ":"))
+    if (len(first.split()) <= HEADLINE_WORDS and not first.rstrip("\"'\u201d\u2019)").endswith((".", ":"))
             and not after[:1].islower()):
         return first
     caps = _CAPS_HEADLINE.match(first)
@@ -176,7 +175,7 @@ def _headline(variants: list[_Variant], coverage: list[float]) -> str:
             if found:
                 return found
     words = _clean_line((variants[order[0]].shown[:1] or [""])[0]).split()
-    return " ".join(words[:_HEADLINE_WORDS]) + (" \u2026" if len(words) > _HEADLINE_WORDS else "")
+    return " ".join(words[:HEADLINE_WORDS]) + (" \u2026" if len(words) > HEADLINE_WORDS else "")
 
 
 @dataclass

@@ -103,6 +103,9 @@ class Signature:
     # the CRC-32 of each content word in text order (signing sets it, and so does decoding): what tells an
     # outlet's template block from shared text (dedup.templates).  None: made by hand, no template test.
     words: np.ndarray | None = field(default=None, repr=False, compare=False)
+    # how many of those words are the text's headline line (dedup.text.headline_line), 0 without one: an
+    # outlet template sits at the top of the body, under the headline, as well as at the text's head
+    lead: int = field(default=0, repr=False, compare=False)
 
 
 @dataclass

@@ -37,7 +37,7 @@ from datasketch import LeanMinHash, MinHash
 from .hashtable import BandTable, fmix64
 from .records import Signature
 from .settings import Settings
-from .text import NON_CONTENT, EURO_MARK, POUND_MARK, normalize, token_text
+from .text import NON_CONTENT, EURO_MARK, POUND_MARK, headline_line, normalize, token_text
 
 IDF_CEILING = 8.0  # zipf 8 ~ "the"; a word never seen in English text gets idf 8
 IDF_FLOOR = 0.3
@@ -466,6 +466,11 @@ def sign_many(clean_texts: list[str], days: list[int | None], settings: Settings
     grams = (grams & np.uint64(0xFFFFFFFF)).astype(np.uint32)
     gram_starts = _segments(gram_seg, m)
     word_starts = np.concatenate([[0], np.cumsum(lengths)])
+    # content words of each text's headline line: its tokens are the first of the text's tokens
+    head_tokens = np.array([len(token_text(headline_line(t)).split()) for t in clean_texts], dtype=np.int64)
+    first_token = np.searchsorted(token_seg, np.arange(len(clean_texts)))
+    content_before = np.concatenate([[0], np.cumsum(content)])
+    leads = content_before[first_token + head_tokens] - content_before[first_token]
 
     for j, i in enumerate(keep):
         out[i] = Signature(
@@ -476,6 +481,7 @@ def sign_many(clean_texts: list[str], days: list[int | None], settings: Settings
             shingles=grams[gram_starts[j] : gram_starts[j + 1]],
             day=days[i],
             words=word_crc[word_starts[j] : word_starts[j + 1]],
+            lead=int(leads[i]),
         )
     return out
 

@@ -3,10 +3,11 @@
 Web outlets wrap every article in the same lines (an archive notice at the
 tail, a subscription plea at the head).  Two unrelated articles of one outlet
 then share a run of trigrams that carries none of either story.  A run of
-shared trigrams is a *template* when it sits at the same edge (head or tail)
-of both texts, is the smaller part of each, and what remains of the two texts
-outside it is not about the same thing (cosine of the remainders below
-``min_cosine``).  A rewrite that keeps its source's lead verbatim also shares
+shared trigrams is a *template* when it sits at the same edge of both texts
+-- the head (of the text, or of its body under a headline line:
+``Signature.lead``) or the tail -- is the smaller part of each, and what
+remains of the two texts outside it is not about the same thing (cosine of
+the remainders below ``min_cosine``).  A rewrite that keeps its source's lead verbatim also shares
 a head run, but its remainder still reports the same story, so the run counts
 as reuse.
 
@@ -42,6 +43,9 @@ class WordSequence(Protocol):
     @property
     def shingles(self) -> np.ndarray: ...  # uint32
 
+    @property
+    def lead(self) -> int: ...  # words of the headline line (0: none)
+
 
 class SignedSequence:
     """The :class:`WordSequence` of a signature that records its words (``Signature.words``).
@@ -59,6 +63,7 @@ class SignedSequence:
         self._sig = sig
         crc = np.asarray(sig.words, dtype=np.uint32)
         self.words = crc & HASH_MASK
+        self.lead = sig.lead
         self.shingles = ((trigram_mix(crc) & HASH_MASK) if len(crc) >= 3 else self.words).astype(np.uint32)
 
     @cached_property
@@ -79,15 +84,23 @@ def sequence_of(sig: Signature) -> SignedSequence | None:
 
 
 def at_same_edge(a: Signature, b: Signature, gap: int) -> bool:
-    """Whether some trigram within ``gap`` of the head of both texts, or of the tail of both, is shared:
-    a cheap test that :func:`edge_blocks` can find a block, from a few trigrams of each signature's
-    words looked up in the other's sorted trigrams."""
+    """Whether some trigram within ``gap`` of the head of both texts (of the text, or of the line under its
+    headline), or of the tail of both, is shared: a cheap test that :func:`edge_blocks` can find a block,
+    from a few trigrams of each signature's words looked up in the other's sorted trigrams."""
     if a.words is None or b.words is None:
         return False
 
+    def trigrams(crc: np.ndarray) -> np.ndarray:
+        crc = np.asarray(crc, dtype=np.uint32)
+        return (trigram_mix(crc) & HASH_MASK) if len(crc) >= 3 else crc & HASH_MASK
+
     def near(sig: Signature, other: Signature, head: bool) -> bool:
-        crc = np.asarray(sig.words[: gap + 3] if head else sig.words[-gap - 3:], dtype=np.uint32)
-        grams = (trigram_mix(crc) & HASH_MASK) if len(crc) >= 3 else crc & HASH_MASK
+        if head:
+            grams = trigrams(sig.words[: gap + 3])
+            if sig.lead:
+                grams = np.concatenate([grams, trigrams(sig.words[sig.lead: sig.lead + gap + 3])])
+        else:
+            grams = trigrams(sig.words[-gap - 3:])
         at = np.searchsorted(other.shingles, grams)
         return bool((other.shingles[np.minimum(at, len(other.shingles) - 1)] == grams).any()) \
             if len(other.shingles) else False
@@ -95,16 +108,18 @@ def at_same_edge(a: Signature, b: Signature, gap: int) -> bool:
     return (near(a, b, True) and near(b, a, True)) or (near(a, b, False) and near(b, a, False))
 
 
-def _edge_runs(positions: np.ndarray, length: int, gap: int) -> tuple[np.ndarray, np.ndarray]:
+def _edge_runs(positions: np.ndarray, length: int, gap: int, lead: int = 0) -> tuple[np.ndarray, np.ndarray]:
     """Which of the sorted ``positions`` (of shared trigrams) form the run at the head, and which the
     run at the tail, of a sequence of ``length`` trigrams: consecutive positions at most ``gap``
-    apart, the first (last) at most ``gap`` from the edge.  One run may be both."""
+    apart, the first (last) at most ``gap`` from the edge.  The head edge is also the line under a
+    headline of ``lead`` words: the body's top, where outlets put their templates too.  One run may be
+    both."""
     head = np.zeros(len(positions), dtype=bool)
     tail = np.zeros(len(positions), dtype=bool)
     if not len(positions):
         return head, tail
     breaks = np.flatnonzero(np.diff(positions) > gap)
-    if positions[0] <= gap:
+    if positions[0] <= gap or lead <= positions[0] <= lead + gap:
         head[: (breaks[0] + 1 if len(breaks) else len(positions))] = True
     if length - 1 - positions[-1] <= gap:
         tail[(breaks[-1] + 1 if len(breaks) else 0):] = True
@@ -119,11 +134,12 @@ def _members(values: np.ndarray, sorted_set: np.ndarray) -> np.ndarray:
     return sorted_set[at] == values
 
 
-def _edge_only(shingles: np.ndarray, shared: np.ndarray, gap: int) -> tuple[np.ndarray, np.ndarray]:
+def _edge_only(s: WordSequence, shared: np.ndarray, gap: int) -> tuple[np.ndarray, np.ndarray]:
     """Of the trigrams at the ``shared`` positions, the hashes every occurrence of which lies in the
     head run, and those every occurrence of which lies in the tail run (each sorted, distinct)."""
+    shingles = s.shingles
     pos = np.flatnonzero(shared)
-    head, tail = _edge_runs(pos, len(shingles), gap)
+    head, tail = _edge_runs(pos, len(shingles), gap, s.lead)
     hashes = shingles[pos]
     return (np.setdiff1d(hashes[head], hashes[~head]), np.setdiff1d(hashes[tail], hashes[~tail]))
 
@@ -144,18 +160,20 @@ def edge_blocks(a: WordSequence, b: WordSequence, gap: int) -> tuple[np.ndarray,
         return keep_a, keep_b, none
     shared_a, shared_b = _members(a.shingles, common), _members(b.shingles, common)
     # cheap test first: a run at an edge of both texts starts within ``gap`` of that edge in both
-    at_head = shared_a[: gap + 1].any() and shared_b[: gap + 1].any()
+    at_head = all(shared[: gap + 1].any() or (s.lead and shared[s.lead: s.lead + gap + 1].any())
+                  for s, shared in ((a, shared_a), (b, shared_b)))
     at_tail = shared_a[-gap - 1:].any() and shared_b[-gap - 1:].any()
     if not at_head and not at_tail:
         return keep_a, keep_b, none
-    (head_a, tail_a), (head_b, tail_b) = _edge_only(a.shingles, shared_a, gap), _edge_only(b.shingles, shared_b, gap)
+    (head_a, tail_a), (head_b, tail_b) = _edge_only(a, shared_a, gap), _edge_only(b, shared_b, gap)
     template_head = np.intersect1d(head_a, head_b, assume_unique=True)
     template_tail = np.intersect1d(tail_a, tail_b, assume_unique=True)
     if not len(template_head) and not len(template_tail):
         return keep_a, keep_b, none
     for s, keep in ((a, keep_a), (b, keep_b)):
         if len(template_head):
-            keep[: np.flatnonzero(_members(s.shingles, template_head)).max() + 3] = False
+            at = np.flatnonzero(_members(s.shingles, template_head))
+            keep[(0 if at[0] <= gap else at[0]): at[-1] + 3] = False  # under a headline: the headline stays
         if len(template_tail):
             keep[np.flatnonzero(_members(s.shingles, template_tail)).min():] = False
         if keep.sum() * 2 <= len(keep):  # the block is not the smaller part of this text

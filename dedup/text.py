@@ -66,6 +66,24 @@ _TOKEN = re.compile(r"[a-z0-9£$€]+(?:[.,][0-9]+)*(?:'[a-z]+)?")
 STOP_WORDS = frozenset(ENGLISH_STOP_WORDS) | {"said", "says", "told", "mr", "mrs", "ms", "year", "years"}
 
 
+# A headline is at most this many words: longer first lines are ledes run on from a missing headline.
+HEADLINE_WORDS = 14
+
+
+def headline_line(clean: str) -> str:
+    """The first line of a normalized text (:func:`normalize`) when it is shaped like a headline, else "".
+
+    Shaped like one: another line follows, it is at most :data:`HEADLINE_WORDS`
+    words, it does not end a sentence or open a list (no final "." or ":"), and
+    the next line does not carry it on in lower case.
+    """
+    first, _, rest = clean.partition("\n")
+    if (not rest or len(first.split()) > HEADLINE_WORDS or first.rstrip("\"')").endswith((".", ":"))
+            or rest[:1].islower()):
+        return ""
+    return first
+
+
 def looks_like_html(text: str) -> bool:
     # Every tag starts with "<": a memchr-speed test spares plain text the regex scan.
     return "<" in text and bool(_LOOKS_HTML.search(text))

@@ -55,6 +55,7 @@ def test_a_prepared_article_is_stored_without_its_features_and_signed_again_on_r
     assert len(full) - len(blob) == 4 * len(e.signature.term_ids) + 3 * len(e.signature.shingles) \
         + 4 * len(e.signature.words)
     assert np.array_equal(decode_signature(full, "k", SETTINGS).words, e.signature.words)
+    assert decode_signature(full, "k", SETTINGS).lead == decode_signature(blob, "k", SETTINGS).lead == e.signature.lead
     assert not blob.startswith(b"\x80")  # not a pickle
 
 
@@ -137,10 +138,10 @@ def test_damaged_records_name_the_key_and_the_part():
 # keep decoding, whatever builds the codec from its layout declaration.
 STORED = bytes.fromhex(
     "0501204e0000200000000200000002000000020000000600000005000000020000000a0000000800000013000000000000000000"
-    "000041e2010082c40300c3a6050004890700456b0900864d0b00c72f0d0008120f0049f410008ad61200cbb814000c9b16004d7d"
-    "18008e5f1a00cf411c0010241e005106200092e82100d3ca230014ad2500558f270096712900d7532b0018362d0059182f009afa"
-    "3000dbdc32001cbf34005da136009e833800df653a00010000701101ff03050000ffffff07000000ffffffff776972652f315469"
-    "746c654150323032342d31302d3034687474703a2f2f78785e0b49ad2851c84f53c82cd1030017ba03c6"
+    "00000000000041e2010082c40300c3a6050004890700456b0900864d0b00c72f0d0008120f0049f410008ad61200cbb814000c9b"
+    "16004d7d18008e5f1a00cf411c0010241e005106200092e82100d3ca230014ad2500558f270096712900d7532b0018362d005918"
+    "2f009afa3000dbdc32001cbf34005da136009e833800df653a00010000701101ff03050000ffffff07000000ffffffff77697265"
+    "2f315469746c654150323032342d31302d3034687474703a2f2f78785e0b49ad2851c84f53c82cd1030017ba03c6"
 )
 
 

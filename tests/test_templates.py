@@ -27,6 +27,12 @@ from .test_evidence import BUDGET, FLOOD, FLOOD_REWRITE, TAIL, TAIL_LATER
 S = Settings()
 DAY = dt.datetime(2021, 3, 2, tzinfo=dt.timezone.utc)
 HEAD = TAIL.replace("This report first appeared", "This page was first published")
+# A plea an outlet puts at the top of every article's body, under the article's own headline.
+PLEA = ("Listen to this story. Your browser does not support the audio element. Independent journalism needs "
+        "your support: become a Ledgerline member for the price of a coffee each month, join our readers "
+        "community, sign up for the Morning Briefing newsletter and get every story in your inbox before breakfast.")
+FLOOD_HEADLINE = "Marrowby evacuated as river Tessel bursts banks after week of heavy rain"
+BUDGET_HEADLINE = "Osterland finance minister Lidia Varkonyi cuts fuel subsidies, raises pension age"
 # Four reports of one outlet, each closing with its archive notice: two pairs of unrelated reports
 # around one rewrite pair.
 REPORTS = {
@@ -67,6 +73,27 @@ def test_unrelated_reports_sharing_an_outlet_template_are_not_linked(glue):
     assert pair_reuses([a], [b])[0] >= S.min_reuse and pair_cosines([a], [b])[0] >= S.min_cosine
     linked, cos, reuse = verify(a, b, S)
     assert not linked and reuse < S.min_reuse and cos < S.min_cosine
+
+
+def test_a_template_under_each_articles_own_headline_is_not_reuse():
+    """Past a headline of more than template_gap words the plea is not at the text's head, but it is at
+    the top of the body: the signature knows how many words the headline line holds."""
+    a = signed(FLOOD_HEADLINE + "\n" + PLEA + "\n" + FLOOD)
+    b = signed(BUDGET_HEADLINE + "\n" + PLEA + "\n" + BUDGET)
+    assert a.lead == 9 and b.lead == 11 and min(a.lead, b.lead) > S.template_gap
+    assert pair_reuses([a], [b])[0] >= S.min_reuse and pair_cosines([a], [b])[0] >= S.min_cosine
+    assert not verify(a, b, S)[0]
+    assert verify(dataclasses.replace(a, lead=0), dataclasses.replace(b, lead=0), S)[0]  # headline unknown
+    rewrite = signed("Flood forces Marrowby families from homes\n" + PLEA + "\n" + FLOOD_REWRITE)
+    assert verify(a, rewrite, S)[0]  # the rest still reports one story
+
+
+def test_the_signature_and_the_text_features_agree_on_the_headline_line():
+    for text in (FLOOD_HEADLINE + "\n" + PLEA + "\n" + FLOOD, FLOOD, "A lede that ends a sentence.\n" + FLOOD,
+                 FLOOD_HEADLINE + "\nand a line carried on in lower case"):
+        clean = normalize(text)[0]
+        assert signed(text).lead == text_features(clean).lead
+    assert signed(FLOOD).lead == 0 and signed("A lede that ends a sentence.\n" + FLOOD).lead == 0
 
 
 def test_a_rewrite_keeping_the_lead_and_the_template_is_still_linked():

@@ -341,3 +341,15 @@ def test_fast_paths_match_the_plain_code_on_awkward_lines():
     text = "\n\n".join(_AWKWARD_LINES)
     assert T.clean_paragraphs(text) == _ref_clean_paragraphs(text)
     assert T.display_sentences(text, "Headline") == _ref_display_sentences(text, "Headline")
+
+
+def test_a_first_line_is_the_headline_line_only_when_shaped_like_one():
+    from dedup.text import HEADLINE_WORDS, headline_line
+
+    assert headline_line("Triple axe killer jailed for life\nA drifter was jailed today.") == \
+        "Triple axe killer jailed for life"
+    assert headline_line("A drifter was jailed for life today.\nHe killed three.") == ""  # ends a sentence
+    assert headline_line("Readers wrote:\nA letter.") == ""  # opens a list
+    assert headline_line("The court heard that the drifter\nhad taken drugs.") == ""  # carried on in lower case
+    assert headline_line("Only one line, no body") == ""
+    assert headline_line(" ".join(["word"] * (HEADLINE_WORDS + 1)) + "\nBody.") == ""

@@ -10,16 +10,17 @@ Layout (little-endian), so the Lua scripts can read what they need with
 :data:`STRINGS`, from which both this codec and the scripts' constants
 (:mod:`dedup.index.lua_scripts`) are built::
 
-    header (50 bytes): u8 version, u8 flags (bit 0: dated, bit 1: features left out),
+    header (54 bytes): u8 version, u8 flags (bit 0: dated, bit 1: features left out),
                        i32 day, u32 n_minhash, u32 n_terms, u32 n_shingles, u32 n_sentences,
                        u32 len(id), len(title), len(source), len(published), len(url), len(ztext),
-                       u32 n_words
+                       u32 n_words, u32 lead
     signature:         minhash u32[n_minhash], term ids u24[n_terms],
                        term weight levels u8[n_terms], shingles u24[n_shingles]
     rest:              sentence hashes u32[n_sentences], id, title, source,
                        published, url (UTF-8), zlib(text)
     trailer:           words u32[n_words] (with the features only: the word CRCs in
-                       text order that the template test reads, ``Signature.words``)
+                       text order that the template test reads, ``Signature.words``;
+                       the header's ``lead`` is ``Signature.lead``)
 
 **Features left out.**  The term vector, trigram and word hashes that verification
 compares (~1.7 kB of a ~3 kB record) are a pure function of the title
@@ -72,7 +73,7 @@ HEADER_FIELDS = (
     ("version", "B"), ("flags", "B"), ("day", "i"),
     ("n_minhash", "I"), ("n_terms", "I"), ("n_shingles", "I"), ("n_sentences", "I"),
     ("len_id", "I"), ("len_title", "I"), ("len_source", "I"), ("len_published", "I"), ("len_url", "I"),
-    ("len_ztext", "I"), ("n_words", "I"),
+    ("len_ztext", "I"), ("n_words", "I"), ("lead", "I"),
 )
 # then the arrays, in order: name (as errors name the part), bytes per item, the header field counting them;
 # the first four are the signature (signature_size)
@@ -156,7 +157,8 @@ def encode_entry(entry: Entry, keep_features: bool = False) -> bytes:
     lengths = {field: len(s) for (_, field), s in zip(STRINGS, [*strings, ztext])}
     header = HEADER.pack(*Header(version=_VERSION_BYTE, flags=flags, day=0 if sig.day is None else int(sig.day),
                                  n_minhash=len(sig.minhash), n_terms=n_terms, n_shingles=n_shingles,
-                                 n_sentences=len(sent) // 4, n_words=len(words) // 4, **lengths))
+                                 n_sentences=len(sent) // 4, n_words=len(words) // 4,
+                                 lead=sig.lead if words else 0, **lengths))
     return b"".join([header, _u4(sig.minhash, "minhash"), *features, sent, *strings, ztext, words])
 
 
@@ -202,6 +204,7 @@ class _Parsed(NamedTuple):
     sentences: np.ndarray
     strings: list[bytes]  # id, title, source, published, url, ztext
     words: np.ndarray | None
+    lead: int
 
 
 def _parse(blob: bytes, key: str, num_perm: int) -> _Parsed:
@@ -233,7 +236,7 @@ def _parse(blob: bytes, key: str, num_perm: int) -> _Parsed:
         raise CorruptRecord(key, "header", "says the features were left out but holds some")
     return _Parsed(head.day if head.flags & DATED else None, derived, arrays["minhash"], arrays["term ids"],
                    arrays["term weights"], arrays["shingles"], arrays["sentence hashes"], strings,
-                   arrays["words"] if head.n_words else None)
+                   arrays["words"] if head.n_words else None, head.lead)
 
 
 def _text(p: _Parsed, key: str) -> str:
@@ -252,7 +255,8 @@ def _signatures(parsed: list[tuple[_Parsed, str, str, str]], settings: Settings)
             todo.append(i)
         else:
             out[i] = Signature(minhash=p.minhash, term_ids=p.ids, term_weights=quantized_weights(p.levels),
-                               shingles=p.shingles, day=p.day, term_levels=p.levels, words=p.words)
+                               shingles=p.shingles, day=p.day, term_levels=p.levels, words=p.words,
+                               lead=p.lead)
     if todo:
         signed = sign_articles([parsed[i][3] for i in todo], [parsed[i][2] for i in todo],
                                [parsed[i][0].day for i in todo], settings)
