@@ -141,3 +141,15 @@ def test_every_redis_layout_splits_the_same_pairs(redis_url, layout, store_featu
     settings = dataclasses.replace(S, redis_layout=layout, store_features=store_features)
     with Deduper(settings, url=redis_url, namespace=f"tpl-{layout}-{int(store_features)}") as dd:
         assert stories(dd) == WANT
+
+
+@settings(max_examples=12, deadline=None)
+@given(st.permutations(sorted(REPORTS)))
+def test_arrival_order_does_not_change_what_a_template_splits(order):
+    dd = Deduper(S)
+    for aid in order:
+        dd.add(Article(id=aid, text=REPORTS[aid], published=DAY))
+    groups: dict[str, set[str]] = {}
+    for aid in REPORTS:
+        groups.setdefault(dd.story_of(aid), set()).add(aid)
+    assert {frozenset(g) for g in groups.values()} == WANT
