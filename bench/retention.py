@@ -39,8 +39,8 @@ sys.path.insert(0, str(ROOT / "bench"))
 
 from redis_index import load_articles, load_scripts, start_server  # noqa: E402
 
-from dedup.index.redis import RedisIndex  # noqa: E402
-from dedup.index.redis_retention import day_counts, older_than  # noqa: E402
+from dedup.index.redis.slot import RedisIndex  # noqa: E402
+from dedup.index.redis.retention import day_counts, older_than  # noqa: E402
 from dedup.service import Deduper  # noqa: E402
 from dedup.settings import Settings  # noqa: E402
 from dedup.stories import assign, remove  # noqa: E402

@@ -162,7 +162,7 @@ def test_the_scripts_read_a_record_where_the_codec_wrote_each_part(redis_url):
     """The scripts' record constants (lua_scripts prelude) come from the codec's layout declaration."""
     import redis
 
-    from dedup.index.lua_scripts import SLOT
+    from dedup.index.redis.scripts import SLOT
 
     seed = seed_entries()[0]
     undated = dataclasses.replace(seed, id="undated", signature=dataclasses.replace(seed.signature, day=None))

@@ -15,9 +15,9 @@ import numpy as np
 from hypothesis import given
 from hypothesis import strategies as st
 
-from dedup.index.redis import RedisIndex
-from dedup.index.redis_keys import UNDATED_TAG, tag_within
-from dedup.index.redis_mirror import BucketMirror
+from dedup.index.redis.slot import RedisIndex
+from dedup.index.redis.keys import UNDATED_TAG, tag_within
+from dedup.index.redis.mirror import BucketMirror
 from dedup.readers import read_paths
 from dedup.records import Article, Entry, Signature
 from dedup.service import Deduper

@@ -24,11 +24,11 @@ from redis.exceptions import TimeoutError as RedisTimeoutError
 from redis.exceptions import TryAgainError
 from redis.retry import Retry
 
-from ..records import AccessDenied, DedupError, EvictionUnsafe, IndexFull, IndexMismatch, IndexUnavailable
-from ..urls import mask_url
+from ...records import AccessDenied, DedupError, EvictionUnsafe, IndexFull, IndexMismatch, IndexUnavailable
+from ...urls import mask_url
 
 if TYPE_CHECKING:
-    from .redis import RedisIndex
+    from .slot import RedisIndex
 
 T = TypeVar("T")
 

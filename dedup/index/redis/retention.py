@@ -29,13 +29,13 @@ from __future__ import annotations
 import dataclasses
 from typing import TYPE_CHECKING, Any, Callable
 
-from ..stories import finish_splits
-from .codec import record_id
-from .redis_keys import key
-from .lua_scripts import INFO_SPAN, NODAY
+from ...stories import finish_splits
+from ..codec import record_id
+from .keys import key
+from .scripts import INFO_SPAN, NODAY
 
 if TYPE_CHECKING:
-    from .redis import RedisIndex
+    from .slot import RedisIndex
 
 BATCH = 1_000  # shards (or records) per pipelined round trip
 FIRST_BATCH = 16  # shards read in a pass's first round trip; each next one reads twice as many, up to BATCH

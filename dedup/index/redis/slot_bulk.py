@@ -34,16 +34,16 @@ from typing import TYPE_CHECKING, Any, Callable
 
 import numpy as np
 
-from ..clustering import Overlay, Seen, first_stop, plan_run
-from ..records import Assignment, DedupError, Entry
-from .redis_keys import bucket_family, check_id, day_tag, period_entry, read_families
-from .redis_retention import starts_pass
-from .redis_wire import PipelineBroken, ScriptsMissing
+from ...clustering import Overlay, Seen, first_stop, plan_run
+from ...records import Assignment, DedupError, Entry
+from .keys import bucket_family, check_id, day_tag, period_entry, read_families
+from .retention import starts_pass
+from .connection import PipelineBroken, ScriptsMissing
 
 MAX_INGEST_ATTEMPTS = 200  # reads and writes of one article (or chunk) that another writer got in the way of
 
 if TYPE_CHECKING:
-    from .redis import Decided, Found, RedisIndex
+    from .slot import Decided, Found, RedisIndex
 
 
 def _with_digest(buckets: bytes, bands: int, handles: set[bytes]) -> bytes:

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from typing import Any, Callable, Iterable
 
-from .redis_errors import guarded
+from .errors import guarded
 
 
 def text_of(value: bytes | str) -> str:

@@ -25,8 +25,8 @@ from __future__ import annotations
 import functools
 from importlib import resources
 
-from . import codec
-from .redis_keys import PERIOD_DAYS, UNDATED_TAG
+from .. import codec
+from .keys import PERIOD_DAYS, UNDATED_TAG
 
 # Linear hashing: start with SHARDS0 shards per family and split one shard
 # whenever the family holds more than LOAD fields per shard on average (and

@@ -27,7 +27,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping
 
-from .redis_keys import UNDATED_TAG, day_tag
+from .keys import UNDATED_TAG, day_tag
 
 # how many guesses the hit rate averages over, and how often a worker that stopped guessing tries again
 _RATE_SPAN = 16

@@ -49,18 +49,18 @@ import redis
 from redis.cluster import RedisCluster
 from redis.exceptions import AskError, ClusterDownError, MovedError, NoScriptError, TryAgainError
 
-from ..clustering import Seen, decide_one, verify_many, with_late_links
-from ..records import Assignment, DedupError, Entry
-from ..settings import Settings
-from .codec import decode_entry
-from .lua_scripts import SPREAD as redis_spread_lua
-from .redis import SIG_CACHE_SIZE, RedisIndex, text_of
-from .redis_errors import guarded, slot_moving
-from .redis_keys import UNDATED_TAG, band_namespace, check_id, day_tag, entries_in, key, tag_within
-from .redis_bulk import MAX_INGEST_ATTEMPTS, in_retention_runs
-from .redis_spread_bulk import ingest_chunks
-from .redis_spread_sweep import finish_todo
-from .redis_wire import DirectScripts, PipelineBroken
+from ...clustering import Seen, decide_one, verify_many, with_late_links
+from ...records import Assignment, DedupError, Entry
+from ...settings import Settings
+from ..codec import decode_entry
+from .scripts import SPREAD as redis_spread_lua
+from .slot import SIG_CACHE_SIZE, RedisIndex, text_of
+from .errors import guarded, slot_moving
+from .keys import UNDATED_TAG, band_namespace, check_id, day_tag, entries_in, key, tag_within
+from .slot_bulk import MAX_INGEST_ATTEMPTS, in_retention_runs
+from .spread_bulk import ingest_chunks
+from .spread_sweep import finish_todo
+from .connection import DirectScripts, PipelineBroken
 
 # band b's buckets live in group b mod BAND_GROUPS, each group a slot of its own.  Each group costs a
 # script call per step and article on its master, so fewer groups cost less in all; more groups spread

@@ -21,12 +21,12 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any, Callable
 
-from ..clustering import Seen, plan_run
-from ..records import Assignment, DedupError, Entry, Signature
-from .redis_keys import check_id, day_tag, entries_in, tag_within
+from ...clustering import Seen, plan_run
+from ...records import Assignment, DedupError, Entry, Signature
+from .keys import check_id, day_tag, entries_in, tag_within
 
 if TYPE_CHECKING:
-    from .redis_spread import SpreadIndex
+    from .spread import SpreadIndex
 
 MAX_CONFLICTS = 5  # a chunk whose first article keeps conflicting goes one article at a time
 

@@ -42,21 +42,21 @@ from redis.backoff import ExponentialBackoff
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
-from ..clustering import Seen, decide_one
-from ..records import Assignment, DedupError, Entry, Signature
-from ..settings import Settings
-from ..urls import mask_url
-from .base import StoryIndex
-from .codec import CODEC_VERSION, decode_entry, decode_signatures, encode_entry, record_id
-from .lua_scripts import SLOT as redis_lua
-from .redis_bulk import MAX_INGEST_ATTEMPTS, ingest_in_order
-from .redis_errors import (AccessDenied, IndexMismatch, IndexUnavailable, RetryTransient, check_eviction, guarded,
+from ...clustering import Seen, decide_one
+from ...records import Assignment, DedupError, Entry, Signature
+from ...settings import Settings
+from ...urls import mask_url
+from ..base import StoryIndex
+from ..codec import CODEC_VERSION, decode_entry, decode_signatures, encode_entry, record_id
+from .scripts import SLOT as redis_lua
+from .slot_bulk import MAX_INGEST_ATTEMPTS, ingest_in_order
+from .errors import (AccessDenied, IndexMismatch, IndexUnavailable, RetryTransient, check_eviction, guarded,
                            permanent_hint, refused, retries_within)
-from .redis_retention import expire, starts_pass
-from .redis_wire import DirectScripts
-from .redis_keys import LAYOUT_VERSION, check_id, key
-from .redis_mirror import BucketMirror
-from .redis_stories import RedisStories, text_of
+from .retention import expire, starts_pass
+from .connection import DirectScripts
+from .keys import LAYOUT_VERSION, check_id, key
+from .mirror import BucketMirror
+from .stories import RedisStories, text_of
 
 CLUSTER_SCHEME = "redis+cluster://"
 

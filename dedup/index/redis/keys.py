@@ -76,7 +76,7 @@ helpers and :func:`key` are the only two places that know the layout, and
 
 from __future__ import annotations
 
-from ..records import BadInput
+from ...records import BadInput
 
 # version of this layout, part of the namespace fingerprint: a namespace written with another layout is refused
 LAYOUT_VERSION = "7"

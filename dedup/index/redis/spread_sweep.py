@@ -21,10 +21,10 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from .redis_keys import day_tag, entries_in, tag_within
+from .keys import day_tag, entries_in, tag_within
 
 if TYPE_CHECKING:
-    from .redis_spread import SpreadIndex
+    from .spread import SpreadIndex
 
 
 def finish_todo(index: "SpreadIndex", age_s: float, limit: int) -> int:
