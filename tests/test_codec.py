@@ -7,7 +7,7 @@ import dataclasses
 import numpy as np
 import pytest
 
-from dedup.index.codec import (DERIVED, HEADER, HEADER_SIZE, CorruptRecord, decode_entry, decode_signature,
+from dedup.index.redis.codec import (DERIVED, HEADER, HEADER_SIZE, CorruptRecord, decode_entry, decode_signature,
                                decode_signatures, encode_entry, record_id, signature_size)
 from dedup.records import Entry, Signature
 from dedup.service import Deduper
@@ -67,7 +67,7 @@ def test_a_signature_that_is_not_the_texts_own_is_stored_in_full():
 
 def test_reading_for_display_does_not_sign(monkeypatch):
     """The dashboard reads thousands of records for their text and titles; only .signature signs."""
-    import dedup.index.codec as codec
+    import dedup.index.redis.codec as codec
 
     e = seed_entries()[0]
     blob = encode_entry(e)

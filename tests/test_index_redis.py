@@ -22,9 +22,9 @@ import redis
 import dedup.index.redis.slot as redis_index
 import dedup.index.redis.retention as redis_retention
 from dedup.index import MemoryIndex, open_index
-from dedup.index.codec import CorruptRecord
+from dedup.index.redis.codec import CorruptRecord
 from dedup.index.redis.slot import IndexMismatch, IndexUnavailable, RedisIndex
-from dedup.index.codec import HEADER, HEADER_SIZE
+from dedup.index.redis.codec import HEADER, HEADER_SIZE
 from dedup.index.redis.keys import (KINDS, PERIOD_DAYS, bucket_family, day_tag, key, period_entry, read_families,
                                     shard_index)
 from dedup.index.redis.scripts import INFO_SPAN, LOAD, PERIOD_SHARDS0

@@ -30,7 +30,7 @@ import dataclasses
 from typing import TYPE_CHECKING, Any, Callable
 
 from ...stories import finish_splits
-from ..codec import record_id
+from .codec import record_id
 from .keys import key
 from .scripts import INFO_SPAN, NODAY
 

@@ -25,7 +25,7 @@ from __future__ import annotations
 import functools
 from importlib import resources
 
-from .. import codec
+from . import codec
 from .keys import PERIOD_DAYS, UNDATED_TAG
 
 # Linear hashing: start with SHARDS0 shards per family and split one shard

@@ -47,7 +47,7 @@ from ...records import Assignment, DedupError, Entry, Signature
 from ...settings import Settings
 from ...urls import mask_url
 from ..base import StoryIndex
-from ..codec import CODEC_VERSION, decode_entry, decode_signatures, encode_entry, record_id
+from .codec import CODEC_VERSION, decode_entry, decode_signatures, encode_entry, record_id
 from .scripts import SLOT as redis_lua
 from .slot_bulk import MAX_INGEST_ATTEMPTS, ingest_in_order
 from .errors import (AccessDenied, IndexMismatch, IndexUnavailable, RetryTransient, check_eviction, guarded,

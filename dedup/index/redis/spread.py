@@ -52,7 +52,7 @@ from redis.exceptions import AskError, ClusterDownError, MovedError, NoScriptErr
 from ...clustering import Seen, decide_one, verify_many, with_late_links
 from ...records import Assignment, DedupError, Entry
 from ...settings import Settings
-from ..codec import decode_entry
+from .codec import decode_entry
 from .scripts import SPREAD as redis_spread_lua
 from .slot import SIG_CACHE_SIZE, RedisIndex, text_of
 from .errors import guarded, slot_moving
