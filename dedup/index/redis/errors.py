@@ -110,12 +110,12 @@ def out_of_memory(client: Any, url: str, namespace: str) -> IndexFull:
         "back unchanged")
 
 
-def refused(index: "RedisIndex", exc: BaseException) -> DedupError | None:
+def refused(client: Any, url: str, namespace: str, exc: BaseException) -> DedupError | None:
     """The core's error for a reply no retry cures (out of memory, no permission); None for others."""
     if isinstance(exc, OutOfMemoryError):
-        return out_of_memory(index._r, index.url, index.namespace)
+        return out_of_memory(client, url, namespace)
     if isinstance(exc, NoPermissionError) or "the user executing the script can't" in str(exc).lower():
-        return access_denied(index.url, index.namespace, exc)
+        return access_denied(url, namespace, exc)
     return None
 
 
@@ -262,7 +262,7 @@ def guarded(fn: Callable[..., T]) -> Callable[..., T]:
                 "check that redis-server is running and reachable"
             ) from exc
         except redis.ResponseError as exc:
-            core = refused(self, exc)
+            core = refused(self._r, self.url, self.namespace, exc)
             if core is not None:
                 raise core from None  # (the chained reply would quote the refused call's arguments: records)
             if not (isinstance(exc, TryAgainError) or SLOT_MOVING in str(exc)):
