@@ -159,7 +159,7 @@ def test_a_stored_record_decodes_and_encodes_to_the_same_bytes():
 
 
 def test_the_scripts_read_a_record_where_the_codec_wrote_each_part(redis_url):
-    """The scripts' record constants (lua_scripts prelude) come from the codec's layout declaration."""
+    """The scripts' record constants (scripts.py prelude) come from the codec's layout declaration."""
     import redis
 
     from dedup.index.redis.scripts import SLOT

@@ -23,14 +23,14 @@ import dedup.index.redis.slot as redis_index
 import dedup.index.redis.retention as redis_retention
 from dedup.index import MemoryIndex, open_index
 from dedup.index.redis.codec import CorruptRecord
-from dedup.index.redis.slot import IndexMismatch, IndexUnavailable, RedisIndex
+from dedup.index.redis.slot import RedisIndex
 from dedup.index.redis.codec import HEADER, HEADER_SIZE
 from dedup.index.redis.keys import (KINDS, PERIOD_DAYS, bucket_family, day_tag, key, period_entry, read_families,
                                     shard_index)
 from dedup.index.redis.scripts import INFO_SPAN, LOAD, PERIOD_SHARDS0
 from dedup.index.redis.retention import RAISE_FLOOR, dated_before
 from dedup.readers import read_paths
-from dedup.records import Article, Assignment, BadInput, Entry, Signature
+from dedup.records import Article, Assignment, BadInput, Entry, IndexMismatch, IndexUnavailable, Signature
 from dedup.service import Deduper
 from dedup.settings import Settings
 from dedup.signature import band_hashes, quantized_weights
@@ -263,7 +263,7 @@ def test_the_retention_floor_only_rises_and_belongs_to_its_epoch(redis_url):
 
 
 def test_python_and_lua_agree_on_bucket_families(redis_url):
-    """The bulk path works out which periods a lookup reads as the scripts do (redis_keys.read_families)."""
+    """The bulk path works out which periods a lookup reads as the scripts do (keys.read_families)."""
     from dedup.index.redis.keys import UNDATED_TAG
     from dedup.index.redis.scripts import SLOT
 
@@ -594,7 +594,7 @@ def watch_decisions(monkeypatch, on_call: Callable[[int], None] | None = None) -
 
 def test_article_written_concurrently_into_a_shared_bucket_is_not_missed(redis_url, monkeypatch):
     """Another worker inserts a rival between our read and our write: the write must notice and redo."""
-    # without the bucket copy, which would decide once more ahead of the read (redis_mirror)
+    # without the bucket copy, which would decide once more ahead of the read (mirror.py)
     with RedisIndex(dataclasses.replace(SETTINGS, redis_mirror=0), url=redis_url, namespace="race") as idx, \
             RedisIndex(SETTINGS, url=redis_url, namespace="race") as other:
         # a candidate that is not one story with ours (other words), so that the read comes back for a

@@ -150,7 +150,8 @@ def test_bulk_ingest_gives_the_one_at_a_time_assignments(redis_url, seed_paths, 
 
 
 def test_a_namespace_keeps_its_layout(redis_url):
-    from dedup.index.redis.slot import IndexMismatch, RedisIndex
+    from dedup.index.redis.slot import RedisIndex
+    from dedup.records import IndexMismatch
 
     with open_index(Settings(), redis_url, namespace="auto") as idx:  # 'auto' on one server: one slot
         assert type(idx) is RedisIndex
@@ -241,7 +242,7 @@ def test_a_late_link_that_failed_is_made_by_the_sweep_even_though_the_client_liv
     # Linking an article with one committed while it was decided is the last step of its ingest.  If
     # that step fails (a lost connection, a slot on the move) and the client goes on, its todo entry must
     # not be cleared with its next commit, or the link is never made: the sweep makes it.
-    from dedup.index.redis.slot import IndexUnavailable
+    from dedup.records import IndexUnavailable
 
     with SpreadIndex(SETTINGS, url=redis_url, namespace="latefail") as idx, \
             SpreadIndex(SETTINGS, url=redis_url, namespace="latefail") as other:
@@ -438,7 +439,7 @@ def _move_keys(src: redis.Redis, port: int, keys: list[bytes]) -> None:
 def _failing_on_the_move(step: Any, items: list[Any], ns: str) -> list[Any]:
     """``step(item)`` for each item; returns the items it failed on, each failure the error that names
     namespace ``ns`` and a slot on the move (resharding)."""
-    from dedup.index.redis.slot import IndexUnavailable
+    from dedup.records import IndexUnavailable
 
     failed = []
     for item in items:
@@ -688,7 +689,7 @@ def test_without_the_wire_fast_path_the_calls_go_through_redis_py(redis_cluster,
 
 
 def test_python_and_lua_agree_on_day_tags_and_the_window(redis_url):
-    """The client filters bucket entries by day tag as the scripts do (redis_keys.tag_within)."""
+    """The client filters bucket entries by day tag as the scripts do (keys.tag_within)."""
     from dedup.index.redis.scripts import SLOT
     from dedup.index.redis.keys import day_tag, tag_within
 

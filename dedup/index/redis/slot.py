@@ -1,8 +1,8 @@
-"""The shared story index in Redis: many workers, one set of stories.
+"""The shared story index in Redis, slot layout: many workers, one set of stories, one cluster slot.
 
-Layout: see :mod:`dedup.index.redis_keys` (and ``docs/redis.md``).  Records
-are compact bytes (:mod:`dedup.index.codec`), never pickle.  Every write
-that touches several keys is one Lua script (:mod:`dedup.index.lua_scripts`),
+Layout: see :mod:`dedup.index.redis.keys` (and ``docs/redis.md``).  Records
+are compact bytes (:mod:`dedup.index.redis.codec`), never pickle.  Every write
+that touches several keys is one Lua script (:mod:`dedup.index.redis.scripts`),
 so a crash or a lost connection never leaves half an article behind.
 
 Ingesting one article takes at most two round trips: one script returns the
@@ -12,7 +12,7 @@ Python, and a second script writes, re-checking first that the buckets and
 the candidates' stories are still what the decision saw when anything was
 written in between.  An article without candidates is stored by the first
 script: one round trip.  So is an article whose candidates the client's copy
-of recent buckets (:mod:`dedup.index.redis_mirror`) predicts: the decision
+of recent buckets (:mod:`dedup.index.redis.mirror`) predicts: the decision
 on them goes with the first script, which writes it only if they are the
 candidates it finds.  :meth:`RedisIndex.ingest_many` reads and writes a
 chunk of articles in two round trips.  If another worker changed the
@@ -22,7 +22,7 @@ order-independent link graph, any number of workers end with the partition
 one process would produce.
 
 Story membership and the story list (the part that touches no bucket) are
-in :mod:`dedup.index.redis_stories`.
+in :mod:`dedup.index.redis.stories`.
 """
 
 from __future__ import annotations
@@ -33,42 +33,34 @@ import secrets
 import threading
 import time
 from dataclasses import dataclass
-from typing import Any, Callable, Iterable, NamedTuple, TypeVar
+from typing import Any, Callable, Iterable, NamedTuple
 
 import numpy as np
 import redis
 from redis.cluster import RedisCluster
-from redis.exceptions import AuthenticationError, RedisClusterException
-from redis.backoff import ExponentialBackoff
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from ...clustering import Overlay, Seen, decide_one, first_stop, plan_run
-from ...records import Assignment, DedupError, Entry, Signature
+from ...records import Assignment, DedupError, Entry, IndexMismatch, Signature
 from ...settings import Settings
 from ...stories import finish_splits
 from ...urls import mask_url
 from ..base import StoryIndex
 from .codec import CODEC_VERSION, decode_entry, decode_signatures, encode_entry, record_id
 from .scripts import SLOT as redis_lua
-from .errors import (AccessDenied, IndexMismatch, IndexUnavailable, RetryTransient, check_eviction, guarded,
-                           permanent_hint, refused, retries_within)
+from .errors import check_eviction, guarded, refused
 from .retention import RAISE_FLOOR, OldArticles, dated_before, starts_pass
-from .connection import DirectScripts, PipelineBroken, ScriptsMissing
+from .connection import DirectScripts, PipelineBroken, ScriptsMissing, cannot_connect, connect
 from .keys import LAYOUT_VERSION, bucket_family, check_id, day_tag, key, period_entry, read_families
 from .mirror import BucketMirror
 from .stories import RedisStories, text_of
-
-CLUSTER_SCHEME = "redis+cluster://"
 
 SIG_CACHE_SIZE = 100_000  # signatures kept by handle (~3 kB each in memory)
 # articles per DELETE_MANY call: a delete is ~0.2-0.5 ms of server time (its buckets, sentence counts and
 # story), so a call holds other clients up for tens of milliseconds at most
 DELETE_CHUNK = 64
 MAX_INGEST_ATTEMPTS = 200  # reads and writes of one article (or chunk) that another writer got in the way of
-
-
-T = TypeVar("T")
 
 
 class Found(NamedTuple):
@@ -95,7 +87,7 @@ class RedisIndex(RedisStories, StoryIndex):
     """A :class:`StoryIndex` whose state lives in one Redis database under ``namespace``."""
 
     # the key layout, part of the namespace's fingerprint: "slot" keeps an index in one cluster slot,
-    # "spread" (redis_spread.SpreadIndex) gives the buckets of each band group a slot of its own
+    # "spread" (spread.SpreadIndex) gives the buckets of each band group a slot of its own
     layout = "slot"
 
     def __init__(
@@ -114,34 +106,8 @@ class RedisIndex(RedisStories, StoryIndex):
         self.settings = settings
         self.url = url
         self.namespace = namespace
-        # capped exponential backoff for settings.redis_retry_s seconds: rides out a restart or a
-        # failover, but not a refused password or an untrusted certificate, which no retry cures
-        self._reconnect = ExponentialBackoff(cap=2.0, base=0.05)  # a cluster's too (guarded)
-        self._retries = retries_within(settings.redis_retry_s, self._reconnect) if retries is None else retries
-        retry = RetryTransient(self._reconnect, self._retries)
         self._r: Any
-        try:
-            if url.startswith(CLUSTER_SCHEME):
-                # every key carries the {namespace} hash tag, so one index lives in one slot
-                self._r = RedisCluster.from_url(
-                    "redis://" + url[len(CLUSTER_SCHEME):], retry=retry,
-                    socket_timeout=socket_timeout, socket_connect_timeout=5.0,
-                )
-            else:
-                self._r = redis.Redis.from_url(
-                    url,
-                    retry=retry,
-                    retry_on_error=[RedisConnectionError, RedisTimeoutError],
-                    socket_timeout=socket_timeout,
-                    socket_connect_timeout=5.0,
-                    health_check_interval=30,
-                )
-        except (ValueError, RedisClusterException) as exc:
-            raise IndexUnavailable(f"bad or unreachable Redis URL {mask_url(url)}: {exc}") from exc
-        except (RedisConnectionError, RedisTimeoutError) as exc:
-            raise IndexUnavailable(
-                f"cannot connect to Redis at {mask_url(url)}: {exc}; start redis-server or fix --redis"
-            ) from exc
+        self._r, self._reconnect, self._retries = connect(url, settings.redis_retry_s, retries, socket_timeout)
         self._scripts = {name: self._r.register_script(getattr(redis_lua, name)) for name in redis_lua.SCRIPTS}
         self._claim_script = self._r.register_script(redis_lua.CLAIM)
         self._meta_key = self._k("meta")
@@ -161,9 +127,7 @@ class RedisIndex(RedisStories, StoryIndex):
             self._claim()
         except (RedisConnectionError, RedisTimeoutError) as exc:
             self._r.close()
-            hint = permanent_hint(exc) or "start redis-server or fix --redis (rediss:// if the server speaks TLS)"
-            error = AccessDenied if isinstance(exc, AuthenticationError) else IndexUnavailable
-            raise error(f"cannot connect to Redis at {mask_url(url)}: {exc}; {hint}") from exc
+            raise cannot_connect(url, exc) from exc
         except redis.ResponseError as exc:
             core = refused(self._r, url, namespace, exc)  # (reads INFO for the message: before closing)
             self._r.close()
@@ -180,7 +144,7 @@ class RedisIndex(RedisStories, StoryIndex):
 
     def _fixed_args(self) -> list[Any]:
         """What every story-slot script call starts with: ARGV[1] is the namespace and the epoch this
-        client knows (see redis_keys), then bands and rows."""
+        client knows (see keys.py), then bands and rows."""
         return [f"{self.namespace} {self._epoch}", self.settings.bands, self.settings.rows]
 
     def _run(self, name: str, *args: Any) -> Any:
@@ -220,8 +184,9 @@ class RedisIndex(RedisStories, StoryIndex):
             self._forget()
 
     def _wired(self) -> bool:
-        """Whether script calls go over the index's own connection (see redis_wire): on a single server, in the
-        slot layout (a cluster keeps redis-py, and so does the spread layout, which has wires of its own)."""
+        """Whether script calls go over the index's own connection (connection.DirectScripts): on a single
+        server, in the slot layout (a cluster keeps redis-py, and so does the spread layout, which has wires of
+        its own)."""
         return not isinstance(self._r, RedisCluster) and self.layout == "slot"
 
     def _forget(self) -> None:
@@ -257,7 +222,7 @@ class RedisIndex(RedisStories, StoryIndex):
     def delete_many(self, article_ids: list[str]) -> int:
         """Delete these articles, DELETE_CHUNK to a script call; how many were stored.  The stories they
         leave are not re-split here: each owes it (``pending_splits``), and :func:`dedup.stories.finish_splits`
-        then re-splits each once, however many of its articles went (retention's way, see redis_retention)."""
+        then re-splits each once, however many of its articles went (retention's way, see retention.py)."""
         done = 0
         for start in range(0, len(article_ids), DELETE_CHUNK):
             done += int(self._run("DELETE_MANY", *article_ids[start:start + DELETE_CHUNK]))
@@ -442,7 +407,7 @@ class RedisIndex(RedisStories, StoryIndex):
         does: FIND's answer says whether the id is stored, so that check costs
         no round trip.  An article without candidates is stored by FIND itself
         (a new story named after it): one round trip.
-        And when the client's copy of the buckets (:mod:`~dedup.index.redis_mirror`)
+        And when the client's copy of the buckets (:mod:`~dedup.index.redis.mirror`)
         says which candidates FIND will find, the decision on them goes with
         FIND, which writes it if they are the ones it finds: one round trip too.
         """
@@ -989,7 +954,8 @@ class _Bulk:
 
 
 
-def _in_order(index: RedisIndex, entries: list[Entry], single: Callable[[Entry], Assignment], chunk: int) -> list[Assignment | DedupError]:
+def _in_order(index: RedisIndex, entries: list[Entry], single: Callable[[Entry], Assignment], chunk: int
+              ) -> list[Assignment | DedupError]:
     out: list[Assignment | DedupError | None] = [None] * len(entries)
     pending: list[int] = []
     for i, e in enumerate(entries):

@@ -114,7 +114,7 @@ class SpreadIndex(RedisIndex):
         self._done.clear()
 
     # -- calls ------------------------------------------------------------------
-    # Script calls go straight on the wire (redis_wire.DirectScripts, one connection per master) and
+    # Script calls go straight on the wire (connection.DirectScripts, one connection per master) and
     # the band calls of a step are written to every master before any reply is read, so the masters
     # work in parallel.  Anything out of the ordinary (a moved slot, NOSCRIPT, a dropped connection)
     # falls back to redis-py, which follows redirections and loads scripts; band calls may safely run
