@@ -28,10 +28,8 @@ in :mod:`dedup.index.redis.stories`.
 from __future__ import annotations
 
 import json
-import random
 import secrets
 import threading
-import time
 from dataclasses import dataclass
 from typing import Any, Callable, Iterable, NamedTuple
 
@@ -46,7 +44,8 @@ from ...records import Assignment, DedupError, Entry, IndexMismatch, Signature
 from ...settings import Settings
 from ...stories import finish_splits
 from ...urls import mask_url
-from ..base import StoryIndex
+from ..base import (CONFLICT, MAX_WRITE_ATTEMPTS, Conflict, StoryIndex, gave_up, pause_after_conflict,
+                    retry_on_conflict)
 from .codec import CODEC_VERSION, decode_entry, decode_signatures, encode_entry, record_id
 from .scripts import SLOT as redis_lua
 from .errors import check_eviction, guarded, refused
@@ -60,7 +59,6 @@ SIG_CACHE_SIZE = 100_000  # signatures kept by handle (~3 kB each in memory)
 # articles per DELETE_MANY call: a delete is ~0.2-0.5 ms of server time (its buckets, sentence counts and
 # story), so a call holds other clients up for tens of milliseconds at most
 DELETE_CHUNK = 64
-MAX_INGEST_ATTEMPTS = 200  # reads and writes of one article (or chunk) that another writer got in the way of
 
 
 class Found(NamedTuple):
@@ -420,7 +418,7 @@ class RedisIndex(RedisStories, StoryIndex):
         fields = self._fields(sig)
         keys = self._mirror.keys(fields)
         args = [fields, self._day_arg(sig), self.settings.window_days, entry.id, f"3{defer}", blob]
-        for attempt in range(MAX_INGEST_ATTEMPTS):
+        def attempt() -> Assignment | None | Conflict:
             guess = self._guess(entry, keys)
             if guess is None:
                 reply = self._run("FIND", *args)
@@ -453,15 +451,12 @@ class RedisIndex(RedisStories, StoryIndex):
                 if status == "exists":
                     return None
                 if status != "ok":
-                    self._backoff(attempt)
-                    continue
+                    return CONFLICT
             if entry.signature.day is not None:
                 self._retain(entry.signature.day)
             return assignment
-        raise DedupError(
-            f"article {entry.id!r}: gave up after {MAX_INGEST_ATTEMPTS} conflicting concurrent updates "
-            f"in namespace {self.namespace!r}; retry the article"
-        )
+
+        return retry_on_conflict(attempt, entry.id, f"namespace {self.namespace!r}")
 
     def _upkeep(self, families: list[bytes]) -> None:
         """Have the server split the shards FIND's write left over their load (redis_lua.MAINTAIN), while
@@ -473,11 +468,6 @@ class RedisIndex(RedisStories, StoryIndex):
                 direct.posted_noscript = False
                 self._load_scripts()
             direct.post("MAINTAIN", families)
-
-    @staticmethod
-    def _backoff(attempt: int) -> None:
-        """Conflict: another worker changed our candidates; wait a little so we do not collide again."""
-        time.sleep(random.uniform(0, min(0.05, 0.001 * (attempt + 1))))
 
     def _ingest_args(self, decided: list[Decided]) -> list[Any]:
         """INGEST's arguments for decided articles, in order."""
@@ -810,9 +800,9 @@ class _Bulk:
             if queue:
                 # a chunk was not all written (another worker got in the way, or the connection broke):
                 # what it left, and what was decided on the assumption that it was, is read again after a pause
-                self.index._backoff(self.attempt)
+                pause_after_conflict(self.attempt)
                 self.attempt += 1
-                if self.attempt >= MAX_INGEST_ATTEMPTS:
+                if self.attempt >= MAX_WRITE_ATTEMPTS:
                     self._give_up(queue)
                     return
 
@@ -948,9 +938,7 @@ class _Bulk:
     def _give_up(self, queue: list[int]) -> None:
         for i in queue:
             if self.out[i] is None:
-                self.out[i] = DedupError(
-                    f"article {self.entries[i].id!r}: gave up after {self.attempt} conflicting concurrent "
-                    f"updates in namespace {self.index.namespace!r}; retry it")
+                self.out[i] = gave_up(self.entries[i].id, self.attempt, f"namespace {self.index.namespace!r}")
 
 
 

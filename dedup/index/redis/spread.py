@@ -52,9 +52,10 @@ from redis.exceptions import AskError, ClusterDownError, MovedError, NoScriptErr
 from ...clustering import Seen, decide_one, plan_run, verify_many, with_late_links
 from ...records import Assignment, DedupError, Entry, Signature
 from ...settings import Settings
+from ..base import CONFLICT, MAX_WRITE_ATTEMPTS, Conflict, pause_after_conflict, retry_on_conflict
 from .codec import decode_entry
 from .scripts import SPREAD as redis_spread_lua
-from .slot import MAX_INGEST_ATTEMPTS, SIG_CACHE_SIZE, RedisIndex, text_of
+from .slot import SIG_CACHE_SIZE, RedisIndex, text_of
 from .errors import guarded, slot_moving
 from .keys import UNDATED_TAG, band_namespace, check_id, day_tag, entries_in, key, tag_within
 from .connection import DirectScripts, PipelineBroken
@@ -356,7 +357,7 @@ class SpreadIndex(RedisIndex):
 
     @guarded
     def delete(self, article_id: str) -> Entry | None:
-        for _ in range(MAX_INGEST_ATTEMPTS):
+        for _ in range(MAX_WRITE_ATTEMPTS):
             hb = self._handles([article_id]).get(article_id)
             if hb is None:
                 return None
@@ -369,7 +370,7 @@ class SpreadIndex(RedisIndex):
             self.flush()
             label = found[0] if found else self._k("a", int.from_bytes(hb, "little"))
             return decode_entry(blob, label, self.settings) if blob else None
-        raise DedupError(f"article {article_id!r}: gave up deleting it after {MAX_INGEST_ATTEMPTS} concurrent "
+        raise DedupError(f"article {article_id!r}: gave up deleting it after {MAX_WRITE_ATTEMPTS} concurrent "
                          f"replacements in namespace {self.namespace!r}; retry")
 
     def _lookup(self, article_id: str, handles: list[bytes]) -> tuple[bytes | None, list[str], list[Any]]:
@@ -436,7 +437,9 @@ class SpreadIndex(RedisIndex):
         tag = day_tag(sig.day)
         alone_ok = True
         trust_cache = True
-        for attempt in range(MAX_INGEST_ATTEMPTS):
+
+        def attempt() -> Assignment | None | Conflict:
+            nonlocal alone_ok, trust_cache
             seen = self._read_buckets(fields)
             near = [h for h, t in seen.items() if tag_within(t, sig.day, window)]
             if not near and alone_ok:
@@ -473,8 +476,7 @@ class SpreadIndex(RedisIndex):
                 if not near:
                     alone_ok = False  # a story is named after the article: decide with the lookup
                 trust_cache = False
-                self._backoff(attempt)
-                continue
+                return CONFLICT
             hb = reply[2]
             self._remember(hb, entry)
             self._note_story(hb, assignment.story, assignment.merged)
@@ -485,10 +487,8 @@ class SpreadIndex(RedisIndex):
                 self._retain(sig.day)
             self._sweep_now_and_then()
             return assignment
-        raise DedupError(
-            f"article {entry.id!r}: gave up after {MAX_INGEST_ATTEMPTS} conflicting concurrent updates "
-            f"in namespace {self.namespace!r}; retry the article"
-        )
+
+        return retry_on_conflict(attempt, entry.id, f"namespace {self.namespace!r}")
 
     def _link_late(self, entry: Entry, hb: bytes, seen: dict[bytes, int], before: list[Any],
                    assignment: Assignment) -> Assignment:
@@ -600,7 +600,7 @@ class SpreadIndex(RedisIndex):
                 conflicts = 0
             elif status == "conflict":
                 conflicts = conflicts + 1 if done == 0 else 0
-                self._backoff(conflicts)
+                pause_after_conflict(conflicts)
             else:
                 conflicts = 0
         return [o if o is not None else DedupError("not ingested") for o in out]
