@@ -76,6 +76,8 @@ helpers and :func:`key` are the only two places that know the layout, and
 
 from __future__ import annotations
 
+from redis.crc import key_slot
+
 from ...records import BadInput
 
 # version of this layout, part of the namespace fingerprint: a namespace written with another layout is refused
@@ -107,8 +109,6 @@ def band_namespace(ns: str, group: int, groups: int) -> str:
     16 tags often pile onto one master.  A namespace cannot contain ``:``, so no namespace's own tag
     ``{ns}`` is ever a group's tag.
     """
-    from redis.crc import key_slot
-
     base = f"{ns}:b{group}"
     n = 0
     while True:
