@@ -80,7 +80,7 @@ sys.path.insert(0, str(ROOT / "bench"))
 
 from redis_index import datasketch_lsh, start_server, used_memory  # noqa: E402
 
-from dedup.index.redis import RedisIndex  # noqa: E402
+from dedup.index.redis.slot import RedisIndex  # noqa: E402
 from dedup.records import Article, Entry  # noqa: E402
 from dedup.service import Deduper  # noqa: E402
 from dedup.settings import Settings  # noqa: E402

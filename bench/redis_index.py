@@ -47,8 +47,8 @@ from datasketch import MinHashLSH
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from dedup.index.lua_scripts import SLOT as redis_lua  # noqa: E402
-from dedup.index.redis import RedisIndex  # noqa: E402
+from dedup.index.redis.scripts import SLOT as redis_lua  # noqa: E402
+from dedup.index.redis.slot import RedisIndex  # noqa: E402
 from dedup.readers import read_paths  # noqa: E402
 from dedup.records import Article, Entry  # noqa: E402
 from dedup.service import Deduper  # noqa: E402

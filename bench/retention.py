@@ -39,8 +39,7 @@ sys.path.insert(0, str(ROOT / "bench"))
 
 from redis_index import load_articles, load_scripts, start_server  # noqa: E402
 
-from dedup.index.redis import RedisIndex  # noqa: E402
-from dedup.index.redis_retention import day_counts, older_than  # noqa: E402
+from dedup.index.redis.slot import RedisIndex  # noqa: E402
 from dedup.service import Deduper  # noqa: E402
 from dedup.settings import Settings  # noqa: E402
 from dedup.stories import assign, remove  # noqa: E402
@@ -80,7 +79,7 @@ def main() -> None:
                     if e.signature.day != day and day is not None:
                         # the same cutoff the batched pass uses: the newest stored day (this one) - retain
                         cutoff = e.signature.day - args.retain
-                        old = older_than(b, cutoff, day_counts(b)).ids
+                        old = b.older_than(cutoff, b.day_counts()).ids
                         if old:
                             t = time.perf_counter()
                             for aid in old:

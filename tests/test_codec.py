@@ -7,7 +7,7 @@ import dataclasses
 import numpy as np
 import pytest
 
-from dedup.index.codec import (DERIVED, HEADER, HEADER_SIZE, CorruptRecord, decode_entry, decode_signature,
+from dedup.index.redis.codec import (DERIVED, HEADER, HEADER_SIZE, CorruptRecord, decode_entry, decode_signature,
                                decode_signatures, encode_entry, record_id, signature_size)
 from dedup.records import Entry, Signature
 from dedup.service import Deduper
@@ -71,7 +71,7 @@ def test_a_signature_that_is_not_the_texts_own_is_stored_in_full():
 
 def test_reading_for_display_does_not_sign(monkeypatch):
     """The dashboard reads thousands of records for their text and titles; only .signature signs."""
-    import dedup.index.codec as codec
+    import dedup.index.redis.codec as codec
 
     e = seed_entries()[0]
     blob = encode_entry(e)
@@ -164,10 +164,10 @@ def test_a_stored_record_decodes_and_encodes_to_the_same_bytes():
 
 
 def test_the_scripts_read_a_record_where_the_codec_wrote_each_part(redis_url):
-    """The scripts' record constants (lua_scripts prelude) come from the codec's layout declaration."""
+    """The scripts' record constants (scripts.py prelude) come from the codec's layout declaration."""
     import redis
 
-    from dedup.index.lua_scripts import SLOT
+    from dedup.index.redis.scripts import SLOT
 
     seed = seed_entries()[0]
     undated = dataclasses.replace(seed, id="undated", signature=dataclasses.replace(seed.signature, day=None))

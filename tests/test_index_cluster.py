@@ -15,7 +15,7 @@ import pytest
 import redis
 from redis.cluster import RedisCluster
 
-from dedup.index.redis import RedisIndex
+from dedup.index.redis.slot import RedisIndex
 from dedup.service import Deduper
 from dedup.settings import Settings
 

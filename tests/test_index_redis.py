@@ -19,18 +19,18 @@ import numpy as np
 import pytest
 import redis
 
-import dedup.index.redis as redis_index
-import dedup.index.redis_retention as redis_retention
+import dedup.index.redis.slot as redis_index
+import dedup.index.redis.retention as redis_retention
 from dedup.index import MemoryIndex, open_index
-from dedup.index.codec import CorruptRecord
-from dedup.index.redis import IndexMismatch, IndexUnavailable, RedisIndex
-from dedup.index.codec import HEADER, HEADER_SIZE
-from dedup.index.redis_keys import (KINDS, PERIOD_DAYS, bucket_family, day_tag, key, period_entry, read_families,
+from dedup.index.redis.codec import CorruptRecord
+from dedup.index.redis.slot import RedisIndex
+from dedup.index.redis.codec import HEADER, HEADER_SIZE
+from dedup.index.redis.keys import (KINDS, PERIOD_DAYS, bucket_family, day_tag, key, period_entry, read_families,
                                     shard_index)
-from dedup.index.lua_scripts import INFO_SPAN, LOAD, PERIOD_SHARDS0
-from dedup.index.redis_retention import RAISE_FLOOR, dated_before
+from dedup.index.redis.scripts import INFO_SPAN, LOAD, PERIOD_SHARDS0
+from dedup.index.redis.retention import RAISE_FLOOR, dated_before
 from dedup.readers import read_paths
-from dedup.records import Article, Assignment, BadInput, Entry, Signature
+from dedup.records import Article, Assignment, BadInput, Entry, IndexMismatch, IndexUnavailable, Signature
 from dedup.service import Deduper
 from dedup.settings import Settings
 from dedup.signature import band_hashes, quantized_weights
@@ -263,9 +263,9 @@ def test_the_retention_floor_only_rises_and_belongs_to_its_epoch(redis_url):
 
 
 def test_python_and_lua_agree_on_bucket_families(redis_url):
-    """The bulk path works out which periods a lookup reads as the scripts do (redis_keys.read_families)."""
-    from dedup.index.redis_keys import UNDATED_TAG
-    from dedup.index.lua_scripts import SLOT
+    """The bulk path works out which periods a lookup reads as the scripts do (keys.read_families)."""
+    from dedup.index.redis.keys import UNDATED_TAG
+    from dedup.index.redis.scripts import SLOT
 
     tags = [0, 1, 15, 16, 17, 1249, 1250, 20_000, 65519, 65520, 65533, 65534, UNDATED_TAG]
     windows = [0, 1, 2, 15, 16, 40, 32767]
@@ -594,7 +594,7 @@ def watch_decisions(monkeypatch, on_call: Callable[[int], None] | None = None) -
 
 def test_article_written_concurrently_into_a_shared_bucket_is_not_missed(redis_url, monkeypatch):
     """Another worker inserts a rival between our read and our write: the write must notice and redo."""
-    # without the bucket copy, which would decide once more ahead of the read (redis_mirror)
+    # without the bucket copy, which would decide once more ahead of the read (mirror.py)
     with RedisIndex(dataclasses.replace(SETTINGS, redis_mirror=0), url=redis_url, namespace="race") as idx, \
             RedisIndex(SETTINGS, url=redis_url, namespace="race") as other:
         # a candidate that is not one story with ours (other words), so that the read comes back for a
@@ -1383,7 +1383,7 @@ def test_a_pipelined_chunk_adds_the_chunk_before_to_the_other_periods_it_read(re
 def test_every_story_slot_script_checks_the_epoch_before_anything_else():
     # a script that read or wrote before the check could act on an emptied namespace with a stale client's
     # handles (see check_epoch); the band script runs in other slots and has no epoch
-    from dedup.index.lua_scripts import SLOT, SPREAD
+    from dedup.index.redis.scripts import SLOT, SPREAD
 
     for module, helpers in ((SLOT, SLOT.HELPERS), (SPREAD, SPREAD.HELPERS)):
         for name in module.SCRIPTS:

@@ -1,4 +1,4 @@
-"""The client's copy of the buckets (redis_mirror): what it expects, and that a wrong guess costs only time.
+"""The client's copy of the buckets (mirror.py): what it expects, and that a wrong guess costs only time.
 
 A streamed article whose candidates the copy knows is decided before the read and written by FIND in one
 round trip; the server writes the guess only if it finds exactly the expected candidates in the expected
@@ -15,9 +15,9 @@ import numpy as np
 from hypothesis import given
 from hypothesis import strategies as st
 
-from dedup.index.redis import RedisIndex
-from dedup.index.redis_keys import UNDATED_TAG, tag_within
-from dedup.index.redis_mirror import BucketMirror
+from dedup.index.redis.slot import RedisIndex
+from dedup.index.redis.keys import UNDATED_TAG, tag_within
+from dedup.index.redis.mirror import BucketMirror
 from dedup.readers import read_paths
 from dedup.records import Article, Entry, Signature
 from dedup.service import Deduper
@@ -54,7 +54,7 @@ def test_expect_answers_the_handles_sharing_a_bucket_within_the_window_with_thei
 @given(tag=st.integers(0, UNDATED_TAG), day=st.one_of(st.none(), st.integers(-10**6, 10**6)),
        window=st.integers(0, 40000))
 def test_expect_filters_by_day_tag_exactly_as_find_does(tag, day, window):
-    """The copy inlines redis_keys.tag_within (FIND's filter): they must agree on every entry."""
+    """The copy inlines keys.tag_within (FIND's filter): they must agree on every entry."""
     m = BucketMirror(capacity=4, field_width=6)
     m.add(h(1), keys(5), day=None, story="s")
     m._tag[h(1)] = tag

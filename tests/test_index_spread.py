@@ -24,8 +24,8 @@ import redis
 from redis.crc import key_slot
 
 from dedup.index import open_index
-from dedup.index.redis_keys import LAYOUT_VERSION, key
-from dedup.index.redis_spread import SpreadIndex, entries_in
+from dedup.index.redis.keys import LAYOUT_VERSION, key
+from dedup.index.redis.spread import SpreadIndex, entries_in
 from dedup.readers import read_paths
 from dedup.records import Article
 from dedup.service import Deduper
@@ -150,7 +150,8 @@ def test_bulk_ingest_gives_the_one_at_a_time_assignments(redis_url, seed_paths, 
 
 
 def test_a_namespace_keeps_its_layout(redis_url):
-    from dedup.index.redis import IndexMismatch, RedisIndex
+    from dedup.index.redis.slot import RedisIndex
+    from dedup.records import IndexMismatch
 
     with open_index(Settings(), redis_url, namespace="auto") as idx:  # 'auto' on one server: one slot
         assert type(idx) is RedisIndex
@@ -241,7 +242,7 @@ def test_a_late_link_that_failed_is_made_by_the_sweep_even_though_the_client_liv
     # Linking an article with one committed while it was decided is the last step of its ingest.  If
     # that step fails (a lost connection, a slot on the move) and the client goes on, its todo entry must
     # not be cleared with its next commit, or the link is never made: the sweep makes it.
-    from dedup.index.redis import IndexUnavailable
+    from dedup.records import IndexUnavailable
 
     with SpreadIndex(SETTINGS, url=redis_url, namespace="latefail") as idx, \
             SpreadIndex(SETTINGS, url=redis_url, namespace="latefail") as other:
@@ -438,7 +439,7 @@ def _move_keys(src: redis.Redis, port: int, keys: list[bytes]) -> None:
 def _failing_on_the_move(step: Any, items: list[Any], ns: str) -> list[Any]:
     """``step(item)`` for each item; returns the items it failed on, each failure the error that names
     namespace ``ns`` and a slot on the move (resharding)."""
-    from dedup.index.redis import IndexUnavailable
+    from dedup.records import IndexUnavailable
 
     failed = []
     for item in items:
@@ -675,7 +676,7 @@ def test_masters_that_lost_their_scripts_get_them_again(redis_cluster, seed_path
 
 def test_without_the_wire_fast_path_the_calls_go_through_redis_py(redis_cluster, seed_paths, monkeypatch):
     """The direct connections are only a fast path: refused, every call takes redis-py's route."""
-    from dedup.index.redis_wire import DirectScripts
+    from dedup.index.redis.connection import DirectScripts
 
     url, _ = redis_cluster
     monkeypatch.setattr(DirectScripts, "send", lambda self, calls: False)
@@ -688,9 +689,9 @@ def test_without_the_wire_fast_path_the_calls_go_through_redis_py(redis_cluster,
 
 
 def test_python_and_lua_agree_on_day_tags_and_the_window(redis_url):
-    """The client filters bucket entries by day tag as the scripts do (redis_keys.tag_within)."""
-    from dedup.index.lua_scripts import SLOT
-    from dedup.index.redis_keys import day_tag, tag_within
+    """The client filters bucket entries by day tag as the scripts do (keys.tag_within)."""
+    from dedup.index.redis.scripts import SLOT
+    from dedup.index.redis.keys import day_tag, tag_within
 
     days = [None, 0, 1, 2, 65533, 65534, 65535, 65536, 70000, 20_000, 20_001]
     cases = [(day_tag(a), b, w) for a in days for b in days for w in (0, 1, 3, 40000)]
@@ -723,7 +724,7 @@ def test_with_retention_on_a_batch_goes_in_chunks_between_passes_with_the_one_at
 
 
 def test_a_process_that_keeps_ingesting_sweeps_once_a_minute(redis_url, monkeypatch):
-    import dedup.index.redis_spread as spread
+    import dedup.index.redis.spread as spread
 
     with SpreadIndex(SETTINGS, url=redis_url, namespace="minute") as idx:
         doomed = SpreadIndex(SETTINGS, url=redis_url, namespace="minute")

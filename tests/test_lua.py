@@ -14,8 +14,8 @@ import subprocess
 from importlib import resources
 from pathlib import Path
 
-from dedup.index import lua_scripts
-from dedup.index.lua_scripts import CLAIM, SLOT, SPREAD
+from dedup.index.redis import scripts as lua_scripts
+from dedup.index.redis.scripts import CLAIM, SLOT, SPREAD
 
 from .conftest import ROOT
 
@@ -88,7 +88,7 @@ def test_every_script_passes_luacheck_as_redis_runs_it(tmp_path):
 
 
 def test_every_lua_file_is_part_of_a_script():
-    shipped = {p.name[:-4] for p in resources.files("dedup.index").joinpath("lua").iterdir() if p.name.endswith(".lua")}
+    shipped = {p.name[:-4] for p in resources.files("dedup.index.redis").joinpath("lua").iterdir() if p.name.endswith(".lua")}
     used = {part for parts in assembled().values() for part, _ in parts}
     assert shipped == used - {"prelude"}
 

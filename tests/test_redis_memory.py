@@ -21,7 +21,7 @@ import pytest
 import redis
 
 from .conftest import ROOT, data_file, fill_memory
-from dedup.index.redis_errors import EvictionUnsafe, IndexFull, acl_rule
+from dedup.index.redis.errors import EvictionUnsafe, IndexFull, acl_rule
 from dedup.readers import read_paths
 from dedup.service import Deduper
 from dedup.settings import Settings

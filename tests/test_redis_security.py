@@ -18,7 +18,7 @@ from collections import defaultdict
 import pytest
 
 from .conftest import ROOT
-from dedup.index.redis_errors import AccessDenied, acl_rule
+from dedup.index.redis.errors import AccessDenied, acl_rule
 from dedup.readers import read_paths
 from dedup.records import DedupError
 from dedup.service import Deduper

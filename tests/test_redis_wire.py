@@ -8,8 +8,8 @@ import time
 import pytest
 import redis
 
-from dedup.index.redis import RedisIndex
-from dedup.index.redis_wire import PipelineBroken, ScriptsMissing
+from dedup.index.redis.slot import RedisIndex
+from dedup.index.redis.connection import PipelineBroken, ScriptsMissing
 from dedup.settings import Settings
 from dedup.stories import assign
 

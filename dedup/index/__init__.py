@@ -6,8 +6,7 @@ from ..settings import Settings
 from ..stories import finish_splits
 from .base import StoryIndex
 from .memory import MemoryIndex
-from .redis import RedisIndex
-from .redis_spread import SpreadIndex
+from .redis import RedisIndex, SpreadIndex
 
 __all__ = ["StoryIndex", "MemoryIndex", "open_index"]
 
@@ -15,7 +14,7 @@ __all__ = ["StoryIndex", "MemoryIndex", "open_index"]
 def open_index(settings: Settings, url: str | None = None, namespace: str = "dedup") -> StoryIndex:
     """The index for ``url``: in-process when it is empty, Redis for ``redis://`` / ``rediss://`` /
     ``unix://``, Redis Cluster for ``redis+cluster://host:port`` (any node; the others are discovered),
-    in the key layout ``settings.redis_layout`` chooses (see :mod:`dedup.index.redis_spread`)."""
+    in the key layout ``settings.redis_layout`` chooses (see :mod:`dedup.index.redis.spread`)."""
     if not url:
         ignored = settings.shared_only()
         if ignored:

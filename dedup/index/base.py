@@ -10,18 +10,56 @@ identically and run through the same contract tests.
 
 An index shared by several processes overrides :meth:`StoryIndex.ingest` and
 :meth:`StoryIndex.ingest_many` to read and write with a re-check of what it
-read (the Redis index does), planning with the same function.
+read (the Redis index does), planning with the same function and reading
+again after a conflict (:func:`retry_on_conflict`).
 """
 
 from __future__ import annotations
 
 import hashlib
+import random
+import time
 from abc import ABC, abstractmethod
-from typing import Callable, Iterable, Sequence
+from typing import Callable, Iterable, Sequence, TypeVar
 
 from ..clustering import RunPlan, Seen, plan_run
 from ..records import Assignment, DedupError, Entry, Signature
 from ..settings import Settings
+
+T = TypeVar("T")
+
+MAX_WRITE_ATTEMPTS = 200  # reads and writes of one article (or chunk) that another writer got in the way of
+
+
+class Conflict:
+    """What an attempt to write answers when another writer changed what it read in between."""
+
+
+CONFLICT = Conflict()
+
+
+def pause_after_conflict(attempt: int) -> None:
+    """Wait a little (at random, longer after each conflict in a row, at most 50 ms) so that writers that
+    collided do not collide again."""
+    time.sleep(random.uniform(0, min(0.05, 0.001 * (attempt + 1))))
+
+
+def gave_up(article_id: str, attempts: int, where: str) -> DedupError:
+    """The error for an article whose writes other writers got in the way of ``attempts`` times in a row."""
+    return DedupError(f"article {article_id!r}: gave up after {attempts} conflicting concurrent updates in {where}; "
+                      "retry the article")
+
+
+def retry_on_conflict(attempt: Callable[[], T | Conflict], article_id: str, where: str) -> T:
+    """Run ``attempt`` (read, decide, then commit or answer :data:`CONFLICT`) until it commits, pausing
+    after each conflict; an index shared by several writers ingests an article this way."""
+    for n in range(MAX_WRITE_ATTEMPTS):
+        result = attempt()
+        if not isinstance(result, Conflict):
+            return result
+        pause_after_conflict(n)
+    raise gave_up(article_id, MAX_WRITE_ATTEMPTS, where)
+
 
 class StoryIndex(ABC):
     """Articles, their signatures, LSH buckets and story membership."""

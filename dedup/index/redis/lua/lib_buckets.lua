@@ -45,7 +45,7 @@ end
 
 -- the families an article tagged `tag` reads within `window` days, its own first: nil for every one (an
 -- undated article, or an unbounded window: undated articles are candidates of every article, and every
--- article is theirs).  The Python twin is redis_keys.read_families.
+-- article is theirs).  The Python twin is keys.read_families.
 local function window_fams(tag, window)
   if tag == UNDATED_TAG or window >= 32767 then return nil end
   local own = bfam(tag)

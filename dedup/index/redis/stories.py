@@ -4,7 +4,7 @@ A mixin of :class:`dedup.index.redis.RedisIndex` (and so of the spread
 layout), kept apart because it is the part of the index that does not touch
 buckets: it reads and rewrites the story hashes ``s:<story>``, the
 ``stories`` zset and ``split``, the stories waiting for a re-split (see
-:mod:`dedup.index.redis_keys`).
+:mod:`dedup.index.redis.keys`).
 Every method runs under ``guarded``, so a lost server is retried and reported
 the way the rest of the index reports it.
 """
@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from typing import Any, Callable, Iterable
 
-from .redis_errors import guarded
+from .errors import guarded
 
 
 def text_of(value: bytes | str) -> str:

@@ -1,11 +1,11 @@
 """The spread layout of the Redis index: the buckets in cluster slots of their own, one per band group.
 
-The slot layout (:class:`~dedup.index.redis.RedisIndex`) keeps a whole index in one slot, because its
+The slot layout (:class:`~dedup.index.redis.slot.RedisIndex`) keeps a whole index in one slot, because its
 scripts change buckets and stories in one atomic step; on a Redis Cluster one master then does all the
 work of an index.  Here only what must change together shares the namespace's slot, ``{ns}``: records,
 handles, the handle table, stories, counters and sentence counts.  The buckets, most of the server's
 work per article (32 reads and 32 writes), live in one slot per group of bands (band b in group
-b mod 6, tag ``ns:b<group>...``: :func:`~dedup.index.redis_keys.band_namespace`), spread evenly over
+b mod 6, tag ``ns:b<group>...``: :func:`~dedup.index.redis.keys.band_namespace`), spread evenly over
 the masters.  No script spans two slots.
 
 Ingesting an article:
@@ -49,18 +49,16 @@ import redis
 from redis.cluster import RedisCluster
 from redis.exceptions import AskError, ClusterDownError, MovedError, NoScriptError, TryAgainError
 
-from ..clustering import Seen, decide_one, verify_many, with_late_links
-from ..records import Assignment, DedupError, Entry
-from ..settings import Settings
+from ...clustering import Seen, decide_one, plan_run, verify_many, with_late_links
+from ...records import Assignment, DedupError, Entry, Signature
+from ...settings import Settings
+from ..base import CONFLICT, MAX_WRITE_ATTEMPTS, Conflict, pause_after_conflict, retry_on_conflict
 from .codec import decode_entry
-from .lua_scripts import SPREAD as redis_spread_lua
-from .redis import SIG_CACHE_SIZE, RedisIndex, text_of
-from .redis_errors import guarded, slot_moving
-from .redis_keys import UNDATED_TAG, band_namespace, check_id, day_tag, entries_in, key, tag_within
-from .redis_bulk import MAX_INGEST_ATTEMPTS, in_retention_runs
-from .redis_spread_bulk import ingest_chunks
-from .redis_spread_sweep import finish_todo
-from .redis_wire import DirectScripts, PipelineBroken
+from .scripts import SPREAD as redis_spread_lua
+from .slot import SIG_CACHE_SIZE, RedisIndex, text_of
+from .errors import guarded, slot_moving
+from .keys import UNDATED_TAG, band_namespace, check_id, day_tag, entries_in, key, tag_within
+from .connection import DirectScripts, PipelineBroken
 
 # band b's buckets live in group b mod BAND_GROUPS, each group a slot of its own.  Each group costs a
 # script call per step and article on its master, so fewer groups cost less in all; more groups spread
@@ -68,6 +66,7 @@ from .redis_wire import DirectScripts, PipelineBroken
 # busiest master of a local 3-master cluster: 4 groups 403 us (uneven), 6 groups 474-491, 12 groups
 # 575-604, 16 groups 739 (docs/redis.md, "The spread layout").  Part of the namespace's fingerprint.
 BAND_GROUPS = 6
+MAX_CONFLICTS = 5  # a bulk chunk whose first article keeps conflicting goes one article at a time
 SWEEP_AGE_S = 60.0  # a todo entry this old belongs to a client that crashed or hung
 
 
@@ -116,7 +115,7 @@ class SpreadIndex(RedisIndex):
         self._done.clear()
 
     # -- calls ------------------------------------------------------------------
-    # Script calls go straight on the wire (redis_wire.DirectScripts, one connection per master) and
+    # Script calls go straight on the wire (connection.DirectScripts, one connection per master) and
     # the band calls of a step are written to every master before any reply is read, so the masters
     # work in parallel.  Anything out of the ordinary (a moved slot, NOSCRIPT, a dropped connection)
     # falls back to redis-py, which follows redirections and loads scripts; band calls may safely run
@@ -358,7 +357,7 @@ class SpreadIndex(RedisIndex):
 
     @guarded
     def delete(self, article_id: str) -> Entry | None:
-        for _ in range(MAX_INGEST_ATTEMPTS):
+        for _ in range(MAX_WRITE_ATTEMPTS):
             hb = self._handles([article_id]).get(article_id)
             if hb is None:
                 return None
@@ -371,7 +370,7 @@ class SpreadIndex(RedisIndex):
             self.flush()
             label = found[0] if found else self._k("a", int.from_bytes(hb, "little"))
             return decode_entry(blob, label, self.settings) if blob else None
-        raise DedupError(f"article {article_id!r}: gave up deleting it after {MAX_INGEST_ATTEMPTS} concurrent "
+        raise DedupError(f"article {article_id!r}: gave up deleting it after {MAX_WRITE_ATTEMPTS} concurrent "
                          f"replacements in namespace {self.namespace!r}; retry")
 
     def _lookup(self, article_id: str, handles: list[bytes]) -> tuple[bytes | None, list[str], list[Any]]:
@@ -438,7 +437,9 @@ class SpreadIndex(RedisIndex):
         tag = day_tag(sig.day)
         alone_ok = True
         trust_cache = True
-        for attempt in range(MAX_INGEST_ATTEMPTS):
+
+        def attempt() -> Assignment | None | Conflict:
+            nonlocal alone_ok, trust_cache
             seen = self._read_buckets(fields)
             near = [h for h, t in seen.items() if tag_within(t, sig.day, window)]
             if not near and alone_ok:
@@ -475,8 +476,7 @@ class SpreadIndex(RedisIndex):
                 if not near:
                     alone_ok = False  # a story is named after the article: decide with the lookup
                 trust_cache = False
-                self._backoff(attempt)
-                continue
+                return CONFLICT
             hb = reply[2]
             self._remember(hb, entry)
             self._note_story(hb, assignment.story, assignment.merged)
@@ -487,10 +487,8 @@ class SpreadIndex(RedisIndex):
                 self._retain(sig.day)
             self._sweep_now_and_then()
             return assignment
-        raise DedupError(
-            f"article {entry.id!r}: gave up after {MAX_INGEST_ATTEMPTS} conflicting concurrent updates "
-            f"in namespace {self.namespace!r}; retry the article"
-        )
+
+        return retry_on_conflict(attempt, entry.id, f"namespace {self.namespace!r}")
 
     def _link_late(self, entry: Entry, hb: bytes, seen: dict[bytes, int], before: list[Any],
                    assignment: Assignment) -> Assignment:
@@ -543,25 +541,191 @@ class SpreadIndex(RedisIndex):
     def ingest_many(
         self, entries: list[Entry], fallback: Callable[[Entry], Assignment] | None = None, chunk: int = 64,
     ) -> list[Assignment | DedupError]:
-        """A batch in chunks: each chunk is read, decided in input order and committed in four round trips
-        (:mod:`dedup.index.redis_spread_bulk`).  With retention on, in runs between retention passes
-        (:func:`dedup.index.redis_bulk.in_retention_runs`)."""
+        """A batch in chunks of articles, each in four round trips instead of three to four per article.
+
+        A chunk goes through the steps of :meth:`ingest` together:
+
+        1. the buckets of all its articles are read in one fan-out (one call per band group);
+        2. their candidates' stories (and whether each id is stored) in one pipelined lookup, and the
+           candidates' signatures in one read;
+        3. the articles are decided here in input order, each also seeing the chunk's earlier articles as
+           candidates (when they share a bucket and are within the window) and the stories they created or
+           merged, so the decisions are the one-at-a-time decisions;
+        4. one commit writes them in order, re-checking each decision (candidates still in the stories it
+           saw, a new story id still free); it stops at an id already stored (which then goes through
+           ``single``: unchanged or replaced) or at a decision that no longer holds (the rest is read again);
+        5. one fan-out adds the committed articles to their buckets; entries there that neither the read nor
+           the chunk explain were committed by another process meanwhile, and are verified and linked as in
+           streaming.
+
+        With retention on, in runs between retention passes (:meth:`_in_retention_runs`).
+        """
         single = fallback or self.ingest_or_fail
         try:
             if self.settings.retain_days > 0:
-                return in_retention_runs(self, list(entries), lambda run: ingest_chunks(self, run, single, chunk))
-            return ingest_chunks(self, entries, single, chunk)
+                return self._in_retention_runs(list(entries), lambda run: self._ingest_chunks(run, single, chunk))
+            return self._ingest_chunks(entries, single, chunk)
         finally:
             self.flush()
             self._sweep_now_and_then()
+
+    def _ingest_chunks(self, entries: list[Entry], single: Callable[[Entry], Assignment], chunk: int
+                       ) -> list[Assignment | DedupError]:
+        out: list[Any] = [None] * len(entries)
+        todo: list[int] = []
+        for i, e in enumerate(entries):
+            try:
+                check_id(e.id)
+            except DedupError as exc:
+                out[i] = exc
+                continue
+            todo.append(i)
+        pos, conflicts = 0, 0
+        while pos < len(todo):
+            part, ids = [], set()
+            for i in todo[pos:pos + chunk]:
+                if entries[i].id in ids:  # a repeated id waits for the next chunk, after its first copy
+                    break
+                ids.add(entries[i].id)
+                part.append(i)
+            done, status = self._chunk(entries, part, out)
+            pos += done
+            if status == "exists" or (status == "conflict" and done == 0 and conflicts >= MAX_CONFLICTS):
+                i = todo[pos]
+                try:
+                    out[i] = single(entries[i])
+                except DedupError as exc:
+                    out[i] = exc
+                pos += 1
+                conflicts = 0
+            elif status == "conflict":
+                conflicts = conflicts + 1 if done == 0 else 0
+                pause_after_conflict(conflicts)
+            else:
+                conflicts = 0
+        return [o if o is not None else DedupError("not ingested") for o in out]
+
+    def _chunk(self, entries: list[Entry], part: list[int], out: list[Any]) -> tuple[int, str]:
+        """Read, decide, commit and write the buckets of ``part``; returns (articles committed, status)."""
+        window, nb = self.settings.window_days, self.settings.bands
+        fields = {i: self._split(self._fields(entries[i].signature)) for i in part}
+        values = self._bands("get", [(b, f, b"") for i in part for b, f in enumerate(fields[i])])
+        seen: dict[int, dict[bytes, int]] = {}
+        for k, i in enumerate(part):
+            s: dict[bytes, int] = {}
+            for v in values[k * nb:(k + 1) * nb]:
+                for h, t in entries_in(v).items():
+                    s.setdefault(h, t)
+            seen[i] = s
+        near = {i: [h for h, t in seen[i].items() if tag_within(t, entries[i].signature.day, window)] for i in part}
+        looked = self._lookup_many([(entries[i].id, near[i]) for i in part])
+        infos = {h: info for i, (_, _, inf) in zip(part, looked) for h, info in zip(near[i], inf) if info}
+        known = self._known(set(infos))
+
+        run: list[Entry] = []
+        seen_run: list[Seen] = []
+        for i, (own_hb, own, _) in zip(part, looked):
+            if own_hb is not None:
+                break  # commit what is planned, then this one goes on its own
+            sigs: dict[str, Signature] = {}
+            stories: dict[str, str] = {}
+            for h in near[i]:
+                if h in infos and h in known:
+                    cid, sig = known[h]
+                    sigs[cid] = sig
+                    story = self._info_story(infos[h])
+                    if story:
+                        stories[cid] = story
+            run.append(entries[i])
+            seen_run.append(Seen(sigs=sigs, stories=stories, own=own))
+        stop = len(run)
+        plan = plan_run(run, seen_run, self.settings, self.story_taken)
+        decided: list[tuple[int, int, Assignment, list[Any]]] = []  # (position in part, entry, assignment, expected)
+        for d in plan.decisions:
+            i = part[d.at]
+            expected = [x for h in near[i] if h in infos and h in known
+                        for x in (h, d.resolve(self._info_story(infos[h])))]
+            decided.append((d.at, i, d.assignment, expected))
+        if not decided:
+            return stop, ("exists" if stop < len(part) else "ok")
+
+        args: list[Any] = [len(decided)]
+        blobs = {i: self._record(entries[i]) for _, i, _, _ in decided}
+        for _, i, assignment, expected in decided:
+            e = entries[i]
+            mode = "new" if assignment.action == "new" else "join"
+            args += [e.id, blobs[i], b"".join(fields[i]), assignment.story, mode, len(assignment.merged),
+                     *assignment.merged, len(expected) // 2, *expected]
+        reply = self._story("S_COMMIT", *self._take_done(), *args)
+        status, n = text_of(reply[0]), int(reply[1])
+        handles = reply[2:2 + n]
+        tags, records = {}, {}
+        for (_, i, _, _), hb in zip(decided, handles):
+            self._remember(hb, entries[i])
+            tags[hb] = day_tag(entries[i].signature.day)
+            records[hb] = blobs[i]
+        mine = dict.fromkeys(handles, 0)  # the chunk's own articles, which the decisions already saw
+        with self._kept_on_failure():  # (the chunk's entries stay for the sweep: linking again is harmless)
+            befores = self._apply(reply[2 + n:], tags, records)
+            for (_, i, assignment, _), hb, before in zip(decided, handles, befores):
+                out[i] = self._link_late(entries[i], hb, {**seen[i], **mine}, before, assignment)
+        if n < len(decided):  # stopped at decided[n]: it and the rest are read and decided again
+            for _, i, _, _ in decided[n:]:
+                out[i] = None
+            return decided[n][0], status
+        return stop, ("exists" if stop < len(part) else "ok")
 
     # -- crash recovery -------------------------------------------------------------
     @guarded
     def sweep(self, age_s: float | None = None, limit: int = 1000) -> int:
         """Finish todo entries at least ``age_s`` old (default a minute), left by a client that crashed
         between committing an article (or deleting one) and writing its buckets.  Returns how many it
-        finished.  Safe to run by anyone at any time: see :mod:`dedup.index.redis_spread_sweep`."""
-        return finish_todo(self, SWEEP_AGE_S if age_s is None else age_s, limit)
+        finished.
+
+        A spread ingest commits an article in the story slot (noting ``handle +
+        bucket fields`` in the ``todo`` zset) and only then adds it to its buckets in
+        the band-group slots.  A client that dies in between leaves an entry behind;
+        so does one that dies deleting.  The sweep (run on open and once a minute by
+        any process that keeps ingesting) finishes the entries old enough to belong
+        to a dead client:
+
+        - an article that is no longer committed leaves its buckets, and its record
+          leaves its group;
+        - a committed one is added to its buckets again and linked with every
+          article they hold within the window, as its own ingest would have done.
+
+        It is safe to run by anyone at any time: adding an article to a bucket
+        twice changes nothing, links are idempotent, and an entry noted again since
+        it was read belongs to its new owner (clearing compares the score).
+        """
+        age_s = SWEEP_AGE_S if age_s is None else age_s
+        found = self._story("S_TODO", int(age_s * 1e6), limit)
+        if not found:
+            return 0
+        pairs = [(found[j], found[j + 1]) for j in range(0, len(found), 2)]
+        handles = [m[:4] for m, _ in pairs]
+        _, _, infos = self._lookup("", handles)
+        for (member, score), hb, info in zip(pairs, handles, infos):
+            fields = self._split(member[4:])
+            if not info:  # deleted (or never committed): out of its buckets, its record gone
+                self._fanout(self._calls("del", [(b, f, hb) for b, f in enumerate(fields)])
+                             + self._record_calls("rdel", {hb: b""}))
+            else:
+                record = self._blobs([hb]).get(hb)
+                own = self._known({hb}).get(hb)
+                day = self._info_day(info)
+                t = day_tag(day).to_bytes(2, "little")
+                # the record to its group (from the story slot's copy, which clearing the entry drops)
+                calls = self._calls("add", [(b, f, hb + t) for b, f in enumerate(fields)])
+                replies = self._fanout(calls + (self._record_calls("rput", {hb: record[1]}) if record else []))
+                before = [v for answers in replies[:len(calls)] for v in answers]
+                others = {h for v in before for h, tg in entries_in(v).items()
+                          if h != hb and tag_within(tg, day, self.settings.window_days)}
+                if own is not None and others:  # what it should have been linked with: all of them
+                    self._verify_and_link(own[0], own[1], list(others), False)
+            self._done.append((member, score))
+        self.flush()
+        return len(pairs)
 
     def close(self) -> None:
         try:

@@ -11,7 +11,7 @@
 -- still be free.  Returns {articles written, 'ok' | 'conflict' | 'exists', the write version before
 -- this call, handles of the written articles...}; the client reads and decides the rest again.
 -- (That version tells a pipelined bulk load whether anything but this call wrote between its next
--- chunk's FIND, sent just before this call, and that chunk's INGEST: see redis_bulk.)
+-- chunk's FIND, sent just before this call, and that chunk's INGEST: see _Bulk in slot.py.)
 -- Comparing the buckets' handles instead of re-reading candidates keeps the
 -- re-check to the 32 bucket reads, without fetching any record.
 check_epoch(true)

@@ -3,8 +3,8 @@
 Every multi-key change runs server-side, atomically, as one script.  A script's text is
 
 * the **prelude**: one ``local NAME = value`` line per entry of :data:`CONSTANTS`, the values the Lua
-  shares with Python (record layout from :mod:`~dedup.index.codec`, key layout from
-  :mod:`~dedup.index.redis_keys`, shard sizes below), so each is declared once, here or there;
+  shares with Python (record layout from :mod:`~dedup.index.redis.codec`, key layout from
+  :mod:`~dedup.index.redis.keys`, shard sizes below), so each is declared once, here or there;
 * the shared helpers it needs (``lua/lib_*.lua``);
 * its own body (``lua/<name>.lua``, which documents its KEYS and ARGV).
 
@@ -13,7 +13,7 @@ runs its whole prologue on every call (~1 us per 10 function definitions), which
 of the spread layout, called once per band group and article, takes only the bucket helpers.
 
 :data:`SLOT` holds the scripts of the one-slot layout (:mod:`~dedup.index.redis`), :data:`SPREAD` those of
-the spread layout (:mod:`~dedup.index.redis_spread`); :data:`CLAIM` stands alone.  In the story-slot
+the spread layout (:mod:`~dedup.index.redis.spread`); :data:`CLAIM` stands alone.  In the story-slot
 scripts, ARGV[1] is the namespace and the client's epoch (``"ns epoch"``: each starts with
 ``check_epoch``), ARGV[2] and ARGV[3] the LSH ``bands`` and ``rows`` (the scripts compute bucket fields
 from a stored record themselves, so deleting an article needs no client-side read first), and KEYS[1] is
@@ -26,7 +26,7 @@ import functools
 from importlib import resources
 
 from . import codec
-from .redis_keys import PERIOD_DAYS, UNDATED_TAG
+from .keys import PERIOD_DAYS, UNDATED_TAG
 
 # Linear hashing: start with SHARDS0 shards per family and split one shard
 # whenever the family holds more than LOAD fields per shard on average (and
@@ -37,7 +37,7 @@ from .redis_keys import PERIOD_DAYS, UNDATED_TAG
 SHARDS0 = 64
 LOAD = 40
 # a publication period's bucket family starts with fewer shards: an index holds many periods, most of
-# them small at first (see redis_keys.PERIOD_DAYS)
+# them small at first (see keys.PERIOD_DAYS)
 PERIOD_SHARDS0 = 8
 NODAY = -(2**31)  # day of an undated article in the handle table
 # handles per shard of the handle table 'i' (sharded by range): under hash-max-listpack-entries (128)
@@ -80,7 +80,7 @@ def _lua_literal(value: int | str) -> str:
     return "'" + value.replace("\\", "\\\\").replace("'", "\\'") + "'"
 
 
-PRELUDE = "-- constants shared with Python (dedup/index/lua_scripts.py CONSTANTS)\n" + "".join(
+PRELUDE = "-- constants shared with Python (dedup/index/redis/scripts.py CONSTANTS)\n" + "".join(
     f"local {name} = {_lua_literal(value)}\n" for name, value in CONSTANTS.items())
 
 # the helpers of each kind of script, in the order they build on each other
@@ -99,7 +99,7 @@ def source(name: str) -> str:
 # compatibility mode.  BAND is allow-oom: an 'add' completes an article the story slot has committed
 # (S_COMMIT), so a server at its maxmemory must not refuse it, or the article would be stored without its
 # buckets until the sweep; past the limit it adds at most the buckets and records of one commit (see
-# redis_errors.out_of_memory).
+# errors.out_of_memory).
 FLAGS = {"band": "allow-oom"}
 
 

@@ -122,7 +122,7 @@ local function record_of(id)
   return {h, blob}
 end
 
--- The spread layout (dedup/index/redis_spread.py) keeps buckets in slots of their own: its scripts set
+-- The spread layout (dedup/index/redis/spread.py) keeps buckets in slots of their own: its scripts set
 -- SPREAD, and instead of writing buckets, put and del_article note the handle and its bucket fields in
 -- the todo zset (scored by the server's clock in us), which the client clears once it wrote the buckets.
 -- TODO collects what this script noted: {'+' or '-', member, score} for the client.

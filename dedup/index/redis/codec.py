@@ -60,9 +60,9 @@ from typing import Any, NamedTuple
 
 import numpy as np
 
-from ..records import DedupError, Entry, Signature
-from ..settings import Settings
-from ..signature import quantized_weights, sign_articles, source_crc, weight_levels
+from ...records import DedupError, Entry, Signature
+from ...settings import Settings
+from ...signature import quantized_weights, sign_articles, source_crc, weight_levels
 
 CODEC_VERSION = "5"
 _VERSION_BYTE = 5

@@ -19,7 +19,7 @@ candidates come from the others), :meth:`BucketMirror.worth_guessing` stops
 guessing but for an occasional probe, so a miss's cost (a decision made for
 nothing) stays small.
 
-The copy applies FIND's filter itself (:func:`~dedup.index.redis_keys.tag_within`
+The copy applies FIND's filter itself (:func:`~dedup.index.redis.keys.tag_within`
 on the entries' day tags), so the two agree on which entries are candidates.
 """
 
@@ -27,7 +27,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping
 
-from .redis_keys import UNDATED_TAG, day_tag
+from .keys import UNDATED_TAG, day_tag
 
 # how many guesses the hit rate averages over, and how often a worker that stopped guessing tries again
 _RATE_SPAN = 16
@@ -143,7 +143,7 @@ class BucketMirror:
     # -- guessing ------------------------------------------------------------------
     def expect(self, keys: list[bytes], day: int | None, window: int) -> dict[bytes, str]:
         """The candidates FIND will answer for an article with these keys and day, if the copy is complete:
-        handle -> story.  The window test is redis_keys.tag_within: for a window of up to 64 days as the
+        handle -> story.  The window test is keys.tag_within: for a window of up to 64 days as the
         set of day tags it lets through (popular buckets hold dozens of handles, most of them outside the
         window, and a set lookup is the cheapest test), else inlined."""
         seen: dict[bytes, str | None] = {}  # handle -> its story, None when outside the window

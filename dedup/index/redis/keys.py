@@ -17,8 +17,8 @@ key                         type        contents
                                         out (``seq0``: where the epoch started it);
                                         ``clock``: change counter behind ``stories``;
                                         ``ifloor``: the lowest ``i`` shard retention
-                                        still reads (redis_retention)
-``{ns}:a:{handle}``         string      article record (:mod:`dedup.index.codec`),
+                                        still reads (retention.py)
+``{ns}:a:{handle}``         string      article record (:mod:`dedup.index.redis.codec`),
                                         keyed by the article's integer handle
 ``{ns}:h:{shard}``          hash        article id -> handle (decimal), linear-hashed by a
                                         hash of the id (see ``idhash`` in lua/lib_shards.lua)
@@ -52,7 +52,7 @@ key                         type        contents
                                         :func:`dedup.stories.finish_splits`)
 ``{ns}:todo``               zset        spread layout only: handle + bucket fields of
                                         articles whose buckets may lag their commit
-                                        (see :mod:`dedup.index.redis_spread`)
+                                        (see :mod:`dedup.index.redis.spread`)
 ``{ns:b<g>...}:b:{shard}``  hash        spread layout only: the buckets of band group
                                         ``g``, in a slot of their own (:func:`band_namespace`)
 ==========================  ==========  ================================================
@@ -76,7 +76,9 @@ helpers and :func:`key` are the only two places that know the layout, and
 
 from __future__ import annotations
 
-from ..records import BadInput
+from redis.crc import key_slot
+
+from ...records import BadInput
 
 # version of this layout, part of the namespace fingerprint: a namespace written with another layout is refused
 LAYOUT_VERSION = "7"
@@ -98,7 +100,7 @@ def key(ns: str, kind: str, *parts: object) -> str:
 
 def band_namespace(ns: str, group: int, groups: int) -> str:
     """The hash tag of band group ``group`` (of ``groups``) in the spread layout
-    (:mod:`dedup.index.redis_spread`): ``ns:b<group>``, or ``ns:b<group>.<n>`` with the first ``n`` that
+    (:mod:`dedup.index.redis.spread`): ``ns:b<group>``, or ``ns:b<group>.<n>`` with the first ``n`` that
     puts the tag's slot in the group's share of the 16384 slots, so :func:`key` names the group's keys
     ``{ns:b<group>...}:b:<shard>``.
 
@@ -107,8 +109,6 @@ def band_namespace(ns: str, group: int, groups: int) -> str:
     16 tags often pile onto one master.  A namespace cannot contain ``:``, so no namespace's own tag
     ``{ns}`` is ever a group's tag.
     """
-    from redis.crc import key_slot
-
     base = f"{ns}:b{group}"
     n = 0
     while True:

@@ -1,4 +1,4 @@
--- The spread layout's story-slot scripts (dedup/index/redis_spread.py) add this last: they note bucket
+-- The spread layout's story-slot scripts (dedup/index/redis/spread.py) add this last: they note bucket
 -- writes in the todo zset instead of making them (see SPREAD in lib_articles.lua).
 
 -- clear todo entries the client finished: (member, score) pairs from ARGV[i], count n; an entry noted

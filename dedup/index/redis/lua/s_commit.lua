@@ -37,7 +37,7 @@ for done = 0, count - 1 do
 end
 -- after the commit: a server at its maxmemory refuses a script at its first write that may grow memory
 -- (begin_write's HINCRBY), and only if the script has written nothing yet; clearing first would have it
--- take every commit (see redis_errors.out_of_memory)
+-- take every commit (see errors.out_of_memory)
 todo_clear(5, nclear)
 finish()
 local out = {status, #handles}

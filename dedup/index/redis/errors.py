@@ -18,17 +18,16 @@ from urllib.parse import urlsplit
 
 import redis
 from redis.cluster import RedisCluster
-from redis.exceptions import AuthenticationError, NoPermissionError, OutOfMemoryError, RedisClusterException
+from redis.exceptions import NoPermissionError, OutOfMemoryError, RedisClusterException
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 from redis.exceptions import TryAgainError
-from redis.retry import Retry
 
-from ..records import AccessDenied, DedupError, EvictionUnsafe, IndexFull, IndexMismatch, IndexUnavailable
-from ..urls import mask_url
+from ...records import AccessDenied, DedupError, EvictionUnsafe, IndexFull, IndexUnavailable
+from ...urls import mask_url
 
 if TYPE_CHECKING:
-    from .redis import RedisIndex
+    from .slot import RedisIndex
 
 T = TypeVar("T")
 
@@ -110,12 +109,12 @@ def out_of_memory(client: Any, url: str, namespace: str) -> IndexFull:
         "back unchanged")
 
 
-def refused(index: "RedisIndex", exc: BaseException) -> DedupError | None:
+def refused(client: Any, url: str, namespace: str, exc: BaseException) -> DedupError | None:
     """The core's error for a reply no retry cures (out of memory, no permission); None for others."""
     if isinstance(exc, OutOfMemoryError):
-        return out_of_memory(index._r, index.url, index.namespace)
+        return out_of_memory(client, url, namespace)
     if isinstance(exc, NoPermissionError) or "the user executing the script can't" in str(exc).lower():
-        return access_denied(index.url, index.namespace, exc)
+        return access_denied(url, namespace, exc)
     return None
 
 
@@ -166,42 +165,6 @@ def check_eviction(client: Any, url: str, allow: bool) -> None:
         "pass --redis-allow-eviction (DEDUP_REDIS_ALLOW_EVICTION=true) if losing articles is acceptable")
 
 
-def permanent_hint(exc: BaseException) -> str | None:
-    """What to fix for a connection error no retry cures (wrong password, untrusted TLS certificate); None otherwise."""
-    text = str(exc)
-    if isinstance(exc, AuthenticationError) or "WRONGPASS" in text:
-        return ("put the server's password in the URL (redis://:PASSWORD@host:port/db; "
-                "redis://USER:PASSWORD@host:port/db for an ACL user)")
-    if "CERTIFICATE_VERIFY_FAILED" in text:
-        return "name the CA that signed the server's certificate: rediss://host:port/db?ssl_ca_certs=/path/to/ca.crt"
-    return None
-
-
-def retries_within(seconds: float, backoff: Any) -> int:
-    """How many retries ``backoff`` (waits growing to a cap) fits in ``seconds``: at least one wait, so a
-    budget of 0 still retries once (a connection dropped while idle is the common case), then as many as
-    the budget holds, the last one allowed to end past it."""
-    n, waited = 0, 0.0
-    while waited < seconds or n == 0:
-        n += 1
-        waited += backoff.compute(n)
-        if n >= 1000:
-            break
-    return n
-
-
-class RetryTransient(Retry):
-    """redis-py's retry with backoff, except for errors no retry cures (they are raised at once)."""
-
-    def call_with_retry(self, do: Callable[[], T], fail: Callable[[Exception], Any], *args: Any, **kwargs: Any) -> T:
-        def fail_fast(exc: Exception, *count: Any) -> Any:
-            if permanent_hint(exc) is not None:
-                raise exc
-            return fail(exc, *count)
-
-        return super().call_with_retry(do, fail_fast, *args, **kwargs)
-
-
 # what Redis Cluster answers a script while one of its slots is moving to another master (resharding):
 # the script stops at the first key that has already left (or, being new, would be created elsewhere)
 SLOT_MOVING = "non local key"
@@ -222,7 +185,7 @@ def guarded(fn: Callable[..., T]) -> Callable[..., T]:
     single server's commands get, re-reading the slot map before each attempt.  redis-py's cluster
     client retries a failed command at once, and the slot map names a killed master until a replica has
     taken over (failover takes the cluster's node timeout and an election); so without the wait an ingest
-    failed within milliseconds.  The index's own wires (redis_wire) are chosen by the slot map, so they
+    failed within milliseconds.  The index's own wires (connection.DirectScripts) are chosen by the slot map, so they
     follow it.  Redoing is what the connection's own retry does on one server: a script that
     ran before its reply was lost finds its article stored (reported ``unchanged``)."""
 
@@ -262,7 +225,7 @@ def guarded(fn: Callable[..., T]) -> Callable[..., T]:
                 "check that redis-server is running and reachable"
             ) from exc
         except redis.ResponseError as exc:
-            core = refused(self, exc)
+            core = refused(self._r, self.url, self.namespace, exc)
             if core is not None:
                 raise core from None  # (the chained reply would quote the refused call's arguments: records)
             if not (isinstance(exc, TryAgainError) or SLOT_MOVING in str(exc)):

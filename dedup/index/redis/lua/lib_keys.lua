@@ -1,4 +1,4 @@
--- Key names, the Lua twin of dedup/index/redis_keys.py:key (tests/test_index_redis.py checks they agree).
+-- Key names, the Lua twin of dedup/index/redis/keys.py:key (tests/test_index_redis.py checks they agree).
 -- P is '{ns}:'.  ARGV[1] is the namespace, for the story-slot scripts followed by a space and the epoch
 -- the client knows (see the epoch check in lib_handles.lua).
 local NS, EPOCH = ARGV[1], ''

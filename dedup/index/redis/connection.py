@@ -1,9 +1,13 @@
-"""Script calls on a connection of the index's own, written ahead of their replies.
+"""Connecting to Redis: the index's redis-py client, and script calls on a connection of its own.
 
-A bulk load writes the next chunk's read behind the write in flight and
-decides while the server runs both, and a streamed article's upkeep
-(MAINTAIN) is answered while the client prepares the next article: calls
-written now and read later, which redis-py's client and pipeline objects
+:func:`connect` makes the client for a URL (a single server, TLS, a Unix socket or a Redis Cluster) with
+a capped exponential backoff that rides out a restart or a failover, but not a refused password or an
+untrusted certificate, which no retry cures (:func:`permanent_hint`).
+
+**Calls written ahead of their replies.**  A bulk load writes the next
+chunk's read behind the write in flight and decides while the server runs
+both, and a streamed article's upkeep (MAINTAIN) is answered while the
+client prepares the next article: calls written now and read later, which redis-py's client and pipeline objects
 (a command, or a batch, then all its replies) do not offer.
 :class:`DirectScripts` holds one redis-py connection made from the client's
 pool settings (so TLS, auth, database and timeouts follow the URL), writes
@@ -31,10 +35,100 @@ from __future__ import annotations
 import os
 import threading
 import time
-from typing import Any, Sequence
+from typing import Any, Callable, Sequence, TypeVar
 
 import redis
-from redis.exceptions import NoScriptError
+from redis.backoff import ExponentialBackoff
+from redis.cluster import RedisCluster
+from redis.exceptions import AuthenticationError, NoScriptError, RedisClusterException
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import TimeoutError as RedisTimeoutError
+from redis.retry import Retry
+
+from ...records import AccessDenied, DedupError, IndexUnavailable
+from ...urls import mask_url
+
+CLUSTER_SCHEME = "redis+cluster://"
+
+T = TypeVar("T")
+
+
+def connect(url: str, retry_s: float, retries: int | None, socket_timeout: float
+            ) -> tuple[Any, ExponentialBackoff, int]:
+    """The redis-py client for ``url``, the backoff its retries wait by, and how many retries it gets
+    (``retries``, or as many as fit in ``retry_s`` seconds).  A Redis Cluster's client gets the same
+    backoff, which the index's guard applies to whole calls (see errors.guarded)."""
+    backoff = ExponentialBackoff(cap=2.0, base=0.05)
+    if retries is None:
+        retries = retries_within(retry_s, backoff)
+    retry = RetryTransient(backoff, retries)
+    try:
+        if url.startswith(CLUSTER_SCHEME):
+            # every key carries the {namespace} hash tag, so one index lives in one slot
+            client: Any = RedisCluster.from_url(
+                "redis://" + url[len(CLUSTER_SCHEME):], retry=retry,
+                socket_timeout=socket_timeout, socket_connect_timeout=5.0,
+            )
+        else:
+            client = redis.Redis.from_url(
+                url,
+                retry=retry,
+                retry_on_error=[RedisConnectionError, RedisTimeoutError],
+                socket_timeout=socket_timeout,
+                socket_connect_timeout=5.0,
+                health_check_interval=30,
+            )
+    except (ValueError, RedisClusterException) as exc:
+        raise IndexUnavailable(f"bad or unreachable Redis URL {mask_url(url)}: {exc}") from exc
+    except (RedisConnectionError, RedisTimeoutError) as exc:
+        raise IndexUnavailable(
+            f"cannot connect to Redis at {mask_url(url)}: {exc}; start redis-server or fix --redis"
+        ) from exc
+    return client, backoff, retries
+
+
+def cannot_connect(url: str, exc: BaseException) -> DedupError:
+    """The error for a server that could not be reached or refused the client's credentials."""
+    hint = permanent_hint(exc) or "start redis-server or fix --redis (rediss:// if the server speaks TLS)"
+    error = AccessDenied if isinstance(exc, AuthenticationError) else IndexUnavailable
+    return error(f"cannot connect to Redis at {mask_url(url)}: {exc}; {hint}")
+
+
+def permanent_hint(exc: BaseException) -> str | None:
+    """What to fix for a connection error no retry cures (wrong password, untrusted TLS certificate); None otherwise."""
+    text = str(exc)
+    if isinstance(exc, AuthenticationError) or "WRONGPASS" in text:
+        return ("put the server's password in the URL (redis://:PASSWORD@host:port/db; "
+                "redis://USER:PASSWORD@host:port/db for an ACL user)")
+    if "CERTIFICATE_VERIFY_FAILED" in text:
+        return "name the CA that signed the server's certificate: rediss://host:port/db?ssl_ca_certs=/path/to/ca.crt"
+    return None
+
+
+def retries_within(seconds: float, backoff: Any) -> int:
+    """How many retries ``backoff`` (waits growing to a cap) fits in ``seconds``: at least one wait, so a
+    budget of 0 still retries once (a connection dropped while idle is the common case), then as many as
+    the budget holds, the last one allowed to end past it."""
+    n, waited = 0, 0.0
+    while waited < seconds or n == 0:
+        n += 1
+        waited += backoff.compute(n)
+        if n >= 1000:
+            break
+    return n
+
+
+class RetryTransient(Retry):
+    """redis-py's retry with backoff, except for errors no retry cures (they are raised at once)."""
+
+    def call_with_retry(self, do: Callable[[], T], fail: Callable[[Exception], Any], *args: Any, **kwargs: Any) -> T:
+        def fail_fast(exc: Exception, *count: Any) -> Any:
+            if permanent_hint(exc) is not None:
+                raise exc
+            return fail(exc, *count)
+
+        return super().call_with_retry(do, fail_fast, *args, **kwargs)
+
 
 # what a failed write or read raises: redis-py's connection and timeout errors (it drops the connection
 # first), and OSError from a socket closed under it

@@ -27,15 +27,11 @@ but ingested late has a new, high handle, so it is found above the floor.
 from __future__ import annotations
 
 import dataclasses
-from typing import TYPE_CHECKING, Any, Callable
+from typing import Any, Callable
 
-from ..stories import finish_splits
 from .codec import record_id
-from .redis_keys import key
-from .lua_scripts import INFO_SPAN, NODAY
-
-if TYPE_CHECKING:
-    from .redis import RedisIndex
+from .keys import key
+from .scripts import INFO_SPAN, NODAY
 
 BATCH = 1_000  # shards (or records) per pipelined round trip
 FIRST_BATCH = 16  # shards read in a pass's first round trip; each next one reads twice as many, up to BATCH
@@ -67,38 +63,8 @@ def starts_pass(day: int | None, seen: int | None) -> bool:
     return day is not None and (seen is None or day > seen)
 
 
-def expire(index: "RedisIndex") -> list[str]:
-    """``RedisIndex.expire``: delete what is older than ``retain_days`` before the newest stored day, then
-    re-split the stories they held together, each once (:func:`dedup.stories.finish_splits`)."""
-    retain = index.settings.retain_days
-    if retain <= 0:
-        return []
-    finish_splits(index, index.settings)  # a long-running worker also picks up what a crashed one left
-    counts = day_counts(index)
-    if not counts or min(counts) >= max(counts) - retain:
-        return []
-    found = older_than(index, max(counts) - retain, counts)
-    # every old article first, then one re-split per story they leave (the parts are the same as deleting
-    # and re-splitting one article at a time: what was apart stays apart), not one per deleted article: a
-    # story whose articles all expire is not split at all.  A stop in between leaves the re-splits owed
-    # (pending_splits), for the next pass or the next process to open the index.
-    index.delete_many(found.ids)
-    finish_splits(index, index.settings)
-    if found.floor is not None:  # only now: a pass that stopped half-way leaves the floor where it was
-        index._r.eval(RAISE_FLOOR, 1, index._meta_key, index._epoch, found.floor)
-    return found.ids
 
 
-def day_counts(index: "RedisIndex") -> dict[int, int]:
-    """Stored articles per publication day (``{ns}:days``)."""
-    return {int(d): int(n) for d, n in index._r.hgetall(key(index.namespace, "days")).items()}
-
-
-def older_than(index: "RedisIndex", cutoff: int, counts: dict[int, int]) -> OldArticles:
-    """:func:`dated_before` for ``index``, stopping once it has found as many as ``counts`` (day_counts)
-    holds before ``cutoff``."""
-    return dated_before(index._r, index.namespace, cutoff, index._blobs,
-                        expect=sum(n for d, n in counts.items() if d < cutoff))
 
 
 def dated_before(r: Any, namespace: str, cutoff: int,

@@ -10,7 +10,7 @@
 -- mode 3 is mode 2 plus the article's record: when the article is not stored, has no candidate and
 -- no story is named after it, the decision can only be "new story named after it", so the script
 -- stores it at once and answers {2, handle}: one round trip for the whole ingest.
--- mode 4 is mode 3 plus the client's decision on the candidates it expected (redis_mirror): ARGV continues
+-- mode 4 is mode 3 plus the client's decision on the candidates it expected (mirror.py): ARGV continues
 -- story, is_new (1/0), nmerged, merged..., ncand, (handle, story)...; when the script finds exactly those
 -- candidates in those stories, the id is not stored and no story is named after it (nor after a new story),
 -- it writes the decision as INGEST would and answers {2, handle}: one round trip.  Else it answers as mode 2.
