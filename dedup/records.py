@@ -98,7 +98,7 @@ class Signature:
     term_levels: np.ndarray | None = field(default=None, repr=False, compare=False)
     # checksum of the (title, text) this signature was signed from (dedup.signature.source_crc), set by
     # Deduper.prepare and by decoding; a store that sees it match the entry's text keeps only the minhash
-    # and signs the text again when it reads the record back (dedup.index.codec).  None: made by hand.
+    # and signs the text again when it reads the record back (dedup.index.redis.codec).  None: made by hand.
     source_crc: int | None = field(default=None, repr=False, compare=False)
     # the CRC-32 of each content word in text order (signing sets it, and so does decoding): what tells an
     # outlet's template block from shared text (dedup.templates).  None: made by hand, no template test.

@@ -8,7 +8,7 @@ with eleven fields), where one string costs one key.
 Layout (little-endian), so the Lua scripts can read what they need with
 ``struct.unpack`` and ``string.sub``; declared once, in :data:`HEADER_FIELDS`, :data:`ARRAYS` and
 :data:`STRINGS`, from which both this codec and the scripts' constants
-(:mod:`dedup.index.lua_scripts`) are built::
+(:mod:`dedup.index.redis.scripts`) are built::
 
     header (54 bytes): u8 version, u8 flags (bit 0: dated, bit 1: features left out),
                        i32 day, u32 n_minhash, u32 n_terms, u32 n_shingles, u32 n_sentences,
