@@ -8,6 +8,7 @@ import time
 import pytest
 import redis
 
+from dedup.index.redis.codec import CODEC_VERSION
 from dedup.index.redis.slot import RedisIndex
 from dedup.index.redis.connection import PipelineBroken, ScriptsMissing
 from dedup.settings import Settings
@@ -182,7 +183,7 @@ def test_push_writes_behind_calls_in_flight_and_replies_stay_in_order(redis_url)
         assert direct.recv() == [b""]
         assert direct.push([("RECORDS", ["a"])])
         story, missing, ((handle, record),) = [direct.recv() for _ in range(3)]
-        assert (story, missing) == ([b"s"], [b""]) and record.startswith(bytes([4]))  # codec version byte
+        assert (story, missing) == ([b"s"], [b""]) and record.startswith(bytes([int(CODEC_VERSION)]))  # codec version byte
         assert idx._handles(["a"]) == {"a": int(handle).to_bytes(4, "little")}
         assert direct._pending == 0
         assert direct.call("STORY_OF", ["a"]) == (True, [b"s"])
