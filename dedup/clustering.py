@@ -75,7 +75,7 @@ def _template_blind(a: Signature, b: Signature, cos: float, reuse: float, settin
     if not at_same_edge(a, b, settings.template_gap):  # most pairs: no block can be at an edge of both
         return cos, reuse
     blind = template_blind(SignedSequence(a), SignedSequence(b), a.shingles, b.shingles, cos, reuse,
-                           settings.template_gap, settings.min_cosine)
+                           settings.template_gap, settings.min_cosine, settings.min_reuse)
     return blind.cosine, blind.reuse
 
 

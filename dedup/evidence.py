@@ -150,7 +150,8 @@ def pair_evidence(a: Signature, b: Signature, fa: TextFeatures, fb: TextFeatures
 def _evidence(a: Signature, b: Signature, fa: TextFeatures, fb: TextFeatures, cos: float, reuse: float,
               settings: Settings, names: bool) -> PairEvidence:
     """:func:`pair_evidence` from the signatures' cosine and reuse; ``names`` False skips the name sum."""
-    blind = template_blind(fa, fb, a.shingles, b.shingles, cos, reuse, settings.template_gap, settings.min_cosine)
+    blind = template_blind(fa, fb, a.shingles, b.shingles, cos, reuse, settings.template_gap, settings.min_cosine,
+                           settings.min_reuse)
     return PairEvidence(blind.cosine, blind.reuse,
                         _shared_names(fa, blind.keep_a, fb, blind.keep_b) if names else 0.0, blind.template)
 

@@ -106,6 +106,8 @@ class Signature:
     # how many of those words are the text's headline line (dedup.text.headline_line), 0 without one: an
     # outlet template sits at the top of the body, under the headline, as well as at the text's head
     lead: int = field(default=0, repr=False, compare=False)
+    # what dedup.templates derives from this signature and keeps for its next pair (a few trigrams)
+    derived: dict = field(default_factory=dict, init=False, repr=False, compare=False)
 
 
 @dataclass

@@ -6,8 +6,9 @@ then share a run of trigrams that carries none of either story.  A run of
 shared trigrams is a *template* when it sits at the same edge of both texts
 -- the head (of the text, or of its body under a headline line:
 ``Signature.lead``) or the tail -- is the smaller part of each, and what
-remains of the two texts outside it is not about the same thing (cosine of
-the remainders below ``min_cosine``).  A rewrite that keeps its source's lead verbatim also shares
+remains of the two texts outside it is not a rewrite: it shares less than
+``min_reuse`` of text and is not about the same thing (cosine of the
+remainders below ``min_cosine``).  A rewrite that keeps its source's lead verbatim also shares
 a head run, but its remainder still reports the same story, so the run counts
 as reuse.
 
@@ -83,29 +84,34 @@ def sequence_of(sig: Signature) -> SignedSequence | None:
     return None if sig.words is None else SignedSequence(sig)
 
 
+def _edge_grams(sig: Signature, gap: int) -> tuple[np.ndarray, int]:
+    """The trigrams within ``gap`` of the head of a signature's words (and of the line under its
+    headline), then those within ``gap`` of its tail, and how many are head ones; kept on the signature."""
+    key = ("edges", gap)
+    found = sig.derived.get(key)
+    if found is None:
+        words = np.asarray(sig.words, dtype=np.uint32)
+
+        def trigrams(crc: np.ndarray) -> np.ndarray:
+            return (trigram_mix(crc) & HASH_MASK) if len(crc) >= 3 else crc & HASH_MASK
+
+        head = [trigrams(words[: gap + 3])]
+        if sig.lead:
+            head.append(trigrams(words[sig.lead: sig.lead + gap + 3]))
+        head_grams = np.concatenate(head)
+        found = sig.derived[key] = (np.concatenate([head_grams, trigrams(words[-gap - 3:])]), len(head_grams))
+    return found
+
+
 def at_same_edge(a: Signature, b: Signature, gap: int) -> bool:
     """Whether some trigram within ``gap`` of the head of both texts (of the text, or of the line under its
     headline), or of the tail of both, is shared: a cheap test that :func:`edge_blocks` can find a block,
     from a few trigrams of each signature's words looked up in the other's sorted trigrams."""
     if a.words is None or b.words is None:
         return False
-
-    def trigrams(crc: np.ndarray) -> np.ndarray:
-        crc = np.asarray(crc, dtype=np.uint32)
-        return (trigram_mix(crc) & HASH_MASK) if len(crc) >= 3 else crc & HASH_MASK
-
-    def near(sig: Signature, other: Signature, head: bool) -> bool:
-        if head:
-            grams = trigrams(sig.words[: gap + 3])
-            if sig.lead:
-                grams = np.concatenate([grams, trigrams(sig.words[sig.lead: sig.lead + gap + 3])])
-        else:
-            grams = trigrams(sig.words[-gap - 3:])
-        at = np.searchsorted(other.shingles, grams)
-        return bool((other.shingles[np.minimum(at, len(other.shingles) - 1)] == grams).any()) \
-            if len(other.shingles) else False
-
-    return (near(a, b, True) and near(b, a, True)) or (near(a, b, False) and near(b, a, False))
+    (grams_a, heads_a), (grams_b, heads_b) = _edge_grams(a, gap), _edge_grams(b, gap)
+    in_b, in_a = _members(grams_a, b.shingles), _members(grams_b, a.shingles)
+    return bool((in_b[:heads_a].any() and in_a[:heads_b].any()) or (in_b[heads_a:].any() and in_a[heads_b:].any()))
 
 
 def _edge_runs(positions: np.ndarray, length: int, gap: int, lead: int = 0) -> tuple[np.ndarray, np.ndarray]:
@@ -140,13 +146,23 @@ def _edge_only(s: WordSequence, shared: np.ndarray, gap: int) -> tuple[np.ndarra
     shingles = s.shingles
     pos = np.flatnonzero(shared)
     head, tail = _edge_runs(pos, len(shingles), gap, s.lead)
-    hashes = shingles[pos]
-    return (np.setdiff1d(hashes[head], hashes[~head]), np.setdiff1d(hashes[tail], hashes[~tail]))
+    distinct, which = np.unique(shingles[pos], return_inverse=True)
+
+    def only(run: np.ndarray) -> np.ndarray:
+        inside = np.bincount(which, weights=run, minlength=len(distinct))
+        outside = np.bincount(which, weights=~run, minlength=len(distinct))
+        return distinct[(inside > 0) & (outside == 0)]
+
+    return only(head), only(tail)
 
 
-def edge_blocks(a: WordSequence, b: WordSequence, gap: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def edge_blocks(a: WordSequence, b: WordSequence, gap: int,
+                rest_limit: float | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """The shared trigrams found only in a run at the same edge of both texts (head of both, or tail
     of both), sorted, and the word masks of ``a`` and ``b`` outside the blocks those runs cover.
+
+    With ``rest_limit``, none either when one of the texts shares at least that many distinct
+    trigrams away from its edge runs: that much text reused elsewhere is a rewrite's, not a template's.
 
     A block must be the smaller part of each text: a template is glued onto an article, and a text
     that is mostly the other's head or tail (a snap, a page, a re-send) is that article's content.
@@ -165,6 +181,12 @@ def edge_blocks(a: WordSequence, b: WordSequence, gap: int) -> tuple[np.ndarray,
     at_tail = shared_a[-gap - 1:].any() and shared_b[-gap - 1:].any()
     if not at_head and not at_tail:
         return keep_a, keep_b, none
+    if rest_limit is not None:
+        for s, shared in ((a, shared_a), (b, shared_b)):
+            pos = np.flatnonzero(shared)
+            head, tail = _edge_runs(pos, len(s.shingles), gap, s.lead)
+            if len(np.unique(s.shingles[pos[~(head | tail)]])) >= rest_limit:
+                return keep_a, keep_b, none
     (head_a, tail_a), (head_b, tail_b) = _edge_only(a, shared_a, gap), _edge_only(b, shared_b, gap)
     template_head = np.intersect1d(head_a, head_b, assume_unique=True)
     template_tail = np.intersect1d(tail_a, tail_b, assume_unique=True)
@@ -213,19 +235,20 @@ class Blind:
 
 
 def template_blind(a: WordSequence, b: WordSequence, sorted_a: np.ndarray, sorted_b: np.ndarray,
-                   cos: float, reuse: float, settings_gap: int, min_cosine: float) -> Blind:
+                   cos: float, reuse: float, settings_gap: int, min_cosine: float, min_reuse: float) -> Blind:
     """The pair's cosine and reuse with an outlet template set aside (see the module docstring).
 
     ``sorted_a``/``sorted_b`` are the articles' sorted distinct trigram hashes (what ``reuse`` was
     counted on); setting a template aside only ever lowers the cosine and the reuse.
     """
-    keep_a, keep_b, template = edge_blocks(a, b, settings_gap) if reuse > 0 else (None, None, [])
+    n = min(len(sorted_a), len(sorted_b))
+    keep_a, keep_b, template = (edge_blocks(a, b, settings_gap, min_reuse * n) if reuse > 0
+                                else (None, None, []))
     if len(template):
         rest = weighted_cosine(a, keep_a, b, keep_b)
         if rest < min_cosine:  # the remainders report different things: the runs are template
             shared = len(np.setdiff1d(np.intersect1d(sorted_a, sorted_b, assume_unique=True), template,
                                       assume_unique=True))
-            n = min(len(sorted_a), len(sorted_b))
             return Blind(min(cos, rest), min(reuse, shared / n if n else 0.0), len(template), keep_a, keep_b)
     everything = np.ones(len(a.words), dtype=bool), np.ones(len(b.words), dtype=bool)
     return Blind(cos, reuse, 0, *everything)

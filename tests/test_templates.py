@@ -115,8 +115,8 @@ def test_a_short_text_that_is_the_others_head_is_its_content():
 def test_the_template_test_is_symmetric(pair):
     a, b = (sequence_of(signed(t)) for t in pair)
     sa, sb = np.unique(a.shingles), np.unique(b.shingles)
-    forward = template_blind(a, b, sa, sb, 0.5, 0.5, S.template_gap, S.min_cosine)
-    backward = template_blind(b, a, sb, sa, 0.5, 0.5, S.template_gap, S.min_cosine)
+    forward = template_blind(a, b, sa, sb, 0.5, 0.5, S.template_gap, S.min_cosine, S.min_reuse)
+    backward = template_blind(b, a, sb, sa, 0.5, 0.5, S.template_gap, S.min_cosine, S.min_reuse)
     assert (forward.cosine, forward.reuse, forward.template) == (backward.cosine, backward.reuse, backward.template)
 
 
