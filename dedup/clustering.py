@@ -39,13 +39,15 @@ def within_window(a: int | None, b: int | None, window_days: int) -> bool:
     return a is None or b is None or abs(a - b) <= window_days
 
 
-def verify_pairs(a: Sequence[Signature], b: Sequence[Signature], settings: Settings) -> list[Verdict]:
+def verify_pairs(a: Sequence[Signature], b: Sequence[Signature], settings: Settings,
+                 templates: bool = True) -> list[Verdict]:
     """Is each pair ``(a[k], b[k])`` one story?  All pairs in one batch of vector work.
 
     Cheapest test first: the publication window, then cosine for those in
     it, then text reuse only for the pairs whose cosine passed, and last,
     for the pairs that pass, whether their shared text is only an outlet
-    template (:mod:`dedup.templates`).  A pair's
+    template (:mod:`dedup.templates`); with ``templates`` False that last
+    test is left to the caller (:func:`plan_run` runs it once per story).  A pair's
     verdict is the same whatever pairs share its batch, and the same both
     ways round.
     """
@@ -63,7 +65,7 @@ def verify_pairs(a: Sequence[Signature], b: Sequence[Signature], settings: Setti
     if close:
         for k, r in zip(close, pair_reuses([a[k] for k in close], [b[k] for k in close])):
             c = out[k][1]
-            if r >= settings.min_reuse:  # reuse an outlet template alone gives is no reuse
+            if templates and r >= settings.min_reuse:  # reuse an outlet template alone gives is no reuse
                 c, r = _template_blind(a[k], b[k], c, r, settings)
             out[k] = (c >= settings.min_cosine and r >= settings.min_reuse, c, r)
     return out
@@ -218,6 +220,29 @@ def decide(entry: Entry, sigs: dict[str, Signature], stories: dict[str, str], ve
     return Assignment(entry.id, linked[0], "merged" if linked[1:] else "joined", merged=linked[1:], links=links)
 
 
+def _one_link_per_story(e: Entry, sigs: dict[str, Signature], stories: dict[str, str],
+                        verdicts: dict[str, Verdict], settings: Settings) -> None:
+    """Set aside the accepted candidates whose shared text is only an outlet template (:mod:`dedup.templates`),
+    in place, testing each candidate story's members in id order only until one holds.
+
+    An article joins a story when one link to it holds, so the partition is the one testing every pair
+    gives, for a fraction of the tests: most members of a growing story are rewrites of each other.  A
+    member left untested keeps the verdict verification gave it.
+    """
+    by_story: dict[str, list[str]] = {}
+    for c in sorted(sigs):
+        by_story.setdefault(stories.get(c, c), []).append(c)
+    for members in by_story.values():
+        for c in members:
+            _, cos, reuse = verdicts[c]
+            cos, reuse = _template_blind(e.signature, sigs[c], cos, reuse, settings)
+            if cos >= settings.min_cosine and reuse >= settings.min_reuse:
+                break
+            verdicts[c] = (False, cos, reuse)
+            del sigs[c]
+            stories.pop(c, None)
+
+
 def first_stop(run: Sequence[Entry], seen: Sequence[Seen], earlier: Overlay | None = None) -> int:
     """Position of the first article of ``run`` stored already or repeated (in the run or ``earlier``)."""
     ids = set(earlier.sig) if earlier is not None else set()
@@ -289,7 +314,8 @@ def plan_run(run: Sequence[Entry], seen: Sequence[Seen], settings: Settings,
                 ask_a.append(e.signature)
                 ask_b.append(earlier.sig[c] if from_earlier else sig_of[c])
     verdicts = [dict(s.verdicts or {}) for s in seen[:stop]]
-    for (k, c), v in zip(asked, verify_pairs(ask_a, ask_b, settings)):
+    # the outlet-template test is left out here: run below, per candidate story, until one link holds
+    for (k, c), v in zip(asked, verify_pairs(ask_a, ask_b, settings, templates=False)):
         verdicts[k][c] = v
 
     for k, e in enumerate(todo):
@@ -306,6 +332,7 @@ def plan_run(run: Sequence[Entry], seen: Sequence[Seen], settings: Settings,
             if verdicts[k][c][0]:
                 sigs[c] = layer.sig[c]
                 stories[c] = story
+        _one_link_per_story(e, sigs, stories, verdicts[k], settings)
         own = [] if (e.id in cur.renamed or e.id in earlier.renamed) else list(s.own)
         if e.id in cur.named or e.id in earlier.named:
             own += [c for layer in (earlier, cur) for c in layer.sig if plan.resolve(layer.story[c]) == e.id]
