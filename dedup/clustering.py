@@ -65,7 +65,7 @@ def verify_pairs(a: Sequence[Signature], b: Sequence[Signature], settings: Setti
     if close:
         for k, r in zip(close, pair_reuses([a[k] for k in close], [b[k] for k in close])):
             c = out[k][1]
-            if templates and r >= settings.min_reuse:  # reuse an outlet template alone gives is no reuse
+            if templates and r >= settings.min_reuse:  # what an outlet template alone shares is no reuse
                 c, r = _template_blind(a[k], b[k], c, r, settings)
             out[k] = (c >= settings.min_cosine and r >= settings.min_reuse, c, r)
     return out
