@@ -38,7 +38,7 @@ import numpy as np
 from .clustering import within_window
 from .records import Signature
 from .settings import Settings
-from .signature import HASH_MASK, trigram_mix, idf, pair_cosines, pair_reuses, term_hash
+from .signature import HASH_MASK, idf, pair_cosines, pair_reuses, term_hash, trigrams_of
 from .templates import template_blind
 from .text import NON_CONTENT, headline_line, split_sentences, tokens
 
@@ -113,12 +113,12 @@ def text_features(clean: str) -> TextFeatures:
                     weights.append(weight)
                     names.append(named)
     crc = np.array(ids, dtype=np.uint32)
-    shingles = trigram_mix(crc) & HASH_MASK if len(crc) >= 3 else crc & HASH_MASK
+    shingles = trigrams_of(crc)
     return TextFeatures(
         words=crc & HASH_MASK,
         weights=np.array(weights, dtype=np.float64),
         names=np.array(names, dtype=bool),
-        shingles=shingles.astype(np.uint32),
+        shingles=shingles,
         lead=lead,
     )
 

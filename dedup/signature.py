@@ -275,6 +275,13 @@ def trigram_mix(h: np.ndarray) -> np.ndarray:
         return h[:-2] * _MIX[0] + ((h[1:-1] << np.uint32(7)) | (h[1:-1] >> np.uint32(25))) * _MIX[1] + h[2:] * _MIX[2]
 
 
+def trigrams_of(crc: np.ndarray) -> np.ndarray:
+    """The 24-bit trigram hashes of one text's word CRCs in text order, as signing hashes them (a text
+    of fewer than three words has its words instead): ``Signature.shingles`` before sorting."""
+    crc = np.asarray(crc, dtype=np.uint32)
+    return ((trigram_mix(crc) & HASH_MASK) if len(crc) >= 3 else crc & HASH_MASK).astype(np.uint32)
+
+
 def minhash_values(hashes: np.ndarray, num_perm: int, seed: int) -> np.ndarray:
     """MinHash of already-hashed terms, equal to datasketch's affine32 ``update_batch``.
 

@@ -27,7 +27,7 @@ from typing import Protocol
 import numpy as np
 
 from .records import Signature
-from .signature import HASH_MASK, trigram_mix
+from .signature import HASH_MASK, trigrams_of
 
 
 class WordSequence(Protocol):
@@ -65,7 +65,7 @@ class SignedSequence:
         crc = np.asarray(sig.words, dtype=np.uint32)
         self.words = crc & HASH_MASK
         self.lead = sig.lead
-        self.shingles = ((trigram_mix(crc) & HASH_MASK) if len(crc) >= 3 else self.words).astype(np.uint32)
+        self.shingles = trigrams_of(crc)
 
     @cached_property
     def weights(self) -> np.ndarray:
@@ -90,16 +90,12 @@ def _edge_grams(sig: Signature, gap: int) -> tuple[np.ndarray, int]:
     key = ("edges", gap)
     found = sig.derived.get(key)
     if found is None:
-        words = np.asarray(sig.words, dtype=np.uint32)
-
-        def trigrams(crc: np.ndarray) -> np.ndarray:
-            return (trigram_mix(crc) & HASH_MASK) if len(crc) >= 3 else crc & HASH_MASK
-
-        head = [trigrams(words[: gap + 3])]
+        words = sig.words
+        head = [trigrams_of(words[: gap + 3])]
         if sig.lead:
-            head.append(trigrams(words[sig.lead: sig.lead + gap + 3]))
+            head.append(trigrams_of(words[sig.lead: sig.lead + gap + 3]))
         head_grams = np.concatenate(head)
-        found = sig.derived[key] = (np.concatenate([head_grams, trigrams(words[-gap - 3:])]), len(head_grams))
+        found = sig.derived[key] = (np.concatenate([head_grams, trigrams_of(words[-gap - 3:])]), len(head_grams))
     return found
 
 
