@@ -71,35 +71,31 @@ def _prepare_chunk_in_worker(items: list[Article | BadInput]) -> "_Packed":
     return _pack(_WORKER.prepare_many(items))
 
 
-# What a worker process sends back for a chunk: per item its error, or its day, published string and
-# sentence hashes; the chunk's signatures as five arrays.  Pickling 64 entries with four small numpy
-# arrays each cost ~16 us per article on each side, a tenth of the main process's whole share; the
-# article's own fields (id, title, text, ...) are already in the main process and are not sent back.
-_Packed = tuple[list, np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]
+# What a worker process sends back for a chunk: per item its error, or its day, published string, sentence
+# hashes, checksum and headline length; the chunk's signature arrays, concatenated, with each signature's
+# lengths.  Pickling 64 entries with their small numpy arrays cost ~16 us per article on each side, a tenth
+# of the main process's whole share; the article's own fields (id, title, text, ...) are already in the main
+# process and are not sent back.  Every array signing makes travels, so an entry is the one signing in the
+# main process would give (the template test reads ``words`` and ``lead``).
+_Packed = tuple[list, np.ndarray, dict[str, np.ndarray], np.ndarray]
+_RAGGED = ("term_ids", "term_weights", "term_levels", "shingles", "words")
 
 
 def _pack(results: list[Entry | BadInput]) -> _Packed:
     sigs = [r.signature for r in results if isinstance(r, Entry)]
-    meta = [r if isinstance(r, BadInput) else (r.signature.day, r.published, r.sentence_hashes, r.signature.source_crc)
+    meta = [r if isinstance(r, BadInput) else (r.signature.day, r.published, r.sentence_hashes,
+                                               r.signature.source_crc, r.signature.lead)
             for r in results]
     if not sigs:
-        empty = np.empty(0, dtype=np.uint32)
-        return meta, empty, empty, empty, empty, empty, empty
-    return (
-        meta,
-        np.stack([g.minhash for g in sigs]),
-        np.concatenate([g.term_ids for g in sigs]),
-        np.concatenate([g.term_weights for g in sigs]),
-        np.concatenate([g.shingles for g in sigs]),
-        np.array([len(g.term_ids) for g in sigs]),
-        np.array([len(g.shingles) for g in sigs]),
-    )
+        return meta, np.empty(0, dtype=np.uint32), {}, np.empty((0, len(_RAGGED)), dtype=np.int64)
+    ragged = {name: np.concatenate([getattr(g, name) for g in sigs]) for name in _RAGGED}
+    lengths = np.array([[len(getattr(g, name)) for name in _RAGGED] for g in sigs], dtype=np.int64)
+    return meta, np.stack([g.minhash for g in sigs]), ragged, lengths
 
 
 def _unpack(packed: _Packed, items: list[Article | BadInput]) -> list[Entry | BadInput]:
-    meta, minhash, ids, weights, shingles, n_terms, n_shingles = packed
-    term_at = np.concatenate(([0], np.cumsum(n_terms))).tolist()
-    gram_at = np.concatenate(([0], np.cumsum(n_shingles))).tolist()
+    meta, minhash, ragged, lengths = packed
+    starts = np.vstack([np.zeros((1, len(_RAGGED)), dtype=np.int64), np.cumsum(lengths, axis=0)]).tolist()
     out: list[Entry | BadInput] = []
     j = 0
     for item, m in zip(items, meta):
@@ -107,12 +103,9 @@ def _unpack(packed: _Packed, items: list[Article | BadInput]) -> list[Entry | Ba
             out.append(m)
             continue
         assert isinstance(item, Article)
-        day, published, sentence_hashes, crc = m
-        sig = Signature(
-            minhash=minhash[j], term_ids=ids[term_at[j] : term_at[j + 1]],
-            term_weights=weights[term_at[j] : term_at[j + 1]], shingles=shingles[gram_at[j] : gram_at[j + 1]], day=day,
-            source_crc=crc,
-        )
+        day, published, sentence_hashes, crc, lead = m
+        parts = {name: ragged[name][starts[j][k] : starts[j + 1][k]] for k, name in enumerate(_RAGGED)}
+        sig = Signature(minhash=minhash[j], day=day, source_crc=crc, lead=lead, **parts)
         out.append(Entry(id=str(item.id), title=item.title, text=item.text, source=item.source, published=published,
                          url=item.url, signature=sig, sentence_hashes=sentence_hashes))
         j += 1
