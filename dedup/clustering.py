@@ -29,7 +29,7 @@ import numpy as np
 from .records import Assignment, Entry, Signature
 from .settings import Settings
 from .signature import pair_cosines, pair_reuses
-from .templates import SignedSequence, at_same_edge, template_blind
+from .templates import at_same_edge, sequence_of, template_blind
 
 Verdict = tuple[bool, float, float]  # (linked, cosine, reuse); reuse is 0 when it was not computed
 
@@ -76,7 +76,9 @@ def _template_blind(a: Signature, b: Signature, cos: float, reuse: float, settin
     given ones for a signature made by hand, which records no words."""
     if not at_same_edge(a, b, settings.template_gap):  # most pairs: no block can be at an edge of both
         return cos, reuse
-    blind = template_blind(SignedSequence(a), SignedSequence(b), a.shingles, b.shingles, cos, reuse,
+    seq_a, seq_b = sequence_of(a), sequence_of(b)
+    assert seq_a is not None and seq_b is not None  # at_same_edge holds only for signatures with words
+    blind = template_blind(seq_a, seq_b, a.shingles, b.shingles, cos, reuse,
                            settings.template_gap, settings.min_cosine, settings.min_reuse)
     return blind.cosine, blind.reuse
 

@@ -31,7 +31,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 import re
-from functools import lru_cache
+from functools import cached_property, lru_cache
 
 import numpy as np
 
@@ -59,6 +59,11 @@ class TextFeatures:
     names: np.ndarray  # bool
     shingles: np.ndarray  # uint32
     lead: int = 0  # words of the headline line (dedup.text.headline_line), 0 without one
+
+    @cached_property
+    def distinct(self) -> np.ndarray:
+        """The distinct shingles, sorted."""
+        return np.unique(self.shingles)
 
 
 @lru_cache(maxsize=1 << 16)

@@ -47,6 +47,9 @@ class WordSequence(Protocol):
     @property
     def lead(self) -> int: ...  # words of the headline line (0: none)
 
+    @property
+    def distinct(self) -> np.ndarray: ...  # the distinct shingles, sorted
+
 
 class SignedSequence:
     """The :class:`WordSequence` of a signature that records its words (``Signature.words``).
@@ -67,6 +70,10 @@ class SignedSequence:
         self.lead = sig.lead
         self.shingles = trigrams_of(crc)
 
+    @property
+    def distinct(self) -> np.ndarray:
+        return self._sig.shingles  # signing's sorted distinct trigrams of these words
+
     @cached_property
     def weights(self) -> np.ndarray:
         sig, words = self._sig, self.words
@@ -80,8 +87,27 @@ class SignedSequence:
 
 
 def sequence_of(sig: Signature) -> SignedSequence | None:
-    """The :class:`SignedSequence` of a signature, None for one made by hand (no words recorded)."""
-    return None if sig.words is None else SignedSequence(sig)
+    """The :class:`SignedSequence` of a signature, None for one made by hand (no words recorded); kept
+    on the signature, which meets a pair check once per candidate."""
+    if sig.words is None:
+        return None
+    found = sig.derived.get("sequence")
+    if found is None:
+        found = sig.derived["sequence"] = SignedSequence(sig)
+    return found
+
+
+def _grams(sig: Signature, start: int, stop: int) -> np.ndarray:
+    """``trigrams_of(sig.words[start:stop])``, sliced from the signature's kept trigram sequence
+    when the slice holds three words or more."""
+    words = sig.words
+    assert words is not None
+    start, stop, _ = slice(start, stop).indices(len(words))
+    if stop - start < 3:
+        return trigrams_of(words[start:stop])
+    seq = sequence_of(sig)
+    assert seq is not None
+    return seq.shingles[start: stop - 2]
 
 
 def _edge_grams(sig: Signature, gap: int) -> tuple[np.ndarray, int]:
@@ -90,12 +116,12 @@ def _edge_grams(sig: Signature, gap: int) -> tuple[np.ndarray, int]:
     key = ("edges", gap)
     found = sig.derived.get(key)
     if found is None:
-        words = sig.words
-        head = [trigrams_of(words[: gap + 3])]
+        head = [_grams(sig, 0, gap + 3)]
         if sig.lead:
-            head.append(trigrams_of(words[sig.lead: sig.lead + gap + 3]))
+            head.append(_grams(sig, sig.lead, sig.lead + gap + 3))
         head_grams = np.concatenate(head)
-        found = sig.derived[key] = (np.concatenate([head_grams, trigrams_of(words[-gap - 3:])]), len(head_grams))
+        found = sig.derived[key] = (np.concatenate([head_grams, _grams(sig, -gap - 3, len(sig.words))]),
+                                    len(head_grams))
     return found
 
 
@@ -136,18 +162,28 @@ def _members(values: np.ndarray, sorted_set: np.ndarray) -> np.ndarray:
     return sorted_set[at] == values
 
 
-def _edge_only(s: WordSequence, shared: np.ndarray, gap: int) -> tuple[np.ndarray, np.ndarray]:
-    """Of the trigrams at the ``shared`` positions, the hashes every occurrence of which lies in the
-    head run, and those every occurrence of which lies in the tail run (each sorted, distinct)."""
-    shingles = s.shingles
-    pos = np.flatnonzero(shared)
-    head, tail = _edge_runs(pos, len(shingles), gap, s.lead)
-    distinct, which = np.unique(shingles[pos], return_inverse=True)
+def _occurrences(sequence: np.ndarray, common: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Where the trigrams of ``common`` (sorted, distinct) occur in ``sequence``: a mask over the
+    sequence, and for each occurrence, in order, its trigram's index in ``common``."""
+    at = np.minimum(np.searchsorted(common, sequence), len(common) - 1)
+    hit = common[at] == sequence
+    return hit, at[hit]
+
+
+def _marked(indices: np.ndarray, size: int) -> np.ndarray:
+    """A mask of ``size`` with ``indices`` set."""
+    mask = np.zeros(size, dtype=bool)
+    mask[indices] = True
+    return mask
+
+
+def _edge_only(common: np.ndarray, which: np.ndarray, head: np.ndarray, tail: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Of the shared trigrams ``common``, occurring as ``which`` (indices into ``common``, in text
+    order) whose head and tail runs are the masks ``head`` and ``tail``: those every occurrence of which
+    lies in the head run, and those every occurrence of which lies in the tail run (each sorted)."""
 
     def only(run: np.ndarray) -> np.ndarray:
-        inside = np.bincount(which, weights=run, minlength=len(distinct))
-        outside = np.bincount(which, weights=~run, minlength=len(distinct))
-        return distinct[(inside > 0) & (outside == 0)]
+        return common[_marked(which[run], len(common)) & ~_marked(which[~run], len(common))]
 
     return only(head), only(tail)
 
@@ -164,30 +200,36 @@ def edge_blocks(a: WordSequence, b: WordSequence, gap: int,
     that is mostly the other's head or tail (a snap, a page, a re-send) is that article's content.
     Returns no trigrams when there is no such block.
     """
-    keep_a = np.ones(len(a.words), dtype=bool)
-    keep_b = np.ones(len(b.words), dtype=bool)
-    none = np.empty(0, dtype=np.uint32)
-    common = np.intersect1d(a.shingles, b.shingles)
-    if not len(common) or min(len(a.words), len(b.words)) < 3:
-        return keep_a, keep_b, none
-    shared_a, shared_b = _members(a.shingles, common), _members(b.shingles, common)
+    def no_block() -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        return np.ones(len(a.words), dtype=bool), np.ones(len(b.words), dtype=bool), np.empty(0, dtype=np.uint32)
+
+    if min(len(a.words), len(b.words)) < 3:
+        return no_block()
+    common = a.distinct[_members(a.distinct, b.distinct)]
+    if not len(common):
+        return no_block()
+    (shared_a, which_a), (shared_b, which_b) = _occurrences(a.shingles, common), _occurrences(b.shingles, common)
     # cheap test first: a run at an edge of both texts starts within ``gap`` of that edge in both
     at_head = all(shared[: gap + 1].any() or (s.lead and shared[s.lead: s.lead + gap + 1].any())
                   for s, shared in ((a, shared_a), (b, shared_b)))
     at_tail = shared_a[-gap - 1:].any() and shared_b[-gap - 1:].any()
     if not at_head and not at_tail:
-        return keep_a, keep_b, none
-    if rest_limit is not None:
-        for s, shared in ((a, shared_a), (b, shared_b)):
-            pos = np.flatnonzero(shared)
-            head, tail = _edge_runs(pos, len(s.shingles), gap, s.lead)
-            if len(np.unique(s.shingles[pos[~(head | tail)]])) >= rest_limit:
-                return keep_a, keep_b, none
-    (head_a, tail_a), (head_b, tail_b) = _edge_only(a, shared_a, gap), _edge_only(b, shared_b, gap)
+        return no_block()
+    runs = []
+    for s, shared, which in ((a, shared_a, which_a), (b, shared_b, which_b)):
+        head, tail = _edge_runs(np.flatnonzero(shared), len(s.shingles), gap, s.lead)
+        if rest_limit is not None:
+            rest = which[~(head | tail)]
+            if len(rest) >= rest_limit and np.count_nonzero(_marked(rest, len(common))) >= rest_limit:
+                return no_block()
+        runs.append(_edge_only(common, which, head, tail))
+    (head_a, tail_a), (head_b, tail_b) = runs
     template_head = np.intersect1d(head_a, head_b, assume_unique=True)
     template_tail = np.intersect1d(tail_a, tail_b, assume_unique=True)
     if not len(template_head) and not len(template_tail):
-        return keep_a, keep_b, none
+        return no_block()
+    keep_a = np.ones(len(a.words), dtype=bool)
+    keep_b = np.ones(len(b.words), dtype=bool)
     for s, keep in ((a, keep_a), (b, keep_b)):
         if len(template_head):
             at = np.flatnonzero(_members(s.shingles, template_head))
@@ -195,7 +237,7 @@ def edge_blocks(a: WordSequence, b: WordSequence, gap: int,
         if len(template_tail):
             keep[np.flatnonzero(_members(s.shingles, template_tail)).min():] = False
         if keep.sum() * 2 <= len(keep):  # the block is not the smaller part of this text
-            return np.ones(len(a.words), dtype=bool), np.ones(len(b.words), dtype=bool), none
+            return no_block()
     return keep_a, keep_b, np.union1d(template_head, template_tail)
 
 
@@ -238,16 +280,16 @@ def template_blind(a: WordSequence, b: WordSequence, sorted_a: np.ndarray, sorte
     counted on); setting a template aside only ever lowers the cosine and the reuse.
     """
     n = min(len(sorted_a), len(sorted_b))
-    keep_a, keep_b, template = (edge_blocks(a, b, settings_gap, min_reuse * n) if reuse > 0
-                                else (None, None, []))
-    if len(template):
+    if reuse > 0:
+        keep_a, keep_b, template = edge_blocks(a, b, settings_gap, min_reuse * n)
+        if not len(template):
+            return Blind(cos, reuse, 0, keep_a, keep_b)
         rest = weighted_cosine(a, keep_a, b, keep_b)
         if rest < min_cosine:  # the remainders report different things: the runs are template
             shared = len(np.setdiff1d(np.intersect1d(sorted_a, sorted_b, assume_unique=True), template,
                                       assume_unique=True))
             return Blind(min(cos, rest), min(reuse, shared / n if n else 0.0), len(template), keep_a, keep_b)
-    everything = np.ones(len(a.words), dtype=bool), np.ones(len(b.words), dtype=bool)
-    return Blind(cos, reuse, 0, *everything)
+    return Blind(cos, reuse, 0, np.ones(len(a.words), dtype=bool), np.ones(len(b.words), dtype=bool))
 
 
 __all__ = ["WordSequence", "SignedSequence", "sequence_of", "at_same_edge", "edge_blocks", "weighted_cosine", "Blind",
