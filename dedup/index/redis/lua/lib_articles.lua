@@ -156,6 +156,12 @@ local function del_article(id)
   local blob = redis.call('GET', ak) or HINT
   redis.call('DEL', ak)
   handle_del(id)
+  -- its event evidence (events.lua) goes with it, on every path that removes an article: out of the
+  -- postings of its keys, and its links both ways
+  local ek, el = K_evkeys(id), K_evlinks(id)
+  for _, x in ipairs(redis.call('HKEYS', ek)) do redis.call('HDEL', K_evpost(x), id) end
+  for _, o in ipairs(redis.call('HKEYS', el)) do redis.call('HDEL', K_evlinks(o), id) end
+  redis.call('DEL', ek, el)
   local hb = struct.pack('<I4', tonumber(h))
   local v = info_get(hb)
   if v then redis.call('HDEL', shard_i(hb), hb) end
