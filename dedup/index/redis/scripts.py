@@ -127,10 +127,9 @@ class ScriptSet:
 
 
 # CLAIM takes none of the other scripts' arguments (see lua/claim.lua)
-# EVENTS (event evidence, both layouts) needs only the handle table
 SLOT = ScriptSet(SLOT_LIBS, ("PUT", "DELETE", "DELETE_MANY", "RECORDS", "HANDLES", "STORY_OF", "SENT_COUNTS",
-                             "SET_STORY", "STORY_SNAPSHOT", "RESPLIT", "FIND", "INGEST", "MAINTAIN", "EVENTS"),
-                 {"EVENTS": ("lib_keys", "lib_shards", "lib_handles")}, standalone=("CLAIM",))
+                             "SET_STORY", "STORY_SNAPSHOT", "RESPLIT", "FIND", "INGEST", "MAINTAIN", "EVENTS"), {},
+                 standalone=("CLAIM",))
 # The slot layout's read-only and story scripts (RECORDS, STORY_OF, SENT_COUNTS, SET_STORY, STORY_SNAPSHOT,
 # RESPLIT, EVENTS) touch no bucket and serve the spread layout unchanged.  BAND runs in a band group's slot, with
 # the group's tag as namespace: the bucket helpers of the one-slot layout, on one family 'b' per group.
