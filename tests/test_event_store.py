@@ -67,6 +67,9 @@ def test_keys_and_holders_round_trip_sorted_leaving_out_what_is_missing(index):
     assert index.key_holders([b"k1", b"\x00\xff:", b"k9", b"nobody"]) == {
         b"k1": ["a", "b", "c"], b"\x00\xff:": ["b"]}
     assert index.event_keys([]) == {} and index.key_holders([]) == {}
+    index.add_event_keys({"b": [b"k3"], "c": []})  # an article's keys replace those it held
+    assert index.event_keys("abc") == {"a": [b"k1"], "b": [b"k3"]}
+    assert index.key_holders([b"k1", b"k2", b"k3"]) == {b"k1": ["a"], b"k3": ["b"]}
 
 
 def test_links_are_symmetric_and_sorted(index):

@@ -1,4 +1,5 @@
--- ARGV: ns, bands, rows, 'k', then per article: id, n, its n event keys (hex) -> articles written
+-- ARGV: ns, bands, rows, 'k', then per article: id, n, its n event keys (hex), which replace those it held
+--   -> articles written
 --   or: ns, bands, rows, 'l', then pairs of linked ids -> links written
 -- Only stored articles get keys or links: del_article removes them with the article, so none outlives it
 -- (a key or link sent for an article deleted meanwhile is not written).
@@ -8,6 +9,7 @@ if ARGV[4] == 'k' then
   while i <= #ARGV do
     local id, c = ARGV[i], tonumber(ARGV[i + 1])
     if handle_exists(id) then
+      drop_event_keys(id)
       local ek = K_evkeys(id)
       for j = i + 2, i + 1 + c do
         redis.call('HSET', K_evpost(ARGV[j]), id, '')
