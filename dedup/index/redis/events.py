@@ -4,11 +4,12 @@ event links between articles (:mod:`dedup.events` decides what they are; this st
 A mixin of :class:`dedup.index.redis.RedisIndex` (and so of the spread layout).  Everything lives in
 the namespace's slot ``{ns}``, beside the handle table (keys ``ek``, ``ep``, ``el`` in
 :mod:`dedup.index.redis.keys`; a key's bytes name its postings in hex), so on a Redis Cluster every
-command and script here stays in one slot.  The writes are one script (``lua/events.lua``) that
-records keys (replacing those an article held) and links of stored articles only, and ``del_article`` (``lua/lib_articles.lua``) removes
-an article's in the same script that removes the article: delete, delete_many and retention, a put
-that replaces a stored id, the spread layout's ``S_DELETE``.  Nothing outlives its article, and
-:meth:`drop` takes them with the rest of ``{ns}:*``.  Reads are one pipelined round trip.
+command and script here stays in one slot.  The writes are one script (``lua/events.lua``) that records
+keys (replacing those an article held) and links of stored articles only, and ``del_article``
+(``lua/lib_articles.lua``) removes an article's in the same script that removes the article: delete,
+delete_many and retention, a put that replaces a stored id, the spread layout's ``S_DELETE``.  Nothing
+outlives its article, and :meth:`drop` takes them with the rest of ``{ns}:*``.  Reads are one pipelined
+round trip.
 """
 
 from __future__ import annotations
