@@ -53,6 +53,12 @@ key                         type        contents
 ``{ns}:todo``               zset        spread layout only: handle + bucket fields of
                                         articles whose buckets may lag their commit
                                         (see :mod:`dedup.index.redis.spread`)
+``{ns}:ek:{id}``            hash        event keys an article holds (hex) -> "" (see
+                                        :mod:`dedup.index.redis.events`)
+``{ns}:ep:{hex key}``       hash        event key postings: ids of the articles holding
+                                        the key -> ""
+``{ns}:el:{id}``            hash        ids of the articles event-linked with this one
+                                        -> "" (each link is stored both ways)
 ``{ns:b<g>...}:b:{shard}``  hash        spread layout only: the buckets of band group
                                         ``g``, in a slot of their own (:func:`band_namespace`)
 ==========================  ==========  ================================================
@@ -83,7 +89,7 @@ from ...records import BadInput
 # version of this layout, part of the namespace fingerprint: a namespace written with another layout is refused
 LAYOUT_VERSION = "7"
 
-KINDS = {"meta", "a", "h", "b", "e", "i", "lh", "n", "s", "stories", "days", "todo", "split"}
+KINDS = {"meta", "a", "h", "b", "e", "i", "lh", "n", "s", "stories", "days", "todo", "split", "ek", "ep", "el"}
 
 
 def key(ns: str, kind: str, *parts: object) -> str:

@@ -128,10 +128,10 @@ class ScriptSet:
 
 # CLAIM takes none of the other scripts' arguments (see lua/claim.lua)
 SLOT = ScriptSet(SLOT_LIBS, ("PUT", "DELETE", "DELETE_MANY", "RECORDS", "HANDLES", "STORY_OF", "SENT_COUNTS",
-                             "SET_STORY", "STORY_SNAPSHOT", "RESPLIT", "FIND", "INGEST", "MAINTAIN"), {},
+                             "SET_STORY", "STORY_SNAPSHOT", "RESPLIT", "FIND", "INGEST", "MAINTAIN", "EVENTS"), {},
                  standalone=("CLAIM",))
 # The slot layout's read-only and story scripts (RECORDS, STORY_OF, SENT_COUNTS, SET_STORY, STORY_SNAPSHOT,
-# RESPLIT) touch no bucket and serve the spread layout unchanged.  BAND runs in a band group's slot, with
+# RESPLIT, EVENTS) touch no bucket and serve the spread layout unchanged.  BAND runs in a band group's slot, with
 # the group's tag as namespace: the bucket helpers of the one-slot layout, on one family 'b' per group.
 SPREAD = ScriptSet(SPREAD_LIBS, ("S_PUT", "S_DELETE", "S_LOOKUP", "S_COMMIT", "S_LINK", "S_CLEAR", "S_TODO", "BAND"),
                    {"BAND": BAND_LIBS})

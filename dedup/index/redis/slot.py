@@ -22,7 +22,7 @@ order-independent link graph, any number of workers end with the partition
 one process would produce.
 
 Story membership and the story list (the part that touches no bucket) are
-in :mod:`dedup.index.redis.stories`.
+in :mod:`dedup.index.redis.stories`, event evidence in :mod:`dedup.index.redis.events`.
 """
 
 from __future__ import annotations
@@ -49,6 +49,7 @@ from ..base import (CONFLICT, MAX_WRITE_ATTEMPTS, Conflict, StoryIndex, gave_up,
 from .codec import CODEC_VERSION, decode_entry, decode_signatures, encode_entry, record_id
 from .scripts import SLOT as redis_lua
 from .errors import check_eviction, guarded, refused
+from .events import RedisEvents
 from .retention import RAISE_FLOOR, OldArticles, dated_before, starts_pass
 from .connection import DirectScripts, PipelineBroken, ScriptsMissing, cannot_connect, connect
 from .keys import LAYOUT_VERSION, bucket_family, check_id, day_tag, key, period_entry, read_families
@@ -81,7 +82,7 @@ def first_handle() -> int:
     return secrets.randbelow(2**31)
 
 
-class RedisIndex(RedisStories, StoryIndex):
+class RedisIndex(RedisStories, RedisEvents, StoryIndex):
     """A :class:`StoryIndex` whose state lives in one Redis database under ``namespace``."""
 
     # the key layout, part of the namespace's fingerprint: "slot" keeps an index in one cluster slot,

@@ -148,6 +148,13 @@ local function want_write_fams(tag)
   lh_want(efam(tag))
 end
 
+-- an article's event keys (events.lua) leave their postings and its list
+local function drop_event_keys(id)
+  local ek = K_evkeys(id)
+  for _, x in ipairs(redis.call('HKEYS', ek)) do redis.call('HDEL', K_evpost(x), id) end
+  redis.call('DEL', ek)
+end
+
 -- removes an article everywhere; returns its record (false if absent)
 local function del_article(id)
   local h = handle_get(id)
@@ -156,6 +163,12 @@ local function del_article(id)
   local blob = redis.call('GET', ak) or HINT
   redis.call('DEL', ak)
   handle_del(id)
+  -- its event evidence (events.lua) goes with it, on every path that removes an article: its keys, and
+  -- its links both ways
+  drop_event_keys(id)
+  local el = K_evlinks(id)
+  for _, o in ipairs(redis.call('HKEYS', el)) do redis.call('HDEL', K_evlinks(o), id) end
+  redis.call('DEL', el)
   local hb = struct.pack('<I4', tonumber(h))
   local v = info_get(hb)
   if v then redis.call('HDEL', shard_i(hb), hb) end

@@ -9,6 +9,9 @@ end
 local P = '{' .. NS .. '}:'
 local function K_article(h) return P .. 'a:' .. h end
 local function K_story(s) return P .. 's:' .. s end
+local function K_evkeys(id) return P .. 'ek:' .. id end
+local function K_evpost(hex) return P .. 'ep:' .. hex end
+local function K_evlinks(id) return P .. 'el:' .. id end
 local function K_shard(fam, i) return P .. fam .. ':' .. string.format('%d', i) end
 local K_LH = P .. 'lh'
 local K_STORIES = P .. 'stories'
