@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import itertools
 from collections import Counter, defaultdict
-from typing import Iterable, Sequence
+from typing import Iterable, Mapping, Sequence
 
 import numpy as np
 
@@ -52,6 +52,9 @@ class MemoryIndex(StoryIndex):
         self._touched: dict[str, int] = {}
         self._clock = itertools.count()
         self._sentences: Counter[int] = Counter()
+        self._event_keys: dict[str, list[bytes]] = {}  # article id -> its event keys
+        self._holders: dict[bytes, set[str]] = {}  # event key -> article ids
+        self._links: dict[str, set[str]] = {}  # article id -> event-linked article ids
         if settings.bands >= 1 << _BAND_BITS:
             raise ValueError(f"the in-process index supports up to {(1 << _BAND_BITS) - 1} bands")
         self._band = np.arange(settings.bands, dtype=np.uint64)
@@ -142,6 +145,13 @@ class MemoryIndex(StoryIndex):
         story = self._story_of.pop(article_id, None)
         if story is not None:
             self._leave(story, [article_id])
+        self._forget_keys(article_id)
+        for other in self._links.pop(article_id, ()):
+            linked = self._links.get(other)
+            if linked is not None:
+                linked.discard(article_id)
+                if not linked:
+                    del self._links[other]
         return entry
 
     def entries(self, ids: Iterable[str]) -> dict[str, Entry]:
@@ -251,6 +261,38 @@ class MemoryIndex(StoryIndex):
         n = len(self._entries)
         self.__init__(self.settings)  # type: ignore[misc]
         return n
+
+    # -- event evidence ---------------------------------------------------
+    def _forget_keys(self, article_id: str) -> None:
+        for key in self._event_keys.pop(article_id, ()):
+            holders = self._holders.get(key)
+            if holders is not None:
+                holders.discard(article_id)
+                if not holders:
+                    del self._holders[key]
+
+    def add_event_keys(self, keys: Mapping[str, Sequence[bytes]]) -> None:
+        for article_id, held in keys.items():
+            self._forget_keys(article_id)
+            held = list(dict.fromkeys(held))
+            self._event_keys[article_id] = held
+            for key in held:
+                self._holders.setdefault(key, set()).add(article_id)
+
+    def event_keys(self, ids: Iterable[str]) -> dict[str, list[bytes]]:
+        return {i: list(self._event_keys[i]) for i in ids if i in self._event_keys}
+
+    def key_holders(self, keys: Iterable[bytes]) -> dict[bytes, list[str]]:
+        return {k: sorted(self._holders[k]) for k in keys if k in self._holders}
+
+    def add_event_links(self, pairs: Iterable[tuple[str, str]]) -> None:
+        for a, b in pairs:
+            if a != b:
+                self._links.setdefault(a, set()).add(b)
+                self._links.setdefault(b, set()).add(a)
+
+    def event_links(self, ids: Iterable[str]) -> dict[str, list[str]]:
+        return {i: sorted(self._links[i]) for i in ids if i in self._links}
 
     # -- boilerplate evidence ---------------------------------------------
     def sentence_counts(self, hashes: Iterable[int]) -> list[int]:
