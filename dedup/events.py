@@ -64,6 +64,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from .clustering import within_window
 from .evidence import TextFeatures, event_links, text_features
 from .records import Entry, Signature
 from .settings import Settings
@@ -263,15 +264,30 @@ def decide(index: StoryIndex, pairs: Iterable[tuple[str, str]], settings: Settin
             continue
         if (day(a) is None) != (day(b) is None):  # one undated: no time evidence for an event
             continue
+        if not within_window(day(a), day(b), settings.window_days):  # event_links' own test, before any reading
+            continue
         todo.append((a, b))
     if not todo:
         return []
     sigs: dict[str, Signature] = {i: dataclasses.replace(entries[i].signature, day=day(i))
                                   for i in {x for p in todo for x in p}}
-    feats = {i: features_of(entries[i]) for i in sigs}
-    linked = event_links([sigs[a] for a, _ in todo], [sigs[b] for _, b in todo], [feats[a] for a, _ in todo],
-                         [feats[b] for _, b in todo], settings)
+    linked = event_links([sigs[a] for a, _ in todo], [sigs[b] for _, b in todo],
+                         _Features([entries[a] for a, _ in todo]), _Features([entries[b] for _, b in todo]), settings)
     return [p for p, ok in zip(todo, linked) if ok]
+
+
+class _Features(Sequence[TextFeatures]):
+    """The text features of a list of entries, computed when first asked for: the pair rules read them only for
+    pairs whose cosine is close, and a holder outside the feature cache costs a normalization."""
+
+    def __init__(self, entries: list[Entry]) -> None:
+        self.entries = entries
+
+    def __len__(self) -> int:
+        return len(self.entries)
+
+    def __getitem__(self, k):  # type: ignore[override]  # int only: the pair rules index one pair at a time
+        return features_of(self.entries[k])
 
 
 def link_arrivals(index: StoryIndex, entries: Sequence[Entry], settings: Settings) -> list[tuple[str, str]]:

@@ -95,7 +95,8 @@ class Settings(DeclaredSettings):
         True,
         "Keep the second level, events (the stories that report one news event), as articles are stored: "
         "decide each new article's event links and store them in the index. Off, ingest only makes "
-        "stories (faster), and events are computed over all stored articles when they are read.",
+        "stories (faster), and events are computed over the stored articles when they are read; an index "
+        "built with it off holds no event links, so read it with it off too.",
     )
     template_gap: int = _setting(
         7,
