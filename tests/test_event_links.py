@@ -9,10 +9,15 @@ import dataclasses
 import numpy as np
 import pytest
 
+from dedup import Deduper
+from dedup.events import group_events
 from dedup.index import MemoryIndex, open_index
+from dedup.readers import read_paths
 from dedup.records import Entry, Signature
 from dedup.settings import Settings
 from dedup.signature import quantized_weights
+
+from .conftest import SEEDS
 
 SETTINGS = Settings()
 IMPLEMENTATIONS = ["memory", "redis", "spread"]
@@ -110,3 +115,20 @@ def test_drop_removes_keys_and_links(index):
     assert index.event_keys(["a", "b"]) == {}
     assert index.key_holders([WORD]) == {}
     assert index.event_links(["a", "b"]) == {}
+
+
+def test_events_kept_through_any_index_equal_the_batch_view(index):
+    """The core decides and the index only stores: on every index, seeds sent one at a time and in a batch,
+    with a delete and a new version between, give the events the batch computation gives."""
+    seeds = list(read_paths([str(SEEDS)]))
+    dd = Deduper(SETTINGS, index=index)
+    dd.add(seeds[3])
+    list(dd.add_many(seeds[:3] + seeds[4:]))
+    dd.delete(seeds[1].id)
+    dd.add(dataclasses.replace(seeds[2], text=seeds[2].text + "\n\nThe talks resume on Friday."))
+    story_of = {a: s for s, ids in dd.members_many(index.story_ids()).items() for a in ids}
+    batch = group_events(list(dd.articles(story_of).values()), story_of, SETTINGS)
+    assert dd.events() == batch
+    assert len(set(batch.values())) == 3  # 000 alone (its rewrite went), 002 with 003, 004 alone
+    assert dd.event_of(story_of[seeds[3].id]) == (batch[story_of[seeds[3].id]],
+                                                  sorted({story_of[seeds[2].id], story_of[seeds[3].id]}))
