@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import bisect
 import itertools
 from collections import Counter, defaultdict
 from typing import Iterable, Mapping, Sequence
@@ -53,7 +54,7 @@ class MemoryIndex(StoryIndex):
         self._clock = itertools.count()
         self._sentences: Counter[int] = Counter()
         self._event_keys: dict[str, list[bytes]] = {}  # article id -> its event keys
-        self._holders: dict[bytes, set[str]] = {}  # event key -> article ids
+        self._holders: dict[bytes, list[str]] = {}  # event key -> article ids, kept sorted (a common word has many)
         self._links: dict[str, set[str]] = {}  # article id -> event-linked article ids
         if settings.bands >= 1 << _BAND_BITS:
             raise ValueError(f"the in-process index supports up to {(1 << _BAND_BITS) - 1} bands")
@@ -266,10 +267,13 @@ class MemoryIndex(StoryIndex):
     def _forget_keys(self, article_id: str) -> None:
         for key in self._event_keys.pop(article_id, ()):
             holders = self._holders.get(key)
-            if holders is not None:
-                holders.discard(article_id)
-                if not holders:
-                    del self._holders[key]
+            if holders is None:
+                continue
+            at = bisect.bisect_left(holders, article_id)
+            if at < len(holders) and holders[at] == article_id:
+                del holders[at]
+            if not holders:
+                del self._holders[key]
 
     def add_event_keys(self, keys: Mapping[str, Sequence[bytes]]) -> None:
         for article_id, held in keys.items():
@@ -277,13 +281,16 @@ class MemoryIndex(StoryIndex):
             held = list(dict.fromkeys(held))
             self._event_keys[article_id] = held
             for key in held:
-                self._holders.setdefault(key, set()).add(article_id)
+                holders = self._holders.setdefault(key, [])
+                at = bisect.bisect_left(holders, article_id)
+                if at == len(holders) or holders[at] != article_id:
+                    holders.insert(at, article_id)
 
     def event_keys(self, ids: Iterable[str]) -> dict[str, list[bytes]]:
         return {i: list(self._event_keys[i]) for i in ids if i in self._event_keys}
 
     def key_holders(self, keys: Iterable[bytes]) -> dict[bytes, list[str]]:
-        return {k: sorted(self._holders[k]) for k in keys if k in self._holders}
+        return {k: list(self._holders[k]) for k in keys if k in self._holders}
 
     def add_event_links(self, pairs: Iterable[tuple[str, str]]) -> None:
         for a, b in pairs:
