@@ -71,7 +71,7 @@ from .settings import Settings
 from .signature import band_hashes
 from .text import normalize
 
-if TYPE_CHECKING:  # the index is passed in; its module imports this one's callers
+if TYPE_CHECKING:  # the indexes call the stories module, which calls these functions; they only need an index's methods
     from .index.base import StoryIndex
 
 KEY_TERMS = 10  # heaviest words of an article that propose event candidates
@@ -286,7 +286,7 @@ class _Features(Sequence[TextFeatures]):
     def __len__(self) -> int:
         return len(self.entries)
 
-    def __getitem__(self, k):  # type: ignore[override]  # int only: the pair rules index one pair at a time
+    def __getitem__(self, k: int) -> TextFeatures:  # type: ignore[override]  # the pair rules index one pair at a time
         return features_of(self.entries[k])
 
 
