@@ -241,20 +241,18 @@ class Deduper:
     def _add_many(self, items: Iterable[Article | BadInput], report_events: bool = False) -> Iterator[Outcome]:
         jobs = self.settings.jobs or os.cpu_count() or 1
         if jobs == 1:
-            yield from self._assign_prepared(
-                ((item, entry) for chunk in _chunks(items, CHUNK) for item, entry in zip(chunk, self.prepare_many(chunk))),
-                report_events=report_events,
-            )
+            prepared = ((item, entry) for chunk in _chunks(items, CHUNK)
+                        for item, entry in zip(chunk, self.prepare_many(chunk)))
+            yield from self._assign_prepared(prepared, report_events=report_events)
             return
         idf("the")  # load the word-frequency table once, before forking, so workers share it
         ctx = multiprocessing.get_context("fork" if "fork" in multiprocessing.get_all_start_methods() else None)
         with ctx.Pool(jobs, initializer=_init_worker, initargs=(self.settings,)) as pool:
             chunks = list(_chunks(items, CHUNK))
             results = pool.imap(_prepare_chunk_in_worker, chunks)
-            yield from self._assign_prepared(
-                ((item, entry) for chunk, packed in zip(chunks, results) for item, entry in zip(chunk, _unpack(packed, chunk))),
-                report_events=report_events,
-            )
+            prepared = ((item, entry) for chunk, packed in zip(chunks, results)
+                        for item, entry in zip(chunk, _unpack(packed, chunk)))
+            yield from self._assign_prepared(prepared, report_events=report_events)
 
     def _assign_prepared(
         self, pairs: Iterable[tuple[Article | BadInput, Entry | BadInput]], chunk: int | None = None,

@@ -205,8 +205,8 @@ class StoryIndex(ABC):
 
     @abstractmethod
     def drop(self) -> int:
-        """Delete everything the index holds (articles, buckets, stories, counters, event keys and links); returns how many
-        entries went (articles in process, keys in Redis)."""
+        """Delete everything the index holds (articles, buckets, stories, counters, event keys and links);
+        returns how many entries went (articles in process, keys in Redis)."""
 
     # -- lifecycle --------------------------------------------------------
     def close(self) -> None:
