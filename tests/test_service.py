@@ -98,6 +98,6 @@ def test_with_events_off_ingest_stores_no_links_and_events_are_grouped_when_read
     for dd in (on, off):
         outcomes = list(dd.add_many(read_paths([str(SEEDS)]), report_events=True))
     assert {o.event for o in outcomes} == {""}
-    assert off.index.event_links(off.stories_of(o.assignment.article_id for o in outcomes)) == {}
+    assert off.index.event_links([o.assignment.article_id for o in outcomes]) == {}
     assert off.events() == on.events()
     assert off.event_of("002_eeafeac8742d6ff6") == on.event_of("002_eeafeac8742d6ff6")
