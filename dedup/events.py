@@ -25,8 +25,31 @@ MinHash keys may not collide.  A word or name held by more than
 :data:`MAX_KEY_ARTICLES` articles is a beat's vocabulary, not an event's: it
 proposes no pairs (it would propose a quadratic number of them).
 
-This is a batch view: :meth:`dedup.service.Deduper.events` computes it over
-the stories an index holds.
+**Incremental.**  The index keeps the second level as it keeps the first:
+as articles are stored, :func:`link_arrivals` records their keys
+(``add_event_keys``), reads who else holds them (``key_holders``), decides the
+candidate pairs with :func:`~dedup.evidence.event_links` and stores the true
+ones (``add_event_links``).  The keys are recorded before they are read, so of
+two writers storing at once at least one sees the other's article.  The event
+of a story is read from the stored links (:func:`event_of`,
+:func:`event_components`).  Three things keep the result the one
+:func:`group_events`, the reference batch computation, gives on the same
+articles, whatever their order:
+
+* a stored link counts only while its two articles share a band, or share a
+  word whose *current* holder count is at most :data:`MAX_KEY_ARTICLES`
+  (checked when links are read): a word that became a beat's vocabulary
+  stops proposing, as in the batch view;
+* a delete that brings a word back to :data:`MAX_KEY_ARTICLES` holders
+  decides every pair of its holders again (:func:`relink_after_delete`):
+  they were not proposed while the word had more;
+* a re-split that puts articles of one story into different stories decides
+  every pair of them that shares a proposing key (:func:`relink_parts`):
+  pairs in one story are never decided.
+
+Deciding a pair again is harmless: a verdict depends on the two articles only.
+Deletes an index makes by itself (retention on the shared index) do not run
+:func:`relink_after_delete`.
 """
 
 from __future__ import annotations
@@ -34,21 +57,30 @@ from __future__ import annotations
 import dataclasses
 import datetime as dt
 import re
-from collections import defaultdict
-from collections.abc import Mapping, Sequence
+import threading
+from collections import OrderedDict, defaultdict
+from collections.abc import Iterable, Mapping, Sequence
+from typing import TYPE_CHECKING
 
 import numpy as np
 
+from .clustering import within_window
 from .evidence import TextFeatures, event_links, text_features
-from .records import Entry
+from .records import Entry, Signature
 from .settings import Settings
 from .signature import band_hashes
 from .text import normalize
+
+if TYPE_CHECKING:  # the indexes call the stories module, which calls these functions; they only need an index's methods
+    from .index.base import StoryIndex
 
 KEY_TERMS = 10  # heaviest words of an article that propose event candidates
 KEY_NAMES = 5  # rarest names of an article that propose event candidates
 MAX_KEY_ARTICLES = 64  # a word held by more articles than this proposes none
 OPENING = 400  # characters of a text searched for its date
+FEATURE_CACHE = 4096  # articles whose text features are kept for deciding later pairs
+BAND_KEY = b"b"  # stored key of a band: this, then the band's value bytes
+WORD_KEY = b"w"  # stored key of a word or name: this, then its 4-byte id
 
 _MONTHS = {m: n for n, names in enumerate(
     [("jan", "january"), ("feb", "february"), ("mar", "march"), ("apr", "april"), ("may",), ("jun", "june"),
@@ -151,4 +183,254 @@ def group_events(entries: Sequence[Entry], story_of: Mapping[str, str], settings
     return {s: find(s) for s in stories}
 
 
-__all__ = ["group_events", "event_day", "opening_day", "KEY_TERMS", "KEY_NAMES", "MAX_KEY_ARTICLES"]
+# -- incremental: stored keys and links ---------------------------------------------
+
+class _FeatureCache:
+    """The text features of recently seen articles, by (article id, signature source_crc), least recently
+    used first out: the holders of a key are decided against again and again as articles arrive."""
+
+    def __init__(self, size: int) -> None:
+        self.size = size
+        self._items: OrderedDict[tuple[str, int], TextFeatures] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def __call__(self, entry: Entry) -> TextFeatures:
+        crc = entry.signature.source_crc
+        if crc is None:  # no checksum to tell versions of one id apart
+            return text_features(normalize(entry.text, entry.title)[0])
+        key = (entry.id, crc)
+        with self._lock:
+            found = self._items.get(key)
+            if found is not None:
+                self._items.move_to_end(key)
+                return found
+        features = text_features(normalize(entry.text, entry.title)[0])
+        with self._lock:
+            self._items[key] = features
+            while len(self._items) > self.size:
+                self._items.popitem(last=False)
+        return features
+
+
+features_of = _FeatureCache(FEATURE_CACHE)
+
+
+def encode_key(key: tuple[str, int | bytes]) -> bytes:
+    """A key of :func:`_keys` as the index stores it."""
+    kind, value = key
+    if kind == "band":
+        assert isinstance(value, bytes)
+        return BAND_KEY + value
+    assert isinstance(value, int)
+    return WORD_KEY + value.to_bytes(4, "big")
+
+
+def event_keys(entry: Entry, features: TextFeatures, settings: Settings) -> list[bytes]:
+    """The stored keys that propose an article's event candidates (see "Candidates" above), sorted."""
+    return sorted(encode_key(k) for k in _keys(entry, features, settings))
+
+
+def proposes(key: bytes, holders: int) -> bool:
+    """Whether a key held by ``holders`` articles proposes pairs: a band always, a word while it is rare."""
+    return key.startswith(BAND_KEY) or holders <= MAX_KEY_ARTICLES
+
+
+def _pair(a: str, b: str) -> tuple[str, str]:
+    return (a, b) if a < b else (b, a)
+
+
+def decide(index: StoryIndex, pairs: Iterable[tuple[str, str]], settings: Settings,
+           known: Mapping[str, Entry] | None = None) -> list[tuple[str, str]]:
+    """The event links among candidate ``pairs``, decided in one batch: pairs of one story, of a dated and
+    an undated article, or with an article no longer stored are skipped (as in :func:`group_events`).
+    ``known`` holds entries the caller has at hand (the others are read)."""
+    pairs = sorted({_pair(a, b) for a, b in pairs if a != b})
+    if not pairs:
+        return []
+    ids = {a for p in pairs for a in p}
+    entries = {i: e for i, e in (known or {}).items() if i in ids}
+    entries.update(index.entries(ids - entries.keys()))
+    story = index.story_of(ids)
+    days: dict[str, int | None] = {}
+
+    def day(i: str) -> int | None:
+        if i not in days:
+            days[i] = event_day(entries[i])
+        return days[i]
+
+    todo = []
+    for a, b in pairs:
+        if a not in entries or b not in entries or a not in story or b not in story or story[a] == story[b]:
+            continue
+        if (day(a) is None) != (day(b) is None):  # one undated: no time evidence for an event
+            continue
+        if not within_window(day(a), day(b), settings.window_days):  # event_links' own test, before any reading
+            continue
+        todo.append((a, b))
+    if not todo:
+        return []
+    sigs: dict[str, Signature] = {i: dataclasses.replace(entries[i].signature, day=day(i))
+                                  for i in {x for p in todo for x in p}}
+    linked = event_links([sigs[a] for a, _ in todo], [sigs[b] for _, b in todo],
+                         _Features([entries[a] for a, _ in todo]), _Features([entries[b] for _, b in todo]), settings)
+    return [p for p, ok in zip(todo, linked) if ok]
+
+
+class _Features(Sequence[TextFeatures]):
+    """The text features of a list of entries, computed when first asked for: the pair rules read them only for
+    pairs whose cosine is close, and a holder outside the feature cache costs a normalization."""
+
+    def __init__(self, entries: list[Entry]) -> None:
+        self.entries = entries
+
+    def __len__(self) -> int:
+        return len(self.entries)
+
+    def __getitem__(self, k: int) -> TextFeatures:  # type: ignore[override]  # the pair rules index one pair at a time
+        return features_of(self.entries[k])
+
+
+def link_arrivals(index: StoryIndex, entries: Sequence[Entry], settings: Settings) -> list[tuple[str, str]]:
+    """Record the event keys of newly stored articles (after their stories are assigned), decide the pairs
+    their keys propose and store the links; returns the new links."""
+    known = {e.id: e for e in entries}  # a later version of an id in the batch is the stored one
+    if not known:
+        return []
+    keys = {i: event_keys(e, features_of(e), settings) for i, e in known.items()}
+    index.add_event_keys(keys)  # before reading the holders: a concurrent writer then sees these
+    holders = index.key_holders({k for ks in keys.values() for k in ks})
+    pairs: set[tuple[str, str]] = set()
+    for i, ks in keys.items():
+        for k in ks:
+            held = holders.get(k, [])
+            if proposes(k, len(held)):
+                pairs.update(_pair(i, o) for o in held if o != i)
+    links = decide(index, pairs, settings, known)
+    index.add_event_links(links)
+    return links
+
+
+def relink_after_delete(index: StoryIndex, keys: Sequence[bytes], settings: Settings) -> list[tuple[str, str]]:
+    """After an article holding ``keys`` was deleted: every word it held that is back at
+    :data:`MAX_KEY_ARTICLES` holders proposes again, so all pairs of its holders are decided (those already
+    linked too: the verdict is the same).  Returns the links stored."""
+    words = [k for k in keys if not k.startswith(BAND_KEY)]
+    pairs = {_pair(a, b) for held in index.key_holders(words).values() if len(held) == MAX_KEY_ARTICLES
+             for n, a in enumerate(held) for b in held[n + 1:]}
+    links = decide(index, pairs, settings)
+    index.add_event_links(links)
+    return links
+
+
+def relink_parts(index: StoryIndex, ids: Sequence[str], settings: Settings) -> list[tuple[str, str]]:
+    """After a re-split of the story that held ``ids``: decide every pair of them that shares a proposing
+    key (pairs that are still in one story are skipped).  Returns the links stored."""
+    keys = index.event_keys(ids)
+    by_key: dict[bytes, list[str]] = defaultdict(list)
+    for i, ks in keys.items():
+        for k in ks:
+            by_key[k].append(i)
+    shared = {k: held for k, held in by_key.items() if len(held) > 1}
+    counts = {k: len(v) for k, v in index.key_holders([k for k in shared if not k.startswith(BAND_KEY)]).items()}
+    pairs = {_pair(a, b) for k, held in shared.items() if proposes(k, counts.get(k, 0))
+             for n, a in enumerate(held) for b in held[n + 1:]}
+    links = decide(index, pairs, settings)
+    index.add_event_links(links)
+    return links
+
+
+def live_links(index: StoryIndex, ids: Iterable[str],
+               ignore: frozenset[tuple[str, str]] = frozenset()) -> dict[str, list[str]]:
+    """The stored links of ``ids`` that count now: their two articles share a band, or a word held by at most
+    :data:`MAX_KEY_ARTICLES` articles.  Links in ``ignore`` (as (smaller, larger) id) are left out."""
+    stored = index.event_links(ids)
+    if ignore:
+        stored = {a: [b for b in bs if _pair(a, b) not in ignore] for a, bs in stored.items()}
+    if not any(stored.values()):
+        return {}
+    keys = {i: set(ks) for i, ks in index.event_keys(set(stored) | {b for bs in stored.values() for b in bs}).items()}
+    shared = {(a, b): keys.get(a, set()) & keys.get(b, set()) for a, bs in stored.items() for b in bs}
+    words = {k for common in shared.values() if not any(k.startswith(BAND_KEY) for k in common) for k in common}
+    counts = {k: len(v) for k, v in index.key_holders(words).items()}
+    out: dict[str, list[str]] = {}
+    for (a, b), common in shared.items():
+        if any(proposes(k, counts.get(k, 0)) for k in common):
+            out.setdefault(a, []).append(b)
+    return out
+
+
+def event_components(index: StoryIndex, stories: Iterable[str], within: Iterable[str] | None = None,
+                     ignore: frozenset[tuple[str, str]] = frozenset()) -> dict[str, str]:
+    """The event (smallest story id of its component under the links that count) of each story reached from
+    ``stories``: breadth first, members -> links -> stories of the linked articles, one batch of reads per
+    level.  With ``within``, links to stories outside it are not followed; links in ``ignore`` are left
+    out."""
+    allowed = None if within is None else set(within)
+    start = list(dict.fromkeys(stories))
+    parent = {s: s for s in start}
+
+    def find(s: str) -> str:
+        while parent[s] != s:
+            parent[s] = parent[parent[s]]
+            s = parent[s]
+        return s
+
+    frontier = start
+    while frontier:
+        members = index.members_many(frontier)
+        story_of = {a: sid for sid, ids in members.items() for a in ids}
+        links = live_links(index, list(story_of), ignore)
+        ends = index.story_of({b for bs in links.values() for b in bs})
+        found = []
+        for a, bs in links.items():
+            for b in bs:
+                other = ends.get(b)
+                if other is None or (allowed is not None and other not in allowed):
+                    continue
+                if other not in parent:
+                    parent[other] = other
+                    found.append(other)
+                x, y = find(story_of[a]), find(other)
+                if x != y:
+                    parent[max(x, y)] = min(x, y)
+        frontier = found
+    return {s: find(s) for s in parent}
+
+
+def event_of(index: StoryIndex, story: str) -> tuple[str, list[str]]:
+    """The event of a story: its id (the smallest story id in it) and its stories, sorted; a story that
+    holds no articles is ``(story, [])``."""
+    if not index.members(story):
+        return story, []
+    reached = event_components(index, [story])
+    event = reached[story]
+    return event, sorted(s for s, e in reached.items() if e == event)
+
+
+def arrival_events(index: StoryIndex, ids: Sequence[str], links: Sequence[tuple[str, str]]
+                   ) -> dict[str, tuple[str, list[str]]]:
+    """Per newly stored article: its event now, and the events its new ``links`` joined into it (the events,
+    before these links, of its story and of the stories it was linked to, without the resulting one)."""
+    story_of = index.story_of(set(ids) | {x for p in links for x in p})
+    new = frozenset(_pair(a, b) for a, b in links)
+    after = event_components(index, set(story_of.values()))
+    before = event_components(index, set(story_of.values()), ignore=new) if new else after
+    touched: dict[str, set[str]] = defaultdict(set)
+    for a, b in new:
+        for x, y in ((a, b), (b, a)):
+            if y in story_of:
+                touched[x].add(story_of[y])
+    out = {}
+    for i in ids:
+        story = story_of.get(i)
+        if story is None:  # deleted meanwhile
+            continue
+        event = after.get(story, story)
+        joined = {before.get(s, s) for s in touched[i] | {story}}
+        out[i] = (event, sorted(joined - {event}))
+    return out
+
+
+__all__ = ["group_events", "event_day", "opening_day", "event_keys", "encode_key", "proposes", "decide",
+           "link_arrivals", "relink_after_delete", "relink_parts", "live_links", "event_components", "event_of",
+           "arrival_events", "features_of", "KEY_TERMS", "KEY_NAMES", "MAX_KEY_ARTICLES", "FEATURE_CACHE"]

@@ -12,12 +12,12 @@ import gc
 import multiprocessing
 import os
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Iterable, Iterator, TypeVar
 
 import numpy as np
 
-from .events import group_events
+from .events import arrival_events, event_components, event_of, group_events, link_arrivals
 from .index import MemoryIndex, StoryIndex, open_index
 from .novelty import align_with, rank_story
 from .records import Article, Assignment, BadInput, Entry, Signature, Story
@@ -35,6 +35,10 @@ class Outcome:
     article: Article | None
     assignment: Assignment | None = None
     error: BadInput | None = None
+    # with Deduper.add_many(report_events=True): the article's event, and the events its event links joined
+    # into it (dedup.events.arrival_events)
+    event: str = ""
+    event_merged: list[str] = field(default_factory=list)
 
 
 _WORKER: "Deduper | None" = None
@@ -205,37 +209,47 @@ class Deduper:
         return normalize(article.text, article.title)[0]
 
     def add(self, article: Article) -> Assignment:
-        """Put one article into its story (see :func:`dedup.stories.assign`)."""
-        return assign(self.index, self.prepare(article), self.settings)
+        """Put one article into its story (see :func:`dedup.stories.assign`), and, with
+        ``settings.events``, store its event links (:func:`dedup.events.link_arrivals`)."""
+        entry = self.prepare(article)
+        assignment = assign(self.index, entry, self.settings)
+        if self.settings.events and assignment.action != "unchanged":
+            link_arrivals(self.index, [entry], self.settings)
+        return assignment
 
-    def add_many(self, items: Iterable[Article | BadInput]) -> Iterator[Outcome]:
+    def add_many(self, items: Iterable[Article | BadInput], report_events: bool = False) -> Iterator[Outcome]:
         """Ingest a batch; a bad item yields an Outcome with its error and the batch goes on.
 
         With ``settings.jobs`` other than 1, normalization and signing (pure
         functions, most of the CPU time) run in worker processes while
         assignment stays here in arrival order, so the stories are the same.
+        With ``settings.events``, the event links of each chunk's stored
+        articles are decided and stored once the chunk's stories are
+        assigned; ``report_events`` also fills each Outcome's ``event`` and
+        ``event_merged`` (two reads of the events it touches per chunk).
         """
         with collector_paused():
-            yield from self._add_many(items)
+            yield from self._add_many(items, report_events)
 
-    def _add_many(self, items: Iterable[Article | BadInput]) -> Iterator[Outcome]:
+    def _add_many(self, items: Iterable[Article | BadInput], report_events: bool = False) -> Iterator[Outcome]:
         jobs = self.settings.jobs or os.cpu_count() or 1
         if jobs == 1:
-            yield from self._assign_prepared(
-                (item, entry) for chunk in _chunks(items, CHUNK) for item, entry in zip(chunk, self.prepare_many(chunk))
-            )
+            prepared = ((item, entry) for chunk in _chunks(items, CHUNK)
+                        for item, entry in zip(chunk, self.prepare_many(chunk)))
+            yield from self._assign_prepared(prepared, report_events=report_events)
             return
         idf("the")  # load the word-frequency table once, before forking, so workers share it
         ctx = multiprocessing.get_context("fork" if "fork" in multiprocessing.get_all_start_methods() else None)
         with ctx.Pool(jobs, initializer=_init_worker, initargs=(self.settings,)) as pool:
             chunks = list(_chunks(items, CHUNK))
             results = pool.imap(_prepare_chunk_in_worker, chunks)
-            yield from self._assign_prepared(
-                (item, entry) for chunk, packed in zip(chunks, results) for item, entry in zip(chunk, _unpack(packed, chunk))
-            )
+            prepared = ((item, entry) for chunk, packed in zip(chunks, results)
+                        for item, entry in zip(chunk, _unpack(packed, chunk)))
+            yield from self._assign_prepared(prepared, report_events=report_events)
 
     def _assign_prepared(
-        self, pairs: Iterable[tuple[Article | BadInput, Entry | BadInput]], chunk: int | None = None
+        self, pairs: Iterable[tuple[Article | BadInput, Entry | BadInput]], chunk: int | None = None,
+        report_events: bool = False,
     ) -> Iterator[Outcome]:
         """Assign prepared entries in input order through the index's batch path, ``index.ingest_batch``
         entries per call.
@@ -255,7 +269,9 @@ class Deduper:
 
         def flush() -> Iterator[Outcome]:
             entries = [p for _, p in buffer if isinstance(p, Entry)]
-            results = iter(self.index.ingest_many(entries, fallback=one))
+            done = self.index.ingest_many(entries, fallback=one)
+            events = self._link(entries, done, report_events)
+            results = iter(done)
             for item, prepared in buffer:
                 if isinstance(item, BadInput):
                     yield Outcome(item.where, None, error=item)
@@ -270,7 +286,8 @@ class Deduper:
                 elif isinstance(result, Exception):
                     raise result
                 else:
-                    yield Outcome(where, item, assignment=result)
+                    event, merged = events.get(result.article_id, ("", []))
+                    yield Outcome(where, item, assignment=result, event=event, event_merged=merged)
             buffer.clear()
 
         for pair in pairs:
@@ -278,6 +295,19 @@ class Deduper:
             if len(buffer) >= chunk:
                 yield from flush()
         yield from flush()
+
+    def _link(self, entries: list[Entry], results: list[Assignment | Exception], report: bool
+              ) -> dict[str, tuple[str, list[str]]]:
+        """The event step of one ingested chunk: link the articles that were stored (not the unchanged ones);
+        with ``report``, each assigned article's event and the events it joined into it."""
+        if not self.settings.events:
+            return {}
+        stored = [e for e, r in zip(entries, results) if isinstance(r, Assignment) and r.action != "unchanged"]
+        links = link_arrivals(self.index, stored, self.settings)
+        if not report:
+            return {}
+        ids = [r.article_id for r in results if isinstance(r, Assignment)]
+        return arrival_events(self.index, ids, links)
 
     def delete(self, article_id: str) -> list[str]:
         """Remove an article everywhere; returns the stories its old story became."""
@@ -360,15 +390,32 @@ class Deduper:
 
     def events(self, story_ids: Iterable[str] | None = None) -> dict[str, str]:
         """The event of each story (story id -> event id): the stories that report one news event,
-        grouped by topical evidence (:mod:`dedup.events`).  Among ``story_ids`` (default: every story the
-        index holds); reads all their articles.  Every story asked for has an event."""
+        grouped by topical evidence (:mod:`dedup.events`), among ``story_ids`` (default: every story the
+        index holds): links to other stories are not followed.  Read from the stored event links; with
+        ``settings.events`` off, computed over all the stories' articles instead
+        (:func:`dedup.events.group_events`).  Every story asked for has an event."""
         story_ids = self.index.story_ids() if story_ids is None else list(dict.fromkeys(story_ids))
-        members = self.index.members_many(story_ids)
-        story_of = {a: sid for sid, ids in members.items() for a in ids}
-        entries = self.index.entries(list(story_of))
-        grouped = group_events([entries[a] for a in sorted(entries)], story_of, self.settings)
+        if self.settings.events:
+            grouped = event_components(self.index, story_ids, within=story_ids)
+        else:
+            members = self.index.members_many(story_ids)
+            story_of = {a: sid for sid, ids in members.items() for a in ids}
+            entries = self.index.entries(list(story_of))
+            grouped = group_events([entries[a] for a in sorted(entries)], story_of, self.settings)
         # a story another writer emptied meanwhile is its own event
         return {sid: grouped.get(sid, sid) for sid in story_ids}
+
+    def event_of(self, story_id: str) -> tuple[str, list[str]]:
+        """The whole event of a story: its id (the smallest story id in it) and its story ids, sorted
+        (``(story_id, [])`` for a story that holds no articles).  With ``settings.events`` off, computed over
+        every story the index holds."""
+        if self.settings.events:
+            return event_of(self.index, story_id)
+        if not self.index.members(story_id):
+            return story_id, []
+        grouped = self.events()
+        event = grouped[story_id]
+        return event, sorted(s for s, e in grouped.items() if e == event)
 
     def drop(self) -> int:
         """Delete everything the index holds: with a shared index, the whole namespace.  Returns how many

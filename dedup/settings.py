@@ -91,6 +91,13 @@ class Settings(DeclaredSettings):
         "or figure for an event link: one rare name (IDF 8 = never seen in English text) or a few "
         "uncommon ones. A beat's shared vocabulary ('jury', 'chart') is not written as a name.",
     )
+    events: bool = _setting(
+        True,
+        "Keep the second level, events (the stories that report one news event), as articles are stored: "
+        "decide each new article's event links and store them in the index. Off, ingest only makes "
+        "stories (faster), and events are computed over the stored articles when they are read; an index "
+        "built with it off holds no event links, so read it with it off too.",
+    )
     template_gap: int = _setting(
         7,
         "Largest gap, in trigrams, inside a run of shared trigrams at the head or tail of two articles "

@@ -12,6 +12,7 @@ import time
 from typing import TYPE_CHECKING
 
 from .clustering import fresh_story_id, verify_pairs
+from .events import relink_after_delete, relink_parts
 from .records import Assignment, DedupError, Entry
 from .settings import Settings
 from .signature import band_hashes
@@ -109,12 +110,18 @@ def remove(index: StoryIndex, article_id: str, settings: Settings) -> tuple[Entr
 
     Returns the removed entry and the ids of the stories that now hold the
     old story's remaining articles (the largest part keeps the old id).
+    With ``settings.events``, the event pairs the delete makes candidates
+    again are decided (:func:`dedup.events.relink_after_delete`).
     """
     story = index.story_of([article_id]).get(article_id)
+    keys = index.event_keys([article_id]).get(article_id, []) if settings.events else []
     entry = index.delete(article_id)
-    if entry is None or story is None:
+    if entry is None:
         return entry, []
-    return entry, resplit(index, story, settings)
+    parts = resplit(index, story, settings) if story is not None else []
+    if keys:  # a word the article held may propose pairs again (dedup.events)
+        relink_after_delete(index, keys, settings)
+    return entry, parts
 
 
 def resplit(index: StoryIndex, story: str, settings: Settings) -> list[str]:
@@ -124,6 +131,7 @@ def resplit(index: StoryIndex, story: str, settings: Settings) -> list[str]:
     Read, split, and write only if the story did not change meanwhile (another process may have ingested
     an article into it); otherwise read and split again, after a short pause.  A story that keeps changing
     is finally split from the last read whatever happened since (what a single writer would do).
+    With ``settings.events``, the event pairs among the parts are decided (:func:`dedup.events.relink_parts`).
     """
     for attempt in range(RESPLIT_ATTEMPTS):
         rest, version = index.story_snapshot(story)
@@ -133,6 +141,8 @@ def resplit(index: StoryIndex, story: str, settings: Settings) -> list[str]:
         named = [(fresh_story_id(min(part), index.members(min(part)), index.story_taken), part) for part in parts[1:]]
         last = attempt == RESPLIT_ATTEMPTS - 1
         if index.resplit(story, None if last else version, named):
+            if named and settings.events:  # articles of one story, never decided as a pair, are apart now
+                relink_parts(index, rest, settings)
             return [story] + [sid for sid, _ in named]
         time.sleep(min(0.1, 0.002 * 2**attempt))
     raise AssertionError("unreachable: the last attempt writes unconditionally")

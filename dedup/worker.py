@@ -445,8 +445,9 @@ class Worker:
         if done and not self._failed_in_pass:
             self.backoff.reset()
 
-    def _cluster(self, todo: list[tuple[bytes, dict[bytes, bytes]]]) -> dict[bytes, "tuple[Any, Any]"]:
-        """Parse and cluster a batch: message id -> (article or None, assignment or the exception it raised).
+    def _cluster(self, todo: list[tuple[bytes, dict[bytes, bytes]]]) -> dict[bytes, "tuple[Any, ...]"]:
+        """Parse and cluster a batch: message id -> (article or None, assignment or the exception it raised,
+        and with an assignment its event and the events it joined into it).
 
         The articles go to the index together (``Deduper.add_many``: on Redis
         each one is still read, decided and written in arrival order, with the
@@ -456,7 +457,7 @@ class Worker:
         again one message at a time, so only the failing one is retried (the
         others, already written, come back ``unchanged``, as on redelivery).
         """
-        results: dict[bytes, tuple[Any, Any]] = {}
+        results: dict[bytes, tuple[Any, ...]] = {}
         articles = []
         for mid, fields in todo:
             try:
@@ -466,7 +467,7 @@ class Worker:
                 continue
             articles.append((mid, article))
         try:
-            outcomes = list(self.dd.add_many([a for _, a in articles]))
+            outcomes = list(self.dd.add_many([a for _, a in articles], report_events=True))
         except NOT_THE_MESSAGE:
             raise  # not the batch's fault: the loop waits and redelivers
         except Exception as exc:  # noqa: BLE001 - find the message at fault one at a time
@@ -474,19 +475,23 @@ class Worker:
                         len(articles), type(exc).__name__, exc)
             for mid, article in articles:
                 try:
-                    results[mid] = (article, self.dd.add(article))
+                    assignment = self.dd.add(article)
+                    # alone, the links this article joined are not reported: its event is
+                    event = self.dd.event_of(assignment.story)[0] if self.dd.settings.events else ""
+                    results[mid] = (article, assignment, event, [])
                 except NOT_THE_MESSAGE:
                     raise
                 except Exception as one:  # noqa: BLE001 - this message's failure: retried, then dead-lettered
                     results[mid] = (article, one)
             return results
         for (mid, article), outcome in zip(articles, outcomes):
-            results[mid] = (article, outcome.error if outcome.error is not None else outcome.assignment)
+            results[mid] = (article, outcome.error if outcome.error is not None else outcome.assignment, outcome.event,
+                            outcome.event_merged)
         return results
 
-    def _handle_one(self, mid: bytes, fields: dict[bytes, bytes], result: "tuple[Any, Any]", pipe: Any) -> str:
+    def _handle_one(self, mid: bytes, fields: dict[bytes, bytes], result: "tuple[Any, ...]", pipe: Any) -> str:
         """Queue this message's output or dead letter on ``pipe``: ``published``, ``dead`` or ``retry`` (leave pending)."""
-        article, assignment = result
+        article, assignment, *event = result
         try:
             if isinstance(assignment, BaseException):
                 raise assignment
@@ -522,6 +527,8 @@ class Worker:
                 size = story.size
                 rank = next((v.rank for v in story.articles if v.id == assignment.article_id), None)
         out = assignment_fields(assignment, mid, rank, size)
+        out[b"event"] = event[0].encode()
+        out[b"event_merged"] = ",".join(event[1]).encode()
         if self.ws.out_maxlen:
             pipe.xadd(self.ws.output_stream, out, maxlen=self.ws.out_maxlen, approximate=True)
         else:

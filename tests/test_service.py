@@ -3,6 +3,9 @@
 import pytest
 
 from dedup import Article, BadInput, Deduper, Settings
+from dedup.readers import read_paths
+
+from .conftest import SEEDS
 
 
 def test_empty_or_wordless_text_is_rejected_with_the_item_named():
@@ -76,3 +79,27 @@ def test_a_setting_of_the_shared_index_is_refused_in_process():
     with pytest.raises(ValueError, match="--retain-days.*shared"):
         Deduper(Settings(retain_days=3))
     Deduper(Settings(retain_days=0)).close()  # the default is no request
+
+
+def test_events_are_kept_as_articles_arrive_and_read_whole():
+    """002 and 003 report one meeting in stories of their own; 003's links join 002's event."""
+    seeds = {a.id[:3]: a for a in read_paths([str(SEEDS)])}
+    dd = Deduper()
+    (first,) = dd.add_many([seeds["002"]], report_events=True)
+    assert (first.event, first.event_merged) == (first.assignment.story, [])
+    (second,) = dd.add_many([seeds["003"]], report_events=True)
+    stories = sorted([first.assignment.story, second.assignment.story])
+    assert second.event == stories[0] and second.event_merged == stories[1:]
+    assert dd.event_of(second.assignment.story) == (stories[0], stories)
+    assert dd.events() == {s: stories[0] for s in stories}
+    assert dd.event_of("no such story") == ("no such story", [])
+
+
+def test_with_events_off_ingest_stores_no_links_and_events_are_grouped_when_read():
+    on, off = Deduper(), Deduper(Settings(events=False))
+    for dd in (on, off):
+        outcomes = list(dd.add_many(read_paths([str(SEEDS)]), report_events=True))
+    assert {o.event for o in outcomes} == {""}
+    assert off.index.event_links([o.assignment.article_id for o in outcomes]) == {}
+    assert off.events() == on.events()
+    assert off.event_of("002_eeafeac8742d6ff6") == on.event_of("002_eeafeac8742d6ff6")

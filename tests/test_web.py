@@ -159,10 +159,11 @@ def test_warm_dashboard_searches_without_reading_articles(dd, monkeypatch):
     found = c.get("/api/stories", params={"min_size": 1, "q": "turkey"}).json()["stories"]
     assert [s["id"] for s in found] == [S4, S0]
     assert c.get("/api/stories", params={"min_size": 1, "source": "nobody"}).json()["total"] == 0
-    # batched reads of the found stories only (their outlines, then their events): no scan of article texts
-    assert [sorted(r) for r in reads] == [[S0, S1, S4], [S0, S1, S4]]
+    # one batched read of the found stories only (their outlines; events come from the stored event links):
+    # no scan of article texts
+    assert [sorted(r) for r in reads] == [[S0, S1, S4]]
     c.get("/api/stories", params={"min_size": 1, "q": "turkey"})
-    assert len(reads) == 2  # second time: facts, outlines and events all cached
+    assert len(reads) == 1  # second time: facts, outlines and events all cached
 
 
 @pytest.mark.parametrize("where", ["redis", "cluster"])
@@ -1112,9 +1113,9 @@ def test_browser_keyboard_moves_between_rows_and_slash_searches(browser, seed_pa
         assert not errors, errors
 
 
-def test_event_page_reuses_the_lists_events_and_its_own_answer_until_a_story_changes(dd, monkeypatch):
+def test_event_page_reads_the_whole_event_and_keeps_its_answer_until_a_story_changes(dd, monkeypatch):
     dash = views.Dashboard(dd)
-    calls = {"events": 0, "story": 0}
+    calls = {"event_of": 0, "story": 0}
     for name in calls:
         real = getattr(dd, name)
 
@@ -1122,16 +1123,14 @@ def test_event_page_reuses_the_lists_events_and_its_own_answer_until_a_story_cha
             calls[_name] += 1
             return _real(*args, **kw)
         monkeypatch.setattr(dd, name, counted)
-    listed = views.Filters(min_size=1)
-    dash.list_stories(listed)
-    assert calls["events"] == 1
-    first = dash.event(S3, dash.listed_with(S3, listed))
-    assert {s.id for s in first.stories} == {S2, S3} and calls == {"events": 1, "story": 2}
-    again = dash.event(S3, dash.listed_with(S3, listed))
-    assert again == first and calls == {"events": 1, "story": 2}
+    first = dash.event(S3)  # no list page needed: the index keeps the event
+    assert {s.id for s in first.stories} == {S2, S3} and first.candidates == 2
+    assert calls == {"event_of": 1, "story": 2}
+    again = dash.event(S3)
+    assert again == first and calls == {"event_of": 2, "story": 2}  # the stories are not ranked again
     dd.add(Article("003-again", seed_text("003").replace("NATO", "the alliance", 1)))  # S3 changes
-    changed = dash.event(S3, dash.listed_with(S3, listed))
-    assert calls == {"events": 2, "story": 4} and next(s for s in changed.stories if s.id == S3).size == 2
+    changed = dash.event(S3)
+    assert calls == {"event_of": 3, "story": 4} and next(s for s in changed.stories if s.id == S3).size == 2
 
 
 def test_shared_core_leaves_out_headline_bylines_and_dates(client, dd):

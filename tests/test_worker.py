@@ -114,6 +114,23 @@ def test_good_messages_are_clustered_and_published(redis_url, seed_paths):
     assert worker.counts == {"processed": 5, "dead": 0, "retried": 0}
 
 
+def test_each_output_names_the_articles_event_and_the_events_it_joined(redis_url, seed_paths):
+    """002 and 003 are independent reports of one meeting: two stories, one event.  Sent one batch apart,
+    003's links join 002's event, named after the smaller story id; a consumer relabels event 003 as 002."""
+    by_seed = {Path(p).stem[:3]: p for p in seed_paths}
+    dd = Deduper()
+    for seed in ("002", "003"):
+        assert CliRunner().invoke(cli, ["enqueue", "--redis", redis_url, by_seed[seed]]).exit_code == 0
+        run_burst(redis_url, dd)
+    first, second = outputs(redis_url)
+    assert first["story"] != second["story"]
+    assert first["event"] == first["story"] and first["event_merged"] == ""
+    event = min(first["story"], second["story"])
+    assert second["event"] == event
+    assert second["event_merged"] == ",".join(sorted({first["story"], second["story"]} - {event}))
+    assert dd.event_of(second["story"]) == (event, sorted([first["story"], second["story"]]))
+
+
 def test_rank_is_left_out_unless_asked(redis_url):
     xadd_all(redis_url, [json.dumps(article(1)).encode()])
     run_burst(redis_url)
@@ -177,7 +194,7 @@ class FlakyDeduper(Deduper):
             raise redis.exceptions.ResponseError("OOM command not allowed when used memory > 'maxmemory'")
         return super().add(art)
 
-    def add_many(self, items):
+    def add_many(self, items, report_events=False):
         """The worker clusters a batch at once: a failing article fails the batch call, and the worker
         then finds the culprit one message at a time (through add)."""
         items = list(items)
@@ -185,7 +202,7 @@ class FlakyDeduper(Deduper):
             raise redis.exceptions.ResponseError("OOM command not allowed when used memory > 'maxmemory'")
         for a in items:
             self.calls[a.id] = self.calls.get(a.id, 0) + 1
-        return super().add_many(items)
+        return super().add_many(items, report_events)
 
 
 def test_transient_failures_are_retried_then_dead_lettered(redis_url):
@@ -216,11 +233,11 @@ class LostIndexDeduper(Deduper):
             raise redis.exceptions.ConnectionError("Error 111 connecting to index: Connection refused")
         return super().add(art)
 
-    def add_many(self, items):
+    def add_many(self, items, report_events=False):
         if self.failures < 5:
             self.failures += 1
             raise redis.exceptions.ConnectionError("Error 111 connecting to index: Connection refused")
-        return super().add_many(items)
+        return super().add_many(items, report_events)
 
 
 def test_lost_index_connection_costs_no_attempt(redis_url):

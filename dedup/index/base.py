@@ -20,7 +20,7 @@ import hashlib
 import random
 import time
 from abc import ABC, abstractmethod
-from typing import Callable, Iterable, Sequence, TypeVar
+from typing import Callable, Iterable, Mapping, Sequence, TypeVar
 
 from ..clustering import RunPlan, Seen, plan_run
 from ..records import Assignment, DedupError, Entry, Signature
@@ -75,7 +75,8 @@ class StoryIndex(ABC):
 
     @abstractmethod
     def delete(self, article_id: str) -> Entry | None:
-        """Remove an article everywhere (record, buckets, story, sentence counts); return it."""
+        """Remove an article everywhere (record, buckets, story, sentence counts, its event keys and its
+        event links both ways); return it."""
 
     @abstractmethod
     def entries(self, ids: Iterable[str]) -> dict[str, Entry]:
@@ -176,6 +177,27 @@ class StoryIndex(ABC):
             out.append((sid, int.from_bytes(digest, "big")))
         return out
 
+    # -- event evidence (dedup.events) -----------------------------------------
+    @abstractmethod
+    def add_event_keys(self, keys: Mapping[str, Sequence[bytes]]) -> None:
+        """Record, per article id, the event keys it holds (postings key -> article ids, and the article's own list)."""
+
+    @abstractmethod
+    def event_keys(self, ids: Iterable[str]) -> dict[str, list[bytes]]:
+        """The keys each stored article holds (ids without keys are left out)."""
+
+    @abstractmethod
+    def key_holders(self, keys: Iterable[bytes]) -> dict[bytes, list[str]]:
+        """Article ids holding each key, sorted (keys nobody holds are left out)."""
+
+    @abstractmethod
+    def add_event_links(self, pairs: Iterable[tuple[str, str]]) -> None:
+        """Store article-article event links; a link is symmetric (a, b) == (b, a)."""
+
+    @abstractmethod
+    def event_links(self, ids: Iterable[str]) -> dict[str, list[str]]:
+        """The article ids linked to each id, sorted (ids without links are left out)."""
+
     # -- boilerplate evidence ---------------------------------------------
     @abstractmethod
     def sentence_counts(self, hashes: Iterable[int]) -> list[int]:
@@ -183,8 +205,8 @@ class StoryIndex(ABC):
 
     @abstractmethod
     def drop(self) -> int:
-        """Delete everything the index holds (articles, buckets, stories, counters); returns how many
-        entries went (articles in process, keys in Redis)."""
+        """Delete everything the index holds (articles, buckets, stories, counters, event keys and links);
+        returns how many entries went (articles in process, keys in Redis)."""
 
     # -- lifecycle --------------------------------------------------------
     def close(self) -> None:

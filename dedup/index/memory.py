@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import bisect
 import itertools
 from collections import Counter, defaultdict
-from typing import Iterable, Sequence
+from typing import Iterable, Mapping, Sequence
 
 import numpy as np
 
@@ -52,6 +53,9 @@ class MemoryIndex(StoryIndex):
         self._touched: dict[str, int] = {}
         self._clock = itertools.count()
         self._sentences: Counter[int] = Counter()
+        self._event_keys: dict[str, list[bytes]] = {}  # article id -> its event keys
+        self._holders: dict[bytes, list[str]] = {}  # event key -> article ids, kept sorted (a common word has many)
+        self._links: dict[str, set[str]] = {}  # article id -> event-linked article ids
         if settings.bands >= 1 << _BAND_BITS:
             raise ValueError(f"the in-process index supports up to {(1 << _BAND_BITS) - 1} bands")
         self._band = np.arange(settings.bands, dtype=np.uint64)
@@ -142,6 +146,13 @@ class MemoryIndex(StoryIndex):
         story = self._story_of.pop(article_id, None)
         if story is not None:
             self._leave(story, [article_id])
+        self._forget_keys(article_id)
+        for other in self._links.pop(article_id, ()):
+            linked = self._links.get(other)
+            if linked is not None:
+                linked.discard(article_id)
+                if not linked:
+                    del self._links[other]
         return entry
 
     def entries(self, ids: Iterable[str]) -> dict[str, Entry]:
@@ -251,6 +262,44 @@ class MemoryIndex(StoryIndex):
         n = len(self._entries)
         self.__init__(self.settings)  # type: ignore[misc]
         return n
+
+    # -- event evidence ---------------------------------------------------
+    def _forget_keys(self, article_id: str) -> None:
+        for key in self._event_keys.pop(article_id, ()):
+            holders = self._holders.get(key)
+            if holders is None:
+                continue
+            at = bisect.bisect_left(holders, article_id)
+            if at < len(holders) and holders[at] == article_id:
+                del holders[at]
+            if not holders:
+                del self._holders[key]
+
+    def add_event_keys(self, keys: Mapping[str, Sequence[bytes]]) -> None:
+        for article_id, held in keys.items():
+            self._forget_keys(article_id)
+            held = list(dict.fromkeys(held))
+            self._event_keys[article_id] = held
+            for key in held:
+                holders = self._holders.setdefault(key, [])
+                at = bisect.bisect_left(holders, article_id)
+                if at == len(holders) or holders[at] != article_id:
+                    holders.insert(at, article_id)
+
+    def event_keys(self, ids: Iterable[str]) -> dict[str, list[bytes]]:
+        return {i: list(self._event_keys[i]) for i in ids if i in self._event_keys}
+
+    def key_holders(self, keys: Iterable[bytes]) -> dict[bytes, list[str]]:
+        return {k: list(self._holders[k]) for k in keys if k in self._holders}
+
+    def add_event_links(self, pairs: Iterable[tuple[str, str]]) -> None:
+        for a, b in pairs:
+            if a != b:
+                self._links.setdefault(a, set()).add(b)
+                self._links.setdefault(b, set()).add(a)
+
+    def event_links(self, ids: Iterable[str]) -> dict[str, list[str]]:
+        return {i: sorted(self._links[i]) for i in ids if i in self._links}
 
     # -- boilerplate evidence ---------------------------------------------
     def sentence_counts(self, hashes: Iterable[int]) -> list[int]:

@@ -325,9 +325,9 @@ def create_app(deduper: Deduper, admin_token: str | None = None, poll_seconds: f
     def api_event(story: str, q: str = "", source: str = "", after: str = "", before: str = "",
                   per_page: int = Query(PER_PAGE, ge=1, le=200), sort: str = sort_q,
                   min_size: int = min_size_q) -> dict[str, Any]:
-        """Full coverage: the stories of ``story``'s event among the list page that holds it, and what each adds."""
-        f, _ = _filters(q, source, after, before, 1, per_page, sort, min_size)
-        return to_json(dash.event(story, dash.listed_with(story, f)))
+        """Full coverage: the stories of ``story``'s event, and what each adds (the list parameters are accepted
+        for links made from a list page, and do not narrow the event)."""
+        return to_json(dash.event(story))
 
     def export(kind: str, item_id: str, fmt: str, doc: dict[str, Any], as_csv: Any) -> Response:
         name = re.sub(r"[^A-Za-z0-9._-]+", "_", item_id).strip("._")[:60] or kind
@@ -355,8 +355,7 @@ def create_app(deduper: Deduper, admin_token: str | None = None, poll_seconds: f
                          min_size: int = min_size_q) -> Response:
         """The event of ``story`` (as ``/api/event`` finds it) as a file: JSON, or CSV with one row per story."""
         fmt = export_format(format)
-        f, _ = _filters(q, source, after, before, 1, per_page, sort, min_size)
-        e = dash.event(story, dash.listed_with(story, f))
+        e = dash.event(story)
         return export("event", e.id, fmt, event_export(e), event_csv)
 
     @app.get("/api/similarity", tags=["stories"])
@@ -471,7 +470,7 @@ def create_app(deduper: Deduper, admin_token: str | None = None, poll_seconds: f
                    per_page: int = Query(PER_PAGE, ge=1, le=200), sort: str = "activity",
                    min_size: int = Query(MIN_SIZE, ge=1)) -> HTMLResponse:
         f, _ = _filters(q, source, after, before, 1, per_page, sort, min_size)
-        return page(request, "event.html", e=dash.event(story, dash.listed_with(story, f)), list_query=f.query())
+        return page(request, "event.html", e=dash.event(story), list_query=f.query())
 
     @app.get("/article", response_class=HTMLResponse, include_in_schema=False)
     def article_query_page(request: Request, id: str) -> HTMLResponse:

@@ -119,7 +119,7 @@ def similarity_url(story_id: str) -> str:
 
 
 def event_url(story_id: str, list_query: str = "") -> str:
-    """The event page of a story; ``list_query`` names the list whose stories the event is looked for among."""
+    """The event page of a story; ``list_query`` names the list the page links back to."""
     return "/event?" + urlencode({"story": story_id}) + (f"&{list_query}" if list_query else "")
 
 
@@ -396,7 +396,7 @@ class EventView:
     id: str
     story: str  # the story the page was opened from
     stories: list[EventStory]
-    candidates: int  # stories the event was looked for among
+    candidates: int  # stories the event holds (the index keeps events whole: dedup.events)
 
 
 #: what an export file can be
@@ -867,19 +867,9 @@ class Dashboard:
                            [DiffRow(r.kind, r.left, r.right, r.similarity) for r in rows], ratio, kinds)
 
     # -- event --------------------------------------------------------------
-    def listed_with(self, story_id: str, filters: Filters) -> list[str]:
-        """The stories of the list page (under ``filters``) that holds ``story_id``; the first page if none does."""
-        f = filters.normalized()
-        with self.lock:
-            versions = self.dd.story_versions()
-            chosen = self._scan(versions, f)[0] if f.scans else versions
-        ids = [sid for sid, _ in chosen]
-        at = ids.index(story_id) if story_id in ids else 0
-        start = at - at % f.per_page
-        return ids[start : start + f.per_page]
-
-    def event(self, story_id: str, among: list[str]) -> EventView:
-        """The stories of ``story_id``'s event among ``among`` (and itself), each with what it adds.
+    def event(self, story_id: str) -> EventView:
+        """The stories of ``story_id``'s whole event (:meth:`~dedup.service.Deduper.event_of`), each with what
+        it adds; kept while none of them changes.
 
         What a story adds is the unique sentences of its most complete
         variant that no other story of the event carries, judged by the
@@ -887,14 +877,15 @@ class Dashboard:
         """
         now = dt.datetime.now(dt.timezone.utc)
         with self.lock:
-            if not self.dd.members(story_id):
+            event, ids = self.dd.event_of(story_id)
+            if not ids:
                 raise NotFound(story_id)
             known = dict(self.dd.story_versions())
-            page = [(sid, known.get(sid, -1)) for sid in dict.fromkeys(among)]
+            page = [(sid, known.get(sid, -1)) for sid in ids]
             key = (story_id, tuple(page))
             view = self._event_views.get(key)
             if view is None:
-                view = self._event_views[key] = self._event(story_id, page)
+                view = self._event_views[key] = self._event(story_id, event, ids)
                 while len(self._event_views) > self.EVENT_CACHE:
                     self._event_views.popitem(last=False)
             else:
@@ -902,14 +893,9 @@ class Dashboard:
         return replace(view, stories=[replace(st, span=relative_span(st.first_published, st.last_published, now))
                                       for st in view.stories])
 
-    def _event(self, story_id: str, page: list[tuple[str, int]]) -> EventView:
-        """:meth:`event` uncached; ``page`` holds the listed stories with their versions."""
+    def _event(self, story_id: str, event: str, ids: list[str]) -> EventView:
+        """:meth:`event` uncached: ``ids`` are the event's stories."""
         with self.lock:
-            candidates = list(dict.fromkeys([story_id, *(sid for sid, _ in page)]))
-            # the list page computed these same events when it showed them
-            events = self._page_events(page) if story_id in dict(page) else self.dd.events(candidates)
-            event = events.get(story_id, story_id)
-            ids = [sid for sid in candidates if events.get(sid) == event] or [story_id]
             stories = [st for st in (self.dd.story(sid) for sid in ids) if st is not None]
             best = {st.id: next((v.id for v in st.articles if v.most_complete), st.articles[0].id) for st in stories}
             entries = self.dd.articles(best.values())
@@ -926,7 +912,7 @@ class Dashboard:
         return EventView(event, story_id, [
             EventStory(st.id, story_url(st.id), st.headline, st.size, st.sources, "", adds.get(st.id, []),
                        st.first_published, st.last_published, [v.id for v in st.articles])
-            for st in stories], len(candidates))
+            for st in stories], len(ids))
 
     def story_of(self, article_id: str) -> str | None:
         """The story an article id belongs to, if it is stored."""
