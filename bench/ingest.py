@@ -3,8 +3,11 @@
 Both pipelines see the same articles in the same order and do the whole
 per-article job a newsroom needs at ingest: signature, candidate query,
 insert and story assignment (union-find for datasketch; ranking is lazy in
-both).  Each run happens in its own subprocess so peak memory (max RSS) is
-per pipeline.  Repeats are interleaved (datasketch, ours, ours --jobs 2,
+both).  ``ours`` runs the default settings, which also link each story into
+its event as articles arrive (``dedup.events``); ``ours-stories`` is the
+same with ``--no-events``, the one level datasketch's pipeline has.  Each
+run happens in its own subprocess so peak memory (max RSS) is per pipeline.
+Repeats are interleaved (datasketch, ours, ours-stories, ours --jobs 2,
 datasketch, ...) so a change of machine load hits all of them; figures are
 medians over ``--repeats`` runs, the ratio is ours / datasketch's articles
 per second, and the ratio of each repeat is printed too.
@@ -17,7 +20,7 @@ Corpora:
   local sentences and boilerplate added), scored against the generator's
   own story labels.
 
-Usage:  python bench/ingest.py [--n 100000] [--repeats 3] [--skip-synthetic]
+Usage:  python bench/ingest.py [--n 100000] [--repeats 3] [--skip-synthetic] [--skip-jobs] [--skip-stories]
 """
 
 from __future__ import annotations
@@ -115,11 +118,11 @@ def corpus(name: str, n: int) -> list[dict]:
     return load_labelled() if name == "labelled" else synthetic(n)
 
 
-def run_ours(rows: list[dict], jobs: int = 1) -> tuple[dict[str, str], float]:
+def run_ours(rows: list[dict], jobs: int = 1, events: bool = True) -> tuple[dict[str, str], float]:
     from dedup import Deduper, Settings
     from dedup.readers import article_from_json
 
-    dd = Deduper(Settings(jobs=jobs))
+    dd = Deduper(Settings(jobs=jobs, events=events))
     arts = [article_from_json(r, r["id"]) for r in rows]
     start = time.perf_counter()
     for outcome in dd.add_many(arts):
@@ -167,7 +170,7 @@ def child(pipeline: str, corpus_name: str, n: int) -> None:
     if pipeline == "datasketch":
         story_of, elapsed = run_datasketch(rows)
     else:
-        story_of, elapsed = run_ours(rows, jobs=2 if pipeline == "ours-2jobs" else 1)
+        story_of, elapsed = run_ours(rows, jobs=2 if pipeline == "ours-2jobs" else 1, events=pipeline != "ours-stories")
     labels = {r["id"]: r.get("cluster") for r in rows}
     q = evaluate(labels, story_of)
     peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
@@ -208,7 +211,8 @@ def main() -> None:
     ap.add_argument("--synthetic-repeats", type=int, default=1)
     ap.add_argument("--skip-synthetic", action="store_true")
     ap.add_argument("--skip-jobs", action="store_true", help="leave out the --jobs 2 variant")
-    ap.add_argument("--child", choices=["ours", "ours-2jobs", "datasketch"])
+    ap.add_argument("--skip-stories", action="store_true", help="leave out the stories-only variant (--no-events)")
+    ap.add_argument("--child", choices=["ours", "ours-stories", "ours-2jobs", "datasketch"])
     ap.add_argument("--corpus", default="labelled")
     args = ap.parse_args()
     if args.child:
@@ -218,7 +222,8 @@ def main() -> None:
     if not args.skip_synthetic:
         plan.append(("synthetic", args.n, args.synthetic_repeats))
     report = {}
-    pipelines = ["datasketch", "ours"] + ([] if args.skip_jobs else ["ours-2jobs"])
+    pipelines = (["datasketch", "ours"] + ([] if args.skip_stories else ["ours-stories"])
+                 + ([] if args.skip_jobs else ["ours-2jobs"]))
     for name, n, repeats in plan:
         results = measure(pipelines, name, n, repeats)
         theirs = results["datasketch"]
