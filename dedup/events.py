@@ -120,10 +120,13 @@ def opening_day(text: str) -> int | None:
     return None
 
 
-def event_day(entry: Entry) -> int | None:
-    """The day the event window uses: ``published``, else the date in the text's opening."""
-    if entry.signature.day is not None:
-        return entry.signature.day
+def event_day(entry: Entry, signature: Signature | None = None) -> int | None:
+    """The day the event window uses: ``published`` (the signature's day), else the date in the text's
+    opening.  ``signature`` stands in for the entry's own when the caller has it at hand: an entry read
+    back from a record stored without features signs its text again when its signature is first asked for."""
+    day = (entry.signature if signature is None else signature).day
+    if day is not None:
+        return day
     return opening_day(entry.title + "\n" + entry.text)
 
 
@@ -186,19 +189,17 @@ def group_events(entries: Sequence[Entry], story_of: Mapping[str, str], settings
 # -- incremental: stored keys and links ---------------------------------------------
 
 class _FeatureCache:
-    """The text features of recently seen articles, by (article id, signature source_crc), least recently
+    """The text features of recently seen articles, by (article id, title, text), least recently
     used first out: the holders of a key are decided against again and again as articles arrive."""
 
     def __init__(self, size: int) -> None:
         self.size = size
-        self._items: OrderedDict[tuple[str, int], TextFeatures] = OrderedDict()
+        self._items: OrderedDict[tuple[str, str, str], TextFeatures] = OrderedDict()
         self._lock = threading.Lock()
 
     def __call__(self, entry: Entry) -> TextFeatures:
-        crc = entry.signature.source_crc
-        if crc is None:  # no checksum to tell versions of one id apart
-            return text_features(normalize(entry.text, entry.title)[0])
-        key = (entry.id, crc)
+        # by the text itself, not the signature's checksum: reading that would sign a stored record again
+        key = (entry.id, entry.title, entry.text)
         with self._lock:
             found = self._items.get(key)
             if found is not None:
@@ -248,19 +249,26 @@ def decide(index: StoryIndex, pairs: Iterable[tuple[str, str]], settings: Settin
     if not pairs:
         return []
     ids = {a for p in pairs for a in p}
-    entries = {i: e for i, e in (known or {}).items() if i in ids}
-    entries.update(index.entries(ids - entries.keys()))
     story = index.story_of(ids)
+    entries = {i: e for i, e in (known or {}).items() if i in story}
+    sigs = {i: e.signature for i, e in entries.items()}
+    # through the index, which keeps the signatures it read lately and signs the others in one batch
+    sigs.update(index.signatures(story.keys() - sigs.keys()))
+    # the text is read for the undated (their day is in it) and, below, for the pairs left to decide
+    undated = {i for i, sig in sigs.items() if sig.day is None}
+    entries.update(index.entries(undated - entries.keys()))
+    for i in undated - entries.keys():  # deleted meanwhile
+        del sigs[i]
     days: dict[str, int | None] = {}
 
     def day(i: str) -> int | None:
         if i not in days:
-            days[i] = event_day(entries[i])
+            days[i] = sigs[i].day if sigs[i].day is not None else event_day(entries[i], sigs[i])
         return days[i]
 
     todo = []
     for a, b in pairs:
-        if a not in entries or b not in entries or a not in story or b not in story or story[a] == story[b]:
+        if a not in sigs or b not in sigs or story[a] == story[b]:
             continue
         if (day(a) is None) != (day(b) is None):  # one undated: no time evidence for an event
             continue
@@ -269,9 +277,11 @@ def decide(index: StoryIndex, pairs: Iterable[tuple[str, str]], settings: Settin
         todo.append((a, b))
     if not todo:
         return []
-    sigs: dict[str, Signature] = {i: dataclasses.replace(entries[i].signature, day=day(i))
-                                  for i in {x for p in todo for x in p}}
-    linked = event_links([sigs[a] for a, _ in todo], [sigs[b] for _, b in todo],
+    needed = {x for p in todo for x in p}
+    entries.update(index.entries(needed - entries.keys()))
+    todo = [(a, b) for a, b in todo if a in entries and b in entries]  # deleted meanwhile
+    dated = {i: dataclasses.replace(sigs[i], day=day(i)) for i in {x for p in todo for x in p}}
+    linked = event_links([dated[a] for a, _ in todo], [dated[b] for _, b in todo],
                          _Features([entries[a] for a, _ in todo]), _Features([entries[b] for _, b in todo]), settings)
     return [p for p, ok in zip(todo, linked) if ok]
 
