@@ -144,18 +144,41 @@ def _keys(entry: Entry, features: TextFeatures, settings: Settings) -> set[tuple
     return keys
 
 
+class _Components:
+    """Stories joined into events (union-find), each event named after its smallest story id."""
+
+    def __init__(self, stories: Iterable[str]) -> None:
+        self._parent = {s: s for s in stories}
+
+    def add(self, story: str) -> bool:
+        """Take in a story as an event of its own; False if it is here already."""
+        if story in self._parent:
+            return False
+        self._parent[story] = story
+        return True
+
+    def find(self, story: str) -> str:
+        parent = self._parent
+        while parent[story] != story:
+            parent[story] = parent[parent[story]]
+            story = parent[story]
+        return story
+
+    def join(self, a: str, b: str) -> None:
+        x, y = self.find(a), self.find(b)
+        if x != y:
+            self._parent[max(x, y)] = min(x, y)
+
+    def named(self) -> dict[str, str]:
+        """The event of every story taken in."""
+        return {s: self.find(s) for s in self._parent}
+
+
 def group_events(entries: Sequence[Entry], story_of: Mapping[str, str], settings: Settings) -> dict[str, str]:
     """The event of each story that ``entries`` belong to (``story_of`` maps article -> story)."""
     entries = [e for e in entries if e.id in story_of]
     stories = sorted({story_of[e.id] for e in entries})
-    parent = {s: s for s in stories}
-
-    def find(s: str) -> str:
-        while parent[s] != s:
-            parent[s] = parent[parent[s]]
-            s = parent[s]
-        return s
-
+    events = _Components(stories)
     features = [text_features(normalize(e.text, e.title)[0]) for e in entries]
     days = [event_day(e) for e in entries]
     by_key: dict[tuple[str, int | bytes], list[int]] = defaultdict(list)
@@ -180,10 +203,8 @@ def group_events(entries: Sequence[Entry], story_of: Mapping[str, str], settings
                          [features[i] for i, _ in ordered], [features[j] for _, j in ordered], settings)
     for (i, j), ok in zip(ordered, linked):
         if ok:
-            a, b = find(story_of[entries[i].id]), find(story_of[entries[j].id])
-            if a != b:
-                parent[max(a, b)] = min(a, b)
-    return {s: find(s) for s in stories}
+            events.join(story_of[entries[i].id], story_of[entries[j].id])
+    return events.named()
 
 
 # -- incremental: stored keys and links ---------------------------------------------
@@ -377,14 +398,7 @@ def event_components(index: StoryIndex, stories: Iterable[str], within: Iterable
     out."""
     allowed = None if within is None else set(within)
     start = list(dict.fromkeys(stories))
-    parent = {s: s for s in start}
-
-    def find(s: str) -> str:
-        while parent[s] != s:
-            parent[s] = parent[parent[s]]
-            s = parent[s]
-        return s
-
+    events = _Components(start)
     frontier = start
     while frontier:
         members = index.members_many(frontier)
@@ -397,14 +411,11 @@ def event_components(index: StoryIndex, stories: Iterable[str], within: Iterable
                 other = ends.get(b)
                 if other is None or (allowed is not None and other not in allowed):
                     continue
-                if other not in parent:
-                    parent[other] = other
+                if events.add(other):
                     found.append(other)
-                x, y = find(story_of[a]), find(other)
-                if x != y:
-                    parent[max(x, y)] = min(x, y)
+                events.join(story_of[a], other)
         frontier = found
-    return {s: find(s) for s in parent}
+    return events.named()
 
 
 def event_of(index: StoryIndex, story: str) -> tuple[str, list[str]]:
