@@ -16,6 +16,9 @@ from pathlib import Path
 import pytest
 from hypothesis import HealthCheck, settings
 
+from dedup.index import MemoryIndex, open_index
+from dedup.settings import Settings
+
 # Property tests check results, not speed: on a loaded machine a wall-clock deadline only makes them flaky.
 settings.register_profile("dedup", deadline=None, suppress_health_check=[HealthCheck.too_slow])
 settings.load_profile("dedup")
@@ -86,6 +89,24 @@ def redis_url(redis_server):
     client.flushall()
     client.close()
     return redis_server.url
+
+
+# "spread" is the Redis index with each band's buckets in a slot of its own (the Redis Cluster layout),
+# here on one server; tests/test_index_spread.py runs it on a real cluster
+INDEX_KINDS = ["memory", "redis", "spread"]
+
+
+@pytest.fixture(params=INDEX_KINDS)
+def index(request):
+    """Each index implementation with the default settings, in turn: what the storage contract tests run on
+    (the Redis ones against the session's throwaway server, flushed)."""
+    if request.param == "memory":
+        idx = MemoryIndex(Settings())
+    else:
+        url = request.getfixturevalue("redis_url")
+        idx = open_index(Settings(redis_layout="slot" if request.param == "redis" else "spread"), url, namespace="t")
+    yield idx
+    idx.close()
 
 
 @pytest.fixture(scope="session")

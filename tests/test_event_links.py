@@ -1,7 +1,7 @@
 """The storage contract of event evidence: every index keeps event keys and links the same way.
 
 The index stores and fetches; which pairs are links is the core's decision (dedup.events).  The
-``index`` fixture is parametrized over the implementations as in tests/test_index.py.
+``index`` fixture (tests/conftest.py) is parametrized over the implementations.
 """
 
 import dataclasses
@@ -11,7 +11,6 @@ import pytest
 
 from dedup import Deduper
 from dedup.events import group_events
-from dedup.index import MemoryIndex, open_index
 from dedup.readers import read_paths
 from dedup.records import Entry, Signature
 from dedup.settings import Settings
@@ -20,19 +19,6 @@ from dedup.signature import quantized_weights
 from .conftest import SEEDS
 
 SETTINGS = Settings()
-IMPLEMENTATIONS = ["memory", "redis", "spread"]
-
-
-@pytest.fixture(params=IMPLEMENTATIONS)
-def index(request):
-    if request.param == "memory":
-        idx = MemoryIndex(SETTINGS)
-    else:
-        url = request.getfixturevalue("redis_url")
-        settings = dataclasses.replace(SETTINGS, redis_layout="slot" if request.param == "redis" else "spread")
-        idx = open_index(settings, url, namespace="t")
-    yield idx
-    idx.close()
 
 
 def entry(aid: str, minhash_fill: int = 5) -> Entry:

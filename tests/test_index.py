@@ -1,35 +1,16 @@
 """The storage contract: every index implementation passes the same tests.
 
-The ``index`` fixture is parametrized over the implementations; the Redis one
-runs against the session's throwaway redis-server.
+The ``index`` fixture (tests/conftest.py) is parametrized over the implementations; the Redis ones
+run against the session's throwaway redis-server.
 """
 
-import dataclasses
-
 import numpy as np
-import pytest
 
-from dedup.index import MemoryIndex, open_index
 from dedup.records import Entry, Signature
 from dedup.settings import Settings
 from dedup.signature import quantized_weights
 
 SETTINGS = Settings()
-# "spread" is the Redis index with each band's buckets in a slot of its own (the Redis Cluster layout),
-# here on one server; tests/test_index_spread.py runs it on a real cluster
-IMPLEMENTATIONS = ["memory", "redis", "spread"]
-
-
-@pytest.fixture(params=IMPLEMENTATIONS)
-def index(request):
-    if request.param == "memory":
-        idx = MemoryIndex(SETTINGS)
-    else:
-        url = request.getfixturevalue("redis_url")
-        settings = dataclasses.replace(SETTINGS, redis_layout="slot" if request.param == "redis" else "spread")
-        idx = open_index(settings, url, namespace="t")
-    yield idx
-    idx.close()
 
 
 def entry(aid: str, minhash_fill: int, day=None, terms=(1, 2, 3)) -> Entry:
