@@ -323,7 +323,7 @@ def _between_commit_and_buckets(idx: SpreadIndex) -> bool:
 def test_a_client_killed_between_commit_and_buckets_leaves_nothing_a_sweep_cannot_mend(redis_url, tmp_path):
     """Freeze a CLI process (SIGSTOP) at random moments until it is caught between committing an
     article and writing all of its buckets, SIGKILL it there, sweep, check the invariant; until it has
-    been caught twice (at most eight runs: on a slow VM a run may finish before it is caught), each run
+    been caught twice (at most 24 runs: on a slow VM a run may finish before it is caught), each run
     going on from where the last stopped.  Then ingest the whole file again: the one-process partition."""
     lines = data_file("meter-dev.jsonl").read_text(encoding="utf-8").splitlines()[:400]
     path = tmp_path / "in.jsonl"
@@ -333,7 +333,7 @@ def test_a_client_killed_between_commit_and_buckets_leaves_nothing_a_sweep_canno
     # between commit and buckets a smaller share of the run to be caught in
     stories_only = "--no-events"
     with SpreadIndex(SETTINGS, url=redis_url, namespace="kill") as idx:
-        while caught < 2 and runs < 8:
+        while caught < 2 and runs < 24:
             runs += 1
             proc = _run_cli(redis_url, "kill", path, stories_only)
             for _ in range(2000):
