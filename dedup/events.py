@@ -65,7 +65,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from .clustering import within_window
-from .evidence import TextFeatures, event_links, text_features
+from .evidence import TextFeatures, event_links, named_terms, text_features
 from .records import Entry, Signature
 from .settings import Settings
 from .signature import band_hashes
@@ -130,17 +130,21 @@ def event_day(entry: Entry, signature: Signature | None = None) -> int | None:
     return opening_day(entry.title + "\n" + entry.text)
 
 
-def _keys(entry: Entry, features: TextFeatures, settings: Settings) -> set[tuple[str, int | bytes]]:
-    """What proposes event candidates: LSH bands, the heaviest words, the rarest names."""
+def key_names(clean: str) -> tuple[int, ...]:
+    """The term ids of the :data:`KEY_NAMES` rarest names of a normalized text
+    (:func:`~dedup.evidence.named_terms`), rarest first."""
+    names = named_terms(clean)
+    return tuple(sorted(names, key=lambda w: (-names[w], w))[:KEY_NAMES])
+
+
+def _keys(entry: Entry, names: Iterable[int], settings: Settings) -> set[tuple[str, int | bytes]]:
+    """What proposes event candidates: LSH bands, the heaviest words, the rarest names (:func:`key_names`)."""
     keys: set[tuple[str, int | bytes]] = {("band", b) for b in band_hashes(entry.signature.minhash, settings.bands,
                                                                             settings.rows)}
     sig = entry.signature
     for k in np.argsort(-sig.term_weights.astype(np.float64), kind="stable")[:KEY_TERMS]:
         keys.add(("word", int(sig.term_ids[k])))
-    if features.names.any():
-        names = {int(w): float(x) for w, x, n in zip(features.words, features.weights, features.names) if n}
-        for w in sorted(names, key=lambda w: (-names[w], w))[:KEY_NAMES]:
-            keys.add(("word", w))
+    keys.update(("word", w) for w in names)
     return keys
 
 
@@ -179,11 +183,12 @@ def group_events(entries: Sequence[Entry], story_of: Mapping[str, str], settings
     entries = [e for e in entries if e.id in story_of]
     stories = sorted({story_of[e.id] for e in entries})
     events = _Components(stories)
-    features = [text_features(normalize(e.text, e.title)[0]) for e in entries]
+    cleans = [normalize(e.text, e.title)[0] for e in entries]
+    features = [text_features(c) for c in cleans]
     days = [event_day(e) for e in entries]
     by_key: dict[tuple[str, int | bytes], list[int]] = defaultdict(list)
-    for i, (e, f) in enumerate(zip(entries, features)):
-        for key in _keys(e, f, settings):
+    for i, (e, c) in enumerate(zip(entries, cleans)):
+        for key in _keys(e, key_names(c), settings):
             by_key[key].append(i)
     pairs: set[tuple[int, int]] = set()
     for key, members in by_key.items():
@@ -247,9 +252,10 @@ def encode_key(key: tuple[str, int | bytes]) -> bytes:
     return WORD_KEY + value.to_bytes(4, "big")
 
 
-def event_keys(entry: Entry, features: TextFeatures, settings: Settings) -> list[bytes]:
+def event_keys(entry: Entry, settings: Settings) -> list[bytes]:
     """The stored keys that propose an article's event candidates (see "Candidates" above), sorted."""
-    return sorted(encode_key(k) for k in _keys(entry, features, settings))
+    names = entry.key_names if entry.key_names is not None else key_names(normalize(entry.text, entry.title)[0])
+    return sorted(encode_key(k) for k in _keys(entry, names, settings))
 
 
 def proposes(key: bytes, holders: int) -> bool:
@@ -327,7 +333,7 @@ def link_arrivals(index: StoryIndex, entries: Sequence[Entry], settings: Setting
     known = {e.id: e for e in entries}  # a later version of an id in the batch is the stored one
     if not known:
         return []
-    keys = {i: event_keys(e, features_of(e), settings) for i, e in known.items()}
+    keys = {i: event_keys(e, settings) for i, e in known.items()}
     index.add_event_keys(keys)  # before reading the holders: a concurrent writer then sees these
     holders = index.key_holders({k for ks in keys.values() for k in ks})
     pairs: set[tuple[str, str]] = set()
@@ -453,5 +459,6 @@ def arrival_events(index: StoryIndex, ids: Sequence[str], links: Sequence[tuple[
 
 
 __all__ = ["group_events", "event_day", "opening_day", "event_keys", "encode_key", "proposes", "decide",
-           "link_arrivals", "relink_after_delete", "relink_parts", "live_links", "event_components", "event_of",
-           "arrival_events", "features_of", "KEY_TERMS", "KEY_NAMES", "MAX_KEY_ARTICLES", "FEATURE_CACHE"]
+           "key_names", "link_arrivals", "relink_after_delete", "relink_parts", "live_links", "event_components",
+           "event_of", "arrival_events", "features_of", "KEY_TERMS", "KEY_NAMES", "MAX_KEY_ARTICLES",
+           "FEATURE_CACHE"]

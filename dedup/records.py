@@ -122,6 +122,10 @@ class Entry:
     url: str
     signature: Signature
     sentence_hashes: list[int]
+    # the term ids of the rarest names the text writes (dedup.events.key_names), which propose its event's
+    # candidates.  Preparing an article sets them from the normalized text at hand; None (read back from an
+    # index, made by hand): computed from the text when needed.
+    key_names: tuple[int, ...] | None = field(default=None, repr=False, compare=False)
 
 
 @dataclass

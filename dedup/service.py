@@ -17,7 +17,7 @@ from typing import Iterable, Iterator, TypeVar
 
 import numpy as np
 
-from .events import arrival_events, event_components, event_of, group_events, link_arrivals
+from .events import arrival_events, event_components, event_of, group_events, key_names, link_arrivals
 from .index import MemoryIndex, StoryIndex, open_index
 from .novelty import align_with, rank_story
 from .records import Article, Assignment, BadInput, Entry, Signature, Story
@@ -88,7 +88,7 @@ _RAGGED = ("term_ids", "term_weights", "term_levels", "shingles", "words")
 def _pack(results: list[Entry | BadInput]) -> _Packed:
     sigs = [r.signature for r in results if isinstance(r, Entry)]
     meta = [r if isinstance(r, BadInput) else (r.signature.day, r.published, r.sentence_hashes,
-                                               r.signature.source_crc, r.signature.lead)
+                                               r.signature.source_crc, r.signature.lead, r.key_names)
             for r in results]
     if not sigs:
         return meta, np.empty(0, dtype=np.uint32), {}, np.empty((0, len(_RAGGED)), dtype=np.int64)
@@ -107,11 +107,11 @@ def _unpack(packed: _Packed, items: list[Article | BadInput]) -> list[Entry | Ba
             out.append(m)
             continue
         assert isinstance(item, Article)
-        day, published, sentence_hashes, crc, lead = m
+        day, published, sentence_hashes, crc, lead, names = m
         parts = {name: ragged[name][starts[j][k] : starts[j + 1][k]] for k, name in enumerate(_RAGGED)}
         sig = Signature(minhash=minhash[j], day=day, source_crc=crc, lead=lead, **parts)
         out.append(Entry(id=str(item.id), title=item.title, text=item.text, source=item.source, published=published,
-                         url=item.url, signature=sig, sentence_hashes=sentence_hashes))
+                         url=item.url, signature=sig, sentence_hashes=sentence_hashes, key_names=names))
         j += 1
     return out
 
@@ -192,6 +192,7 @@ class Deduper:
                 url=article.url,
                 signature=signature,
                 sentence_hashes=line_hashes(clean),
+                key_names=key_names(clean) if self.settings.events else None,
             )
         return out
 

@@ -6,7 +6,7 @@ import numpy as np
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from dedup.evidence import links, pair_evidence, text_features
+from dedup.evidence import links, named_terms, pair_evidence, text_features
 from dedup.readers import read_paths
 from dedup.settings import Settings
 from dedup.signature import pair_reuses, sign, sign_many
@@ -62,6 +62,28 @@ def test_names_are_words_capitalized_mid_sentence_or_holding_figures():
     clean_words = ["rescuers", "reached", "marrowby", "3am", "floods", "hit", "marrowby", "valley", "towns"]
     assert f.names.tolist() == [False, False, True, True, False, False, False, False, False]
     assert len(clean_words) == len(f.words)
+
+
+def names_of(f) -> dict[int, float]:
+    return {int(w): float(x) for w, x, named in zip(f.words, f.weights, f.names) if named}
+
+
+def test_named_terms_are_the_names_text_features_marks():
+    clean = normalize("Rescuers reached Marrowby at 3am.\nFLOODS HIT MARROWBY VALLEY TOWNS")[0]
+    assert named_terms(clean) == names_of(text_features(clean)) != {}
+
+
+# Words shaped to reach every branch of the names rule: opening marks, capitals (ASCII and not),
+# figures inside lower-case words, marks alone, stop words and title-case runs.
+_word_shapes = st.sampled_from(["Marrowby", "marrowby", "MARROWBY", "\"Tessel", "'(Ardle", "mid-2020", "3am", "(",
+                                "\u201cQuote", "\u00c9cole", "\u00e9cole", "The", "the", "of", "U.S.", "No.", "10",
+                                "\u2014Penhold", "iPhone", "x7", "Quarry", "Lane,", "said.", "\"Yes,\"", "A"])
+
+
+@given(st.lists(st.lists(_word_shapes, min_size=1, max_size=12).map(" ".join), min_size=1, max_size=6))
+def test_named_terms_equal_text_features_names_on_any_text(lines):
+    clean = normalize("\n".join(lines))[0]
+    assert named_terms(clean) == names_of(text_features(clean))
 
 
 def test_a_template_tail_is_not_text_reuse_nor_an_event():

@@ -46,8 +46,9 @@ def test_stories_are_listed_most_recent_first_with_rankings():
 
 
 def test_jobs_in_worker_processes_give_the_same_outcomes_as_one_process(seed_paths):
-    """Normalizing and signing in a process pool changes nothing: same assignments, errors in place, same records
-    and every part of each signature (the outlet-template test reads the words and the headline length)."""
+    """Normalizing and signing in a process pool changes nothing: same assignments, errors in place, same records,
+    every part of each signature (the outlet-template test reads the words and the headline length), the same
+    names (they propose event candidates) and the same events."""
     import itertools
 
     import numpy as np
@@ -68,10 +69,13 @@ def test_jobs_in_worker_processes_give_the_same_outcomes_as_one_process(seed_pat
     ids = [a.id for a in items if isinstance(a, Article) and a.id != "wordless"]
     for a, b in zip(one.index.entries(ids).values(), two.index.entries(ids).values()):
         assert (a.id, a.title, a.text, a.published, a.sentence_hashes) == (b.id, b.title, b.text, b.published, b.sentence_hashes)
+        assert a.key_names == b.key_names and a.key_names is not None
         for part in ("minhash", "term_ids", "term_weights", "term_levels", "shingles", "words"):
             assert np.array_equal(getattr(a.signature, part), getattr(b.signature, part)), part
         assert (a.signature.day, a.signature.lead, a.signature.source_crc) == (b.signature.day, b.signature.lead,
                                                                                b.signature.source_crc)
+    stories = set(one.stories_of(ids).values())
+    assert {s: one.event_of(s) for s in stories} == {s: two.event_of(s) for s in stories}
 
 
 def test_a_setting_of_the_shared_index_is_refused_in_process():
