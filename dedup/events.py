@@ -40,16 +40,17 @@ articles, whatever their order:
   word whose *current* holder count is at most :data:`MAX_KEY_ARTICLES`
   (checked when links are read): a word that became a beat's vocabulary
   stops proposing, as in the batch view;
-* a delete that brings a word back to :data:`MAX_KEY_ARTICLES` holders
-  decides every pair of its holders again (:func:`relink_after_delete`):
+* deletes that bring a word back to :data:`MAX_KEY_ARTICLES` holders or
+  fewer decide every pair of its holders again (:func:`relink_after_delete`):
   they were not proposed while the word had more;
 * a re-split that puts articles of one story into different stories decides
   every pair of them that shares a proposing key (:func:`relink_parts`):
   pairs in one story are never decided.
 
 Deciding a pair again is harmless: a verdict depends on the two articles only.
-Deletes an index makes by itself (retention on the shared index) do not run
-:func:`relink_after_delete`.
+Retention on the shared index runs :func:`relink_after_delete` once per pass,
+after its deletes; a process stopped between the two leaves those pairs
+undecided (unlike the re-splits it owes, which are recorded and finished later).
 """
 
 from __future__ import annotations
@@ -347,12 +348,18 @@ def link_arrivals(index: StoryIndex, entries: Sequence[Entry], settings: Setting
     return links
 
 
-def relink_after_delete(index: StoryIndex, keys: Sequence[bytes], settings: Settings) -> list[tuple[str, str]]:
-    """After an article holding ``keys`` was deleted: every word it held that is back at
-    :data:`MAX_KEY_ARTICLES` holders proposes again, so all pairs of its holders are decided (those already
-    linked too: the verdict is the same).  Returns the links stored."""
-    words = [k for k in keys if not k.startswith(BAND_KEY)]
-    pairs = {_pair(a, b) for held in index.key_holders(words).values() if len(held) == MAX_KEY_ARTICLES
+def relink_after_delete(index: StoryIndex, deleted: Iterable[Sequence[bytes]], settings: Settings
+                        ) -> list[tuple[str, str]]:
+    """After articles were deleted, given the keys each held: every word they held that is now back at
+    :data:`MAX_KEY_ARTICLES` holders or fewer, having had more before, proposes again, so all pairs of its
+    holders are decided (those already linked too: the verdict is the same).  Returns the links stored."""
+    gone: dict[bytes, int] = defaultdict(int)
+    for keys in deleted:
+        for k in set(keys):
+            if not k.startswith(BAND_KEY):
+                gone[k] += 1
+    pairs = {_pair(a, b) for k, held in index.key_holders(list(gone)).items()
+             if len(held) <= MAX_KEY_ARTICLES < len(held) + gone[k]
              for n, a in enumerate(held) for b in held[n + 1:]}
     links = decide(index, pairs, settings)
     index.add_event_links(links)

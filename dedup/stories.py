@@ -120,7 +120,7 @@ def remove(index: StoryIndex, article_id: str, settings: Settings) -> tuple[Entr
         return entry, []
     parts = resplit(index, story, settings) if story is not None else []
     if keys:  # a word the article held may propose pairs again (dedup.events)
-        relink_after_delete(index, keys, settings)
+        relink_after_delete(index, [keys], settings)
     return entry, parts
 
 

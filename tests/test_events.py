@@ -200,7 +200,27 @@ def test_a_word_back_at_the_cap_decides_the_pairs_of_its_holders():
     dd.index.add_event_keys({i: [word] for i in ("f0", "f1", "f2", "t-a", "t-c")})
     with mock.patch("dedup.events.MAX_KEY_ARTICLES", 3):
         dd.index.delete("f0")
-        assert relink_after_delete(dd.index, [word], dd.settings) == []  # four holders: over the cap
+        assert relink_after_delete(dd.index, [[word]], dd.settings) == []  # four holders: over the cap
         dd.index.delete("f1")
-        assert relink_after_delete(dd.index, [word], dd.settings) == [("t-a", "t-c")]  # the far-off report is not
+        assert relink_after_delete(dd.index, [[word]], dd.settings) == [("t-a", "t-c")]  # the far-off report is not
     assert dd.index.event_links(["t-a", "t-c", "f2"]) == {"t-a": ["t-c"], "t-c": ["t-a"]}
+
+
+def test_retention_decides_the_pairs_of_a_word_its_deletes_bring_back_under_the_cap(redis_url):
+    """Retention on the shared index deletes a pass's articles in batches: a word that held more than
+    MAX_KEY_ARTICLES articles before the pass and no more after it proposes its holders' pairs again."""
+    a, _, c = bridged(random.Random(1), "t")
+    old = dt.datetime(2024, 1, 1, tzinfo=dt.timezone.utc)  # two months before a and c
+    fillers = [Article(id=f"f{n}", text=f"The {WORDS[20 + n]} {WORDS[24 + n]} report.", published=old)
+               for n in range(2)]
+    word = encode_key(("word", 7))
+    writer = Deduper(Settings(events=False), url=redis_url, namespace="retention-relink")  # keys by hand below
+    list(writer.add_many(fillers + [a, c]))
+    writer.index.add_event_keys({i: [word] for i in ("f0", "f1", "t-a", "t-c")})
+    keeper = Deduper(Settings(retain_days=30), url=redis_url, namespace="retention-relink")
+    try:
+        with mock.patch("dedup.events.MAX_KEY_ARTICLES", 3):
+            assert sorted(keeper.index.expire()) == ["f0", "f1"]  # four holders before, two after
+        assert keeper.index.event_links(["t-a", "t-c"]) == {"t-a": ["t-c"], "t-c": ["t-a"]}
+    finally:
+        keeper.index.drop()

@@ -40,6 +40,7 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from ...clustering import Overlay, Seen, decide_one, first_stop, plan_run
+from ...events import relink_after_delete
 from ...records import Assignment, DedupError, Entry, IndexMismatch, Signature
 from ...settings import Settings
 from ...stories import finish_splits
@@ -570,6 +571,8 @@ class RedisIndex(RedisStories, RedisEvents, StoryIndex):
         together is re-split once (:func:`dedup.stories.finish_splits`), not
         once per article it lost: a day's worth of deletes then holds the
         first ingest of the next day up for milliseconds, not seconds.
+        With events, the words the expired articles held that are back under
+        the cap then propose their holders' pairs (:func:`dedup.events.relink_after_delete`).
         Undated articles are never expired.
         """
         retain = self.settings.retain_days
@@ -580,12 +583,15 @@ class RedisIndex(RedisStories, RedisEvents, StoryIndex):
         if not counts or min(counts) >= max(counts) - retain:
             return []
         found = self.older_than(max(counts) - retain, counts)
+        held = list(self.event_keys(found.ids).values()) if self.settings.events else []
         # every old article first, then one re-split per story they leave (the parts are the same as deleting
         # and re-splitting one article at a time: what was apart stays apart), not one per deleted article: a
         # story whose articles all expire is not split at all.  A stop in between leaves the re-splits owed
         # (pending_splits), for the next pass or the next process to open the index.
         self.delete_many(found.ids)
         finish_splits(self, self.settings)
+        if held:  # a word the expired articles held may propose pairs again (dedup.events)
+            relink_after_delete(self, held, self.settings)
         if found.floor is not None:  # only now: a pass that stopped half-way leaves the floor where it was
             self._r.eval(RAISE_FLOOR, 1, self._meta_key, self._epoch, found.floor)
         return found.ids
