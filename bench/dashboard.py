@@ -11,6 +11,7 @@ load time is printed.
     PYTHONPATH=. python bench/dashboard.py --redis                        # 100k articles / 10k stories
     PYTHONPATH=. python bench/dashboard.py --stories 2000                 # in-process index
     PYTHONPATH=. python bench/dashboard.py --redis --stories 2000 --per-story 10
+    PYTHONPATH=. python bench/dashboard.py --redis --event-size 4         # stories in events of 4
 
 ``--redis`` starts its own throwaway redis-server on a free port in a temp dir (never 6379) and stops it
 at the end.
@@ -42,12 +43,17 @@ START = dt.datetime(2024, 1, 1, 6, 0, tzinfo=dt.timezone.utc)
 SOURCES = ["Reuters", "AP", "AFP", "PA"] + [f"src{i}" for i in range(33)]
 
 
-def story_articles(stories: int, per_story: int, seed: int = 7) -> Iterator[Article]:
-    """``stories`` unrelated stories of ``per_story`` variants each (about; sizes vary 1..2x-1).
+def story_articles(stories: int, per_story: int, event_size: int = 1, seed: int = 7) -> Iterator[Article]:
+    """``stories`` stories of ``per_story`` variants each (about; sizes vary 1..2x-1), in events of
+    ``event_size`` consecutive stories.
 
     A variant is the story's base text with one sentence of its own added,
-    so variants cluster together and stories never do.  Stories are spread
-    over 120 days, a few per hour, so publication windows matter as in a feed.
+    so variants cluster together and stories never do.  The stories of one
+    event write half of each sentence with the event's own 30 words, in an
+    order of their own: close word vectors and shared names (every made-up
+    word holds figures), no shared text, as independent reports of one event.
+    Stories are spread over 120 days, a few per hour, so publication windows
+    matter as in a feed.
     """
     rng = random.Random(seed)
 
@@ -56,8 +62,14 @@ def story_articles(stories: int, per_story: int, seed: int = 7) -> Iterator[Arti
         # so LSH finds a story's own variants and not hundreds of random candidates
         return " ".join(f"q{rng.randrange(1_000_000)}" for _ in range(k))
 
+    event: list[str] = []
     for i in range(stories):
-        base = [words(12) for _ in range(7)]
+        if i % event_size == 0:
+            event = words(30).split()
+        if event_size > 1:
+            base = [" ".join(rng.sample(event, 6)) + " " + words(6) for _ in range(7)]
+        else:
+            base = [words(12) for _ in range(7)]
         when = START + dt.timedelta(minutes=17 * i)
         size = rng.randint(1, 2 * per_story - 1)
         for j in range(size):
@@ -167,6 +179,7 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--stories", type=int, default=None, help="default 2000 in process, 10000 with --redis")
     ap.add_argument("--per-story", type=int, default=10, help="mean variants per story")
+    ap.add_argument("--event-size", type=int, default=1, help="stories per event (1: every story its own event)")
     ap.add_argument("--runs", type=int, default=200, help="requests per case after the first")
     ap.add_argument("--redis", action="store_true", help="load into a throwaway redis-server and read from it")
     args = ap.parse_args()
@@ -176,13 +189,17 @@ def main() -> None:
     try:
         dd = Deduper(url=url) if url else Deduper()
         t = time.perf_counter()
-        n = load(dd, story_articles(stories, args.per_story), t)
+        n = load(dd, story_articles(stories, args.per_story, args.event_size), t)
         print(f"loaded {n:,} articles (each signed, bulk ingest) into {len(dd.story_versions()):,} stories "
               f"in {time.perf_counter() - t:.0f}s ({url or 'in process'})", flush=True)
         sizes = dd.story_sizes()
         biggest = max(sizes, key=lambda sid: (sizes[sid], sid))
         print(f"story sizes: median {statistics.median(sizes.values()):.0f}, max {sizes[biggest]}; "
               f"the repeated story and event pages show {biggest}", flush=True)
+        if args.event_size > 1:
+            events = dd.events()
+            print(f"events: {len(set(events.values())):,} of {len(events):,} stories; "
+                  f"{biggest}'s event holds {len(dd.event_of(biggest)[1])} stories", flush=True)
         measure(dd, args.runs, biggest, "q4242")
         dd.close()
     finally:
