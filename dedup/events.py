@@ -337,15 +337,44 @@ def link_arrivals(index: StoryIndex, entries: Sequence[Entry], settings: Setting
     keys = {i: event_keys(e, settings) for i, e in known.items()}
     index.add_event_keys(keys)  # before reading the holders: a concurrent writer then sees these
     holders = index.key_holders({k for ks in keys.values() for k in ks})
-    pairs: set[tuple[str, str]] = set()
+    proposed: dict[str, set[str]] = {}
     for i, ks in keys.items():
+        found: set[str] = set()
         for k in ks:
-            held = holders.get(k, [])
-            if proposes(k, len(held)):
-                pairs.update(_pair(i, o) for o in held if o != i)
-    links = decide(index, pairs, settings, known)
+            held = holders.get(k)
+            if held and proposes(k, len(held)):
+                found.update(held)
+        found.discard(i)
+        proposed[i] = found
+    links = decide(index, _may_link(index, known, proposed, settings), settings, known)
     index.add_event_links(links)
     return links
+
+
+def _may_link(index: StoryIndex, known: Mapping[str, Entry], proposed: Mapping[str, set[str]],
+              settings: Settings) -> list[tuple[str, str]]:
+    """The proposed pairs :func:`decide` may link: of two stories and, both dated, within the window (an
+    undated article's day is in its text, which :func:`decide` reads).  Tested as arrays, one lookup per
+    pair: a word proposes its holders over all time, so most pairs it proposes are far apart."""
+    others = set().union(*proposed.values())
+    story = index.story_of(others | known.keys())
+    days = {i: e.signature.day for i, e in known.items()}
+    days.update((i, sig.day) for i, sig in index.signatures(others - days.keys()).items())
+    ids = [i for i in story if i in days]
+    at = {i: n for n, i in enumerate(ids)}
+    codes: dict[str, int] = {}
+    story_code = np.array([codes.setdefault(story[i], len(codes)) for i in ids], dtype=np.int64)
+    day = np.array([np.nan if days[i] is None else days[i] for i in ids], dtype=np.float64)
+    out = []
+    for i, found in proposed.items():
+        me = at.get(i)
+        if me is None or not found:
+            continue
+        them = np.array([at[o] for o in found if o in at], dtype=np.int64)
+        far = np.abs(day[them] - day[me]) > settings.window_days  # False when either is undated (NaN)
+        for o in them[(story_code[them] != story_code[me]) & ~far].tolist():
+            out.append(_pair(i, ids[o]))
+    return out
 
 
 def relink_after_delete(index: StoryIndex, deleted: Iterable[Sequence[bytes]], settings: Settings
