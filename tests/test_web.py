@@ -148,6 +148,19 @@ def test_search_sees_replaced_text(client, dd):
     assert found["stories"][0]["headline"] == "Replaced"
 
 
+def test_the_servers_warm_up_reads_every_story_then_freezes_the_heap(dd):
+    """`dedup serve` warms up in the background, then takes what it holds out of the cyclic collector's walks."""
+    import gc
+
+    from dedup.web.serve import warm_up
+
+    app = create_app(dd)
+    try:
+        assert warm_up(app.state.dashboard) == 4 and gc.get_freeze_count() > 0
+    finally:
+        gc.unfreeze()
+
+
 def test_warm_dashboard_searches_without_reading_articles(dd, monkeypatch):
     """After warm-up (run by `dedup serve` in the background) search and filters read no article texts."""
     app = create_app(dd)
